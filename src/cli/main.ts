@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+/** The `dispyts` command: `node`, `demo` (and later `scheduler`) subcommands. */
+import { DispyError } from '../errors.js';
+import { nodeCommand } from './node-command.js';
+import { demoCommand } from './demo-command.js';
+
+const HELP = `Usage: dispyts <command> [options]
+
+Commands:
+  node        run a compute node daemon on this machine
+  demo        start two local nodes (127.0.0.2, 127.0.0.3) and run a cluster on them
+
+Run "dispyts <command> --help" for a command's options.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'node':
+      return nodeCommand(rest);
+    case 'demo':
+      return demoCommand(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP);
+      return cmd === undefined ? 1 : 0;
+    default:
+      process.stderr.write(`dispyts: unknown command \`${cmd}\`\n\n${HELP}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof DispyError) process.stderr.write(`dispyts: ${err.code}: ${err.message}\n`);
+    else if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) process.stderr.write(`dispyts: ${err.message}\n`);
+    else process.stderr.write(`dispyts: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 2;
+  },
+);

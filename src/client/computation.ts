@@ -1,0 +1,54 @@
+/**
+ * Turns the user's function and its `depends` into the text shipped to nodes. Nothing is
+ * evaluated here; the runner rebuilds the code on the node.
+ */
+import { DispyError } from '../errors.js';
+import type { Computation, Depend } from '../protocol/messages.js';
+
+/** Source text of a function, made into an expression (method shorthand gets `function`). */
+export function functionSource(fn: Function, what: string): string {
+  const src = Function.prototype.toString.call(fn).trim();
+  if (/\{\s*\[native code\]\s*\}$/.test(src)) {
+    throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name || 'anonymous'}\` is native or bound; ship a plain function`);
+  }
+  if (/^(async\s+)?function\b/.test(src) || /^class\b/.test(src)) return src;
+  if (/^(async\s*)?(\([^)]*\)|[\p{L}_$][\p{L}\p{N}_$]*)\s*=>/u.test(src)) return src;
+  if (/^async\s*\*/.test(src)) return src.replace(/^async\s*\*/, 'async function*');
+  if (/^async\s/.test(src)) return src.replace(/^async\s+/, 'async function ');
+  if (/^\*/.test(src)) return `function${src}`;
+  if (/^(get|set)\s/.test(src)) throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name}\` is an accessor; ship a plain function`);
+  return `function ${src}`;
+}
+
+function isClass(fn: Function): boolean {
+  return /^class\b/.test(Function.prototype.toString.call(fn).trim());
+}
+
+export interface BuiltComputation {
+  wire: Computation;
+  /** Classes listed in depends, for the payload codec. */
+  classes: [string, abstract new (...args: never[]) => object][];
+}
+
+export function buildFunctionComputation(fn: Function, depends: unknown[]): BuiltComputation {
+  const source = functionSource(fn, 'computation');
+  const deps: Depend[] = [];
+  const classes: BuiltComputation['classes'] = [];
+  const seen = new Set<string>();
+  for (const [i, d] of depends.entries()) {
+    if (typeof d !== 'function') {
+      throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function or class, got ${typeof d === 'string' ? `the path \`${d}\` (file dependencies are not supported yet)` : typeof d}`);
+    }
+    const name = d.name;
+    if (!name || !/^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(name)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: functions and classes in depends need a name`);
+    if (seen.has(name)) continue;
+    seen.add(name);
+    if (isClass(d)) {
+      deps.push({ kind: 'class', name, source: Function.prototype.toString.call(d) });
+      classes.push([name, d as abstract new (...args: never[]) => object]);
+    } else {
+      deps.push({ kind: 'function', name, source: functionSource(d, `depends[${i}]`) });
+    }
+  }
+  return { wire: { kind: 'function', name: fn.name || 'compute', source, depends: deps }, classes };
+}

@@ -1,0 +1,6 @@
+/** The client library: clusters, jobs, nodes and node specs. */
+export { JobCluster, formatBytes, type JobClusterOptions, type ClusterStatusEvent, type ClusterStatus } from './job-cluster.js';
+export { DispyJob, DispyJobError } from './dispy-job.js';
+export { DispyNode } from './dispy-node.js';
+export { NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
+export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';

@@ -1,0 +1,678 @@
+/**
+ * JobCluster: one program owns a set of nodes and farms calls of a computation out to their
+ * CPUs. Jobs queue here, go to the node with the lowest load, and come back with their result,
+ * output and exception; status events are delivered in order, never re-entrantly.
+ */
+import { EventEmitter } from 'node:events';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { DispyError, invalidOption } from '../errors.js';
+import type { Computation, NodeMessage } from '../protocol/messages.js';
+import { PayloadCodec } from '../protocol/payload.js';
+import { resolveSecret } from '../protocol/secret.js';
+import { buildFunctionComputation } from './computation.js';
+import { Deque } from './deque.js';
+import { requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
+import { DispyJob } from './dispy-job.js';
+import { DispyNode } from './dispy-node.js';
+import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
+import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
+import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
+
+export interface JobClusterOptions {
+  /**
+   * Nodes to use: host names, IP addresses, wildcards (`'127.0.0.*'`), `{ host, port, cpus }` or
+   * NodeAllocate instances.
+   * @default [host] (the node on the client's own address)
+   * @example nodes: ['127.0.0.2', { host: '127.0.0.3', cpus: 1 }]
+   */
+  nodes?: NodeSpec | NodeSpec[];
+  /**
+   * Functions and classes the computation uses, shipped with it; instances of these classes in
+   * arguments and results keep their methods.
+   * @default []
+   * @example depends: [C, helper]
+   */
+  depends?: unknown[];
+  /** Called with each job on its provisional and final statuses. @default undefined */
+  jobStatus?: (job: DispyJob) => void;
+  /** Called with every status change: `(status, node, job)`. @default undefined */
+  clusterStatus?: (status: DispyStatus, node: DispyNode | null, job: DispyJob | null) => void;
+  /** The client's address; nothing leaves loopback unless this or a node says so. @default '127.0.0.1' */
+  host?: string;
+  /** The client's port for discovery replies (0 = any). @default 0 */
+  port?: number;
+  /** Shared secret; the per-user secret file (`~/.config/dispyts/secret`) when absent. @default undefined */
+  secret?: string;
+  /** Seconds between heartbeats asked of nodes. @default 10 */
+  pulseInterval?: number;
+  /** Seconds between re-discoveries of nodes. @default undefined (off) */
+  pingInterval?: number;
+  /** Re-run jobs whose node died instead of abandoning them. @default false */
+  reentrant?: boolean;
+  /** The cluster's name, shown by the HTTP server. @default the computation's name */
+  name?: string;
+  /** pino level of the client's log (stderr). @default 'warn' */
+  logLevel?: string;
+  /** A logger to use instead of a new one. */
+  logger?: Logger;
+}
+
+/** One status event, as `cluster.on('status')` delivers it. */
+export interface ClusterStatusEvent {
+  /** Increases by one per event of this cluster. */
+  id: number;
+  status: DispyStatus;
+  node: DispyNode | null;
+  job: DispyJob | null;
+  cluster: JobCluster;
+}
+
+export interface ClusterStatus {
+  nodes: DispyNode[];
+  jobsPending: number;
+}
+
+type ClusterEvents = {
+  status: [ClusterStatusEvent];
+  error: [DispyError];
+};
+
+interface Queued {
+  job: DispyJob;
+  args: Uint8Array;
+}
+
+interface ClusterNode {
+  link: NodeLink;
+  node: DispyNode;
+  spec: NodeAllocate;
+  cap: number;
+  inflight: number;
+  ready: boolean;
+}
+
+interface Sent extends Queued {
+  cn: ClusterNode;
+  started: boolean;
+  pinned: boolean;
+}
+
+type AnyFn = (...args: never[]) => unknown;
+
+let uidCounter = 0;
+
+const FINAL_FOR_JOB_STATUS = new Set<number>([JobStatus.ProvisionalResult, JobStatus.Finished, JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Abandoned]);
+
+export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
+  readonly name: string;
+  readonly computeId: string;
+  readonly log: Logger;
+  readonly #opts: JobClusterOptions;
+  readonly #computation: Computation;
+  readonly #codec: PayloadCodec;
+  readonly #creds: Credentials;
+  readonly #specs: NodeAllocate[];
+  readonly #nodes = new Map<string, ClusterNode>();
+  readonly #connecting = new Set<string>();
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
+  readonly #queue = new Deque<Queued>();
+  readonly #pinned = new Map<string, Deque<Queued>>();
+  readonly #sent = new Map<number, Sent>();
+  #pending = 0;
+  #jobIds = 0;
+  #eventId = 0;
+  #events: ClusterStatusEvent[] = [];
+  #draining = false;
+  #drainWaiters: (() => void)[] = [];
+  #idleWaiters: (() => void)[] = [];
+  #closing = false;
+  #closed = false;
+  #closePromise: Promise<boolean> | null = null;
+
+  constructor(computation: F, options: JobClusterOptions = {}) {
+    super();
+    if (typeof computation !== 'function') throw invalidOption('computation', 'a function', computation);
+    validateOptions(options);
+    this.#opts = options;
+    this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: options.name ?? computation.name } }, pino.destination(2));
+    const built = buildFunctionComputation(computation, options.depends ?? []);
+    this.#computation = built.wire;
+    this.#codec = new PayloadCodec(built.classes);
+    this.name = options.name ?? (computation.name || 'compute');
+    this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    this.#creds = { secret: resolveSecret(options.secret) };
+    this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
+    registerCluster(this);
+    void this.#initNodes();
+  }
+
+  // ---- nodes ----
+
+  async #initNodes(): Promise<void> {
+    for (const spec of this.#specs) void this.#resolveSpec(spec);
+  }
+
+  async #resolveSpec(spec: NodeAllocate): Promise<void> {
+    if (spec.isWildcard) {
+      for (const { host, port } of await NodeLink.known(spec.ipRex)) void this.#addNode(host, port, spec);
+      return;
+    }
+    let ip = spec.host;
+    if (!isIP(ip)) {
+      try {
+        ip = (await lookup(spec.host)).address;
+      } catch (err) {
+        this.#emitError(new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${spec.host}: ${(err as Error).message}`));
+        return;
+      }
+    }
+    await this.#addNode(ip, spec.port, spec);
+  }
+
+  /** The spec that decides for `ip`: the first one whose pattern matches. */
+  #specFor(ip: string): NodeAllocate | undefined {
+    return this.#specs.find((s) => s.ipRex.test(ip) || s.host === ip);
+  }
+
+  async #addNode(ip: string, port: number, spec: NodeAllocate, failures = 0): Promise<void> {
+    if (this.#closing || this.#nodes.has(ip) || this.#connecting.has(ip)) return;
+    this.#connecting.add(ip);
+    let link: NodeLink | null = null;
+    try {
+      link = await NodeLink.open(ip, port, this.#creds, this, this.log);
+      const info = link.info;
+      const cpus = Math.min(spec.allocate(this, ip, info.name, info.cpus, info.availInfo, info.platform), info.cpus);
+      if (!(cpus > 0)) {
+        this.log.info({ node: ip }, 'node not allocated (0 cpus)');
+        link.release(this);
+        return;
+      }
+      if (this.#closing) {
+        link.release(this);
+        return;
+      }
+      await link.request({ t: 'setup', computeId: this.computeId, cluster: this.name, computation: this.#computation, cpus, pulseInterval: this.#opts.pulseInterval ?? 0 });
+      if (this.#closing) {
+        await link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
+        link.release(this);
+        return;
+      }
+      const node = new DispyNode(ip, port, info.name, this);
+      node.cpus = cpus;
+      node.availCpus = info.cpus;
+      node.machineCpus = info.machineCpus;
+      node.availInfo = info.availInfo;
+      node.platform = info.platform;
+      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true });
+      this.log.info({ node: ip, cpus }, 'node initialized');
+      this.#emit(NodeStatus.Initialized, node, null);
+      requestPump();
+    } catch (err) {
+      const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      link?.release(this);
+      if (failures === 0 || e.code !== 'DISPY_ERR_CONNECTION') {
+        this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
+      }
+      // Wrong secrets, TLS and version problems do not fix themselves; the rest is retried.
+      if (!['DISPY_ERR_AUTH', 'DISPY_ERR_TLS', 'DISPY_ERR_VERSION', 'DISPY_ERR_COMPUTATION', 'DISPY_ERR_FREE_VARIABLE'].includes(e.code)) {
+        this.#retry(ip, port, spec, failures + 1);
+      }
+    } finally {
+      this.#connecting.delete(ip);
+    }
+  }
+
+  #retry(ip: string, port: number, spec: NodeAllocate, failures: number): void {
+    if (this.#closing) return;
+    const delay = Math.min(30, 0.5 * 2 ** Math.min(failures, 6));
+    const t = setTimeout(() => {
+      this.#retryTimers.delete(t);
+      void this.#addNode(ip, port, spec, failures);
+    }, delay * 1000);
+    if (this.#pending === 0) t.unref();
+    this.#retryTimers.add(t);
+  }
+
+  #nodeOf(node: DispyNode | string): ClusterNode | undefined {
+    if (node instanceof DispyNode) return this.#nodes.get(node.ipAddr);
+    return this.#nodes.get(node) ?? [...this.#nodes.values()].find((cn) => cn.node.name === node);
+  }
+
+  // ---- submitting ----
+
+  /** Queues a job calling the computation with `args`. */
+  submit(...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
+    return this.#submit(undefined, null, args);
+  }
+
+  /** Like submit, with the job's `id` set. */
+  submitJobId(id: unknown, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
+    return this.#submit(id, null, args);
+  }
+
+  /** Queues a job that runs only on `node` (a DispyNode, an IP address or a node name). */
+  submitNode(node: DispyNode | string, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
+    const ip = node instanceof DispyNode ? node.ipAddr : (this.#nodeOf(node)?.node.ipAddr ?? (isIP(node) ? node : null));
+    if (!ip || (!this.#nodes.has(ip) && !this.#specFor(ip))) {
+      throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`);
+    }
+    return this.#submit(undefined, ip, args);
+  }
+
+  #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
+    if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    const bytes = this.#codec.encode(args);
+    const job = new DispyJob<Awaited<ReturnType<F>>>(++uidCounter, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
+    this.#pending++;
+    if (pinTo) {
+      let q = this.#pinned.get(pinTo);
+      if (!q) this.#pinned.set(pinTo, (q = new Deque()));
+      q.push({ job: job as DispyJob, args: bytes });
+    } else this.#queue.push({ job: job as DispyJob, args: bytes });
+    this.#emit(JobStatus.Created, null, job as DispyJob);
+    for (const t of this.#retryTimers) t.ref();
+    requestPump();
+    return job;
+  }
+
+  /** @internal Sends one queued job to a node if any has room; true if it did. */
+  dispatchOne(): boolean {
+    if (this.#closing) return false;
+    for (const [ip, q] of this.#pinned) {
+      if (q.length === 0) continue;
+      const cn = this.#nodes.get(ip);
+      if (!cn || !canSend(cn)) continue;
+      const item = q.shift()!;
+      if (item.job.settled) return true;
+      this.#send(cn, item, true);
+      return true;
+    }
+    while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
+    if (this.#queue.length === 0) return false;
+    let best: ClusterNode | null = null;
+    let bestLoad = Infinity;
+    for (const cn of this.#nodes.values()) {
+      if (!canSend(cn)) continue;
+      const load = cn.link.inflight / cn.link.info.cpus + cn.inflight / (cn.cap * 1e3);
+      if (load < bestLoad) {
+        best = cn;
+        bestLoad = load;
+      }
+    }
+    if (!best) return false;
+    this.#send(best, this.#queue.shift()!, false);
+    return true;
+  }
+
+  #send(cn: ClusterNode, item: Queued, pinned: boolean): void {
+    const uid = item.job._uid;
+    this.#sent.set(uid, { ...item, cn, started: false, pinned });
+    cn.inflight++;
+    cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args);
+  }
+
+  // ---- replies from nodes ----
+
+  /** @internal */
+  onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void {
+    const s = this.#sent.get(msg.uid);
+    if (!s || s.cn.link !== link) return;
+    const { job, cn } = s;
+    const node = cn.node;
+    node.rx += bytes;
+    node.updateTime = Date.now();
+    switch (msg.t) {
+      case 'started':
+        s.started = true;
+        node.busy++;
+        job.status = JobStatus.Running;
+        job.startTime = msg.startTime;
+        job.ipAddr = node.ipAddr;
+        this.#emit(JobStatus.Running, node, job);
+        return;
+      case 'nak':
+        this.#sent.delete(msg.uid);
+        cn.inflight--;
+        if (msg.reason !== 'full') {
+          cn.ready = false;
+          this.log.info({ node: node.ipAddr, reason: msg.reason }, 'node refused a job');
+        }
+        this.#requeue(s);
+        requestPump();
+        return;
+      case 'done':
+        this.#sent.delete(msg.uid);
+        cn.inflight--;
+        if (s.started) node.busy--;
+        this.#finishFromNode(s, msg);
+        requestPump();
+        return;
+    }
+  }
+
+  #requeue(s: Sent): void {
+    const item = { job: s.job, args: s.args };
+    if (s.pinned) {
+      let q = this.#pinned.get(s.cn.node.ipAddr);
+      if (!q) this.#pinned.set(s.cn.node.ipAddr, (q = new Deque()));
+      q.unshift(item);
+    } else this.#queue.unshift(item);
+  }
+
+  #finishFromNode(s: Sent, msg: Extract<NodeMessage, { t: 'done' }>): void {
+    const { job, cn } = s;
+    const node = cn.node;
+    job.stdout = msg.stdout;
+    job.stderr = msg.stderr;
+    job.exception = msg.exception;
+    job.endTime = msg.endTime;
+    if (msg.startTime !== null) {
+      job.startTime = msg.startTime;
+      job.ipAddr = node.ipAddr;
+      node.jobsDone++;
+      node.jobTime += Math.max(0, msg.endTime - msg.startTime) / 1000;
+      node.cpuUsed += msg.cpuTime;
+    }
+    let status: DispyStatus = msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
+    if (msg.result) {
+      try {
+        job.result = this.#codec.decode(msg.result) as never;
+      } catch (err) {
+        status = JobStatus.Terminated;
+        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
+      }
+    }
+    job._errorCode = msg.code;
+    this.#settle(job, status, node);
+  }
+
+  #settle(job: DispyJob, status: DispyStatus, node: DispyNode | null): void {
+    if (job.settled) return;
+    job._settle(status);
+    this.#emit(status, node, job);
+    this.#pending--;
+    if (this.#pending === 0) {
+      for (const t of this.#retryTimers) t.unref();
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** @internal */
+  onPulse(link: NodeLink, msg: Extract<NodeMessage, { t: 'pulse' }>): void {
+    const cn = this.#nodes.get(link.host);
+    if (!cn || cn.link !== link) return;
+    cn.node.availInfo = msg.availInfo;
+    cn.node.updateTime = Date.now();
+    this.#emit(NodeStatus.AvailInfo, cn.node, null);
+  }
+
+  /** @internal */
+  onComputationClosed(link: NodeLink, computeId: string, reason: string): void {
+    if (computeId !== this.computeId) return;
+    const cn = this.#nodes.get(link.host);
+    if (cn && cn.link === link) this.#dropNode(cn, new DispyError('DISPY_ERR_UNKNOWN_COMPUTATION', reason));
+  }
+
+  /** @internal */
+  onLinkClosed(link: NodeLink, reason: DispyError | null): void {
+    const cn = this.#nodes.get(link.host);
+    if (!cn || cn.link !== link) return;
+    this.#dropNode(cn, reason);
+    if (!this.#closing) this.#retry(cn.node.ipAddr, cn.node.port, cn.spec, 1);
+  }
+
+  /** The node is gone: its jobs re-run elsewhere (reentrant, or never started) or are Abandoned. */
+  #dropNode(cn: ClusterNode, reason: DispyError | null): void {
+    const ip = cn.node.ipAddr;
+    this.#nodes.delete(ip);
+    cn.ready = false;
+    this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
+    for (const [uid, s] of [...this.#sent]) {
+      if (s.cn !== cn) continue;
+      this.#sent.delete(uid);
+      if (!s.started) {
+        this.#requeue(s);
+      } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
+        s.job.status = JobStatus.Created;
+        s.job.startTime = null;
+        this.#queue.unshift({ job: s.job, args: s.args });
+        this.#emit(JobStatus.Created, cn.node, s.job);
+      } else {
+        s.job.exception = `DispyError: node ${ip} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
+        s.job.endTime = Date.now();
+        this.#settle(s.job, JobStatus.Abandoned, cn.node);
+      }
+    }
+    cn.node.busy = 0;
+    cn.node.status = NodeStatus.Closed;
+    cn.node.updateTime = Date.now();
+    this.#emit(NodeStatus.Closed, cn.node, null);
+    cn.link.release(this);
+    requestPump();
+  }
+
+  // ---- control ----
+
+  /**
+   * Cancels a job: a queued one ends Cancelled at once; a running one is killed on its node
+   * (with every process it started) and ends Terminated. Resolves to 0, or -1 if the job is
+   * not this cluster's or already ended.
+   */
+  async cancel(job: DispyJob): Promise<number> {
+    if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
+    const s = this.#sent.get(job._uid);
+    if (s) {
+      s.cn.link.cancel(job._uid);
+      return 0;
+    }
+    job.endTime = Date.now();
+    this.#settle(job, JobStatus.Cancelled, null);
+    return 0;
+  }
+
+  /** Resolves true once no job is pending, or false if `timeout` seconds pass first. */
+  wait(timeout?: number): Promise<boolean> {
+    if (this.#pending === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | null = null;
+      const done = (): void => {
+        if (timer) clearTimeout(timer);
+        resolve(true);
+      };
+      this.#idleWaiters.push(done);
+      if (timeout !== undefined && timeout !== null) {
+        timer = setTimeout(() => {
+          this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+          resolve(false);
+        }, Math.max(0, timeout) * 1000);
+      }
+    });
+  }
+
+  /**
+   * Waits for pending jobs (up to `timeout` seconds), then closes the computation on every node.
+   * With `terminate`, jobs still queued end Cancelled and running ones Terminated; without it a
+   * timed-out close resolves false and leaves the cluster open. Every job settles.
+   */
+  close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
+    if (this.#closePromise) return this.#closePromise;
+    const attempt = this.#close(options);
+    this.#closePromise = attempt;
+    void attempt.then((ok) => {
+      if (!ok) this.#closePromise = null;
+    });
+    return attempt;
+  }
+
+  async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
+    const idle = await this.wait(timeout);
+    if (!idle && !terminate) return false;
+    this.#closing = true;
+    for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
+    for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
+    for (const t of this.#retryTimers) clearTimeout(t);
+    this.#retryTimers.clear();
+    await Promise.all(
+      [...this.#nodes.values()].map((cn) =>
+        cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch((err: unknown) => {
+          this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'closing the computation on a node failed');
+        }),
+      ),
+    );
+    for (const s of this.#sent.values()) {
+      s.job.exception = 'DispyError: job terminated as its cluster was closed';
+      s.job.endTime = Date.now();
+      this.#settle(s.job, JobStatus.Terminated, s.cn.node);
+    }
+    this.#sent.clear();
+    for (const cn of [...this.#nodes.values()]) {
+      this.#nodes.delete(cn.node.ipAddr);
+      cn.node.busy = 0;
+      cn.node.status = NodeStatus.Closed;
+      cn.node.updateTime = Date.now();
+      this.#emit(NodeStatus.Closed, cn.node, null);
+      cn.link.release(this);
+    }
+    this.#closed = true;
+    unregisterCluster(this);
+    await this.#drained();
+    return true;
+  }
+
+  #cancelLocal(job: DispyJob, why: string): void {
+    if (job.settled) return;
+    job.exception = `DispyError: job cancelled: ${why}`;
+    job.endTime = Date.now();
+    this.#settle(job, JobStatus.Cancelled, null);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close({ terminate: true });
+  }
+
+  /** The cluster's nodes and the number of jobs not yet ended. */
+  status(): ClusterStatus {
+    return { nodes: [...this.#nodes.values()].map((cn) => cn.node), jobsPending: this.#pending };
+  }
+
+  /** Prints (and returns) dispy's table of nodes, jobs, times and data. */
+  printStatus(wallTime?: number): string {
+    const rows = [...this.#nodes.values()].map((cn) => cn.node);
+    const line = '-'.repeat(98);
+    const out: string[] = [];
+    out.push(`${'Node'.padStart(36)} |  CPUs |    Jobs |    Sec/Job | Node Time Sec |    Sent |    Rcvd`);
+    out.push(line);
+    let total = 0;
+    for (const n of rows) {
+      total += n.jobTime;
+      const label = n.name ? `${n.ipAddr} (${n.name})` : n.ipAddr;
+      const perJob = n.jobsDone ? n.jobTime / n.jobsDone : 0;
+      out.push(
+        `${label.slice(0, 36).padStart(36)} | ${String(n.cpus).padStart(5)} | ${String(n.jobsDone).padStart(7)} | ${perJob.toFixed(3).padStart(10)} | ${n.jobTime.toFixed(3).padStart(13)} | ${formatBytes(n.tx).padStart(7)} | ${formatBytes(n.rx).padStart(7)}`,
+      );
+    }
+    out.push('');
+    out.push(`Jobs pending: ${this.#pending}`);
+    out.push(`Total job time: ${total.toFixed(3)} sec`);
+    if (wallTime && wallTime > 0) out.push(`Total wall time: ${wallTime.toFixed(3)} sec, speedup: ${(total / wallTime).toFixed(3)}`);
+    const text = out.join('\n') + '\n';
+    process.stdout.write(text);
+    return text;
+  }
+
+  // ---- events ----
+
+  #emit(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
+    if (!this.#opts.clusterStatus && !this.#opts.jobStatus && this.listenerCount('status') === 0) return;
+    this.#events.push({ id: ++this.#eventId, status, node, job, cluster: this as JobCluster });
+    this.#scheduleDrain();
+  }
+
+  #emitError(err: DispyError): void {
+    if (this.listenerCount('error') === 0) {
+      this.log.warn({ code: err.code }, err.message);
+      return;
+    }
+    this.#events.push({ id: -1, status: -1 as DispyStatus, node: null, job: null, cluster: this as JobCluster, error: err } as ClusterStatusEvent);
+    this.#scheduleDrain();
+  }
+
+  #scheduleDrain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    setImmediate(() => this.#drain());
+  }
+
+  #drain(): void {
+    // Callbacks that submit or cancel append to the queue; they are delivered in this loop,
+    // after the current event, never inside it.
+    for (let i = 0; i < this.#events.length; i++) {
+      const e = this.#events[i]!;
+      const err = (e as ClusterStatusEvent & { error?: DispyError }).error;
+      try {
+        if (err) {
+          this.emit('error', err);
+          continue;
+        }
+        if (e.job && FINAL_FOR_JOB_STATUS.has(e.status)) this.#opts.jobStatus?.(e.job);
+        this.#opts.clusterStatus?.(e.status, e.node, e.job);
+        this.emit('status', e);
+      } catch (cbErr) {
+        this.log.error({ err: cbErr }, 'status callback threw');
+      }
+    }
+    this.#events = [];
+    this.#draining = false;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #drained(): Promise<void> {
+    if (!this.#draining && this.#events.length === 0) return Promise.resolve();
+    return new Promise((r) => this.#drainWaiters.push(r));
+  }
+}
+
+function canSend(cn: ClusterNode): boolean {
+  const link = cn.link;
+  return cn.ready && !link.closed && !link.closing && !link.full && cn.inflight < 2 * cn.cap && link.inflight < 2 * link.info.cpus;
+}
+
+function validateOptions(o: JobClusterOptions): void {
+  if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
+  if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
+  if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
+  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function') throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
+  if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) throw invalidOption('host', 'an address', o.host);
+  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) throw invalidOption('port', 'an integer from 0 to 65535', o.port);
+  if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
+  if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
+  if (o.pulseInterval !== undefined && !(typeof o.pulseInterval === 'number' && o.pulseInterval >= 0.1 && o.pulseInterval <= 1000)) {
+    throw invalidOption('pulseInterval', 'seconds from 0.1 to 1000', o.pulseInterval);
+  }
+  if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
+    throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
+  }
+  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256)) throw invalidOption('name', 'a non-empty string', o.name);
+}
+
+/** 1024-based sizes as dispy prints them. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB', 'PB', 'EB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} ${units[i]}` : `${v.toFixed(1)} ${units[i]}`;
+}

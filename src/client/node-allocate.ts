@@ -1,0 +1,85 @@
+/**
+ * NodeAllocate: which nodes a cluster uses and how many of their CPUs. A spec names a host, an
+ * IP address or a wildcard (`*` matches one or more address characters; matching is anchored at
+ * both ends, so `10.0.0.1` does not match `10.0.0.12`).
+ */
+import { isIP } from 'node:net';
+import { invalidOption } from '../errors.js';
+import { NODE_PORT } from '../protocol/constants.js';
+import type { AvailInfo } from '../protocol/messages.js';
+
+export interface NodeSpecObject {
+  host: string;
+  /** @default 9701 */
+  port?: number;
+  /** >0 caps the CPUs used, <0 leaves that many unused, 0 = all. @default 0 */
+  cpus?: number;
+}
+
+export class NodeAllocate {
+  /** Host name, IP address or wildcard pattern. */
+  host: string;
+  port: number;
+  cpus: number;
+  /** Per-node extra dependencies. */
+  depends: unknown[];
+  /** Arguments to `setup` on the nodes this spec matches. */
+  setupArgs: unknown[];
+  /** The anchored pattern addresses are matched against. */
+  readonly ipRex: RegExp;
+
+  constructor(host: string, port: number = NODE_PORT, cpus = 0, options: { depends?: unknown[]; setupArgs?: unknown[] } = {}) {
+    if (typeof host !== 'string' || host.length === 0 || host.length > 255) throw invalidOption('host', 'a host name, IP address or wildcard', host);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('port', 'an integer from 0 to 65535', port);
+    if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
+    this.host = host;
+    this.port = port || NODE_PORT;
+    this.cpus = cpus;
+    this.depends = options.depends ?? [];
+    this.setupArgs = options.setupArgs ?? [];
+    const escaped = host.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[0-9a-fA-F.:]+');
+    this.ipRex = new RegExp(`^${escaped}$`);
+  }
+
+  /** Whether this spec is a pattern rather than one host. */
+  get isWildcard(): boolean {
+    return this.host.includes('*');
+  }
+
+  /** Whether the spec names an address (as opposed to a host name needing resolution). */
+  get isAddress(): boolean {
+    return isIP(this.host) !== 0;
+  }
+
+  /**
+   * CPUs the cluster may use on the node at `ipAddr` (offering `cpus`); 0 or less means
+   * "do not use it". Override to decide per node.
+   */
+  allocate(cluster: unknown, ipAddr: string, name: string, cpus: number, availInfo: AvailInfo | null = null, platform = ''): number {
+    void cluster;
+    void name;
+    void availInfo;
+    void platform;
+    if (!this.ipRex.test(ipAddr)) return 0;
+    if (this.cpus > 0) return Math.min(this.cpus, cpus);
+    if (this.cpus < 0) return Math.max(0, cpus + this.cpus);
+    return cpus;
+  }
+}
+
+export type NodeSpec = string | NodeSpecObject | NodeAllocate;
+
+/** Normalizes the `nodes` option: literal addresses first, wildcards last (dispy's order). */
+export function parseNodeSpecs(nodes: NodeSpec | NodeSpec[]): NodeAllocate[] {
+  const list = Array.isArray(nodes) ? nodes : [nodes];
+  const out = list.map((n, i) => {
+    if (n instanceof NodeAllocate) return n;
+    if (typeof n === 'string') return new NodeAllocate(n);
+    if (n && typeof n === 'object' && typeof (n as NodeSpecObject).host === 'string') {
+      const o = n as NodeSpecObject;
+      return new NodeAllocate(o.host, o.port ?? NODE_PORT, o.cpus ?? 0);
+    }
+    throw invalidOption(`nodes[${i}]`, 'a host, IP address, wildcard, {host, port, cpus} or NodeAllocate', n);
+  });
+  return out.sort((a, b) => Number(a.isWildcard) - Number(b.isWildcard));
+}

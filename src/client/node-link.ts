@@ -1,0 +1,227 @@
+/**
+ * One authenticated connection from this process to a node, shared by every cluster of the
+ * process that reaches the node with the same credentials: one connection and one CPU ledger
+ * per node, so the clusters' running jobs together never exceed what the node offers.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { DispyError, fromWire } from '../errors.js';
+import { Channel, connectChannel } from '../protocol/channel.js';
+import { nodeMessageSchema, type ClientMessage, type NodeInfo, type NodeMessage, type Reply } from '../protocol/messages.js';
+
+/** Identifies this client process to nodes (a node serves one client process at a time). */
+export const CLIENT_ID = randomBytes(12).toString('hex');
+
+/** Seconds a request to a node may take before it fails. */
+export const REQUEST_TIMEOUT = 30;
+
+export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' }>;
+
+/** What a cluster implements to receive its share of a link's traffic. */
+export interface LinkUser {
+  onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void;
+  onPulse(link: NodeLink, msg: Extract<NodeMessage, { t: 'pulse' }>): void;
+  onComputationClosed(link: NodeLink, computeId: string, reason: string): void;
+  onLinkClosed(link: NodeLink, reason: DispyError | null): void;
+}
+
+export interface Credentials {
+  secret: Buffer;
+}
+
+const links = new Map<string, Promise<NodeLink>>();
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A request without its id (the link assigns it). */
+export type RequestMessage = DistributiveOmit<Extract<ClientMessage, { rid: number }>, 'rid'>;
+
+function linkKey(host: string, port: number, creds: Credentials): string {
+  return `${host}:${port}|${createHash('sha256').update(creds.secret).digest('hex').slice(0, 16)}`;
+}
+
+export class NodeLink {
+  readonly key: string;
+  readonly host: string;
+  readonly port: number;
+  readonly channel: Channel<NodeMessage, ClientMessage>;
+  info: NodeInfo;
+  /** Jobs sent on this link and not yet ended, over all clusters. */
+  inflight = 0;
+  /** Set when the node said it is full; cleared by the next job that ends there. */
+  full = false;
+  /** Set once the node announced that it is shutting down. */
+  closing = false;
+  readonly users = new Set<LinkUser>();
+  readonly jobs = new Map<number, LinkUser>();
+  readonly #log: Logger;
+  #rid = 0;
+  readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout }>();
+
+  private constructor(key: string, host: string, port: number, channel: Channel<NodeMessage, ClientMessage>, info: NodeInfo, log: Logger) {
+    this.key = key;
+    this.host = host;
+    this.port = port;
+    this.channel = channel;
+    this.info = info;
+    this.#log = log;
+    channel.on('message', (msg, bytes) => this.#onMessage(msg, bytes));
+    channel.on('close', (reason) => this.#onClose(reason));
+  }
+
+  /** The shared link to `host:port` for these credentials, connecting if needed. */
+  static async open(host: string, port: number, creds: Credentials, user: LinkUser, log: Logger): Promise<NodeLink> {
+    const key = linkKey(host, port, creds);
+    let p = links.get(key);
+    if (!p) {
+      p = NodeLink.#connect(key, host, port, creds, log);
+      links.set(key, p);
+      p.catch(() => links.delete(key));
+    }
+    const link = await p;
+    if (link.channel.closed) {
+      if (links.get(key) === p) links.delete(key);
+      return NodeLink.open(host, port, creds, user, log);
+    }
+    link.users.add(user);
+    return link;
+  }
+
+  /** Open links whose address matches `rex` (wildcards match the nodes this process knows). */
+  static async known(rex: RegExp): Promise<{ host: string; port: number }[]> {
+    const out: { host: string; port: number }[] = [];
+    for (const p of links.values()) {
+      const link = await p.catch(() => null);
+      if (link && !link.channel.closed && rex.test(link.host)) out.push({ host: link.host, port: link.port });
+    }
+    return out;
+  }
+
+  static async #connect(key: string, host: string, port: number, creds: Credentials, log: Logger): Promise<NodeLink> {
+    const channel = await connectChannel<NodeMessage, ClientMessage>({
+      host,
+      port,
+      secret: creds.secret,
+      clientId: CLIENT_ID,
+      schema: nodeMessageSchema,
+    });
+    const info = await new Promise<NodeInfo>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        channel.close(new DispyError('DISPY_ERR_TIMEOUT', `node ${host}:${port} sent no info`));
+      }, REQUEST_TIMEOUT * 1000);
+      channel.once('message', (msg) => {
+        clearTimeout(timer);
+        if (msg.t === 'info') resolve(msg);
+        else {
+          channel.close(new DispyError('DISPY_ERR_BAD_FRAME', `node ${host}:${port} sent ${msg.t} before its info`));
+          reject(new DispyError('DISPY_ERR_BAD_FRAME', `node ${host}:${port} sent ${msg.t} before its info`));
+        }
+      });
+      channel.once('close', (reason) => {
+        clearTimeout(timer);
+        reject(reason ?? new DispyError('DISPY_ERR_CONNECTION', `node ${host}:${port} closed the connection`));
+      });
+    });
+    return new NodeLink(key, host, port, channel, info, log);
+  }
+
+  get closed(): boolean {
+    return this.channel.closed;
+  }
+
+  /** Sends a request and resolves with its reply (rejects on error replies and timeouts). */
+  request(msg: RequestMessage, timeoutSec = REQUEST_TIMEOUT): Promise<Reply> {
+    if (this.closed) return Promise.reject(new DispyError('DISPY_ERR_CONNECTION', `connection to node ${this.host} is closed`));
+    const rid = ++this.#rid;
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#requests.delete(rid);
+        reject(new DispyError('DISPY_ERR_TIMEOUT', `node ${this.host} did not answer ${msg.t} in ${timeoutSec} s`));
+      }, timeoutSec * 1000);
+      this.#requests.set(rid, { resolve, reject, timer });
+      this.channel.send({ ...msg, rid } as ClientMessage);
+    });
+  }
+
+  /** Sends a job; returns the bytes written. */
+  sendJob(user: LinkUser, uid: number, computeId: string, args: Uint8Array): number {
+    this.jobs.set(uid, user);
+    this.inflight++;
+    return this.channel.send({ t: 'job', uid, computeId, args });
+  }
+
+  cancel(uid: number): void {
+    if (this.jobs.has(uid)) this.channel.send({ t: 'cancel', uid });
+  }
+
+  /** A cluster stops using the link; the last one closes it. */
+  release(user: LinkUser): void {
+    this.users.delete(user);
+    if (this.users.size === 0 && this.jobs.size === 0 && !this.closed) {
+      if (links.get(this.key)) links.delete(this.key);
+      this.channel.end();
+    }
+  }
+
+  #onMessage(msg: NodeMessage, bytes: number): void {
+    switch (msg.t) {
+      case 'started':
+      case 'done':
+      case 'nak': {
+        const user = this.jobs.get(msg.uid);
+        if (msg.t !== 'started') {
+          if (user) {
+            this.jobs.delete(msg.uid);
+            this.inflight--;
+          }
+          if (msg.t === 'done') this.full = false;
+          else if (msg.reason === 'full') this.full = true;
+        }
+        if (user) user.onJobMessage(this, msg, bytes);
+        else this.#log.debug({ node: this.host, uid: msg.uid, t: msg.t }, 'message for an unknown job ignored');
+        return;
+      }
+      case 'reply': {
+        const r = this.#requests.get(msg.rid);
+        if (!r) return;
+        this.#requests.delete(msg.rid);
+        clearTimeout(r.timer);
+        if (msg.ok) r.resolve(msg);
+        else r.reject(fromWire(msg.error ?? { code: 'DISPY_ERR_INTERNAL', message: 'request failed' }));
+        return;
+      }
+      case 'pulse':
+        this.info = { ...this.info, availInfo: msg.availInfo };
+        for (const u of this.users) u.onPulse(this, msg);
+        return;
+      case 'closed':
+        for (const u of this.users) u.onComputationClosed(this, msg.computeId, msg.reason);
+        return;
+      case 'closing':
+        this.closing = true;
+        this.#log.info({ node: this.host, reason: msg.reason }, 'node is shutting down');
+        return;
+      case 'info':
+        this.info = msg;
+        return;
+    }
+  }
+
+  #onClose(reason: DispyError | null): void {
+    if (links.has(this.key)) {
+      const p = links.get(this.key);
+      void p?.then((l) => {
+        if (l === this) links.delete(this.key);
+      });
+    }
+    for (const r of this.#requests.values()) {
+      clearTimeout(r.timer);
+      r.reject(reason ?? new DispyError('DISPY_ERR_CONNECTION', `connection to node ${this.host} closed`));
+    }
+    this.#requests.clear();
+    const users = [...this.users];
+    this.users.clear();
+    for (const u of users) u.onLinkClosed(this, reason);
+    this.jobs.clear();
+    this.inflight = 0;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Turns a shipped function computation (its source text and its `depends`) back into callable
+ * code inside a job runner. Never used by the daemon itself.
+ */
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { Computation } from '../protocol/messages.js';
+
+/**
+ * Helpers esbuild (and so tsx) may reference from emitted code: `__name` under keepNames,
+ * `__publicField` for class fields, and the rest of its small runtime.
+ */
+const PRELUDE = `
+var __defProp = Object.defineProperty;
+var __getOwnPropNames = Object.getOwnPropertyNames;
+var __name = (target, value) => __defProp(target, "name", { value, configurable: true });
+var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
+var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
+var __export = (target, all) => { for (var name in all) __defProp(target, name, { get: all[name], enumerable: true }); };
+var __accessCheck = (obj, member, msg) => member.has(obj) || __typeError("Cannot " + msg);
+var __typeError = (msg) => { throw TypeError(msg); };
+var __privateGet = (obj, member, getter) => (__accessCheck(obj, member, "read from private field"), getter ? getter.call(obj) : member.get(obj));
+var __privateAdd = (obj, member, value) => member.has(obj) ? __typeError("Cannot add the same private member more than once") : member instanceof WeakSet ? member.add(obj) : member.set(obj, value);
+var __privateSet = (obj, member, value, setter) => (__accessCheck(obj, member, "write to private field"), setter ? setter.call(obj, value) : member.set(obj, value), value);
+`;
+
+export interface LoadedComputation {
+  fn: (...args: unknown[]) => unknown;
+  classes: Map<string, abstract new (...args: never[]) => object>;
+}
+
+export interface LoadContext {
+  dir: string;
+  /** Made available to the computation as `dispyProvisionalResult(value)`. */
+  provisional: (value: unknown) => void;
+}
+
+export function loadFunctionComputation(c: Extract<Computation, { kind: 'function' }>, ctx: LoadContext): LoadedComputation {
+  const decls = c.depends.map((d) => `const ${d.name} = (${d.source});`).join('\n');
+  const classNames = c.depends.filter((d) => d.kind === 'class').map((d) => d.name);
+  const body = `${PRELUDE}\n${decls}\nreturn { fn: (${c.source}), classes: { ${classNames.join(', ')} } };`;
+  const require = createRequire(join(ctx.dir, 'computation.js'));
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const factory = new Function('require', 'dispyProvisionalResult', body) as (
+    req: NodeRequire,
+    p: (v: unknown) => void,
+  ) => { fn: unknown; classes: Record<string, unknown> };
+  const out = factory(require, ctx.provisional);
+  if (typeof out.fn !== 'function') throw new TypeError(`computation ${c.name} is not a function`);
+  const classes = new Map<string, abstract new (...args: never[]) => object>();
+  for (const [name, Class] of Object.entries(out.classes)) {
+    if (typeof Class === 'function') classes.set(name, Class as abstract new (...args: never[]) => object);
+  }
+  return { fn: out.fn as (...args: unknown[]) => unknown, classes };
+}
+
+/** `name: message` plus the remote stack, as DispyJob.exception carries it. */
+export function formatException(err: unknown): string {
+  if (err instanceof Error) {
+    const head = `${err.name}: ${err.message}`;
+    const stack = typeof err.stack === 'string' ? err.stack : '';
+    let text = stack.startsWith(head) ? stack : stack ? `${head}\n${stack}` : head;
+    if (err instanceof ReferenceError) {
+      const m = /^(\S+) is not defined/.exec(err.message);
+      if (m) {
+        text = `${text}\nDISPY_ERR_FREE_VARIABLE: the computation uses \`${m[1]}\`, which was not shipped to the node; pass it in \`depends\` (or as an argument)`;
+      }
+    }
+    return text;
+  }
+  try {
+    return `Error: ${typeof err === 'string' ? err : JSON.stringify(err)}`;
+  } catch {
+    return `Error: ${String(err)}`;
+  }
+}

@@ -1,0 +1,2 @@
+/** The node daemon. */
+export { NodeDaemon, resolveCpus, type NodeDaemonOptions } from './node-daemon.js';

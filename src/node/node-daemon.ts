@@ -1,0 +1,575 @@
+/**
+ * `dispyts node`: accepts authenticated clients, serves one client process at a time, runs its
+ * jobs on pre-spawned runners (one process group per running job) and reports its resources.
+ */
+import net from 'node:net';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { DispyError, invalidOption } from '../errors.js';
+import { Channel, acceptChannel } from '../protocol/channel.js';
+import { NODE_PORT } from '../protocol/constants.js';
+import { clientMessageSchema, type ClientMessage, type Computation, type NodeMessage } from '../protocol/messages.js';
+import { resolveSecret } from '../protocol/secret.js';
+import { HostMetrics, platformString } from './host-metrics.js';
+import { RunnerPool, type Runner, type RunnerDone } from './runner-pool.js';
+
+export interface NodeDaemonOptions {
+  /** Address to listen on; the node's identity. @default '127.0.0.1' */
+  host?: string;
+  /** TCP port; 0 picks a free one. @default 9701 */
+  port?: number;
+  /** CPUs to offer: 0 = all, negative = all but that many. @default 0 */
+  cpus?: number;
+  /** Name reported to clients. @default os.hostname() */
+  name?: string;
+  /** Shared secret; the per-user secret file when absent. */
+  secret?: string;
+  /** Directory under which computations keep their files. @default `${os.tmpdir()}/dispyts/node` */
+  destPathPrefix?: string;
+  /** Largest file a client may send, in bytes (0 = unlimited). @default 0 */
+  maxFileSize?: number;
+  /** Seconds after which the jobs of a vanished client are terminated. @default 3600 */
+  zombieInterval?: number;
+  /** Exit after serving this many clients (-1 = never). @default -1 */
+  serve?: number;
+  /** Kill job processes a previous daemon at this address left behind and wipe its files. @default false */
+  clean?: boolean;
+  /** Allow a non-loopback address without a secret. @default false */
+  insecure?: boolean;
+  /** Seconds between heartbeats when no client asks for another interval. @default 10 */
+  pulseInterval?: number;
+  /** pino level. @default 'info' */
+  logLevel?: string;
+  /** A logger to use instead of a new one on stderr. */
+  logger?: Logger;
+}
+
+interface Comp {
+  id: string;
+  cluster: string;
+  computation: Computation;
+  dir: string;
+  /** Cap on running jobs (the node's cpus when 0). */
+  cap: number;
+  running: number;
+  queued: number;
+  pulseInterval: number;
+  closing: boolean;
+  closeWaiters: (() => void)[];
+}
+
+interface NJob {
+  uid: number;
+  comp: Comp;
+  args: Uint8Array;
+  channel: Channel<ClientMessage, NodeMessage>;
+  state: 'queued' | 'running';
+  runner: Runner | null;
+  startTime: number;
+  promise: Promise<void> | null;
+}
+
+interface Owner {
+  clientId: string;
+  channels: Set<Channel<ClientMessage, NodeMessage>>;
+  comps: Map<string, Comp>;
+  jobs: Map<number, NJob>;
+  zombieTimer: NodeJS.Timeout | null;
+  since: number;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** Resolves `--cpus` against the machine: 0 = all, negative = all but N. */
+export function resolveCpus(cpus: number, machineCpus: number): number {
+  if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
+  if (cpus > machineCpus) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--cpus ${cpus} is more than this machine's ${machineCpus} CPUs`);
+  const n = cpus > 0 ? cpus : machineCpus + cpus;
+  if (n < 1) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--cpus ${cpus} leaves no CPU to use on a machine with ${machineCpus}`);
+  return n;
+}
+
+export class NodeDaemon {
+  readonly nodeId = randomBytes(12).toString('hex');
+  readonly log: Logger;
+  readonly host: string;
+  readonly name: string;
+  readonly cpus: number;
+  readonly machineCpus: number;
+  port: number;
+
+  readonly #opts: NodeDaemonOptions;
+  readonly #secret: Buffer;
+  readonly #prefix: string;
+  readonly #metrics: HostMetrics;
+  #stateDir = '';
+  #server: net.Server | null = null;
+  #pool: RunnerPool | null = null;
+  readonly #channels = new Set<Channel<ClientMessage, NodeMessage>>();
+  #owner: Owner | null = null;
+  /** Accepted jobs waiting for a runner (bounded by cpus: the prefetch window). */
+  #queue: NJob[] = [];
+  #running = 0;
+  #served = 0;
+  #pulseTimer: NodeJS.Timeout | null = null;
+  #pulseEvery = 0;
+  #stopping: Promise<void> | null = null;
+  /** Resolves when the daemon has stopped (signal, `--serve` reached, or stop()). */
+  readonly stopped: Promise<void>;
+  #resolveStopped!: () => void;
+
+  constructor(opts: NodeDaemonOptions = {}) {
+    this.#opts = opts;
+    this.host = opts.host ?? '127.0.0.1';
+    this.port = opts.port ?? NODE_PORT;
+    this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { node: this.host } }, pino.destination(2));
+    this.#prefix = opts.destPathPrefix ?? join(os.tmpdir(), 'dispyts', 'node');
+    mkdirSync(this.#prefix, { recursive: true });
+    this.#metrics = new HostMetrics(this.#prefix);
+    this.machineCpus = this.#metrics.machineCpus;
+    this.cpus = resolveCpus(opts.cpus ?? 0, this.machineCpus);
+    this.name = opts.name ?? os.hostname();
+    if (!isLoopback(this.host) && !opts.secret && !opts.insecure) {
+      throw new DispyError('DISPY_ERR_INSECURE', `refusing to serve on ${this.host || 'all interfaces'} without --secret (pass --insecure to use the per-user secret file anyway)`);
+    }
+    for (const [k, v] of [['zombieInterval', opts.zombieInterval], ['pulseInterval', opts.pulseInterval]] as const) {
+      if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw invalidOption(k, 'a positive number of seconds', v);
+    }
+    this.#secret = resolveSecret(opts.secret);
+    this.stopped = new Promise((r) => (this.#resolveStopped = r));
+  }
+
+  /** Starts runners and listens; resolves with the bound address. */
+  async start(): Promise<{ host: string; port: number }> {
+    this.#pool = new RunnerPool({ size: this.cpus, log: this.log, nodeName: this.name, nodeIpAddr: this.host });
+    this.#pool.onIdle = () => this.#schedule();
+    await this.#pool.start();
+    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.host, port: this.port, backlog: 128 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err }, 'server error'));
+    this.port = (server.address() as net.AddressInfo).port;
+    this.#prepareStateDir();
+    this.log.info({ port: this.port, cpus: this.cpus, name: this.name }, 'node ready');
+    return { host: this.host, port: this.port };
+  }
+
+  // ---- state directory and --clean ----
+
+  #prepareStateDir(): void {
+    this.#stateDir = join(this.#prefix, `${this.host}-${this.port}`);
+    const pidFile = join(this.#stateDir, 'daemon.json');
+    let previous: { pid: number; runners: number[] } | null = null;
+    try {
+      previous = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; runners: number[] };
+    } catch {
+      previous = null;
+    }
+    if (previous && previous.pid !== process.pid) {
+      const leftovers = (previous.runners ?? []).filter((pid) => isOurRunner(pid));
+      if (this.#opts.clean) {
+        for (const pid of leftovers) {
+          try {
+            process.kill(-pid, 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+        rmSync(this.#stateDir, { recursive: true, force: true });
+        this.log.info({ killed: leftovers.length }, 'cleaned up after a previous daemon');
+      } else if (leftovers.length) {
+        this.log.warn({ pids: leftovers }, 'job runners of a previous daemon are still alive; start with --clean to kill them');
+      }
+    }
+    mkdirSync(this.#stateDir, { recursive: true });
+    this.#writePidFile();
+  }
+
+  #writePidFile(): void {
+    if (!this.#stateDir) return;
+    try {
+      writeFileSync(join(this.#stateDir, 'daemon.json'), JSON.stringify({ pid: process.pid, port: this.port, runners: this.#pool?.pids() ?? [] }));
+    } catch (err) {
+      this.log.warn({ err }, 'cannot write the pid file');
+    }
+  }
+
+  // ---- connections ----
+
+  async #accept(socket: net.Socket): Promise<void> {
+    if (this.#stopping) {
+      socket.destroy();
+      return;
+    }
+    let ch: Channel<ClientMessage, NodeMessage>;
+    try {
+      ch = await acceptChannel<ClientMessage, NodeMessage>(socket, { secret: this.#secret, schema: clientMessageSchema, role: 'node' });
+    } catch (err) {
+      this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message }, 'connection refused');
+      return;
+    }
+    this.#channels.add(ch);
+    const clientId = ch.peerHello?.clientId ?? ch.peer;
+    this.log.debug({ peer: ch.peer, clientId }, 'client authenticated');
+    ch.on('message', (msg) => {
+      try {
+        this.#onMessage(ch, clientId, msg);
+      } catch (err) {
+        this.log.error({ err, peer: ch.peer }, 'error handling a message');
+        ch.close(new DispyError('DISPY_ERR_INTERNAL', (err as Error).message));
+      }
+    });
+    ch.on('close', (reason) => this.#onClose(ch, clientId, reason));
+    if (this.#owner?.clientId === clientId) this.#reattach(ch);
+    ch.send(this.#info());
+  }
+
+  #info(): NodeMessage {
+    return {
+      t: 'info',
+      nodeId: this.nodeId,
+      name: this.name,
+      ipAddr: this.host,
+      port: this.port,
+      machineCpus: this.machineCpus,
+      cpus: this.cpus,
+      platform: platformString(),
+      availInfo: this.#metrics.sample(),
+      busy: this.#owner !== null,
+    };
+  }
+
+  #onClose(ch: Channel<ClientMessage, NodeMessage>, clientId: string, reason: DispyError | null): void {
+    this.#channels.delete(ch);
+    if (reason) this.log.warn({ peer: ch.peer, code: reason.code, reason: reason.message }, 'connection closed');
+    else this.log.debug({ peer: ch.peer }, 'connection closed');
+    const owner = this.#owner;
+    if (!owner || owner.clientId !== clientId) return;
+    owner.channels.delete(ch);
+    if (owner.channels.size === 0 && !this.#stopping) {
+      const zombie = this.#opts.zombieInterval ?? 3600;
+      this.log.info({ clientId, zombieInterval: zombie }, 'client gone; its jobs are terminated if it does not return in time');
+      owner.zombieTimer = setTimeout(() => this.#reapZombie(owner), zombie * 1000);
+      owner.zombieTimer.unref();
+    }
+  }
+
+  #reattach(ch: Channel<ClientMessage, NodeMessage>): void {
+    const owner = this.#owner!;
+    owner.channels.add(ch);
+    if (owner.zombieTimer) {
+      clearTimeout(owner.zombieTimer);
+      owner.zombieTimer = null;
+    }
+  }
+
+  #reapZombie(owner: Owner): void {
+    if (this.#owner !== owner || owner.channels.size > 0) return;
+    this.log.warn({ clientId: owner.clientId, jobs: owner.jobs.size }, 'client did not return: terminating its jobs');
+    for (const comp of [...owner.comps.values()]) void this.#closeComp(owner, comp, true);
+  }
+
+  // ---- messages ----
+
+  #onMessage(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: ClientMessage): void {
+    switch (msg.t) {
+      case 'ping':
+        ch.send({ t: 'reply', rid: msg.rid, ok: true });
+        return;
+      case 'setup':
+        void this.#setup(ch, clientId, msg);
+        return;
+      case 'job':
+        this.#job(ch, clientId, msg);
+        return;
+      case 'cancel':
+        this.#cancel(clientId, msg.uid);
+        return;
+      case 'close': {
+        const owner = this.#ownerOf(clientId);
+        const comp = owner?.comps.get(msg.computeId);
+        if (!owner || !comp) {
+          ch.send({ t: 'reply', rid: msg.rid, ok: true });
+          return;
+        }
+        void this.#closeComp(owner, comp, msg.terminate).then(() => {
+          ch.send({ t: 'reply', rid: msg.rid, ok: true });
+        });
+        return;
+      }
+      case 'set-cpus': {
+        const comp = this.#ownerOf(clientId)?.comps.get(msg.computeId);
+        if (!comp) {
+          ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code: 'DISPY_ERR_UNKNOWN_COMPUTATION', message: `computation ${msg.computeId} is not set up on ${this.host}` } });
+          return;
+        }
+        comp.cap = Math.min(msg.cpus || this.cpus, this.cpus);
+        ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: comp.cap });
+        this.#schedule();
+        return;
+      }
+    }
+  }
+
+  #ownerOf(clientId: string): Owner | null {
+    return this.#owner && this.#owner.clientId === clientId ? this.#owner : null;
+  }
+
+  async #setup(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'setup' }>): Promise<void> {
+    const fail = (code: string, message: string): void => {
+      ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
+    };
+    if (this.#stopping) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
+    if (this.#owner && this.#owner.clientId !== clientId) {
+      return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`);
+    }
+    if (!this.#owner) {
+      this.#owner = { clientId, channels: new Set(), comps: new Map(), jobs: new Map(), zombieTimer: null, since: Date.now() };
+      this.log.info({ clientId, peer: ch.peer }, 'serving a new client');
+    }
+    const owner = this.#owner;
+    this.#reattach(ch);
+    if (owner.comps.has(msg.computeId)) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is already set up`);
+    const dir = join(this.#stateDir, safeName(msg.computeId));
+    mkdirSync(dir, { recursive: true });
+    const comp: Comp = {
+      id: msg.computeId,
+      cluster: msg.cluster,
+      computation: msg.computation,
+      dir,
+      cap: Math.min(msg.cpus || this.cpus, this.cpus),
+      running: 0,
+      queued: 0,
+      pulseInterval: msg.pulseInterval,
+      closing: false,
+      closeWaiters: [],
+    };
+    owner.comps.set(comp.id, comp);
+    const error = await this.#pool!.load(comp.id, comp.computation, dir);
+    if (error) {
+      this.log.warn({ cluster: comp.cluster, computeId: comp.id, error: error.message }, 'computation failed to load');
+      await this.#closeComp(owner, comp, true);
+      return fail(error.code, error.message);
+    }
+    this.log.info({ cluster: comp.cluster, computeId: comp.id, cap: comp.cap }, 'computation set up');
+    this.#armPulse();
+    ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: comp.cap });
+  }
+
+  #job(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'job' }>): void {
+    const owner = this.#ownerOf(clientId);
+    const comp = owner?.comps.get(msg.computeId);
+    if (!owner || !comp || comp.closing) {
+      ch.send({ t: 'nak', uid: msg.uid, reason: 'unknown-computation', message: `computation ${msg.computeId} is not set up on ${this.host}` });
+      return;
+    }
+    if (this.#stopping) {
+      ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
+      return;
+    }
+    if (this.#running + this.#queue.length >= 2 * this.cpus || owner.jobs.has(msg.uid)) {
+      ch.send({ t: 'nak', uid: msg.uid, reason: 'full', message: `all CPUs of ${this.host} are busy` });
+      return;
+    }
+    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, promise: null };
+    owner.jobs.set(job.uid, job);
+    comp.queued++;
+    this.#queue.push(job);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    const pool = this.#pool;
+    if (!pool || this.#stopping) return;
+    while (this.#queue.length && this.#running < this.cpus) {
+      const idx = this.#queue.findIndex((j) => j.comp.running < j.comp.cap);
+      if (idx < 0) return;
+      const runner = pool.idle();
+      if (!runner) return;
+      const [job] = this.#queue.splice(idx, 1);
+      this.#start(job!, runner);
+    }
+  }
+
+  #start(job: NJob, runner: Runner): void {
+    job.comp.queued--;
+    job.comp.running++;
+    this.#running++;
+    job.state = 'running';
+    job.runner = runner;
+    job.startTime = Date.now();
+    this.#send(job, { t: 'started', uid: job.uid, startTime: job.startTime });
+    job.promise = this.#pool!.run(runner, job.uid, job.comp.id, job.args, (result) => {
+      // Provisional results only reach a connected client.
+      void result;
+    }).then((d) => this.#finish(job, d));
+    job.args = new Uint8Array(0);
+  }
+
+  #finish(job: NJob, d: RunnerDone): void {
+    job.comp.running--;
+    this.#running--;
+    this.#owner?.jobs.delete(job.uid);
+    this.#send(job, {
+      t: 'done',
+      uid: job.uid,
+      status: d.ok ? 'Finished' : 'Terminated',
+      result: d.result,
+      exception: d.exception,
+      code: d.code,
+      stdout: d.stdout,
+      stderr: d.stderr,
+      startTime: job.startTime,
+      endTime: Date.now(),
+      cpuTime: d.cpuTime,
+    });
+    this.#compSettled(job.comp);
+    this.#schedule();
+  }
+
+  #send(job: NJob, msg: NodeMessage): void {
+    if (!job.channel.closed) {
+      job.channel.send(msg);
+      return;
+    }
+    // The submitting connection is gone; another connection of the same client may take it.
+    const other = this.#owner?.channels.values().next().value as Channel<ClientMessage, NodeMessage> | undefined;
+    if (other && !other.closed) other.send(msg);
+  }
+
+  #compSettled(comp: Comp): void {
+    if (comp.running === 0 && comp.queued === 0 && comp.closeWaiters.length) {
+      const waiters = comp.closeWaiters;
+      comp.closeWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #cancel(clientId: string, uid: number): void {
+    const job = this.#ownerOf(clientId)?.jobs.get(uid);
+    if (!job) return;
+    if (job.state === 'queued') {
+      this.#dropQueued(job, 'Cancelled', null);
+    } else if (job.runner) {
+      this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
+    }
+  }
+
+  #dropQueued(job: NJob, status: 'Cancelled' | 'Terminated', exception: string | null): void {
+    const i = this.#queue.indexOf(job);
+    if (i >= 0) this.#queue.splice(i, 1);
+    job.comp.queued--;
+    this.#owner?.jobs.delete(job.uid);
+    this.#send(job, { t: 'done', uid: job.uid, status, result: null, exception, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
+    this.#compSettled(job.comp);
+  }
+
+  /** Closes a computation: optionally terminating its jobs, else waiting for them. */
+  async #closeComp(owner: Owner, comp: Comp, terminate: boolean): Promise<void> {
+    comp.closing = true;
+    if (terminate) {
+      for (const job of [...this.#queue]) if (job.comp === comp) this.#dropQueued(job, 'Cancelled', null);
+      for (const job of owner.jobs.values()) {
+        if (job.comp === comp && job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
+      }
+    }
+    if (comp.running > 0 || comp.queued > 0) await new Promise<void>((r) => comp.closeWaiters.push(r));
+    if (owner.comps.get(comp.id) !== comp) return;
+    owner.comps.delete(comp.id);
+    this.#pool?.unload(comp.id);
+    rmSync(comp.dir, { recursive: true, force: true });
+    this.log.info({ cluster: comp.cluster, computeId: comp.id }, 'computation closed');
+    if (owner.comps.size === 0 && owner.jobs.size === 0 && this.#owner === owner) this.#release(owner);
+  }
+
+  #release(owner: Owner): void {
+    if (owner.zombieTimer) clearTimeout(owner.zombieTimer);
+    this.#owner = null;
+    this.#served++;
+    this.log.info({ clientId: owner.clientId, served: this.#served }, 'client done');
+    const serve = this.#opts.serve ?? -1;
+    if (serve >= 0 && this.#served >= serve) {
+      this.log.info({ served: this.#served }, 'served the requested number of clients; exiting');
+      setTimeout(() => void this.stop('served'), 50);
+    }
+  }
+
+  // ---- heartbeats ----
+
+  #armPulse(): void {
+    let every = this.#opts.pulseInterval ?? 10;
+    for (const c of this.#owner?.comps.values() ?? []) if (c.pulseInterval > 0) every = Math.min(every, c.pulseInterval);
+    if (every === this.#pulseEvery && this.#pulseTimer) return;
+    if (this.#pulseTimer) clearInterval(this.#pulseTimer);
+    this.#pulseEvery = every;
+    this.#pulseTimer = setInterval(() => this.#pulse(), every * 1000);
+    this.#pulseTimer.unref();
+  }
+
+  #pulse(): void {
+    const owner = this.#owner;
+    if (!owner) return;
+    const msg: NodeMessage = { t: 'pulse', availInfo: this.#metrics.sample(), busy: this.#running, cpus: this.cpus };
+    for (const ch of owner.channels) ch.send(msg);
+  }
+
+  // ---- shutdown ----
+
+  /** Terminates running jobs (reported Terminated to their client), closes connections, stops. */
+  stop(reason = 'stopped'): Promise<void> {
+    this.#stopping ??= this.#doStop(reason);
+    return this.#stopping;
+  }
+
+  async #doStop(reason: string): Promise<void> {
+    this.log.info({ reason }, 'node stopping');
+    this.#server?.close();
+    if (this.#pulseTimer) clearInterval(this.#pulseTimer);
+    for (const job of [...this.#queue]) {
+      this.#queue.splice(this.#queue.indexOf(job), 1);
+      job.comp.queued--;
+      this.#owner?.jobs.delete(job.uid);
+      this.#send(job, { t: 'nak', uid: job.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
+    }
+    const running: Promise<void>[] = [];
+    for (const job of this.#owner?.jobs.values() ?? []) {
+      if (job.runner && job.promise) {
+        this.#pool!.terminate(job.runner, `DispyError: node ${this.host} is shutting down (${reason})`);
+        running.push(job.promise);
+      }
+    }
+    await Promise.all(running);
+    await this.#pool?.close();
+    for (const ch of this.#channels) {
+      ch.send({ t: 'closing', reason: `node ${this.host} is shutting down (${reason})` });
+      ch.end();
+    }
+    if (this.#stateDir) rmSync(join(this.#stateDir, 'daemon.json'), { force: true });
+    this.log.info('node stopped');
+    this.#resolveStopped();
+  }
+}
+
+/** True if `pid` is alive and is one of our job runners. */
+function isOurRunner(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('runner-main');
+  } catch {
+    return false;
+  }
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^A-Za-z0-9_.-]/g, '_');
+}

@@ -1,0 +1,369 @@
+/**
+ * An authenticated message channel over one TCP (or TLS) socket.
+ *
+ * Handshake (plain msgpack frames):
+ *   client -> server  hello {v, role: client, nonce Nc, clientId}
+ *   server -> client  hello {v, role: node|scheduler, nonce Ns, proof = HMAC(secret, "server|role|" Nc Ns)}
+ *   client -> server  auth  {proof = HMAC(secret, "client|client|" Ns Nc)}
+ *   server -> client  auth-ok
+ * Role labels inside the MACs stop a proof from being reflected back. Both nonces derive a
+ * session key; from then on every frame is `tag(16) | msgpack body` where tag is
+ * HMAC(direction key, seq || body) with a per-direction sequence number, so frames cannot be
+ * forged, replayed, reordered or dropped unnoticed.
+ */
+import { EventEmitter } from 'node:events';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import type { ZodType } from 'zod';
+import { DispyError, asDispyError } from '../errors.js';
+import { DEFAULT_MAX_FRAME, HANDSHAKE_TIMEOUT, MAC_BYTES, NONCE_BYTES, PROTOCOL_VERSION } from './constants.js';
+import { FrameDecoder, encodeFrame } from './frame.js';
+import { handshakeSchema, type HandshakeMessage } from './messages.js';
+import { packMessage, unpackMessage } from './wire-codec.js';
+
+export type Role = 'client' | 'node' | 'scheduler';
+
+export interface ChannelOptions<In> {
+  /** Shared secret both sides prove knowledge of. */
+  secret: Buffer;
+  /** Schema every authenticated incoming message must match. */
+  schema: ZodType<In>;
+  /** @default 64 MiB */
+  maxFrame?: number;
+  /** Seconds allowed for the handshake. @default 10 */
+  handshakeTimeout?: number;
+}
+
+export interface ConnectOptions<In> extends ChannelOptions<In> {
+  host: string;
+  port: number;
+  /** Random id of the client process, shared by all its connections. */
+  clientId: string;
+  /** Local address to connect from. */
+  localAddress?: string;
+  /** Opens the socket (TLS uses this); plain TCP when absent. */
+  createSocket?: () => net.Socket;
+  /** Event the socket emits once usable. @default 'connect' */
+  readyEvent?: string;
+}
+
+export interface AcceptOptions<In> extends ChannelOptions<In> {
+  /** Our role as the server. */
+  role: 'node' | 'scheduler';
+}
+
+function mac(key: Buffer, ...parts: (Buffer | Uint8Array | string)[]): Buffer {
+  const h = createHmac('sha256', key);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+function equalTags(a: Uint8Array | undefined, b: Buffer): boolean {
+  return !!a && a.length === b.length && timingSafeEqual(a, b);
+}
+
+type ChannelEvents<In> = {
+  message: [In, number];
+  close: [DispyError | null];
+};
+
+/**
+ * One authenticated connection. Emits `message` for each valid incoming message and `close`
+ * exactly once, with the reason (null for an orderly close by either side).
+ */
+export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> {
+  readonly socket: net.Socket;
+  /** `address:port` of the peer, for logs. */
+  readonly peer: string;
+  /** The peer's hello (its role, and the client id for clients). */
+  peerHello: Extract<HandshakeMessage, { t: 'hello' }> | null = null;
+  /** Bytes sent and received on this connection. */
+  tx = 0;
+  rx = 0;
+
+  #schema: ZodType<In>;
+  #decoder: FrameDecoder;
+  #sendKey: Buffer | null = null;
+  #recvKey: Buffer | null = null;
+  #sendSeq = 0n;
+  #recvSeq = 0n;
+  #seqBuf = Buffer.alloc(8);
+  #closed = false;
+  #corked = false;
+  #pending: Buffer[] = [];
+  #waiter: { resolve: (f: Buffer) => void; reject: (e: DispyError) => void } | null = null;
+  #handshakeError: DispyError | null = null;
+
+  constructor(socket: net.Socket, opts: ChannelOptions<In>) {
+    super();
+    this.socket = socket;
+    this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.#schema = opts.schema;
+    this.#decoder = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => this.close(new DispyError('DISPY_ERR_CONNECTION', `${this.peer}: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.close(this.#sendKey ? null : new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed the connection during the handshake`)));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get authenticated(): boolean {
+    return this.#sendKey !== null;
+  }
+
+  /** Sends one message (frames written in the same tick leave in one syscall); returns its bytes. */
+  send(msg: Out): number {
+    if (this.#closed) return 0;
+    if (!this.#sendKey) throw new DispyError('DISPY_ERR_INTERNAL', 'channel not authenticated');
+    const body = packMessage(msg);
+    this.#seqBuf.writeBigUInt64BE(this.#sendSeq++);
+    const tag = mac(this.#sendKey, this.#seqBuf, body).subarray(0, MAC_BYTES);
+    const frame = encodeFrame(tag, body);
+    this.#write(frame);
+    return frame.length;
+  }
+
+  /** Closes the connection; `reason` null means an orderly close. Idempotent. */
+  close(reason: DispyError | null = null): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#waiter) {
+      this.#waiter.reject(reason ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
+      this.#waiter = null;
+    }
+    if (reason && !this.#sendKey) this.#handshakeError = reason;
+    if (this.#corked) this.socket.uncork();
+    this.socket.end();
+    this.socket.destroySoon?.();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.emit('close', reason);
+  }
+
+  /** Closes after the currently queued writes are flushed. */
+  end(): void {
+    this.close(null);
+  }
+
+  #write(frame: Buffer): void {
+    this.tx += frame.length;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(frame);
+  }
+
+  #writePlain(msg: HandshakeMessage): void {
+    this.#write(encodeFrame(packMessage(msg)));
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    this.rx += chunk.length;
+    let frames: Buffer[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (err) {
+      this.close(asDispyError(err, 'DISPY_ERR_BAD_FRAME'));
+      return;
+    }
+    for (const f of frames) {
+      if (this.#closed) return;
+      if (this.#recvKey) this.#onAuthenticatedFrame(f);
+      else if (this.#waiter) {
+        const w = this.#waiter;
+        this.#waiter = null;
+        w.resolve(f);
+      } else this.#pending.push(f);
+    }
+  }
+
+  #onAuthenticatedFrame(frame: Buffer): void {
+    if (frame.length <= MAC_BYTES) {
+      this.close(new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: frame too short for its tag`));
+      return;
+    }
+    const tag = frame.subarray(0, MAC_BYTES);
+    const body = frame.subarray(MAC_BYTES);
+    this.#seqBuf.writeBigUInt64BE(this.#recvSeq);
+    const expected = mac(this.#recvKey!, this.#seqBuf, body).subarray(0, MAC_BYTES);
+    if (!timingSafeEqual(tag, expected)) {
+      this.close(new DispyError('DISPY_ERR_BAD_MAC', `${this.peer}: frame ${this.#recvSeq} failed its MAC check`));
+      return;
+    }
+    this.#recvSeq++;
+    let decoded: unknown;
+    try {
+      decoded = unpackMessage(body);
+    } catch (err) {
+      this.close(new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: undecodable message: ${(err as Error).message}`));
+      return;
+    }
+    const parsed = this.#schema.safeParse(decoded);
+    if (!parsed.success) {
+      this.close(new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid message: ${summarizeIssues(parsed.error.issues)}`));
+      return;
+    }
+    this.emit('message', parsed.data, frame.length + 4);
+  }
+
+  // ---- handshake ----
+
+  async #nextHandshake(deadline: NodeJS.Timeout): Promise<HandshakeMessage> {
+    void deadline;
+    const frame = this.#pending.shift() ?? (await new Promise<Buffer>((resolve, reject) => {
+      if (this.#closed) reject(this.#handshakeError ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
+      else this.#waiter = { resolve, reject };
+    }));
+    let decoded: unknown;
+    try {
+      decoded = unpackMessage(frame);
+    } catch {
+      throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: undecodable handshake frame`);
+    }
+    const parsed = handshakeSchema.safeParse(decoded);
+    if (!parsed.success) throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid handshake message: ${summarizeIssues(parsed.error.issues)}`);
+    if (parsed.data.t === 'error') {
+      const { code, message } = parsed.data.error;
+      throw new DispyError(code === 'DISPY_ERR_VERSION' || code === 'DISPY_ERR_AUTH' ? code : 'DISPY_ERR_AUTH', message);
+    }
+    return parsed.data;
+  }
+
+  #deriveKeys(secret: Buffer, clientNonce: Uint8Array, serverNonce: Uint8Array, weAreClient: boolean): void {
+    const session = mac(secret, 'dispyts session|', clientNonce, serverNonce);
+    const c2s = mac(session, 'client->server');
+    const s2c = mac(session, 'server->client');
+    this.#sendKey = weAreClient ? c2s : s2c;
+    this.#recvKey = weAreClient ? s2c : c2s;
+  }
+
+  /** Client side of the handshake; resolves with the server's hello. */
+  async handshakeAsClient(secret: Buffer, clientId: string, timeoutSec: number): Promise<void> {
+    const timer = this.#armTimeout(timeoutSec);
+    try {
+      const nonce = randomBytes(NONCE_BYTES);
+      this.#writePlain({ t: 'hello', v: PROTOCOL_VERSION, role: 'client', nonce, clientId });
+      const hello = await this.#nextHandshake(timer);
+      if (hello.t !== 'hello' || hello.role === 'client') throw new DispyError('DISPY_ERR_AUTH', `${this.peer}: expected a server hello`);
+      if (hello.v !== PROTOCOL_VERSION) throw new DispyError('DISPY_ERR_VERSION', `${this.peer} speaks protocol ${hello.v}, we speak ${PROTOCOL_VERSION}`);
+      const expected = mac(secret, `server|${hello.role}|`, nonce, hello.nonce);
+      if (!equalTags(hello.proof, expected)) {
+        throw new DispyError('DISPY_ERR_AUTH', `${this.peer} failed to prove it knows the secret (wrong secret on one side?)`);
+      }
+      this.#writePlain({ t: 'auth', proof: mac(secret, 'client|client|', hello.nonce, nonce) });
+      const ok = await this.#nextHandshake(timer);
+      if (ok.t !== 'auth-ok') throw new DispyError('DISPY_ERR_AUTH', `${this.peer}: unexpected ${ok.t} in the handshake`);
+      this.peerHello = hello;
+      this.#deriveKeys(secret, nonce, hello.nonce, true);
+      this.#drainPending();
+    } catch (err) {
+      const e = asDispyError(err, 'DISPY_ERR_AUTH');
+      this.close(e);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Server side of the handshake. */
+  async handshakeAsServer(secret: Buffer, role: 'node' | 'scheduler', timeoutSec: number): Promise<void> {
+    const timer = this.#armTimeout(timeoutSec);
+    try {
+      const hello = await this.#nextHandshake(timer);
+      if (hello.t !== 'hello' || hello.role !== 'client') throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: expected a client hello`);
+      if (hello.v !== PROTOCOL_VERSION) {
+        const e = new DispyError('DISPY_ERR_VERSION', `client speaks protocol ${hello.v}, this ${role} speaks ${PROTOCOL_VERSION}`);
+        this.#writePlain({ t: 'error', error: e.toJSON() });
+        throw e;
+      }
+      if (hello.nonce.length !== NONCE_BYTES) throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: bad nonce`);
+      const nonce = randomBytes(NONCE_BYTES);
+      this.#writePlain({ t: 'hello', v: PROTOCOL_VERSION, role, nonce, proof: mac(secret, `server|${role}|`, hello.nonce, nonce) });
+      const auth = await this.#nextHandshake(timer);
+      if (auth.t !== 'auth') throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: expected auth`);
+      if (!equalTags(auth.proof, mac(secret, 'client|client|', nonce, hello.nonce))) {
+        const e = new DispyError('DISPY_ERR_AUTH', `client ${this.peer} failed authentication (wrong secret)`);
+        this.#writePlain({ t: 'error', error: { code: e.code, message: `${role} refused the client: wrong secret` } });
+        throw e;
+      }
+      this.#writePlain({ t: 'auth-ok' });
+      this.peerHello = hello;
+      this.#deriveKeys(secret, hello.nonce, nonce, false);
+      this.#drainPending();
+    } catch (err) {
+      const e = asDispyError(err, 'DISPY_ERR_BAD_FRAME');
+      this.close(e);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #armTimeout(sec: number): NodeJS.Timeout {
+    const t = setTimeout(() => this.close(new DispyError('DISPY_ERR_TIMEOUT', `${this.peer}: handshake not finished in ${sec} s`)), sec * 1000);
+    t.unref();
+    return t;
+  }
+
+  #drainPending(): void {
+    const frames = this.#pending;
+    this.#pending = [];
+    // Deliver frames that arrived with the last handshake frame once the caller has attached
+    // its listeners.
+    if (frames.length) {
+      setImmediate(() => {
+        for (const f of frames) if (!this.#closed) this.#onAuthenticatedFrame(f);
+      });
+    }
+  }
+}
+
+function summarizeIssues(issues: readonly { path: PropertyKey[]; message: string }[]): string {
+  return issues
+    .slice(0, 3)
+    .map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`)
+    .join('; ');
+}
+
+/** Connects to a server and authenticates as a client. */
+export async function connectChannel<In, Out>(opts: ConnectOptions<In>): Promise<Channel<In, Out>> {
+  const socket = opts.createSocket
+    ? opts.createSocket()
+    : net.connect({ host: opts.host, port: opts.port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  const timeout = opts.handshakeTimeout ?? HANDSHAKE_TIMEOUT;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new DispyError('DISPY_ERR_TIMEOUT', `connecting to ${opts.host}:${opts.port} timed out after ${timeout} s`));
+    }, timeout * 1000);
+    socket.once(opts.readyEvent ?? 'connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve();
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      socket.destroy();
+      const code = err.code?.startsWith('ERR_TLS') || err.code?.includes('CERT') || /certificate|ssl|tls/i.test(err.message) ? 'DISPY_ERR_TLS' : 'DISPY_ERR_CONNECTION';
+      reject(new DispyError(code, `cannot connect to ${opts.host}:${opts.port}: ${err.message}`, { cause: err }));
+    });
+  });
+  const ch = new Channel<In, Out>(socket, opts);
+  await ch.handshakeAsClient(opts.secret, opts.clientId, timeout);
+  return ch;
+}
+
+/** Authenticates an accepted socket as the server side. */
+export async function acceptChannel<In, Out>(socket: net.Socket, opts: AcceptOptions<In>): Promise<Channel<In, Out>> {
+  const ch = new Channel<In, Out>(socket, opts);
+  await ch.handshakeAsServer(opts.secret, opts.role, opts.handshakeTimeout ?? HANDSHAKE_TIMEOUT);
+  return ch;
+}

@@ -1,0 +1,163 @@
+/**
+ * Every message that crosses the wire, as zod schemas. A frame whose body does not parse as one
+ * of these closes its connection. User arguments and results are opaque `bin` fields: the
+ * daemon forwards them without decoding.
+ */
+import { z } from 'zod';
+
+const MAX_TEXT = 1024 * 1024;
+const MAX_SOURCE = 16 * 1024 * 1024;
+
+export const bin = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected binary data' });
+const uid = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const rid = uid;
+const shortText = z.string().max(1024);
+const computeId = z.string().min(1).max(64);
+const identifier = z.string().regex(/^[\p{L}_$][\p{L}\p{N}_$]*$/u, 'expected a JavaScript identifier').max(256);
+const finite = z.number().finite();
+
+/** Resources a node reports: available CPU %, free memory bytes, free disk bytes, available swap %. */
+export const availInfoSchema = z.object({ cpu: finite, memory: finite, disk: finite, swap: finite });
+export type AvailInfo = z.infer<typeof availInfoSchema>;
+
+export const errorInfoSchema = z.object({ code: shortText, message: z.string().max(MAX_TEXT) });
+
+// ---- handshake (unauthenticated frames) ----
+
+export const helloSchema = z.object({
+  t: z.literal('hello'),
+  v: z.number().int(),
+  role: z.enum(['client', 'node', 'scheduler']),
+  nonce: bin,
+  proof: bin.optional(),
+  /** Identifies the client process, so one process may hold several connections to a node. */
+  clientId: z.string().max(64).optional(),
+});
+export const authSchema = z.object({ t: z.literal('auth'), proof: bin });
+export const authOkSchema = z.object({ t: z.literal('auth-ok') });
+export const handshakeErrorSchema = z.object({ t: z.literal('error'), error: errorInfoSchema });
+export const handshakeSchema = z.discriminatedUnion('t', [helloSchema, authSchema, authOkSchema, handshakeErrorSchema]);
+export type HandshakeMessage = z.infer<typeof handshakeSchema>;
+
+// ---- computations ----
+
+export const dependSchema = z.object({
+  kind: z.enum(['function', 'class']),
+  name: identifier,
+  source: z.string().max(MAX_SOURCE),
+});
+export type Depend = z.infer<typeof dependSchema>;
+
+export const computationSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('function'),
+    name: z.string().max(256),
+    source: z.string().min(1).max(MAX_SOURCE),
+    depends: z.array(dependSchema).max(10_000),
+  }),
+]);
+export type Computation = z.infer<typeof computationSchema>;
+
+// ---- client -> node ----
+
+export const setupSchema = z.object({
+  t: z.literal('setup'),
+  rid,
+  computeId,
+  cluster: z.string().max(1024),
+  computation: computationSchema,
+  /** Cap on this computation's running jobs on the node (0 = the node's cpus). */
+  cpus: z.number().int().nonnegative().max(1 << 20),
+  /** Seconds between heartbeats the client wants from the node (0 = the node's default). */
+  pulseInterval: z.number().nonnegative().max(1000),
+});
+export const jobSchema = z.object({ t: z.literal('job'), uid, computeId, args: bin });
+export const cancelSchema = z.object({ t: z.literal('cancel'), uid });
+export const closeSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });
+export const setCpusSchema = z.object({ t: z.literal('set-cpus'), rid, computeId, cpus: z.number().int().nonnegative().max(1 << 20) });
+export const pingSchema = z.object({ t: z.literal('ping'), rid });
+
+export const clientMessageSchema = z.discriminatedUnion('t', [
+  setupSchema,
+  jobSchema,
+  cancelSchema,
+  closeSchema,
+  setCpusSchema,
+  pingSchema,
+]);
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+
+// ---- node -> client ----
+
+export const nodeInfoSchema = z.object({
+  t: z.literal('info'),
+  /** Random per daemon start: a changed id means the node restarted. */
+  nodeId: z.string().max(64),
+  name: z.string().max(256),
+  ipAddr: z.string().max(64),
+  port: z.number().int(),
+  machineCpus: z.number().int().positive(),
+  /** CPUs the daemon offers (its `--cpus`). */
+  cpus: z.number().int().nonnegative(),
+  platform: z.string().max(256),
+  availInfo: availInfoSchema.nullable(),
+  /** Whether another client process currently owns the node. */
+  busy: z.boolean(),
+});
+export type NodeInfo = z.infer<typeof nodeInfoSchema>;
+
+/** Answer to a request carrying `rid`: `ok` with optional data, or an error. */
+export const replySchema = z.object({
+  t: z.literal('reply'),
+  rid,
+  ok: z.boolean(),
+  cpus: z.number().int().nonnegative().optional(),
+  error: errorInfoSchema.optional(),
+});
+export type Reply = z.infer<typeof replySchema>;
+
+export const startedSchema = z.object({ t: z.literal('started'), uid, startTime: finite });
+export const jobDoneSchema = z.object({
+  t: z.literal('done'),
+  uid,
+  status: z.enum(['Finished', 'Terminated', 'Cancelled']),
+  result: bin.nullable(),
+  exception: z.string().max(MAX_TEXT * 4).nullable(),
+  /** A DISPY_ERR_* code when the node itself ended the job (max runtime, node shutdown, ...). */
+  code: shortText.nullable(),
+  stdout: z.string().max(MAX_TEXT * 16),
+  stderr: z.string().max(MAX_TEXT * 16),
+  startTime: finite.nullable(),
+  endTime: finite,
+  cpuTime: finite,
+});
+export type JobDone = z.infer<typeof jobDoneSchema>;
+
+export const nakSchema = z.object({
+  t: z.literal('nak'),
+  uid,
+  reason: z.enum(['full', 'shutdown', 'unknown-computation']),
+  message: z.string().max(MAX_TEXT),
+});
+export const pulseSchema = z.object({
+  t: z.literal('pulse'),
+  availInfo: availInfoSchema.nullable(),
+  /** Jobs running on the node for this client. */
+  busy: z.number().int().nonnegative(),
+  cpus: z.number().int().nonnegative(),
+});
+export const closingSchema = z.object({ t: z.literal('closing'), reason: z.string().max(MAX_TEXT) });
+/** The node closed a computation on its own (failed setup later, zombie, shutdown). */
+export const closedSchema = z.object({ t: z.literal('closed'), computeId, reason: z.string().max(MAX_TEXT) });
+
+export const nodeMessageSchema = z.discriminatedUnion('t', [
+  nodeInfoSchema,
+  startedSchema,
+  jobDoneSchema,
+  nakSchema,
+  pulseSchema,
+  closingSchema,
+  closedSchema,
+  replySchema,
+]);
+export type NodeMessage = z.infer<typeof nodeMessageSchema>;
