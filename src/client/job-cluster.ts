@@ -644,7 +644,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
 function canSend(cn: ClusterNode): boolean {
   const link = cn.link;
-  return cn.ready && !link.closed && !link.closing && !link.full && cn.inflight < 2 * cn.cap && link.inflight < 2 * link.info.cpus;
+  return cn.ready && !link.closed && !link.closing && !link.full && cn.inflight < 16 * cn.cap && link.inflight < 16 * link.info.cpus;
 }
 
 function validateOptions(o: JobClusterOptions): void {

@@ -378,7 +378,7 @@ export class NodeDaemon {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
       return;
     }
-    if (this.#running + this.#queue.length >= 2 * this.cpus || owner.jobs.has(msg.uid)) {
+    if (this.#running + this.#queue.length >= 16 * this.cpus || owner.jobs.has(msg.uid)) {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'full', message: `all CPUs of ${this.host} are busy` });
       return;
     }

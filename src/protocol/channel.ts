@@ -9,7 +9,8 @@
  * Role labels inside the MACs stop a proof from being reflected back. Both nonces derive a
  * session key; from then on every frame is `tag(16) | msgpack body` where tag is
  * HMAC(direction key, seq || body) with a per-direction sequence number, so frames cannot be
- * forged, replayed, reordered or dropped unnoticed.
+ * forged, replayed, reordered or dropped unnoticed. A frame's body is one or more msgpack
+ * values, each one message.
  */
 import { EventEmitter } from 'node:events';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -19,7 +20,11 @@ import { DispyError, asDispyError } from '../errors.js';
 import { DEFAULT_MAX_FRAME, HANDSHAKE_TIMEOUT, MAC_BYTES, NONCE_BYTES, PROTOCOL_VERSION } from './constants.js';
 import { FrameDecoder, encodeFrame } from './frame.js';
 import { handshakeSchema, type HandshakeMessage } from './messages.js';
-import { packMessage, unpackMessage } from './wire-codec.js';
+import { packMessage, unpackMessage, unpackMessages } from './wire-codec.js';
+
+/** A queued batch is flushed early once it holds this many bytes or messages. */
+const FLUSH_BYTES = 256 * 1024;
+const FLUSH_COUNT = 512;
 
 export type Role = 'client' | 'node' | 'scheduler';
 
@@ -89,7 +94,9 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   #recvSeq = 0n;
   #seqBuf = Buffer.alloc(8);
   #closed = false;
-  #corked = false;
+  #outbox: Buffer[] = [];
+  #outboxBytes = 0;
+  #flushScheduled = false;
   #pending: Buffer[] = [];
   #waiter: { resolve: (f: Buffer) => void; reject: (e: DispyError) => void } | null = null;
   #handshakeError: DispyError | null = null;
@@ -114,16 +121,39 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     return this.#sendKey !== null;
   }
 
-  /** Sends one message (frames written in the same tick leave in one syscall); returns its bytes. */
+  /**
+   * Queues one message; returns its encoded size. Messages queued in one event-loop turn leave
+   * together as one authenticated frame (a sequence of msgpack values), so a burst of jobs or
+   * replies costs one MAC and one write.
+   */
   send(msg: Out): number {
     if (this.#closed) return 0;
     if (!this.#sendKey) throw new DispyError('DISPY_ERR_INTERNAL', 'channel not authenticated');
-    const body = packMessage(msg);
+    // Copy: the packer reuses its buffer.
+    const body = Buffer.from(packMessage(msg));
+    this.#outbox.push(body);
+    this.#outboxBytes += body.length;
+    if (this.#outboxBytes >= FLUSH_BYTES || this.#outbox.length >= FLUSH_COUNT) this.#flush();
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // After this turn's I/O callbacks: replies to everything that arrived together leave together.
+      setImmediate(() => {
+        this.#flushScheduled = false;
+        this.#flush();
+      });
+    }
+    return body.length + 1;
+  }
+
+  #flush(): void {
+    if (this.#closed || this.#outbox.length === 0) return;
+    const parts = this.#outbox;
+    this.#outbox = [];
+    this.#outboxBytes = 0;
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.#seqBuf.writeBigUInt64BE(this.#sendSeq++);
-    const tag = mac(this.#sendKey, this.#seqBuf, body).subarray(0, MAC_BYTES);
-    const frame = encodeFrame(tag, body);
-    this.#write(frame);
-    return frame.length;
+    const tag = mac(this.#sendKey!, this.#seqBuf, body).subarray(0, MAC_BYTES);
+    this.#write(encodeFrame(tag, body));
   }
 
   /** Closes the connection; `reason` null means an orderly close. Idempotent. */
@@ -135,7 +165,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       this.#waiter = null;
     }
     if (reason && !this.#sendKey) this.#handshakeError = reason;
-    if (this.#corked) this.socket.uncork();
+    if (!reason) this.#flush();
     this.socket.end();
     this.socket.destroySoon?.();
     setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -149,14 +179,6 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
 
   #write(frame: Buffer): void {
     this.tx += frame.length;
-    if (!this.#corked) {
-      this.#corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.socket.uncork();
-      });
-    }
     this.socket.write(frame);
   }
 
@@ -199,19 +221,24 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       return;
     }
     this.#recvSeq++;
-    let decoded: unknown;
+    const messages: { value: unknown; size: number }[] = [];
     try {
-      decoded = unpackMessage(body);
+      unpackMessages(body, (value, start, end) => {
+        messages.push({ value, size: end - start });
+      });
     } catch (err) {
       this.close(new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: undecodable message: ${(err as Error).message}`));
       return;
     }
-    const parsed = this.#schema.safeParse(decoded);
-    if (!parsed.success) {
-      this.close(new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid message: ${summarizeIssues(parsed.error.issues)}`));
-      return;
+    for (const { value, size } of messages) {
+      const parsed = this.#schema.safeParse(value);
+      if (!parsed.success) {
+        this.close(new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid message: ${summarizeIssues(parsed.error.issues)}`));
+        return;
+      }
+      if (this.#closed) return;
+      this.emit('message', parsed.data, size);
     }
-    this.emit('message', parsed.data, frame.length + 4);
   }
 
   // ---- handshake ----

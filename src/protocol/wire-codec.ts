@@ -13,3 +13,10 @@ export function packMessage(value: unknown): Buffer {
 export function unpackMessage(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
+
+/** Decodes a sequence of msgpack values, calling `each` with every value and its byte range. */
+export function unpackMessages(bytes: Uint8Array, each: (value: unknown, start: number, end: number) => void): void {
+  packr.unpackMultiple(bytes, (value: unknown, start?: number, end?: number) => {
+    each(value, start ?? 0, end ?? bytes.length);
+  });
+}
