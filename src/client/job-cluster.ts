@@ -91,6 +91,8 @@ interface ClusterNode {
   cap: number;
   inflight: number;
   ready: boolean;
+  /** Running average of this cluster's job wall time on the node (ms). */
+  avgMs: number;
 }
 
 interface Sent extends Queued {
@@ -205,7 +207,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.machineCpus = info.machineCpus;
       node.availInfo = info.availInfo;
       node.platform = info.platform;
-      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true });
+      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity });
       this.log.info({ node: ip, cpus }, 'node initialized');
       this.#emit(NodeStatus.Initialized, node, null);
       requestPump();
@@ -372,7 +374,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       job.startTime = msg.startTime;
       job.ipAddr = node.ipAddr;
       node.jobsDone++;
-      node.jobTime += Math.max(0, msg.endTime - msg.startTime) / 1000;
+      const ms = Math.max(0, msg.endTime - msg.startTime);
+      node.jobTime += ms / 1000;
+      cn.avgMs = cn.avgMs === Infinity ? ms : cn.avgMs * 0.8 + ms * 0.2;
       node.cpuUsed += msg.cpuTime;
     }
     let status: DispyStatus = msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
@@ -642,9 +646,28 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 }
 
+/** Most jobs a node may hold per CPU it gives us (running plus queued there). */
+export const MAX_WINDOW_PER_CPU = 64;
+
+/**
+ * Jobs per CPU we keep on a node so it never waits for us: one queued behind each running job,
+ * and for short jobs enough to cover a round trip (about 10 ms of work), up to the maximum.
+ */
+function windowPerCpu(avgMs: number): number {
+  if (!Number.isFinite(avgMs)) return 2;
+  return Math.max(2, Math.min(MAX_WINDOW_PER_CPU, 1 + Math.ceil(10 / Math.max(avgMs, 0.01))));
+}
+
 function canSend(cn: ClusterNode): boolean {
   const link = cn.link;
-  return cn.ready && !link.closed && !link.closing && !link.full && cn.inflight < 16 * cn.cap && link.inflight < 16 * link.info.cpus;
+  return (
+    cn.ready &&
+    !link.closed &&
+    !link.closing &&
+    !link.full &&
+    cn.inflight < windowPerCpu(cn.avgMs) * cn.cap &&
+    link.inflight < MAX_WINDOW_PER_CPU * link.info.cpus
+  );
 }
 
 function validateOptions(o: JobClusterOptions): void {

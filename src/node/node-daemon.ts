@@ -14,7 +14,7 @@ import { NODE_PORT } from '../protocol/constants.js';
 import { clientMessageSchema, type ClientMessage, type Computation, type NodeMessage } from '../protocol/messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { HostMetrics, platformString } from './host-metrics.js';
-import { RunnerPool, type Runner, type RunnerDone } from './runner-pool.js';
+import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
 
 export interface NodeDaemonOptions {
   /** Address to listen on; the node's identity. @default '127.0.0.1' */
@@ -54,8 +54,11 @@ interface Comp {
   dir: string;
   /** Cap on running jobs (the node's cpus when 0). */
   cap: number;
+  /** Jobs handed to runners (running or queued in them). */
   running: number;
   queued: number;
+  /** Running average of job wall time, ms. */
+  avgMs: number;
   pulseInterval: number;
   closing: boolean;
   closeWaiters: (() => void)[];
@@ -66,11 +69,22 @@ interface NJob {
   comp: Comp;
   args: Uint8Array;
   channel: Channel<ClientMessage, NodeMessage>;
-  state: 'queued' | 'running';
+  /** queued here, handed to a runner, or running in it. */
+  state: 'queued' | 'assigned' | 'running';
   runner: Runner | null;
   startTime: number;
-  promise: Promise<void> | null;
+  cancelRequested: boolean;
+  /** Resolves when the job ended (in whatever way). */
+  ended: Promise<void>;
+  end: () => void;
 }
+
+/** Jobs a runner may hold queued behind its running one, for computations of short jobs. */
+const LOOKAHEAD = 64;
+/** Jobs per CPU the node accepts (running plus queued): clients keep this many in flight. */
+const WINDOW_PER_CPU = 64;
+/** A computation whose jobs average less than this (ms) is "short". */
+const SHORT_JOB_MS = 2;
 
 interface Owner {
   clientId: string;
@@ -148,6 +162,7 @@ export class NodeDaemon {
   async start(): Promise<{ host: string; port: number }> {
     this.#pool = new RunnerPool({ size: this.cpus, log: this.log, nodeName: this.name, nodeIpAddr: this.host });
     this.#pool.onIdle = () => this.#schedule();
+    this.#pool.onPidsChanged = () => this.#writePidFile();
     await this.#pool.start();
     const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
@@ -351,6 +366,7 @@ export class NodeDaemon {
       cap: Math.min(msg.cpus || this.cpus, this.cpus),
       running: 0,
       queued: 0,
+      avgMs: Infinity,
       pulseInterval: msg.pulseInterval,
       closing: false,
       closeWaiters: [],
@@ -378,63 +394,135 @@ export class NodeDaemon {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
       return;
     }
-    if (this.#running + this.#queue.length >= 16 * this.cpus || owner.jobs.has(msg.uid)) {
+    if (this.#running + this.#queue.length >= WINDOW_PER_CPU * this.cpus || owner.jobs.has(msg.uid)) {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'full', message: `all CPUs of ${this.host} are busy` });
       return;
     }
-    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, promise: null };
+    let end!: () => void;
+    const ended = new Promise<void>((r) => (end = r));
+    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, ended, end };
     owner.jobs.set(job.uid, job);
     comp.queued++;
     this.#queue.push(job);
     this.#schedule();
   }
 
+  /**
+   * Hands queued jobs to runners: an empty runner takes any job whose computation is under its
+   * cap; a runner already holding a computation of short jobs takes more of them (up to
+   * LOOKAHEAD) so they run back to back without a round trip each.
+   */
   #schedule(): void {
     const pool = this.#pool;
     if (!pool || this.#stopping) return;
-    while (this.#queue.length && this.#running < this.cpus) {
-      const idx = this.#queue.findIndex((j) => j.comp.running < j.comp.cap);
-      if (idx < 0) return;
-      const runner = pool.idle();
-      if (!runner) return;
-      const [job] = this.#queue.splice(idx, 1);
-      this.#start(job!, runner);
+    let i = 0;
+    while (i < this.#queue.length) {
+      const job = this.#queue[i]!;
+      const runner = this.#runnerFor(job.comp);
+      if (!runner) {
+        i++;
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      this.#assign(job, runner);
     }
   }
 
-  #start(job: NJob, runner: Runner): void {
+  #runnerFor(comp: Comp): Runner | undefined {
+    let empty: Runner | undefined;
+    const short = comp.avgMs < SHORT_JOB_MS;
+    for (const r of this.#pool!.runners) {
+      if (!r.usable) continue;
+      if (r.jobs.size === 0) {
+        empty ??= r;
+        continue;
+      }
+      if (short && r.jobs.size < LOOKAHEAD) {
+        // Only behind jobs of the same computation, so its cap keeps counting runners.
+        let same = true;
+        for (const j of r.jobs.values()) if (j.computeId !== comp.id) same = false;
+        if (same) return r;
+      }
+    }
+    if (empty && this.#runnersHolding(comp) < comp.cap) return empty;
+    return undefined;
+  }
+
+  #runnersHolding(comp: Comp): number {
+    let n = 0;
+    for (const r of this.#pool!.runners) {
+      for (const j of r.jobs.values()) {
+        if (j.computeId === comp.id) {
+          n++;
+          break;
+        }
+      }
+    }
+    return n;
+  }
+
+  #assign(job: NJob, runner: Runner): void {
     job.comp.queued--;
     job.comp.running++;
     this.#running++;
-    job.state = 'running';
+    job.state = 'assigned';
     job.runner = runner;
-    job.startTime = Date.now();
-    this.#send(job, { t: 'started', uid: job.uid, startTime: job.startTime });
-    job.promise = this.#pool!.run(runner, job.uid, job.comp.id, job.args, (result) => {
-      // Provisional results only reach a connected client.
-      void result;
-    }).then((d) => this.#finish(job, d));
-    job.args = new Uint8Array(0);
+    const assigned: AssignedJob = {
+      uid: job.uid,
+      computeId: job.comp.id,
+      started: false,
+      onStarted: (startTime) => {
+        job.state = 'running';
+        job.startTime = startTime;
+        if (job.cancelRequested) this.#pool!.terminate(runner, 'DispyError: job terminated on request of the client');
+        else this.#send(job, { t: 'started', uid: job.uid, startTime });
+      },
+      onProvisional: () => undefined,
+      onEnd: (outcome) => this.#ended(job, outcome),
+    };
+    this.#pool!.assign(runner, assigned, job.args);
   }
 
-  #finish(job: NJob, d: RunnerDone): void {
-    job.comp.running--;
+  #ended(job: NJob, outcome: RunnerOutcome): void {
+    const comp = job.comp;
+    comp.running--;
     this.#running--;
+    job.runner = null;
+    if (outcome.kind === 'dropped') {
+      if (job.cancelRequested || comp.closing) {
+        this.#owner?.jobs.delete(job.uid);
+        job.end();
+        this.#send(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
+        this.#compSettled(comp);
+      } else {
+        // Its runner died before starting it: back to the front of the queue (a stopping
+        // daemon hands it back to the client instead).
+        job.state = 'queued';
+        comp.queued++;
+        this.#queue.unshift(job);
+      }
+      this.#schedule();
+      return;
+    }
+    const d = outcome.done;
     this.#owner?.jobs.delete(job.uid);
+    job.args = new Uint8Array(0);
+    job.end();
+    if (job.startTime) comp.avgMs = comp.avgMs === Infinity ? d.endTime - job.startTime : comp.avgMs * 0.8 + (d.endTime - job.startTime) * 0.2;
     this.#send(job, {
       t: 'done',
       uid: job.uid,
       status: d.ok ? 'Finished' : 'Terminated',
-      result: d.result,
+      result: d.result === null ? null : Buffer.from(d.result, 'base64'),
       exception: d.exception,
       code: d.code,
       stdout: d.stdout,
       stderr: d.stderr,
-      startTime: job.startTime,
-      endTime: Date.now(),
+      startTime: job.startTime || null,
+      endTime: d.endTime,
       cpuTime: d.cpuTime,
     });
-    this.#compSettled(job.comp);
+    this.#compSettled(comp);
     this.#schedule();
   }
 
@@ -458,12 +546,11 @@ export class NodeDaemon {
 
   #cancel(clientId: string, uid: number): void {
     const job = this.#ownerOf(clientId)?.jobs.get(uid);
-    if (!job) return;
-    if (job.state === 'queued') {
-      this.#dropQueued(job, 'Cancelled', null);
-    } else if (job.runner) {
-      this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
-    }
+    if (!job || job.cancelRequested) return;
+    job.cancelRequested = true;
+    if (job.state === 'queued') this.#dropQueued(job, 'Cancelled', null);
+    else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
+    else if (job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
   }
 
   #dropQueued(job: NJob, status: 'Cancelled' | 'Terminated', exception: string | null): void {
@@ -471,6 +558,7 @@ export class NodeDaemon {
     if (i >= 0) this.#queue.splice(i, 1);
     job.comp.queued--;
     this.#owner?.jobs.delete(job.uid);
+    job.end();
     this.#send(job, { t: 'done', uid: job.uid, status, result: null, exception, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
     this.#compSettled(job.comp);
   }
@@ -481,7 +569,10 @@ export class NodeDaemon {
     if (terminate) {
       for (const job of [...this.#queue]) if (job.comp === comp) this.#dropQueued(job, 'Cancelled', null);
       for (const job of owner.jobs.values()) {
-        if (job.comp === comp && job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
+        if (job.comp !== comp || !job.runner) continue;
+        job.cancelRequested = true;
+        if (job.state === 'running') this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
+        else this.#pool!.drop(job.runner, job.uid);
       }
     }
     if (comp.running > 0 || comp.queued > 0) await new Promise<void>((r) => comp.closeWaiters.push(r));
@@ -536,21 +627,24 @@ export class NodeDaemon {
     this.log.info({ reason }, 'node stopping');
     this.#server?.close();
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
-    for (const job of [...this.#queue]) {
-      this.#queue.splice(this.#queue.indexOf(job), 1);
-      job.comp.queued--;
+    // Jobs that never started go back to the client, which runs them elsewhere.
+    const refuse = (job: NJob): void => {
       this.#owner?.jobs.delete(job.uid);
+      job.end();
       this.#send(job, { t: 'nak', uid: job.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
+    };
+    for (const job of this.#queue.splice(0)) {
+      job.comp.queued--;
+      refuse(job);
     }
-    const running: Promise<void>[] = [];
-    for (const job of this.#owner?.jobs.values() ?? []) {
-      if (job.runner && job.promise) {
-        this.#pool!.terminate(job.runner, `DispyError: node ${this.host} is shutting down (${reason})`);
-        running.push(job.promise);
-      }
-    }
-    await Promise.all(running);
+    // Running jobs are terminated (their client sees Terminated); jobs queued inside runners
+    // come back through #ended as never started and are refused below.
+    for (const r of this.#pool?.runners ?? []) if (r.jobs.size) this.#pool!.terminate(r, `DispyError: node ${this.host} is shutting down (${reason})`);
     await this.#pool?.close();
+    for (const job of this.#queue.splice(0)) {
+      job.comp.queued--;
+      refuse(job);
+    }
     for (const ch of this.#channels) {
       ch.send({ t: 'closing', reason: `node ${this.host} is shutting down (${reason})` });
       ch.end();

@@ -1,26 +1,21 @@
 /**
- * Entry of a job runner process. The daemon forks it (its own process group) and feeds it one
- * job at a time over IPC; it evaluates computations, runs jobs with their output captured, and
- * exits as soon as its IPC channel closes, so it never outlives the daemon.
+ * Entry of a job runner process. The daemon forks it (leading its own process group) and hands
+ * it jobs over IPC; it evaluates computations, runs its queued jobs one at a time with their
+ * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
  */
 import { PayloadCodec } from '../protocol/payload.js';
 import { formatException, loadFunctionComputation, type LoadedComputation } from './function-loader.js';
-import { RunnerCommand, RunnerEvent, type FromRunner, type ToRunner } from './runner-protocol.js';
+import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerItem, type RunnerJob, type ToRunner } from './runner-protocol.js';
 
-/** Default bytes of stdout and of stderr kept per job. */
+/** Bytes of stdout and of stderr kept per job. */
 const OUTPUT_LIMIT = Number(process.env.DISPYTS_OUTPUT_LIMIT) || 1024 * 1024;
+/** Events wait at most this long (ms) for company while jobs are queued. */
+const BATCH_MS = 1;
 
 interface Loaded extends LoadedComputation {
   codec: PayloadCodec;
-}
-
-interface Current {
-  uid: number;
-  codec: PayloadCodec;
-  out: OutputBuffer;
-  err: OutputBuffer;
-  finished: boolean;
-  resolveFailure: (e: unknown) => void;
+  /** Running average of job wall time (ms): short jobs are reported in batches. */
+  avgMs: number;
 }
 
 class OutputBuffer {
@@ -45,11 +40,43 @@ class OutputBuffer {
   }
 }
 
-const computations = new Map<string, Loaded>();
-let current: Current | null = null;
+interface Current {
+  uid: number;
+  codec: PayloadCodec;
+  out: OutputBuffer;
+  err: OutputBuffer;
+  finished: boolean;
+  fail: (e: unknown) => void;
+}
 
-function send(msg: FromRunner): void {
-  process.send?.(msg);
+const computations = new Map<string, Loaded>();
+const queue: RunnerJob[] = [];
+let current: Current | null = null;
+let looping = false;
+let outbox: RunnerItem[] = [];
+let lastFlush = 0;
+let flushScheduled = false;
+
+function flush(): void {
+  if (outbox.length === 0) return;
+  const items = outbox;
+  outbox = [];
+  lastFlush = performance.now();
+  process.send?.({ ev: RunnerEvent.Batch, items } satisfies FromRunner);
+}
+
+/** Queues an event; sends at once unless more short jobs are about to add to the batch. */
+function report(item: RunnerItem, mayWait = false): void {
+  outbox.push(item);
+  if (!mayWait || queue.length === 0 || performance.now() - lastFlush >= BATCH_MS) flush();
+  else if (!flushScheduled) {
+    // If the loop yields (a job awaits I/O), what is queued goes out then.
+    flushScheduled = true;
+    setImmediate(() => {
+      flushScheduled = false;
+      flush();
+    });
+  }
 }
 
 // Job output goes to the running job's buffers; output with no job running is dropped.
@@ -66,82 +93,109 @@ patch(process.stderr, (c) => c.err);
 
 function provisional(value: unknown): void {
   if (!current || current.finished) return;
-  send({ ev: RunnerEvent.Provisional, uid: current.uid, result: current.codec.encode(value) });
+  report({ ev: RunnerEvent.Provisional, uid: current.uid, result: current.codec.encode(value).toString('base64') });
 }
 
-async function run(uid: number, computeId: string, args: Uint8Array): Promise<void> {
-  const comp = computations.get(computeId);
-  const cpu0 = process.cpuUsage();
+async function run(job: RunnerJob): Promise<void> {
+  const comp = computations.get(job.computeId);
+  const startTime = Date.now();
+  const fast = comp !== undefined && comp.avgMs < BATCH_MS;
+  report({ ev: RunnerEvent.Started, uid: job.uid, startTime }, fast);
   if (!comp) {
-    send({ ev: RunnerEvent.Done, uid, ok: false, result: null, exception: `DispyError: computation ${computeId} is not loaded in this runner`, code: 'DISPY_ERR_UNKNOWN_COMPUTATION', stdout: '', stderr: '', cpuTime: 0 });
+    report({ ev: RunnerEvent.Done, uid: job.uid, ok: false, result: null, exception: `DispyError: computation ${job.computeId} is not loaded in this runner`, code: 'DISPY_ERR_UNKNOWN_COMPUTATION', stdout: '', stderr: '', cpuTime: 0, endTime: Date.now() });
     return;
   }
-  let failWith!: (e: unknown) => void;
+  let fail!: (e: unknown) => void;
   const failure = new Promise<never>((_, reject) => {
-    failWith = reject;
+    fail = reject;
   });
-  const job: Current = { uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, resolveFailure: failWith };
-  current = job;
+  const me: Current = { uid: job.uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, fail };
+  current = me;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
   let ok = true;
-  let result: Uint8Array | null = null;
+  let result: string | null = null;
   let exception: string | null = null;
   let code: string | null = null;
   try {
-    const decoded = comp.codec.decode(args);
+    const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
     const list = Array.isArray(decoded) ? decoded : [decoded];
-    const value = await Promise.race([Promise.resolve(comp.fn(...list)), failure]);
-    result = comp.codec.encode(value);
+    const out = comp.fn(...list);
+    const value = out instanceof Promise ? await Promise.race([out, failure]) : out;
+    result = comp.codec.encode(value).toString('base64');
   } catch (err) {
     ok = false;
     exception = formatException(err);
     if (err instanceof ReferenceError && /is not defined/.test(err.message)) code = 'DISPY_ERR_FREE_VARIABLE';
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
   }
-  job.finished = true;
+  me.finished = true;
   current = null;
+  const ms = performance.now() - t0;
+  comp.avgMs = comp.avgMs === Infinity ? ms : comp.avgMs * 0.8 + ms * 0.2;
   const used = process.cpuUsage(cpu0);
-  send({ ev: RunnerEvent.Done, uid, ok, result, exception, code, stdout: job.out.text(), stderr: job.err.text(), cpuTime: (used.user + used.system) / 1e6 });
+  report(
+    { ev: RunnerEvent.Done, uid: job.uid, ok, result, exception, code, stdout: me.out.text(), stderr: me.err.text(), cpuTime: (used.user + used.system) / 1e6, endTime: Date.now() },
+    comp.avgMs < BATCH_MS,
+  );
+}
+
+async function loop(): Promise<void> {
+  if (looping) return;
+  looping = true;
+  try {
+    for (let job = queue.shift(); job; job = queue.shift()) await run(job);
+  } finally {
+    looping = false;
+    flush();
+  }
 }
 
 function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): void {
   try {
     if (!computations.has(msg.computeId)) {
-      (globalThis as Record<string, unknown>).dispyNodeName = msg.nodeName;
-      (globalThis as Record<string, unknown>).dispyNodeIpAddr = msg.nodeIpAddr;
-      (globalThis as Record<string, unknown>).dispyJobPath = msg.dir;
-      const c = msg.computation;
-      const loaded = loadFunctionComputation(c, { dir: msg.dir, provisional });
-      computations.set(msg.computeId, { ...loaded, codec: new PayloadCodec(loaded.classes) });
+      const g = globalThis as Record<string, unknown>;
+      g.dispyNodeName = msg.nodeName;
+      g.dispyNodeIpAddr = msg.nodeIpAddr;
+      g.dispyJobPath = msg.dir;
+      const loaded = loadFunctionComputation(msg.computation, { dir: msg.dir, provisional });
+      computations.set(msg.computeId, { ...loaded, codec: new PayloadCodec(loaded.classes), avgMs: Infinity });
     }
-    send({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: null });
+    report({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: null });
   } catch (err) {
-    send({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: { code: 'DISPY_ERR_COMPUTATION', message: formatException(err) } });
+    report({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: { code: 'DISPY_ERR_COMPUTATION', message: formatException(err) } });
   }
 }
 
 // An error thrown asynchronously by job code fails that job instead of the runner.
 function onStray(err: unknown): void {
-  if (current && !current.finished) current.resolveFailure(err);
+  if (current && !current.finished) current.fail(err);
 }
 process.on('uncaughtException', onStray);
 process.on('unhandledRejection', onStray);
 process.on('disconnect', () => process.exit(0));
 
-let chain: Promise<void> = Promise.resolve();
 process.on('message', (msg: ToRunner) => {
-  chain = chain.then(async () => {
-    switch (msg.cmd) {
-      case RunnerCommand.Load:
-        load(msg);
-        break;
-      case RunnerCommand.Run:
-        await run(msg.uid, msg.computeId, msg.args);
-        break;
-      case RunnerCommand.Unload:
-        computations.delete(msg.computeId);
-        break;
+  switch (msg.cmd) {
+    case RunnerCommand.Load:
+      load(msg);
+      break;
+    case RunnerCommand.Run:
+      queue.push(...msg.jobs);
+      void loop();
+      break;
+    case RunnerCommand.Unload:
+      computations.delete(msg.computeId);
+      break;
+    case RunnerCommand.Drop: {
+      const i = queue.findIndex((j) => j.uid === msg.uid);
+      if (i >= 0) {
+        queue.splice(i, 1);
+        report({ ev: RunnerEvent.Dropped, uid: msg.uid });
+      }
+      break;
     }
-  });
+  }
 });
 
-send({ ev: RunnerEvent.Ready, pid: process.pid });
+process.send?.({ ev: RunnerEvent.Ready, pid: process.pid } satisfies FromRunner);

@@ -1,16 +1,17 @@
 /**
  * The daemon's pre-spawned job runners. Each runner is forked detached (it leads its own process
- * group, so a job and every process it starts can be killed together), with `execArgv: []` so a
- * daemon started under a TypeScript loader does not slow them, and runs one job at a time.
+ * group, so a job and every process it starts are killed together), with `execArgv: []` so a
+ * daemon started under a TypeScript loader does not slow them, and runs one job at a time from
+ * a short queue the daemon keeps filled.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
-import { RunnerCommand, RunnerEvent, type FromRunner, type ToRunner } from './runner-protocol.js';
+import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerDone, type RunnerItem, type RunnerJob, type ToRunner } from './runner-protocol.js';
 
-export type RunnerDone = Extract<FromRunner, { ev: RunnerEvent.Done }>;
+export type { RunnerDone } from './runner-protocol.js';
 
 /** Seconds between SIGTERM and SIGKILL when a job is terminated. */
 export const TERMINATE_GRACE = 2;
@@ -24,21 +25,33 @@ function runnerEntry(): string {
   throw new Error('dist/node/runner-main.js not found: run `npm run build` first');
 }
 
-interface RunningJob {
+/** How a job handed to a runner ended. `dropped`: it never started (re-queue it). */
+export type RunnerOutcome = { kind: 'done'; done: RunnerDone } | { kind: 'dropped' };
+
+/** What the daemon hears about one job it handed to a runner. */
+export interface AssignedJob {
   uid: number;
-  resolve: (d: RunnerDone) => void;
+  computeId: string;
+  started: boolean;
+  onStarted: (startTime: number) => void;
   onProvisional: (result: Uint8Array) => void;
+  onEnd: (outcome: RunnerOutcome) => void;
 }
 
 export class Runner {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly loaded = new Set<string>();
-  job: RunningJob | null = null;
+  /** Jobs handed to this runner, in its queue order; the first started one is running. */
+  readonly jobs = new Map<number, AssignedJob>();
   /** Why the daemon is killing this runner, if it is. */
   terminating: { exception: string; code: string } | null = null;
   exited = false;
   readonly ready: Promise<void>;
+  /** Resolves once the runner is gone and its jobs were accounted for. */
+  readonly gone: Promise<void>;
+  markGone!: () => void;
+  outbox: RunnerJob[] = [];
 
   constructor(child: ChildProcess) {
     this.child = child;
@@ -48,6 +61,12 @@ export class Runner {
       child.once('exit', (code, signal) => reject(new Error(`runner exited at start (code ${code}, signal ${signal})`)));
     });
     this.ready.catch(() => undefined);
+    this.gone = new Promise((r) => (this.markGone = r));
+  }
+
+  /** Whether the runner may take a job now. */
+  get usable(): boolean {
+    return !this.exited && !this.terminating && this.child.connected;
   }
 
   send(msg: ToRunner): void {
@@ -77,16 +96,16 @@ export class RunnerPool {
   readonly #entry = runnerEntry();
   readonly #computations = new Map<string, { computation: Computation; dir: string }>();
   readonly #loadWaiters = new Map<string, ((err: { code: string; message: string } | null) => void)[]>();
+  readonly #toFlush = new Set<Runner>();
+  #flushScheduled = false;
   #closed = false;
-  /** Called when a runner becomes idle (a job ended or a replacement started). */
+  /** Called when a runner has room again (jobs ended or a replacement started). */
   onIdle: () => void = () => undefined;
+  /** Called when the set of runner pids changes. */
+  onPidsChanged: () => void = () => undefined;
 
   constructor(opts: RunnerPoolOptions) {
     this.#opts = opts;
-  }
-
-  get size(): number {
-    return this.#opts.size;
   }
 
   async start(): Promise<void> {
@@ -104,65 +123,113 @@ export class RunnerPool {
     const child = fork(this.#entry, [], {
       execArgv: [],
       detached: true,
-      serialization: 'advanced',
+      serialization: 'json',
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       env: { ...process.env, DISPYTS_RUNNER: '1' },
     });
     const runner = new Runner(child);
     this.runners.add(runner);
-    child.on('message', (msg: FromRunner) => this.#onMessage(runner, msg));
-    child.on('exit', (code, signal) => this.#onExit(runner, code, signal));
+    child.on('message', (msg: FromRunner) => {
+      if (msg.ev === RunnerEvent.Batch) for (const item of msg.items) this.#onItem(runner, item);
+    });
+    // Handle the end once the process exited AND its IPC channel drained, so every message it
+    // sent before dying has been seen.
+    let exitInfo: [number | null, NodeJS.Signals | null] | null = null;
+    let disconnected = !child.connected;
+    const maybeEnd = (): void => {
+      if (exitInfo && disconnected && !runner.exited) this.#onExit(runner, exitInfo[0], exitInfo[1]);
+    };
+    child.on('exit', (code, signal) => {
+      exitInfo = [code, signal];
+      maybeEnd();
+    });
+    child.on('disconnect', () => {
+      disconnected = true;
+      maybeEnd();
+    });
     child.on('error', (err) => this.#opts.log.warn({ err, pid: runner.pid }, 'runner error'));
     runner.ready.then(() => {
       for (const [computeId, c] of this.#computations) this.#load(runner, computeId, c.computation, c.dir);
+      this.onPidsChanged();
       if (!this.#closed) this.onIdle();
     }, () => undefined);
     return runner;
   }
 
-  #onMessage(runner: Runner, msg: FromRunner): void {
-    switch (msg.ev) {
+  #onItem(runner: Runner, item: RunnerItem): void {
+    switch (item.ev) {
       case RunnerEvent.Loaded: {
-        const waiters = this.#loadWaiters.get(msg.computeId);
+        const waiters = this.#loadWaiters.get(item.computeId);
         if (waiters) {
-          this.#loadWaiters.delete(msg.computeId);
-          for (const w of waiters) w(msg.error);
+          this.#loadWaiters.delete(item.computeId);
+          for (const w of waiters) w(item.error);
         }
-        if (msg.error) runner.loaded.delete(msg.computeId);
-        break;
+        if (item.error) runner.loaded.delete(item.computeId);
+        return;
+      }
+      case RunnerEvent.Started: {
+        const job = runner.jobs.get(item.uid);
+        if (job && !runner.terminating) {
+          job.started = true;
+          job.onStarted(item.startTime);
+        }
+        return;
       }
       case RunnerEvent.Done: {
-        const job = runner.job;
-        if (job && job.uid === msg.uid && !runner.terminating) {
-          runner.job = null;
-          job.resolve(msg);
+        const job = runner.jobs.get(item.uid);
+        if (job && !runner.terminating) {
+          runner.jobs.delete(item.uid);
+          job.onEnd({ kind: 'done', done: item });
           this.onIdle();
         }
-        break;
+        return;
       }
-      case RunnerEvent.Provisional:
-        if (runner.job && runner.job.uid === msg.uid && !runner.terminating) runner.job.onProvisional(msg.result);
-        break;
-      default:
-        break;
+      case RunnerEvent.Dropped: {
+        const job = runner.jobs.get(item.uid);
+        if (job) {
+          runner.jobs.delete(item.uid);
+          job.onEnd({ kind: 'dropped' });
+          this.onIdle();
+        }
+        return;
+      }
+      case RunnerEvent.Provisional: {
+        const job = runner.jobs.get(item.uid);
+        if (job && !runner.terminating) job.onProvisional(Buffer.from(item.result, 'base64'));
+        return;
+      }
     }
   }
 
   #onExit(runner: Runner, code: number | null, signal: NodeJS.Signals | null): void {
     runner.exited = true;
     this.runners.delete(runner);
+    this.#toFlush.delete(runner);
     // Take the rest of the job's process group with it.
     runner.killGroup('SIGKILL');
-    const job = runner.job;
-    runner.job = null;
-    if (job) {
+    const jobs = [...runner.jobs.values()];
+    runner.jobs.clear();
+    // The runner runs its queue in order, so only the first job can have been running; the
+    // ones behind it never started and go back to the daemon's queue.
+    let running = jobs.find((j) => j.started) ?? null;
+    if (!running && runner.terminating && jobs.length) running = jobs[0]!;
+    for (const job of jobs) {
+      if (job !== running) {
+        job.onEnd({ kind: 'dropped' });
+        continue;
+      }
       const why = runner.terminating ?? {
         exception: `DispyError: the job's runner process exited unexpectedly (code ${code}, signal ${signal})`,
         code: 'DISPY_ERR_JOB_TERMINATED',
       };
-      job.resolve({ ev: RunnerEvent.Done, uid: job.uid, ok: false, result: null, exception: why.exception, code: why.code, stdout: '', stderr: '', cpuTime: 0 });
+      job.onEnd({
+        kind: 'done',
+        done: { ev: RunnerEvent.Done, uid: job.uid, ok: false, result: null, exception: why.exception, code: why.code, stdout: '', stderr: '', cpuTime: 0, endTime: Date.now() },
+      });
     }
+    runner.markGone();
     if (!this.#closed && this.runners.size < this.#opts.size) this.#spawn();
+    this.onPidsChanged();
   }
 
   #load(runner: Runner, computeId: string, computation: Computation, dir: string): void {
@@ -189,23 +256,43 @@ export class RunnerPool {
     }
   }
 
-  /** An idle runner, if any. */
-  idle(): Runner | undefined {
-    for (const r of this.runners) if (!r.job && !r.exited && !r.terminating && r.child.connected) return r;
-    return undefined;
+  /** Hands a job to a runner; it is sent with the others handed out in this turn. */
+  assign(runner: Runner, job: AssignedJob, args: Uint8Array): void {
+    runner.jobs.set(job.uid, job);
+    const c = this.#computations.get(job.computeId);
+    if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c.computation, c.dir);
+    runner.outbox.push({ uid: job.uid, computeId: job.computeId, args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64') });
+    this.#toFlush.add(runner);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
   }
 
-  /** Runs a job on an idle runner; resolves when it ends, however it ends. */
-  run(runner: Runner, uid: number, computeId: string, args: Uint8Array, onProvisional: (r: Uint8Array) => void): Promise<RunnerDone> {
-    return new Promise((resolve) => {
-      runner.job = { uid, resolve, onProvisional };
-      const c = this.#computations.get(computeId);
-      if (c && !runner.loaded.has(computeId)) this.#load(runner, computeId, c.computation, c.dir);
-      runner.send({ cmd: RunnerCommand.Run, uid, computeId, args });
-    });
+  #flush(): void {
+    this.#flushScheduled = false;
+    for (const r of this.#toFlush) {
+      const jobs = r.outbox;
+      r.outbox = [];
+      if (jobs.length) r.send({ cmd: RunnerCommand.Run, jobs });
+    }
+    this.#toFlush.clear();
   }
 
-  /** Kills a runner's job (SIGTERM to its group, SIGKILL after the grace period). */
+  /** Asks a runner to drop a job it has not started (answered with `dropped` if in time). */
+  drop(runner: Runner, uid: number): void {
+    const i = runner.outbox.findIndex((j) => j.uid === uid);
+    if (i >= 0) {
+      runner.outbox.splice(i, 1);
+      const job = runner.jobs.get(uid);
+      runner.jobs.delete(uid);
+      job?.onEnd({ kind: 'dropped' });
+      return;
+    }
+    runner.send({ cmd: RunnerCommand.Drop, uid });
+  }
+
+  /** Kills a runner's running job (SIGTERM to its group, SIGKILL after the grace period). */
   terminate(runner: Runner, exception: string, code = 'DISPY_ERR_JOB_TERMINATED'): void {
     if (runner.exited || runner.terminating) return;
     runner.terminating = { exception, code };
@@ -218,7 +305,7 @@ export class RunnerPool {
   /** Stops every runner; resolves once all have exited. */
   async close(): Promise<void> {
     this.#closed = true;
-    const exits = [...this.runners].map((r) => (r.exited ? Promise.resolve() : new Promise<void>((res) => r.child.once('exit', () => res()))));
+    const exits = [...this.runners].map((r) => r.gone);
     for (const r of this.runners) {
       r.terminating ??= { exception: 'DispyError: the node is shutting down', code: 'DISPY_ERR_JOB_TERMINATED' };
       r.killGroup('SIGTERM');
