@@ -151,7 +151,6 @@ test('wrong secret: the client rejects with DISPY_ERR_AUTH and the server fails 
 
 test(
   'wrong secret: the server side reports DISPY_ERR_AUTH as well',
-  { todo: 'client aborts without telling the server; server sees DISPY_ERR_CONNECTION (see report)' },
   async () => {
     const srv = await startServer({ secret: Buffer.from('the-server-secret-0123456789') });
     await assert.rejects(connect(srv.port), { code: 'DISPY_ERR_AUTH' });

@@ -159,7 +159,6 @@ test('a wrong secret: the client is refused, the daemon logs the connection', as
 
 test(
   'a wrong secret is logged by the daemon as DISPY_ERR_AUTH',
-  { todo: 'the client aborts the handshake silently; the daemon logs DISPY_ERR_CONNECTION (see report)' },
   async () => {
     let socket: net.Socket | undefined;
     await assert.rejects(

@@ -89,7 +89,6 @@ test('a wrong-secret cluster does not disturb a working one in the same process'
 
 test(
   'close({ terminate: true }) without a timeout settles jobs that can never run',
-  { todo: 'close() waits for pending jobs before terminating (job-cluster.ts #close); see report' },
   async () => {
     const c = cluster(WRONG);
     const errP = expectAuthError(c);

@@ -5,19 +5,37 @@
 import { DispyError } from '../errors.js';
 import type { Computation, Depend } from '../protocol/messages.js';
 
-/** Source text of a function, made into an expression (method shorthand gets `function`). */
+/** Whether `src` parses as an expression (compiled, never run). */
+function parsesAsExpression(src: string): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    new Function(`return (${src}\n);`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Source text of a function, made into an expression: method shorthand (`m(x) {}`,
+ * `async m() {}`, `*gen() {}`) gets a `function` keyword. The text is only compiled here as a
+ * syntax check; it runs on nodes alone.
+ */
 export function functionSource(fn: Function, what: string): string {
   const src = Function.prototype.toString.call(fn).trim();
   if (/\{\s*\[native code\]\s*\}$/.test(src)) {
     throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name || 'anonymous'}\` is native or bound; ship a plain function`);
   }
-  if (/^(async\s+)?function\b/.test(src) || /^class\b/.test(src)) return src;
-  if (/^(async\s*)?(\([^)]*\)|[\p{L}_$][\p{L}\p{N}_$]*)\s*=>/u.test(src)) return src;
-  if (/^async\s*\*/.test(src)) return src.replace(/^async\s*\*/, 'async function*');
-  if (/^async\s/.test(src)) return src.replace(/^async\s+/, 'async function ');
-  if (/^\*/.test(src)) return `function${src}`;
-  if (/^(get|set)\s/.test(src)) throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name}\` is an accessor; ship a plain function`);
-  return `function ${src}`;
+  if (/^(get|set)\s/.test(src) && !parsesAsExpression(src)) {
+    throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name}\` is an accessor; ship a plain function`);
+  }
+  const candidates = [src];
+  if (/^async\s*\*/.test(src)) candidates.push(src.replace(/^async\s*\*/, 'async function*'));
+  else if (/^async\s/.test(src)) candidates.push(src.replace(/^async\s+/, 'async function '));
+  else if (/^\*/.test(src)) candidates.push(`function${src}`);
+  else candidates.push(`function ${src}`);
+  for (const c of candidates) if (parsesAsExpression(c)) return c;
+  throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name || 'anonymous'}\` cannot be shipped as source (computed or quoted method names are not supported; use a plain function)`);
 }
 
 function isClass(fn: Function): boolean {

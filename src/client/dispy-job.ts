@@ -16,6 +16,12 @@ export class DispyJobError extends DispyError {
   }
 }
 
+// Method syntax keeps DispyJob<number> assignable to DispyJob<unknown>.
+interface Waiter<R> {
+  resolve(v: R): void;
+  reject(e: unknown): void;
+}
+
 export class DispyJob<R = unknown> {
   static readonly Created = JobStatus.Created;
   static readonly Running = JobStatus.Running;
@@ -47,7 +53,7 @@ export class DispyJob<R = unknown> {
 
   declare readonly _uid: number;
   declare _settled: boolean;
-  declare _waiters: { resolve: (v: R) => void; reject: (e: unknown) => void }[] | null;
+  declare _waiters: Waiter<R>[] | null;
   declare _errorCode: string | null;
 
   constructor(uid: number, id: unknown, args: unknown[], cluster: unknown) {

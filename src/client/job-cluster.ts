@@ -119,6 +119,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #nodes = new Map<string, ClusterNode>();
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
+  readonly #lastError = new Map<string, string>();
   readonly #queue = new Deque<Queued>();
   readonly #pinned = new Map<string, Deque<Queued>>();
   readonly #sent = new Map<number, Sent>();
@@ -208,13 +209,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.availInfo = info.availInfo;
       node.platform = info.platform;
       this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity });
+      this.#lastError.delete(ip);
       this.log.info({ node: ip, cpus }, 'node initialized');
       this.#emit(NodeStatus.Initialized, node, null);
       requestPump();
     } catch (err) {
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
       link?.release(this);
-      if (failures === 0 || e.code !== 'DISPY_ERR_CONNECTION') {
+      // Report each kind of failure once per node, not at every retry.
+      if (this.#lastError.get(ip) !== e.code) {
+        this.#lastError.set(ip, e.code);
         this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
       }
       // Wrong secrets, TLS and version problems do not fix themselves; the rest is retried.
@@ -498,9 +502,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /**
-   * Waits for pending jobs (up to `timeout` seconds), then closes the computation on every node.
-   * With `terminate`, jobs still queued end Cancelled and running ones Terminated; without it a
-   * timed-out close resolves false and leaves the cluster open. Every job settles.
+   * Waits for pending jobs (up to `timeout` seconds; forever by default), then closes the
+   * computation on every node. With `terminate`, it waits only `timeout` seconds (default 0),
+   * then jobs still queued end Cancelled and running ones Terminated; without it a timed-out
+   * close resolves false and leaves the cluster open. Every job settles.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
     if (this.#closePromise) return this.#closePromise;
@@ -513,7 +518,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
-    const idle = await this.wait(timeout);
+    const idle = await this.wait(terminate ? (timeout ?? 0) : timeout);
     if (!idle && !terminate) return false;
     this.#closing = true;
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');

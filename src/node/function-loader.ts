@@ -54,11 +54,22 @@ export function loadFunctionComputation(c: Extract<Computation, { kind: 'functio
   return { fn: out.fn as (...args: unknown[]) => unknown, classes };
 }
 
+/**
+ * A remote stack as the user wants to read it: frames of the computation with their line and
+ * column in it, without the runner's own frames below them.
+ */
+export function cleanStack(stack: string): string {
+  const lines = stack.split('\n');
+  const firstRunnerFrame = lines.findIndex((l) => /^\s+at .*\/(runner-main|function-loader)\.[jt]s/.test(l) && !/eval at/.test(l));
+  const kept = firstRunnerFrame > 0 ? lines.slice(0, firstRunnerFrame) : lines;
+  return kept.map((l) => l.replace(/\(?eval at loadFunctionComputation \([^)]*\), <anonymous>(:\d+:\d+)\)?/, '(<computation>$1)').replace(/ \[as fn\]/, '')).join('\n');
+}
+
 /** `name: message` plus the remote stack, as DispyJob.exception carries it. */
 export function formatException(err: unknown): string {
   if (err instanceof Error) {
     const head = `${err.name}: ${err.message}`;
-    const stack = typeof err.stack === 'string' ? err.stack : '';
+    const stack = typeof err.stack === 'string' ? cleanStack(err.stack) : '';
     let text = stack.startsWith(head) ? stack : stack ? `${head}\n${stack}` : head;
     if (err instanceof ReferenceError) {
       const m = /^(\S+) is not defined/.exec(err.message);

@@ -120,7 +120,8 @@ async function run(job: RunnerJob): Promise<void> {
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
     const list = Array.isArray(decoded) ? decoded : [decoded];
-    const out = comp.fn(...list);
+    const { fn } = comp;
+    const out = fn(...list);
     const value = out instanceof Promise ? await Promise.race([out, failure]) : out;
     result = comp.codec.encode(value).toString('base64');
   } catch (err) {

@@ -283,6 +283,8 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       if (hello.v !== PROTOCOL_VERSION) throw new DispyError('DISPY_ERR_VERSION', `${this.peer} speaks protocol ${hello.v}, we speak ${PROTOCOL_VERSION}`);
       const expected = mac(secret, `server|${hello.role}|`, nonce, hello.nonce);
       if (!equalTags(hello.proof, expected)) {
+        // Tell the server too, so its log says why the connection ended.
+        this.#writePlain({ t: 'error', error: { code: 'DISPY_ERR_AUTH', message: 'client refused the server: wrong secret' } });
         throw new DispyError('DISPY_ERR_AUTH', `${this.peer} failed to prove it knows the secret (wrong secret on one side?)`);
       }
       this.#writePlain({ t: 'auth', proof: mac(secret, 'client|client|', hello.nonce, nonce) });

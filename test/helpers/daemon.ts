@@ -1,0 +1,147 @@
+/**
+ * Starts real `dispyts node` daemons as child processes on loopback addresses with ephemeral
+ * ports, for tests and benchmarks, and makes sure none outlives the test process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+/** Secret every test daemon and client shares unless a test says otherwise. */
+export const TEST_SECRET = 'dispyts-test-secret-0123456789';
+
+export interface TestNode {
+  host: string;
+  port: number;
+  pid: number;
+  proc: ChildProcess;
+  prefix: string;
+  /** Everything the daemon wrote to stderr (its pino log) so far. */
+  log(): string;
+  /** Resolves with the daemon's exit code once it exited. */
+  exited: Promise<number | null>;
+  /** Sends `signal` (default SIGTERM) and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartNodeOptions {
+  /** @default '127.0.0.2' */
+  host?: string;
+  /** @default 2 */
+  cpus?: number;
+  /** @default TEST_SECRET */
+  secret?: string;
+  name?: string;
+  /** More command-line arguments. */
+  args?: string[];
+  /** Extra environment. */
+  env?: Record<string, string>;
+  /** @default 'debug' */
+  logLevel?: string;
+}
+
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of started) {
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> {
+  const host = opts.host ?? '127.0.0.2';
+  const prefix = mkdtempSync(join(tmpdir(), 'dispyts-test-node-'));
+  const args = [
+    CLI,
+    'node',
+    '--host',
+    host,
+    '--port',
+    '0',
+    '--cpus',
+    String(opts.cpus ?? 2),
+    '--secret',
+    opts.secret ?? TEST_SECRET,
+    '--dest-path-prefix',
+    prefix,
+    '--log-level',
+    opts.logLevel ?? 'debug',
+    ...(opts.name ? ['--name', opts.name] : []),
+    ...(opts.args ?? []),
+  ];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  started.add(proc);
+  let stderr = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('exit', (code) => {
+      started.delete(proc);
+      rmSync(prefix, { recursive: true, force: true });
+      resolve(code);
+    });
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`node on ${host} not ready in 20 s: ${stderr}`)), 20_000);
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /ready on [^\s]+:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`node on ${host} exited with ${code} before it was ready: ${stderr}`));
+    });
+  });
+  return {
+    host,
+    port,
+    pid: proc.pid!,
+    proc,
+    prefix,
+    log: () => stderr,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Starts several nodes on consecutive loopback addresses from `first` (e.g. 127.0.0.2). */
+export async function startNodes(count: number, opts: StartNodeOptions & { first?: number } = {}): Promise<TestNode[]> {
+  const first = opts.first ?? 2;
+  return Promise.all(Array.from({ length: count }, (_, i) => startNode({ ...opts, host: `127.0.0.${first + i}` })));
+}
+
+/** Whether a process is alive. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` every 20 ms until it returns truthy or `timeoutMs` passes. */
+export async function until<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
