@@ -1,0 +1,215 @@
+/**
+ * dispyts benchmark: prints one JSON document on stdout (progress on stderr) with
+ *   baseline    (e) bare authenticated-Channel round trips to a child process
+ *   throughput  (a) 20,000 trivial jobs on one `--cpus 2` node, 3 runs, vs bare round trips/s
+ *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
+ *   sleep       (c) 200 jobs sleeping 100 ms on 2 CPUs, efficiency vs the ideal 10 s
+ *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
+ *   soak        one million jobs with at most 2,000 pending, client heap sampled (only with --soak)
+ *   floors      the issue's targets and whether each was met
+ *
+ * Usage: npm run bench            (everything but the soak)
+ *        npm run bench:soak       (everything and the soak; node --expose-gc)
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,latency,sleep,startup,soak]
+ * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
+ *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
+ * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
+ * server on 127.0.0.4. Every process started is stopped by PID at the end, also on errors.
+ */
+import os from 'node:os';
+import { runBaseline, type BaselineResult } from './baseline.js';
+import { runLatency, type LatencyResult } from './latency.js';
+import { log, median, round, startNode, type BenchNode } from './lib.js';
+import { runSleep, type SleepResult } from './sleep.js';
+import { runSoak, type SoakResult } from './soak.js';
+import { runStartup, type StartupResult } from './startup.js';
+import { runThroughputOnce, type ThroughputRun } from './throughput.js';
+
+const NODE_HOST = '127.0.0.2';
+const COLD_HOST = '127.0.0.3';
+const ECHO_HOST = '127.0.0.4';
+const CPUS = 2;
+
+const FLOORS = {
+  throughputJobsPerSec: 10_000,
+  latencyP50Ms: 0.5,
+  sleepEfficiency: 0.98,
+  warmStartupMs: 25,
+};
+
+const SECTIONS = ['baseline', 'throughput', 'latency', 'sleep', 'startup', 'soak'] as const;
+type Section = (typeof SECTIONS)[number];
+
+function parseArgs(argv: string[]): Set<Section> {
+  const soak = argv.includes('--soak') || ['1', 'true', 'yes'].includes((process.env.BENCH_SOAK ?? '').toLowerCase());
+  const only = argv.find((a) => a.startsWith('--only='));
+  for (const a of argv) {
+    if (a !== '--soak' && !a.startsWith('--only=')) throw new Error(`unknown argument ${a} (use --soak, --only=${SECTIONS.join(',')})`);
+  }
+  if (only) {
+    const list = only.slice('--only='.length).split(',').filter(Boolean);
+    for (const s of list) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`unknown section ${s}`);
+    return new Set(list as Section[]);
+  }
+  return new Set(SECTIONS.filter((s) => s !== 'soak' || soak));
+}
+
+function positiveEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${raw}`);
+  return n;
+}
+
+async function section<T>(name: string, errors: Record<string, string>, fn: () => Promise<T>): Promise<T | undefined> {
+  log(`--- ${name}`);
+  try {
+    return await fn();
+  } catch (err) {
+    const msg = (err as Error).stack ?? String(err);
+    log(`${name} failed: ${msg}`);
+    errors[name] = (err as Error).message;
+    return undefined;
+  }
+}
+
+/** Mean lateness (ms) of setTimeout(10) in this process: how noisy the machine is right now. */
+async function timerLateness(n = 20): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    await new Promise((r) => setTimeout(r, 10));
+    total += performance.now() - s - 10;
+  }
+  return round(total / n, 3);
+}
+
+async function main(): Promise<number> {
+  const sections = parseArgs(process.argv.slice(2));
+  const cpuInfo = os.cpus();
+  const machine = {
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpus: cpuInfo.length,
+    cpuModel: cpuInfo[0]?.model ?? null,
+    totalMemMB: Math.round(os.totalmem() / 1024 / 1024),
+    loadavgStart: os.loadavg().map((v) => round(v, 2)),
+    loadavgEnd: null as number[] | null,
+    gcExposed: typeof (globalThis as { gc?: unknown }).gc === 'function',
+    /** Mean lateness of setTimeout(10) at start (a 100 ms sleeping job pays about this much). */
+    timerLatenessMs: await timerLateness(),
+    startedAt: new Date().toISOString(),
+    wallS: 0,
+  };
+  const t0 = performance.now();
+  const errors: Record<string, string> = {};
+  const out: Record<string, unknown> = { machine };
+
+  let baseline: BaselineResult | undefined;
+  let throughput: Record<string, unknown> | undefined;
+  let latency: (LatencyResult & Record<string, unknown>) | undefined;
+  let sleepRes: SleepResult | undefined;
+  let startup: StartupResult | undefined;
+  let soak: SoakResult | undefined;
+
+  // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
+  const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('latency');
+  if (needBaseline) baseline = await section('baseline', errors, () => runBaseline({ host: ECHO_HOST, warmup: 5000, roundTrips: 2000 }));
+
+  let node: BenchNode | null = null;
+  try {
+    const needNode = ['throughput', 'latency', 'sleep', 'startup', 'soak'].some((s) => sections.has(s as Section));
+    if (needNode) {
+      node = await startNode({ host: NODE_HOST, cpus: CPUS });
+      log(`node ${node.host}:${node.port} (pid ${node.pid}) ready in ${round(node.readyAt - node.spawnedAt, 0)} ms`);
+    }
+    if (node && sections.has('throughput')) {
+      const n = node;
+      throughput = await section('throughput', errors, async () => {
+        const bare = baseline?.roundTripsPerSec ?? NaN;
+        const runs: ThroughputRun[] = [];
+        for (let i = 0; i < 3; i++) {
+          const r = await runThroughputOnce(n, { jobs: 20_000, warmup: 1_000, bareRoundTripsPerSec: bare });
+          log(`throughput run ${i + 1}: ${r.jobsPerSec} jobs/s (${r.wallMs} ms), ratio ${r.ratioToBareRoundTrips}, cpu ${JSON.stringify(r.cpu)}`);
+          runs.push(r);
+        }
+        const med = median(runs.map((r) => r.jobsPerSec));
+        return {
+          jobs: 20_000,
+          warmupJobsPerRun: 1_000,
+          node: `${n.host} --cpus ${CPUS}`,
+          runs,
+          medianJobsPerSec: round(med, 0),
+          bareRoundTripsPerSec: bare,
+          medianRatioToBareRoundTrips: round(med / bare, 3),
+          note: 'each run: a fresh cluster, 1,000 untimed warm-up jobs, then all jobs submitted at once; timed first submit to last result. cpu: CPU time of each process during the timed part (share = of wall time)',
+        };
+      });
+    }
+    if (node && sections.has('latency')) {
+      const n = node;
+      latency = await section('latency', errors, async () => {
+        const r = await runLatency(n, { jobs: 500, warmup: 200 });
+        const bareP50 = baseline?.p50Ms ?? NaN;
+        return { ...r, bareP50Ms: bareP50, p50xBareP50: round(r.p50Ms / bareP50, 2), p95xBareP50: round(r.p95Ms / bareP50, 2) };
+      });
+    }
+    if (node && sections.has('sleep')) {
+      const n = node;
+      sleepRes = await section('sleep', errors, () => runSleep(n, { jobs: 200, ms: 100, cpus: CPUS }));
+    }
+    if (node && sections.has('startup')) {
+      const n = node;
+      startup = await section('startup', errors, () => runStartup(n, { warmReps: 5, coldReps: 3, coldHost: COLD_HOST, cpus: CPUS }));
+    }
+    if (node && sections.has('soak')) {
+      const n = node;
+      soak = await section('soak', errors, () =>
+        runSoak(n, { jobs: positiveEnv('BENCH_SOAK_JOBS', 1_000_000), window: 2_000, every: 100_000, maxSeconds: positiveEnv('BENCH_SOAK_MAX_S', 1200) }),
+      );
+    }
+  } catch (err) {
+    errors.setup = (err as Error).message;
+    log(`setup failed: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    if (node) {
+      await node.stop();
+      log(`node ${node.host} stopped`);
+    }
+  }
+
+  if (baseline) out.baseline = baseline;
+  if (throughput) out.throughput = throughput;
+  if (latency) out.latency = latency;
+  if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
+  if (startup) out.startup = startup;
+
+  const floor = (desc: string, value: number | undefined, met: (v: number) => boolean): Record<string, unknown> =>
+    value === undefined || !Number.isFinite(value) ? { floor: desc, value: null, met: null } : { floor: desc, value, met: met(value) };
+  out.floors = {
+    throughput: floor(`median >= ${FLOORS.throughputJobsPerSec} jobs/s`, throughput?.medianJobsPerSec as number | undefined, (v) => v >= FLOORS.throughputJobsPerSec),
+    latency: floor(`p50 <= ${FLOORS.latencyP50Ms} ms`, latency?.p50Ms, (v) => v <= FLOORS.latencyP50Ms),
+    sleep: floor(`efficiency >= ${FLOORS.sleepEfficiency}`, sleepRes?.efficiency, (v) => v >= FLOORS.sleepEfficiency),
+    startupWarm: floor(`warm median <= ${FLOORS.warmStartupMs} ms`, startup?.warm.medianMs, (v) => v <= FLOORS.warmStartupMs),
+  };
+  if (soak) out.soak = soak;
+  else out.soakHowTo = 'not run; run `npm run bench:soak` (or `node --expose-gc --import tsx bench/run.ts --soak`; BENCH_SOAK_JOBS sets the job count)';
+  if (Object.keys(errors).length) out.errors = errors;
+  machine.loadavgEnd = os.loadavg().map((v) => round(v, 2));
+  machine.wallS = round((performance.now() - t0) / 1000, 1);
+  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  if (!soak) log('the million-job soak was skipped; run it with `npm run bench:soak` (BENCH_SOAK_JOBS=N to change the count)');
+  return Object.keys(errors).length ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    log(`fatal: ${(err as Error).stack ?? String(err)}`);
+    process.exitCode = 2;
+  },
+);
