@@ -40,7 +40,7 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
   cluster.on('status', (e: ClusterStatusEvent) => seen.push({ status: e.status, job: e.job?.id ?? null, node: e.node?.ipAddr ?? null, id: e.id }));
   await until(() => seen.some((e) => e.status === DispyNode.Initialized), 10_000, 'node initialized');
   const j1 = cluster.submit(10_000);
-  const j2 = cluster.submit(600);
+  const j2 = cluster.submit(3000);
   const j3 = cluster.submit(10_000);
   const j4 = cluster.submit(300);
   await until(() => seen.filter((e) => e.status === DispyJob.Running).length === 2, 10_000, 'two jobs running');
@@ -48,7 +48,7 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
   await assert.rejects(j3.wait());
   assert.equal(await cluster.cancel(j1), 0);
   await assert.rejects(j1.wait());
-  assert.equal(await j2.wait(), 600);
+  assert.equal(await j2.wait(), 3000);
   assert.equal(await j4.wait(), 300);
   await cluster.close();
 

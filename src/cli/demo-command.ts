@@ -1,5 +1,165 @@
-/** `dispyts demo`: two local nodes and a cluster of the seed's example running on them. */
+/**
+ * `dispyts demo`: starts two local node daemons (127.0.0.2 and 127.0.0.3) as child processes
+ * and keeps jobs of the seed's example (class `C`, a computation that sleeps) flowing over them
+ * until Ctrl-C, `--duration` or `--jobs`, then stops everything it started.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DispyError } from '../errors.js';
+import { JobCluster } from '../client/job-cluster.js';
+import { DispyJob } from '../client/dispy-job.js';
+import { parseIntOption, parseSeconds } from './args.js';
+
+export const DEMO_HELP = `Usage: dispyts demo [options]
+
+Starts two node daemons on 127.0.0.2 and 127.0.0.3, runs a cluster of the seed's example on
+them (objects of class C as arguments, jobs that sleep a few seconds), prints each result and
+the cluster's status, and stops everything on Ctrl-C.
+
+Options:
+  --duration S      stop after S seconds (default: run until Ctrl-C)
+  --jobs N          stop after N jobs finished (default: no limit)
+  --job-seconds S   longest job in seconds; each sleeps a random 20-100% of it (default 3)
+  --cpus N          CPUs per node (default 2)
+  -h, --help        show this help
+`;
+
+/** The seed's class: its toString is what the Node page shows as a job's arguments. */
+class C {
+  s: string;
+  i: number;
+  constructor(s: string, i: number) {
+    this.s = s;
+    this.i = i;
+  }
+  toString(): string {
+    return `C(${this.s}, ${this.i.toFixed(4)})`;
+  }
+}
+
+/** The seed's computation: sleeps `n` seconds and returns `n * obj.i`. */
+async function compute(obj: C, n = 5): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, n * 1000));
+  return n * obj.i;
+}
+
+interface DemoNode {
+  host: string;
+  port: number;
+  proc: ChildProcess;
+  prefix: string;
+}
+
+async function startDemoNode(host: string, cpus: number, secret: string): Promise<DemoNode> {
+  // dist/cli/main.js, or src/cli/main.ts when the demo itself runs under a TypeScript loader.
+  const js = fileURLToPath(new URL('./main.js', import.meta.url));
+  const cli = existsSync(js) ? js : fileURLToPath(new URL('./main.ts', import.meta.url));
+  const prefix = mkdtempSync(join(tmpdir(), 'dispyts-demo-'));
+  const proc = spawn(
+    process.execPath,
+    [...process.execArgv, cli, 'node', '--host', host, '--port', '0', '--cpus', String(cpus), '--secret', secret, '--name', `demo-${host.split('.').pop()}`, '--dest-path-prefix', prefix, '--log-level', 'warn'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /ready on [^\s]+:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.once('exit', (code) => reject(new DispyError('DISPY_ERR_CONNECTION', `node ${host} exited with code ${code} before it was ready`)));
+  });
+  return { host, port, proc, prefix };
+}
+
+async function stopDemoNode(n: DemoNode): Promise<void> {
+  if (n.proc.exitCode === null && n.proc.signalCode === null) {
+    const exited = new Promise((r) => n.proc.once('exit', r));
+    n.proc.kill('SIGTERM');
+    await exited;
+  }
+  rmSync(n.prefix, { recursive: true, force: true });
+}
+
 export async function demoCommand(argv: string[]): Promise<number> {
-  void argv;
-  return 0;
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      duration: { type: 'string' },
+      jobs: { type: 'string' },
+      'job-seconds': { type: 'string' },
+      cpus: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(DEMO_HELP);
+    return 0;
+  }
+  const duration = parseSeconds('duration', values.duration);
+  const maxJobs = parseIntOption('jobs', values.jobs, { min: 1 });
+  const jobSeconds = parseSeconds('job-seconds', values['job-seconds']) ?? 3;
+  const cpus = parseIntOption('cpus', values.cpus, { min: 1 }) ?? 2;
+  const secret = randomBytes(16).toString('hex');
+
+  const nodes: DemoNode[] = [];
+  let cluster: JobCluster<typeof compute> | null = null;
+  let stopping = false;
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  const onSignal = (): void => {
+    if (!stopping) process.stdout.write('\nstopping...\n');
+    stopping = true;
+    stop();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const t0 = Date.now();
+  try {
+    nodes.push(...(await Promise.all(['127.0.0.2', '127.0.0.3'].map((h) => startDemoNode(h, cpus, secret)))));
+    for (const n of nodes) process.stdout.write(`node ${n.host}:${n.port} started (pid ${n.proc.pid}, ${cpus} cpus)\n`);
+    cluster = new JobCluster(compute, { depends: [C], nodes: nodes.map((n) => ({ host: n.host, port: n.port })), secret, name: 'demo' });
+    cluster.on('error', (err) => process.stderr.write(`cluster error: ${err.code}: ${err.message}\n`));
+    let finished = 0;
+    let submitted = 0;
+    const inFlight = 2 * cpus * nodes.length;
+    const submitOne = (): void => {
+      if (stopping || !cluster) return;
+      const c = new C(String(submitted), 1 + Math.random() * 8);
+      const n = Math.round(jobSeconds * (0.2 + 0.8 * Math.random()) * 10) / 10;
+      const job = cluster.submit(c, n);
+      job.id = submitted++;
+      void job.wait().then(
+        (result) => {
+          finished++;
+          process.stdout.write(`job ${String(job.id)} on ${job.ipAddr}: compute(${String(c)}, ${n}) = ${result.toFixed(4)}\n`);
+          if (maxJobs !== undefined && finished >= maxJobs) stop();
+          else submitOne();
+        },
+        (err: unknown) => {
+          if (job.status !== DispyJob.Cancelled && job.status !== DispyJob.Terminated) process.stderr.write(`job ${String(job.id)} failed: ${(err as Error).message}\n`);
+          if (!stopping) submitOne();
+        },
+      );
+    };
+    for (let i = 0; i < inFlight; i++) submitOne();
+    if (duration !== undefined) setTimeout(stop, duration * 1000).unref();
+    await stopped;
+    stopping = true;
+    await cluster.close({ terminate: true, timeout: 0 });
+    cluster.printStatus((Date.now() - t0) / 1000);
+    return 0;
+  } finally {
+    stopping = true;
+    if (cluster && !cluster.closed) await cluster.close({ terminate: true });
+    await Promise.all(nodes.map(stopDemoNode));
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }

@@ -117,6 +117,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #creds: Credentials;
   readonly #specs: NodeAllocate[];
   readonly #nodes = new Map<string, ClusterNode>();
+  /** Every node this cluster used, closed ones included (for printStatus). */
+  readonly #everyNode = new Map<string, DispyNode>();
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
@@ -210,6 +212,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.platform = info.platform;
       this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity });
       this.#lastError.delete(ip);
+      // A node that comes back keeps its counters in the table under the same address.
+      const before = this.#everyNode.get(ip);
+      if (before) {
+        node.jobsDone = before.jobsDone;
+        node.jobTime = before.jobTime;
+        node.cpuUsed = before.cpuUsed;
+        node.tx = before.tx;
+        node.rx = before.rx;
+      }
+      this.#everyNode.set(ip, node);
       this.log.info({ node: ip, cpus }, 'node initialized');
       this.#emit(NodeStatus.Initialized, node, null);
       requestPump();
@@ -572,9 +584,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     return { nodes: [...this.#nodes.values()].map((cn) => cn.node), jobsPending: this.#pending };
   }
 
-  /** Prints (and returns) dispy's table of nodes, jobs, times and data. */
+  /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */
   printStatus(wallTime?: number): string {
-    const rows = [...this.#nodes.values()].map((cn) => cn.node);
+    const rows = [...this.#everyNode.values()];
     const line = '-'.repeat(98);
     const out: string[] = [];
     out.push(`${'Node'.padStart(36)} |  CPUs |    Jobs |    Sec/Job | Node Time Sec |    Sent |    Rcvd`);

@@ -74,6 +74,8 @@ interface NJob {
   runner: Runner | null;
   startTime: number;
   cancelRequested: boolean;
+  /** Being taken back from a busy runner's queue for an idle one. */
+  rebalancing: boolean;
   /** Resolves when the job ended (in whatever way). */
   ended: Promise<void>;
   end: () => void;
@@ -122,6 +124,8 @@ export class NodeDaemon {
   readonly #prefix: string;
   readonly #metrics: HostMetrics;
   #stateDir = '';
+  /** Live runners of a previous daemon here, not killed (no --clean). */
+  #orphans: number[] = [];
   #server: net.Server | null = null;
   #pool: RunnerPool | null = null;
   readonly #channels = new Set<Channel<ClientMessage, NodeMessage>>();
@@ -160,6 +164,7 @@ export class NodeDaemon {
 
   /** Starts runners and listens; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
+    this.#prepareStateDir();
     this.#pool = new RunnerPool({ size: this.cpus, log: this.log, nodeName: this.name, nodeIpAddr: this.host });
     this.#pool.onIdle = () => this.#schedule();
     this.#pool.onPidsChanged = () => this.#writePidFile();
@@ -175,15 +180,20 @@ export class NodeDaemon {
     });
     server.on('error', (err) => this.log.error({ err }, 'server error'));
     this.port = (server.address() as net.AddressInfo).port;
-    this.#prepareStateDir();
+    this.#writePidFile();
     this.log.info({ port: this.port, cpus: this.cpus, name: this.name }, 'node ready');
     return { host: this.host, port: this.port };
   }
 
   // ---- state directory and --clean ----
 
+  /**
+   * The node's directory under the prefix is named for its address (its identity). A live
+   * daemon already recorded there stops us; job runners a dead one left behind (a job stuck in
+   * a busy loop does not notice its daemon died) are reported, and killed with `--clean`.
+   */
   #prepareStateDir(): void {
-    this.#stateDir = join(this.#prefix, `${this.host}-${this.port}`);
+    this.#stateDir = join(this.#prefix, this.host || 'all');
     const pidFile = join(this.#stateDir, 'daemon.json');
     let previous: { pid: number; runners: number[] } | null = null;
     try {
@@ -192,6 +202,9 @@ export class NodeDaemon {
       previous = null;
     }
     if (previous && previous.pid !== process.pid) {
+      if (isOurDaemon(previous.pid)) {
+        throw new DispyError('DISPY_ERR_INVALID_OPTION', `another dispyts node (pid ${previous.pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`);
+      }
       const leftovers = (previous.runners ?? []).filter((pid) => isOurRunner(pid));
       if (this.#opts.clean) {
         for (const pid of leftovers) {
@@ -202,19 +215,20 @@ export class NodeDaemon {
           }
         }
         rmSync(this.#stateDir, { recursive: true, force: true });
-        this.log.info({ killed: leftovers.length }, 'cleaned up after a previous daemon');
+        this.log.info({ killed: leftovers }, 'cleaned up after a previous daemon');
       } else if (leftovers.length) {
+        // Remembered in our own pid file, so a later --clean still finds them.
+        this.#orphans = leftovers;
         this.log.warn({ pids: leftovers }, 'job runners of a previous daemon are still alive; start with --clean to kill them');
       }
     }
     mkdirSync(this.#stateDir, { recursive: true });
-    this.#writePidFile();
   }
 
   #writePidFile(): void {
     if (!this.#stateDir) return;
     try {
-      writeFileSync(join(this.#stateDir, 'daemon.json'), JSON.stringify({ pid: process.pid, port: this.port, runners: this.#pool?.pids() ?? [] }));
+      writeFileSync(join(this.#stateDir, 'daemon.json'), JSON.stringify({ pid: process.pid, port: this.port, runners: [...(this.#pool?.pids() ?? []), ...this.#orphans] }));
     } catch (err) {
       this.log.warn({ err }, 'cannot write the pid file');
     }
@@ -400,7 +414,7 @@ export class NodeDaemon {
     }
     let end!: () => void;
     const ended = new Promise<void>((r) => (end = r));
-    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, ended, end };
+    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, rebalancing: false, ended, end };
     owner.jobs.set(job.uid, job);
     comp.queued++;
     this.#queue.push(job);
@@ -426,26 +440,50 @@ export class NodeDaemon {
       this.#queue.splice(i, 1);
       this.#assign(job, runner);
     }
+    if (this.#queue.length === 0) this.#rebalance();
   }
 
+  /**
+   * An empty runner if the computation's cap allows one more; otherwise a runner busy with the
+   * same computation that may queue it: up to LOOKAHEAD jobs for short jobs, one behind the
+   * running job for long ones (so the runner starts it without waiting for the daemon).
+   */
   #runnerFor(comp: Comp): Runner | undefined {
+    const limit = comp.avgMs < SHORT_JOB_MS ? LOOKAHEAD : 2;
+    let behind: Runner | undefined;
     let empty: Runner | undefined;
-    const short = comp.avgMs < SHORT_JOB_MS;
     for (const r of this.#pool!.runners) {
       if (!r.usable) continue;
       if (r.jobs.size === 0) {
         empty ??= r;
         continue;
       }
-      if (short && r.jobs.size < LOOKAHEAD) {
-        // Only behind jobs of the same computation, so its cap keeps counting runners.
-        let same = true;
-        for (const j of r.jobs.values()) if (j.computeId !== comp.id) same = false;
-        if (same) return r;
-      }
+      if (r.jobs.size >= limit || (behind && behind.jobs.size <= r.jobs.size)) continue;
+      let same = true;
+      for (const j of r.jobs.values()) if (j.computeId !== comp.id) same = false;
+      if (same) behind = r;
     }
     if (empty && this.#runnersHolding(comp) < comp.cap) return empty;
-    return undefined;
+    return behind;
+  }
+
+  /**
+   * When a runner sits empty with nothing queued here, a long job waiting behind another
+   * runner's running job is taken back (if it has not started) and runs on the empty one.
+   */
+  #rebalance(): void {
+    const runners = [...this.#pool!.runners].filter((r) => r.usable);
+    let empty = runners.filter((r) => r.jobs.size === 0).length;
+    for (const r of runners) {
+      if (empty === 0) return;
+      if (r.jobs.size < 2) continue;
+      const waiting = [...r.jobs.values()].reverse().find((j) => !j.started);
+      const job = waiting && this.#owner?.jobs.get(waiting.uid);
+      if (!job || job.cancelRequested || job.rebalancing || job.comp.avgMs < SHORT_JOB_MS) continue;
+      job.rebalancing = true;
+      this.#pool!.drop(r, job.uid);
+      empty--;
+    }
   }
 
   #runnersHolding(comp: Comp): number {
@@ -495,8 +533,9 @@ export class NodeDaemon {
         this.#send(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
         this.#compSettled(comp);
       } else {
-        // Its runner died before starting it: back to the front of the queue (a stopping
-        // daemon hands it back to the client instead).
+        // Taken back, or its runner died before starting it: back to the front of the queue
+        // (a stopping daemon hands it back to the client instead).
+        job.rebalancing = false;
         job.state = 'queued';
         comp.queued++;
         this.#queue.unshift(job);
@@ -649,9 +688,23 @@ export class NodeDaemon {
       ch.send({ t: 'closing', reason: `node ${this.host} is shutting down (${reason})` });
       ch.end();
     }
-    if (this.#stateDir) rmSync(join(this.#stateDir, 'daemon.json'), { force: true });
+    if (this.#stateDir) {
+      this.#orphans = this.#orphans.filter(isOurRunner);
+      if (this.#orphans.length) this.#writePidFile();
+      else rmSync(join(this.#stateDir, 'daemon.json'), { force: true });
+    }
     this.log.info('node stopped');
     this.#resolveStopped();
+  }
+}
+
+/** True if `pid` is alive and is a dispyts node daemon. */
+function isOurDaemon(pid: number): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.includes('node') && args.some((a) => /dispyts|main\.[jt]s$/.test(a));
+  } catch {
+    return false;
   }
 }
 

@@ -159,13 +159,14 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   /** Closes the connection; `reason` null means an orderly close. Idempotent. */
   close(reason: DispyError | null = null): void {
     if (this.#closed) return;
+    // An orderly close still delivers what was queued.
+    if (!reason) this.#flush();
     this.#closed = true;
     if (this.#waiter) {
       this.#waiter.reject(reason ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
       this.#waiter = null;
     }
     if (reason && !this.#sendKey) this.#handshakeError = reason;
-    if (!reason) this.#flush();
     this.socket.end();
     this.socket.destroySoon?.();
     setTimeout(() => this.socket.destroy(), 1000).unref();
