@@ -1,0 +1,44 @@
+/**
+ * Several clusters in one process reach a node over one connection with one CPU ledger: their
+ * running jobs together never exceed the node's CPUs, each keeps its own DispyNode view.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JobCluster, DispyJob, type ClusterStatusEvent } from '../src/index.js';
+import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+
+let node: TestNode;
+before(async () => {
+  node = await startNode({ host: '127.0.0.34', cpus: 2 });
+});
+after(async () => {
+  await node.stop();
+});
+
+test('two clusters share one node: at most 2 jobs run at once, each counts its own', async () => {
+  let running = 0;
+  let peak = 0;
+  const track = (e: ClusterStatusEvent): void => {
+    if (e.status === DispyJob.Running) peak = Math.max(peak, ++running);
+    else if (e.job && e.job.settled && e.status !== DispyJob.Created) running--;
+  };
+  const work = async (ms: number) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return ms;
+  };
+  const a = new JobCluster(work, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'a' });
+  const b = new JobCluster(work, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'b' });
+  a.on('status', track);
+  b.on('status', track);
+  const jobs = [...Array.from({ length: 6 }, () => a.submit(120)), ...Array.from({ length: 6 }, () => b.submit(120))];
+  await Promise.all(jobs.map((j) => j.wait()));
+  assert.ok(peak <= 2, `peak ${peak} running jobs on a 2-cpu node`);
+  assert.equal(peak, 2);
+  const [na] = a.status().nodes;
+  const [nb] = b.status().nodes;
+  assert.notEqual(na, nb, 'each cluster has its own DispyNode');
+  assert.equal(na!.jobsDone, 6);
+  assert.equal(nb!.jobsDone, 6);
+  await Promise.all([a.close(), b.close()]);
+  assert.equal((node.log().match(/"msg":"client authenticated"/g) ?? []).length, 1, 'one connection for both clusters');
+});
