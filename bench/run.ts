@@ -151,7 +151,9 @@ async function main(): Promise<number> {
     if (node && sections.has('latency')) {
       const n = node;
       latency = await section('latency', errors, async () => {
-        const r = await runLatency(n, { jobs: 500, warmup: 200 });
+        // Warm-up as long as the baseline's: V8 needs a few thousand passes over the job path
+        // before it reaches steady state (200 gave a p50 three times higher).
+        const r = await runLatency(n, { jobs: 500, warmup: 3000 });
         const bareP50 = baseline?.p50Ms ?? NaN;
         return { ...r, bareP50Ms: bareP50, p50xBareP50: round(r.p50Ms / bareP50, 2), p95xBareP50: round(r.p95Ms / bareP50, 2) };
       });

@@ -44,7 +44,7 @@ export interface StartNodeOptions {
 }
 
 const started = new Set<ChildProcess>();
-process.once('exit', () => {
+function killAll(): void {
   for (const p of started) {
     try {
       p.kill('SIGKILL');
@@ -52,7 +52,15 @@ process.once('exit', () => {
       // already gone
     }
   }
-});
+}
+process.once('exit', killAll);
+// The test runner ends a timed-out file with a signal; take our daemons along.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(128 + 15);
+  });
+}
 
 export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> {
   const host = opts.host ?? '127.0.0.2';
