@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobCluster, DispyJob, DispyJobError, type DispyStatus } from '../src/index.js';
-import { TEST_SECRET, startNode, startNodes, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, startNode, startNodes, until, type TestNode } from './helpers/daemon.js';
 
 class C {
   s: string;
@@ -31,6 +31,8 @@ describe('function jobs over three daemons', () => {
 
   test('200 jobs spread over all nodes with correct results', async () => {
     const cluster = new JobCluster((x: number) => ({ x, sq: x * x, pid: process.pid }), { nodes: spec(), secret: TEST_SECRET });
+    // Short jobs would all finish on whichever node is set up first.
+    await until(() => cluster.status().nodes.length === 3, 10_000, 'three nodes');
     const jobs = Array.from({ length: 200 }, (_, i) => cluster.submit(i));
     const results = await Promise.all(jobs.map((j) => j.wait()));
     results.forEach((r, i) => assert.deepEqual({ x: r.x, sq: r.sq }, { x: i, sq: i * i }));

@@ -369,7 +369,15 @@ export class NodeDaemon {
     }
     const owner = this.#owner;
     this.#reattach(ch);
-    if (owner.comps.has(msg.computeId)) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is already set up`);
+    const existing = owner.comps.get(msg.computeId);
+    if (existing && !existing.closing) {
+      // The client reconnected: its computation is still here.
+      existing.cap = Math.min(msg.cpus || this.cpus, this.cpus);
+      ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: existing.cap });
+      this.#schedule();
+      return;
+    }
+    if (existing) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is closing`);
     const dir = join(this.#stateDir, safeName(msg.computeId));
     mkdirSync(dir, { recursive: true });
     const comp: Comp = {
@@ -480,6 +488,8 @@ export class NodeDaemon {
       const waiting = [...r.jobs.values()].reverse().find((j) => !j.started);
       const job = waiting && this.#owner?.jobs.get(waiting.uid);
       if (!job || job.cancelRequested || job.rebalancing || job.comp.avgMs < SHORT_JOB_MS) continue;
+      // Only if an empty runner may take it (the computation's cap counts runners).
+      if (this.#runnersHolding(job.comp) >= job.comp.cap) continue;
       job.rebalancing = true;
       this.#pool!.drop(r, job.uid);
       empty--;
