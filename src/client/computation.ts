@@ -2,7 +2,7 @@
  * Turns the user's function and its `depends` into the text shipped to nodes. Nothing is
  * evaluated here; the runner rebuilds the code on the node.
  */
-import { DispyError } from '../errors.js';
+import { DispyError, invalidOption } from '../errors.js';
 import type { Computation, Depend } from '../protocol/messages.js';
 
 /** Whether `src` parses as an expression (compiled, never run). */
@@ -46,6 +46,38 @@ export interface BuiltComputation {
   wire: Computation;
   /** Classes listed in depends, for the payload codec. */
   classes: [string, abstract new (...args: never[]) => object][];
+}
+
+/** `{ module: './work.ts', export: 'compute' }`: a module computation. */
+export interface ModuleComputation {
+  /** Path of the module (TypeScript or JavaScript); its imports are bundled with it. */
+  module: string;
+  /** The export to call for each job. @default 'default' */
+  export?: string;
+}
+
+export interface ShippedComputation {
+  name: string;
+  /** The wire form; a module computation resolves once bundled. */
+  wire: Promise<Computation>;
+  classes: BuiltComputation['classes'];
+  /** Local files to send to every node before setup. */
+  files: string[];
+}
+
+/** Builds what a JobCluster ships for any kind of computation. */
+export function buildComputation(computation: unknown, options: { depends?: unknown[] }): ShippedComputation {
+  if (typeof computation === 'function') {
+    const built = buildFunctionComputation(computation, options.depends ?? []);
+    return { name: computation.name || 'compute', wire: Promise.resolve(built.wire), classes: built.classes, files: [] };
+  }
+  if (typeof computation === 'string') {
+    throw new DispyError('DISPY_ERR_COMPUTATION', 'program computations are not supported yet');
+  }
+  if (computation && typeof computation === 'object' && typeof (computation as ModuleComputation).module === 'string') {
+    throw new DispyError('DISPY_ERR_COMPUTATION', 'module computations are not supported yet');
+  }
+  throw invalidOption('computation', 'a function, a program path or { module, export }', computation);
 }
 
 export function buildFunctionComputation(fn: Function, depends: unknown[]): BuiltComputation {

@@ -11,7 +11,7 @@ import { DispyError, invalidOption } from '../errors.js';
 import type { Computation, NodeMessage } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
-import { buildFunctionComputation } from './computation.js';
+import { buildComputation, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
 import { requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import { DispyJob } from './dispy-job.js';
@@ -53,6 +53,31 @@ export interface JobClusterOptions {
   reentrant?: boolean;
   /** The cluster's name, shown by the HTTP server. @default the computation's name */
   name?: string;
+  /**
+   * Run once in each job runner on a node before its first job: `setup(...setupArgs)` with the
+   * `setupArgs` of the NodeAllocate that matched the node. Throwing (or rejecting) closes the
+   * computation on that node: an error event and a Closed event.
+   * @default undefined
+   */
+  setup?: (...args: never[]) => unknown;
+  /**
+   * `true`/`false`: whether nodes delete the computation's files when it closes; or a function
+   * run in each runner that ran `setup`, when the computation closes (files are then deleted).
+   * @default true
+   */
+  cleanup?: boolean | (() => unknown);
+  /** Sub-directory (relative) on nodes where this cluster's files go. @default undefined (a directory per computation) */
+  destPath?: string;
+  /** Seconds after which a job is terminated (Terminated, `DISPY_ERR_MAX_RUNTIME`). @default undefined (no limit) */
+  maxRuntime?: number;
+  /** Largest file this cluster sends, in bytes (0 = unlimited). @default 0 */
+  maxFileSize?: number;
+  /** TLS: this client's certificate (PEM); with `keyFile`, or holding both. @default undefined */
+  certFile?: string;
+  /** TLS: this client's private key (PEM). @default undefined */
+  keyFile?: string;
+  /** TLS: CA certificate(s) that nodes' certificates must chain to; turns TLS on. @default undefined */
+  caFile?: string;
   /** pino level of the client's log (stderr). @default 'warn' */
   logLevel?: string;
   /** A logger to use instead of a new one. */
@@ -112,7 +137,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly computeId: string;
   readonly log: Logger;
   readonly #opts: JobClusterOptions;
-  readonly #computation: Computation;
+  /** The wire form of the computation (a module is bundled asynchronously). */
+  readonly #computation: Promise<Computation>;
+  /** Local files to ship to every node before setup (program file, file depends). */
+  readonly #computationFiles: string[];
   readonly #codec: PayloadCodec;
   readonly #creds: Credentials;
   readonly #specs: NodeAllocate[];
@@ -136,16 +164,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #closed = false;
   #closePromise: Promise<boolean> | null = null;
 
-  constructor(computation: F, options: JobClusterOptions = {}) {
+  /**
+   * @param computation a function (shipped as source with `depends`), a program path (shipped
+   *   and spawned per job with the stringified arguments; the result is its exit code), or
+   *   `{ module, export }` (the module bundled with its imports by esbuild).
+   */
+  constructor(computation: F | string | ModuleComputation, options: JobClusterOptions = {}) {
     super();
-    if (typeof computation !== 'function') throw invalidOption('computation', 'a function', computation);
     validateOptions(options);
     this.#opts = options;
-    this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: options.name ?? computation.name } }, pino.destination(2));
-    const built = buildFunctionComputation(computation, options.depends ?? []);
+    const built = buildComputation(computation, options);
+    this.name = options.name ?? built.name;
+    this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
     this.#computation = built.wire;
+    // Failures surface when a node is set up (an error event); nothing is left unhandled.
+    this.#computation.catch(() => undefined);
+    this.#computationFiles = built.files;
     this.#codec = new PayloadCodec(built.classes);
-    this.name = options.name ?? (computation.name || 'compute');
     this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     this.#creds = { secret: resolveSecret(options.secret) };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
@@ -198,7 +233,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         link.release(this);
         return;
       }
-      await link.request({ t: 'setup', computeId: this.computeId, cluster: this.name, computation: this.#computation, cpus, pulseInterval: this.#opts.pulseInterval ?? 0 });
+      const computation = await this.#computation;
+      await link.request({ t: 'setup', computeId: this.computeId, cluster: this.name, computation, cpus, pulseInterval: this.#opts.pulseInterval ?? 0 });
       if (this.#closing) {
         await link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
         link.release(this);
@@ -701,6 +737,14 @@ function validateOptions(o: JobClusterOptions): void {
   }
   if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
     throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
+  }
+  if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
+  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean') throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
+  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0)) throw invalidOption('destPath', 'a relative directory name', o.destPath);
+  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
+  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0)) throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
+    if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256)) throw invalidOption('name', 'a non-empty string', o.name);
 }

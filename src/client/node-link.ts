@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DispyError, fromWire } from '../errors.js';
 import { Channel, connectChannel } from '../protocol/channel.js';
-import { nodeMessageSchema, type ClientMessage, type NodeInfo, type NodeMessage, type Reply } from '../protocol/messages.js';
+import { nodeMessageSchema, type ClientMessageInput as ClientMessage, type NodeInfo, type NodeMessage, type Reply } from '../protocol/messages.js';
 
 /** Identifies this client process to nodes (a node serves one client process at a time). */
 export const CLIENT_ID = randomBytes(12).toString('hex');

@@ -4,7 +4,8 @@
  * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
  */
 import { PayloadCodec } from '../protocol/payload.js';
-import { formatException, loadFunctionComputation, type LoadedComputation } from './function-loader.js';
+import { loadComputation } from './computation-loader.js';
+import { formatException, type LoadedComputation } from './function-loader.js';
 import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerItem, type RunnerJob, type ToRunner } from './runner-protocol.js';
 
 /** Bytes of stdout and of stderr kept per job. */
@@ -50,6 +51,7 @@ interface Current {
 }
 
 const computations = new Map<string, Loaded>();
+const loading = new Map<string, Promise<void>>();
 const queue: RunnerJob[] = [];
 let current: Current | null = null;
 let looping = false;
@@ -97,6 +99,7 @@ function provisional(value: unknown): void {
 }
 
 async function run(job: RunnerJob): Promise<void> {
+  if (!computations.has(job.computeId)) await loading.get(job.computeId);
   const comp = computations.get(job.computeId);
   const startTime = Date.now();
   const fast = comp !== undefined && comp.avgMs < BATCH_MS;
@@ -152,14 +155,14 @@ async function loop(): Promise<void> {
   }
 }
 
-function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): void {
+async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promise<void> {
   try {
     if (!computations.has(msg.computeId)) {
       const g = globalThis as Record<string, unknown>;
       g.dispyNodeName = msg.nodeName;
       g.dispyNodeIpAddr = msg.nodeIpAddr;
       g.dispyJobPath = msg.dir;
-      const loaded = loadFunctionComputation(msg.computation, { dir: msg.dir, provisional });
+      const loaded = await loadComputation(msg.computation, { dir: msg.dir, provisional });
       computations.set(msg.computeId, { ...loaded, codec: new PayloadCodec(loaded.classes), avgMs: Infinity });
     }
     report({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: null });
@@ -178,9 +181,12 @@ process.on('disconnect', () => process.exit(0));
 
 process.on('message', (msg: ToRunner) => {
   switch (msg.cmd) {
-    case RunnerCommand.Load:
-      load(msg);
+    case RunnerCommand.Load: {
+      // Loading may be asynchronous (a module import); jobs of it wait for it in run().
+      const p = load(msg).finally(() => loading.delete(msg.computeId));
+      loading.set(msg.computeId, p);
       break;
+    }
     case RunnerCommand.Run:
       queue.push(...msg.jobs);
       void loop();

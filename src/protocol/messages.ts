@@ -48,6 +48,18 @@ export const dependSchema = z.object({
 });
 export type Depend = z.infer<typeof dependSchema>;
 
+/**
+ * A relative file name inside a computation's directory: no absolute paths, no `..`, no empty
+ * or `.` segments, no NUL; the node checks again against the resolved path.
+ */
+export const relativeName = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((n) => !n.startsWith('/') && !n.includes('\0') && !n.includes('\\') && n.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'), {
+    message: 'expected a relative file name without `..`',
+  });
+
 export const computationSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('function'),
@@ -55,10 +67,29 @@ export const computationSchema = z.discriminatedUnion('kind', [
     source: z.string().min(1).max(MAX_SOURCE),
     depends: z.array(dependSchema).max(10_000),
   }),
+  /** An ES module bundled by the client (esbuild), imported by the runner. */
+  z.object({
+    kind: z.literal('module'),
+    name: z.string().max(256),
+    /** The bundled module's source text. */
+    code: z.string().min(1).max(MAX_SOURCE * 4),
+    /** Export to call for each job. */
+    exportName: z.string().min(1).max(256),
+  }),
+  /** A program file shipped into the computation directory and spawned per job. */
+  z.object({
+    kind: z.literal('program'),
+    name: z.string().max(256),
+    /** The program's file name in the computation directory (sent with file-begin/chunk first). */
+    file: relativeName,
+  }),
 ]);
 export type Computation = z.infer<typeof computationSchema>;
 
 // ---- client -> node ----
+
+/** Source of a setup or cleanup function (shipped like the computation's depends). */
+const hookSource = z.string().min(1).max(MAX_SOURCE).nullable();
 
 export const setupSchema = z.object({
   t: z.literal('setup'),
@@ -70,8 +101,49 @@ export const setupSchema = z.object({
   cpus: z.number().int().nonnegative().max(1 << 20),
   /** Seconds between heartbeats the client wants from the node (0 = the node's default). */
   pulseInterval: z.number().nonnegative().max(1000),
+  /** `setup(...setupArgs)` run once in each runner before its first job of this computation. */
+  setup: hookSource.default(null),
+  /** Encoded array of arguments to `setup` (payload codec). */
+  setupArgs: bin.nullable().default(null),
+  /** `cleanup()` run in each runner that ran setup, when the computation closes. */
+  cleanup: hookSource.default(null),
+  /** Delete the computation's files when it closes. */
+  cleanupFiles: z.boolean().default(true),
+  /** Sub-directory of the client's area where files go (dispy's dest_path). */
+  destPath: relativeName.nullable().default(null),
 });
-export const jobSchema = z.object({ t: z.literal('job'), uid, computeId, args: bin });
+export const jobSchema = z.object({
+  t: z.literal('job'),
+  uid,
+  computeId,
+  args: bin,
+  /** Seconds after which the node terminates the job (0 = no limit). */
+  maxRuntime: z.number().nonnegative().max(1e9).default(0),
+  /** Per-job files, already transferred with file-begin/file-chunk; removed after the job. */
+  files: z.array(relativeName).max(10_000).default([]),
+});
+/** Starts (or resumes) a file transfer into a computation's directory. */
+export const fileBeginSchema = z.object({
+  t: z.literal('file-begin'),
+  rid,
+  computeId,
+  name: relativeName,
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** ms since epoch; with an equal size, a file already there with this mtime is complete. */
+  mtime: finite,
+  mode: z.number().int().nonnegative().max(0o7777),
+});
+/** One chunk of a file at `offset` (the node answers with the bytes it now has). */
+export const fileChunkSchema = z.object({
+  t: z.literal('file-chunk'),
+  rid,
+  computeId,
+  name: relativeName,
+  offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  data: bin,
+});
+/** Asks which of this computation's jobs the node holds (for nodeJobs). */
+export const jobsQuerySchema = z.object({ t: z.literal('jobs'), rid, computeId });
 export const cancelSchema = z.object({ t: z.literal('cancel'), uid });
 export const closeSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });
 export const setCpusSchema = z.object({ t: z.literal('set-cpus'), rid, computeId, cpus: z.number().int().nonnegative().max(1 << 20) });
@@ -84,8 +156,13 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
   closeSchema,
   setCpusSchema,
   pingSchema,
+  fileBeginSchema,
+  fileChunkSchema,
+  jobsQuerySchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
+/** What a client may send (fields with defaults may be left out). */
+export type ClientMessageInput = z.input<typeof clientMessageSchema>;
 
 // ---- node -> client ----
 
@@ -112,6 +189,10 @@ export const replySchema = z.object({
   rid,
   ok: z.boolean(),
   cpus: z.number().int().nonnegative().optional(),
+  /** File transfers: bytes of the file the node has. */
+  offset: z.number().int().nonnegative().optional(),
+  /** Answer to `jobs`: uids of the computation's jobs on the node. */
+  uids: z.array(uid).max(1 << 20).optional(),
   error: errorInfoSchema.optional(),
 });
 export type Reply = z.infer<typeof replySchema>;
@@ -139,6 +220,8 @@ export const nakSchema = z.object({
   reason: z.enum(['full', 'shutdown', 'unknown-computation']),
   message: z.string().max(MAX_TEXT),
 });
+/** A job's `dispyProvisionalResult(value)`. */
+export const provisionalSchema = z.object({ t: z.literal('provisional'), uid, result: bin });
 export const pulseSchema = z.object({
   t: z.literal('pulse'),
   availInfo: availInfoSchema.nullable(),
@@ -155,6 +238,7 @@ export const nodeMessageSchema = z.discriminatedUnion('t', [
   startedSchema,
   jobDoneSchema,
   nakSchema,
+  provisionalSchema,
   pulseSchema,
   closingSchema,
   closedSchema,
