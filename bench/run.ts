@@ -2,6 +2,7 @@
  * dispyts benchmark: prints one JSON document on stdout (progress on stderr) with
  *   baseline    (e) bare authenticated-Channel round trips to a child process
  *   throughput  (a) 20,000 trivial jobs on one `--cpus 2` node, 3 runs, vs bare round trips/s
+ *   moduleThroughput  the same from a module computation (bench/double.ts bundled by esbuild)
  *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
  *   sleep       (c) 200 jobs sleeping 100 ms on 2 CPUs, efficiency vs the ideal 10 s
  *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
@@ -10,7 +11,7 @@
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,latency,sleep,startup,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,latency,sleep,startup,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
@@ -23,7 +24,7 @@ import { log, median, round, startNode, type BenchNode } from './lib.js';
 import { runSleep, type SleepResult } from './sleep.js';
 import { runSoak, type SoakResult } from './soak.js';
 import { runStartup, type StartupResult } from './startup.js';
-import { runThroughputOnce, type ThroughputRun } from './throughput.js';
+import { DOUBLE_MODULE, runThroughputOnce, type ThroughputRun } from './throughput.js';
 
 const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
@@ -37,7 +38,7 @@ const FLOORS = {
   warmStartupMs: 25,
 };
 
-const SECTIONS = ['baseline', 'throughput', 'latency', 'sleep', 'startup', 'soak'] as const;
+const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'latency', 'sleep', 'startup', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): Set<Section> {
@@ -72,6 +73,27 @@ async function section<T>(name: string, errors: Record<string, string>, fn: () =
     errors[name] = (err as Error).message;
     return undefined;
   }
+}
+
+/** (a) 20,000 trivial jobs, 3 runs (each with a fresh cluster); the median and every run. */
+async function measureThroughput(n: BenchNode, bare: number, name: string, computation?: Parameters<typeof runThroughputOnce>[1]['computation']): Promise<Record<string, unknown>> {
+  const runs: ThroughputRun[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await runThroughputOnce(n, { jobs: 20_000, warmup: 1_000, bareRoundTripsPerSec: bare, computation });
+    log(`${name} run ${i + 1}: ${r.jobsPerSec} jobs/s (${r.wallMs} ms), ratio ${r.ratioToBareRoundTrips}, cpu ${JSON.stringify(r.cpu)}`);
+    runs.push(r);
+  }
+  const med = median(runs.map((r) => r.jobsPerSec));
+  return {
+    jobs: 20_000,
+    warmupJobsPerRun: 1_000,
+    node: `${n.host} --cpus ${CPUS}`,
+    runs,
+    medianJobsPerSec: round(med, 0),
+    bareRoundTripsPerSec: bare,
+    medianRatioToBareRoundTrips: round(med / bare, 3),
+    note: 'each run: a fresh cluster, 1,000 untimed warm-up jobs, then all jobs submitted at once; timed first submit to last result. cpu: CPU time of each process during the timed part (share = of wall time)',
+  };
 }
 
 /** Mean lateness (ms) of setTimeout(10) in this process: how noisy the machine is right now. */
@@ -109,43 +131,33 @@ async function main(): Promise<number> {
 
   let baseline: BaselineResult | undefined;
   let throughput: Record<string, unknown> | undefined;
+  let moduleThroughput: Record<string, unknown> | undefined;
   let latency: (LatencyResult & Record<string, unknown>) | undefined;
   let sleepRes: SleepResult | undefined;
   let startup: StartupResult | undefined;
   let soak: SoakResult | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
-  const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('latency');
+  const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
   if (needBaseline) baseline = await section('baseline', errors, () => runBaseline({ host: ECHO_HOST, warmup: 5000, roundTrips: 2000 }));
 
   let node: BenchNode | null = null;
   try {
-    const needNode = ['throughput', 'latency', 'sleep', 'startup', 'soak'].some((s) => sections.has(s as Section));
+    const needNode = ['throughput', 'moduleThroughput', 'latency', 'sleep', 'startup', 'soak'].some((s) => sections.has(s as Section));
     if (needNode) {
       node = await startNode({ host: NODE_HOST, cpus: CPUS });
       log(`node ${node.host}:${node.port} (pid ${node.pid}) ready in ${round(node.readyAt - node.spawnedAt, 0)} ms`);
     }
     if (node && sections.has('throughput')) {
       const n = node;
-      throughput = await section('throughput', errors, async () => {
-        const bare = baseline?.roundTripsPerSec ?? NaN;
-        const runs: ThroughputRun[] = [];
-        for (let i = 0; i < 3; i++) {
-          const r = await runThroughputOnce(n, { jobs: 20_000, warmup: 1_000, bareRoundTripsPerSec: bare });
-          log(`throughput run ${i + 1}: ${r.jobsPerSec} jobs/s (${r.wallMs} ms), ratio ${r.ratioToBareRoundTrips}, cpu ${JSON.stringify(r.cpu)}`);
-          runs.push(r);
-        }
-        const med = median(runs.map((r) => r.jobsPerSec));
-        return {
-          jobs: 20_000,
-          warmupJobsPerRun: 1_000,
-          node: `${n.host} --cpus ${CPUS}`,
-          runs,
-          medianJobsPerSec: round(med, 0),
-          bareRoundTripsPerSec: bare,
-          medianRatioToBareRoundTrips: round(med / bare, 3),
-          note: 'each run: a fresh cluster, 1,000 untimed warm-up jobs, then all jobs submitted at once; timed first submit to last result. cpu: CPU time of each process during the timed part (share = of wall time)',
-        };
+      throughput = await section('throughput', errors, () => measureThroughput(n, baseline?.roundTripsPerSec ?? NaN, 'throughput'));
+    }
+    if (node && sections.has('moduleThroughput')) {
+      const n = node;
+      moduleThroughput = await section('moduleThroughput', errors, async () => {
+        const r = await measureThroughput(n, baseline?.roundTripsPerSec ?? NaN, 'moduleThroughput', DOUBLE_MODULE);
+        const fn = throughput?.medianJobsPerSec as number | undefined;
+        return { ...r, computation: '{ module: bench/double.ts, export: double } (bundled at construction, untimed)', ratioToFunctionThroughput: fn ? round((r.medianJobsPerSec as number) / fn, 3) : null };
       });
     }
     if (node && sections.has('latency')) {
@@ -184,6 +196,7 @@ async function main(): Promise<number> {
 
   if (baseline) out.baseline = baseline;
   if (throughput) out.throughput = throughput;
+  if (moduleThroughput) out.moduleThroughput = moduleThroughput;
   if (latency) out.latency = latency;
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
   if (startup) out.startup = startup;

@@ -1,12 +1,18 @@
 /**
- * (a) Throughput: N trivial jobs `(x) => x * 2` submitted at once to one `--cpus 2` node, timed
+ * (a) Throughput: N trivial jobs `(x) => x * 2` (a function computation, or the same export of
+ * bench/double.ts as a module computation) submitted at once to one `--cpus 2` node, timed
  * from the first submit to the last result. Each run uses a fresh cluster that first runs an
  * untimed warm-up batch (so connection setup and the cluster's window sizing are not counted).
  */
-import { JobCluster, JobStatus } from '../src/index.js';
+import { fileURLToPath } from 'node:url';
+import { JobCluster, JobStatus, type ModuleComputation } from '../src/index.js';
+import { double } from './double.js';
 import { BENCH_SECRET, clusterReady, closeCluster, cpuDelta, cpuSnapshot, log, round, type BenchNode } from './lib.js';
 
-export const double = (x: number): number => x * 2;
+export { double };
+
+/** The same job as a module computation: bench/double.ts bundled by the client with esbuild. */
+export const DOUBLE_MODULE: ModuleComputation = { module: fileURLToPath(new URL('./double.ts', import.meta.url)), export: 'double' };
 
 export interface ThroughputRun {
   wallMs: number;
@@ -29,10 +35,13 @@ export async function runBatch(cluster: JobCluster<typeof double>, count: number
   }
 }
 
-export async function runThroughputOnce(node: BenchNode, opts: { jobs: number; warmup: number; bareRoundTripsPerSec: number }): Promise<ThroughputRun> {
+export async function runThroughputOnce(
+  node: BenchNode,
+  opts: { jobs: number; warmup: number; bareRoundTripsPerSec: number; computation?: typeof double | ModuleComputation },
+): Promise<ThroughputRun> {
   let cluster: JobCluster<typeof double> | null = null;
   try {
-    cluster = new JobCluster(double, { nodes: [{ host: node.host, port: node.port }], secret: BENCH_SECRET });
+    cluster = new JobCluster<typeof double>(opts.computation ?? double, { nodes: [{ host: node.host, port: node.port }], secret: BENCH_SECRET });
     cluster.on('error', (err) => log(`cluster error: ${err.message}`));
     await clusterReady(cluster);
     await runBatch(cluster, opts.warmup, 60, 1_000_000);

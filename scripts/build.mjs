@@ -22,13 +22,9 @@ function walk(dir) {
 }
 
 mkdirSync(outDir, { recursive: true });
-for (const name of readdirSync(outDir)) {
-  if (name.endsWith('.js') || ['protocol', 'node', 'client', 'cli', 'httpd', 'scheduler'].includes(name)) {
-    rmSync(join(outDir, name), { recursive: true, force: true });
-  }
-}
+const entryPoints = walk(srcDir);
 await build({
-  entryPoints: walk(srcDir),
+  entryPoints,
   outdir: outDir,
   outbase: srcDir,
   format: 'esm',
@@ -39,3 +35,16 @@ await build({
   logLevel: 'warning',
 });
 chmodSync(join(outDir, 'cli', 'main.js'), 0o755);
+
+// Files are overwritten in place (a daemon started meanwhile never sees a half-empty dist/);
+// then emitted files whose source is gone are removed.
+const wanted = new Set(entryPoints.map((p) => join(outDir, relative(srcDir, p)).replace(/\.ts$/, '.js')));
+function prune(dir) {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) {
+      if (relative(outDir, p) !== 'ui') prune(p);
+    } else if (name.endsWith('.js') && !wanted.has(p)) rmSync(p);
+  }
+}
+prune(outDir);

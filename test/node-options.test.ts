@@ -48,6 +48,7 @@ test('--serve 1: the daemon exits after serving one client', async () => {
 test('--clean kills a job runner a SIGKILLed daemon left behind; without it the daemon warns', async () => {
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-clean-'));
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-clean-pids-'));
+  let runnerPid = 0;
   try {
     const first = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix] });
     const file = join(dir, 'pid');
@@ -61,7 +62,7 @@ test('--clean kills a job runner a SIGKILLed daemon left behind; without it the 
     );
     cluster.submit(file);
     await until(() => existsSync(file) && readFileSync(file, 'utf8').length > 0, 15_000, 'the busy job');
-    const runnerPid = Number(readFileSync(file, 'utf8'));
+    runnerPid = Number(readFileSync(file, 'utf8'));
     await first.stop('SIGKILL');
     await cluster.close({ terminate: true });
     assert.ok(alive(runnerPid), 'the orphaned runner is still spinning');
@@ -75,6 +76,8 @@ test('--clean kills a job runner a SIGKILLed daemon left behind; without it the 
     await until(() => !alive(runnerPid), 5_000, 'the orphan to be killed');
     await cleaner.stop();
   } finally {
+    // Whatever happened above, the spinning orphan must not outlive the test.
+    if (runnerPid && alive(runnerPid)) process.kill(runnerPid, 'SIGKILL');
     rmSync(prefix, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }

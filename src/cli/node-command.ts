@@ -20,11 +20,15 @@ Options:
   --serve N                exit after serving N clients (default -1 = never)
   --clean                  kill job processes a previous daemon here left and wipe its files
   --insecure               allow a non-loopback --host without --secret
+  --cert-file FILE         serve TLS only, with this PEM certificate (and key, if it holds one)
+  --key-file FILE          the PEM private key of --cert-file
+  --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   -h, --help               show this help
 
 Prints "dispyts node ready on HOST:PORT ..." once serving. SIGTERM or SIGINT terminates the
-running jobs (their clients see them Terminated) and exits.
+running jobs (their clients see them Terminated) and exits. Clients verify a TLS node's
+certificate against its address: it needs an IP subjectAltName for --host.
 `;
 
 export async function nodeCommand(argv: string[]): Promise<number> {
@@ -44,6 +48,9 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       serve: { type: 'string' },
       clean: { type: 'boolean' },
       insecure: { type: 'boolean' },
+      'cert-file': { type: 'string' },
+      'key-file': { type: 'string' },
+      'ca-file': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -65,10 +72,13 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     serve: parseIntOption('serve', values.serve, { min: -1 }),
     clean: values.clean,
     insecure: values.insecure,
+    certFile: values['cert-file'],
+    keyFile: values['key-file'],
+    caFile: values['ca-file'],
     logLevel: values['log-level'],
   });
   const { host, port } = await daemon.start();
-  process.stdout.write(`dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus})\n`);
+  process.stdout.write(`dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
   const onSignal = (sig: NodeJS.Signals): void => {
     void daemon.stop(sig);
   };

@@ -4,6 +4,8 @@
  */
 import { DispyError, invalidOption } from '../errors.js';
 import type { Computation, Depend } from '../protocol/messages.js';
+import { dependFiles, localFile, resolveProgram } from './file-transfer.js';
+import { buildModuleComputation } from './module-bundle.js';
 
 /** Whether `src` parses as an expression (compiled, never run). */
 function parsesAsExpression(src: string): boolean {
@@ -66,16 +68,27 @@ export interface ShippedComputation {
 }
 
 /** Builds what a JobCluster ships for any kind of computation. */
-export function buildComputation(computation: unknown, options: { depends?: unknown[] }): ShippedComputation {
+export function buildComputation(computation: unknown, options: { depends?: unknown[]; maxFileSize?: number }): ShippedComputation {
+  // File paths in depends are sent to nodes as files (checked now), whatever the computation.
+  const all = options.depends ?? [];
+  if (all.some((d) => typeof d === 'string')) {
+    const shipped = buildComputation(computation, { ...options, depends: all.filter((d) => typeof d !== 'string') });
+    const taken = shipped.files.map((f) => localFile(f, 'computation'));
+    const files = dependFiles(all, 'depends', options.maxFileSize ?? 0, taken);
+    return { ...shipped, files: [...shipped.files, ...files.map((f) => f.path)] };
+  }
   if (typeof computation === 'function') {
     const built = buildFunctionComputation(computation, options.depends ?? []);
     return { name: computation.name || 'compute', wire: Promise.resolve(built.wire), classes: built.classes, files: [] };
   }
   if (typeof computation === 'string') {
-    throw new DispyError('DISPY_ERR_COMPUTATION', 'program computations are not supported yet');
+    const i = all.findIndex((d) => typeof d !== 'string');
+    if (i >= 0) throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: a program computation takes only file paths in depends`);
+    const program = localFile(resolveProgram(computation), 'program', options.maxFileSize ?? 0);
+    return { name: program.name, wire: Promise.resolve({ kind: 'program', name: program.name, file: program.name }), classes: [], files: [program.path] };
   }
   if (computation && typeof computation === 'object' && typeof (computation as ModuleComputation).module === 'string') {
-    throw new DispyError('DISPY_ERR_COMPUTATION', 'module computations are not supported yet');
+    return buildModuleComputation(computation as ModuleComputation, options);
   }
   throw invalidOption('computation', 'a function, a program path or { module, export }', computation);
 }
@@ -86,9 +99,9 @@ export function buildFunctionComputation(fn: Function, depends: unknown[]): Buil
   const classes: BuiltComputation['classes'] = [];
   const seen = new Set<string>();
   for (const [i, d] of depends.entries()) {
-    if (typeof d !== 'function') {
-      throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function or class, got ${typeof d === 'string' ? `the path \`${d}\` (file dependencies are not supported yet)` : typeof d}`);
-    }
+    // Strings are file paths, sent as files (see buildComputation).
+    if (typeof d === 'string') continue;
+    if (typeof d !== 'function') throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function, a class or a file path, got ${typeof d}`);
     const name = d.name;
     if (!name || !/^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(name)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: functions and classes in depends need a name`);
     if (seen.has(name)) continue;

@@ -11,11 +11,13 @@ import { DispyError, invalidOption } from '../errors.js';
 import type { Computation, NodeMessage } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
-import { buildComputation, type ModuleComputation } from './computation.js';
+import { loadTls } from '../protocol/tls.js';
+import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
 import { requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
+import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
@@ -72,11 +74,18 @@ export interface JobClusterOptions {
   maxRuntime?: number;
   /** Largest file this cluster sends, in bytes (0 = unlimited). @default 0 */
   maxFileSize?: number;
-  /** TLS: this client's certificate (PEM); with `keyFile`, or holding both. @default undefined */
+  /**
+   * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
+   * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
+   * unless `caFile` is given). @default undefined
+   */
   certFile?: string;
   /** TLS: this client's private key (PEM). @default undefined */
   keyFile?: string;
-  /** TLS: CA certificate(s) that nodes' certificates must chain to; turns TLS on. @default undefined */
+  /**
+   * TLS: CA certificate(s) that nodes' certificates must chain to; turns TLS on. Nodes are
+   * addressed by IP, so their certificates need an IP subjectAltName. @default undefined
+   */
   caFile?: string;
   /** pino level of the client's log (stderr). @default 'warn' */
   logLevel?: string;
@@ -94,6 +103,18 @@ export interface ClusterStatusEvent {
   cluster: JobCluster;
 }
 
+/** Options of `submitWith`. */
+export interface SubmitOptions {
+  /** Files sent to the job's node before it and deleted there after it. @default [] */
+  depends?: string[];
+  /** The job's id. @default a counter */
+  id?: unknown;
+  /** Run the job only on this node (a DispyNode, an IP address or a node name). @default any node */
+  node?: DispyNode | string;
+  /** Seconds after which this job is terminated. @default the cluster's maxRuntime */
+  maxRuntime?: number;
+}
+
 export interface ClusterStatus {
   nodes: DispyNode[];
   jobsPending: number;
@@ -107,6 +128,8 @@ type ClusterEvents = {
 interface Queued {
   job: DispyJob;
   args: Uint8Array;
+  /** Per-job override of the cluster's maxRuntime (seconds). */
+  maxRuntime?: number;
 }
 
 interface ClusterNode {
@@ -126,7 +149,19 @@ interface Sent extends Queued {
   pinned: boolean;
 }
 
-type AnyFn = (...args: never[]) => unknown;
+/** A sent job back to its queued form (everything but where it was sent). */
+function queuedPart(s: Sent): Queued {
+  const { cn, started, pinned, ...item } = s;
+  void cn;
+  void started;
+  void pinned;
+  return item;
+}
+
+// `any` on purpose: a program or module computation takes any arguments, while a function's
+// own parameter types are inferred in its place.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyFn = (...args: any[]) => unknown;
 
 let uidCounter = 0;
 
@@ -141,6 +176,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #computation: Promise<Computation>;
   /** Local files to ship to every node before setup (program file, file depends). */
   readonly #computationFiles: string[];
+  /** The cluster's destPath on nodes (dispy's dest_path), normalized. */
+  readonly #destPath: string | null;
+  /** What submitWith adds to a job: its per-job files and its maxRuntime. */
+  readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number }>();
+  /** Jobs cancelled while their per-job files were on their way (the job not sent yet). */
+  readonly #cancelRequested = new WeakSet<DispyJob>();
+  /** Sources of setup and cleanup, shipped with the computation. */
+  readonly #hooks: { setup: string | null; cleanup: string | null };
   readonly #codec: PayloadCodec;
   readonly #creds: Credentials;
   readonly #specs: NodeAllocate[];
@@ -168,6 +211,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * @param computation a function (shipped as source with `depends`), a program path (shipped
    *   and spawned per job with the stringified arguments; the result is its exit code), or
    *   `{ module, export }` (the module bundled with its imports by esbuild).
+   *   A program that is not a file is looked up on PATH; type it as
+   *   `new JobCluster<(...args: unknown[]) => number>('prog')` to submit any arguments.
+   *   Strings in `depends` are files sent to every node before setup, into the computation's
+   *   directory, where jobs (whose working directory it is) open them by base name.
    */
   constructor(computation: F | string | ModuleComputation, options: JobClusterOptions = {}) {
     super();
@@ -180,9 +227,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
     this.#computation.catch(() => undefined);
     this.#computationFiles = built.files;
+    this.#destPath = normalizeDestPath(options.destPath, this.log);
+    this.#hooks = {
+      setup: options.setup ? functionSource(options.setup, 'setup') : null,
+      cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
+    };
     this.#codec = new PayloadCodec(built.classes);
     this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    this.#creds = { secret: resolveSecret(options.secret) };
+    // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.
+    this.#creds = { secret: resolveSecret(options.secret), tls: loadTls(options, 'client') };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
     registerCluster(this);
     void this.#initNodes();
@@ -234,7 +287,22 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         return;
       }
       const computation = await this.#computation;
-      await link.request({ t: 'setup', computeId: this.computeId, cluster: this.name, computation, cpus, pulseInterval: this.#opts.pulseInterval ?? 0 });
+      // Files first (program, file depends, the spec's depends), so setup finds them.
+      const shipped = await transferFiles(link, this.computeId, this.#setupFiles(spec), this.#fileOpts());
+      const { setup, cleanup } = this.#opts;
+      await link.request({
+        t: 'setup',
+        computeId: this.computeId,
+        cluster: this.name,
+        computation,
+        cpus,
+        pulseInterval: this.#opts.pulseInterval ?? 0,
+        setup: this.#hooks.setup,
+        setupArgs: setup ? this.#codec.encode(spec.setupArgs) : null,
+        cleanup: this.#hooks.cleanup,
+        cleanupFiles: cleanup !== false,
+        destPath: this.#destPath,
+      });
       if (this.#closing) {
         await link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
         link.release(this);
@@ -258,11 +326,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         node.rx = before.rx;
       }
       this.#everyNode.set(ip, node);
+      node.tx += shipped;
       this.log.info({ node: ip, cpus }, 'node initialized');
       this.#emit(NodeStatus.Initialized, node, null);
       requestPump();
     } catch (err) {
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      if (e.code === 'DISPY_ERR_SETUP' && link) {
+        // The computation was closed on that node: say so, with a Closed event for it.
+        const node = new DispyNode(ip, port, link.info.name, this);
+        node.availCpus = link.info.cpus;
+        node.machineCpus = link.info.machineCpus;
+        node.status = NodeStatus.Closed;
+        this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
+        this.#emit(NodeStatus.Closed, node, null);
+        link.release(this);
+        return;
+      }
       link?.release(this);
       // Report each kind of failure once per node, not at every retry.
       if (this.#lastError.get(ip) !== e.code) {
@@ -270,7 +350,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
       }
       // Wrong secrets, TLS and version problems do not fix themselves; the rest is retried.
-      if (!['DISPY_ERR_AUTH', 'DISPY_ERR_TLS', 'DISPY_ERR_VERSION', 'DISPY_ERR_COMPUTATION', 'DISPY_ERR_FREE_VARIABLE'].includes(e.code)) {
+      if (!['DISPY_ERR_AUTH', 'DISPY_ERR_TLS', 'DISPY_ERR_VERSION', 'DISPY_ERR_COMPUTATION', 'DISPY_ERR_FREE_VARIABLE', 'DISPY_ERR_FILE_TOO_LARGE', 'DISPY_ERR_FORBIDDEN'].includes(e.code)) {
         this.#retry(ip, port, spec, failures + 1);
       }
     } finally {
@@ -313,6 +393,34 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`);
     }
     return this.#submit(undefined, ip, args);
+  }
+
+  /**
+   * Queues a job with options (dispy's `submit(..., dispy_job_depends=...)` and friends):
+   * `depends` are files sent to the job's node right before the job, into the computation's
+   * directory (the job's working directory: open them by base name), and deleted there after
+   * it; `id` sets the job's id; `node` runs it only there (as submitNode); `maxRuntime` limits
+   * this job (seconds). Missing or too large files throw here.
+   * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
+   */
+  submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
+    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
+    const { depends = [], node, maxRuntime } = options;
+    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
+    for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
+    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
+    const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
+    let pinTo: string | null = null;
+    if (node !== undefined && node !== null) {
+      pinTo = node instanceof DispyNode ? node.ipAddr : (this.#nodeOf(node)?.node.ipAddr ?? (isIP(node) ? node : null));
+      if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo))) {
+        throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`);
+      }
+    }
+    const job = this.#submit(options.id, pinTo, args);
+    // Read when the job is sent (never before the next tick).
+    if (files.length || maxRuntime !== undefined) this.#jobExtras.set(job as DispyJob, { files, ...(maxRuntime === undefined ? {} : { maxRuntime }) });
+    return job;
   }
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
@@ -364,7 +472,42 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const uid = item.job._uid;
     this.#sent.set(uid, { ...item, cn, started: false, pinned });
     cn.inflight++;
-    cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args);
+    const extra = this.#jobExtras.get(item.job);
+    const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
+    if (extra?.files.length) void this.#sendWithFiles(cn, uid, maxRuntime, extra.files);
+    else cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime);
+  }
+
+  /** A job with per-job files: the files go to its node first, then the job naming them. */
+  async #sendWithFiles(cn: ClusterNode, uid: number, maxRuntime: number, files: LocalFile[]): Promise<void> {
+    const s = this.#sent.get(uid)!;
+    try {
+      for (const f of files) cn.node.tx += (await transferFile(cn.link, this.computeId, f, { ...this.#fileOpts(), job: uid })).sent;
+    } catch (err) {
+      // A lost node or a closed cluster took care of the job already.
+      if (this.#sent.get(uid) !== s) return;
+      this.#sent.delete(uid);
+      cn.inflight--;
+      const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
+      if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) this.#requeue(s);
+      else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
+      requestPump();
+      return;
+    }
+    if (this.#sent.get(uid) !== s) return;
+    cn.node.tx += cn.link.sendJob(this, uid, this.computeId, s.args, maxRuntime, files.map((f) => f.name));
+    if (this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+  }
+
+  #fileOpts(): { destPath: string | null; maxFileSize: number } {
+    return { destPath: this.#destPath, maxFileSize: this.#opts.maxFileSize ?? 0 };
+  }
+
+  /** Files every node gets before setup, plus those of the NodeAllocate that matched it. */
+  #setupFiles(spec: NodeAllocate): LocalFile[] {
+    const max = this.#opts.maxFileSize ?? 0;
+    const files = this.#computationFiles.map((p) => localFile(p, 'depends', max));
+    return [...files, ...dependFiles(spec.depends, 'NodeAllocate.depends', max, files)];
   }
 
   // ---- replies from nodes ----
@@ -386,6 +529,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         job.ipAddr = node.ipAddr;
         this.#emit(JobStatus.Running, node, job);
         return;
+      case 'provisional':
+        try {
+          job.result = this.#codec.decode(msg.result) as never;
+        } catch (err) {
+          this.log.warn({ uid: msg.uid, err: (err as Error).message }, 'undecodable provisional result ignored');
+          return;
+        }
+        job.status = JobStatus.ProvisionalResult;
+        this.#emit(JobStatus.ProvisionalResult, node, job);
+        return;
       case 'nak':
         this.#sent.delete(msg.uid);
         cn.inflight--;
@@ -393,7 +546,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           cn.ready = false;
           this.log.info({ node: node.ipAddr, reason: msg.reason }, 'node refused a job');
         }
-        this.#requeue(s);
+        // Handed back unstarted: it runs elsewhere, unless the cluster is closing.
+        if (this.#closing) this.#cancelLocal(job, 'cluster closed');
+        else this.#requeue(s);
         requestPump();
         return;
       case 'done':
@@ -407,7 +562,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #requeue(s: Sent): void {
-    const item = { job: s.job, args: s.args };
+    const item = queuedPart(s);
     if (s.pinned) {
       let q = this.#pinned.get(s.cn.node.ipAddr);
       if (!q) this.#pinned.set(s.cn.node.ipAddr, (q = new Deque()));
@@ -482,11 +637,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /** The node is gone: its jobs re-run elsewhere (reentrant, or never started) or are Abandoned. */
-  #dropNode(cn: ClusterNode, reason: DispyError | null): void {
+  #dropNode(cn: ClusterNode, reason: DispyError | null, lost = true): void {
     const ip = cn.node.ipAddr;
     this.#nodes.delete(ip);
     cn.ready = false;
-    this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
+    if (lost) this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
     for (const [uid, s] of [...this.#sent]) {
       if (s.cn !== cn) continue;
       this.#sent.delete(uid);
@@ -495,7 +650,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
         s.job.status = JobStatus.Created;
         s.job.startTime = null;
-        this.#queue.unshift({ job: s.job, args: s.args });
+        this.#queue.unshift(queuedPart(s));
         this.#emit(JobStatus.Created, cn.node, s.job);
       } else {
         s.job.exception = `DispyError: node ${ip} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
@@ -522,12 +677,170 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
     const s = this.#sent.get(job._uid);
     if (s) {
+      this.#cancelRequested.add(job);
       s.cn.link.cancel(job._uid);
       return 0;
     }
     job.endTime = Date.now();
     this.#settle(job, JobStatus.Cancelled, null);
     return 0;
+  }
+
+  // ---- managing nodes at run time ----
+
+  /**
+   * Adds nodes at run time: a host name, IP address, wildcard (matching nodes this process
+   * knows), `{ host, port, cpus }`, a NodeAllocate or a DispyNode. A node this cluster had
+   * deallocated is used again. Resolves to 0 once a matching node is set up, -1 if none is.
+   */
+  async allocateNode(spec: NodeSpec | DispyNode): Promise<number> {
+    if (this.#closing) return -1;
+    const alloc = spec instanceof DispyNode ? new NodeAllocate(spec.ipAddr, spec.port) : parseNodeSpecs(spec)[0]!;
+    // Literal addresses keep precedence over wildcards, as in the constructor.
+    const at = alloc.isWildcard ? this.#specs.length : this.#specs.findIndex((s) => s.isWildcard);
+    this.#specs.splice(at < 0 ? this.#specs.length : at, 0, alloc);
+    let targets: { host: string; port: number }[];
+    if (alloc.isWildcard) targets = await NodeLink.known(alloc.ipRex);
+    else if (isIP(alloc.host)) targets = [{ host: alloc.host, port: alloc.port }];
+    else {
+      try {
+        targets = [{ host: (await lookup(alloc.host)).address, port: alloc.port }];
+      } catch (err) {
+        this.#emitError(new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${alloc.host}: ${(err as Error).message}`));
+        return -1;
+      }
+    }
+    let ok = false;
+    for (const { host, port } of targets) {
+      const cn = this.#nodes.get(host);
+      if (cn) {
+        if (!cn.ready && !cn.link.closed) {
+          cn.ready = true;
+          cn.node.status = NodeStatus.Initialized;
+          cn.node.updateTime = Date.now();
+          this.#emit(NodeStatus.Initialized, cn.node, null);
+          requestPump();
+        }
+        ok = true;
+        continue;
+      }
+      await this.#addNode(host, port, alloc);
+      if (this.#nodes.has(host)) ok = true;
+    }
+    return ok ? 0 : -1;
+  }
+
+  /**
+   * Stops giving this cluster's jobs to `node` (a DispyNode, IP or name); its running jobs
+   * finish, and the computation stays on the node so allocateNode can use it again. Emits
+   * Closed. Resolves to 0, or -1 for an unknown node.
+   */
+  async deallocateNode(node: DispyNode | string): Promise<number> {
+    const cn = this.#nodeOf(node);
+    if (!cn || !cn.ready) return -1;
+    cn.ready = false;
+    cn.node.status = NodeStatus.Closed;
+    cn.node.updateTime = Date.now();
+    this.#emit(NodeStatus.Closed, cn.node, null);
+    return 0;
+  }
+
+  /**
+   * Closes the computation on `node`: jobs it holds that have not started come back and run
+   * elsewhere; running ones finish, or are terminated with `terminatePending`. Jobs pinned to
+   * it are cancelled. Emits Closed. Resolves to 0, or -1 for an unknown node.
+   */
+  async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
+    const cn = this.#nodeOf(node);
+    if (!cn) return -1;
+    const ip = cn.node.ipAddr;
+    cn.ready = false;
+    const pinned = this.#pinned.get(ip);
+    if (pinned) for (const item of pinned.clear()) this.#cancelLocal(item.job, `its node ${ip} was closed`);
+    try {
+      await cn.link.request({ t: 'close', computeId: this.computeId, terminate: options.terminatePending ?? false });
+    } catch (err) {
+      this.log.warn({ node: ip, err: (err as Error).message }, 'closing the computation on a node failed');
+    }
+    if (this.#nodes.get(ip) === cn) this.#dropNode(cn, null, false);
+    return 0;
+  }
+
+  /**
+   * Closes the computation on `node` (as closeNode) and sets it up again: setup runs anew and
+   * NodeAllocate.allocate is asked again. Resolves to 0 when the node is back, -1 otherwise.
+   */
+  async resetupNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
+    const cn = this.#nodeOf(node);
+    if (!cn) return -1;
+    const { ipAddr, port } = cn.node;
+    const spec = cn.spec;
+    await this.closeNode(cn.node, options);
+    await this.#addNode(ipAddr, port, spec);
+    return this.#nodes.has(ipAddr) ? 0 : -1;
+  }
+
+  /**
+   * Sets the CPUs this cluster uses on `node` at once: `cpus >= 0` caps it (at most what the
+   * node offers), negative leaves that many of the node's CPUs unused. Lowering it below
+   * `busy` lets running jobs finish and starts no more; raising it starts queued jobs. Emits
+   * AvailInfo. Resolves to the new CPU count, or -1.
+   */
+  async setNodeCpus(node: DispyNode | string, cpus: number): Promise<number> {
+    const cn = this.#nodeOf(node);
+    if (!cn || !Number.isInteger(cpus)) return -1;
+    const avail = cn.node.availCpus;
+    const target = cpus >= 0 ? Math.min(avail, cpus) : avail + cpus;
+    if (target < 0) return -1;
+    try {
+      const reply = await cn.link.request({ t: 'set-cpus', computeId: this.computeId, cpus: target });
+      cn.cap = reply.cpus ?? target;
+    } catch (err) {
+      this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'setting cpus failed');
+      return -1;
+    }
+    cn.node.cpus = cn.cap;
+    cn.node.updateTime = Date.now();
+    this.#emit(NodeStatus.AvailInfo, cn.node, null);
+    requestPump();
+    return cn.cap;
+  }
+
+  /**
+   * This cluster's jobs running on `node`, from local bookkeeping or, with `fromNode`, as the
+   * node reports them. Resolves to [] for an unknown node.
+   */
+  async nodeJobs(node: DispyNode | string, options: { fromNode?: boolean } = {}): Promise<DispyJob[]> {
+    const cn = this.#nodeOf(node);
+    if (!cn) return [];
+    if (options.fromNode) {
+      const reply = await cn.link.request({ t: 'jobs', computeId: this.computeId });
+      return (reply.uids ?? []).map((uid) => this.#sent.get(uid)?.job).filter((j): j is DispyJob => j !== undefined);
+    }
+    return [...this.#sent.values()].filter((s) => s.cn === cn && s.started).map((s) => s.job);
+  }
+
+  /**
+   * Sends a file to `node` (a DispyNode, an IP address or a node name) into the computation's
+   * directory there (or its destPath), where jobs open it by its base name; it is deleted when
+   * the computation closes (unless `cleanup: false`). Resolves to 0, or -1 if the node is not
+   * this cluster's, the file is missing or too large, or the node refused it (the reason is
+   * logged).
+   */
+  async sendFile(path: string, node: DispyNode | string): Promise<number> {
+    const cn = this.#nodeOf(node);
+    if (!cn || this.#closing) {
+      this.log.warn({ path, node: node instanceof DispyNode ? node.ipAddr : node }, 'sendFile: not a node of this cluster');
+      return -1;
+    }
+    try {
+      const file = localFile(path, 'sendFile', this.#opts.maxFileSize ?? 0);
+      cn.node.tx += (await transferFile(cn.link, this.computeId, file, this.#fileOpts())).sent;
+      return 0;
+    } catch (err) {
+      this.log.warn({ path, node: cn.node.ipAddr, code: (err as DispyError).code, err: (err as Error).message }, 'sendFile failed');
+      return -1;
+    }
   }
 
   /** Resolves true once no job is pending, or false if `timeout` seconds pass first. */
@@ -617,7 +930,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** The cluster's nodes and the number of jobs not yet ended. */
   status(): ClusterStatus {
-    return { nodes: [...this.#nodes.values()].map((cn) => cn.node), jobsPending: this.#pending };
+    return { nodes: [...this.#nodes.values()].filter((cn) => cn.ready).map((cn) => cn.node), jobsPending: this.#pending };
   }
 
   /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { invalidOption } from '../errors.js';
+import { dependFiles } from './file-transfer.js';
 import { NODE_PORT } from '../protocol/constants.js';
 import type { AvailInfo } from '../protocol/messages.js';
 
@@ -21,20 +22,29 @@ export class NodeAllocate {
   host: string;
   port: number;
   cpus: number;
-  /** Per-node extra dependencies. */
-  depends: unknown[];
+  /**
+   * Per-node extra files (paths), sent before setup to the nodes this spec matches, into the
+   * computation's directory. A subclass may change them per node in `allocate`.
+   */
+  depends: string[];
   /** Arguments to `setup` on the nodes this spec matches. */
   setupArgs: unknown[];
   /** The anchored pattern addresses are matched against. */
   readonly ipRex: RegExp;
 
-  constructor(host: string, port: number = NODE_PORT, cpus = 0, options: { depends?: unknown[]; setupArgs?: unknown[] } = {}) {
+  constructor(host: string, port: number = NODE_PORT, cpus = 0, options: { depends?: string[]; setupArgs?: unknown[] } = {}) {
     if (typeof host !== 'string' || host.length === 0 || host.length > 255) throw invalidOption('host', 'a host name, IP address or wildcard', host);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('port', 'an integer from 0 to 65535', port);
     if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
     this.host = host;
     this.port = port || NODE_PORT;
     this.cpus = cpus;
+    if (options.depends !== undefined) {
+      if (!Array.isArray(options.depends)) throw invalidOption('depends', 'an array of file paths', options.depends);
+      for (const [i, d] of (options.depends as unknown[]).entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
+      // They must exist now (as in dispy); they are read again when sent.
+      dependFiles(options.depends, 'NodeAllocate depends');
+    }
     this.depends = options.depends ?? [];
     this.setupArgs = options.setupArgs ?? [];
     const escaped = host.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[0-9a-fA-F.:]+');

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { DispyError, fromWire } from '../errors.js';
 import { Channel, connectChannel } from '../protocol/channel.js';
 import { nodeMessageSchema, type ClientMessageInput as ClientMessage, type NodeInfo, type NodeMessage, type Reply } from '../protocol/messages.js';
+import { connectTls, type TlsMaterial } from '../protocol/tls.js';
 
 /** Identifies this client process to nodes (a node serves one client process at a time). */
 export const CLIENT_ID = randomBytes(12).toString('hex');
@@ -15,7 +16,7 @@ export const CLIENT_ID = randomBytes(12).toString('hex');
 /** Seconds a request to a node may take before it fails. */
 export const REQUEST_TIMEOUT = 30;
 
-export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' }>;
+export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' | 'provisional' }>;
 
 /** What a cluster implements to receive its share of a link's traffic. */
 export interface LinkUser {
@@ -27,6 +28,8 @@ export interface LinkUser {
 
 export interface Credentials {
   secret: Buffer;
+  /** TLS files' contents; plain TCP when absent. */
+  tls?: TlsMaterial | null;
 }
 
 const links = new Map<string, Promise<NodeLink>>();
@@ -36,7 +39,8 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 export type RequestMessage = DistributiveOmit<Extract<ClientMessage, { rid: number }>, 'rid'>;
 
 function linkKey(host: string, port: number, creds: Credentials): string {
-  return `${host}:${port}|${createHash('sha256').update(creds.secret).digest('hex').slice(0, 16)}`;
+  // The TLS files are part of the credentials: other TLS settings, another connection.
+  return `${host}:${port}|${createHash('sha256').update(creds.secret).digest('hex').slice(0, 16)}|${creds.tls?.fingerprint ?? 'plain'}`;
 }
 
 export class NodeLink {
@@ -103,6 +107,7 @@ export class NodeLink {
       secret: creds.secret,
       clientId: CLIENT_ID,
       schema: nodeMessageSchema,
+      ...(creds.tls ? { createSocket: () => connectTls(creds.tls!, host, port), readyEvent: 'secureConnect' } : {}),
     });
     const info = await new Promise<NodeInfo>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -143,10 +148,10 @@ export class NodeLink {
   }
 
   /** Sends a job; returns the bytes written. */
-  sendJob(user: LinkUser, uid: number, computeId: string, args: Uint8Array): number {
+  sendJob(user: LinkUser, uid: number, computeId: string, args: Uint8Array, maxRuntime = 0, files: string[] = []): number {
     this.jobs.set(uid, user);
     this.inflight++;
-    return this.channel.send({ t: 'job', uid, computeId, args });
+    return this.channel.send({ t: 'job', uid, computeId, args, maxRuntime, files });
   }
 
   cancel(uid: number): void {
@@ -165,10 +170,11 @@ export class NodeLink {
   #onMessage(msg: NodeMessage, bytes: number): void {
     switch (msg.t) {
       case 'started':
+      case 'provisional':
       case 'done':
       case 'nak': {
         const user = this.jobs.get(msg.uid);
-        if (msg.t !== 'started') {
+        if (msg.t === 'done' || msg.t === 'nak') {
           if (user) {
             this.jobs.delete(msg.uid);
             this.inflight--;

@@ -27,6 +27,16 @@ var __privateSet = (obj, member, value, setter) => (__accessCheck(obj, member, "
 export interface LoadedComputation {
   fn: (...args: unknown[]) => unknown;
   classes: Map<string, abstract new (...args: never[]) => object>;
+  /** The cluster's `setup`, run once in this runner before its first job. */
+  setup?: ((...args: unknown[]) => unknown) | undefined;
+  /** The cluster's `cleanup`, run in this runner when the computation closes. */
+  cleanup?: (() => unknown) | undefined;
+}
+
+/** Sources of the cluster's setup and cleanup functions. */
+export interface HookSources {
+  setup: string | null;
+  cleanup: string | null;
 }
 
 export interface LoadContext {
@@ -35,23 +45,45 @@ export interface LoadContext {
   provisional: (value: unknown) => void;
 }
 
-export function loadFunctionComputation(c: Extract<Computation, { kind: 'function' }>, ctx: LoadContext): LoadedComputation {
+export function loadFunctionComputation(c: Extract<Computation, { kind: 'function' }>, ctx: LoadContext, hooks: HookSources = { setup: null, cleanup: null }): LoadedComputation {
   const decls = c.depends.map((d) => `const ${d.name} = (${d.source});`).join('\n');
   const classNames = c.depends.filter((d) => d.kind === 'class').map((d) => d.name);
-  const body = `${PRELUDE}\n${decls}\nreturn { fn: (${c.source}), classes: { ${classNames.join(', ')} } };`;
+  // setup and cleanup see the same depends as the computation.
+  const body = `${PRELUDE}\n${decls}\nreturn { fn: (${c.source}), classes: { ${classNames.join(', ')} }, setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}) };`;
   const require = createRequire(join(ctx.dir, 'computation.js'));
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
   const factory = new Function('require', 'dispyProvisionalResult', body) as (
     req: NodeRequire,
     p: (v: unknown) => void,
-  ) => { fn: unknown; classes: Record<string, unknown> };
+  ) => { fn: unknown; classes: Record<string, unknown>; setup: unknown; cleanup: unknown };
   const out = factory(require, ctx.provisional);
   if (typeof out.fn !== 'function') throw new TypeError(`computation ${c.name} is not a function`);
   const classes = new Map<string, abstract new (...args: never[]) => object>();
   for (const [name, Class] of Object.entries(out.classes)) {
     if (typeof Class === 'function') classes.set(name, Class as abstract new (...args: never[]) => object);
   }
-  return { fn: out.fn as (...args: unknown[]) => unknown, classes };
+  return {
+    fn: out.fn as (...args: unknown[]) => unknown,
+    classes,
+    setup: typeof out.setup === 'function' ? (out.setup as (...args: unknown[]) => unknown) : undefined,
+    cleanup: typeof out.cleanup === 'function' ? (out.cleanup as () => unknown) : undefined,
+  };
+}
+
+/** setup/cleanup of a module or program computation: plain functions, evaluated on their own. */
+export function loadHooks(hooks: HookSources, ctx: LoadContext): Pick<LoadedComputation, 'setup' | 'cleanup'> {
+  if (!hooks.setup && !hooks.cleanup) return {};
+  const require = createRequire(join(ctx.dir, 'computation.js'));
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const factory = new Function('require', 'dispyProvisionalResult', `${PRELUDE}\nreturn { setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}) };`) as (
+    req: NodeRequire,
+    p: (v: unknown) => void,
+  ) => { setup: unknown; cleanup: unknown };
+  const out = factory(require, ctx.provisional);
+  return {
+    setup: typeof out.setup === 'function' ? (out.setup as (...args: unknown[]) => unknown) : undefined,
+    cleanup: typeof out.cleanup === 'function' ? (out.cleanup as () => unknown) : undefined,
+  };
 }
 
 /**

@@ -3,16 +3,19 @@
  * jobs on pre-spawned runners (one process group per running job) and reports its resources.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
-import { Channel, acceptChannel } from '../protocol/channel.js';
+import { Channel, acceptChannel, refuseConnection } from '../protocol/channel.js';
 import { NODE_PORT } from '../protocol/constants.js';
 import { clientMessageSchema, type ClientMessage, type Computation, type NodeMessage } from '../protocol/messages.js';
 import { resolveSecret } from '../protocol/secret.js';
+import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial } from '../protocol/tls.js';
+import { FileStore } from './file-store.js';
 import { HostMetrics, platformString } from './host-metrics.js';
 import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
 
@@ -39,6 +42,12 @@ export interface NodeDaemonOptions {
   clean?: boolean;
   /** Allow a non-loopback address without a secret. @default false */
   insecure?: boolean;
+  /** TLS: the node's certificate (PEM, with an IP subjectAltName for `host`); serve TLS only. May hold the key too. @default undefined */
+  certFile?: string;
+  /** TLS: the node's private key (PEM). @default undefined (the key in `certFile`) */
+  keyFile?: string;
+  /** TLS: CA certificate(s); clients must present a certificate signed by one (mutual TLS). @default undefined */
+  caFile?: string;
   /** Seconds between heartbeats when no client asks for another interval. @default 10 */
   pulseInterval?: number;
   /** pino level. @default 'info' */
@@ -76,6 +85,9 @@ interface NJob {
   cancelRequested: boolean;
   /** Being taken back from a busy runner's queue for an idle one. */
   rebalancing: boolean;
+  /** Seconds the job may run (0 = no limit), and the timer enforcing it. */
+  maxRuntime: number;
+  timer: NodeJS.Timeout | null;
   /** Resolves when the job ended (in whatever way). */
   ended: Promise<void>;
   end: () => void;
@@ -121,6 +133,7 @@ export class NodeDaemon {
 
   readonly #opts: NodeDaemonOptions;
   readonly #secret: Buffer;
+  readonly #tls: TlsMaterial | null;
   readonly #prefix: string;
   readonly #metrics: HostMetrics;
   #stateDir = '';
@@ -128,6 +141,8 @@ export class NodeDaemon {
   #orphans: number[] = [];
   #server: net.Server | null = null;
   #pool: RunnerPool | null = null;
+  /** Files clients send (created with the state directory). */
+  #files: FileStore | null = null;
   readonly #channels = new Set<Channel<ClientMessage, NodeMessage>>();
   #owner: Owner | null = null;
   /** Accepted jobs waiting for a runner (bounded by cpus: the prefetch window). */
@@ -159,18 +174,33 @@ export class NodeDaemon {
       if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw invalidOption(k, 'a positive number of seconds', v);
     }
     this.#secret = resolveSecret(opts.secret);
+    // Unreadable or unusable TLS files stop the daemon here, before it listens.
+    this.#tls = loadTls({ certFile: opts.certFile, keyFile: opts.keyFile, caFile: opts.caFile }, 'node', CLI_NAMES);
     this.stopped = new Promise((r) => (this.#resolveStopped = r));
   }
 
   /** Starts runners and listens; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
     this.#prepareStateDir();
+    this.#files = new FileStore(this.#stateDir, this.#opts.maxFileSize ?? 0, this.log);
     this.#pool = new RunnerPool({ size: this.cpus, log: this.log, nodeName: this.name, nodeIpAddr: this.host });
     this.#pool.onIdle = () => this.#schedule();
     this.#pool.onPidsChanged = () => this.#writePidFile();
+    this.#pool.onLoadFailed = (computeId, error) => {
+      const owner = this.#owner;
+      const comp = owner?.comps.get(computeId);
+      if (!owner || !comp || comp.closing) return;
+      this.log.warn({ computeId, error: error.message }, 'a new runner could not set up the computation; closing it');
+      void this.#closeComp(owner, comp, true).then(() => {
+        for (const ch of owner.channels) ch.send({ t: 'closed', computeId, reason: error.message });
+      });
+    };
     await this.#pool.start();
-    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    const server = this.#tls
+      ? tls.createServer({ ...serverTlsOptions(this.#tls), noDelay: true }, (socket) => this.#acceptTls(socket))
+      : net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
+    if (this.#tls) this.#watchTlsHandshakes(server as tls.Server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: this.host, port: this.port, backlog: 128 }, () => {
@@ -181,8 +211,47 @@ export class NodeDaemon {
     server.on('error', (err) => this.log.error({ err }, 'server error'));
     this.port = (server.address() as net.AddressInfo).port;
     this.#writePidFile();
-    this.log.info({ port: this.port, cpus: this.cpus, name: this.name }, 'node ready');
+    this.log.info({ port: this.port, cpus: this.cpus, name: this.name, tls: this.tls }, 'node ready');
     return { host: this.host, port: this.port };
+  }
+
+  /** `'mutual'` when clients must present a certificate, `'tls'`, or `'off'` (plain TCP). */
+  get tls(): 'off' | 'tls' | 'mutual' {
+    return !this.#tls ? 'off' : this.#tls.ca ? 'mutual' : 'tls';
+  }
+
+  /**
+   * With `--ca-file`, a client whose certificate is missing or not signed by that CA is refused
+   * here (node:tls leaves the verdict to us so that the client can be told why).
+   */
+  #acceptTls(socket: tls.TLSSocket): void {
+    const refusal = clientCertRefusal(this.#tls!, socket);
+    if (refusal === null) {
+      void this.#accept(socket);
+      return;
+    }
+    this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: refusal }, 'client certificate refused; connection refused');
+    refuseConnection(socket, new DispyError('DISPY_ERR_TLS', `node ${this.host} refused this client: ${refusal}`));
+  }
+
+  /**
+   * A failed TLS handshake (a plain-TCP client, a client that does not trust our certificate)
+   * is logged as DISPY_ERR_TLS; node:tls then destroys that socket and the server goes on
+   * serving.
+   */
+  #watchTlsHandshakes(server: tls.Server): void {
+    // The peer's address, read while the raw socket is open (a reset TLS socket has lost it).
+    const peers = new WeakMap<net.Socket, string>();
+    server.on('connection', (raw: net.Socket) => peers.set(raw, `${raw.remoteAddress}:${raw.remotePort}`));
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+      const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+      const peer = (raw && peers.get(raw)) ?? (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : '?');
+      const reason =
+        err.code === 'ECONNRESET' || err.code === 'EPIPE'
+          ? `the client closed the connection during the TLS handshake (does it trust this node's certificate?): ${err.message}`
+          : describeTlsError(err);
+      this.log.warn({ peer, code: 'DISPY_ERR_TLS', reason }, 'TLS handshake failed; connection refused');
+    });
   }
 
   // ---- state directory and --clean ----
@@ -281,6 +350,8 @@ export class NodeDaemon {
 
   #onClose(ch: Channel<ClientMessage, NodeMessage>, clientId: string, reason: DispyError | null): void {
     this.#channels.delete(ch);
+    // Files sent for computations that were never set up go with the client's last connection.
+    if (![...this.#channels].some((c) => (c.peerHello?.clientId ?? c.peer) === clientId)) this.#files?.dropStaged(clientId);
     if (reason) this.log.warn({ peer: ch.peer, code: reason.code, reason: reason.message }, 'connection closed');
     else this.log.debug({ peer: ch.peer }, 'connection closed');
     const owner = this.#owner;
@@ -313,6 +384,12 @@ export class NodeDaemon {
 
   #onMessage(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: ClientMessage): void {
     switch (msg.t) {
+      case 'jobs': {
+        const owner = this.#ownerOf(clientId);
+        const uids = owner ? [...owner.jobs.values()].filter((j) => j.comp.id === msg.computeId && j.state === 'running').map((j) => j.uid) : [];
+        ch.send({ t: 'reply', rid: msg.rid, ok: true, uids });
+        return;
+      }
       case 'ping':
         ch.send({ t: 'reply', rid: msg.rid, ok: true });
         return;
@@ -321,6 +398,11 @@ export class NodeDaemon {
         return;
       case 'job':
         this.#job(ch, clientId, msg);
+        if (msg.files.length) this.#jobFiles(clientId, msg);
+        return;
+      case 'file-begin':
+      case 'file-chunk':
+        this.#onFile(ch, clientId, msg);
         return;
       case 'cancel':
         this.#cancel(clientId, msg.uid);
@@ -343,12 +425,47 @@ export class NodeDaemon {
           ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code: 'DISPY_ERR_UNKNOWN_COMPUTATION', message: `computation ${msg.computeId} is not set up on ${this.host}` } });
           return;
         }
-        comp.cap = Math.min(msg.cpus || this.cpus, this.cpus);
+        comp.cap = Math.min(msg.cpus, this.cpus);
         ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: comp.cap });
+        this.#reclaimAboveCap(comp);
         this.#schedule();
         return;
       }
     }
+  }
+
+  /**
+   * file-begin / file-chunk: answered with the bytes of the file the node has. Files may come
+   * before the computation's setup (they are staged for it) but not while another client owns
+   * the node.
+   */
+  #onFile(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'file-begin' | 'file-chunk' }>): void {
+    const fail = (code: string, message: string): void => {
+      ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
+    };
+    if (this.#stopping || !this.#files) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
+    if (this.#owner && this.#owner.clientId !== clientId) {
+      return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`);
+    }
+    if (this.#owner?.comps.get(msg.computeId)?.closing) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is closing`);
+    const done = msg.t === 'file-begin' ? this.#files.begin(clientId, FileStore.clientAddr(ch.peer), msg) : this.#files.chunk(clientId, msg);
+    done.then(
+      (offset) => ch.send({ t: 'reply', rid: msg.rid, ok: true, offset }),
+      (err: unknown) => {
+        const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', `file \`${msg.name}\`: ${(err as Error).message}`);
+        if (e.code !== 'DISPY_ERR_FILE_TOO_LARGE') this.log.warn({ peer: ch.peer, name: msg.name, code: e.code, reason: e.message }, 'file transfer refused');
+        else this.log.info({ peer: ch.peer, name: msg.name, reason: e.message }, 'file transfer refused');
+        fail(e.code, e.message);
+      },
+    );
+  }
+
+  /** A job's per-job files are deleted once it ended (at once if it was refused). */
+  #jobFiles(clientId: string, msg: Extract<ClientMessage, { t: 'job' }>): void {
+    const release = (): void => this.#files?.jobEnded(clientId, msg.computeId, msg.uid, msg.files);
+    const job = this.#ownerOf(clientId)?.jobs.get(msg.uid);
+    if (job && job.comp.id === msg.computeId && job.args === msg.args) void job.ended.then(release);
+    else release();
   }
 
   #ownerOf(clientId: string): Owner | null {
@@ -378,8 +495,13 @@ export class NodeDaemon {
       return;
     }
     if (existing) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is closing`);
-    const dir = join(this.#stateDir, safeName(msg.computeId));
-    mkdirSync(dir, { recursive: true });
+    let dir: string;
+    try {
+      dir = this.#files!.adopt(clientId, msg.computeId, FileStore.clientAddr(ch.peer), msg.destPath, msg.cleanupFiles);
+    } catch (err) {
+      if (owner.comps.size === 0 && owner.jobs.size === 0 && this.#owner === owner) this.#owner = null;
+      return fail(err instanceof DispyError ? err.code : 'DISPY_ERR_INTERNAL', (err as Error).message);
+    }
     const comp: Comp = {
       id: msg.computeId,
       cluster: msg.cluster,
@@ -394,7 +516,13 @@ export class NodeDaemon {
       closeWaiters: [],
     };
     owner.comps.set(comp.id, comp);
-    const error = await this.#pool!.load(comp.id, comp.computation, dir);
+    const error = await this.#pool!.load(comp.id, {
+      computation: comp.computation,
+      dir,
+      setup: msg.setup,
+      cleanup: msg.cleanup,
+      setupArgs: msg.setupArgs ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64') : null,
+    });
     if (error) {
       this.log.warn({ cluster: comp.cluster, computeId: comp.id, error: error.message }, 'computation failed to load');
       await this.#closeComp(owner, comp, true);
@@ -422,7 +550,7 @@ export class NodeDaemon {
     }
     let end!: () => void;
     const ended = new Promise<void>((r) => (end = r));
-    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, rebalancing: false, ended, end };
+    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, rebalancing: false, maxRuntime: msg.maxRuntime, timer: null, ended, end };
     owner.jobs.set(job.uid, job);
     comp.queued++;
     this.#queue.push(job);
@@ -471,8 +599,10 @@ export class NodeDaemon {
       for (const j of r.jobs.values()) if (j.computeId !== comp.id) same = false;
       if (same) behind = r;
     }
-    if (empty && this.#runnersHolding(comp) < comp.cap) return empty;
-    return behind;
+    const holding = this.#runnersHolding(comp);
+    if (empty && holding < comp.cap) return empty;
+    // Queueing behind a running job is no new concurrency, but not above a lowered cap.
+    return holding <= comp.cap ? behind : undefined;
   }
 
   /**
@@ -493,6 +623,22 @@ export class NodeDaemon {
       job.rebalancing = true;
       this.#pool!.drop(r, job.uid);
       empty--;
+    }
+  }
+
+  /**
+   * After a computation's cap was lowered: jobs queued inside runners that have not started
+   * come back here, so running jobs finish and no more start beyond the cap.
+   */
+  #reclaimAboveCap(comp: Comp): void {
+    const waiting: [Runner, number][] = [];
+    for (const r of this.#pool!.runners) for (const a of r.jobs.values()) if (!a.started) waiting.push([r, a.uid]);
+    for (const [r, uid] of waiting) {
+      const job = this.#owner?.jobs.get(uid);
+      if (job && job.comp === comp && !job.rebalancing && !job.cancelRequested) {
+        job.rebalancing = true;
+        this.#pool!.drop(r, uid);
+      }
     }
   }
 
@@ -522,10 +668,17 @@ export class NodeDaemon {
       onStarted: (startTime) => {
         job.state = 'running';
         job.startTime = startTime;
+        if (job.maxRuntime > 0) {
+          job.timer = setTimeout(() => {
+            this.log.info({ uid: job.uid, maxRuntime: job.maxRuntime }, 'job exceeded its maxRuntime');
+            this.#pool!.terminate(runner, `DispyError: DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${job.maxRuntime} s`, 'DISPY_ERR_MAX_RUNTIME');
+          }, job.maxRuntime * 1000);
+          job.timer.unref();
+        }
         if (job.cancelRequested) this.#pool!.terminate(runner, 'DispyError: job terminated on request of the client');
         else this.#send(job, { t: 'started', uid: job.uid, startTime });
       },
-      onProvisional: () => undefined,
+      onProvisional: (result) => this.#send(job, { t: 'provisional', uid: job.uid, result }),
       onEnd: (outcome) => this.#ended(job, outcome),
     };
     this.#pool!.assign(runner, assigned, job.args);
@@ -533,15 +686,19 @@ export class NodeDaemon {
 
   #ended(job: NJob, outcome: RunnerOutcome): void {
     const comp = job.comp;
+    if (job.timer) clearTimeout(job.timer);
+    job.timer = null;
     comp.running--;
     this.#running--;
     job.runner = null;
     if (outcome.kind === 'dropped') {
-      if (job.cancelRequested || comp.closing) {
+      if (job.cancelRequested) {
         this.#owner?.jobs.delete(job.uid);
         job.end();
         this.#send(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
         this.#compSettled(comp);
+      } else if (comp.closing) {
+        this.#handBack(job);
       } else {
         // Taken back, or its runner died before starting it: back to the front of the queue
         // (a stopping daemon hands it back to the client instead).
@@ -585,6 +742,14 @@ export class NodeDaemon {
     if (other && !other.closed) other.send(msg);
   }
 
+  /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */
+  #handBack(job: NJob): void {
+    this.#owner?.jobs.delete(job.uid);
+    job.end();
+    this.#send(job, { t: 'nak', uid: job.uid, reason: 'unknown-computation', message: `computation ${job.comp.id} is closing on ${this.host}` });
+    this.#compSettled(job.comp);
+  }
+
   #compSettled(comp: Comp): void {
     if (comp.running === 0 && comp.queued === 0 && comp.closeWaiters.length) {
       const waiters = comp.closeWaiters;
@@ -613,22 +778,33 @@ export class NodeDaemon {
   }
 
   /** Closes a computation: optionally terminating its jobs, else waiting for them. */
+  /**
+   * Closes a computation. Jobs that have not started go back to the client (it runs them
+   * elsewhere, or cancels them if its cluster is closing); running ones are terminated, or
+   * waited for.
+   */
   async #closeComp(owner: Owner, comp: Comp, terminate: boolean): Promise<void> {
     comp.closing = true;
-    if (terminate) {
-      for (const job of [...this.#queue]) if (job.comp === comp) this.#dropQueued(job, 'Cancelled', null);
-      for (const job of owner.jobs.values()) {
-        if (job.comp !== comp || !job.runner) continue;
-        job.cancelRequested = true;
-        if (job.state === 'running') this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
-        else this.#pool!.drop(job.runner, job.uid);
-      }
+    for (const job of [...this.#queue]) {
+      if (job.comp !== comp) continue;
+      this.#queue.splice(this.#queue.indexOf(job), 1);
+      comp.queued--;
+      this.#handBack(job);
+    }
+    for (const job of [...owner.jobs.values()]) {
+      if (job.comp !== comp || !job.runner) continue;
+      if (job.state === 'running') {
+        if (terminate) {
+          job.cancelRequested = true;
+          this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
+        }
+      } else this.#pool!.drop(job.runner, job.uid);
     }
     if (comp.running > 0 || comp.queued > 0) await new Promise<void>((r) => comp.closeWaiters.push(r));
     if (owner.comps.get(comp.id) !== comp) return;
     owner.comps.delete(comp.id);
-    this.#pool?.unload(comp.id);
-    rmSync(comp.dir, { recursive: true, force: true });
+    await this.#pool?.unload(comp.id);
+    this.#files?.close(owner.clientId, comp.id);
     this.log.info({ cluster: comp.cluster, computeId: comp.id }, 'computation closed');
     if (owner.comps.size === 0 && owner.jobs.size === 0 && this.#owner === owner) this.#release(owner);
   }
@@ -725,8 +901,4 @@ function isOurRunner(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function safeName(s: string): string {
-  return s.replace(/[^A-Za-z0-9_.-]/g, '_');
 }

@@ -13,6 +13,16 @@ import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerDone, type Runn
 
 export type { RunnerDone } from './runner-protocol.js';
 
+/** What a runner needs to load a computation. */
+export interface LoadSpec {
+  computation: Computation;
+  dir: string;
+  setup: string | null;
+  cleanup: string | null;
+  /** base64 of the encoded setup arguments. */
+  setupArgs: string | null;
+}
+
 /** Seconds between SIGTERM and SIGKILL when a job is terminated. */
 export const TERMINATE_GRACE = 2;
 
@@ -94,13 +104,18 @@ export class RunnerPool {
   readonly runners = new Set<Runner>();
   readonly #opts: RunnerPoolOptions;
   readonly #entry = runnerEntry();
-  readonly #computations = new Map<string, { computation: Computation; dir: string }>();
-  readonly #loadWaiters = new Map<string, ((err: { code: string; message: string } | null) => void)[]>();
+  readonly #computations = new Map<string, LoadSpec>();
+  /** Runners still to report Unloaded, per computation being closed. */
+  readonly #unloading = new Map<string, { pending: Set<Runner>; done: () => void }>();
+  /** Per computation being loaded: called with each runner's answer. */
+  readonly #loadWaiters = new Map<string, (runner: Runner, err: { code: string; message: string } | null) => void>();
   readonly #toFlush = new Set<Runner>();
   #flushScheduled = false;
   #closed = false;
   /** Called when a runner has room again (jobs ended or a replacement started). */
   onIdle: () => void = () => undefined;
+  /** Called when a runner failed to load a computation after its first load succeeded. */
+  onLoadFailed: (computeId: string, error: { code: string; message: string }) => void = () => undefined;
   /** Called when the set of runner pids changes. */
   onPidsChanged: () => void = () => undefined;
 
@@ -149,7 +164,7 @@ export class RunnerPool {
     });
     child.on('error', (err) => this.#opts.log.warn({ err, pid: runner.pid }, 'runner error'));
     runner.ready.then(() => {
-      for (const [computeId, c] of this.#computations) this.#load(runner, computeId, c.computation, c.dir);
+      for (const [computeId, c] of this.#computations) this.#load(runner, computeId, c);
       this.onPidsChanged();
       if (!this.#closed) this.onIdle();
     }, () => undefined);
@@ -159,10 +174,12 @@ export class RunnerPool {
   #onItem(runner: Runner, item: RunnerItem): void {
     switch (item.ev) {
       case RunnerEvent.Loaded: {
-        const waiters = this.#loadWaiters.get(item.computeId);
-        if (waiters) {
-          this.#loadWaiters.delete(item.computeId);
-          for (const w of waiters) w(item.error);
+        const waiter = this.#loadWaiters.get(item.computeId);
+        if (waiter) {
+          waiter(runner, item.error);
+        } else if (item.error && this.#computations.has(item.computeId)) {
+          // A runner started later could not load (or set up) a computation the others have.
+          this.onLoadFailed(item.computeId, item.error);
         }
         if (item.error) runner.loaded.delete(item.computeId);
         return;
@@ -193,6 +210,10 @@ export class RunnerPool {
         }
         return;
       }
+      case RunnerEvent.Unloaded:
+        if (item.error) this.#opts.log.warn({ pid: runner.pid, computeId: item.computeId, error: item.error }, 'cleanup failed');
+        this.#unloaded(runner, item.computeId);
+        return;
       case RunnerEvent.Provisional: {
         const job = runner.jobs.get(item.uid);
         if (job && !runner.terminating) job.onProvisional(Buffer.from(item.result, 'base64'));
@@ -227,40 +248,70 @@ export class RunnerPool {
         done: { ev: RunnerEvent.Done, uid: job.uid, ok: false, result: null, exception: why.exception, code: why.code, stdout: '', stderr: '', cpuTime: 0, endTime: Date.now() },
       });
     }
+    for (const computeId of [...this.#unloading.keys()]) this.#unloaded(runner, computeId);
+    for (const waiter of [...this.#loadWaiters.values()]) waiter(runner, null);
     runner.markGone();
     if (!this.#closed && this.runners.size < this.#opts.size) this.#spawn();
     this.onPidsChanged();
   }
 
-  #load(runner: Runner, computeId: string, computation: Computation, dir: string): void {
+  #load(runner: Runner, computeId: string, spec: LoadSpec): void {
     runner.loaded.add(computeId);
-    runner.send({ cmd: RunnerCommand.Load, computeId, computation, dir, nodeName: this.#opts.nodeName, nodeIpAddr: this.#opts.nodeIpAddr });
+    runner.send({ cmd: RunnerCommand.Load, computeId, ...spec, nodeName: this.#opts.nodeName, nodeIpAddr: this.#opts.nodeIpAddr });
   }
 
-  /** Loads a computation into every runner; resolves with the first runner's verdict. */
-  load(computeId: string, computation: Computation, dir: string): Promise<{ code: string; message: string } | null> {
-    this.#computations.set(computeId, { computation, dir });
+  /**
+   * Loads a computation (and runs its setup) in every runner; resolves with the first runner's
+   * verdict. Runners started later load it before their first job of it.
+   */
+  load(computeId: string, spec: LoadSpec): Promise<{ code: string; message: string } | null> {
+    this.#computations.set(computeId, spec);
+    const targets = [...this.runners].filter((r) => !r.exited);
+    // Resolves once every runner answered (setup ran everywhere), or at the first failure.
+    const waiting = new Set(targets);
     const verdict = new Promise<{ code: string; message: string } | null>((resolve) => {
-      const list = this.#loadWaiters.get(computeId) ?? [];
-      list.push(resolve);
-      this.#loadWaiters.set(computeId, list);
+      const settle = (err: { code: string; message: string } | null): void => {
+        this.#loadWaiters.delete(computeId);
+        resolve(err);
+      };
+      if (waiting.size === 0) settle(null);
+      else {
+        this.#loadWaiters.set(computeId, (runner, err) => {
+          if (err) settle(err);
+          else if (waiting.delete(runner) && waiting.size === 0) settle(null);
+        });
+      }
     });
-    for (const r of this.runners) if (!r.exited) this.#load(r, computeId, computation, dir);
+    for (const r of targets) this.#load(r, computeId, spec);
     return verdict;
   }
 
-  unload(computeId: string): void {
+  /** Forgets a computation; resolves once every runner that loaded it ran its cleanup. */
+  unload(computeId: string): Promise<void> {
     this.#computations.delete(computeId);
+    const pending = new Set<Runner>();
     for (const r of this.runners) {
-      if (r.loaded.delete(computeId)) r.send({ cmd: RunnerCommand.Unload, computeId });
+      if (r.loaded.delete(computeId) && !r.exited) {
+        pending.add(r);
+        r.send({ cmd: RunnerCommand.Unload, computeId });
+      }
     }
+    if (pending.size === 0) return Promise.resolve();
+    return new Promise((done) => this.#unloading.set(computeId, { pending, done }));
+  }
+
+  #unloaded(runner: Runner, computeId: string): void {
+    const u = this.#unloading.get(computeId);
+    if (!u || !u.pending.delete(runner) || u.pending.size > 0) return;
+    this.#unloading.delete(computeId);
+    u.done();
   }
 
   /** Hands a job to a runner; it is sent with the others handed out in this turn. */
   assign(runner: Runner, job: AssignedJob, args: Uint8Array): void {
     runner.jobs.set(job.uid, job);
     const c = this.#computations.get(job.computeId);
-    if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c.computation, c.dir);
+    if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c);
     runner.outbox.push({ uid: job.uid, computeId: job.computeId, args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64') });
     this.#toFlush.add(runner);
     if (!this.#flushScheduled) {

@@ -25,6 +25,8 @@ export enum RunnerEvent {
   Done = 5,
   Provisional = 6,
   Dropped = 7,
+  /** A computation was forgotten (after its cleanup ran). */
+  Unloaded = 8,
 }
 
 export interface RunnerJob {
@@ -35,7 +37,18 @@ export interface RunnerJob {
 }
 
 export type ToRunner =
-  | { cmd: RunnerCommand.Load; computeId: string; computation: Computation; dir: string; nodeName: string; nodeIpAddr: string }
+  | {
+      cmd: RunnerCommand.Load;
+      computeId: string;
+      computation: Computation;
+      dir: string;
+      nodeName: string;
+      nodeIpAddr: string;
+      /** Sources of the cluster's setup and cleanup, and base64 of the encoded setup arguments. */
+      setup: string | null;
+      cleanup: string | null;
+      setupArgs: string | null;
+    }
   | { cmd: RunnerCommand.Run; jobs: RunnerJob[] }
   | { cmd: RunnerCommand.Unload; computeId: string }
   | { cmd: RunnerCommand.Drop; uid: number };
@@ -60,6 +73,7 @@ export type RunnerItem =
   | { ev: RunnerEvent.Started; uid: number; startTime: number }
   | RunnerDone
   | { ev: RunnerEvent.Provisional; uid: number; result: string }
-  | { ev: RunnerEvent.Dropped; uid: number };
+  | { ev: RunnerEvent.Dropped; uid: number }
+  | { ev: RunnerEvent.Unloaded; computeId: string; error: string | null };
 
 export type FromRunner = { ev: RunnerEvent.Ready; pid: number } | { ev: RunnerEvent.Batch; items: RunnerItem[] };

@@ -15,12 +15,14 @@
 import { EventEmitter } from 'node:events';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { ZodType } from 'zod';
 import { DispyError, asDispyError } from '../errors.js';
 import { DEFAULT_MAX_FRAME, HANDSHAKE_TIMEOUT, MAC_BYTES, NONCE_BYTES, PROTOCOL_VERSION } from './constants.js';
 import { FrameDecoder, encodeFrame } from './frame.js';
 import { handshakeSchema, type HandshakeMessage } from './messages.js';
 import { packMessage, unpackMessage, unpackMessages } from './wire-codec.js';
+import { isTlsError, tlsError } from './tls.js';
 
 /** A queued batch is flushed early once it holds this many bytes or messages. */
 const FLUSH_BYTES = 256 * 1024;
@@ -109,7 +111,8 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     this.#decoder = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (err) => this.close(new DispyError('DISPY_ERR_CONNECTION', `${this.peer}: ${err.message}`, { cause: err })));
+    // A TLS alert can arrive after `secureConnect` (TLS 1.3 refuses a client certificate then).
+    socket.on('error', (err) => this.close(isTlsError(err) ? tlsError(err, this.peer) : new DispyError('DISPY_ERR_CONNECTION', `${this.peer}: ${err.message}`, { cause: err })));
     socket.on('close', () => this.close(this.#sendKey ? null : new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed the connection during the handshake`)));
   }
 
@@ -189,6 +192,11 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
 
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
+    if (this.rx === 0 && chunk[0] === 0x16 && chunk[1] === 0x03 && !(this.socket instanceof TLSSocket)) {
+      // A TLS ClientHello record (as a frame length it would be ~369 MB): say so, not "frame too large".
+      this.close(new DispyError('DISPY_ERR_TLS', `${this.peer} started a TLS handshake, but this side serves plain TCP (start the node with --cert-file, or give the client no caFile/certFile)`));
+      return;
+    }
     this.rx += chunk.length;
     let frames: Buffer[];
     try {
@@ -260,7 +268,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     if (!parsed.success) throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid handshake message: ${summarizeIssues(parsed.error.issues)}`);
     if (parsed.data.t === 'error') {
       const { code, message } = parsed.data.error;
-      throw new DispyError(code === 'DISPY_ERR_VERSION' || code === 'DISPY_ERR_AUTH' ? code : 'DISPY_ERR_AUTH', message);
+      throw new DispyError(code === 'DISPY_ERR_VERSION' || code === 'DISPY_ERR_AUTH' || code === 'DISPY_ERR_TLS' ? code : 'DISPY_ERR_AUTH', message);
     }
     return parsed.data;
   }
@@ -382,13 +390,36 @@ export async function connectChannel<In, Out>(opts: ConnectOptions<In>): Promise
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       socket.destroy();
-      const code = err.code?.startsWith('ERR_TLS') || err.code?.includes('CERT') || /certificate|ssl|tls/i.test(err.message) ? 'DISPY_ERR_TLS' : 'DISPY_ERR_CONNECTION';
-      reject(new DispyError(code, `cannot connect to ${opts.host}:${opts.port}: ${err.message}`, { cause: err }));
+      if (isTlsError(err)) reject(tlsError(err, `cannot connect to ${opts.host}:${opts.port}`));
+      else {
+        // A plain-TCP node drops a TLS client's hello without a word.
+        const hint = socket instanceof TLSSocket && err.code === 'ECONNRESET' ? ' (does the node serve TLS? a plain-TCP node drops TLS clients)' : '';
+        reject(new DispyError('DISPY_ERR_CONNECTION', `cannot connect to ${opts.host}:${opts.port}: ${err.message}${hint}`, { cause: err }));
+      }
     });
   });
   const ch = new Channel<In, Out>(socket, opts);
-  await ch.handshakeAsClient(opts.secret, opts.clientId, timeout);
+  try {
+    await ch.handshakeAsClient(opts.secret, opts.clientId, timeout);
+  } catch (err) {
+    // A node serving TLS drops a plain-TCP client without a word.
+    if (!(socket instanceof TLSSocket) && ch.rx === 0 && (err as DispyError).code === 'DISPY_ERR_CONNECTION') {
+      throw new DispyError('DISPY_ERR_CONNECTION', `${(err as Error).message} without answering (a node serving TLS does this to plain-TCP clients: give the cluster caFile)`, { cause: err });
+    }
+    throw err;
+  }
   return ch;
+}
+
+/**
+ * Refuses an accepted connection before its handshake: the client's handshake fails with
+ * `error` (e.g. a TLS node telling a client why its certificate was refused).
+ */
+export function refuseConnection(socket: net.Socket, error: DispyError): void {
+  const msg: HandshakeMessage = { t: 'error', error: error.toJSON() };
+  socket.on('error', () => undefined);
+  socket.end(encodeFrame(packMessage(msg)));
+  setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 /** Authenticates an accepted socket as the server side. */

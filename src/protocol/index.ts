@@ -4,5 +4,6 @@ export * from './frame.js';
 export * from './messages.js';
 export * from './channel.js';
 export * from './secret.js';
+export * from './tls.js';
 export * from './payload.js';
 export * from './wire-codec.js';

@@ -132,6 +132,13 @@ export const fileBeginSchema = z.object({
   /** ms since epoch; with an equal size, a file already there with this mtime is complete. */
   mtime: finite,
   mode: z.number().int().nonnegative().max(0o7777),
+  /**
+   * The computation's destPath (as its setup will say): files sent before setup go where the
+   * computation will run. Ignored once the computation is set up.
+   */
+  destPath: relativeName.nullable().default(null),
+  /** A per-job file of job `uid`: kept until that job ended (the job lists it in `files`). */
+  job: uid.optional(),
 });
 /** One chunk of a file at `offset` (the node answers with the bytes it now has). */
 export const fileChunkSchema = z.object({

@@ -98,7 +98,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
   });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`node on ${host} not ready in 20 s: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`node on ${host} not ready in 45 s: ${stderr}`)), 45_000);
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       const m = /ready on [^\s]+:(\d+)/.exec(out);

@@ -1,0 +1,67 @@
+/**
+ * Program computations inside a job runner: the program file was shipped into the computation's
+ * directory before setup; each job spawns it with the job's arguments as argv (`String(arg)`),
+ * with the computation's directory as working directory and first on PATH (as dispy does).
+ *
+ * The program stays in the runner's process group (no `detached`), so terminating the job
+ * (SIGTERM, then SIGKILL, to the group) takes the program and whatever it started along. Its
+ * stdout and stderr go through the runner's `process.stdout/stderr.write`, which the runner
+ * captures per job. The job's result is the exit code; a program killed by a signal fails the
+ * job (Terminated) with an exception naming the signal.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { DispyError } from '../errors.js';
+import type { Computation } from '../protocol/messages.js';
+import type { LoadContext, LoadedComputation } from './function-loader.js';
+
+/** After the program exited, how long (ms) its output pipes may stay open (held by a child it left running). */
+const PIPE_GRACE_MS = 200;
+
+export function loadProgramComputation(c: Extract<Computation, { kind: 'program' }>, ctx: LoadContext): LoadedComputation {
+  const path = join(ctx.dir, c.file);
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new DispyError('DISPY_ERR_COMPUTATION', `program ${c.file} was not transferred to ${ctx.dir}`);
+  }
+  if (!st.isFile()) throw new DispyError('DISPY_ERR_COMPUTATION', `program ${c.file} is not a file`);
+  // Shipped with its mode; executable for us in any case.
+  if ((st.mode & 0o500) !== 0o500) chmodSync(path, (st.mode & 0o777) | 0o700);
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${ctx.dir}${delimiter}${process.env.PATH ?? ''}` };
+  delete env.DISPYTS_RUNNER;
+
+  const fn = (...args: unknown[]): Promise<number> =>
+    new Promise<number>((resolve, reject) => {
+      const child = spawn(path, args.map((a) => String(a)), { cwd: ctx.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.setEncoding('utf8').on('data', (d: string) => process.stdout.write(d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
+      let settled = false;
+      let grace: NodeJS.Timeout | null = null;
+      const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+        if (settled) return;
+        settled = true;
+        if (grace) clearTimeout(grace);
+        if (signal) reject(new Error(`program ${c.name} was killed by signal ${signal}`));
+        else resolve(code ?? 0);
+      };
+      child.once('error', (err) => {
+        if (settled) return;
+        settled = true;
+        reject(new DispyError('DISPY_ERR_COMPUTATION', `cannot run program ${c.name}: ${err.message}`));
+      });
+      // 'close' comes once the program exited and its output is read; a child it left running
+      // may hold the pipes open, so after exit the output is waited for only briefly.
+      child.once('close', finish);
+      child.once('exit', (code, signal) => {
+        grace = setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish(code, signal);
+        }, PIPE_GRACE_MS);
+      });
+    });
+  return { fn, classes: new Map() };
+}
