@@ -3,15 +3,18 @@
  *   baseline    (e) bare authenticated-Channel round trips to a child process
  *   throughput  (a) 20,000 trivial jobs on one `--cpus 2` node, 3 runs, vs bare round trips/s
  *   moduleThroughput  the same from a module computation (bench/double.ts bundled by esbuild)
+ *   programThroughput 2,000 jobs of a trivial shell script (a process spawned per job)
  *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
  *   sleep       (c) 200 jobs sleeping 100 ms on 2 CPUs, efficiency vs the ideal 10 s
  *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
+ *   httpd       DispyHTTPServer with 1,000 nodes and 10,000 running jobs fed through real events:
+ *               /cluster_status p50 and bytes vs JSON.stringify, a 10-node ?since= delta, SSE to 50 viewers
  *   soak        one million jobs with at most 2,000 pending, client heap sampled (only with --soak)
  *   floors      the issue's targets and whether each was met
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,latency,sleep,startup,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,httpd,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
@@ -19,12 +22,14 @@
  */
 import os from 'node:os';
 import { runBaseline, type BaselineResult } from './baseline.js';
+import { runHttpd, type HttpdResult } from './httpd.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { log, median, round, startNode, type BenchNode } from './lib.js';
 import { runSleep, type SleepResult } from './sleep.js';
 import { runSoak, type SoakResult } from './soak.js';
 import { runStartup, type StartupResult } from './startup.js';
 import { DOUBLE_MODULE, runThroughputOnce, type ThroughputRun } from './throughput.js';
+import { runProgramThroughput, type ProgramThroughputResult } from './program.js';
 
 const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
@@ -36,9 +41,11 @@ const FLOORS = {
   latencyP50Ms: 0.5,
   sleepEfficiency: 0.98,
   warmStartupMs: 25,
+  httpdStatusP50Ms: 5,
+  httpdDelta10Bytes: 5000,
 };
 
-const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'latency', 'sleep', 'startup', 'soak'] as const;
+const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'httpd', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): Set<Section> {
@@ -132,10 +139,12 @@ async function main(): Promise<number> {
   let baseline: BaselineResult | undefined;
   let throughput: Record<string, unknown> | undefined;
   let moduleThroughput: Record<string, unknown> | undefined;
+  let programThroughput: (ProgramThroughputResult & { ratioToFunctionThroughput: number | null }) | undefined;
   let latency: (LatencyResult & Record<string, unknown>) | undefined;
   let sleepRes: SleepResult | undefined;
   let startup: StartupResult | undefined;
   let soak: SoakResult | undefined;
+  let httpd: HttpdResult | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
   const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
@@ -143,7 +152,7 @@ async function main(): Promise<number> {
 
   let node: BenchNode | null = null;
   try {
-    const needNode = ['throughput', 'moduleThroughput', 'latency', 'sleep', 'startup', 'soak'].some((s) => sections.has(s as Section));
+    const needNode = ['throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'soak'].some((s) => sections.has(s as Section));
     if (needNode) {
       node = await startNode({ host: NODE_HOST, cpus: CPUS });
       log(`node ${node.host}:${node.port} (pid ${node.pid}) ready in ${round(node.readyAt - node.spawnedAt, 0)} ms`);
@@ -158,6 +167,14 @@ async function main(): Promise<number> {
         const r = await measureThroughput(n, baseline?.roundTripsPerSec ?? NaN, 'moduleThroughput', DOUBLE_MODULE);
         const fn = throughput?.medianJobsPerSec as number | undefined;
         return { ...r, computation: '{ module: bench/double.ts, export: double } (bundled at construction, untimed)', ratioToFunctionThroughput: fn ? round((r.medianJobsPerSec as number) / fn, 3) : null };
+      });
+    }
+    if (node && sections.has('programThroughput')) {
+      const n = node;
+      programThroughput = await section('programThroughput', errors, async () => {
+        const r = await runProgramThroughput(n);
+        const fn = throughput?.medianJobsPerSec as number | undefined;
+        return { ...r, ratioToFunctionThroughput: fn ? round(r.jobsPerSec / fn, 4) : null };
       });
     }
     if (node && sections.has('latency')) {
@@ -194,12 +211,17 @@ async function main(): Promise<number> {
     }
   }
 
+  // No daemon needed: the HTTP server is fed real events in this process.
+  if (sections.has('httpd')) httpd = await section('httpd', errors, () => runHttpd({ nodes: 1000, jobsPerNode: 10, requests: 300, viewers: 50, rounds: 5 }));
+
   if (baseline) out.baseline = baseline;
   if (throughput) out.throughput = throughput;
   if (moduleThroughput) out.moduleThroughput = moduleThroughput;
+  if (programThroughput) out.programThroughput = programThroughput;
   if (latency) out.latency = latency;
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
   if (startup) out.startup = startup;
+  if (httpd) out.httpd = httpd;
 
   const floor = (desc: string, value: number | undefined, met: (v: number) => boolean): Record<string, unknown> =>
     value === undefined || !Number.isFinite(value) ? { floor: desc, value: null, met: null } : { floor: desc, value, met: met(value) };
@@ -208,6 +230,9 @@ async function main(): Promise<number> {
     latency: floor(`p50 <= ${FLOORS.latencyP50Ms} ms`, latency?.p50Ms, (v) => v <= FLOORS.latencyP50Ms),
     sleep: floor(`efficiency >= ${FLOORS.sleepEfficiency}`, sleepRes?.efficiency, (v) => v >= FLOORS.sleepEfficiency),
     startupWarm: floor(`warm median <= ${FLOORS.warmStartupMs} ms`, startup?.warm.medianMs, (v) => v <= FLOORS.warmStartupMs),
+    httpdClusterStatus: floor(`/cluster_status p50 <= ${FLOORS.httpdStatusP50Ms} ms at 1,000 nodes (one node changing before each request)`, httpd?.clusterStatus.changing.p50Ms, (v) => v <= FLOORS.httpdStatusP50Ms),
+    httpdDelta10: floor(`10-node ?since= delta <= ${FLOORS.httpdDelta10Bytes} bytes`, httpd?.delta10.bytes, (v) => v <= FLOORS.httpdDelta10Bytes),
+    httpdSseFanOut: floor('all 50 SSE viewers get every change (1 = yes)', httpd ? (httpd.sse.allViewersGotEveryChange ? 1 : 0) : undefined, (v) => v === 1),
   };
   if (soak) out.soak = soak;
   else out.soakHowTo = 'not run; run `npm run bench:soak` (or `node --expose-gc --import tsx bench/run.ts --soak`; BENCH_SOAK_JOBS sets the job count)';
