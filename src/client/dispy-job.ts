@@ -102,6 +102,24 @@ export class DispyJob<R = unknown> {
     }
   }
 
+  /**
+   * @internal A copy of the job as it is now, for events that describe a moment (a provisional
+   * result) rather than an end: callbacks delivered later still see that moment's status and
+   * result. Its `wait()` waits for the job itself.
+   */
+  _snapshot(): DispyJob<R> {
+    const copy = Object.assign(Object.create(DispyJob.prototype) as DispyJob<R>, this);
+    Object.defineProperties(copy, {
+      cluster: { value: this.cluster, enumerable: false },
+      _uid: { value: this._uid, enumerable: false },
+      _settled: { value: this._settled, enumerable: false, writable: true },
+      _waiters: { value: null, enumerable: false, writable: true },
+      _errorCode: { value: this._errorCode, enumerable: false, writable: true },
+      wait: { value: () => this.wait(), enumerable: false },
+    });
+    return copy;
+  }
+
   toString(): string {
     return `DispyJob(${String(this.id)}, ${statusName(this.status)})`;
   }

@@ -537,7 +537,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           return;
         }
         job.status = JobStatus.ProvisionalResult;
-        this.#emit(JobStatus.ProvisionalResult, node, job);
+        this.#emit(JobStatus.ProvisionalResult, node, job._snapshot());
         return;
       case 'nak':
         this.#sent.delete(msg.uid);
