@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { DispyError, JobCluster, JobStatus } from '../src/index.js';
 import { Point } from './fixtures/module-helper.js';
 import type { boom, compute, movePoint } from './fixtures/module-work.js';
-import { ROOT, TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, startNode, type TestNode, within } from './helpers/daemon.js';
 
 const WORK = 'test/fixtures/module-work.ts';
 let nodes: TestNode[] = [];
@@ -37,16 +37,6 @@ function opts(count = 1): { nodes: { host: string; port: number }[]; secret: str
 }
 
 /** Rejects instead of hanging when `p` does not settle in time. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
-    }),
-  ]);
-}
-
 /** A module written to a scratch directory (kept out of the typechecked tree). */
 function scratchModule(name: string, text: string): string {
   const file = join(scratch, name);

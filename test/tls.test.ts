@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster, JobStatus, type DispyError, type JobClusterOptions } from '../src/index.js';
-import { TEST_SECRET, alive, startNode, until, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, alive, startNode, until, type TestNode, within } from './helpers/daemon.js';
 
 let dir: string;
 /** Path of a generated file. */
@@ -81,16 +81,6 @@ function cluster(nodes: TestNode[], opts: JobClusterOptions = {}): JobCluster<ty
 }
 
 /** Rejects instead of hanging when `p` does not settle in time. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
-    }),
-  ]);
-}
-
 async function nextError(c: JobCluster): Promise<DispyError> {
   const [err] = (await within(once(c, 'error'), 5000, 'the error event')) as [DispyError];
   return err;

@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { JobCluster, JobStatus, type DispyError } from '../src/index.js';
-import { TEST_SECRET, alive, startNode, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, alive, startNode, type TestNode, within } from './helpers/daemon.js';
 
 const WRONG = 'this-is-not-the-secret-0123456789';
 let node: TestNode;
@@ -21,16 +21,6 @@ function cluster(secret: string): JobCluster<(x: number) => number> {
 }
 
 /** Rejects instead of hanging when `p` does not settle in time. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
-    }),
-  ]);
-}
-
 async function expectAuthError(c: JobCluster): Promise<DispyError> {
   const [err] = (await within(once(c, 'error'), 5000, 'the error event')) as [DispyError];
   assert.equal(err.code, 'DISPY_ERR_AUTH');

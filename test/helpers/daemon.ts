@@ -153,3 +153,14 @@ export async function until<T>(check: () => T | Promise<T>, timeoutMs = 10_000, 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** `p`, or a rejection naming `what` if it has not settled within `ms`. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
+    }),
+  ]);
+}
