@@ -3,6 +3,9 @@
  * cancelled while queued and one while running, then close.
  */
 import { after, before, test } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { JobCluster, DispyJob, DispyNode, type ClusterStatusEvent, type DispyStatus } from '../src/index.js';
 import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
@@ -20,9 +23,16 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
   const callbacks: [DispyStatus, unknown][] = [];
   const jobStatuses: [unknown, DispyStatus][] = [];
   let inCallback = false;
+  // Job 2 runs until the test creates its release file, so the order of the last events does
+  // not depend on how loaded the machine is.
+  const dir = mkdtempSync(join(tmpdir(), 'dispyts-events-'));
+  const release = join(dir, 'release');
   const cluster = new JobCluster(
-    async (ms: number) => {
-      await new Promise((r) => setTimeout(r, ms));
+    async (ms: number, waitFor?: string) => {
+      if (waitFor) {
+        const { existsSync } = require('node:fs');
+        while (!existsSync(waitFor)) await new Promise((r) => setTimeout(r, 10));
+      } else await new Promise((r) => setTimeout(r, ms));
       return ms;
     },
     {
@@ -40,7 +50,7 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
   cluster.on('status', (e: ClusterStatusEvent) => seen.push({ status: e.status, job: e.job?.id ?? null, node: e.node?.ipAddr ?? null, id: e.id }));
   await until(() => seen.some((e) => e.status === DispyNode.Initialized), 10_000, 'node initialized');
   const j1 = cluster.submit(10_000);
-  const j2 = cluster.submit(3000);
+  const j2 = cluster.submit(3000, release);
   const j3 = cluster.submit(10_000);
   const j4 = cluster.submit(300);
   await until(() => seen.filter((e) => e.status === DispyJob.Running).length === 2, 10_000, 'two jobs running');
@@ -48,8 +58,11 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
   await assert.rejects(j3.wait());
   assert.equal(await cluster.cancel(j1), 0);
   await assert.rejects(j1.wait());
-  assert.equal(await j2.wait(), 3000);
   assert.equal(await j4.wait(), 300);
+  await until(() => seen.some((e) => e.status === DispyJob.Finished && e.job === 4), 10_000, 'job 4 reported');
+  writeFileSync(release, '');
+  assert.equal(await j2.wait(), 3000);
+  rmSync(dir, { recursive: true, force: true });
   await cluster.close();
 
   const expected: [DispyStatus, unknown][] = [
