@@ -1,0 +1,266 @@
+/**
+ * What the HTTP server shows of one cluster, kept up to date event by event (never rebuilt per
+ * request): its job counters, every node it has used (closed ones included) serialized once per
+ * change, and the jobs running on each node. Finished jobs are not kept.
+ *
+ * Counters follow DESIGN.md §4: `submitted` counts jobs that started running (a reentrant re-run
+ * counts once), `done` those of them that reached a final status (so done <= submitted),
+ * `queued` jobs waiting to run (re-queued reentrant jobs included), `running`, and `failed`
+ * (done but not Finished). A job cancelled while queued counts in none of them.
+ */
+import type { DispyJob } from '../client/dispy-job.js';
+import type { DispyNode } from '../client/dispy-node.js';
+import { JobStatus, isFinal, type DispyStatus } from '../client/status.js';
+import type { ChangeLog } from './change-log.js';
+import { jobJson, nodeJson, type JobJson, type NodeJson } from './node-json.js';
+
+/**
+ * What the server needs of a cluster: its name and event stream, and (for the actions) the
+ * management methods of JobCluster. SharedJobCluster and test doubles fit too.
+ */
+export interface ViewedCluster {
+  readonly name: string;
+  on(event: 'status', listener: (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void): unknown;
+  off(event: 'status', listener: (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void): unknown;
+  status?(): { nodes: DispyNode[] };
+  cancel?(job: DispyJob): Promise<number>;
+  allocateNode?(spec: unknown): Promise<number>;
+  deallocateNode?(node: DispyNode | string): Promise<number>;
+  closeNode?(node: DispyNode | string, options?: { terminatePending?: boolean }): Promise<number>;
+  setNodeCpus?(node: DispyNode | string, cpus: number): Promise<number>;
+  readonly closed?: boolean;
+}
+
+export interface JobCounters {
+  submitted: number;
+  done: number;
+  queued: number;
+  running: number;
+  failed: number;
+}
+
+interface NodeEntry {
+  data: NodeJson;
+  /** `data` serialized, reused by every response until the node changes. */
+  json: string;
+  /** `json` as UTF-8, made when a full document needs it (null after a change). */
+  bytes: Buffer | null;
+  /** Sequence number of the node's latest change. */
+  seq: number;
+  /** Jobs running on the node, by uid. */
+  running: Map<number, DispyJob>;
+}
+
+const COMMA = Buffer.from(',');
+
+export class ClusterView {
+  readonly cluster: ViewedCluster;
+  /** Unique among the server's clusters (a clash gets a suffix). */
+  readonly name: string;
+  /** `name` as a JSON string literal. */
+  readonly nameJson: string;
+  readonly #log: ChangeLog;
+  readonly #nodes = new Map<string, NodeEntry>();
+  readonly #counters: JobCounters = { submitted: 0, done: 0, queued: 0, running: 0, failed: 0 };
+  #countersJson = JSON.stringify(this.#counters);
+  /** Sequence number of the latest change of the counters (or of the view's creation). */
+  #countersSeq: number;
+  /** Sequence number of the view's latest change of any kind. */
+  #seq: number;
+  /** Uids of jobs waiting to run. */
+  readonly #queued = new Set<number>();
+  /** Uids of jobs that ran, were re-queued (reentrant) and have not run again yet. */
+  readonly #requeued = new Set<number>();
+  /** Running jobs: uid -> the node's address. */
+  readonly #running = new Map<number, string>();
+  #allNodes: { seq: number; json: string } | null = null;
+
+  constructor(cluster: ViewedCluster, name: string, log: ChangeLog) {
+    this.cluster = cluster;
+    this.name = name;
+    this.nameJson = JSON.stringify(name);
+    this.#log = log;
+    this.#countersSeq = this.#seq = log.next();
+  }
+
+  /** Latest change of anything in this view. */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  get counters(): Readonly<JobCounters> {
+    return this.#counters;
+  }
+
+  get countersJson(): string {
+    return this.#countersJson;
+  }
+
+  get countersSeq(): number {
+    return this.#countersSeq;
+  }
+
+  get nodeCount(): number {
+    return this.#nodes.size;
+  }
+
+  /** Records the nodes a cluster already has when the server starts following it. */
+  bootstrap(): void {
+    let nodes: DispyNode[] = [];
+    try {
+      nodes = this.cluster.status?.().nodes ?? [];
+    } catch {
+      nodes = [];
+    }
+    for (const n of nodes) this.#touchNode(n);
+  }
+
+  /** Applies one status event of the cluster. */
+  apply(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
+    if (job && typeof job._uid === 'number') this.#applyJob(status, node, job);
+    if (node && typeof node.ipAddr === 'string') this.#touchNode(node);
+  }
+
+  #applyJob(status: DispyStatus, node: DispyNode | null, job: DispyJob): void {
+    const uid = job._uid;
+    const c = this.#counters;
+    const before = this.#countersJson;
+    if (status === JobStatus.Created) {
+      const ip = this.#running.get(uid);
+      if (ip !== undefined) {
+        // Re-queued after its node died (reentrant): it was counted as submitted already.
+        this.#dropRunning(uid, ip);
+        this.#requeued.add(uid);
+      }
+      if (!this.#queued.has(uid)) {
+        this.#queued.add(uid);
+        c.queued++;
+      }
+    } else if (status === JobStatus.Running) {
+      if (this.#queued.delete(uid)) c.queued--;
+      if (!this.#running.has(uid) && node) {
+        if (!this.#requeued.delete(uid)) c.submitted++;
+        const ip = node.ipAddr;
+        this.#running.set(uid, ip);
+        this.#entry(node).running.set(uid, job);
+        c.running++;
+      }
+    } else if (isFinal(status)) {
+      const ip = this.#running.get(uid);
+      if (ip !== undefined) {
+        this.#dropRunning(uid, ip);
+        c.done++;
+        if (status !== JobStatus.Finished) c.failed++;
+      } else if (this.#queued.delete(uid)) {
+        c.queued--;
+        // A re-queued reentrant job that ends before running again was submitted once: done.
+        if (this.#requeued.delete(uid)) {
+          c.done++;
+          c.failed++;
+        }
+      } else if (node && job.startTime !== null && job.startTime !== undefined) {
+        // It started before this server followed the cluster.
+        c.submitted++;
+        c.done++;
+        if (status !== JobStatus.Finished) c.failed++;
+      }
+    }
+    const after = JSON.stringify(c);
+    if (after !== before) {
+      this.#countersJson = after;
+      this.#countersSeq = this.#seq = this.#log.next();
+    }
+  }
+
+  #dropRunning(uid: number, ip: string): void {
+    this.#running.delete(uid);
+    this.#nodes.get(ip)?.running.delete(uid);
+    this.#counters.running--;
+  }
+
+  #entry(node: DispyNode): NodeEntry {
+    let e = this.#nodes.get(node.ipAddr);
+    if (!e) {
+      const data = nodeJson(node);
+      const seq = (this.#seq = this.#log.next());
+      e = { data, json: JSON.stringify(data), bytes: null, seq, running: new Map() };
+      this.#nodes.set(node.ipAddr, e);
+    }
+    return e;
+  }
+
+  #touchNode(node: DispyNode): void {
+    const existing = this.#nodes.get(node.ipAddr);
+    if (!existing) {
+      this.#entry(node);
+      return;
+    }
+    const data = nodeJson(node);
+    const json = JSON.stringify(data);
+    if (json === existing.json) return;
+    existing.data = data;
+    existing.json = json;
+    existing.bytes = null;
+    existing.seq = this.#seq = this.#log.next();
+  }
+
+  /** Whether the node at `ip` is one of this view's. */
+  hasNode(ip: string): boolean {
+    return this.#nodes.has(ip);
+  }
+
+  /** The node at `ip` in JSON form. */
+  node(ip: string): NodeJson | undefined {
+    return this.#nodes.get(ip)?.data;
+  }
+
+  /** Addresses of the nodes whose name is `name`. */
+  ipsNamed(name: string): string[] {
+    const out: string[] = [];
+    for (const [ip, e] of this.#nodes) if (e.data.name === name) out.push(ip);
+    return out;
+  }
+
+  /** Every node, serialized and comma-joined (cached until a node changes). */
+  allNodesJson(): string {
+    if (this.#allNodes && this.#allNodes.seq === this.#seq) return this.#allNodes.json;
+    let json = '';
+    for (const e of this.#nodes.values()) json += (json ? ',' : '') + e.json;
+    this.#allNodes = { seq: this.#seq, json };
+    return json;
+  }
+
+  /**
+   * Appends every node's serialization as bytes, comma-separated, to `parts` (for one
+   * Buffer.concat of the whole document: far cheaper than building and encoding a string).
+   */
+  pushNodeBytes(parts: Buffer[]): void {
+    let first = true;
+    for (const e of this.#nodes.values()) {
+      if (!first) parts.push(COMMA);
+      first = false;
+      parts.push((e.bytes ??= Buffer.from(e.json, 'utf8')));
+    }
+  }
+
+  /** Nodes changed after `since`, serialized and comma-joined; '' if none. */
+  nodesJsonSince(since: number): string {
+    if (this.#seq <= since) return '';
+    let json = '';
+    for (const e of this.#nodes.values()) if (e.seq > since) json += (json ? ',' : '') + e.json;
+    return json;
+  }
+
+  /** The jobs running on the node at `ip`. */
+  runningJobs(ip: string, showArgs: boolean): JobJson[] {
+    const e = this.#nodes.get(ip);
+    if (!e) return [];
+    return [...e.running.values()].map((j) => jobJson(j, this.name, showArgs));
+  }
+
+  /** The running job with this uid, if any. */
+  runningJob(uid: number): DispyJob | undefined {
+    const ip = this.#running.get(uid);
+    return ip === undefined ? undefined : this.#nodes.get(ip)?.running.get(uid);
+  }
+}

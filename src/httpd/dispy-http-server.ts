@@ -1,0 +1,346 @@
+/**
+ * DispyHTTPServer: the seed's HTTP server, embedded in the client program, to monitor and manage
+ * its clusters from a browser. It follows each cluster's event stream (never replacing the
+ * user's callbacks), keeps a view of it updated event by event, and serves dispy's JSON API,
+ * Server-Sent Events and the document root, safe by default (see security.ts).
+ */
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { getRequestListener } from '@hono/node-server';
+import pino, { type Logger } from 'pino';
+import type { DispyJob } from '../client/dispy-job.js';
+import type { DispyNode } from '../client/dispy-node.js';
+import type { DispyStatus } from '../client/status.js';
+import { DispyError, invalidOption } from '../errors.js';
+import { HTTP_PORT } from '../protocol/constants.js';
+import type { PageSettings } from './api.js';
+import type { ClusterView, ViewedCluster } from './cluster-view.js';
+import { DEFAULT_MAX_BODY } from './form.js';
+import { createApp, type RouteContext } from './routes.js';
+import { HostPolicy, resolveAuth, type AuthOptions, type AuthPolicy } from './security.js';
+import { SseHub } from './sse.js';
+import { StaticFiles } from './static-files.js';
+import { ViewRegistry } from './view-registry.js';
+
+export interface DispyHTTPServerOptions {
+  /**
+   * Address to listen on. `''` listens on every interface (dispy's default): the server is then
+   * reachable from the network and protected by a token (see `auth`). Use `'127.0.0.1'` to keep
+   * it on this machine.
+   * @default ''
+   */
+  host?: string;
+  /** Port to listen on (0: any free port; see `address`). @default 8181 */
+  port?: number;
+  /**
+   * Seconds between updates that pages start with, and how long `shutdown()` waits so browsers
+   * get the last update. At least 1.
+   * @default 10
+   */
+  pollSec?: number;
+  /**
+   * Directory of the pages (for example dispy's own `data/` directory). `.html` files get
+   * dispy's templating (`%(TIMEOUT)s`, `%(SHOW_JOB_ARGS)s`, `%%`); paths never leave it.
+   * @default the built UI in `dist/ui` (a placeholder page linking the JSON API until it is built)
+   */
+  documentRoot?: string;
+  /** HTTPS: the private key (PEM). @default undefined */
+  keyFile?: string;
+  /**
+   * HTTPS: the certificate (PEM); with `keyFile`, or alone when it holds the key too.
+   * @default undefined (plain HTTP)
+   */
+  certFile?: string;
+  /** Whether `/node_info` shows each job's arguments (their `toString()`). @default true */
+  showJobArgs?: boolean;
+  /**
+   * Access control. By default a server listening beyond loopback generates a token and logs
+   * the login URL; `{ token }` sets the token; `false` turns it off (logged as a warning).
+   * Loopback peers need no token unless `trustLoopback: false`.
+   * @default undefined (a generated token beyond loopback, none on loopback)
+   */
+  auth?: AuthOptions | false;
+  /**
+   * More names the Host header may carry (a DNS name of this machine, a proxy's name); `'*'`
+   * accepts any (turns the DNS-rebinding guard off).
+   * @default []
+   */
+  allowedHosts?: string[];
+  /** Largest request body accepted (bytes). @default 65536 */
+  maxBodyBytes?: number;
+  /** pino level of the server's log (stderr). @default 'info' */
+  logLevel?: string;
+  /** A logger to use instead of a new one. @default undefined */
+  logger?: Logger;
+}
+
+/** Where the server listens, once it does. */
+export interface HttpServerAddress {
+  host: string;
+  port: number;
+  /** URL to open (`localhost` for a wildcard bind), without the token. */
+  url: string;
+}
+
+type StatusListener = (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void;
+
+interface Expected {
+  status: DispyStatus;
+  node: DispyNode | null;
+  job: DispyJob | null;
+}
+
+function isCluster(v: unknown): v is ViewedCluster {
+  return !!v && typeof v === 'object' && typeof (v as ViewedCluster).on === 'function' && typeof (v as ViewedCluster).off === 'function';
+}
+
+function validate(o: DispyHTTPServerOptions): void {
+  if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
+  if (o.host !== undefined && typeof o.host !== 'string') throw invalidOption('host', 'an address or host name (\'\' for every interface)', o.host);
+  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) throw invalidOption('port', 'an integer from 0 to 65535', o.port);
+  if (o.pollSec !== undefined && !(typeof o.pollSec === 'number' && Number.isFinite(o.pollSec) && o.pollSec >= 1)) throw invalidOption('pollSec', 'a number of seconds >= 1', o.pollSec);
+  if (o.documentRoot !== undefined && (typeof o.documentRoot !== 'string' || o.documentRoot.length === 0)) throw invalidOption('documentRoot', 'a directory path', o.documentRoot);
+  for (const k of ['keyFile', 'certFile'] as const) if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
+  if (o.keyFile !== undefined && o.certFile === undefined) throw invalidOption('certFile', 'a certificate file when `keyFile` is given', o.certFile);
+  if (o.showJobArgs !== undefined && typeof o.showJobArgs !== 'boolean') throw invalidOption('showJobArgs', 'true or false', o.showJobArgs);
+  if (o.allowedHosts !== undefined && !(Array.isArray(o.allowedHosts) && o.allowedHosts.every((h) => typeof h === 'string' && h.length > 0 && h.length <= 253))) {
+    throw invalidOption('allowedHosts', 'an array of host names', o.allowedHosts);
+  }
+  if (o.maxBodyBytes !== undefined && !(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes >= 1024)) throw invalidOption('maxBodyBytes', 'an integer >= 1024', o.maxBodyBytes);
+}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new DispyError('DISPY_ERR_TLS', `cannot read the HTTPS ${what} ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** An address for a URL: brackets for IPv6. */
+function urlHost(h: string): string {
+  return h.includes(':') ? `[${h}]` : h;
+}
+
+/** Addresses of this machine's interfaces other than loopback (for the login URL). */
+function externalAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) if (!i.internal && i.family === 'IPv4') out.push(i.address);
+  return out;
+}
+
+export class DispyHTTPServer {
+  /** Resolves once the server listens (to its address); rejects with DISPY_ERR_LISTEN. */
+  readonly listening: Promise<HttpServerAddress>;
+  readonly #registry = new ViewRegistry();
+  readonly #settings: PageSettings;
+  readonly #pollSec: number;
+  readonly #log: Logger;
+  readonly #auth: AuthPolicy;
+  readonly #server: http.Server | https.Server;
+  readonly #sse: SseHub;
+  readonly #secure: boolean;
+  readonly #host: string;
+  readonly #listeners = new Map<ViewedCluster, StatusListener>();
+  /** Clusters removed with delCluster: a chained clusterStatus call does not bring them back. */
+  readonly #deleted = new WeakSet<ViewedCluster>();
+  /** The event a clusterStatus call started following a cluster with (see clusterStatus). */
+  readonly #expected = new Map<ViewedCluster, Expected>();
+  #address: HttpServerAddress | null = null;
+  #stopped = false;
+  #shutdown: Promise<void> | null = null;
+
+  /**
+   * @param cluster the cluster to show (JobCluster or SharedJobCluster), or null to add
+   *   clusters later with addCluster.
+   */
+  constructor(cluster: ViewedCluster | null, options: DispyHTTPServerOptions = {}) {
+    validate(options);
+    if (cluster !== null && cluster !== undefined && !isCluster(cluster)) throw invalidOption('cluster', 'a JobCluster, a SharedJobCluster or null', cluster);
+    const host = options.host ?? '';
+    const port = options.port ?? HTTP_PORT;
+    this.#host = host;
+    this.#pollSec = options.pollSec ?? 10;
+    this.#settings = { pollSec: this.#pollSec, showJobArgs: options.showJobArgs ?? true };
+    this.#log = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { component: 'httpd' } }, pino.destination(2));
+    this.#auth = resolveAuth(host, options.auth);
+    const hosts = new HostPolicy(host, options.allowedHosts ?? []);
+    this.#sse = new SseHub(this.#registry);
+    this.#secure = options.certFile !== undefined;
+
+    const ctx: RouteContext = {
+      registry: this.#registry,
+      settings: this.#settings,
+      log: this.#log,
+      secure: this.#secure,
+      auth: this.#auth,
+      hosts,
+      sse: this.#sse,
+      files: new StaticFiles(options.documentRoot),
+      maxBody: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+      cursorCookie: () => `dispyts_cursor_${this.#address?.port ?? port}`,
+      tokenCookie: () => `dispyts_token_${this.#address?.port ?? port}`,
+    };
+    const app = createApp(ctx);
+    const listener = getRequestListener(app.fetch, {
+      // Requests node-server cannot even parse (bad Host, bad target): 400 JSON.
+      errorHandler: () => new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), { status: 400, headers: { 'Content-Type': 'application/json; charset=utf-8' } }),
+    });
+    if (this.#secure) {
+      const cert = readPem(options.certFile!, 'certificate');
+      const key = options.keyFile ? readPem(options.keyFile, 'key') : cert;
+      try {
+        this.#server = https.createServer({ key, cert }, listener);
+      } catch (err) {
+        throw new DispyError('DISPY_ERR_TLS', `cannot use the HTTPS key and certificate: ${(err as Error).message}`);
+      }
+    } else this.#server = http.createServer(listener);
+    // Bounded header and request times: a client trickling bytes cannot hold a socket forever.
+    this.#server.headersTimeout = 20_000;
+    this.#server.requestTimeout = 60_000;
+
+    if (cluster) this.addCluster(cluster);
+    if (this.#auth.insecure) this.#log.warn({ host: host || '*' }, 'HTTP server listens beyond loopback with auth: false: anyone who can reach it can manage the cluster');
+
+    this.listening = new Promise<HttpServerAddress>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        reject(new DispyError('DISPY_ERR_LISTEN', `HTTP server cannot listen on ${urlHost(host || '*')}:${port}: ${err.message}`, { cause: err }));
+      };
+      this.#server.once('error', onError);
+      this.#server.listen(port, host === '' ? undefined : host, () => {
+        this.#server.off('error', onError);
+        this.#server.on('error', (err) => this.#log.error({ err: err.message }, 'HTTP server error'));
+        const a = this.#server.address() as AddressInfo;
+        hosts.bound(a.address);
+        const shown = host === '' || a.address === '0.0.0.0' || a.address === '::' ? 'localhost' : a.address;
+        this.#address = { host: a.address, port: a.port, url: `${this.#secure ? 'https' : 'http'}://${urlHost(shown)}:${a.port}` };
+        this.#logListening(this.#address);
+        resolve(this.#address);
+      });
+    });
+    // Awaiting `listening` is optional: a failure is logged, never an unhandled rejection.
+    this.listening.catch((err: DispyError) => this.#log.error({ code: err.code }, err.message));
+  }
+
+  #logListening(a: HttpServerAddress): void {
+    const scheme = this.#secure ? 'https' : 'http';
+    this.#log.info({ url: a.url }, 'HTTP server listening');
+    if (this.#auth.generated && this.#auth.token) {
+      const hosts = this.#host === '' ? [...externalAddresses(), 'localhost'] : [this.#host];
+      for (const h of hosts) this.#log.info(`HTTP server login URL: ${scheme}://${urlHost(h)}:${a.port}/?token=${this.#auth.token}`);
+    }
+  }
+
+  /** Where the server listens (null before it does). */
+  get address(): HttpServerAddress | null {
+    return this.#address;
+  }
+
+  /** The token browsers and scripts must present, or null when none is required. */
+  get token(): string | null {
+    return this.#auth.token;
+  }
+
+  /** Names of the clusters shown, in order. */
+  get clusterNames(): string[] {
+    return [...this.#registry.views].map((v) => v.name);
+  }
+
+  /**
+   * Shows `cluster` too (under its name, or its name with a suffix if taken); a cluster shown
+   * already is left as it is. Returns the name it is shown under.
+   */
+  addCluster(cluster: ViewedCluster): string {
+    if (!isCluster(cluster)) throw invalidOption('cluster', 'a JobCluster or a SharedJobCluster', cluster);
+    if (this.#stopped) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', 'the HTTP server is shut down');
+    this.#deleted.delete(cluster);
+    return this.#follow(cluster).name;
+  }
+
+  /** Stops showing `cluster`; viewers see it removed. Returns false if it was not shown. */
+  delCluster(cluster: ViewedCluster): boolean {
+    if (!isCluster(cluster)) return false;
+    this.#deleted.add(cluster);
+    this.#expected.delete(cluster);
+    const l = this.#listeners.get(cluster);
+    if (l) {
+      cluster.off('status', l);
+      this.#listeners.delete(cluster);
+    }
+    return this.#registry.remove(cluster) !== undefined;
+  }
+
+  #follow(cluster: ViewedCluster): ClusterView {
+    const existing = this.#registry.get(cluster);
+    if (existing) return existing;
+    const view = this.#registry.add(cluster);
+    const listener: StatusListener = (e) => {
+      const expected = this.#expected.get(cluster);
+      if (expected) {
+        this.#expected.delete(cluster);
+        if (expected.status !== e.status || expected.node !== e.node || expected.job !== e.job) view.apply(expected.status, expected.node, expected.job);
+      }
+      view.apply(e.status, e.node, e.job);
+    };
+    cluster.on('status', listener);
+    this.#listeners.set(cluster, listener);
+    view.bootstrap();
+    return view;
+  }
+
+  /**
+   * dispy's status callback, for the seed's patterns: a user's `clusterStatus` that chains to
+   * it, or another cluster created with `clusterStatus: httpServer.clusterStatus`. Events of a
+   * cluster the server follows already are ignored (its subscription delivers them); an event
+   * of another cluster makes the server follow that cluster (found through the job's or node's
+   * `cluster`), so nothing is counted twice. A bound function: pass it as it is.
+   */
+  readonly clusterStatus = (status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void => {
+    if (this.#stopped) return;
+    const cluster = (job?.cluster ?? node?.cluster) as unknown;
+    if (!isCluster(cluster) || this.#registry.has(cluster) || this.#deleted.has(cluster)) return;
+    this.#follow(cluster);
+    // The cluster emits this same event to its listeners right after its callback returns, so
+    // the new subscription normally delivers it; if it does not, apply it here.
+    this.#expected.set(cluster, { status, node, job });
+    queueMicrotask(() => {
+      const expected = this.#expected.get(cluster);
+      if (!expected) return;
+      this.#expected.delete(cluster);
+      this.#registry.get(cluster)?.apply(expected.status, expected.node, expected.job);
+    });
+  };
+
+  /**
+   * Shuts the server down: with `wait` (the default) it first waits `pollSec` seconds so
+   * browsers get the last update; then every viewer of `/events` gets its last changes and a
+   * `shutdown` event, and every connection is closed. Clusters are left as they are.
+   */
+  shutdown(options: { wait?: boolean } = {}): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    const wait = options.wait ?? true;
+    this.#shutdown = (async () => {
+      const listened = await this.listening.then(
+        () => true,
+        () => false,
+      );
+      if (wait && listened) await new Promise((r) => setTimeout(r, this.#pollSec * 1000));
+      this.#stopped = true;
+      for (const [cluster, l] of this.#listeners) cluster.off('status', l);
+      this.#listeners.clear();
+      this.#expected.clear();
+      // No new connections; idle keep-alive ones go now, streams after their last event.
+      const closed = new Promise<void>((r) => this.#server.close(() => r()));
+      this.#server.closeIdleConnections();
+      await this.#sse.closeAll();
+      this.#server.closeAllConnections();
+      await closed;
+      for (const v of [...this.#registry.views]) this.#registry.remove(v.cluster);
+      this.#log.info('HTTP server shut down');
+    })();
+    return this.#shutdown;
+  }
+}
