@@ -9,6 +9,8 @@
  *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
  *   httpd       DispyHTTPServer with 1,000 nodes and 10,000 running jobs fed through real events:
  *               /cluster_status p50 and bytes vs JSON.stringify, a 10-node ?since= delta, SSE to 50 viewers
+ *   ui          the Monitor page in Chromium (bench/ui.ts): first paint of 1,000 nodes, script time per
+ *               SSE delta when 10% of them change each second
  *   soak        one million jobs with at most 2,000 pending, client heap sampled (only with --soak)
  *   floors      the issue's targets and whether each was met
  *
@@ -30,6 +32,7 @@ import { runSoak, type SoakResult } from './soak.js';
 import { runStartup, type StartupResult } from './startup.js';
 import { DOUBLE_MODULE, runThroughputOnce, type ThroughputRun } from './throughput.js';
 import { runProgramThroughput, type ProgramThroughputResult } from './program.js';
+import { runUi, type UiBenchResult } from './ui.js';
 
 const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
@@ -45,7 +48,7 @@ const FLOORS = {
   httpdDelta10Bytes: 5000,
 };
 
-const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'httpd', 'soak'] as const;
+const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'httpd', 'ui', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): Set<Section> {
@@ -213,6 +216,10 @@ async function main(): Promise<number> {
 
   // No daemon needed: the HTTP server is fed real events in this process.
   if (sections.has('httpd')) httpd = await section('httpd', errors, () => runHttpd({ nodes: 1000, jobsPerNode: 10, requests: 300, viewers: 50, rounds: 5 }));
+  // Chromium on the built pages (skipped, with the reason, without /usr/bin/chromium).
+  let ui: UiBenchResult | { skipped: string } | undefined;
+  if (sections.has('ui')) ui = await section('ui', errors, () => runUi({ nodes: 1000, changeFraction: 0.1, seconds: 15, firstPaintRuns: 5 }));
+  const uiRun = ui && !('skipped' in ui && ui.skipped) ? (ui as UiBenchResult) : undefined;
 
   if (baseline) out.baseline = baseline;
   if (throughput) out.throughput = throughput;
@@ -222,6 +229,7 @@ async function main(): Promise<number> {
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
   if (startup) out.startup = startup;
   if (httpd) out.httpd = httpd;
+  if (ui) out.ui = ui;
 
   const floor = (desc: string, value: number | undefined, met: (v: number) => boolean): Record<string, unknown> =>
     value === undefined || !Number.isFinite(value) ? { floor: desc, value: null, met: null } : { floor: desc, value, met: met(value) };
@@ -233,6 +241,8 @@ async function main(): Promise<number> {
     httpdClusterStatus: floor(`/cluster_status p50 <= ${FLOORS.httpdStatusP50Ms} ms at 1,000 nodes (one node changing before each request)`, httpd?.clusterStatus.changing.p50Ms, (v) => v <= FLOORS.httpdStatusP50Ms),
     httpdDelta10: floor(`10-node ?since= delta <= ${FLOORS.httpdDelta10Bytes} bytes`, httpd?.delta10.bytes, (v) => v <= FLOORS.httpdDelta10Bytes),
     httpdSseFanOut: floor('all 50 SSE viewers get every change (1 = yes)', httpd ? (httpd.sse.allViewersGotEveryChange ? 1 : 0) : undefined, (v) => v === 1),
+    uiFirstPaint: floor('Monitor: data received to first paint of 1,000 nodes, median <= 300 ms', uiRun?.firstPaint.medianMs, (v) => v <= 300),
+    uiUpdateScript: floor('Monitor: script per delta (10% of 1,000 nodes each second), p95 <= 16 ms', uiRun?.updates.scriptMs.p95Ms, (v) => v <= 16),
   };
   if (soak) out.soak = soak;
   else out.soakHowTo = 'not run; run `npm run bench:soak` (or `node --expose-gc --import tsx bench/run.ts --soak`; BENCH_SOAK_JOBS sets the job count)';

@@ -48,3 +48,7 @@ function prune(dir) {
   }
 }
 prune(outDir);
+
+// The browser pages: src/ui/ bundled into dist/ui/ (the HTTP server's default documentRoot).
+const { buildUi } = await import('./build-ui.mjs');
+await buildUi({ srcDir: join(srcDir, 'ui'), outDir: join(outDir, 'ui') });

@@ -13,15 +13,20 @@ import { parseArgs } from 'node:util';
 import { DispyError } from '../errors.js';
 import { JobCluster } from '../client/job-cluster.js';
 import { DispyJob } from '../client/dispy-job.js';
+import { DispyHTTPServer } from '../httpd/dispy-http-server.js';
+import { HTTP_PORT } from '../protocol/constants.js';
 import { parseIntOption, parseSeconds } from './args.js';
 
 export const DEMO_HELP = `Usage: dispyts demo [options]
 
 Starts two node daemons on 127.0.0.2 and 127.0.0.3, runs a cluster of the seed's example on
-them (objects of class C as arguments, jobs that sleep a few seconds), prints each result and
-the cluster's status, and stops everything on Ctrl-C.
+them (objects of class C as arguments, jobs that sleep a few seconds) with the monitor on
+http://127.0.0.1:8181, prints each result and the cluster's status, and stops everything on
+Ctrl-C.
 
 Options:
+  --port N          port of the monitor (default 8181; 0 = any free port)
+  --http-host ADDR  address of the monitor (default 127.0.0.1)
   --duration S      stop after S seconds (default: run until Ctrl-C)
   --jobs N          stop after N jobs finished (default: no limit)
   --job-seconds S   longest job in seconds; each sleeps a random 20-100% of it (default 3)
@@ -95,6 +100,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
       jobs: { type: 'string' },
       'job-seconds': { type: 'string' },
       cpus: { type: 'string' },
+      port: { type: 'string' },
+      'http-host': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -106,10 +113,13 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const maxJobs = parseIntOption('jobs', values.jobs, { min: 1 });
   const jobSeconds = parseSeconds('job-seconds', values['job-seconds']) ?? 3;
   const cpus = parseIntOption('cpus', values.cpus, { min: 1 }) ?? 2;
+  const httpPort = parseIntOption('port', values.port, { min: 0, max: 65535 }) ?? HTTP_PORT;
+  const httpHost = values['http-host'] ?? '127.0.0.1';
   const secret = randomBytes(16).toString('hex');
 
   const nodes: DemoNode[] = [];
   let cluster: JobCluster<typeof compute> | null = null;
+  let monitor: DispyHTTPServer | null = null;
   let stopping = false;
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
@@ -126,6 +136,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     for (const n of nodes) process.stdout.write(`node ${n.host}:${n.port} started (pid ${n.proc.pid}, ${cpus} cpus)\n`);
     cluster = new JobCluster(compute, { depends: [C], nodes: nodes.map((n) => ({ host: n.host, port: n.port })), secret, name: 'demo' });
     cluster.on('error', (err) => process.stderr.write(`cluster error: ${err.code}: ${err.message}\n`));
+    monitor = new DispyHTTPServer(cluster, { host: httpHost, port: httpPort, pollSec: 2, logLevel: 'warn' });
+    const where = await monitor.listening;
+    process.stdout.write(`monitor: ${new URL("/", where.url).href}${monitor.token ? `?token=${monitor.token}` : ''}\n`);
     let finished = 0;
     let submitted = 0;
     const inFlight = 2 * cpus * nodes.length;
@@ -157,6 +170,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     return 0;
   } finally {
     stopping = true;
+    await monitor?.shutdown({ wait: false });
     if (cluster && !cluster.closed) await cluster.close({ terminate: true });
     await Promise.all(nodes.map(stopDemoNode));
     process.off('SIGINT', onSignal);
