@@ -5,6 +5,7 @@
  */
 import type { DispyJob } from '../client/dispy-job.js';
 import type { DispyNode } from '../client/dispy-node.js';
+import { statusName } from '../client/status.js';
 
 /** dispy's `avail_info`: available CPU %, free memory bytes, free disk bytes, available swap %. */
 export interface AvailInfoJson {
@@ -46,6 +47,9 @@ export interface JobJson {
   kwargs: string;
   start_time_ms: number;
   cluster: string;
+  /** Ours: when the job was submitted, and its status name (the job detail view shows them). */
+  submit_time_ms: number;
+  status: string;
 }
 
 function num(v: unknown): number {
@@ -117,5 +121,7 @@ export function jobJson(job: DispyJob, clusterName: string, showArgs: boolean): 
     kwargs: '',
     start_time_ms: num(job.startTime),
     cluster: clusterName,
+    submit_time_ms: num(job.submitTime),
+    status: statusName(job.status),
   };
 }
