@@ -82,3 +82,10 @@ test('--clean kills a job runner a SIGKILLed daemon left behind; without it the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--parent-pid: the daemon stops when that process exits', async () => {
+  const parent = spawn('sleep', ['1'], { stdio: 'ignore' });
+  const node = await startNode({ host: '127.0.0.30', cpus: 1, args: ['--parent-pid', String(parent.pid)] });
+  assert.equal(await node.exited, 0);
+  assert.match(node.log(), /its parent process exited/);
+});

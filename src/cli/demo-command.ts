@@ -67,7 +67,7 @@ async function startDemoNode(host: string, cpus: number, secret: string): Promis
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-demo-'));
   const proc = spawn(
     process.execPath,
-    [...process.execArgv, cli, 'node', '--host', host, '--port', '0', '--cpus', String(cpus), '--secret', secret, '--name', `demo-${host.split('.').pop()}`, '--dest-path-prefix', prefix, '--log-level', 'warn'],
+    [...process.execArgv, cli, 'node', '--host', host, '--port', '0', '--cpus', String(cpus), '--secret', secret, '--name', `demo-${host.split('.').pop()}`, '--dest-path-prefix', prefix, '--log-level', 'warn', '--parent-pid', String(process.pid)],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const port = await new Promise<number>((resolve, reject) => {

@@ -24,6 +24,7 @@ Options:
   --key-file FILE          the PEM private key of --cert-file
   --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
   --log-level LEVEL        trace, debug, info, warn, error (default info)
+  --parent-pid PID         stop when process PID exits (the demo and tests use it)
   -h, --help               show this help
 
 Prints "dispyts node ready on HOST:PORT ..." once serving. SIGTERM or SIGINT terminates the
@@ -47,6 +48,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       'pulse-interval': { type: 'string' },
       serve: { type: 'string' },
       clean: { type: 'boolean' },
+      'parent-pid': { type: 'string' },
       insecure: { type: 'boolean' },
       'cert-file': { type: 'string' },
       'key-file': { type: 'string' },
@@ -59,6 +61,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     process.stdout.write(NODE_HELP);
     return 0;
   }
+  const parent = parseIntOption('parent-pid', values['parent-pid'], { min: 1 });
   const daemon = new NodeDaemon({
     host: values.host,
     port: parseIntOption('port', values.port, { min: 0, max: 65535 }),
@@ -84,6 +87,19 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+  // A daemon started by another program (the demo, a test) must not outlive it, even when
+  // that program is killed without a chance to stop it.
+  if (parent !== undefined) {
+    const watch = setInterval(() => {
+      try {
+        process.kill(parent, 0);
+      } catch {
+        clearInterval(watch);
+        void daemon.stop('its parent process exited');
+      }
+    }, 500);
+    watch.unref();
+  }
   await daemon.stopped;
   return 0;
 }

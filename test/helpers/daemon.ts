@@ -80,6 +80,9 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     prefix,
     '--log-level',
     opts.logLevel ?? 'debug',
+    // Dies with this test process even if it is killed outright.
+    '--parent-pid',
+    String(process.pid),
     ...(opts.name ? ['--name', opts.name] : []),
     ...(opts.args ?? []),
   ];
