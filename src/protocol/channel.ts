@@ -252,8 +252,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
 
   // ---- handshake ----
 
-  async #nextHandshake(deadline: NodeJS.Timeout): Promise<HandshakeMessage> {
-    void deadline;
+  async #nextHandshake(): Promise<HandshakeMessage> {
     const frame = this.#pending.shift() ?? (await new Promise<Buffer>((resolve, reject) => {
       if (this.#closed) reject(this.#handshakeError ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
       else this.#waiter = { resolve, reject };
@@ -287,7 +286,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     try {
       const nonce = randomBytes(NONCE_BYTES);
       this.#writePlain({ t: 'hello', v: PROTOCOL_VERSION, role: 'client', nonce, clientId });
-      const hello = await this.#nextHandshake(timer);
+      const hello = await this.#nextHandshake();
       if (hello.t !== 'hello' || hello.role === 'client') throw new DispyError('DISPY_ERR_AUTH', `${this.peer}: expected a server hello`);
       if (hello.v !== PROTOCOL_VERSION) throw new DispyError('DISPY_ERR_VERSION', `${this.peer} speaks protocol ${hello.v}, we speak ${PROTOCOL_VERSION}`);
       const expected = mac(secret, `server|${hello.role}|`, nonce, hello.nonce);
@@ -297,7 +296,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
         throw new DispyError('DISPY_ERR_AUTH', `${this.peer} failed to prove it knows the secret (wrong secret on one side?)`);
       }
       this.#writePlain({ t: 'auth', proof: mac(secret, 'client|client|', hello.nonce, nonce) });
-      const ok = await this.#nextHandshake(timer);
+      const ok = await this.#nextHandshake();
       if (ok.t !== 'auth-ok') throw new DispyError('DISPY_ERR_AUTH', `${this.peer}: unexpected ${ok.t} in the handshake`);
       this.peerHello = hello;
       this.#deriveKeys(secret, nonce, hello.nonce, true);
@@ -315,7 +314,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   async handshakeAsServer(secret: Buffer, role: 'node' | 'scheduler', timeoutSec: number): Promise<void> {
     const timer = this.#armTimeout(timeoutSec);
     try {
-      const hello = await this.#nextHandshake(timer);
+      const hello = await this.#nextHandshake();
       if (hello.t !== 'hello' || hello.role !== 'client') throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: expected a client hello`);
       if (hello.v !== PROTOCOL_VERSION) {
         const e = new DispyError('DISPY_ERR_VERSION', `client speaks protocol ${hello.v}, this ${role} speaks ${PROTOCOL_VERSION}`);
@@ -325,7 +324,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       if (hello.nonce.length !== NONCE_BYTES) throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: bad nonce`);
       const nonce = randomBytes(NONCE_BYTES);
       this.#writePlain({ t: 'hello', v: PROTOCOL_VERSION, role, nonce, proof: mac(secret, `server|${role}|`, hello.nonce, nonce) });
-      const auth = await this.#nextHandshake(timer);
+      const auth = await this.#nextHandshake();
       if (auth.t !== 'auth') throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: expected auth`);
       if (!equalTags(auth.proof, mac(secret, 'client|client|', nonce, hello.nonce))) {
         const e = new DispyError('DISPY_ERR_AUTH', `client ${this.peer} failed authentication (wrong secret)`);
