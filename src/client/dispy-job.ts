@@ -55,6 +55,8 @@ export class DispyJob<R = unknown> {
   declare _settled: boolean;
   declare _waiters: Waiter<R>[] | null;
   declare _errorCode: string | null;
+  /** Wire id of the job's current attempt: a re-run after its node died gets a new one. */
+  declare _attempt: number;
 
   constructor(uid: number, id: unknown, args: unknown[], cluster: unknown) {
     this.id = id;
@@ -66,6 +68,7 @@ export class DispyJob<R = unknown> {
       _settled: { value: false, enumerable: false, writable: true },
       _waiters: { value: null, enumerable: false, writable: true },
       _errorCode: { value: null, enumerable: false, writable: true },
+      _attempt: { value: 0, enumerable: false, writable: true },
     });
   }
 
@@ -115,6 +118,7 @@ export class DispyJob<R = unknown> {
       _settled: { value: this._settled, enumerable: false, writable: true },
       _waiters: { value: null, enumerable: false, writable: true },
       _errorCode: { value: this._errorCode, enumerable: false, writable: true },
+      _attempt: { value: this._attempt, enumerable: false, writable: true },
       wait: { value: () => this.wait(), enumerable: false },
     });
     return copy;

@@ -193,6 +193,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
+  #pulseTimer: NodeJS.Timeout | null = null;
   readonly #queue = new Deque<Queued>();
   readonly #pinned = new Map<string, Deque<Queued>>();
   readonly #sent = new Map<number, Sent>();
@@ -238,6 +239,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#creds = { secret: resolveSecret(options.secret), tls: loadTls(options, 'client') };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
     registerCluster(this);
+    if (options.pulseInterval) {
+      this.#pulseTimer = setInterval(() => this.#checkPulses(options.pulseInterval!), options.pulseInterval * 1000);
+      this.#pulseTimer.unref();
+    }
     void this.#initNodes();
   }
 
@@ -369,6 +374,22 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#retryTimers.add(t);
   }
 
+  /**
+   * With `pulseInterval`, nodes send a heartbeat that often; one silent for 5 intervals, busy or
+   * idle, is declared dead: its connection is closed, which re-runs or abandons its jobs and
+   * emits Closed (and the node is retried, so one that comes back is used again).
+   */
+  #checkPulses(pulseInterval: number): void {
+    const limitMs = 5 * pulseInterval * 1000;
+    const now = Date.now();
+    for (const cn of [...this.#nodes.values()]) {
+      const silent = now - cn.link.lastHeard;
+      if (cn.link.closed || silent <= limitMs) continue;
+      this.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
+      cn.link.channel.close(new DispyError('DISPY_ERR_CONNECTION', `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × pulseInterval): declared dead`));
+    }
+  }
+
   #nodeOf(node: DispyNode | string): ClusterNode | undefined {
     if (node instanceof DispyNode) return this.#nodes.get(node.ipAddr);
     return this.#nodes.get(node) ?? [...this.#nodes.values()].find((cn) => cn.node.name === node);
@@ -469,7 +490,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #send(cn: ClusterNode, item: Queued, pinned: boolean): void {
-    const uid = item.job._uid;
+    // Each attempt has its own wire id, so a late reply from a node declared dead can never
+    // complete a re-run of the job elsewhere.
+    const uid = ++uidCounter;
+    item.job._attempt = uid;
     this.#sent.set(uid, { ...item, cn, started: false, pinned });
     cn.inflight++;
     const extra = this.#jobExtras.get(item.job);
@@ -675,10 +699,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   async cancel(job: DispyJob): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
-    const s = this.#sent.get(job._uid);
-    if (s) {
+    const s = this.#sent.get(job._attempt);
+    if (s && s.job === job) {
       this.#cancelRequested.add(job);
-      s.cn.link.cancel(job._uid);
+      s.cn.link.cancel(job._attempt);
       return 0;
     }
     job.endTime = Date.now();
@@ -882,6 +906,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const idle = await this.wait(terminate ? (timeout ?? 0) : timeout);
     if (!idle && !terminate) return false;
     this.#closing = true;
+    if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);

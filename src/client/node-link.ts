@@ -55,6 +55,8 @@ export class NodeLink {
   full = false;
   /** Set once the node announced that it is shutting down. */
   closing = false;
+  /** ms since epoch of the last message from the node (heartbeats included). */
+  lastHeard = Date.now();
   readonly users = new Set<LinkUser>();
   readonly jobs = new Map<number, LinkUser>();
   readonly #log: Logger;
@@ -168,6 +170,7 @@ export class NodeLink {
   }
 
   #onMessage(msg: NodeMessage, bytes: number): void {
+    this.lastHeard = Date.now();
     switch (msg.t) {
       case 'started':
       case 'provisional':
