@@ -693,10 +693,7 @@ export class NodeDaemon {
     job.runner = null;
     if (outcome.kind === 'dropped') {
       if (job.cancelRequested) {
-        this.#owner?.jobs.delete(job.uid);
-        job.end();
-        this.#send(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
-        this.#compSettled(comp);
+        this.#cancelUnstarted(job);
       } else if (comp.closing) {
         this.#handBack(job);
       } else {
@@ -744,9 +741,19 @@ export class NodeDaemon {
 
   /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */
   #handBack(job: NJob): void {
+    this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'unknown-computation', message: `computation ${job.comp.id} is closing on ${this.host}` });
+  }
+
+  /** A job that never started ends Cancelled (cancelled by its client). */
+  #cancelUnstarted(job: NJob): void {
+    this.#endUnstarted(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
+  }
+
+  /** Forgets a job that never started and tells its client with `msg`. */
+  #endUnstarted(job: NJob, msg: NodeMessage): void {
     this.#owner?.jobs.delete(job.uid);
     job.end();
-    this.#send(job, { t: 'nak', uid: job.uid, reason: 'unknown-computation', message: `computation ${job.comp.id} is closing on ${this.host}` });
+    this.#send(job, msg);
     this.#compSettled(job.comp);
   }
 
@@ -762,22 +769,15 @@ export class NodeDaemon {
     const job = this.#ownerOf(clientId)?.jobs.get(uid);
     if (!job || job.cancelRequested) return;
     job.cancelRequested = true;
-    if (job.state === 'queued') this.#dropQueued(job, 'Cancelled', null);
+    if (job.state === 'queued') {
+      this.#queue.splice(this.#queue.indexOf(job), 1);
+      job.comp.queued--;
+      this.#cancelUnstarted(job);
+    }
     else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
     else if (job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
   }
 
-  #dropQueued(job: NJob, status: 'Cancelled' | 'Terminated', exception: string | null): void {
-    const i = this.#queue.indexOf(job);
-    if (i >= 0) this.#queue.splice(i, 1);
-    job.comp.queued--;
-    this.#owner?.jobs.delete(job.uid);
-    job.end();
-    this.#send(job, { t: 'done', uid: job.uid, status, result: null, exception, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
-    this.#compSettled(job.comp);
-  }
-
-  /** Closes a computation: optionally terminating its jobs, else waiting for them. */
   /**
    * Closes a computation. Jobs that have not started go back to the client (it runs them
    * elsewhere, or cancels them if its cluster is closing); running ones are terminated, or
@@ -853,11 +853,7 @@ export class NodeDaemon {
     this.#server?.close();
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     // Jobs that never started go back to the client, which runs them elsewhere.
-    const refuse = (job: NJob): void => {
-      this.#owner?.jobs.delete(job.uid);
-      job.end();
-      this.#send(job, { t: 'nak', uid: job.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
-    };
+    const refuse = (job: NJob): void => this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
     for (const job of this.#queue.splice(0)) {
       job.comp.queued--;
       refuse(job);

@@ -1,15 +1,8 @@
 /** The JSON the pages read: dispy's shapes (dispy-reference §7.3) plus dispyts' extensions. */
 
-export interface AvailInfoJson {
-  /** Available CPU %. */
-  cpu: number;
-  /** Free memory, bytes. */
-  memory: number;
-  /** Free disk, bytes. */
-  disk: number;
-  /** Available swap %. */
-  swap: number;
-}
+// The server's own declaration (a type only: nothing of the server reaches the bundle).
+import type { AvailInfoJson } from '../../httpd/node-json.js';
+export type { AvailInfoJson };
 
 export interface NodeJson {
   ip_addr: string;
