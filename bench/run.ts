@@ -7,6 +7,10 @@
  *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
  *   sleep       (c) 200 jobs sleeping 100 ms on 2 CPUs, efficiency vs the ideal 10 s
  *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
+ *   multiHost   20,000 trivial jobs across 3 hosts (`--cpus 1` each) on the network-namespace harness
+ *               (test/netns/harness.ts), client on a 4th host, 3 runs; beside the same client against
+ *               one of those nodes, and the throughput section's loopback figure when it ran too
+ *               ({ skipped: reason } where namespaces cannot be created; needs root)
  *   httpd       DispyHTTPServer with 1,000 nodes and 10,000 running jobs fed through real events:
  *               /cluster_status p50 and bytes vs JSON.stringify, a 10-node ?since= delta, SSE to 50 viewers
  *   ui          the Monitor page in Chromium (bench/ui.ts): first paint of 1,000 nodes, script time per
@@ -16,16 +20,18 @@
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,httpd,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
- * server on 127.0.0.4. Every process started is stopped by PID at the end, also on errors.
+ * server on 127.0.0.4; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
+ * (and deletes). Every process started is stopped by PID at the end, also on errors.
  */
 import os from 'node:os';
 import { runBaseline, type BaselineResult } from './baseline.js';
 import { runHttpd, type HttpdResult } from './httpd.js';
 import { runLatency, type LatencyResult } from './latency.js';
+import { runMultiHost, type MultiHostResult } from './multi-host.js';
 import { log, median, round, startNode, type BenchNode } from './lib.js';
 import { runSleep, type SleepResult } from './sleep.js';
 import { runSoak, type SoakResult } from './soak.js';
@@ -48,7 +54,7 @@ const FLOORS = {
   httpdDelta10Bytes: 5000,
 };
 
-const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'httpd', 'ui', 'soak'] as const;
+const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'multiHost', 'httpd', 'ui', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): Set<Section> {
@@ -148,6 +154,7 @@ async function main(): Promise<number> {
   let startup: StartupResult | undefined;
   let soak: SoakResult | undefined;
   let httpd: HttpdResult | undefined;
+  let multiHost: MultiHostResult | { skipped: string } | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
   const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
@@ -214,6 +221,13 @@ async function main(): Promise<number> {
     }
   }
 
+  // After the loopback node stopped: its own daemons on hosts of the network-namespace harness.
+  if (sections.has('multiHost')) {
+    const loop = throughput?.medianJobsPerSec as number | undefined;
+    multiHost = await section('multiHost', errors, () =>
+      runMultiHost({ hosts: 3, cpusPerHost: 1, jobs: 20_000, warmup: 1_000, runs: 3, ...(loop !== undefined ? { loopbackMedianJobsPerSec: loop } : {}) }),
+    );
+  }
   // No daemon needed: the HTTP server is fed real events in this process.
   if (sections.has('httpd')) httpd = await section('httpd', errors, () => runHttpd({ nodes: 1000, jobsPerNode: 10, requests: 300, viewers: 50, rounds: 5 }));
   // Chromium on the built pages (skipped, with the reason, without /usr/bin/chromium).
@@ -228,6 +242,7 @@ async function main(): Promise<number> {
   if (latency) out.latency = latency;
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
   if (startup) out.startup = startup;
+  if (multiHost) out.multiHost = multiHost;
   if (httpd) out.httpd = httpd;
   if (ui) out.ui = ui;
 

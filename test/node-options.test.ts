@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
@@ -88,4 +88,44 @@ test('--parent-pid: the daemon stops when that process exits', async () => {
   const node = await startNode({ host: '127.0.0.30', cpus: 1, args: ['--parent-pid', String(parent.pid)] });
   assert.equal(await node.exited, 0);
   assert.match(node.log(), /its parent process exited/);
+});
+
+test('--secret-file: the secret from a private file; a readable file, a missing one or both flags are refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dispyts-secret-file-'));
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; err: string }>((resolve) => {
+      const p = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'node', '--host', '127.0.0.203', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      p.once('close', (code) => resolve({ code, err }));
+    });
+  try {
+    const open = join(dir, 'open');
+    writeFileSync(open, 'x'.repeat(32), { mode: 0o644 });
+    const loose = await run(['--secret-file', open]);
+    assert.equal(loose.code, 2);
+    assert.match(loose.err, /DISPY_ERR_SECRET_FILE.*readable by other users/);
+    assert.match((await run(['--secret-file', join(dir, 'missing')])).err, /DISPY_ERR_SECRET_FILE.*cannot use the secret file/);
+    assert.match((await run(['--secret-file', open, '--secret', 'abc'])).err, /not both/);
+
+    const file = join(dir, 'secret');
+    writeFileSync(file, `${TEST_SECRET}\n`, { mode: 0o600 });
+    const node = await startNode({ host: '127.0.0.202', cpus: 1, secret: TEST_SECRET, args: ['--secret-file', file] }).catch((e: Error) => e);
+    // startNode passes --secret itself: both flags are refused...
+    assert.ok(node instanceof Error && /not both/.test(node.message), String(node));
+    // ...so run the daemon by hand with the file only.
+    const p = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'node', '--host', '127.0.0.202', '--port', '0', '--cpus', '1', '--secret-file', file, '--dest-path-prefix', dir, '--parent-pid', String(process.pid)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const port = Number((await until(() => /ready on 127\.0\.0\.202:(\d+)/.exec(out), 30_000, 'ready'))![1]);
+      const cluster = new JobCluster((x: number) => x * 3, { nodes: [{ host: '127.0.0.202', port }], secret: TEST_SECRET });
+      assert.equal(await cluster.submit(5).wait(), 15, 'a client with the secret in the file is served');
+      await cluster.close();
+    } finally {
+      p.kill('SIGKILL');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,7 +1,17 @@
 /** `dispyts node`: runs a compute node daemon until SIGTERM/SIGINT. */
 import { parseArgs } from 'node:util';
 import { NodeDaemon } from '../node/node-daemon.js';
+import { NodeHttpServer, parseHttpdAddress } from '../node/node-httpd.js';
+import { readSecretFile, resolveSecret } from '../protocol/secret.js';
 import { parseIntOption, parseSeconds, parseSize } from './args.js';
+import { DispyError } from '../errors.js';
+import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+
+function parseDiscovery(text: string | undefined): DiscoveryMode | undefined {
+  if (text === undefined) return undefined;
+  if (!(DISCOVERY_MODES as readonly string[]).includes(text)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--discovery: expected broadcast, multicast or off, got \`${text}\``);
+  return text as DiscoveryMode;
+}
 
 export const NODE_HELP = `Usage: dispyts node [options]
 
@@ -14,18 +24,37 @@ Options:
   --cpus N                 CPUs to offer: 0 = all, negative = all but N (default 0)
   --name NAME              name shown to clients (default: the host name)
   --secret S               shared secret (default: the per-user file ~/.config/dispyts/secret)
+  --secret-file FILE       read the shared secret from FILE (mode 600; keeps it out of \`ps\`)
   --dest-path-prefix DIR   where computations keep files (default: <tmpdir>/dispyts/node)
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
   --zombie-interval S      seconds before a vanished client's jobs are terminated (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
   --clean                  kill job processes a previous daemon here left and wipe its files
-  --insecure               allow a non-loopback --host without --secret
+  --insecure               allow a non-loopback --host without --secret or --secret-file
+  --pulse-interval S       seconds between heartbeats to a client that asks for none (default 10)
   --cert-file FILE         serve TLS only, with this PEM certificate (and key, if it holds one)
   --key-file FILE          the PEM private key of --cert-file
   --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
+  --discovery MODE         broadcast, multicast or off (default broadcast): with a non-loopback
+                           --host, hear clients' UDP discover requests on that interface's
+                           broadcast address (multicast: group 239.255.97.5, TTL 1) at --port and
+                           announce the node to UDP port 9700 when it starts and when it becomes
+                           free. A loopback --host (the default) sends no UDP at all
+  --httpd [HOST:]PORT      serve this node's own page and JSON (status, client, jobs, CPUs; an
+                           admin may change its CPUs or drain it) on PORT (0: any free one), on
+                           the node's address if it is a loopback one, else 127.0.0.1, unless
+                           HOST says otherwise (default: off). Prints the page's login URL
+  --httpd-token TOKEN      the page's admin token, 16+ characters (default: derived from the
+                           node's secret, so whoever has the secret can compute it)
+  --httpd-viewer-token T   a second token that shows the page without the admin controls
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   --parent-pid PID         stop when process PID exits (the demo and tests use it)
   -h, --help               show this help
+
+A client that goes silent (no heartbeat for 5 of its intervals) or disconnects keeps its jobs
+running for --zombie-interval; results that cannot be delivered meanwhile are kept on disk under
+--dest-path-prefix (at most 10,000 results or 256 MiB, oldest dropped first) until the client
+returns or a program calls recoverJobs() with the client's recover file.
 
 Prints "dispyts node ready on HOST:PORT ..." once serving. SIGTERM or SIGINT terminates the
 running jobs (their clients see them Terminated) and exits. Clients verify a TLS node's
@@ -42,6 +71,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       cpus: { type: 'string' },
       name: { type: 'string' },
       secret: { type: 'string' },
+      'secret-file': { type: 'string' },
       'dest-path-prefix': { type: 'string' },
       'max-file-size': { type: 'string' },
       'zombie-interval': { type: 'string' },
@@ -53,6 +83,10 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       'cert-file': { type: 'string' },
       'key-file': { type: 'string' },
       'ca-file': { type: 'string' },
+      discovery: { type: 'string' },
+      httpd: { type: 'string' },
+      'httpd-token': { type: 'string' },
+      'httpd-viewer-token': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -62,12 +96,18 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const parent = parseIntOption('parent-pid', values['parent-pid'], { min: 1 });
+  if (values.secret !== undefined && values['secret-file'] !== undefined) throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
+  const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
+  const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
+  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
+  }
   const daemon = new NodeDaemon({
     host: values.host,
     port: parseIntOption('port', values.port, { min: 0, max: 65535 }),
     cpus: parseIntOption('cpus', values.cpus),
     name: values.name,
-    secret: values.secret,
+    secret,
     destPathPrefix: values['dest-path-prefix'],
     maxFileSize: values['max-file-size'] === undefined ? undefined : parseSize('max-file-size', values['max-file-size']),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
@@ -78,10 +118,30 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     certFile: values['cert-file'],
     keyFile: values['key-file'],
     caFile: values['ca-file'],
+    discovery: parseDiscovery(values.discovery),
     logLevel: values['log-level'],
   });
   const { host, port } = await daemon.start();
   process.stdout.write(`dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
+  if (httpd) {
+    let page: NodeHttpServer;
+    try {
+      page = new NodeHttpServer(daemon, {
+        ...httpd,
+        token: values['httpd-token'],
+        viewerToken: values['httpd-viewer-token'],
+        secret: values['httpd-token'] === undefined ? resolveSecret(secret) : undefined,
+        diskPath: values['dest-path-prefix'],
+      });
+      const a = await page.listening;
+      process.stdout.write(`dispyts node page on ${a.url} (sign in: ${a.loginUrl})\n`);
+    } catch (err) {
+      // The page was asked for: without it the node does not run.
+      await daemon.stop('its page could not start');
+      throw err;
+    }
+    void daemon.stopped.then(() => page.close());
+  }
   const onSignal = (sig: NodeJS.Signals): void => {
     void daemon.stop(sig);
   };

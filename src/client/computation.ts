@@ -52,9 +52,17 @@ export interface BuiltComputation {
 
 /** `{ module: './work.ts', export: 'compute' }`: a module computation. */
 export interface ModuleComputation {
-  /** Path of the module (TypeScript or JavaScript); its imports are bundled with it. */
+  /**
+   * Path of the module (TypeScript or JavaScript), relative to the current working directory,
+   * or a `file:` URL; its imports (npm packages included) are bundled with it by esbuild.
+   * @example module: new URL('./work.ts', import.meta.url).href
+   */
   module: string;
-  /** The export to call for each job. @default 'default' */
+  /**
+   * The export to call for each job.
+   * @default 'default'
+   * @example export: 'compute'
+   */
   export?: string;
 }
 

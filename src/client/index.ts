@@ -1,6 +1,7 @@
 /** The client library: clusters, jobs, nodes and node specs. */
 export { JobCluster, formatBytes, type JobClusterOptions, type ClusterStatusEvent, type ClusterStatus, type SubmitOptions } from './job-cluster.js';
 export { DispyJob, DispyJobError } from './dispy-job.js';
+export { recoverJobs, type RecoverJobsOptions } from './recover-jobs.js';
 export { DispyNode } from './dispy-node.js';
 export { NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';

@@ -4,11 +4,12 @@
  * output and exception; status events are delivered in order, never re-entrantly.
  */
 import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
-import type { Computation, NodeMessage } from '../protocol/messages.js';
+import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
@@ -19,6 +20,9 @@ import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
+import { ClusterDiscovery } from './node-discovery.js';
+import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
 
@@ -32,64 +36,157 @@ export interface JobClusterOptions {
   nodes?: NodeSpec | NodeSpec[];
   /**
    * Functions and classes the computation uses, shipped with it; instances of these classes in
-   * arguments and results keep their methods.
+   * arguments and results keep their methods. Strings are files sent to every node before
+   * setup, into the computation's directory (jobs open them by base name).
    * @default []
-   * @example depends: [C, helper]
+   * @example depends: [C, helper, './lookup-table.json']
    */
   depends?: unknown[];
-  /** Called with each job on its provisional and final statuses. @default undefined */
+  /**
+   * Called with each job on its provisional and final statuses (ProvisionalResult, Finished,
+   * Terminated, Cancelled, Abandoned), in order and never re-entrantly.
+   * @default undefined
+   * @example jobStatus: (job) => { if (job.status === DispyJob.Finished) console.log(job.id, job.result); }
+   */
   jobStatus?: (job: DispyJob) => void;
-  /** Called with every status change: `(status, node, job)`. @default undefined */
+  /**
+   * Called with every status change: `(status, node, job)`, in order and never re-entrantly.
+   * @default undefined
+   * @example clusterStatus: httpServer.clusterStatus   // a second cluster shown by one DispyHTTPServer
+   */
   clusterStatus?: (status: DispyStatus, node: DispyNode | null, job: DispyJob | null) => void;
-  /** The client's address; nothing leaves loopback unless this or a node says so. @default '127.0.0.1' */
+  /**
+   * The client's address; nothing leaves loopback unless this or a node says so.
+   * @default '127.0.0.1'
+   * @example host: '192.0.2.10'
+   */
   host?: string;
-  /** The client's port for discovery replies (0 = any). @default 0 */
+  /**
+   * The client's port for discovery replies (0 = any).
+   * @default 0
+   * @example port: 9800
+   */
   port?: number;
-  /** Shared secret; the per-user secret file (`~/.config/dispyts/secret`) when absent. @default undefined */
+  /**
+   * Shared secret of the nodes; the per-user secret file (`~/.config/dispyts/secret`) when
+   * absent, which only works for nodes of the same user on the same machine.
+   * @default undefined
+   * @example secret: process.env.DISPYTS_SECRET
+   */
   secret?: string;
-  /** Seconds between heartbeats asked of nodes. @default 10 */
+  /**
+   * Seconds between the heartbeats asked of nodes (0.1 to 1000); a node silent for 5 times
+   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned.
+   * @default undefined (nodes send heartbeats every 10 s, and none is declared dead for silence)
+   * @example pulseInterval: 2
+   */
   pulseInterval?: number;
-  /** Seconds between re-discoveries of nodes. @default undefined (off) */
+  /**
+   * Seconds between re-discoveries of nodes (1 to 1000).
+   * @default undefined (off)
+   * @example pingInterval: 60
+   */
   pingInterval?: number;
-  /** Re-run jobs whose node died instead of abandoning them. @default false */
+  /**
+   * How wildcard `nodes` (`'10.0.0.*'`, `'*'`) are discovered when `host` is a non-loopback IPv4
+   * address: a UDP discover request to the broadcast address of `host`'s interface (or the
+   * multicast group 239.255.97.5, TTL 1) at each wildcard's node port, sent at start, every
+   * `pingInterval` and on `discoverNodes()`; announcements nodes send to UDP port 9700 (shared
+   * by every client on the machine) are heard as well. Nodes need the same mode. With `'off'`, or a
+   * loopback `host`, nothing is sent and wildcards match only nodes this process is connected to.
+   * Nodes' clocks must agree within 30 s (datagrams are time-stamped); the UDP sockets, like
+   * connections to nodes, keep the process alive until `close()`.
+   * @default 'broadcast'
+   * @example discovery: 'multicast'
+   */
+  discovery?: DiscoveryMode;
+  /**
+   * Re-run jobs whose node died instead of abandoning them.
+   * @default false
+   * @example reentrant: true
+   */
   reentrant?: boolean;
-  /** The cluster's name, shown by the HTTP server. @default the computation's name */
+  /**
+   * A file naming this cluster's computation and nodes, so that `recoverJobs({ recoverFile })`
+   * can fetch the results of its jobs from the nodes if this program dies (nodes keep results
+   * they could not deliver, on disk, and run on up to their `--zombie-interval`). Jobs carry
+   * their `id` (when a string or number) to the nodes for that. Removed by `close()`.
+   * @default undefined (no file)
+   * @example recoverFile: './render.recover.json'
+   */
+  recoverFile?: string;
+  /**
+   * The cluster's name, shown by the HTTP server.
+   * @default the computation's name
+   * @example name: 'render-frames'
+   */
   name?: string;
   /**
    * Run once in each job runner on a node before its first job: `setup(...setupArgs)` with the
    * `setupArgs` of the NodeAllocate that matched the node. Throwing (or rejecting) closes the
    * computation on that node: an error event and a Closed event.
    * @default undefined
+   * @example setup: (factor: number) => { (globalThis as any).factor = factor; }
    */
   setup?: (...args: never[]) => unknown;
   /**
    * `true`/`false`: whether nodes delete the computation's files when it closes; or a function
    * run in each runner that ran `setup`, when the computation closes (files are then deleted).
    * @default true
+   * @example cleanup: () => { delete (globalThis as any).factor; }
    */
   cleanup?: boolean | (() => unknown);
-  /** Sub-directory (relative) on nodes where this cluster's files go. @default undefined (a directory per computation) */
+  /**
+   * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
+   * `destPath` share their files.
+   * @default undefined (a directory per computation)
+   * @example destPath: 'frames'
+   */
   destPath?: string;
-  /** Seconds after which a job is terminated (Terminated, `DISPY_ERR_MAX_RUNTIME`). @default undefined (no limit) */
+  /**
+   * Seconds after which a job is terminated (Terminated, `DISPY_ERR_MAX_RUNTIME`).
+   * @default undefined (no limit)
+   * @example maxRuntime: 600
+   */
   maxRuntime?: number;
-  /** Largest file this cluster sends, in bytes (0 = unlimited). @default 0 */
+  /**
+   * Largest file this cluster sends, in bytes (0 = unlimited).
+   * @default 0
+   * @example maxFileSize: 100 * 1024 * 1024
+   */
   maxFileSize?: number;
   /**
    * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
    * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
-   * unless `caFile` is given). @default undefined
+   * unless `caFile` is given).
+   * @default undefined
+   * @example certFile: '/etc/dispyts/client.pem'
    */
   certFile?: string;
-  /** TLS: this client's private key (PEM). @default undefined */
+  /**
+   * TLS: this client's private key (PEM).
+   * @default undefined (the key in `certFile`)
+   * @example keyFile: '/etc/dispyts/client-key.pem'
+   */
   keyFile?: string;
   /**
    * TLS: CA certificate(s) that nodes' certificates must chain to; turns TLS on. Nodes are
-   * addressed by IP, so their certificates need an IP subjectAltName. @default undefined
+   * addressed by IP, so their certificates need an IP subjectAltName.
+   * @default undefined (no TLS unless `certFile` is given; then the system CAs)
+   * @example caFile: '/etc/dispyts/ca.pem'
    */
   caFile?: string;
-  /** pino level of the client's log (stderr). @default 'warn' */
+  /**
+   * pino level of the client's log (stderr): trace, debug, info, warn, error, fatal or silent.
+   * @default 'warn'
+   * @example logLevel: 'debug'
+   */
   logLevel?: string;
-  /** A logger to use instead of a new one. */
+  /**
+   * A logger to use instead of a new one.
+   * @default undefined (a pino logger on stderr at `logLevel`)
+   * @example logger: pino({ level: 'info' })
+   */
   logger?: Logger;
 }
 
@@ -105,13 +202,30 @@ export interface ClusterStatusEvent {
 
 /** Options of `submitWith`. */
 export interface SubmitOptions {
-  /** Files sent to the job's node before it and deleted there after it. @default [] */
+  /**
+   * Files sent to the job's node before it (into the computation's directory, the job's working
+   * directory) and deleted there after it.
+   * @default []
+   * @example depends: ['./input-7.csv']
+   */
   depends?: string[];
-  /** The job's id. @default a counter */
+  /**
+   * The job's id.
+   * @default a counter (1, 2, 3, ... per cluster)
+   * @example id: 'frame-0042'
+   */
   id?: unknown;
-  /** Run the job only on this node (a DispyNode, an IP address or a node name). @default any node */
+  /**
+   * Run the job only on this node (a DispyNode, an IP address or a node name).
+   * @default any node
+   * @example node: '127.0.0.2'
+   */
   node?: DispyNode | string;
-  /** Seconds after which this job is terminated. @default the cluster's maxRuntime */
+  /**
+   * Seconds after which this job is terminated.
+   * @default the cluster's maxRuntime
+   * @example maxRuntime: 30
+   */
   maxRuntime?: number;
 }
 
@@ -141,6 +255,13 @@ interface ClusterNode {
   ready: boolean;
   /** Running average of this cluster's job wall time on the node (ms). */
   avgMs: number;
+  /**
+   * Set while the connection is lost and the node not (yet) given up: its jobs stay with it
+   * until a reconnection to the same daemon (same nodeId) resumes them, or the deadline passes.
+   */
+  suspended: { nodeId: string; deadline: number; timer: NodeJS.Timeout; wasReady: boolean } | null;
+  /** Declared dead (silent for 5 × pulseInterval): its jobs go at once. */
+  dead: boolean;
 }
 
 interface Sent extends Queued {
@@ -165,6 +286,13 @@ type AnyFn = (...args: any[]) => unknown;
 
 let uidCounter = 0;
 
+/**
+ * Seconds the jobs of a node whose connection broke wait for a reconnection when the cluster
+ * has no pulseInterval (with one, they wait until 5 × pulseInterval after the node was last
+ * heard).
+ */
+export const RECONNECT_WINDOW = 10;
+
 const FINAL_FOR_JOB_STATUS = new Set<number>([JobStatus.ProvisionalResult, JobStatus.Finished, JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Abandoned]);
 
 export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
@@ -187,12 +315,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #codec: PayloadCodec;
   readonly #creds: Credentials;
   readonly #specs: NodeAllocate[];
+  readonly #discovery: ClusterDiscovery;
   readonly #nodes = new Map<string, ClusterNode>();
   /** Every node this cluster used, closed ones included (for printStatus). */
   readonly #everyNode = new Map<string, DispyNode>();
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
+  /** The daemon identity (nodeId) last seen at each address. */
+  readonly #nodeIds = new Map<string, string>();
+  /** Every node set up, for the recover file. */
+  readonly #recoverNodes = new Map<string, number>();
+  #lastPulseCheck = Date.now();
   #pulseTimer: NodeJS.Timeout | null = null;
   readonly #queue = new Deque<Queued>();
   readonly #pinned = new Map<string, Deque<Queued>>();
@@ -238,7 +372,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.
     this.#creds = { secret: resolveSecret(options.secret), tls: loadTls(options, 'client') };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
+    this.#discovery = new ClusterDiscovery({ host: options.host ?? '127.0.0.1', port: options.port ?? 0, secret: this.#creds.secret, mode: options.discovery, pingInterval: options.pingInterval, log: this.log, specs: () => this.#specs, onNode: (ip, port, spec) => void this.#addNode(ip, port, spec) });
     registerCluster(this);
+    if (options.recoverFile) this.#writeRecoverFile();
     if (options.pulseInterval) {
       this.#pulseTimer = setInterval(() => this.#checkPulses(options.pulseInterval!), options.pulseInterval * 1000);
       this.#pulseTimer.unref();
@@ -250,6 +386,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   async #initNodes(): Promise<void> {
     for (const spec of this.#specs) void this.#resolveSpec(spec);
+    await this.#discovery.discover();
   }
 
   async #resolveSpec(spec: NodeAllocate): Promise<void> {
@@ -275,13 +412,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   async #addNode(ip: string, port: number, spec: NodeAllocate, failures = 0): Promise<void> {
-    if (this.#closing || this.#nodes.has(ip) || this.#connecting.has(ip)) return;
+    const current = this.#nodes.get(ip);
+    if (this.#closing || (current && !current.suspended) || this.#connecting.has(ip)) return;
     this.#connecting.add(ip);
     let link: NodeLink | null = null;
     try {
       link = await NodeLink.open(ip, port, this.#creds, this, this.log);
       const info = link.info;
       const cpus = Math.min(spec.allocate(this, ip, info.name, info.cpus, info.availInfo, info.platform), info.cpus);
+      // What allocate() chose for this node, read before any await: a NodeAllocate shared by
+      // several nodes may set other depends/setupArgs for the next one meanwhile.
+      const setupFiles = this.#setupFiles(spec);
+      const setupArgs = spec.setupArgs;
       if (!(cpus > 0)) {
         this.log.info({ node: ip }, 'node not allocated (0 cpus)');
         link.release(this);
@@ -293,7 +435,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       }
       const computation = await this.#computation;
       // Files first (program, file depends, the spec's depends), so setup finds them.
-      const shipped = await transferFiles(link, this.computeId, this.#setupFiles(spec), this.#fileOpts());
+      const shipped = await transferFiles(link, this.computeId, setupFiles, this.#fileOpts());
       const { setup, cleanup } = this.#opts;
       await link.request({
         t: 'setup',
@@ -303,7 +445,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         cpus,
         pulseInterval: this.#opts.pulseInterval ?? 0,
         setup: this.#hooks.setup,
-        setupArgs: setup ? this.#codec.encode(spec.setupArgs) : null,
+        setupArgs: setup ? this.#codec.encode(setupArgs) : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: cleanup !== false,
         destPath: this.#destPath,
@@ -313,13 +455,30 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         link.release(this);
         return;
       }
+      const prev = this.#nodes.get(ip);
+      if (prev?.suspended) {
+        if (prev.suspended.nodeId === info.nodeId) {
+          await this.#resume(prev, link);
+          return;
+        }
+        // Another daemon answers at that address: what ran on the old one is gone.
+        this.#dropNode(prev, new DispyError('DISPY_ERR_CONNECTION', `node ${ip} restarted (a new daemon answers there)`));
+      }
+      if (this.#nodeIds.get(ip) === info.nodeId) {
+        // The same daemon as before (its link returned after we gave it up): it stops what it
+        // still runs for us and forgets results kept for us. Sent before any new job.
+        link.request({ t: 'resume', computeId: this.computeId, uids: [] }).catch((err: unknown) => {
+          this.log.debug({ node: ip, err: (err as Error).message }, 'resume after reconnection failed');
+        });
+      }
+      this.#nodeIds.set(ip, info.nodeId);
       const node = new DispyNode(ip, port, info.name, this);
       node.cpus = cpus;
       node.availCpus = info.cpus;
       node.machineCpus = info.machineCpus;
       node.availInfo = info.availInfo;
       node.platform = info.platform;
-      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity });
+      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity, suspended: null, dead: false });
       this.#lastError.delete(ip);
       // A node that comes back keeps its counters in the table under the same address.
       const before = this.#everyNode.get(ip);
@@ -333,6 +492,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#everyNode.set(ip, node);
       node.tx += shipped;
       this.log.info({ node: ip, cpus }, 'node initialized');
+      if (this.#opts.recoverFile && !this.#recoverNodes.has(ip)) {
+        this.#recoverNodes.set(ip, port);
+        this.#writeRecoverFile();
+      }
       this.#emit(NodeStatus.Initialized, node, null);
       requestPump();
     } catch (err) {
@@ -349,6 +512,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         return;
       }
       link?.release(this);
+      const waiting = this.#nodes.get(ip);
+      if (waiting?.suspended && (e.code !== 'DISPY_ERR_CONNECTION' || /ECONNREFUSED/.test(e.message))) {
+        // Nothing listens there any more (or someone else owns it): the daemon we had is gone.
+        this.#dropNode(waiting, new DispyError(e.code, `node ${ip} cannot be reached again: ${e.message}`));
+      }
       // Report each kind of failure once per node, not at every retry.
       if (this.#lastError.get(ip) !== e.code) {
         this.#lastError.set(ip, e.code);
@@ -365,7 +533,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #retry(ip: string, port: number, spec: NodeAllocate, failures: number): void {
     if (this.#closing) return;
-    const delay = Math.min(30, 0.5 * 2 ** Math.min(failures, 6));
+    // A suspended node is tried again quickly (its jobs are waiting); a busy one every 2 s at most.
+    const suspended = this.#nodes.get(ip)?.suspended;
+    const busy = this.#lastError.get(ip) === 'DISPY_ERR_NODE_BUSY';
+    const delay = suspended ? Math.min(1, 0.1 * 2 ** Math.min(failures, 6)) : Math.min(busy ? 2 : 30, 0.5 * 2 ** Math.min(failures, 6));
     const t = setTimeout(() => {
       this.#retryTimers.delete(t);
       void this.#addNode(ip, port, spec, failures);
@@ -382,9 +553,20 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #checkPulses(pulseInterval: number): void {
     const limitMs = 5 * pulseInterval * 1000;
     const now = Date.now();
+    const sinceLast = now - this.#lastPulseCheck;
+    const late = sinceLast > 2 * pulseInterval * 1000 + 1000;
+    this.#lastPulseCheck = now;
+    if (late) {
+      // This timer itself ran late: this process was stopped or blocked, so the silence was
+      // ours, not the nodes'. They get a fresh 5 intervals.
+      this.log.warn({ lateMs: sinceLast }, 'heartbeat check ran late (process paused?): nodes not judged this round');
+      for (const cn of this.#nodes.values()) cn.link.lastHeard = Math.max(cn.link.lastHeard, now);
+      return;
+    }
     for (const cn of [...this.#nodes.values()]) {
       const silent = now - cn.link.lastHeard;
       if (cn.link.closed || silent <= limitMs) continue;
+      cn.dead = true;
       this.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
       cn.link.channel.close(new DispyError('DISPY_ERR_CONNECTION', `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × pulseInterval): declared dead`));
     }
@@ -499,7 +681,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
     if (extra?.files.length) void this.#sendWithFiles(cn, uid, maxRuntime, extra.files);
-    else cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime);
+    else cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job));
   }
 
   /** A job with per-job files: the files go to its node first, then the job naming them. */
@@ -519,8 +701,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       return;
     }
     if (this.#sent.get(uid) !== s) return;
-    cn.node.tx += cn.link.sendJob(this, uid, this.computeId, s.args, maxRuntime, files.map((f) => f.name));
+    cn.node.tx += cn.link.sendJob(this, uid, this.computeId, s.args, maxRuntime, files.map((f) => f.name), this.#tagOf(s.job));
     if (this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+  }
+
+  /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
+  #tagOf(job: DispyJob): string | number | undefined {
+    if (!this.#opts.recoverFile) return undefined;
+    const id = job.id;
+    return (typeof id === 'string' && id.length <= 1024) || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined;
   }
 
   #fileOpts(): { destPath: string | null; maxFileSize: number } {
@@ -656,8 +845,74 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   onLinkClosed(link: NodeLink, reason: DispyError | null): void {
     const cn = this.#nodes.get(link.host);
     if (!cn || cn.link !== link) return;
+    if (!this.#closing && !cn.dead && !link.closing && !cn.suspended && this.#suspend(cn, reason)) return;
     this.#dropNode(cn, reason);
     if (!this.#closing) this.#retry(cn.node.ipAddr, cn.node.port, cn.spec, 1);
+  }
+
+  /**
+   * The connection broke but the node was not declared dead: its jobs stay with it while we
+   * reconnect, until 5 × pulseInterval after it was last heard (or RECONNECT_WINDOW without
+   * pulseInterval). The same daemon answering resumes them (results it kept are delivered);
+   * a refused connection or a new daemon there gives them up at once. False if the window has
+   * already passed.
+   */
+  #suspend(cn: ClusterNode, reason: DispyError | null): boolean {
+    const pulse = this.#opts.pulseInterval;
+    const deadline = pulse ? cn.link.lastHeard + 5 * pulse * 1000 : Date.now() + RECONNECT_WINDOW * 1000;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    const ip = cn.node.ipAddr;
+    const timer = setTimeout(() => {
+      if (this.#nodes.get(ip) !== cn || !cn.suspended) return;
+      this.#dropNode(cn, new DispyError('DISPY_ERR_CONNECTION', `node ${ip} did not come back in time${reason ? ` (${reason.message})` : ''}`));
+    }, left);
+    cn.suspended = { nodeId: cn.link.info.nodeId, deadline, timer, wasReady: cn.ready };
+    cn.ready = false;
+    this.log.warn({ node: ip, reason: reason?.message, waitMs: left }, 'connection to node lost: reconnecting; its jobs wait for it');
+    this.#retry(ip, cn.node.port, cn.spec, 0);
+    return true;
+  }
+
+  /** Reconnected to the same daemon: its jobs go on, and results it kept arrive. */
+  async #resume(cn: ClusterNode, link: NodeLink): Promise<void> {
+    const sus = cn.suspended!;
+    const ip = cn.node.ipAddr;
+    const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+    for (const uid of mine) link.adopt(this, uid);
+    const old = cn.link;
+    cn.link = link;
+    let reply: Reply;
+    try {
+      reply = await link.request({ t: 'resume', computeId: this.computeId, uids: mine });
+    } catch (err) {
+      for (const uid of mine) link.forget(uid);
+      cn.link = old;
+      if (this.#nodes.get(ip) === cn) this.#dropNode(cn, err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', String(err)));
+      link.release(this);
+      return;
+    }
+    clearTimeout(sus.timer);
+    cn.suspended = null;
+    cn.ready = sus.wasReady;
+    const running = new Set(reply.uids ?? []);
+    const results = reply.results ?? [];
+    for (const r of results) link.deliver(r);
+    let lost = 0;
+    for (const uid of mine) {
+      const s = this.#sent.get(uid);
+      if (!s || s.cn !== cn || running.has(uid)) continue;
+      // Neither running there nor kept: it was lost with the connection.
+      link.forget(uid);
+      this.#sent.delete(uid);
+      cn.inflight--;
+      if (s.started) cn.node.busy--;
+      this.#loseJob(s, new DispyError('DISPY_ERR_CONNECTION', `node ${ip} no longer had the job after a reconnection`));
+      lost++;
+    }
+    cn.node.updateTime = Date.now();
+    this.log.info({ node: ip, running: running.size, delivered: results.length, lost }, 'node reconnected: jobs resumed');
+    requestPump();
   }
 
   /** The node is gone: its jobs re-run elsewhere (reentrant, or never started) or are Abandoned. */
@@ -665,22 +920,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const ip = cn.node.ipAddr;
     this.#nodes.delete(ip);
     cn.ready = false;
+    if (cn.suspended) clearTimeout(cn.suspended.timer);
+    cn.suspended = null;
     if (lost) this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
     for (const [uid, s] of [...this.#sent]) {
       if (s.cn !== cn) continue;
       this.#sent.delete(uid);
-      if (!s.started) {
-        this.#requeue(s);
-      } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
-        s.job.status = JobStatus.Created;
-        s.job.startTime = null;
-        this.#queue.unshift(queuedPart(s));
-        this.#emit(JobStatus.Created, cn.node, s.job);
-      } else {
-        s.job.exception = `DispyError: node ${ip} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
-        s.job.endTime = Date.now();
-        this.#settle(s.job, JobStatus.Abandoned, cn.node);
-      }
+      this.#loseJob(s, reason);
     }
     cn.node.busy = 0;
     cn.node.status = NodeStatus.Closed;
@@ -688,6 +934,37 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#emit(NodeStatus.Closed, cn.node, null);
     cn.link.release(this);
     requestPump();
+  }
+
+  #writeRecoverFile(): void {
+    const path = this.#opts.recoverFile!;
+    try {
+      writeRecoverFile(path, { computeId: this.computeId, cluster: this.name, created: Date.now(), nodes: [...this.#recoverNodes].map(([host, port]) => ({ host, port })) });
+    } catch (err) {
+      this.#emitError(new DispyError('DISPY_ERR_INVALID_OPTION', `cannot write the recover file ${path}: ${(err as Error).message}`));
+    }
+  }
+
+  /** heartbeatInterval for the node links: pulseInterval (LinkUser). @internal */
+  get heartbeatInterval(): number | undefined {
+    return this.#opts.pulseInterval;
+  }
+
+  /** A job whose node lost it: re-run (never started, or reentrant) or Abandoned. */
+  #loseJob(s: Sent, reason: DispyError | null): void {
+    const node = s.cn.node;
+    if (!s.started) {
+      this.#requeue(s);
+    } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
+      s.job.status = JobStatus.Created;
+      s.job.startTime = null;
+      this.#queue.unshift(queuedPart(s));
+      this.#emit(JobStatus.Created, node, s.job);
+    } else {
+      s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
+      s.job.endTime = Date.now();
+      this.#settle(s.job, JobStatus.Abandoned, node);
+    }
   }
 
   // ---- control ----
@@ -713,9 +990,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   // ---- managing nodes at run time ----
 
   /**
+   * Looks for nodes now (dispy's `discover_nodes`): a discover request for the wildcard specs
+   * (see the `discovery` option; nodes that answer are set up as they do), wildcards matched
+   * against the nodes this process is connected to, and listed nodes not in use tried again.
+   * Resolves to 0 once the requests went out, -1 if the cluster is closed.
+   */
+  async discoverNodes(): Promise<number> {
+    if (this.#closing) return -1;
+    await this.#initNodes();
+    return 0;
+  }
+
+  /**
    * Adds nodes at run time: a host name, IP address, wildcard (matching nodes this process
-   * knows), `{ host, port, cpus }`, a NodeAllocate or a DispyNode. A node this cluster had
-   * deallocated is used again. Resolves to 0 once a matching node is set up, -1 if none is.
+   * knows, and discovered as the `discovery` option says), `{ host, port, cpus }`, a NodeAllocate
+   * or a DispyNode. A node this cluster had deallocated is used again. Resolves to 0 once a
+   * matching node is set up (for a wildcard: or once a discover request went out; nodes that
+   * answer are set up as they do), -1 otherwise.
    */
   async allocateNode(spec: NodeSpec | DispyNode): Promise<number> {
     if (this.#closing) return -1;
@@ -724,6 +1015,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const at = alloc.isWildcard ? this.#specs.length : this.#specs.findIndex((s) => s.isWildcard);
     this.#specs.splice(at < 0 ? this.#specs.length : at, 0, alloc);
     let targets: { host: string; port: number }[];
+    // A wildcard is also discovered: nodes that answer are set up as they do.
+    const discovered = alloc.isWildcard && (await this.#discovery.discover());
     if (alloc.isWildcard) targets = await NodeLink.known(alloc.ipRex);
     else if (isIP(alloc.host)) targets = [{ host: alloc.host, port: alloc.port }];
     else {
@@ -751,7 +1044,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       await this.#addNode(host, port, alloc);
       if (this.#nodes.has(host)) ok = true;
     }
-    return ok ? 0 : -1;
+    return ok || discovered ? 0 : -1;
   }
 
   /**
@@ -867,14 +1160,17 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
   }
 
-  /** Resolves true once no job is pending, or false if `timeout` seconds pass first. */
+  /**
+   * Resolves true once no job is pending and the status callbacks of every ended job have run,
+   * or false if `timeout` seconds pass first.
+   */
   wait(timeout?: number): Promise<boolean> {
-    if (this.#pending === 0) return Promise.resolve(true);
+    if (this.#pending === 0) return this.#drained().then(() => true);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | null = null;
       const done = (): void => {
         if (timer) clearTimeout(timer);
-        resolve(true);
+        void this.#drained().then(() => resolve(true));
       };
       this.#idleWaiters.push(done);
       if (timeout !== undefined && timeout !== null) {
@@ -907,6 +1203,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!idle && !terminate) return false;
     this.#closing = true;
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
+    this.#discovery.close();
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);
@@ -934,6 +1231,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     this.#closed = true;
     unregisterCluster(this);
+    if (this.#opts.recoverFile) rmSync(this.#opts.recoverFile, { force: true });
     await this.#drained();
     return true;
   }
@@ -1041,11 +1339,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 export const MAX_WINDOW_PER_CPU = 64;
 
 /**
- * Jobs per CPU we keep on a node so it never waits for us: one queued behind each running job,
- * and for short jobs enough to cover a round trip (about 10 ms of work), up to the maximum.
+ * Jobs per CPU we keep on a node. Until a job has ended there (its time unknown), one: the
+ * first jobs spread over the nodes as they come up, instead of queueing on the first one. Then
+ * one queued behind each running job, and for short jobs enough to cover a round trip (about
+ * 10 ms of work), up to the maximum.
  */
 function windowPerCpu(avgMs: number): number {
-  if (!Number.isFinite(avgMs)) return 2;
+  if (!Number.isFinite(avgMs)) return 1;
   return Math.max(2, Math.min(MAX_WINDOW_PER_CPU, 1 + Math.ceil(10 / Math.max(avgMs, 0.01))));
 }
 
@@ -1070,12 +1370,14 @@ function validateOptions(o: JobClusterOptions): void {
   if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) throw invalidOption('port', 'an integer from 0 to 65535', o.port);
   if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
   if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
+  if (o.recoverFile !== undefined && (typeof o.recoverFile !== 'string' || o.recoverFile.length === 0)) throw invalidOption('recoverFile', 'a file path', o.recoverFile);
   if (o.pulseInterval !== undefined && !(typeof o.pulseInterval === 'number' && o.pulseInterval >= 0.1 && o.pulseInterval <= 1000)) {
     throw invalidOption('pulseInterval', 'seconds from 0.1 to 1000', o.pulseInterval);
   }
   if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
     throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
   }
+  if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery)) throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
   if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean') throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
   if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0)) throw invalidOption('destPath', 'a relative directory name', o.destPath);

@@ -10,10 +10,22 @@ import { NODE_PORT } from '../protocol/constants.js';
 import type { AvailInfo } from '../protocol/messages.js';
 
 export interface NodeSpecObject {
+  /**
+   * Host name, IP address or wildcard (`*` matches one or more address characters).
+   * @example host: '127.0.0.2'
+   */
   host: string;
-  /** @default 9701 */
+  /**
+   * The node daemon's TCP port (its `--port`).
+   * @default 9701
+   * @example port: 9801
+   */
   port?: number;
-  /** >0 caps the CPUs used, <0 leaves that many unused, 0 = all. @default 0 */
+  /**
+   * >0 caps the CPUs used, <0 leaves that many unused, 0 = all.
+   * @default 0
+   * @example cpus: -1
+   */
   cpus?: number;
 }
 

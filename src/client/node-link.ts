@@ -24,7 +24,12 @@ export interface LinkUser {
   onPulse(link: NodeLink, msg: Extract<NodeMessage, { t: 'pulse' }>): void;
   onComputationClosed(link: NodeLink, computeId: string, reason: string): void;
   onLinkClosed(link: NodeLink, reason: DispyError | null): void;
+  /** Seconds between the heartbeats this user wants the node to get (at most 10). */
+  readonly heartbeatInterval?: number;
 }
+
+/** Longest time between two client heartbeats to a node, in seconds. */
+export const HEARTBEAT_MAX = 10;
 
 export interface Credentials {
   secret: Buffer;
@@ -74,6 +79,45 @@ export class NodeLink {
     channel.on('close', (reason) => this.#onClose(reason));
   }
 
+  #beatEvery = 0;
+  #beatTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Heartbeats to the node at the shortest interval any user wants (at most HEARTBEAT_MAX s):
+   * a node closes a connection that stays silent for 5 intervals, and keeps its jobs for the
+   * client's return. An idle but live client keeps sending them.
+   */
+  #tuneHeartbeat(): void {
+    let every = HEARTBEAT_MAX;
+    for (const u of this.users) if (u.heartbeatInterval && u.heartbeatInterval > 0) every = Math.min(every, u.heartbeatInterval);
+    if (every === this.#beatEvery || this.closed) return;
+    this.#beatEvery = every;
+    if (this.#beatTimer) clearInterval(this.#beatTimer);
+    const beat = (): void => {
+      if (!this.closed) this.channel.send({ t: 'beat', every });
+    };
+    beat();
+    this.#beatTimer = setInterval(beat, every * 1000);
+    this.#beatTimer.unref();
+  }
+
+  /** Routes job `uid` of `user` to this link (a job resumed after a reconnection). */
+  adopt(user: LinkUser, uid: number): void {
+    if (this.jobs.has(uid)) return;
+    this.jobs.set(uid, user);
+    this.inflight++;
+  }
+
+  /** Forgets job `uid` (it will not end on this link). */
+  forget(uid: number): void {
+    if (this.jobs.delete(uid)) this.inflight--;
+  }
+
+  /** Handles a job message that came inside a reply (a result the node kept for us). */
+  deliver(msg: JobMessage): void {
+    this.#onMessage(msg, 0);
+  }
+
   /** The shared link to `host:port` for these credentials, connecting if needed. */
   static async open(host: string, port: number, creds: Credentials, user: LinkUser, log: Logger): Promise<NodeLink> {
     const key = linkKey(host, port, creds);
@@ -89,6 +133,7 @@ export class NodeLink {
       return NodeLink.open(host, port, creds, user, log);
     }
     link.users.add(user);
+    link.#tuneHeartbeat();
     return link;
   }
 
@@ -150,10 +195,10 @@ export class NodeLink {
   }
 
   /** Sends a job; returns the bytes written. */
-  sendJob(user: LinkUser, uid: number, computeId: string, args: Uint8Array, maxRuntime = 0, files: string[] = []): number {
+  sendJob(user: LinkUser, uid: number, computeId: string, args: Uint8Array, maxRuntime = 0, files: string[] = [], tag?: string | number): number {
     this.jobs.set(uid, user);
     this.inflight++;
-    return this.channel.send({ t: 'job', uid, computeId, args, maxRuntime, files });
+    return this.channel.send(tag === undefined ? { t: 'job', uid, computeId, args, maxRuntime, files } : { t: 'job', uid, computeId, args, maxRuntime, files, tag });
   }
 
   cancel(uid: number): void {
@@ -216,6 +261,7 @@ export class NodeLink {
   }
 
   #onClose(reason: DispyError | null): void {
+    if (this.#beatTimer) clearInterval(this.#beatTimer);
     if (links.has(this.key)) {
       const p = links.get(this.key);
       void p?.then((l) => {

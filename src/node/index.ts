@@ -1,2 +1,3 @@
 /** The node daemon. */
-export { NodeDaemon, resolveCpus, type NodeDaemonOptions } from './node-daemon.js';
+export { NodeDaemon, resolveCpus, type NodeDaemonOptions, type NodeDaemonStatus } from './node-daemon.js';
+export type { UndeliveredLimits } from './undelivered-store.js';

@@ -15,9 +15,12 @@ import { NODE_PORT } from '../protocol/constants.js';
 import { clientMessageSchema, type ClientMessage, type Computation, type NodeMessage } from '../protocol/messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial } from '../protocol/tls.js';
+import { UndeliveredStore, type UndeliveredLimits } from './undelivered-store.js';
 import { FileStore } from './file-store.js';
 import { HostMetrics, platformString } from './host-metrics.js';
 import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
+import { NodeAnnouncer } from './node-announcer.js';
+import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 
 export interface NodeDaemonOptions {
   /** Address to listen on; the node's identity. @default '127.0.0.1' */
@@ -50,6 +53,19 @@ export interface NodeDaemonOptions {
   caFile?: string;
   /** Seconds between heartbeats when no client asks for another interval. @default 10 */
   pulseInterval?: number;
+  /**
+   * UDP discovery on the interface of a non-loopback `host`: hear clients' discover requests
+   * (on that interface's broadcast address, or the multicast group 239.255.97.5, at `port`) and
+   * announce the node to UDP port 9700 when it starts and whenever it becomes free. A loopback
+   * `host` never sends UDP, whatever this says.
+   * @default 'broadcast'
+   */
+  discovery?: DiscoveryMode;
+  /**
+   * Bounds of the store of results whose client was away when they ended (on disk under the
+   * node's state directory; oldest dropped first). @default { maxResults: 10000, maxBytes: 256 MiB }
+   */
+  undelivered?: UndeliveredLimits;
   /** pino level. @default 'info' */
   logLevel?: string;
   /** A logger to use instead of a new one on stderr. */
@@ -88,6 +104,8 @@ interface NJob {
   /** Seconds the job may run (0 = no limit), and the timer enforcing it. */
   maxRuntime: number;
   timer: NodeJS.Timeout | null;
+  /** The client's id for the job, kept with a result that cannot be delivered. */
+  tag: string | number | undefined;
   /** Resolves when the job ended (in whatever way). */
   ended: Promise<void>;
   end: () => void;
@@ -109,6 +127,42 @@ interface Owner {
   since: number;
 }
 
+/** What `NodeDaemon.status()` tells. */
+export interface NodeDaemonStatus {
+  host: string;
+  port: number;
+  name: string;
+  nodeId: string;
+  platform: string;
+  tls: 'off' | 'tls' | 'mutual';
+  machineCpus: number;
+  /** CPUs the daemon was started with (`--cpus`, resolved). */
+  cpus: number;
+  /** CPUs it runs jobs on now (setCpuLimit). */
+  cpuLimit: number;
+  /** Jobs running now. */
+  busy: number;
+  /** Jobs handed to runners (running or about to). */
+  running: number;
+  /** Jobs accepted and waiting for a runner. */
+  queued: number;
+  draining: boolean;
+  stopping: boolean;
+  /** ms since epoch. */
+  startTime: number;
+  /** Clients served to the end so far. */
+  served: number;
+  /** The client program the node serves now, if any. */
+  client: null | {
+    clientId: string;
+    /** Its open connections (address:port). */
+    peers: string[];
+    since: number;
+    computations: { id: string; cluster: string; cap: number; running: number; queued: number; closing: boolean }[];
+  };
+  jobs: { uid: number; computeId: string; cluster: string; state: 'queued' | 'assigned' | 'running'; startTime: number | null }[];
+}
+
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
@@ -124,6 +178,8 @@ export function resolveCpus(cpus: number, machineCpus: number): number {
 
 export class NodeDaemon {
   readonly nodeId = randomBytes(12).toString('hex');
+  /** When the daemon was created (ms since epoch), for its uptime. */
+  readonly startTime = Date.now();
   readonly log: Logger;
   readonly host: string;
   readonly name: string;
@@ -143,6 +199,11 @@ export class NodeDaemon {
   #pool: RunnerPool | null = null;
   /** Files clients send (created with the state directory). */
   #files: FileStore | null = null;
+  /** Results kept for clients that were away when their jobs ended. */
+  #undelivered: UndeliveredStore | null = null;
+  /** Per connection: ms of the last message, and the client's heartbeat period (s). */
+  readonly #heard = new WeakMap<Channel<ClientMessage, NodeMessage>, { at: number; every: number }>();
+  #silenceTimer: NodeJS.Timeout | null = null;
   readonly #channels = new Set<Channel<ClientMessage, NodeMessage>>();
   #owner: Owner | null = null;
   /** Accepted jobs waiting for a runner (bounded by cpus: the prefetch window). */
@@ -151,7 +212,12 @@ export class NodeDaemon {
   #served = 0;
   #pulseTimer: NodeJS.Timeout | null = null;
   #pulseEvery = 0;
+  #announcer: NodeAnnouncer | null = null;
   #stopping: Promise<void> | null = null;
+  /** Set by setDraining(true): no job starts and no new client is served until cleared. */
+  #draining = false;
+  /** CPUs the node runs jobs on now (setCpuLimit); null = all of `cpus`. */
+  #cpuLimit: number | null = null;
   /** Resolves when the daemon has stopped (signal, `--serve` reached, or stop()). */
   readonly stopped: Promise<void>;
   #resolveStopped!: () => void;
@@ -173,6 +239,7 @@ export class NodeDaemon {
     for (const [k, v] of [['zombieInterval', opts.zombieInterval], ['pulseInterval', opts.pulseInterval]] as const) {
       if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw invalidOption(k, 'a positive number of seconds', v);
     }
+    if (opts.discovery !== undefined && !DISCOVERY_MODES.includes(opts.discovery)) throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", opts.discovery);
     this.#secret = resolveSecret(opts.secret);
     // Unreadable or unusable TLS files stop the daemon here, before it listens.
     this.#tls = loadTls({ certFile: opts.certFile, keyFile: opts.keyFile, caFile: opts.caFile }, 'node', CLI_NAMES);
@@ -183,6 +250,9 @@ export class NodeDaemon {
   async start(): Promise<{ host: string; port: number }> {
     this.#prepareStateDir();
     this.#files = new FileStore(this.#stateDir, this.#opts.maxFileSize ?? 0, this.log);
+    this.#undelivered = new UndeliveredStore(join(this.#stateDir, 'undelivered'), this.log, this.#opts.undelivered);
+    this.#silenceTimer = setInterval(() => this.#checkSilence(), 500);
+    this.#silenceTimer.unref();
     this.#pool = new RunnerPool({ size: this.cpus, log: this.log, nodeName: this.name, nodeIpAddr: this.host });
     this.#pool.onIdle = () => this.#schedule();
     this.#pool.onPidsChanged = () => this.#writePidFile();
@@ -211,6 +281,8 @@ export class NodeDaemon {
     server.on('error', (err) => this.log.error({ err }, 'server error'));
     this.port = (server.address() as net.AddressInfo).port;
     this.#writePidFile();
+    this.#announcer = new NodeAnnouncer({ host: this.host, port: this.port, secret: this.#secret, mode: this.#opts.discovery, log: this.log, state: () => ({ nodeId: this.nodeId, name: this.name, cpus: this.cpus, busy: this.#owner !== null }) });
+    await this.#announcer.start();
     this.log.info({ port: this.port, cpus: this.cpus, name: this.name, tls: this.tls }, 'node ready');
     return { host: this.host, port: this.port };
   }
@@ -320,7 +392,10 @@ export class NodeDaemon {
     this.#channels.add(ch);
     const clientId = ch.peerHello?.clientId ?? ch.peer;
     this.log.debug({ peer: ch.peer, clientId }, 'client authenticated');
+    this.#heard.set(ch, { at: Date.now(), every: 0 });
     ch.on('message', (msg) => {
+      const heard = this.#heard.get(ch)!;
+      heard.at = Date.now();
       try {
         this.#onMessage(ch, clientId, msg);
       } catch (err) {
@@ -392,6 +467,18 @@ export class NodeDaemon {
       }
       case 'ping':
         ch.send({ t: 'reply', rid: msg.rid, ok: true });
+        return;
+      case 'beat': {
+        const heard = this.#heard.get(ch)!;
+        if (heard.every !== msg.every) this.log.debug({ peer: ch.peer, every: msg.every }, 'client heartbeat interval');
+        heard.every = msg.every;
+        return;
+      }
+      case 'resume':
+        this.#resume(ch, clientId, msg);
+        return;
+      case 'recover':
+        this.#recover(ch, clientId, msg);
         return;
       case 'setup':
         void this.#setup(ch, clientId, msg);
@@ -477,6 +564,7 @@ export class NodeDaemon {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
     if (this.#stopping) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
+    if (this.#draining && this.#owner?.clientId !== clientId) return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is draining: it takes no new client`);
     if (this.#owner && this.#owner.clientId !== clientId) {
       return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`);
     }
@@ -550,7 +638,7 @@ export class NodeDaemon {
     }
     let end!: () => void;
     const ended = new Promise<void>((r) => (end = r));
-    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, rebalancing: false, maxRuntime: msg.maxRuntime, timer: null, ended, end };
+    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, rebalancing: false, maxRuntime: msg.maxRuntime, timer: null, tag: msg.tag, ended, end };
     owner.jobs.set(job.uid, job);
     comp.queued++;
     this.#queue.push(job);
@@ -564,7 +652,7 @@ export class NodeDaemon {
    */
   #schedule(): void {
     const pool = this.#pool;
-    if (!pool || this.#stopping) return;
+    if (!pool || this.#stopping || this.#draining) return;
     let i = 0;
     while (i < this.#queue.length) {
       const job = this.#queue[i]!;
@@ -600,7 +688,7 @@ export class NodeDaemon {
       if (same) behind = r;
     }
     const holding = this.#runnersHolding(comp);
-    if (empty && holding < comp.cap) return empty;
+    if (empty && holding < comp.cap && this.#belowCpuLimit()) return empty;
     // Queueing behind a running job is no new concurrency, but not above a lowered cap.
     return holding <= comp.cap ? behind : undefined;
   }
@@ -619,7 +707,7 @@ export class NodeDaemon {
       const job = waiting && this.#owner?.jobs.get(waiting.uid);
       if (!job || job.cancelRequested || job.rebalancing || job.comp.avgMs < SHORT_JOB_MS) continue;
       // Only if an empty runner may take it (the computation's cap counts runners).
-      if (this.#runnersHolding(job.comp) >= job.comp.cap) continue;
+      if (this.#runnersHolding(job.comp) >= job.comp.cap || !this.#belowCpuLimit()) continue;
       job.rebalancing = true;
       this.#pool!.drop(r, job.uid);
       empty--;
@@ -730,13 +818,20 @@ export class NodeDaemon {
   }
 
   #send(job: NJob, msg: NodeMessage): void {
-    if (!job.channel.closed) {
-      job.channel.send(msg);
-      return;
-    }
+    let ch: Channel<ClientMessage, NodeMessage> | undefined = job.channel;
     // The submitting connection is gone; another connection of the same client may take it.
-    const other = this.#owner?.channels.values().next().value as Channel<ClientMessage, NodeMessage> | undefined;
-    if (other && !other.closed) other.send(msg);
+    if (ch.closed) ch = [...(this.#owner?.channels ?? [])].find((c) => !c.closed);
+    if (ch) {
+      ch.send(msg);
+      if (msg.t === 'done') this.#undelivered?.sent(job.comp.id, job.tag === undefined ? msg : { ...msg, tag: job.tag });
+    } else if (msg.t === 'done') {
+      // Nobody to tell: kept on disk until the client returns or recoverJobs asks.
+      this.#undelivered?.keep(job.comp.id, job.tag === undefined ? msg : { ...msg, tag: job.tag });
+    } else if (msg.t === 'nak') {
+      // A job handed back that nobody can take back: it ends Cancelled, kept like a result.
+      const now = Date.now();
+      this.#undelivered?.keep(job.comp.id, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: `DispyError: ${msg.message}`, code: null, stdout: '', stderr: '', startTime: null, endTime: now, cpuTime: 0, ...(job.tag === undefined ? {} : { tag: job.tag }) });
+    }
   }
 
   /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */
@@ -818,10 +913,170 @@ export class NodeDaemon {
     if (serve >= 0 && this.#served >= serve) {
       this.log.info({ served: this.#served }, 'served the requested number of clients; exiting');
       setTimeout(() => void this.stop('served'), 50);
+    } else if (!this.#stopping) this.#announcer?.announce('free');
+  }
+
+  // ---- the node's own page (node-httpd.ts): status, CPUs, drain ----
+
+  /** Whether one more runner may take a job under the CPU limit. */
+  #belowCpuLimit(): boolean {
+    if (this.#cpuLimit === null) return true;
+    let busy = 0;
+    for (const r of this.#pool!.runners) if (r.jobs.size > 0) busy++;
+    return busy < this.#cpuLimit;
+  }
+
+  /** Jobs queued inside runners that have not started come back to the node's queue. */
+  #reclaimWaiting(): void {
+    for (const comp of this.#owner?.comps.values() ?? []) this.#reclaimAboveCap(comp);
+  }
+
+  /** CPUs the node runs jobs on now (at most `cpus`). */
+  get cpuLimit(): number {
+    return this.#cpuLimit ?? this.cpus;
+  }
+
+  /** Whether the node is draining (see setDraining). */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Runs jobs on at most `cpus` of the node's CPUs (1 to `cpus`), at once: lowering it lets
+   * running jobs finish and starts no more beyond it; raising it starts waiting jobs. Returns
+   * the new limit.
+   */
+  setCpuLimit(cpus: number): number {
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > this.cpus) throw invalidOption('cpus', `an integer from 1 to ${this.cpus} (this node's --cpus)`, cpus);
+    const lower = cpus < this.cpuLimit;
+    this.#cpuLimit = cpus === this.cpus ? null : cpus;
+    this.log.info({ cpus }, 'CPU limit changed');
+    if (this.#pool) {
+      if (lower) this.#reclaimWaiting();
+      this.#schedule();
     }
+    return this.cpuLimit;
+  }
+
+  /**
+   * Drains the node (`true`): running jobs finish, no job starts and no new client is served;
+   * jobs sent meanwhile wait here until it resumes (`false`). Returns the new state.
+   */
+  setDraining(on: boolean): boolean {
+    if (on === this.#draining) return on;
+    this.#draining = on;
+    this.log.info({ draining: on }, on ? 'node draining: no job starts until it resumes' : 'node resumes serving jobs');
+    if (this.#pool) {
+      if (on) this.#reclaimWaiting();
+      else this.#schedule();
+    }
+    return on;
+  }
+
+  /** A read-only picture of the node for its page: CPUs, its client, running jobs, uptime. */
+  status(): NodeDaemonStatus {
+    const owner = this.#owner;
+    const jobs: NodeDaemonStatus['jobs'] = [];
+    for (const j of owner?.jobs.values() ?? []) jobs.push({ uid: j.uid, computeId: j.comp.id, cluster: j.comp.cluster, state: j.state, startTime: j.startTime || null });
+    let busy = 0;
+    for (const r of this.#pool?.runners ?? []) for (const a of r.jobs.values()) if (a.started) busy++;
+    return {
+      host: this.host,
+      port: this.port,
+      name: this.name,
+      nodeId: this.nodeId,
+      platform: platformString(),
+      tls: this.tls,
+      machineCpus: this.machineCpus,
+      cpus: this.cpus,
+      cpuLimit: this.cpuLimit,
+      busy,
+      running: this.#running,
+      queued: this.#queue.length,
+      draining: this.#draining,
+      stopping: this.#stopping !== null,
+      startTime: this.startTime,
+      served: this.#served,
+      client: owner
+        ? {
+            clientId: owner.clientId,
+            peers: [...owner.channels].filter((c) => !c.closed).map((c) => c.peer),
+            since: owner.since,
+            computations: [...owner.comps.values()].map((c) => ({ id: c.id, cluster: c.cluster, cap: c.cap, running: c.running, queued: c.queued, closing: c.closing })),
+          }
+        : null,
+      jobs,
+    };
   }
 
   // ---- heartbeats ----
+
+  /**
+   * A client sends a heartbeat every `every` seconds; a connection of it that stayed silent for
+   * 5 × that is closed, so its jobs wait for the client to return (up to the zombie interval)
+   * rather than writing results into a dead connection. A live client is never cut off: its
+   * heartbeats keep coming while it is idle.
+   */
+  #checkSilence(): void {
+    const now = Date.now();
+    for (const ch of this.#channels) {
+      const heard = this.#heard.get(ch);
+      if (!heard || heard.every <= 0 || ch.closed) continue;
+      const silent = now - heard.at;
+      if (silent > 5 * heard.every * 1000) {
+        this.log.warn({ peer: ch.peer, silentMs: silent }, 'client sent no heartbeat for 5 intervals: connection closed');
+        ch.close(new DispyError('DISPY_ERR_TIMEOUT', `client ${ch.peer} sent nothing for ${(silent / 1000).toFixed(1)} s`));
+      }
+    }
+  }
+
+  /** A client that reconnected names the jobs it still waits for; see `resumeSchema`. */
+  #resume(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'resume' }>): void {
+    const wanted = new Set(msg.uids);
+    const owner = this.#ownerOf(clientId);
+    const uids: number[] = [];
+    for (const job of [...(owner?.jobs.values() ?? [])]) {
+      if (job.comp.id !== msg.computeId) continue;
+      if (wanted.has(job.uid)) {
+        job.channel = ch;
+        uids.push(job.uid);
+      } else {
+        // An attempt the client gave up on (it declared this node dead meanwhile).
+        this.#cancel(clientId, job.uid);
+      }
+    }
+    const results = this.#undelivered?.take(msg.computeId, wanted) ?? [];
+    const forgotten = this.#undelivered?.forget(msg.computeId) ?? 0;
+    this.log.info({ clientId, computeId: msg.computeId, running: uids.length, delivered: results.length, forgotten }, 'client resumed its jobs');
+    ch.send({ t: 'reply', rid: msg.rid, ok: true, uids, results });
+  }
+
+  /**
+   * `recoverJobs`: the results of a computation whose client program is gone. Refused while
+   * that client is connected (its results reach it directly).
+   */
+  #recover(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'recover' }>): void {
+    const owner = this.#owner;
+    const comp = owner?.comps.get(msg.computeId);
+    if (owner && comp && owner.clientId !== clientId && [...owner.channels].some((c) => !c.closed)) {
+      ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code: 'DISPY_ERR_FORBIDDEN', message: `computation ${msg.computeId} on ${this.host} still has its client connected` } });
+      return;
+    }
+    const pending: number[] = [];
+    if (owner && comp) {
+      for (const job of [...owner.jobs.values()]) {
+        if (job.comp !== comp) continue;
+        pending.push(job.uid);
+        if (msg.terminate) this.#cancel(owner.clientId, job.uid);
+      }
+      // Nobody will use the computation again (its program is gone): the node is free once its
+      // jobs ended.
+      if ((msg.terminate || pending.length === 0) && !comp.closing) void this.#closeComp(owner, comp, true);
+    }
+    const results = this.#undelivered?.take(msg.computeId, null) ?? [];
+    this.log.info({ peer: ch.peer, computeId: msg.computeId, results: results.length, pending: pending.length, terminate: msg.terminate }, 'results recovered');
+    ch.send({ t: 'reply', rid: msg.rid, ok: true, uids: pending, results });
+  }
 
   #armPulse(): void {
     let every = this.#opts.pulseInterval ?? 10;
@@ -850,8 +1105,10 @@ export class NodeDaemon {
 
   async #doStop(reason: string): Promise<void> {
     this.log.info({ reason }, 'node stopping');
+    this.#announcer?.close();
     this.#server?.close();
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
+    if (this.#silenceTimer) clearInterval(this.#silenceTimer);
     // Jobs that never started go back to the client, which runs them elsewhere.
     const refuse = (job: NJob): void => this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
     for (const job of this.#queue.splice(0)) {

@@ -7,3 +7,4 @@ export * from './secret.js';
 export * from './tls.js';
 export * from './payload.js';
 export * from './wire-codec.js';
+export * from './discovery.js';

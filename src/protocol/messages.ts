@@ -121,6 +121,8 @@ export const jobSchema = z.object({
   maxRuntime: z.number().nonnegative().max(1e9).default(0),
   /** Per-job files, already transferred with file-begin/file-chunk; removed after the job. */
   files: z.array(relativeName).max(10_000).default([]),
+  /** The job's id as the client knows it (kept with a result the node could not deliver). */
+  tag: z.union([z.string().max(1024), finite]).optional(),
 });
 /** Starts (or resumes) a file transfer into a computation's directory. */
 export const fileBeginSchema = z.object({
@@ -155,6 +157,24 @@ export const cancelSchema = z.object({ t: z.literal('cancel'), uid });
 export const closeSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });
 export const setCpusSchema = z.object({ t: z.literal('set-cpus'), rid, computeId, cpus: z.number().int().nonnegative().max(1 << 20) });
 export const pingSchema = z.object({ t: z.literal('ping'), rid });
+/**
+ * Client heartbeat: the client sends one every `every` seconds; a node closes a connection of
+ * its client that stayed silent for 5 × `every` (its jobs then wait for the client, up to the
+ * zombie interval).
+ */
+export const beatSchema = z.object({ t: z.literal('beat'), every: z.number().positive().max(1000) });
+/**
+ * After a reconnection to the same node (same nodeId): the jobs of `computeId` the client still
+ * waits for. The node answers with `uids` (still queued or running there, now reported on this
+ * connection) and `results` (ended while the client was away); it cancels that computation's
+ * jobs the client no longer wants and forgets their kept results.
+ */
+export const resumeSchema = z.object({ t: z.literal('resume'), rid, computeId, uids: z.array(uid).max(1 << 20) });
+/**
+ * Results of a computation whose client program is gone (`recoverJobs`): answered with the kept
+ * results (then forgotten) and the uids still queued or running; `terminate` ends those.
+ */
+export const recoverSchema = z.object({ t: z.literal('recover'), rid, computeId, terminate: z.boolean() });
 
 export const clientMessageSchema = z.discriminatedUnion('t', [
   setupSchema,
@@ -166,6 +186,9 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
   fileBeginSchema,
   fileChunkSchema,
   jobsQuerySchema,
+  beatSchema,
+  resumeSchema,
+  recoverSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 /** What a client may send (fields with defaults may be left out). */
@@ -190,21 +213,6 @@ export const nodeInfoSchema = z.object({
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 
-/** Answer to a request carrying `rid`: `ok` with optional data, or an error. */
-export const replySchema = z.object({
-  t: z.literal('reply'),
-  rid,
-  ok: z.boolean(),
-  cpus: z.number().int().nonnegative().optional(),
-  /** File transfers: bytes of the file the node has. */
-  offset: z.number().int().nonnegative().optional(),
-  /** Answer to `jobs`: uids of the computation's jobs on the node. */
-  uids: z.array(uid).max(1 << 20).optional(),
-  error: errorInfoSchema.optional(),
-});
-export type Reply = z.infer<typeof replySchema>;
-
-export const startedSchema = z.object({ t: z.literal('started'), uid, startTime: finite });
 export const jobDoneSchema = z.object({
   t: z.literal('done'),
   uid,
@@ -218,8 +226,28 @@ export const jobDoneSchema = z.object({
   startTime: finite.nullable(),
   endTime: finite,
   cpuTime: finite,
+  /** The job's client-side id (results kept for a client that was away). */
+  tag: z.union([z.string().max(1024), finite]).optional(),
 });
 export type JobDone = z.infer<typeof jobDoneSchema>;
+
+/** Answer to a request carrying `rid`: `ok` with optional data, or an error. */
+export const replySchema = z.object({
+  t: z.literal('reply'),
+  rid,
+  ok: z.boolean(),
+  cpus: z.number().int().nonnegative().optional(),
+  /** File transfers: bytes of the file the node has. */
+  offset: z.number().int().nonnegative().optional(),
+  /** Answer to `jobs`: uids of the computation's jobs on the node. */
+  uids: z.array(uid).max(1 << 20).optional(),
+  /** Answer to `resume` / `recover`: results the node kept for the client. */
+  results: z.array(jobDoneSchema).max(1 << 20).optional(),
+  error: errorInfoSchema.optional(),
+});
+export type Reply = z.infer<typeof replySchema>;
+
+export const startedSchema = z.object({ t: z.literal('started'), uid, startTime: finite });
 
 export const nakSchema = z.object({
   t: z.literal('nak'),

@@ -4,7 +4,7 @@
  * agree without configuration. Creation is atomic: concurrent first runs end with one secret.
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DispyError } from '../errors.js';
@@ -54,4 +54,21 @@ function wrap(file: string, err: unknown): DispyError {
 export function resolveSecret(secret: string | undefined | null): Buffer {
   if (secret !== undefined && secret !== null && secret !== '') return Buffer.from(secret, 'utf8');
   return loadOrCreateSecretFile();
+}
+
+/**
+ * Reads a shared secret from `file` (`--secret-file`: keeps the secret out of the process list):
+ * its content without the trailing newline. A file other users may read is refused.
+ */
+export function readSecretFile(file: string): string {
+  let text: string;
+  try {
+    const mode = statSync(file).mode;
+    if (mode & 0o077) throw new Error(`it is readable by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+    text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new DispyError('DISPY_ERR_SECRET_FILE', `cannot use the secret file ${file}: ${(err as Error).message}`);
+  }
+  if (text.length === 0) throw new DispyError('DISPY_ERR_SECRET_FILE', `the secret file ${file} is empty`);
+  return text;
 }

@@ -53,6 +53,8 @@ export interface NetnsNodeOptions {
   args?: string[];
   /** @default 'info' */
   logLevel?: string;
+  /** TCP port (and UDP discovery port) of the daemon; 0 picks a free one. @default 0 */
+  port?: number;
 }
 
 export interface ClientResult {
@@ -226,7 +228,7 @@ export class NetnsHarness {
       '--host',
       host.ip,
       '--port',
-      '0',
+      String(opts.port ?? 0),
       '--cpus',
       String(opts.cpus ?? 1),
       '--secret',
@@ -314,6 +316,22 @@ export class NetnsHarness {
     });
   }
 
+  /**
+   * Starts the client script `test/netns/fixtures/<fixture>.ts` inside `host`'s namespace and
+   * returns at once: its process (for signals), a way to wait for a JSON line on its stdout, and
+   * its end.
+   */
+  startClient(host: NetnsHost, fixture: string, args: string[], timeoutMs = 60_000): LiveClient {
+    const script = join(ROOT, 'test', 'netns', 'fixtures', `${fixture}.ts`);
+    const proc = this.spawnIn(host, [process.execPath, '--import', 'tsx', script, ...args]);
+    return liveClient(proc, timeoutMs);
+  }
+
+  /** Sets `host`'s network link down or up (its daemons and clients stay alive). */
+  setLink(host: NetnsHost, up: boolean): void {
+    ip('-n', host.ns, 'link', 'set', 'eth0', up ? 'up' : 'down');
+  }
+
   /** Processes started here that are still running. */
   livePids(): number[] {
     return [...this.pids].filter(pidAlive);
@@ -399,4 +417,78 @@ export function pidAlive(pid: number): boolean {
     // EPERM means it exists but is not ours; as root that does not happen.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+export interface LiveClient {
+  proc: ChildProcess;
+  /** Every JSON line printed so far. */
+  lines: unknown[];
+  /** Resolves with the first JSON line (past or future) for which `pred` holds. */
+  waitFor<T = Record<string, unknown>>(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number, what?: string): Promise<T>;
+  /** Resolves when the process ended (killed after the timeout given at start). */
+  result: Promise<ClientResult>;
+  stderr(): string;
+}
+
+/** Wraps a client process that prints one JSON object per line on stdout. */
+export function liveClient(proc: ChildProcess, timeoutMs: number): LiveClient {
+  let stdout = '';
+  let stderr = '';
+  let partial = '';
+  const lines: unknown[] = [];
+  const waiters = new Set<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: unknown) => void }>();
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+    partial += d;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      lines.push(v);
+      for (const w of [...waiters]) {
+        if (v && typeof v === 'object' && w.pred(v as Record<string, unknown>)) {
+          waiters.delete(w);
+          w.resolve(v);
+        }
+      }
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const result = new Promise<ClientResult>((resolve) => {
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, json: lines.at(-1) });
+    });
+  });
+  return {
+    proc,
+    lines,
+    result,
+    stderr: () => stderr,
+    waitFor<T>(pred: (l: Record<string, unknown>) => boolean, ms = 30_000, what = 'a line'): Promise<T> {
+      const found = lines.find((l) => l && typeof l === 'object' && pred(l as Record<string, unknown>));
+      if (found) return Promise.resolve(found as T);
+      return new Promise<T>((resolve, reject) => {
+        const w = { pred, resolve: (l: unknown) => (clearTimeout(timer), resolve(l as T)) };
+        const timer = setTimeout(() => {
+          waiters.delete(w);
+          reject(new Error(`client printed no ${what} in ${ms} ms; stdout:\n${stdout}\nstderr:\n${stderr.slice(-4000)}`));
+        }, ms);
+        waiters.add(w);
+        void result.then(() => {
+          if (!waiters.has(w)) return;
+          waiters.delete(w);
+          clearTimeout(timer);
+          reject(new Error(`client exited before printing ${what}; stdout:\n${stdout}\nstderr:\n${stderr.slice(-4000)}`));
+        });
+      });
+    },
+  };
 }

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TEST_SECRET } from '../helpers/daemon.js';
+import { CLI, TEST_SECRET } from '../helpers/daemon.js';
 import { NetnsHarness, listNamespaces, netnsUnavailable, pidAlive, type NetnsHost, type NetnsNode, sweepStale } from './harness.js';
 
 const skipReason = netnsUnavailable();
@@ -69,6 +69,8 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
       ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused', '[ca_ext]', 'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', ''].join('\n'),
     );
     openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca_ext', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=dispyts netns test CA');
+    // A CA the nodes' certificates do not come from (a client trusting only it must refuse them).
+    openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca_ext', ...EC, '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=dispyts netns other CA');
     makeCert('node', ['extendedKeyUsage = serverAuth', `subjectAltName = IP:${hosts[1]!.ip}, IP:${hosts[2]!.ip}`]);
     makeCert('client', ['extendedKeyUsage = clientAuth']);
     writeFileSync(f('node-both.pem'), readFileSync(f('node.pem'), 'utf8') + readFileSync(f('node.key'), 'utf8'));
@@ -133,6 +135,41 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
     assert.ok(pidAlive(mtlsNode.pid));
     const again = await client({ nodes: spec([mtlsNode]), jobs: 1, caFile: f('ca.pem'), certFile: f('client.pem'), keyFile: f('client.key') });
     assert.deepEqual(again.results!.map((res) => res.value), [0]);
+  });
+
+  test('a node certificate the client does not trust gives DISPY_ERR_TLS naming the node; the node keeps serving', async () => {
+    const bad = await client({ nodes: spec([tlsNode]), jobs: 1, caFile: f('other-ca.pem'), expectError: true });
+    assert.equal(bad.error!.code, 'DISPY_ERR_TLS', bad.error!.message);
+    assert.ok(bad.error!.message.includes(`${tlsNode.ip}:${tlsNode.port}`), `names the node: ${bad.error!.message}`);
+    assert.match(bad.error!.message, /certificate/i, 'says why');
+    assert.ok(pidAlive(tlsNode.pid));
+    const good = await client({ nodes: spec([tlsNode]), jobs: 2, caFile: f('ca.pem') });
+    assert.deepEqual(good.results!.map((res) => res.value), [0, 1]);
+  });
+
+  test('a daemon on a non-loopback address refuses to start without a secret, unless --insecure', async () => {
+    const run = (extra: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const p = harness!.spawnIn(hosts[0]!, [process.execPath, CLI, 'node', '--host', hosts[0]!.ip, '--port', '0', '--cpus', '1', '--dest-path-prefix', certDir!, '--name', 'no-secret', '--parent-pid', String(process.pid), ...extra]);
+        let out = '';
+        let err = '';
+        p.stdout!.setEncoding('utf8').on('data', (d: string) => {
+          out += d;
+          if (/ready on/.test(out)) p.kill('SIGTERM');
+        });
+        p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+        const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+        p.once('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, out, err });
+        });
+      });
+    const refused = await run([]);
+    assert.equal(refused.code, 2, refused.err);
+    assert.match(refused.err, /DISPY_ERR_INSECURE/);
+    assert.doesNotMatch(refused.out, /ready on/);
+    const insecure = await run(['--insecure']);
+    assert.match(insecure.out, new RegExp(`ready on ${hosts[0]!.ip.replace(/\./g, '\\.')}:`), insecure.err);
   });
 });
 
