@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const PAGES = ['monitor', 'node', 'manage'];
+const PAGES = ['monitor', 'node', 'manage', 'jobs', 'events'];
 /** Browsers whose syntax the bundle keeps to: Safari 15.4 is the oldest that has every API the pages use. */
 export const UI_TARGET = ['chrome109', 'edge109', 'firefox115', 'safari15.4'];
 

@@ -10,7 +10,7 @@
  */
 import type { DispyJob } from '../client/dispy-job.js';
 import type { DispyNode } from '../client/dispy-node.js';
-import { JobStatus, isFinal, type DispyStatus } from '../client/status.js';
+import { JobStatus, NodeStatus, isFinal, type DispyStatus } from '../client/status.js';
 import type { ChangeLog } from './change-log.js';
 import { jobJson, nodeJson, type JobJson, type NodeJson } from './node-json.js';
 
@@ -53,6 +53,20 @@ interface NodeEntry {
 
 const COMMA = Buffer.from(',');
 
+/** A node's change worth an entry in the event log. */
+export type NodeChange =
+  | { kind: 'arrived'; rejoined: boolean }
+  | { kind: 'left' }
+  /** Closed while running jobs, which were abandoned or re-queued: the cluster lost it. */
+  | { kind: 'died'; jobs: number }
+  | { kind: 'cpus'; from: number; to: number };
+
+/** Told of what a view sees beyond counters and nodes: finished jobs and node changes. */
+export interface ViewObserver {
+  jobEnded(view: ClusterView, status: DispyStatus, node: DispyNode | null, job: DispyJob): void;
+  nodeChanged(view: ClusterView, node: NodeJson, change: NodeChange): void;
+}
+
 export class ClusterView {
   readonly cluster: ViewedCluster;
   /** Unique among the server's clusters (a clash gets a suffix). */
@@ -74,12 +88,18 @@ export class ClusterView {
   /** Running jobs: uid -> the node's address. */
   readonly #running = new Map<number, string>();
   #allNodes: { seq: number; json: string } | null = null;
+  readonly #observer: ViewObserver | null;
+  /** While recording the nodes a cluster had before it was followed: no node events. */
+  #bootstrapping = false;
+  /** Per node address: how many of its running jobs were abandoned or re-queued since it was last usable. */
+  readonly #lost = new Map<string, number>();
 
-  constructor(cluster: ViewedCluster, name: string, log: ChangeLog) {
+  constructor(cluster: ViewedCluster, name: string, log: ChangeLog, observer: ViewObserver | null = null) {
     this.cluster = cluster;
     this.name = name;
     this.nameJson = JSON.stringify(name);
     this.#log = log;
+    this.#observer = observer;
     this.#countersSeq = this.#seq = log.next();
   }
 
@@ -112,7 +132,12 @@ export class ClusterView {
     } catch {
       nodes = [];
     }
-    for (const n of nodes) this.#touchNode(n);
+    this.#bootstrapping = true;
+    try {
+      for (const n of nodes) this.#touchNode(n);
+    } finally {
+      this.#bootstrapping = false;
+    }
   }
 
   /** Applies one status event of the cluster. */
@@ -131,6 +156,7 @@ export class ClusterView {
         // Re-queued after its node died (reentrant): it was counted as submitted already.
         this.#dropRunning(uid, ip);
         this.#requeued.add(uid);
+        this.#lostJob(ip);
       }
       if (!this.#queued.has(uid)) {
         this.#queued.add(uid);
@@ -146,6 +172,8 @@ export class ClusterView {
         c.running++;
       }
     } else if (isFinal(status)) {
+      if (status === JobStatus.Abandoned && node) this.#lostJob(node.ipAddr);
+      this.#observer?.jobEnded(this, status, node, job);
       const ip = this.#running.get(uid);
       if (ip !== undefined) {
         this.#dropRunning(uid, ip);
@@ -172,6 +200,10 @@ export class ClusterView {
     }
   }
 
+  #lostJob(ip: string): void {
+    this.#lost.set(ip, (this.#lost.get(ip) ?? 0) + 1);
+  }
+
   #dropRunning(uid: number, ip: string): void {
     this.#running.delete(uid);
     this.#nodes.get(ip)?.running.delete(uid);
@@ -185,6 +217,7 @@ export class ClusterView {
       const seq = (this.#seq = this.#log.next());
       e = { data, json: JSON.stringify(data), bytes: null, seq, running: new Map() };
       this.#nodes.set(node.ipAddr, e);
+      if (!this.#bootstrapping) this.#observer?.nodeChanged(this, data, data.status === NodeStatus.Closed ? { kind: 'left' } : { kind: 'arrived', rejoined: false });
     }
     return e;
   }
@@ -198,15 +231,42 @@ export class ClusterView {
     const data = nodeJson(node);
     const json = JSON.stringify(data);
     if (json === existing.json) return;
+    this.#noteChange(existing.data, data);
     existing.data = data;
     existing.json = json;
     existing.bytes = null;
     existing.seq = this.#seq = this.#log.next();
   }
 
+  /** Tells the observer of arrivals, departures, deaths and CPU changes. */
+  #noteChange(before: NodeJson, after: NodeJson): void {
+    const o = this.#observer;
+    const ip = after.ip_addr;
+    const wasClosed = before.status === NodeStatus.Closed;
+    const isClosed = after.status === NodeStatus.Closed;
+    if (wasClosed && !isClosed) {
+      this.#lost.delete(ip);
+      o?.nodeChanged(this, after, { kind: 'arrived', rejoined: true });
+    } else if (!wasClosed && isClosed) {
+      // A lost node's running jobs are abandoned or re-queued as it closes; the first such event
+      // arrives with the node closed already, and those of its other jobs follow. (A node
+      // deallocated with jobs running keeps them running: that is a departure.)
+      const lost = this.#lost.get(ip) ?? 0;
+      this.#lost.delete(ip);
+      o?.nodeChanged(this, after, lost > 0 ? { kind: 'died', jobs: lost + (this.#nodes.get(ip)?.running.size ?? 0) } : { kind: 'left' });
+    } else if (!isClosed && before.cpus !== after.cpus) {
+      o?.nodeChanged(this, after, { kind: 'cpus', from: before.cpus, to: after.cpus });
+    }
+  }
+
   /** Whether the node at `ip` is one of this view's. */
   hasNode(ip: string): boolean {
     return this.#nodes.has(ip);
+  }
+
+  /** Every node of the view (closed ones included) in JSON form. */
+  *nodes(): Generator<NodeJson> {
+    for (const e of this.#nodes.values()) yield e.data;
   }
 
   /** The node at `ip` in JSON form. */

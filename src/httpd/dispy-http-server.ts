@@ -16,11 +16,17 @@ import type { DispyNode } from '../client/dispy-node.js';
 import type { DispyStatus } from '../client/status.js';
 import { DispyError, invalidOption } from '../errors.js';
 import { HTTP_PORT } from '../protocol/constants.js';
+import { Access } from './access.js';
 import type { PageSettings } from './api.js';
-import type { ClusterView, ViewedCluster } from './cluster-view.js';
+import { Audit } from './audit.js';
+import type { ClusterView, NodeChange, ViewedCluster, ViewObserver } from './cluster-view.js';
+import { DEFAULT_EVENT_LOG_SIZE, EventLog } from './event-log.js';
 import { DEFAULT_MAX_BODY } from './form.js';
+import { DEFAULT_JOB_HISTORY_SIZE, JobHistory } from './job-history.js';
+import { ServerCounters } from './metrics.js';
+import type { NodeJson } from './node-json.js';
 import { createApp, type RouteContext } from './routes.js';
-import { HostPolicy, resolveAuth, type AuthOptions, type AuthPolicy } from './security.js';
+import { HostPolicy, type AuthOptions, type AuthPolicy } from './security.js';
 import { SseHub } from './sse.js';
 import { StaticFiles } from './static-files.js';
 import { ViewRegistry } from './view-registry.js';
@@ -31,49 +37,101 @@ export interface DispyHTTPServerOptions {
    * reachable from the network and protected by a token (see `auth`). Use `'127.0.0.1'` to keep
    * it on this machine.
    * @default ''
+   * @example host: '127.0.0.1'
    */
   host?: string;
-  /** Port to listen on (0: any free port; see `address`). @default 8181 */
+  /**
+   * Port to listen on (0: any free port; see `address`).
+   * @default 8181
+   * @example port: 0
+   */
   port?: number;
   /**
    * Seconds between updates that pages start with, and how long `shutdown()` waits so browsers
    * get the last update. At least 1.
    * @default 10
+   * @example pollSec: 2
    */
   pollSec?: number;
   /**
    * Directory of the pages (for example dispy's own `data/` directory). `.html` files get
    * dispy's templating (`%(TIMEOUT)s`, `%(SHOW_JOB_ARGS)s`, `%%`); paths never leave it.
    * @default the built UI in `dist/ui` (a placeholder page linking the JSON API until it is built)
+   * @example documentRoot: './dispy/py3/dispy/data'   // a checkout of dispy
    */
   documentRoot?: string;
-  /** HTTPS: the private key (PEM). @default undefined */
+  /**
+   * HTTPS: the private key (PEM).
+   * @default undefined (the key in `certFile`)
+   * @example keyFile: '/etc/dispyts/httpd-key.pem'
+   */
   keyFile?: string;
   /**
    * HTTPS: the certificate (PEM); with `keyFile`, or alone when it holds the key too.
    * @default undefined (plain HTTP)
+   * @example certFile: '/etc/dispyts/httpd.pem'
    */
   certFile?: string;
-  /** Whether `/node_info` shows each job's arguments (their `toString()`). @default true */
+  /**
+   * Whether `/node_info` shows each job's arguments (their `toString()`).
+   * @default true
+   * @example showJobArgs: false
+   */
   showJobArgs?: boolean;
   /**
    * Access control. By default a server listening beyond loopback generates a token and logs
    * the login URL; `{ token }` sets the token; `false` turns it off (logged as a warning).
-   * Loopback peers need no token unless `trustLoopback: false`.
+   * Loopback peers need no token unless `trustLoopback: false`. `{ users }` adds users who sign
+   * in (login form, or HTTP Basic for scripts) with the role `admin` or `viewer`.
    * @default undefined (a generated token beyond loopback, none on loopback)
+   * @example auth: { token: process.env.DISPYTS_HTTP_TOKEN, trustLoopback: false }
+   * @example auth: { users: { alice: { passwordHash: 'scrypt$16384$8$1$…', role: 'admin' }, bob: { password: 'a long passphrase', role: 'viewer' } } }
    */
   auth?: AuthOptions | false;
+  /**
+   * Who may read `GET /metrics`: `'protected'` asks for the same credentials as the pages;
+   * `'public'` lets any client that can reach the server scrape it (the node addresses and
+   * cluster names it shows are then public too).
+   * @default 'protected'
+   * @example metrics: 'public'
+   */
+  metrics?: 'public' | 'protected';
+  /**
+   * Finished jobs the Jobs page keeps (the oldest go first); 0 keeps none.
+   * @default 1000
+   * @example jobHistorySize: 10000
+   */
+  jobHistorySize?: number;
+  /**
+   * Entries the event log keeps (the oldest go first).
+   * @default 1000
+   * @example eventLogSize: 5000
+   */
+  eventLogSize?: number;
   /**
    * More names the Host header may carry (a DNS name of this machine, a proxy's name); `'*'`
    * accepts any (turns the DNS-rebinding guard off).
    * @default []
+   * @example allowedHosts: ['monitor.example.org']
    */
   allowedHosts?: string[];
-  /** Largest request body accepted (bytes). @default 65536 */
+  /**
+   * Largest request body accepted (bytes).
+   * @default 65536
+   * @example maxBodyBytes: 1024 * 1024
+   */
   maxBodyBytes?: number;
-  /** pino level of the server's log (stderr). @default 'info' */
+  /**
+   * pino level of the server's log (stderr).
+   * @default 'info'
+   * @example logLevel: 'warn'
+   */
   logLevel?: string;
-  /** A logger to use instead of a new one. @default undefined */
+  /**
+   * A logger to use instead of a new one.
+   * @default undefined (a pino logger on stderr at `logLevel`)
+   * @example logger: cluster.log
+   */
   logger?: Logger;
 }
 
@@ -110,7 +168,30 @@ function validate(o: DispyHTTPServerOptions): void {
     throw invalidOption('allowedHosts', 'an array of host names', o.allowedHosts);
   }
   if (o.maxBodyBytes !== undefined && !(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes >= 1024)) throw invalidOption('maxBodyBytes', 'an integer >= 1024', o.maxBodyBytes);
+  if (o.metrics !== undefined && o.metrics !== 'public' && o.metrics !== 'protected') throw invalidOption('metrics', "'public' or 'protected'", o.metrics);
+  if (o.jobHistorySize !== undefined && !(Number.isInteger(o.jobHistorySize) && o.jobHistorySize >= 0 && o.jobHistorySize <= 1_000_000)) throw invalidOption('jobHistorySize', 'an integer from 0 to 1000000', o.jobHistorySize);
+  if (o.eventLogSize !== undefined && !(Number.isInteger(o.eventLogSize) && o.eventLogSize >= 1 && o.eventLogSize <= 1_000_000)) throw invalidOption('eventLogSize', 'an integer from 1 to 1000000', o.eventLogSize);
 }
+
+function nodeLabel(n: NodeJson): string {
+  return n.name && n.name !== n.ip_addr ? `${n.ip_addr} (${n.name})` : n.ip_addr;
+}
+
+/** A node change in a sentence for the event log. */
+function nodeChangeText(cluster: string, n: NodeJson, change: NodeChange): string {
+  switch (change.kind) {
+    case 'arrived':
+      return `Node ${nodeLabel(n)} ${change.rejoined ? 'rejoined' : 'joined'} cluster ${cluster} with ${n.cpus} CPU${n.cpus === 1 ? '' : 's'}`;
+    case 'left':
+      return `Node ${nodeLabel(n)} left cluster ${cluster} (closed, deallocated or stopped)`;
+    case 'died':
+      return `Node ${nodeLabel(n)} was lost by cluster ${cluster} with ${change.jobs} running job${change.jobs === 1 ? '' : 's'} (abandoned or re-queued)`;
+    case 'cpus':
+      return `CPUs of node ${nodeLabel(n)} in cluster ${cluster}: ${change.from} → ${change.to}`;
+  }
+}
+
+const CHANGE_KIND = { arrived: 'node-arrived', left: 'node-left', died: 'node-died', cpus: 'node-cpus' } as const;
 
 function readPem(path: string, what: string): Buffer {
   try {
@@ -135,7 +216,9 @@ function externalAddresses(): string[] {
 export class DispyHTTPServer {
   /** Resolves once the server listens (to its address); rejects with DISPY_ERR_LISTEN. */
   readonly listening: Promise<HttpServerAddress>;
-  readonly #registry = new ViewRegistry();
+  readonly #registry: ViewRegistry;
+  readonly #events: EventLog;
+  readonly #history: JobHistory;
   readonly #settings: PageSettings;
   readonly #pollSec: number;
   readonly #log: Logger;
@@ -166,23 +249,40 @@ export class DispyHTTPServer {
     this.#pollSec = options.pollSec ?? 10;
     this.#settings = { pollSec: this.#pollSec, showJobArgs: options.showJobArgs ?? true };
     this.#log = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { component: 'httpd' } }, pino.destination(2));
-    this.#auth = resolveAuth(host, options.auth);
+    const access = new Access(host, options.auth);
+    this.#auth = access.policy;
     const hosts = new HostPolicy(host, options.allowedHosts ?? []);
-    this.#sse = new SseHub(this.#registry);
+    this.#events = new EventLog(options.eventLogSize ?? DEFAULT_EVENT_LOG_SIZE);
+    this.#history = new JobHistory(options.jobHistorySize ?? DEFAULT_JOB_HISTORY_SIZE);
+    const observer: ViewObserver = {
+      jobEnded: (view, status, node, job) => this.#history.record(view.name, status, node, job),
+      nodeChanged: (view, n, change) => this.#events.add({ kind: CHANGE_KIND[change.kind], cluster: view.name, node: n.ip_addr, text: nodeChangeText(view.name, n, change) }),
+    };
+    this.#registry = new ViewRegistry(undefined, observer);
+    this.#sse = new SseHub(this.#registry, this.#events);
     this.#secure = options.certFile !== undefined;
+    const counters = new ServerCounters();
 
     const ctx: RouteContext = {
       registry: this.#registry,
       settings: this.#settings,
       log: this.#log,
       secure: this.#secure,
-      auth: this.#auth,
+      access,
+      audit: new Audit(this.#log, this.#events, counters),
       hosts,
       sse: this.#sse,
       files: new StaticFiles(options.documentRoot),
       maxBody: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+      metricsPublic: options.metrics === 'public',
+      history: this.#history,
+      events: this.#events,
+      counters,
+      sseViewers: () => this.#sse.size,
+      usersEnabled: access.users !== null,
       cursorCookie: () => `dispyts_cursor_${this.#address?.port ?? port}`,
       tokenCookie: () => `dispyts_token_${this.#address?.port ?? port}`,
+      sessionCookie: () => `dispyts_session_${this.#address?.port ?? port}`,
     };
     const app = createApp(ctx);
     const listener = getRequestListener(app.fetch, {
@@ -205,7 +305,8 @@ export class DispyHTTPServer {
     if (cluster) this.addCluster(cluster);
     if (this.#auth.insecure) this.#log.warn({ host: host || '*' }, 'HTTP server listens beyond loopback with auth: false: anyone who can reach it can manage the cluster');
 
-    this.listening = new Promise<HttpServerAddress>((resolve, reject) => {
+    // Plain passwords are hashed (scrypt) before the server listens.
+    this.listening = access.ready.then(() => new Promise<HttpServerAddress>((resolve, reject) => {
       const onError = (err: Error): void => {
         reject(new DispyError('DISPY_ERR_LISTEN', `HTTP server cannot listen on ${urlHost(host || '*')}:${port}: ${err.message}`, { cause: err }));
       };
@@ -220,7 +321,7 @@ export class DispyHTTPServer {
         this.#logListening(this.#address);
         resolve(this.#address);
       });
-    });
+    }));
     // Awaiting `listening` is optional: a failure is logged, never an unhandled rejection.
     this.listening.catch((err: DispyError) => this.#log.error({ code: err.code }, err.message));
   }
@@ -232,6 +333,16 @@ export class DispyHTTPServer {
       const hosts = this.#host === '' ? [...externalAddresses(), 'localhost'] : [this.#host];
       for (const h of hosts) this.#log.info(`HTTP server login URL: ${scheme}://${urlHost(h)}:${a.port}/?token=${this.#auth.token}`);
     }
+  }
+
+  /** The event log (node arrivals, departures, deaths, CPU changes, actions, sign-ins), newest last. */
+  get eventLog(): EventLog {
+    return this.#events;
+  }
+
+  /** The finished-job history the Jobs page shows. */
+  get jobHistory(): JobHistory {
+    return this.#history;
   }
 
   /** Where the server listens (null before it does). */
@@ -270,13 +381,16 @@ export class DispyHTTPServer {
       cluster.off('status', l);
       this.#listeners.delete(cluster);
     }
-    return this.#registry.remove(cluster) !== undefined;
+    const removed = this.#registry.remove(cluster);
+    if (removed) this.#events.add({ kind: 'cluster', cluster: removed.name, text: `No longer showing cluster ${removed.name}` });
+    return removed !== undefined;
   }
 
   #follow(cluster: ViewedCluster): ClusterView {
     const existing = this.#registry.get(cluster);
     if (existing) return existing;
     const view = this.#registry.add(cluster);
+    this.#events.add({ kind: 'cluster', cluster: view.name, text: `Following cluster ${view.name}` });
     const listener: StatusListener = (e) => {
       const expected = this.#expected.get(cluster);
       if (expected) {
@@ -288,6 +402,7 @@ export class DispyHTTPServer {
     cluster.on('status', listener);
     this.#listeners.set(cluster, listener);
     view.bootstrap();
+    if (view.nodeCount) this.#events.add({ kind: 'cluster', cluster: view.name, text: `Cluster ${view.name} has ${view.nodeCount} node${view.nodeCount === 1 ? '' : 's'} already` });
     return view;
   }
 

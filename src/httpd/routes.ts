@@ -1,37 +1,76 @@
 /**
- * The server's hono application: the security checks every request passes (Host, token,
- * same-origin for mutations, bounded bodies, security headers), then dispy's API, `/events`,
- * `/healthz` and the document root. Errors become JSON without stack traces.
+ * The server's hono application: the checks every request passes (Host, who it comes from,
+ * same-origin for mutations, bounded bodies, security headers), then dispy's API, the operator
+ * endpoints (`/job_history`, `/event_log`, `/whoami`, `/metrics`), sign-in and sign-out,
+ * `/events`, `/healthz` and the document root. Actions need the admin role and are audited.
+ * Errors become JSON without stack traces.
  */
 import type { ServerResponse } from 'node:http';
 import { Hono, type Context } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { DispyError } from '../errors.js';
+import type { Access, Identity } from './access.js';
 import * as api from './api.js';
+import { summarize, type ActionName, type Audit } from './audit.js';
 import { ChangeLog } from './change-log.js';
 import { readForm, type FormFields } from './form.js';
-import { cookie, isLoopbackAddress, mutationAllowed, presentedToken, refused, SECURITY_HEADERS, tokenMatches, type AuthPolicy, type HostPolicy } from './security.js';
+import { LOGIN_CSS, loginPage, safeNext } from './login-page.js';
+import * as ops from './operator-api.js';
+import { cookie, isLoopbackAddress, mutationAllowed, refused, SECURITY_HEADERS, STRICT_CSP, type HostPolicy } from './security.js';
 import { MAX_INTERVAL_SEC, MIN_INTERVAL_SEC, type SseHub } from './sse.js';
 import type { StaticFiles } from './static-files.js';
 
 /** What the routes need of the server, beyond the API's context. */
-export interface RouteContext extends api.ApiContext {
-  readonly auth: AuthPolicy;
+export interface RouteContext extends ops.OperatorContext {
+  readonly access: Access;
+  readonly audit: Audit;
   readonly hosts: HostPolicy;
   readonly sse: SseHub;
   readonly files: StaticFiles;
   readonly maxBody: number;
+  /** Whether `/metrics` answers without credentials. */
+  readonly metricsPublic: boolean;
   tokenCookie(): string;
+  sessionCookie(): string;
 }
 
-type Env = { Bindings: HttpBindings; Variables: { tokenValid: boolean } };
+type Env = { Bindings: HttpBindings; Variables: { tokenValid: boolean; who: Identity | null } };
 
-const API_GET = new Set(['/cluster_status', '/cluster_updates', '/nodes', '/events', '/healthz']);
+const API_GET = new Set(['/cluster_status', '/cluster_updates', '/nodes', '/events', '/healthz', '/job_history', '/event_log', '/whoami', '/metrics']);
+/** Routes named in the request metrics (anything else counts as `static` or `other`). */
+const ROUTES = new Set([...API_GET, '/node_info', '/cancel_jobs', '/add_node', '/allocate_node', '/deallocate_node', '/close_node', '/update', '/set_cpus', '/login', '/login.css', '/logout']);
+
+function routeLabel(method: string, path: string): string {
+  if (ROUTES.has(path)) return path;
+  return method === 'GET' || method === 'HEAD' ? 'static' : 'other';
+}
+
+/** Whether a request may go without credentials. */
+function isPublic(path: string, ctx: RouteContext): boolean {
+  return path === '/healthz' || path === '/login' || path === '/login.css' || path === '/logout' || (path === '/metrics' && ctx.metricsPublic);
+}
+
+/** Whether the browser is loading a page (sent to the login form when signed out). */
+function isPageLoad(c: Context, path: string): boolean {
+  if (c.req.method !== 'GET') return false;
+  const mode = c.req.header('sec-fetch-mode');
+  if (mode) return mode === 'navigate';
+  return (path === '/' || path.endsWith('.html')) && (c.req.header('accept') ?? '').includes('text/html');
+}
+
+function wantsHtml(c: Context): boolean {
+  return (c.req.header('accept') ?? '').includes('text/html');
+}
+
+function peerOf(c: Context<Env>): string | undefined {
+  return c.env.incoming.socket?.remoteAddress;
+}
 
 /** Builds the application for one server. */
 export function createApp(ctx: RouteContext): Hono<Env> {
   const app = new Hono<Env>();
   const scheme = ctx.secure ? 'https' : 'http';
+  const users = ctx.access.users;
 
   app.use('*', async (c, next) => {
     // Set before the response exists: touching `c.res.headers` afterwards would make
@@ -39,6 +78,7 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
     c.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
     await next();
+    ctx.counters.request(c.req.method, routeLabel(c.req.method, c.req.path), c.res.status);
   });
 
   app.use('*', async (c, next) => {
@@ -51,28 +91,49 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     if (/^https?:\/\//i.test(incoming.url ?? '') && !ctx.hosts.allows(new URL(c.req.url).host)) {
       throw refused('DISPY_ERR_FORBIDDEN', 'request target does not name this server');
     }
-    const peer = incoming.socket?.remoteAddress;
+    const peer = peerOf(c);
     const loopbackPeer = isLoopbackAddress(peer);
     const url = new URL(c.req.url);
-    const { token, fromQuery } = presentedToken(c.req.raw.headers, url, ctx.tokenCookie());
-    const tokenValid = tokenMatches(token, ctx.auth.token);
-    c.set('tokenValid', tokenValid);
-    const needToken = ctx.auth.token !== null && !(loopbackPeer && ctx.auth.trustLoopback) && url.pathname !== '/healthz';
-    if (needToken && !tokenValid) {
-      throw refused('DISPY_ERR_UNAUTHORIZED', token ? 'invalid token' : 'a token is required: open the login URL the server logged, or send `Authorization: Bearer <token>`');
+    const path = url.pathname;
+    const v = await ctx.access.identify(c.req.raw.headers, url, peer, loopbackPeer, { token: ctx.tokenCookie(), session: ctx.sessionCookie() });
+    if (v.basicUser !== undefined) {
+      const result = v.who ? 'ok' : v.failure?.kind === 'limited' ? 'limited' : 'failed';
+      ctx.audit.login(shownName(ctx, v.basicUser), v.who?.role ?? null, peer, result, 'basic');
+    }
+    c.set('who', v.who);
+    // Credentials in a header (token, Basic) cannot come from another site's page.
+    c.set('tokenValid', v.tokenValid || v.who?.via === 'basic');
+    if (!v.who && !isPublic(path, ctx)) {
+      if (v.failure?.kind === 'limited') {
+        c.header('Retry-After', String(v.failure.retryAfter));
+        throw new DispyError('DISPY_ERR_TOO_MANY_REQUESTS', v.failure.message);
+      }
+      if (users) {
+        if (isPageLoad(c, path)) {
+          const next = path + url.search;
+          const q = new URLSearchParams({ next });
+          if (v.failure?.kind === 'session') q.set('expired', '1');
+          return c.redirect(`/login?${q}`, 302);
+        }
+        // Scripts (no Fetch Metadata) are told they may use Basic; pages are told where to sign in.
+        if (!c.req.header('sec-fetch-mode')) c.header('WWW-Authenticate', 'Basic realm="dispyts", charset="UTF-8"');
+        c.header('X-Dispyts-Login', 'login');
+        throw refused('DISPY_ERR_UNAUTHORIZED', v.failure ? v.failure.message : 'sign in first: open /login, or send HTTP Basic credentials');
+      }
+      throw refused('DISPY_ERR_UNAUTHORIZED', v.token ? 'invalid token' : 'a token is required: open the login URL the server logged, or send `Authorization: Bearer <token>`');
     }
     const method = c.req.method;
     if (method !== 'GET' && method !== 'HEAD') {
-      const verdict = mutationAllowed(c.req.raw.headers, scheme, tokenValid, loopbackPeer);
+      const verdict = mutationAllowed(c.req.raw.headers, scheme, c.get('tokenValid'), loopbackPeer);
       if (!verdict.ok) throw refused('DISPY_ERR_FORBIDDEN', verdict.reason);
     }
-    if (fromQuery && tokenValid) {
+    if (v.fromQuery && v.tokenValid) {
       // The login URL: the token moves into a cookie and out of the address bar.
-      const cookieValue = cookie(ctx.tokenCookie(), token!, ctx.secure);
-      if (method === 'GET' && !API_GET.has(url.pathname)) {
+      const cookieValue = cookie(ctx.tokenCookie(), v.token!, ctx.secure);
+      if (method === 'GET' && !API_GET.has(path)) {
         url.searchParams.delete('token');
         // One leading slash: `//host/x` would send the browser elsewhere.
-        const location = '/' + url.pathname.replace(/^\/+/, '') + url.search;
+        const location = '/' + path.replace(/^\/+/, '') + url.search;
         return new Response(null, { status: 302, headers: { Location: location, 'Set-Cookie': cookieValue, 'Cache-Control': 'no-store' } });
       }
       await next();
@@ -87,18 +148,96 @@ export function createApp(ctx: RouteContext): Hono<Env> {
   app.get('/nodes', (c) => api.nodes(c, ctx));
   app.get('/healthz', (c) => api.healthz(c, ctx));
   app.get('/events', (c) => events(c, ctx));
+  app.get('/job_history', (c) => ops.jobHistory(c, ctx));
+  app.get('/event_log', (c) => ops.eventLog(c, ctx));
+  app.get('/metrics', (c) => ops.metrics(c, ctx));
+  app.get('/whoami', (c) => ops.whoami(c, ctx, c.get('who')!));
 
-  const post = (path: string, handler: (c: Context, form: FormFields) => Response | Promise<Response>): void => {
-    app.post(path, async (c) => handler(c, await readForm(c.req.raw, ctx.maxBody)));
+  // Reads that are POSTs in dispy's API: any role.
+  app.post('/node_info', async (c) => api.nodeInfo(c, ctx, await readForm(c.req.raw, ctx.maxBody)));
+
+  const action = (name: ActionName, handler: (c: Context, form: FormFields) => Response | Promise<Response>): void => {
+    app.post(`/${name}`, async (c) => {
+      const who = c.get('who')!;
+      const peer = peerOf(c);
+      if (who.role !== 'admin') {
+        ctx.audit.refused(who, peer, name);
+        throw new DispyError('DISPY_ERR_ROLE', `${who.user} is a ${who.role}: viewers watch the cluster but cannot act on it (${name} needs an admin)`);
+      }
+      const form = await readForm(c.req.raw, ctx.maxBody);
+      let res: Response;
+      try {
+        res = await handler(c, form);
+      } catch (err) {
+        if (err instanceof DispyError) ctx.audit.action(who, peer, name, summarize(name, form, err.statusCode, JSON.stringify({ error: err.toJSON() })));
+        throw err;
+      }
+      // Answers are small JSON documents: read a copy for the audit trail.
+      const body = await res.clone().text();
+      ctx.audit.action(who, peer, name, summarize(name, form, res.status, body));
+      return res;
+    });
   };
-  post('/node_info', (c, f) => api.nodeInfo(c, ctx, f));
-  post('/cancel_jobs', (c, f) => api.cancelJobs(c, ctx, f));
-  post('/add_node', (c, f) => api.addNode(c, ctx, f));
-  post('/allocate_node', (c, f) => api.nodeAction(c, ctx, f, 'allocate'));
-  post('/deallocate_node', (c, f) => api.nodeAction(c, ctx, f, 'deallocate'));
-  post('/close_node', (c, f) => api.nodeAction(c, ctx, f, 'close'));
-  post('/update', (c, f) => api.update(c, ctx, f));
-  post('/set_cpus', (c, f) => api.setCpus(c, ctx, f));
+  action('cancel_jobs', (c, f) => api.cancelJobs(c, ctx, f));
+  action('add_node', (c, f) => api.addNode(c, ctx, f));
+  action('allocate_node', (c, f) => api.nodeAction(c, ctx, f, 'allocate'));
+  action('deallocate_node', (c, f) => api.nodeAction(c, ctx, f, 'deallocate'));
+  action('close_node', (c, f) => api.nodeAction(c, ctx, f, 'close'));
+  action('update', (c, f) => api.update(c, ctx, f));
+  action('set_cpus', (c, f) => api.setCpus(c, ctx, f));
+
+  app.get('/login.css', (c) => c.body(LOGIN_CSS, 200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'private, max-age=3600' }));
+  app.get('/login', (c) => {
+    if (!users) throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users to sign in: it uses a token (or nothing) instead');
+    const q = c.req.query();
+    const next = safeNext(q.next);
+    const who = c.get('who');
+    if (who?.via === 'session') return c.redirect(next, 302);
+    const info = q.signed_out ? 'You are signed out.' : q.expired ? 'Your session has ended: sign in again.' : null;
+    return loginHtml(c, 200, { next, info });
+  });
+  app.post('/login', async (c) => {
+    if (!users || !ctx.access.sessions) throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users to sign in: it uses a token (or nothing) instead');
+    const form = await readForm(c.req.raw, ctx.maxBody);
+    const name = (form.get('user') ?? '').trim();
+    const password = form.get('password') ?? '';
+    const next = safeNext(form.get('next'));
+    const html = wantsHtml(c);
+    const fail = (err: DispyError, retryAfter?: number): Response => {
+      if (retryAfter) c.header('Retry-After', String(retryAfter));
+      if (html) return loginHtml(c, err.statusCode, { next, error: sentence(err.message), user: name.slice(0, 64) });
+      return api.errorResponse(c, err);
+    };
+    if (!name || !password) return fail(new DispyError('DISPY_ERR_BAD_REQUEST', !name && !password ? 'enter a user name and a password' : !name ? 'enter a user name' : 'enter a password'));
+    if (name.length > 64 || password.length > 1024) return fail(new DispyError('DISPY_ERR_BAD_REQUEST', 'the user name (64) or the password (1024 characters) is too long'));
+    const peer = peerOf(c);
+    let user;
+    try {
+      user = await ctx.access.login(name, password, peer);
+    } catch (err) {
+      const e = err as DispyError & { retryAfter?: number };
+      if (e.code === 'DISPY_ERR_TOO_MANY_REQUESTS' || e.code === 'DISPY_ERR_UNAUTHORIZED') ctx.audit.login(shownName(ctx, name), null, peer, e.code === 'DISPY_ERR_UNAUTHORIZED' ? 'failed' : 'limited', 'form');
+      if (e instanceof DispyError) return fail(e, e.retryAfter);
+      throw err;
+    }
+    const { value, session } = ctx.access.sessions.issue(user.name);
+    ctx.audit.login(user.name, user.role, peer, 'ok', 'form');
+    c.header('Set-Cookie', cookie(ctx.sessionCookie(), value, ctx.secure, ctx.access.sessions.maxAgeSec));
+    c.header('Cache-Control', 'no-store');
+    if (html) return c.redirect(next, 303);
+    return api.jsonText(c, JSON.stringify({ user: user.name, role: user.role, session_expires_ms: session.exp }));
+  });
+  app.post('/logout', (c) => {
+    const who = c.get('who');
+    if (who?.via === 'session' && who.session) {
+      ctx.access.sessions?.revoke(who.session);
+      ctx.audit.logout(who, peerOf(c));
+    }
+    c.header('Set-Cookie', cookie(ctx.sessionCookie(), '', ctx.secure, 0));
+    c.header('Cache-Control', 'no-store');
+    if (wantsHtml(c)) return c.redirect(users ? '/login?signed_out=1' : '/', 303);
+    return api.jsonText(c, JSON.stringify({ signed_out: who?.via === 'session' }));
+  });
 
   app.get('*', async (c) => {
     const pathname = new URL(c.req.url).pathname;
@@ -120,7 +259,25 @@ export function createApp(ctx: RouteContext): Hono<Env> {
   return app;
 }
 
-/** `GET /events?interval=S[&since=N&epoch=E]`, or resuming with Last-Event-ID. */
+/**
+ * The name a sign-in is logged under: a configured user's name, or a placeholder (people type
+ * their password in the name field; it must not reach the event log every viewer reads).
+ */
+function shownName(ctx: RouteContext, name: string): string {
+  return ctx.access.users?.get(name) ? name : '(an unknown name)';
+}
+
+/** A message as a sentence for the page: capitalized, with a full stop. */
+function sentence(s: string): string {
+  const t = s.charAt(0).toUpperCase() + s.slice(1);
+  return /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
+function loginHtml(c: Context, status: number, v: Parameters<typeof loginPage>[0]): Response {
+  return c.body(loginPage(v), status as 200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Security-Policy': STRICT_CSP });
+}
+
+/** `GET /events?interval=S[&since=N&epoch=E][&log=N|now]`, or resuming with Last-Event-ID. */
 function events(c: Context<Env>, ctx: RouteContext): Response {
   // HEAD reaches GET handlers in hono: answer the headers without opening a stream.
   if (c.req.method === 'HEAD') return c.body(null, 200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
@@ -146,5 +303,7 @@ function events(c: Context<Env>, ctx: RouteContext): Response {
       epoch = q.epoch;
     }
   }
-  return ctx.sse.open(c, since, epoch, interval, c.env.outgoing as ServerResponse);
+  let log: number | 'now' | null = null;
+  if (q.log !== undefined) log = q.log === 'now' ? 'now' : api.parseCursor(q.log, 'log');
+  return ctx.sse.open(c, since, epoch, interval, c.env.outgoing as ServerResponse, log);
 }

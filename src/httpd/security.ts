@@ -8,21 +8,42 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import os from 'node:os';
 import { DispyError, invalidOption } from '../errors.js';
+import type { LoginRateLimit } from './rate-limit.js';
+import type { UserOptions } from './users.js';
 
 /** The `auth` option. */
 export interface AuthOptions {
   /**
    * The token browsers and scripts present (`?token=` once, then a cookie; or
-   * `Authorization: Bearer <token>`). At least 16 characters.
-   * @default a random token, logged with the login URL
+   * `Authorization: Bearer <token>`). At least 16 characters. With `users`, a token is only
+   * accepted when given here, and acts as an admin named `token`.
+   * @default a random token, logged with the login URL (none when `users` are given)
    */
   token?: string;
   /**
-   * Whether peers on loopback need no token. Set false on machines shared with other users,
-   * who can reach loopback addresses too.
-   * @default true
+   * Whether peers on loopback need no credentials. Set false on machines shared with other
+   * users, who can reach loopback addresses too.
+   * @default true, or false when `users` are given
    */
   trustLoopback?: boolean;
+  /**
+   * Users who sign in with the login form (`/login`) or HTTP Basic, by name:
+   * `{ alice: { password: '…', role: 'admin' }, bob: { passwordHash: await hashPassword('…'), role: 'viewer' } }`.
+   * A viewer sees every page but no action controls, and its actions are refused with 403.
+   * @default undefined (no users: the token rules alone)
+   * @example { admin: { passwordHash: 'scrypt$16384$8$1$…', role: 'admin' } }
+   */
+  users?: Record<string, UserOptions>;
+  /**
+   * Key that signs session cookies (at least 32 characters). Give one to keep sessions valid
+   * across restarts of the program.
+   * @default random per server (sessions end when it stops)
+   */
+  sessionSecret?: string;
+  /** Seconds a session lasts after signing in. @default 43200 (12 hours) */
+  sessionMaxAgeSec?: number;
+  /** Failed logins allowed per client address and per user name in a sliding window. @default { attempts: 5, windowSec: 60 } */
+  loginRateLimit?: LoginRateLimit;
 }
 
 /** What the server enforces, decided once from `host` and `auth`. */
@@ -56,14 +77,17 @@ export function bindsBeyondLoopback(host: string): boolean {
 export function resolveAuth(host: string, auth: AuthOptions | false | undefined): AuthPolicy {
   const beyond = bindsBeyondLoopback(host);
   if (auth === false) return { token: null, trustLoopback: true, generated: false, insecure: beyond };
-  if (auth !== undefined && (auth === null || typeof auth !== 'object' || Array.isArray(auth))) throw invalidOption('auth', 'false or { token, trustLoopback }', auth);
+  if (auth !== undefined && (auth === null || typeof auth !== 'object' || Array.isArray(auth))) throw invalidOption('auth', 'false or { token, trustLoopback, users }', auth);
   const given = auth?.token;
+  const withUsers = auth?.users !== undefined;
   if (given !== undefined && (typeof given !== 'string' || given.length < 16 || given.length > 512 || /[\s;,]/.test(given))) {
     throw invalidOption('auth.token', 'a string of 16 to 512 characters without spaces, commas or semicolons', given);
   }
-  const trustLoopback = auth?.trustLoopback ?? true;
+  const trustLoopback = auth?.trustLoopback ?? !withUsers;
   if (typeof trustLoopback !== 'boolean') throw invalidOption('auth.trustLoopback', 'true or false', trustLoopback);
   if (given !== undefined) return { token: given, trustLoopback, generated: false, insecure: false };
+  // Users are the credentials: no token unless one is given.
+  if (withUsers) return { token: null, trustLoopback, generated: false, insecure: false };
   // Beyond loopback, or on loopback when loopback peers are not trusted: a generated token.
   if (beyond || !trustLoopback) return { token: randomBytes(24).toString('base64url'), trustLoopback, generated: true, insecure: false };
   return { token: null, trustLoopback, generated: false, insecure: false };

@@ -4,10 +4,13 @@
  * changed ten times is sent once, as it is now), so it converges to the current state and misses
  * no changed node. The event id is `<epoch>:<cursor>`, so a reconnecting EventSource resumes
  * with Last-Event-ID; a cursor that cannot be resumed gets a full snapshot (`resync: true`).
+ * A viewer that asks for the event log (`log=` a cursor, or `now`) also gets each new log entry
+ * at once, as a `log` event `{ cursor, resync, entries }`.
  */
 import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
+import type { EventLog } from './event-log.js';
 import type { ViewRegistry } from './view-registry.js';
 
 /** Seconds between comments that keep idle connections (and proxies) open. */
@@ -28,14 +31,31 @@ interface Viewer {
   closed: boolean;
   /** Resolves once the response is fully sent or its connection is gone. */
   sent: Promise<void>;
+  /** The viewer's event-log cursor, or null when it does not follow the log. */
+  logCursor: number | null;
+  /** Log entries arrived while a write was in progress. */
+  logPending: boolean;
 }
+
+/** Log entries one `log` event carries at most (a resync sends the newest). */
+const MAX_LOG_BATCH = 500;
 
 export class SseHub {
   readonly #registry: ViewRegistry;
   readonly #viewers = new Set<Viewer>();
+  readonly #events: EventLog | null;
+  #logFlush: NodeJS.Immediate | null = null;
 
-  constructor(registry: ViewRegistry) {
+  constructor(registry: ViewRegistry, events: EventLog | null = null) {
     this.#registry = registry;
+    this.#events = events;
+    // New entries go out together, once the current turn of the event loop is done.
+    events?.subscribe(() => {
+      this.#logFlush ??= setImmediate(() => {
+        this.#logFlush = null;
+        for (const v of this.#viewers) if (v.logCursor !== null) void this.#pushLog(v).catch(() => this.#drop(v));
+      });
+    });
   }
 
   /** Viewers connected now. */
@@ -43,8 +63,11 @@ export class SseHub {
     return this.#viewers.size;
   }
 
-  /** Starts a stream for a viewer at `since` (of `epoch`) that wants an event every `intervalSec`. */
-  open(c: Context, since: number, epoch: string | null, intervalSec: number, outgoing?: ServerResponse): Response {
+  /**
+   * Starts a stream for a viewer at `since` (of `epoch`) that wants an event every `intervalSec`
+   * and, with `log` (a cursor, or `now` for new entries only), the event log's new entries.
+   */
+  open(c: Context, since: number, epoch: string | null, intervalSec: number, outgoing?: ServerResponse, log: number | 'now' | null = null): Response {
     c.header('X-Accel-Buffering', 'no');
     const sent = outgoing
       ? new Promise<void>((r) => {
@@ -56,10 +79,13 @@ export class SseHub {
     return streamSSE(c, async (stream) => {
       let finish!: () => void;
       const done = new Promise<void>((r) => (finish = r));
-      const v: Viewer = { stream, cursor: since, epoch, timer: null, intervalMs: Math.round(intervalSec * 1000), writing: false, lastWrite: Date.now(), finish, closed: false, sent };
+      const logCursor = log === null || !this.#events ? null : log === 'now' ? this.#events.seq : log;
+      const v: Viewer = { stream, cursor: since, epoch, timer: null, intervalMs: Math.round(intervalSec * 1000), writing: false, lastWrite: Date.now(), finish, closed: false, sent, logCursor, logPending: false };
       this.#viewers.add(v);
       stream.onAbort(() => this.#drop(v));
       await this.#push(v, true);
+      // The log's cursor (and any entries after the viewer's) right away.
+      if (logCursor !== null) await this.#pushLog(v, true);
       if (!v.closed) {
         this.#schedule(v);
       }
@@ -92,9 +118,13 @@ export class SseHub {
     const sent = await this.#push(v, false);
     if (!sent && !v.closed && !v.writing && Date.now() - v.lastWrite >= HEARTBEAT_SEC * 1000) {
       v.writing = true;
-      await v.stream.write(': keep-alive\n\n');
-      v.lastWrite = Date.now();
-      v.writing = false;
+      try {
+        await v.stream.write(': keep-alive\n\n');
+        v.lastWrite = Date.now();
+      } finally {
+        v.writing = false;
+      }
+      if (v.logPending) await this.#pushLog(v);
     }
   }
 
@@ -114,7 +144,31 @@ export class SseHub {
       v.writing = false;
     }
     if (v.stream.aborted) this.#drop(v);
+    if (v.logPending) await this.#pushLog(v);
     return true;
+  }
+
+  /** Sends the log entries after the viewer's log cursor (an empty batch too, when `force`). */
+  async #pushLog(v: Viewer, force = false): Promise<void> {
+    const events = this.#events;
+    if (!events || v.closed || v.logCursor === null) return;
+    if (v.writing) {
+      v.logPending = true;
+      return;
+    }
+    v.logPending = false;
+    const r = events.since(v.logCursor, MAX_LOG_BATCH);
+    if (r.entries.length === 0 && !force) return;
+    v.writing = true;
+    try {
+      await v.stream.writeSSE({ event: 'log', data: JSON.stringify(r) });
+      v.logCursor = r.cursor;
+      v.lastWrite = Date.now();
+    } finally {
+      v.writing = false;
+    }
+    if (v.stream.aborted) this.#drop(v);
+    else if (v.logPending) await this.#pushLog(v);
   }
 
   /** Sends each viewer its last changes and a `shutdown` event, then ends every stream. */

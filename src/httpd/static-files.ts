@@ -69,6 +69,9 @@ const PLACEHOLDER = `<!DOCTYPE html>
 <li><a href="nodes">GET /nodes</a>: nodes of each cluster</li>
 <li>GET /events: Server-Sent Events with the changes</li>
 <li>POST /node_info, /cancel_jobs, /add_node, /allocate_node, /deallocate_node, /close_node, /update, /set_cpus</li>
+<li><a href="job_history">GET /job_history</a>: finished jobs, newest first</li>
+<li><a href="event_log">GET /event_log</a>: node arrivals, departures, CPU changes and actions</li>
+<li><a href="metrics">GET /metrics</a>: Prometheus metrics</li>
 <li><a href="healthz">GET /healthz</a></li>
 </ul>
 </body>

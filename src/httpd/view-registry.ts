@@ -5,7 +5,7 @@
  * serialization, and the assembled text is reused until the next change.
  */
 import { ChangeLog } from './change-log.js';
-import { ClusterView, type ViewedCluster } from './cluster-view.js';
+import { ClusterView, type ViewedCluster, type ViewObserver } from './cluster-view.js';
 
 /** A delta or snapshot for a viewer with a cursor. */
 export interface Delta {
@@ -28,9 +28,11 @@ export class ViewRegistry {
   readonly #byName = new Map<string, ClusterView>();
   #cache = new Map<string, unknown>();
   #cacheSeq = -1;
+  readonly #observer: ViewObserver | null;
 
-  constructor(log = new ChangeLog()) {
+  constructor(log = new ChangeLog(), observer: ViewObserver | null = null) {
     this.log = log;
+    this.#observer = observer;
   }
 
   get views(): IterableIterator<ClusterView> {
@@ -60,7 +62,7 @@ export class ViewRegistry {
     const base = typeof cluster.name === 'string' && cluster.name.length ? cluster.name : 'cluster';
     let name = base;
     for (let i = 2; this.#byName.has(name); i++) name = `${base} (${i})`;
-    const view = new ClusterView(cluster, name, this.log);
+    const view = new ClusterView(cluster, name, this.log, this.#observer);
     this.#views.set(cluster, view);
     this.#byName.set(name, view);
     return view;

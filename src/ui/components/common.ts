@@ -1,5 +1,6 @@
 /**
- * Pieces every page has: the top bar (navigation and the connection's state), the banner shown
+ * Pieces every page has: the top bar (navigation, new event-log entries, who is signed in and
+ * the connection's state), the banner shown
  * while the server is away, the "Update Interval Seconds" control with its "Update" button, the
  * messages list, the node-state badge and the cluster selector. Text from the cluster is only
  * ever passed as children or attributes (Preact sets it as text), never as markup.
@@ -7,10 +8,13 @@
 import { signal } from '@preact/signals';
 import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import { postForm, replyError } from '../lib/api.js';
 import { formatTime } from '../lib/format.js';
 import { html } from '../lib/html.js';
 import type { FeedMode, LiveFeed } from '../lib/live.js';
+import { loadMe, me } from '../lib/session.js';
 import { COMBINED, COMBINED_LABEL, type ClusterStore, type NodeState } from '../lib/store.js';
+import type { EventEntry, EventLogJson } from '../lib/types.js';
 
 // ---- messages ------------------------------------------------------------------------------
 
@@ -48,7 +52,55 @@ const PAGES = [
   { id: 'monitor', href: 'monitor.html', label: 'Monitor' },
   { id: 'node', href: 'node.html', label: 'Node' },
   { id: 'manage', href: 'manage.html', label: 'Manage' },
+  { id: 'jobs', href: 'jobs.html', label: 'Jobs' },
+  { id: 'events', href: 'events.html', label: 'Events' },
 ] as const;
+
+export type PageId = (typeof PAGES)[number]['id'];
+
+/** Event-log entries that arrived since the page was loaded (the Events link counts them). */
+export const unseenEvents = signal(0);
+export const latestEvent = signal<EventEntry | null>(null);
+
+/** A LiveFeed's `onLog` for pages other than Events: counts new entries for the top bar. */
+export function noteLog(b: EventLogJson): void {
+  if (b.entries.length === 0) return;
+  unseenEvents.value += b.entries.length;
+  latestEvent.value = b.entries[b.entries.length - 1]!;
+}
+
+/** Says why a viewer sees no controls (nothing for admins, or before the server answered). */
+export function ViewerNote({ what }: { what: string }) {
+  const m = me.value;
+  if (!m || m.can_act) return null;
+  return html`<p class="help viewer-note" role="note" data-testid="viewer-note">You are signed in as a viewer: ${what} need an admin.</p>`;
+}
+
+/**
+ * Signs out with a fetch (its Origin stays ours: under the server's no-referrer policy a plain
+ * form would send `Origin: null`, which the server refuses), then shows the login form.
+ */
+async function signOut(e: Event): Promise<void> {
+  e.preventDefault();
+  const r = await postForm('logout', []);
+  if (r.ok) location.assign('login?signed_out=1');
+  else say(`Signing out failed: ${replyError(r)}`, 'error');
+}
+
+/** Who is signed in, and the sign-out button when users sign in with a session. */
+function WhoAmI() {
+  useEffect(() => void loadMe(), []);
+  const m = me.value;
+  if (!m) return null;
+  const named = m.via === 'session' || m.via === 'basic';
+  return html`<span class="who" data-testid="whoami" data-role=${m.role}>
+    ${named ? html`<span class="who-name">${m.user}</span>` : null}
+    <span class=${`role-tag role-${m.role}`} title=${m.role === 'viewer' ? 'Viewers watch the cluster; actions need an admin' : 'Admins watch and act'}>${m.role}</span>
+    ${m.via === 'session'
+      ? html`<form method="post" action="logout" class="signout" onSubmit=${signOut}><button type="submit" class="btn btn-small" data-testid="sign-out">Sign out</button></form>`
+      : null}
+  </span>`;
+}
 
 const MODE_TEXT: Record<FeedMode, string> = {
   connecting: 'Connecting…',
@@ -59,14 +111,22 @@ const MODE_TEXT: Record<FeedMode, string> = {
   offline: 'Server unreachable',
 };
 
-export function TopBar({ active, feed }: { active: 'monitor' | 'node' | 'manage'; feed: LiveFeed }) {
+export function TopBar({ active, feed }: { active: PageId; feed: LiveFeed }) {
   const mode = feed.mode.value;
+  const unseen = active === 'events' ? 0 : unseenEvents.value;
+  const latest = latestEvent.value;
   return html`<header class="topbar">
     <a class="brand" href="monitor.html"><span class="brand-mark" aria-hidden="true"></span><span class="brand-text">dispyts</span></a>
     <nav aria-label="Pages" class="nav">
-      ${PAGES.map((p) => html`<a key=${p.id} href=${p.href} class=${p.id === active ? 'nav-link active' : 'nav-link'} aria-current=${p.id === active ? 'page' : undefined}>${p.label}</a>`)}
+      ${PAGES.map(
+        (p) => html`<a key=${p.id} href=${p.href} class=${p.id === active ? 'nav-link active' : 'nav-link'} aria-current=${p.id === active ? 'page' : undefined}
+          title=${p.id === 'events' && unseen && latest ? `Latest: ${latest.text}` : undefined}>${p.label}${p.id === 'events' && unseen
+            ? html`<span class="badge" data-testid="events-badge" aria-label=${`${unseen} new`}>${unseen > 99 ? '99+' : unseen}</span>`
+            : null}</a>`,
+      )}
     </nav>
     <span class=${`conn conn-${mode}`} role="status" aria-live="polite" data-testid="conn"><span class="conn-dot" aria-hidden="true"></span>${MODE_TEXT[mode]}</span>
+    <${WhoAmI} />
   </header>`;
 }
 

@@ -53,6 +53,7 @@ interface RowProps {
   rec: NodeRec;
   index: number;
   selected: boolean;
+  selectable: boolean;
   onToggle(ip: string): void;
   onOpen(ip: string): void;
 }
@@ -60,13 +61,13 @@ interface RowProps {
 class NodeRow extends Component<RowProps> {
   override shouldComponentUpdate(next: RowProps): boolean {
     const p = this.props;
-    return next.rec !== p.rec || next.selected !== p.selected || next.index !== p.index;
+    return next.rec !== p.rec || next.selected !== p.selected || next.index !== p.index || next.selectable !== p.selectable;
   }
 
-  override render({ rec, index, selected, onToggle, onOpen }: RowProps) {
+  override render({ rec, index, selected, selectable, onToggle, onOpen }: RowProps) {
     const r = rec;
     return html`<tr class=${`row st-${r.state}${index & 1 ? ' odd' : ''}${selected ? ' selected' : ''}`} aria-rowindex=${index + 2} data-ip=${r.ip}>
-      <td class="c-sel"><label class="hit"><input type="checkbox" checked=${selected} aria-label=${`Select node ${r.ip}`} onChange=${() => onToggle(r.ip)} /></label></td>
+      <td class="c-sel">${selectable ? html`<label class="hit"><input type="checkbox" checked=${selected} aria-label=${`Select node ${r.ip}`} onChange=${() => onToggle(r.ip)} /></label>` : null}</td>
       <td class="c-ip"><a class="hit" href=${`node.html?host=${encodeURIComponent(r.ip)}`} title=${`Node page of ${r.ip}`}>${r.ip}</a></td>
       <td class="c-name"><button type="button" class="hit rowbtn" title=${r.name} aria-label=${`Details of node ${r.ip} ${r.name}`} onClick=${() => onOpen(r.ip)}><span class="nm">${r.name || '—'}</span><span class="sub">${STATE_TEXT[r.state]}</span></button></td>
       <td class="c-state"><${StateBadge} state=${r.state} /></td>
@@ -86,9 +87,11 @@ export interface NodesTableProps {
   onOpen(ip: string): void;
   /** What the body says when there are no nodes. */
   emptyText?: string | undefined;
+  /** Whether rows can be selected (for actions: admins only). @default true */
+  selectable?: boolean;
 }
 
-export function NodesTable({ view, version, sort, onSort, selected, onToggle, onToggleAll, onOpen, emptyText }: NodesTableProps) {
+export function NodesTable({ view, version, sort, onSort, selected, onToggle, onToggleAll, onOpen, emptyText, selectable = true }: NodesTableProps) {
   const rows = useMemo(() => sortNodes(view.nodes.values(), sort), [view, version, sort.key, sort.dir]);
   const tot = useMemo(() => totals(view), [view, version]);
   const body = useRef<HTMLTableSectionElement>(null);
@@ -114,14 +117,16 @@ export function NodesTable({ view, version, sort, onSort, selected, onToggle, on
     <table class=${rows.length > 12 ? 'nodes long' : 'nodes'} aria-label="Nodes" aria-rowcount=${rows.length + 2} data-testid="nodes-table">
       <thead>
         <tr aria-rowindex="1">
-          <th scope="col" class="c-sel"><label class="hit"><input ref=${all} type="checkbox" aria-label="Select all nodes" checked=${rows.length > 0 && nSel === rows.length} disabled=${rows.length === 0}
-            onChange=${(e: Event) => onToggleAll((e.target as HTMLInputElement).checked, rows.map((r) => r.ip))} /></label></th>
+          <th scope="col" class="c-sel">${selectable
+            ? html`<label class="hit"><input ref=${all} type="checkbox" aria-label="Select all nodes" checked=${rows.length > 0 && nSel === rows.length} disabled=${rows.length === 0}
+            onChange=${(e: Event) => onToggleAll((e.target as HTMLInputElement).checked, rows.map((r) => r.ip))} /></label>`
+            : html`<span class="sr-only">No selection</span>`}</th>
           ${COLUMNS.map(header)}
         </tr>
       </thead>
       <tbody ref=${body}>
         ${win.start > 0 ? html`<tr class="spacer" aria-hidden="true" style=${{ height: `${win.start * ROW_HEIGHT}px` }}><td colspan="18"></td></tr>` : null}
-        ${visible.map((r, i) => html`<${NodeRow} key=${r.ip} rec=${r} index=${win.start + i} selected=${selected.has(r.ip)} onToggle=${onToggle} onOpen=${onOpen} />`)}
+        ${visible.map((r, i) => html`<${NodeRow} key=${r.ip} rec=${r} index=${win.start + i} selected=${selectable && selected.has(r.ip)} selectable=${selectable} onToggle=${onToggle} onOpen=${onOpen} />`)}
         ${win.end < rows.length ? html`<tr class="spacer" aria-hidden="true" style=${{ height: `${(rows.length - win.end) * ROW_HEIGHT}px` }}><td colspan="18"></td></tr>` : null}
         ${rows.length === 0 ? html`<tr class="empty"><td colspan="18" data-testid="nodes-empty">${emptyText ?? 'No nodes in this cluster yet.'}</td></tr>` : null}
       </tbody>

@@ -33,6 +33,10 @@ async function send<T>(path: string, init: RequestInit, timeoutMs: number): Prom
       }
     }
     const reply: Reply<T> = { ok: res.ok, status: res.status, body };
+    // Signed out (or the session ended) on a server with users: to the login form, then back here.
+    if (res.status === 401 && res.headers.get('x-dispyts-login') && typeof location !== 'undefined') {
+      location.assign(`login?${new URLSearchParams({ next: location.pathname + location.search, expired: '1' })}`);
+    }
     if (!res.ok) {
       // The server answers errors as `{ error: { code, message } }`.
       const b = body as { message?: unknown; error?: unknown } | null;

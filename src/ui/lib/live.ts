@@ -6,11 +6,13 @@
  * The stream is closed while the tab is hidden (browsers allow six connections per origin) and
  * caught up when it is shown. When the server goes away the feed says so and keeps retrying; a
  * restarted server has a new epoch, so the first answer replaces the page's state (resync).
+ * With `onLog`, the feed also follows the server's event log: new entries come with the stream
+ * (`log` events) or, while polling, from `GET /event_log?since=`.
  */
 import { signal } from '@preact/signals';
 import { getJson } from './api.js';
 import { asUpdates, type ApplyResult, type ClusterStore } from './store.js';
-import type { UpdatesJson } from './types.js';
+import type { EventLogJson, UpdatesJson } from './types.js';
 
 /** A User Timing measure from `start` to now, for DevTools (none where the options form is missing). */
 function measure(name: string, start: number): void {
@@ -38,6 +40,15 @@ export interface LiveFeedOptions {
   intervalSec: number;
   /** Called after each applied message. */
   onApplied?: (r: ApplyResult) => void;
+  /** Called with new event-log entries (the first call may have none: it brings the cursor). */
+  onLog?: (batch: EventLogJson) => void;
+  /** The event-log cursor to follow from; `now` for new entries only. @default 'now' */
+  logCursor?: number | 'now';
+}
+
+function asLog(body: unknown): EventLogJson | null {
+  const b = body as EventLogJson | null;
+  return b && typeof b === 'object' && typeof b.cursor === 'number' && Array.isArray(b.entries) ? b : null;
 }
 
 export class LiveFeed {
@@ -51,6 +62,8 @@ export class LiveFeed {
   /** Whether updates come by polling because the stream failed. */
   readonly polling = signal(false);
   readonly #onApplied: ((r: ApplyResult) => void) | undefined;
+  readonly #onLog: ((batch: EventLogJson) => void) | undefined;
+  #logCursor: number | 'now';
   #cursor = 0;
   #epoch: string | null = null;
   #es: EventSource | null = null;
@@ -66,6 +79,13 @@ export class LiveFeed {
     this.store = opts.store;
     this.intervalSec.value = opts.intervalSec;
     this.#onApplied = opts.onApplied;
+    this.#onLog = opts.onLog;
+    this.#logCursor = opts.logCursor ?? 'now';
+  }
+
+  /** Starts following the event log from `cursor` (before start()). */
+  setLogCursor(cursor: number): void {
+    this.#logCursor = cursor;
   }
 
   get cursor(): number {
@@ -173,7 +193,19 @@ export class LiveFeed {
   #openStream(sec: number, gen: number): void {
     const q = new URLSearchParams({ interval: String(Math.min(MAX_STREAM_SEC, Math.max(MIN_STREAM_SEC, sec))), since: String(this.#cursor) });
     if (this.#epoch) q.set('epoch', this.#epoch);
+    if (this.#onLog) q.set('log', String(this.#logCursor));
     const es = new EventSource(`events?${q}`);
+    es.addEventListener('log', (ev) => {
+      if (gen !== this.#gen) return;
+      let body: unknown;
+      try {
+        body = JSON.parse((ev as MessageEvent<string>).data);
+      } catch {
+        return;
+      }
+      const b = asLog(body);
+      if (b) this.#applyLog(b);
+    });
     this.#es = es;
     if (this.mode.value !== 'stream') this.mode.value = 'connecting';
     es.onopen = () => {
@@ -247,10 +279,12 @@ export class LiveFeed {
     if (this.#inflight) return this.#inflight;
     const q = new URLSearchParams({ since: String(this.#cursor) });
     if (this.#epoch) q.set('epoch', this.#epoch);
-    const p = getJson<unknown>(`cluster_updates?${q}`).then((r) => {
+    const p = getJson<unknown>(`cluster_updates?${q}`).then(async (r) => {
       const u = r.ok ? asUpdates(r.body) : null;
       if (!u) return false;
       this.#apply(u);
+      // Without the stream, the event log's new entries are fetched with each update.
+      if (this.#onLog && !this.#es) await this.#fetchLog();
       return true;
     });
     this.#inflight = p;
@@ -258,6 +292,21 @@ export class LiveFeed {
       if (this.#inflight === p) this.#inflight = null;
     });
     return p;
+  }
+
+  async #fetchLog(): Promise<void> {
+    const q = this.#logCursor === 'now' ? 'limit=1' : `since=${this.#logCursor}`;
+    const r = await getJson<unknown>(`event_log?${q}`);
+    const b = r.ok ? asLog(r.body) : null;
+    if (!b) return;
+    // Following from now: only the cursor of the first answer counts.
+    this.#applyLog(this.#logCursor === 'now' ? { ...b, entries: [] } : b);
+  }
+
+  #applyLog(b: EventLogJson): void {
+    if (typeof this.#logCursor === 'number' && b.cursor < this.#logCursor && !b.resync) return;
+    this.#logCursor = b.cursor;
+    this.#onLog?.(b);
   }
 
   #apply(u: UpdatesJson): void {

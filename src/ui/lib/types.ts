@@ -1,8 +1,10 @@
 /** The JSON the pages read: dispy's shapes (dispy-reference §7.3) plus dispyts' extensions. */
 
-// The server's own declaration (a type only: nothing of the server reaches the bundle).
+// The server's own declarations (types only: nothing of the server reaches the bundle).
 import type { AvailInfoJson } from '../../httpd/node-json.js';
-export type { AvailInfoJson };
+import type { EventEntry } from '../../httpd/event-log.js';
+import type { JobRecordJson } from '../../httpd/job-history.js';
+export type { AvailInfoJson, EventEntry, JobRecordJson };
 
 export interface NodeJson {
   ip_addr: string;
@@ -78,4 +80,34 @@ export interface JobJson {
 export interface NodeInfoJson {
   node: NodeJson;
   cluster_jobs: Record<string, JobJson[]>;
+}
+
+/** `GET /whoami`. */
+export interface WhoAmIJson {
+  user: string;
+  role: 'admin' | 'viewer';
+  via: 'session' | 'basic' | 'token' | 'loopback' | 'open';
+  can_act: boolean;
+  /** Whether users sign in on this server (sign-out makes sense). */
+  login: boolean;
+  session_expires_ms: number | null;
+}
+
+/** `GET /event_log` and each `log` event of `/events`. */
+export interface EventLogJson {
+  cursor: number;
+  resync: boolean;
+  entries: EventEntry[];
+  capacity?: number;
+  size?: number;
+}
+
+/** `GET /job_history`. */
+export interface JobHistoryJson {
+  seq: number;
+  capacity: number;
+  size: number;
+  matched: number;
+  more: boolean;
+  jobs: JobRecordJson[];
 }

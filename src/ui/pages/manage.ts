@@ -12,11 +12,12 @@ import { html } from '../lib/html.js';
 import { LiveFeed } from '../lib/live.js';
 import { loadPref, savePref } from '../lib/prefs.js';
 import { ClusterStore, COMBINED, type ClusterView, type NodeRec } from '../lib/store.js';
-import { clusterField, clusterLabel, ClusterSelect, initialInterval, IntervalControl, Messages, OfflineBanner, pickView, say, StateBadge, TopBar } from '../components/common.js';
+import { clusterField, clusterLabel, ClusterSelect, initialInterval, IntervalControl, Messages, noteLog, OfflineBanner, pickView, say, StateBadge, TopBar, ViewerNote } from '../components/common.js';
+import { canAct } from '../lib/session.js';
 import { useRowWindow } from '../components/windowing.js';
 
 const store = new ClusterStore();
-const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()) });
+const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onLog: noteLog });
 
 const ROW_H = 52;
 /** How long an added node may take to show up before the page says it has not. */
@@ -39,16 +40,18 @@ interface CpuRowProps {
   edit: string | undefined;
   result: Result | undefined;
   disabled: boolean;
+  /** Whether the CPUs are an input (admins) or text (viewers). */
+  editable: boolean;
   onEdit(ip: string, v: string): void;
 }
 
 class CpuRow extends Component<CpuRowProps> {
   override shouldComponentUpdate(n: CpuRowProps): boolean {
     const p = this.props;
-    return n.rec !== p.rec || n.index !== p.index || n.edit !== p.edit || n.result !== p.result || n.disabled !== p.disabled;
+    return n.rec !== p.rec || n.index !== p.index || n.edit !== p.edit || n.result !== p.result || n.disabled !== p.disabled || n.editable !== p.editable;
   }
 
-  override render({ rec: r, index, edit, result, disabled, onEdit }: CpuRowProps) {
+  override render({ rec: r, index, edit, result, disabled, editable, onEdit }: CpuRowProps) {
     const value = edit ?? String(r.cpus);
     const err = edit !== undefined ? cpusError(edit, r.availCpus) : '';
     const id = `cpus-${index}`;
@@ -59,11 +62,13 @@ class CpuRow extends Component<CpuRowProps> {
       <td class="c-state"><${StateBadge} state=${r.state} /></td>
       <td class="num">${r.availCpus}</td>
       <td class="num cpus-cell">
-        <label class="sr-only" for=${id}>CPUs of ${r.ip}</label>
+        ${editable
+          ? html`<label class="sr-only" for=${id}>CPUs of ${r.ip}</label>
         <input id=${id} type="number" step="1" min=${-r.availCpus} max=${r.availCpus} value=${value} disabled=${disabled}
           class=${edit !== undefined && edit !== String(r.cpus) ? 'dirty' : ''} aria-invalid=${err ? 'true' : undefined}
           aria-describedby=${`${id}-msg`} data-testid="cpus-input"
-          onInput=${(e: Event) => onEdit(r.ip, (e.target as HTMLInputElement).value)} />
+          onInput=${(e: Event) => onEdit(r.ip, (e.target as HTMLInputElement).value)} />`
+          : html`<span data-testid="cpus-text">${r.cpus}</span>`}
       </td>
       <td id=${`${id}-msg`} class=${`outcome wrap ${err ? 'outcome-err' : result ? `outcome-${result.kind}` : ''}`} data-testid="cpus-result">${err || result?.text || ''}</td>
     </tr>`;
@@ -83,6 +88,7 @@ function NodesCpus({ view, viewKey, version }: { view: ClusterView; viewKey: str
   }, [viewKey]);
   const onEdit = (ip: string, v: string) => setEdits((prev) => new Map(prev).set(ip, v));
   const shared = view.shared;
+  const admin = canAct.value;
   const changed = rows.filter((r) => {
     const e = edits.get(r.ip);
     return e !== undefined && e.trim() !== String(r.cpus);
@@ -146,17 +152,19 @@ function NodesCpus({ view, viewKey, version }: { view: ClusterView; viewKey: str
           <tbody ref=${body}>
             ${win.start > 0 ? html`<tr class="spacer" aria-hidden="true" style=${{ height: `${win.start * ROW_H}px` }}><td colspan="7"></td></tr>` : null}
             ${rows.slice(win.start, win.end).map(
-              (r, i) => html`<${CpuRow} key=${r.ip} rec=${r} index=${win.start + i} edit=${edits.get(r.ip)} result=${results.get(r.ip)} disabled=${shared || busy} onEdit=${onEdit} />`,
+              (r, i) => html`<${CpuRow} key=${r.ip} rec=${r} index=${win.start + i} edit=${edits.get(r.ip)} result=${results.get(r.ip)} disabled=${shared || busy} editable=${admin} onEdit=${onEdit} />`,
             )}
             ${win.end < rows.length ? html`<tr class="spacer" aria-hidden="true" style=${{ height: `${(rows.length - win.end) * ROW_H}px` }}><td colspan="7"></td></tr>` : null}
             ${rows.length === 0 ? html`<tr class="empty"><td colspan="7">No nodes in this cluster yet.</td></tr>` : null}
           </tbody>
         </table>
       </div>
-      <div class="actions form-foot">
-        <button type="submit" class="btn btn-primary" disabled=${shared || busy || changed.length === 0} data-testid="update-cpus">Update CPUs${changed.length ? ` (${changed.length})` : ''}</button>
-        ${changed.length ? html`<button type="button" class="btn" onClick=${() => setEdits(new Map())}>Undo changes</button>` : null}
-      </div>
+      ${admin
+        ? html`<div class="actions form-foot">
+            <button type="submit" class="btn btn-primary" disabled=${shared || busy || changed.length === 0} data-testid="update-cpus">Update CPUs${changed.length ? ` (${changed.length})` : ''}</button>
+            ${changed.length ? html`<button type="button" class="btn" onClick=${() => setEdits(new Map())}>Undo changes</button>` : null}
+          </div>`
+        : html`<${ViewerNote} what="changing CPUs and adding nodes" />`}
     </form>
   </section>`;
 }
@@ -335,7 +343,7 @@ function ManageApp() {
         </div>
       </section>
       ${view ? html`<${NodesCpus} view=${view} viewKey=${key} version=${version} />` : html`<section class="card empty-state"><p>${feed.lastUpdate.value ? 'The server follows no cluster yet.' : 'Loading…'}</p></section>`}
-      <${AddNodes} viewKey=${key} view=${view} version=${version} />
+      ${canAct.value ? html`<${AddNodes} viewKey=${key} view=${view} version=${version} />` : null}
       <${Messages} />
     </main>`;
 }

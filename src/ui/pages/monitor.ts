@@ -13,14 +13,15 @@ import { LiveFeed } from '../lib/live.js';
 import { DEFAULT_SORT, type SortSpec } from '../lib/sort.js';
 import { ClusterStore, totals, type ClusterView } from '../lib/store.js';
 import { TimeChart } from '../components/chart.js';
-import { clusterField, clusterLabel, ClusterSelect, initialInterval, IntervalControl, Messages, OfflineBanner, pickView, say, TopBar } from '../components/common.js';
+import { clusterField, clusterLabel, ClusterSelect, initialInterval, IntervalControl, Messages, noteLog, OfflineBanner, pickView, say, TopBar, ViewerNote } from '../components/common.js';
+import { canAct } from '../lib/session.js';
 import { NodePanel } from '../components/node-details.js';
 import { NodesTable } from '../components/nodes-table.js';
 import { loadPref, savePref } from '../lib/prefs.js';
 
 const store = new ClusterStore();
 const EMPTY_VIEW: ClusterView = { key: '', label: '', jobs: { submitted: 0, done: 0, queued: 0, running: 0, failed: 0 }, nodes: new Map(), closed: false, shared: false };
-const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()) });
+const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onLog: noteLog });
 
 const ACTIONS = [
   { value: 'allocate_node', label: 'Allocate to cluster', verb: 'Allocate' },
@@ -76,6 +77,7 @@ function MonitorApp() {
   const [terminate, setTerminate] = useState(false);
   const [running, setRunning] = useState(false);
   const [showArgs, setShowArgs] = useState(serverShowJobArgs());
+  const admin = canAct.value;
 
   const chooseView = (k: string) => {
     setWanted(k);
@@ -144,10 +146,12 @@ function MonitorApp() {
         <div class="controls-row">
           <${ClusterSelect} store=${store} value=${key} onChange=${chooseView} />
           <${IntervalControl} feed=${feed}>
-            <div class="field field-check">
-              <label class="check hit"><input type="checkbox" checked=${showArgs} onChange=${(e: Event) => void changeShowArgs((e.target as HTMLInputElement).checked)} /> Show Job Arguments</label>
-              <small class="help">Server-wide, on the Node page</small>
-            </div>
+            ${admin
+              ? html`<div class="field field-check">
+                  <label class="check hit"><input type="checkbox" checked=${showArgs} onChange=${(e: Event) => void changeShowArgs((e.target as HTMLInputElement).checked)} data-testid="show-args" /> Show Job Arguments</label>
+                  <small class="help">Server-wide, on the Node page</small>
+                </div>`
+              : null}
           </${IntervalControl}>
         </div>
       </section>
@@ -155,7 +159,7 @@ function MonitorApp() {
       ${html`<section class="card" aria-labelledby="nodes-h">
             <div class="card-head">
               <h2 id="nodes-h" class="card-title">Nodes</h2>
-              <form class="actions" onSubmit=${execute} aria-label="Action on the selected nodes">
+              ${admin ? html`<form class="actions" onSubmit=${execute} aria-label="Action on the selected nodes" data-testid="node-actions">
                 <span class="muted" data-testid="selected-count">${targets.length} selected</span>
                 <label class="sr-only" for="action">Action on selected nodes</label>
                 <select id="action" value=${action} onChange=${(e: Event) => setAction((e.target as HTMLSelectElement).value as Action)}>
@@ -163,9 +167,10 @@ function MonitorApp() {
                 </select>
                 ${action === 'close_node' ? html`<label class="check hit"><input type="checkbox" checked=${terminate} onChange=${(e: Event) => setTerminate((e.target as HTMLInputElement).checked)} /> terminate running jobs</label>` : null}
                 <button type="submit" class="btn btn-primary" disabled=${targets.length === 0 || running} data-testid="execute">Execute</button>
-              </form>
+              </form>` : null}
             </div>
-            <${NodesTable} view=${shown} version=${version} sort=${sort} onSort=${chooseSort} selected=${selected}
+            <${ViewerNote} what="allocating, deallocating and closing nodes" />
+            <${NodesTable} view=${shown} version=${version} sort=${sort} onSort=${chooseSort} selected=${selected} selectable=${admin}
               onToggle=${toggle} onToggleAll=${toggleAll} onOpen=${setOpen} emptyText=${emptyText} />
           </section>
           <${Throughput} viewKey=${key} version=${version} intervalSec=${feed.intervalSec.value} />`}

@@ -12,13 +12,14 @@ import { html } from '../lib/html.js';
 import { LiveFeed } from '../lib/live.js';
 import { ClusterStore, COMBINED, toNodeRec, type NodeRec } from '../lib/store.js';
 import type { JobJson, NodeInfoJson } from '../lib/types.js';
-import { initialInterval, IntervalControl, Messages, OfflineBanner, say, TopBar } from '../components/common.js';
+import { initialInterval, IntervalControl, Messages, noteLog, OfflineBanner, say, TopBar, ViewerNote } from '../components/common.js';
+import { canAct } from '../lib/session.js';
 import { NodeCharts, NodeFields } from '../components/node-details.js';
 
 const store = new ClusterStore();
 /** Set by the page: called after each update the feed applied. */
 let onFeed: ((changed: Set<string>, full: boolean) => void) | null = null;
-const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onApplied: (r) => onFeed?.(r.changed, r.full) });
+const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onApplied: (r) => onFeed?.(r.changed, r.full), onLog: noteLog });
 
 const ALL = '*';
 
@@ -111,7 +112,7 @@ function JobDetail({ job, outcome, node, onClose, onTerminate }: { job: JobJson;
     <dl class="fields one-col">
       ${rows.map(([k, v]) => html`<div class="field-row" key=${k}><dt>${k}</dt><dd>${v}</dd></div>`)}
     </dl>
-    ${!outcome
+    ${!outcome && canAct.value
       ? confirming
         ? html`<div class="confirm" role="group" aria-label="Confirm termination">
             <span>Terminate job ${job.job_id}? Its process is killed.</span>
@@ -139,6 +140,7 @@ function NodeApp() {
   const [nodeAction, setNodeAction] = useState('allocate_node');
   const { info, error, loading, load } = useNodeInfo(host);
   const confirmBtn = useRef<HTMLButtonElement>(null);
+  const admin = canAct.value;
 
   const ip = info?.node?.ip_addr ?? host;
   // Fetch the jobs again whenever the node changed (or the picture was replaced).
@@ -292,9 +294,11 @@ function NodeApp() {
               <table class="data jobs" data-testid="jobs-table" aria-describedby="jobs-h">
                 <thead>
                   <tr>
-                    <th scope="col" class="c-sel"><label class="hit"><input type="checkbox" aria-label="Select all running jobs"
+                    <th scope="col" class="c-sel">${admin
+                      ? html`<label class="hit"><input type="checkbox" aria-label="Select all running jobs"
                       checked=${selectable.length > 0 && chosen.length === selectable.length} disabled=${selectable.length === 0}
-                      onChange=${(e: Event) => setSelected((e.target as HTMLInputElement).checked ? new Set(selectable.map(jobKey)) : new Set())} /></label></th>
+                      onChange=${(e: Event) => setSelected((e.target as HTMLInputElement).checked ? new Set(selectable.map(jobKey)) : new Set())} /></label>`
+                      : html`<span class="sr-only">No selection</span>`}</th>
                     <th scope="col" class="j-cluster">Cluster</th>
                     <th scope="col" class="j-id">Job ID</th>
                     <th scope="col">Arguments</th>
@@ -310,7 +314,7 @@ function NodeApp() {
                     const live = liveKeys.has(k);
                     const args = [j.args, j.kwargs].filter(Boolean).join(', ');
                     return html`<tr key=${k} class=${o ? 'gone' : ''} data-uid=${j.uid}>
-                      <td class="c-sel"><label class="hit"><input type="checkbox" aria-label=${`Select job ${j.job_id}`} checked=${selected.has(k)} disabled=${!live || !!o} onChange=${() => toggle(k)} /></label></td>
+                      <td class="c-sel">${admin ? html`<label class="hit"><input type="checkbox" aria-label=${`Select job ${j.job_id}`} checked=${selected.has(k)} disabled=${!live || !!o} onChange=${() => toggle(k)} /></label>` : null}</td>
                       <td class="j-cluster">${j.cluster}</td>
                       <td class="j-id"><button type="button" class="btn btn-small linkbtn" aria-label=${`Details of job ${j.job_id}`} onClick=${() => setDetail(k)}>${j.job_id}</button></td>
                       <td class="wrap args" data-testid="job-args">${args || html`<span class="muted">—</span>`}</td>
@@ -321,12 +325,14 @@ function NodeApp() {
                 </tbody>
               </table>
             </div>
-            <div class="actions terminate-bar">
-              <button type="button" class="btn btn-danger" disabled=${chosen.length === 0 || confirming} onClick=${() => setConfirming(true)} data-testid="terminate">
-                Terminate Selected Jobs${chosen.length ? ` (${chosen.length})` : ''}
-              </button>
-            </div>
-            ${confirming && chosen.length
+            ${admin
+              ? html`<div class="actions terminate-bar">
+                  <button type="button" class="btn btn-danger" disabled=${chosen.length === 0 || confirming} onClick=${() => setConfirming(true)} data-testid="terminate">
+                    Terminate Selected Jobs${chosen.length ? ` (${chosen.length})` : ''}
+                  </button>
+                </div>`
+              : html`<${ViewerNote} what="terminating jobs and node actions" />`}
+            ${admin && confirming && chosen.length
               ? html`<div class="confirm" role="alertdialog" aria-labelledby="confirm-text" data-testid="confirm">
                   <span id="confirm-text">Terminate ${chosen.length} job${chosen.length === 1 ? '' : 's'} on ${ip}? Their processes are killed; this cannot be undone.</span>
                   <button type="button" class="btn btn-danger" ref=${confirmBtn} onClick=${() => void terminate(chosen)} data-testid="confirm-terminate">Yes, terminate</button>
@@ -334,7 +340,8 @@ function NodeApp() {
                 </div>`
               : null}
           </section>
-          <section class="card" aria-labelledby="action-h">
+          ${admin
+            ? html`<section class="card" aria-labelledby="action-h" data-testid="node-action-card">
             <h2 id="action-h" class="card-title">Node Action</h2>
             <form class="actions" onSubmit=${runNodeAction}>
               <label class="sr-only" for="node-action">Node action</label>
@@ -346,6 +353,7 @@ function NodeApp() {
               <button type="submit" class="btn btn-primary" disabled=${!ip}>Execute</button>
             </form>
           </section>`
+            : null}`
         : null}
       <${Messages} />
     </main>
