@@ -15,16 +15,19 @@
  *               /cluster_status p50 and bytes vs JSON.stringify, a 10-node ?since= delta, SSE to 50 viewers
  *   ui          the Monitor page in Chromium (bench/ui.ts): first paint of 1,000 nodes, script time per
  *               SSE delta when 10% of them change each second
+ *   scheduler   20,000 trivial jobs through `dispyts scheduler` from two client programs (SharedJobCluster,
+ *               one process each, submitted at once) to one `--cpus 2` node, 3 runs, beside the direct
+ *               JobCluster figure of this run (the throughput section's median) and their ratio
  *   soak        one million jobs with at most 2,000 pending, client heap sampled (only with --soak)
  *   floors      the issue's targets and whether each was met
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,scheduler,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
- * server on 127.0.0.4; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
+ * server on 127.0.0.4, the scheduler section's node and scheduler on 127.0.0.248 and 127.0.0.249; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
  * (and deletes). Every process started is stopped by PID at the end, also on errors.
  */
 import os from 'node:os';
@@ -39,10 +42,13 @@ import { runStartup, type StartupResult } from './startup.js';
 import { DOUBLE_MODULE, runThroughputOnce, type ThroughputRun } from './throughput.js';
 import { runProgramThroughput, type ProgramThroughputResult } from './program.js';
 import { runUi, type UiBenchResult } from './ui.js';
+import { runSchedulerThroughput, type SchedulerResult } from './scheduler.js';
 
 const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
 const ECHO_HOST = '127.0.0.4';
+const SCHED_NODE_HOST = '127.0.0.248';
+const SCHED_HOST = '127.0.0.249';
 const CPUS = 2;
 
 const FLOORS = {
@@ -54,7 +60,7 @@ const FLOORS = {
   httpdDelta10Bytes: 5000,
 };
 
-const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'multiHost', 'httpd', 'ui', 'soak'] as const;
+const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'multiHost', 'httpd', 'ui', 'scheduler', 'soak'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): Set<Section> {
@@ -155,6 +161,7 @@ async function main(): Promise<number> {
   let soak: SoakResult | undefined;
   let httpd: HttpdResult | undefined;
   let multiHost: MultiHostResult | { skipped: string } | undefined;
+  let scheduler: SchedulerResult | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
   const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
@@ -221,6 +228,13 @@ async function main(): Promise<number> {
     }
   }
 
+  // Its own node (same --cpus as the throughput node) and scheduler, beside the direct figure.
+  if (sections.has('scheduler')) {
+    const direct = throughput?.medianJobsPerSec as number | undefined;
+    scheduler = await section('scheduler', errors, () =>
+      runSchedulerThroughput({ nodeHost: SCHED_NODE_HOST, schedulerHost: SCHED_HOST, cpus: CPUS, jobs: 20_000, warmup: 1_000, runs: 3, ...(direct !== undefined ? { directMedianJobsPerSec: direct } : {}) }),
+    );
+  }
   // After the loopback node stopped: its own daemons on hosts of the network-namespace harness.
   if (sections.has('multiHost')) {
     const loop = throughput?.medianJobsPerSec as number | undefined;
@@ -245,6 +259,7 @@ async function main(): Promise<number> {
   if (multiHost) out.multiHost = multiHost;
   if (httpd) out.httpd = httpd;
   if (ui) out.ui = ui;
+  if (scheduler) out.scheduler = scheduler;
 
   const floor = (desc: string, value: number | undefined, met: (v: number) => boolean): Record<string, unknown> =>
     value === undefined || !Number.isFinite(value) ? { floor: desc, value: null, met: null } : { floor: desc, value, met: met(value) };
@@ -257,6 +272,7 @@ async function main(): Promise<number> {
     httpdDelta10: floor(`10-node ?since= delta <= ${FLOORS.httpdDelta10Bytes} bytes`, httpd?.delta10.bytes, (v) => v <= FLOORS.httpdDelta10Bytes),
     httpdSseFanOut: floor('all 50 SSE viewers get every change (1 = yes)', httpd ? (httpd.sse.allViewersGotEveryChange ? 1 : 0) : undefined, (v) => v === 1),
     uiFirstPaint: floor('Monitor: data received to first paint of 1,000 nodes, median <= 300 ms', uiRun?.firstPaint.medianMs, (v) => v <= 300),
+    scheduler: floor('through the scheduler (2 clients) >= 0.5 x direct JobCluster throughput (ratio)', scheduler?.ratioToDirect, (v) => v >= 0.5),
     uiUpdateScript: floor('Monitor: script per delta (10% of 1,000 nodes each second), p95 <= 16 ms', uiRun?.updates.scriptMs.p95Ms, (v) => v <= 16),
   };
   if (soak) out.soak = soak;

@@ -4,6 +4,7 @@
  */
 export * from './client/index.js';
 export { NodeDaemon, type NodeDaemonOptions, type NodeDaemonStatus, type UndeliveredLimits } from './node/index.js';
+export { SchedulerDaemon, type SchedulerDaemonOptions } from './scheduler/index.js';
 export * from './httpd/index.js';
 export { DispyError, ERROR_CODES, type DispyErrorCode } from './errors.js';
 export { PROTOCOL_VERSION, NODE_PORT, SCHEDULER_PORT, HTTP_PORT, DISCOVERY_PORT } from './protocol/constants.js';

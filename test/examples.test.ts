@@ -1,7 +1,7 @@
 /**
  * Every example in examples/ (but the seed's httpd example, which has its own test) run as a
  * user runs it, `node --import tsx examples/<name>.ts`, with short jobs: each starts its own
- * daemons on 127.0.0.170–181 (ephemeral ports, one CPU each where that does), or uses a test daemon on 127.0.0.182 through
+ * daemons on 127.0.0.170–181 and 186–188 (ephemeral ports, one CPU each where that does), or uses a test daemon on 127.0.0.182 through
  * `--nodes`/`--secret`. The checks read what the example prints, which it computes from the
  * jobs' results, so an example that stops working fails here.
  */
@@ -140,6 +140,19 @@ describe('examples', { concurrency: 3 }, () => {
     assert.deepEqual(lines.slice(0, 3), ['order A-1 on 127.0.0.179: 3 items, total 4.50', 'order A-2 on 127.0.0.179: 3 items, total 15.00', 'order A-3 on 127.0.0.179: 10 items, total 9.90']);
     assert.match(lines[3]!, /^order A-4: DISPY_ERR_JOB_TERMINATED: ZodError/);
     assert.equal(lines.length, 4);
+  });
+
+  test('shared cluster: a dispyts scheduler shares two nodes between two SharedJobClusters', async () => {
+    const lines = await run('shared-cluster', ['--hosts', '127.0.0.186,127.0.0.187', '--cpus', '1', '--scheduler-host', '127.0.0.188', '--jobs', '4', '--job-sec', '0.2']);
+    const text = lines.join('\n');
+    assert.match(lines[0]!, /^scheduler on 127\.0\.0\.188:\d+, policy fair, 2 nodes$/);
+    const squares = lines.filter((l) => l.startsWith('squares job '));
+    const words = lines.filter((l) => l.startsWith('words job '));
+    assert.equal(squares.length, 4, text);
+    assert.equal(words.length, 4, text);
+    squares.forEach((l, i) => assert.match(l, new RegExp(`^squares job ${i}: ${i * i} on node-18[67]$`)));
+    words.forEach((l, i) => assert.match(l, new RegExp(`^words job ${i}: ${i}drow on node-18[67]$`)));
+    assert.equal(lines.at(-1), 'done: 8 jobs in 2 clusters');
   });
 
   test('two clusters on one HTTP server: both in the JSON API, and * Combined in the Monitor page', async () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `dispyts` command: `node`, `demo` (and later `scheduler`) subcommands. */
+/** The `dispyts` command: `node`, `scheduler` and `demo` subcommands. */
 import { DispyError } from '../errors.js';
 import { nodeCommand } from './node-command.js';
 import { demoCommand } from './demo-command.js';
@@ -8,6 +8,7 @@ const HELP = `Usage: dispyts <command> [options]
 
 Commands:
   node        run a compute node daemon on this machine
+  scheduler   share nodes between several client programs (SharedJobCluster)
   demo        start two local nodes (127.0.0.2, 127.0.0.3) and run a cluster on them
 
 Run "dispyts <command> --help" for a command's options.
@@ -18,6 +19,9 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'node':
       return nodeCommand(rest);
+    case 'scheduler':
+      // Loaded on demand: the client library and the HTTP server are not the node's business.
+      return (await import('./scheduler-command.js')).schedulerCommand(rest);
     case 'demo':
       return demoCommand(rest);
     case undefined:

@@ -1,22 +1,63 @@
 /**
- * Fair hand-out of node capacity between the clusters of this process: one pass gives each
- * cluster with queued jobs one job in turn until no node has room. Runs once per tick however
- * many replies arrived in it.
+ * Hand-out of node capacity between the clusters of this process. By default one pass gives
+ * each cluster with queued jobs one job in turn until no node has room (fair rotation). A
+ * process that runs other programs' clusters (`dispyts scheduler`) sets a dispatch policy
+ * instead, which picks the cluster for every job. Runs once per tick however many replies
+ * arrived in it.
  */
 export interface Dispatchable {
   dispatchOne(): boolean;
+  /**
+   * Submission order (lower = earlier) of the cluster's earliest queued job, or null when none
+   * is queued: what the `fsfs` policy compares.
+   */
+  headOrder?(): number | null;
 }
 
-const clusters = new Set<Dispatchable>();
+/**
+ * @internal How `dispyts scheduler` chooses the cluster that gets each free CPU (dispy's
+ * scheduler policies): `fsfs` the cluster whose earliest queued job was submitted first, `fair`
+ * the cluster dispatched to least recently, `early` the cluster created first.
+ */
+export type DispatchPolicy = 'fsfs' | 'fair' | 'early';
+
+export const DISPATCH_POLICIES: readonly DispatchPolicy[] = ['fsfs', 'fair', 'early'];
+
+interface Entry {
+  /** Registration order (the `early` policy). */
+  created: number;
+  /** When the cluster last got a job out (the `fair` policy), as a dispatch counter. */
+  lastDispatch: number;
+}
+
+const clusters = new Map<Dispatchable, Entry>();
 let scheduled = false;
 let offset = 0;
+let registered = 0;
+let dispatches = 0;
+let policy: DispatchPolicy | null = null;
 
 export function registerCluster(c: Dispatchable): void {
-  clusters.add(c);
+  if (!clusters.has(c)) clusters.set(c, { created: ++registered, lastDispatch: 0 });
 }
 
 export function unregisterCluster(c: Dispatchable): void {
   clusters.delete(c);
+}
+
+/**
+ * @internal Sets the process's dispatch policy (null: the default rotation). With a policy,
+ * nodes also hold no more jobs than they have CPUs while jobs are long or of unknown length (see
+ * `schedulerMode`), so the policy, not a node's queue, decides which cluster runs next.
+ */
+export function setDispatchPolicy(p: DispatchPolicy | null): void {
+  policy = p;
+  requestPump();
+}
+
+/** @internal The policy set by setDispatchPolicy, or null. */
+export function dispatchPolicy(): DispatchPolicy | null {
+  return policy;
 }
 
 export function requestPump(): void {
@@ -27,8 +68,12 @@ export function requestPump(): void {
 
 function pump(): void {
   scheduled = false;
-  const list = [...clusters];
-  if (list.length === 0) return;
+  if (clusters.size === 0) return;
+  if (policy) {
+    pumpByPolicy(policy);
+    return;
+  }
+  const list = [...clusters.keys()];
   // Rotate the starting cluster so none is always first.
   offset = (offset + 1) % list.length;
   let progress = true;
@@ -37,5 +82,30 @@ function pump(): void {
     for (let i = 0; i < list.length; i++) {
       if (list[(i + offset) % list.length]!.dispatchOne()) progress = true;
     }
+  }
+}
+
+/** One job at a time to the cluster the policy ranks first among those that can send one. */
+function pumpByPolicy(p: DispatchPolicy): void {
+  for (;;) {
+    const ranked: { c: Dispatchable; e: Entry; key: number }[] = [];
+    for (const [c, e] of clusters) {
+      let key: number;
+      if (p === 'fsfs') {
+        const head = c.headOrder ? c.headOrder() : 0;
+        if (head === null) continue;
+        key = head;
+      } else key = p === 'fair' ? e.lastDispatch : e.created;
+      ranked.push({ c, e, key });
+    }
+    ranked.sort((a, b) => a.key - b.key || a.e.created - b.e.created);
+    let sent = false;
+    for (const r of ranked) {
+      if (!r.c.dispatchOne()) continue;
+      r.e.lastDispatch = ++dispatches;
+      sent = true;
+      break;
+    }
+    if (!sent) return;
   }
 }

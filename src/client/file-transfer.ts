@@ -11,9 +11,8 @@ import { open } from 'node:fs/promises';
 import { basename, delimiter, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { DispyError } from '../errors.js';
-import { relativeName } from '../protocol/messages.js';
-import type { Reply } from '../protocol/messages.js';
-import type { RequestMessage } from './node-link.js';
+import type { z } from 'zod';
+import { relativeName, type fileBeginSchema, type fileChunkSchema } from '../protocol/messages.js';
 
 /** Bytes per file-chunk message. */
 export const FILE_CHUNK = 1024 * 1024;
@@ -36,9 +35,15 @@ export interface TransferResult {
   sent: number;
 }
 
-/** Anything that sends requests to a node (a NodeLink). */
+/** The two requests of a transfer (without the request id, which the sender assigns). */
+export type FileRequest = Omit<z.input<typeof fileBeginSchema>, 'rid'> | Omit<z.input<typeof fileChunkSchema>, 'rid'>;
+
+/**
+ * Anything that sends file requests and resolves with the receiver's answer: a NodeLink, or a
+ * SharedJobCluster's connection to its scheduler (same messages, same answers).
+ */
 export interface Requester {
-  request(msg: RequestMessage, timeoutSec?: number): Promise<Reply>;
+  request(msg: FileRequest, timeoutSec?: number): Promise<{ offset?: number | undefined }>;
 }
 
 export interface TransferOptions {
@@ -174,7 +179,7 @@ export async function transferFile(link: Requester, computeId: string, file: Loc
     if (offset > size) throw new DispyError('DISPY_ERR_INTERNAL', `node has ${offset} bytes of ${file.name}, which has ${size}`);
     let next = offset;
     let sent = 0;
-    const inflight: { end: number; reply: Promise<Reply> }[] = [];
+    const inflight: { end: number; reply: Promise<{ offset?: number | undefined }> }[] = [];
     while (offset < size) {
       while (next < size && inflight.length < WINDOW) {
         const len = Math.min(FILE_CHUNK, size - next);

@@ -6,3 +6,4 @@ export { DispyNode } from './dispy-node.js';
 export { NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';
 export type { ModuleComputation } from './computation.js';
+export { SharedJobCluster, type SharedJobClusterOptions } from './shared-job-cluster.js';

@@ -15,7 +15,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
-import { requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
+import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
@@ -25,6 +25,10 @@ import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
+import { StatusEventQueue, type StatusEvent } from './status-events.js';
+import { formatBytes, statusTable } from './print-status.js';
+
+export { formatBytes };
 
 export interface JobClusterOptions {
   /**
@@ -190,15 +194,8 @@ export interface JobClusterOptions {
   logger?: Logger;
 }
 
-/** One status event, as `cluster.on('status')` delivers it. */
-export interface ClusterStatusEvent {
-  /** Increases by one per event of this cluster. */
-  id: number;
-  status: DispyStatus;
-  node: DispyNode | null;
-  job: DispyJob | null;
-  cluster: JobCluster;
-}
+/** One status event, as `cluster.on('status')` delivers it (`cluster`: the cluster that emitted it). */
+export type ClusterStatusEvent<C = JobCluster> = StatusEvent<C>;
 
 /** Options of `submitWith`. */
 export interface SubmitOptions {
@@ -232,6 +229,56 @@ export interface SubmitOptions {
 export interface ClusterStatus {
   nodes: DispyNode[];
   jobsPending: number;
+}
+
+/**
+ * @internal A computation already in its wire form, with what goes with it, for a cluster
+ * that runs another program's computation (`dispyts scheduler`, see `JobCluster._fromWire`).
+ * Such a cluster leaves results and provisional results as the encoded bytes the node sent.
+ */
+export interface PrebuiltComputation {
+  computation: Computation;
+  /** Local files sent to every node before setup, with their names on the nodes. */
+  files: LocalFile[];
+  /** Source of `setup`, or null. */
+  setup: string | null;
+  /** `setup`'s arguments, already encoded (payload codec), or null. */
+  setupArgs: Uint8Array | null;
+  /** Source of `cleanup`, or null. */
+  cleanup: string | null;
+  /** Whether nodes delete the computation's files when it closes. */
+  cleanupFiles: boolean;
+  /** The cluster's destPath on nodes, or null. */
+  destPath: string | null;
+}
+
+/** @internal Options of `JobCluster._submitEncoded`. */
+export interface EncodedSubmitOptions {
+  /** The job's id (default: a counter). */
+  id?: unknown;
+  /** The arguments as the HTTP server shows them (default: decoded without classes, or a placeholder). */
+  display?: unknown[];
+  /** Run only on this node (IP address or node name). */
+  node?: string;
+  /** Seconds after which the job is terminated (default: the cluster's maxRuntime). */
+  maxRuntime?: number;
+}
+
+const PREBUILT = Symbol('dispyts.prebuilt');
+
+function prebuiltOf(c: unknown): PrebuiltComputation | null {
+  return c !== null && typeof c === 'object' && PREBUILT in c ? (c as { [PREBUILT]: PrebuiltComputation })[PREBUILT] : null;
+}
+
+/** Decodes arguments for display only: classes are not known here, so instances come back as plain objects. */
+let displayCodec: PayloadCodec | null = null;
+function displayArgs(bytes: Uint8Array): unknown[] {
+  try {
+    const v = (displayCodec ??= new PayloadCodec()).decode(bytes);
+    return Array.isArray(v) ? v : [v];
+  } catch {
+    return ['<encoded arguments>'];
+  }
 }
 
 type ClusterEvents = {
@@ -286,14 +333,17 @@ type AnyFn = (...args: any[]) => unknown;
 
 let uidCounter = 0;
 
+/** @internal A new process-wide job uid (jobs of every cluster kind share the sequence). */
+export function nextJobUid(): number {
+  return ++uidCounter;
+}
+
 /**
  * Seconds the jobs of a node whose connection broke wait for a reconnection when the cluster
  * has no pulseInterval (with one, they wait until 5 × pulseInterval after the node was last
  * heard).
  */
 export const RECONNECT_WINDOW = 10;
-
-const FINAL_FOR_JOB_STATUS = new Set<number>([JobStatus.ProvisionalResult, JobStatus.Finished, JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Abandoned]);
 
 export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
   readonly name: string;
@@ -304,6 +354,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #computation: Promise<Computation>;
   /** Local files to ship to every node before setup (program file, file depends). */
   readonly #computationFiles: string[];
+  /** Set for a cluster built from a wire computation (`_fromWire`): results stay encoded. */
+  readonly #prebuilt: PrebuiltComputation | null;
   /** The cluster's destPath on nodes (dispy's dest_path), normalized. */
   readonly #destPath: string | null;
   /** What submitWith adds to a job: its per-job files and its maxRuntime. */
@@ -333,10 +385,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #sent = new Map<number, Sent>();
   #pending = 0;
   #jobIds = 0;
-  #eventId = 0;
-  #events: ClusterStatusEvent[] = [];
-  #draining = false;
-  #drainWaiters: (() => void)[] = [];
+  readonly #statusEvents: StatusEventQueue<JobCluster>;
   #idleWaiters: (() => void)[] = [];
   #closing = false;
   #closed = false;
@@ -355,18 +404,33 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     super();
     validateOptions(options);
     this.#opts = options;
-    const built = buildComputation(computation, options);
+    const pre = prebuiltOf(computation);
+    this.#prebuilt = pre;
+    const built = pre
+      ? { name: pre.computation.name || 'compute', wire: Promise.resolve(pre.computation), classes: [], files: [] }
+      : buildComputation(computation, options);
     this.name = options.name ?? built.name;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
+    this.#statusEvents = new StatusEventQueue<JobCluster>(this as JobCluster, {
+      jobStatus: options.jobStatus,
+      clusterStatus: options.clusterStatus,
+      emitStatus: (e) => this.emit('status', e),
+      emitError: (err) => this.emit('error', err),
+      listenerCount: (event) => this.listenerCount(event),
+      warn: (err) => this.log.warn({ code: err.code }, err.message),
+      callbackThrew: (err) => this.log.error({ err }, 'status callback threw'),
+    });
     this.#computation = built.wire;
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
     this.#computation.catch(() => undefined);
     this.#computationFiles = built.files;
-    this.#destPath = normalizeDestPath(options.destPath, this.log);
-    this.#hooks = {
-      setup: options.setup ? functionSource(options.setup, 'setup') : null,
-      cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
-    };
+    this.#destPath = normalizeDestPath(pre ? (pre.destPath ?? undefined) : options.destPath, this.log);
+    this.#hooks = pre
+      ? { setup: pre.setup, cleanup: pre.cleanup }
+      : {
+          setup: options.setup ? functionSource(options.setup, 'setup') : null,
+          cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
+        };
     this.#codec = new PayloadCodec(built.classes);
     this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.
@@ -380,6 +444,17 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#pulseTimer.unref();
     }
     void this.#initNodes();
+  }
+
+  /**
+   * @internal For `dispyts scheduler`: a cluster running a computation another program built
+   * (its wire form, files, setup and cleanup as that program sent them). Options `setup`,
+   * `cleanup`, `destPath` and `depends` are taken from `pre`, not from `options`. Jobs are
+   * submitted with `_submitEncoded`; results and provisional results stay encoded (`job.result`
+   * is the node's bytes) so they can be forwarded untouched.
+   */
+  static _fromWire(pre: PrebuiltComputation, options: JobClusterOptions = {}): JobCluster {
+    return new JobCluster({ [PREBUILT]: pre } as unknown as string, options);
   }
 
   // ---- nodes ----
@@ -437,6 +512,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       // Files first (program, file depends, the spec's depends), so setup finds them.
       const shipped = await transferFiles(link, this.computeId, setupFiles, this.#fileOpts());
       const { setup, cleanup } = this.#opts;
+      const pre = this.#prebuilt;
       await link.request({
         t: 'setup',
         computeId: this.computeId,
@@ -445,9 +521,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         cpus,
         pulseInterval: this.#opts.pulseInterval ?? 0,
         setup: this.#hooks.setup,
-        setupArgs: setup ? this.#codec.encode(setupArgs) : null,
+        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs) : null,
         cleanup: this.#hooks.cleanup,
-        cleanupFiles: cleanup !== false,
+        cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
       });
       if (this.#closing) {
@@ -628,18 +704,63 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    const bytes = this.#codec.encode(args);
+    return this.#enqueue(id, pinTo, args, this.#codec.encode(args), undefined);
+  }
+
+  /**
+   * @internal For `dispyts scheduler`: queues a job whose arguments are already encoded (by the
+   * submitting program's payload codec); `display` is what the HTTP server shows as its
+   * arguments. Throws DISPY_ERR_CLUSTER_CLOSED, or DISPY_ERR_NODE_UNKNOWN for a `node` that is
+   * not this cluster's.
+   */
+  _submitEncoded(args: Uint8Array, options: EncodedSubmitOptions = {}): DispyJob {
+    if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    let pinTo: string | null = null;
+    if (options.node !== undefined) {
+      pinTo = this.#nodeOf(options.node)?.node.ipAddr ?? (isIP(options.node) ? options.node : null);
+      if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo))) throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
+    }
+    const job = this.#enqueue(options.id, pinTo, options.display ?? [], args, options.maxRuntime) as DispyJob;
+    if (!options.display) {
+      // Decoded only if something looks (the HTTP server with showJobArgs): most jobs never are.
+      let shown: unknown[] | null = null;
+      Object.defineProperty(job, 'args', {
+        enumerable: true,
+        configurable: true,
+        get: () => (shown ??= displayArgs(args)),
+        set: (v: unknown[]) => {
+          shown = v;
+        },
+      });
+    }
+    return job;
+  }
+
+  #enqueue(id: unknown, pinTo: string | null, args: unknown[], bytes: Uint8Array, maxRuntime: number | undefined): DispyJob<Awaited<ReturnType<F>>> {
     const job = new DispyJob<Awaited<ReturnType<F>>>(++uidCounter, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
     this.#pending++;
+    const item: Queued = maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
     if (pinTo) {
       let q = this.#pinned.get(pinTo);
       if (!q) this.#pinned.set(pinTo, (q = new Deque()));
-      q.push({ job: job as DispyJob, args: bytes });
-    } else this.#queue.push({ job: job as DispyJob, args: bytes });
+      q.push(item);
+    } else this.#queue.push(item);
     this.#emit(JobStatus.Created, null, job as DispyJob);
     for (const t of this.#retryTimers) t.ref();
     requestPump();
     return job;
+  }
+
+  /** @internal Submission order of the earliest queued job (the scheduler's `fsfs` policy), or null. */
+  headOrder(): number | null {
+    if (this.#closing) return null;
+    while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
+    let best = this.#queue.length ? this.#queue.peek()!.job._uid : null;
+    for (const q of this.#pinned.values()) {
+      const head = q.peek();
+      if (head && !head.job.settled && (best === null || head.job._uid < best)) best = head.job._uid;
+    }
+    return best;
   }
 
   /** @internal Sends one queued job to a node if any has room; true if it did. */
@@ -719,7 +840,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   /** Files every node gets before setup, plus those of the NodeAllocate that matched it. */
   #setupFiles(spec: NodeAllocate): LocalFile[] {
     const max = this.#opts.maxFileSize ?? 0;
-    const files = this.#computationFiles.map((p) => localFile(p, 'depends', max));
+    const files = this.#prebuilt ? [...this.#prebuilt.files] : this.#computationFiles.map((p) => localFile(p, 'depends', max));
     return [...files, ...dependFiles(spec.depends, 'NodeAllocate.depends', max, files)];
   }
 
@@ -744,7 +865,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         return;
       case 'provisional':
         try {
-          job.result = this.#codec.decode(msg.result) as never;
+          job.result = (this.#prebuilt ? msg.result : this.#codec.decode(msg.result)) as never;
         } catch (err) {
           this.log.warn({ uid: msg.uid, err: (err as Error).message }, 'undecodable provisional result ignored');
           return;
@@ -802,7 +923,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let status: DispyStatus = msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
     if (msg.result) {
       try {
-        job.result = this.#codec.decode(msg.result) as never;
+        // A prebuilt cluster forwards results as they came (see _fromWire).
+        job.result = (this.#prebuilt ? msg.result : this.#codec.decode(msg.result)) as never;
       } catch (err) {
         status = JobStatus.Terminated;
         job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
@@ -1258,25 +1380,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */
   printStatus(wallTime?: number): string {
-    const rows = [...this.#everyNode.values()];
-    const line = '-'.repeat(98);
-    const out: string[] = [];
-    out.push(`${'Node'.padStart(36)} |  CPUs |    Jobs |    Sec/Job | Node Time Sec |    Sent |    Rcvd`);
-    out.push(line);
-    let total = 0;
-    for (const n of rows) {
-      total += n.jobTime;
-      const label = n.name ? `${n.ipAddr} (${n.name})` : n.ipAddr;
-      const perJob = n.jobsDone ? n.jobTime / n.jobsDone : 0;
-      out.push(
-        `${label.slice(0, 36).padStart(36)} | ${String(n.cpus).padStart(5)} | ${String(n.jobsDone).padStart(7)} | ${perJob.toFixed(3).padStart(10)} | ${n.jobTime.toFixed(3).padStart(13)} | ${formatBytes(n.tx).padStart(7)} | ${formatBytes(n.rx).padStart(7)}`,
-      );
-    }
-    out.push('');
-    out.push(`Jobs pending: ${this.#pending}`);
-    out.push(`Total job time: ${total.toFixed(3)} sec`);
-    if (wallTime && wallTime > 0) out.push(`Total wall time: ${wallTime.toFixed(3)} sec, speedup: ${(total / wallTime).toFixed(3)}`);
-    const text = out.join('\n') + '\n';
+    const text = statusTable([...this.#everyNode.values()], this.#pending, wallTime);
     process.stdout.write(text);
     return text;
   }
@@ -1284,54 +1388,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   // ---- events ----
 
   #emit(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
-    if (!this.#opts.clusterStatus && !this.#opts.jobStatus && this.listenerCount('status') === 0) return;
-    this.#events.push({ id: ++this.#eventId, status, node, job, cluster: this as JobCluster });
-    this.#scheduleDrain();
+    this.#statusEvents.push(status, node, job);
   }
 
   #emitError(err: DispyError): void {
-    if (this.listenerCount('error') === 0) {
-      this.log.warn({ code: err.code }, err.message);
-      return;
-    }
-    this.#events.push({ id: -1, status: -1 as DispyStatus, node: null, job: null, cluster: this as JobCluster, error: err } as ClusterStatusEvent);
-    this.#scheduleDrain();
-  }
-
-  #scheduleDrain(): void {
-    if (this.#draining) return;
-    this.#draining = true;
-    setImmediate(() => this.#drain());
-  }
-
-  #drain(): void {
-    // Callbacks that submit or cancel append to the queue; they are delivered in this loop,
-    // after the current event, never inside it.
-    for (let i = 0; i < this.#events.length; i++) {
-      const e = this.#events[i]!;
-      const err = (e as ClusterStatusEvent & { error?: DispyError }).error;
-      try {
-        if (err) {
-          this.emit('error', err);
-          continue;
-        }
-        if (e.job && FINAL_FOR_JOB_STATUS.has(e.status)) this.#opts.jobStatus?.(e.job);
-        this.#opts.clusterStatus?.(e.status, e.node, e.job);
-        this.emit('status', e);
-      } catch (cbErr) {
-        this.log.error({ err: cbErr }, 'status callback threw');
-      }
-    }
-    this.#events = [];
-    this.#draining = false;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const w of waiters) w();
+    this.#statusEvents.pushError(err);
   }
 
   #drained(): Promise<void> {
-    if (!this.#draining && this.#events.length === 0) return Promise.resolve();
-    return new Promise((r) => this.#drainWaiters.push(r));
+    return this.#statusEvents.drained();
   }
 }
 
@@ -1349,6 +1414,21 @@ function windowPerCpu(avgMs: number): number {
   return Math.max(2, Math.min(MAX_WINDOW_PER_CPU, 1 + Math.ceil(10 / Math.max(avgMs, 0.01))));
 }
 
+/**
+ * @internal With a dispatch policy (`dispyts scheduler`), jobs averaging at least this many ms
+ * (or of unknown length) are sent only to a free CPU of their node, never queued there.
+ */
+export const SCHEDULER_SHORT_JOB_MS = 50;
+
+/**
+ * Jobs per CPU a node's connection may hold when a dispatch policy is set: one while the jobs'
+ * run time is unknown or long, so that the policy decides which cluster gets each freed CPU;
+ * the usual pipelining window for short jobs, whose round trips would otherwise idle the CPU.
+ */
+function policyWindowPerCpu(avgMs: number): number {
+  return Number.isFinite(avgMs) && avgMs < SCHEDULER_SHORT_JOB_MS ? windowPerCpu(avgMs) : 1;
+}
+
 function canSend(cn: ClusterNode): boolean {
   const link = cn.link;
   return (
@@ -1357,7 +1437,8 @@ function canSend(cn: ClusterNode): boolean {
     !link.closing &&
     !link.full &&
     cn.inflight < windowPerCpu(cn.avgMs) * cn.cap &&
-    link.inflight < MAX_WINDOW_PER_CPU * link.info.cpus
+    link.inflight < MAX_WINDOW_PER_CPU * link.info.cpus &&
+    (dispatchPolicy() === null || link.inflight < policyWindowPerCpu(cn.avgMs) * link.info.cpus)
   );
 }
 
@@ -1387,16 +1468,4 @@ function validateOptions(o: JobClusterOptions): void {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256)) throw invalidOption('name', 'a non-empty string', o.name);
-}
-
-/** 1024-based sizes as dispy prints them. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB', 'PB', 'EB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} ${units[i]}` : `${v.toFixed(1)} ${units[i]}`;
 }

@@ -198,11 +198,6 @@ function intField(form: FormFields, name: string, fallback: number, min: number,
   return n;
 }
 
-function isShared(view: ClusterView): boolean {
-  const cl = view.cluster as { shared?: unknown; constructor?: { name?: string } };
-  return cl.shared === true || cl.constructor?.name === 'SharedJobCluster';
-}
-
 /**
  * `POST /add_node` (`host`, `port`, `cpus`, `cluster`, `id`): asks each selected cluster to
  * allocate the node and answers at once with the fields echoed (JSON, unlike dispy's text/html).
@@ -221,7 +216,7 @@ export function addNode(c: Context, ctx: ApiContext, form: FormFields): Response
   if (wildcard && cpus !== 0) notes.push('CPUs are ignored for a wildcard');
   let sharedIgnored = false;
   for (const view of views) {
-    const shared = isShared(view);
+    const shared = view.shared;
     if (shared && cpus !== 0) sharedIgnored = true;
     const spec = wildcard || shared || cpus === 0 ? { host, port } : { host, port, cpus };
     const allocate = view.cluster.allocateNode;

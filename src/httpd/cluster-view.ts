@@ -29,6 +29,8 @@ export interface ViewedCluster {
   closeNode?(node: DispyNode | string, options?: { terminatePending?: boolean }): Promise<number>;
   setNodeCpus?(node: DispyNode | string, cpus: number): Promise<number>;
   readonly closed?: boolean;
+  /** True for a SharedJobCluster: its nodes' CPUs are the scheduler's (adding a node ignores CPUs). */
+  readonly shared?: boolean;
 }
 
 export interface JobCounters {
@@ -73,6 +75,10 @@ export class ClusterView {
   readonly name: string;
   /** `name` as a JSON string literal. */
   readonly nameJson: string;
+  /** Whether the cluster is a SharedJobCluster (the documents say `"shared": true`). */
+  readonly shared: boolean;
+  /** `"shared":true,` for a shared cluster, '' otherwise (dispy's shapes stay as they were). */
+  readonly sharedJson: string;
   readonly #log: ChangeLog;
   readonly #nodes = new Map<string, NodeEntry>();
   readonly #counters: JobCounters = { submitted: 0, done: 0, queued: 0, running: 0, failed: 0 };
@@ -98,6 +104,8 @@ export class ClusterView {
     this.cluster = cluster;
     this.name = name;
     this.nameJson = JSON.stringify(name);
+    this.shared = isSharedCluster(cluster);
+    this.sharedJson = this.shared ? '"shared":true,' : '';
     this.#log = log;
     this.#observer = observer;
     this.#countersSeq = this.#seq = log.next();
@@ -323,4 +331,10 @@ export class ClusterView {
     const ip = this.#running.get(uid);
     return ip === undefined ? undefined : this.#nodes.get(ip)?.running.get(uid);
   }
+}
+
+/** Whether `cluster` is a SharedJobCluster (or says it is shared). */
+export function isSharedCluster(cluster: ViewedCluster): boolean {
+  const c = cluster as { shared?: unknown; constructor?: { name?: string } };
+  return c.shared === true || c.constructor?.name === 'SharedJobCluster';
 }

@@ -8,3 +8,4 @@ export * from './tls.js';
 export * from './payload.js';
 export * from './wire-codec.js';
 export * from './discovery.js';
+export * from './scheduler-messages.js';

@@ -279,6 +279,9 @@ function AddNodes({ viewKey, view, version }: { viewKey: string; view: ClusterVi
   return html`<section class="card" aria-labelledby="add-h">
     <h2 id="add-h" class="card-title">Add Nodes</h2>
     <p class="help">A host name, an IP address, or a wildcard such as <span class="mono">192.168.1.*</span> (nodes the cluster can discover). CPUs and port are optional${viewKey === COMBINED ? '; nodes are added to every cluster' : ''}.</p>
+    ${shared
+      ? html`<p class="help" role="note" data-testid="add-cpus-ignored">CPUs are ignored when adding a node to ${viewKey === COMBINED ? 'a SharedJobCluster (one is among the clusters)' : 'this SharedJobCluster'}: its nodes belong to a <span class="mono">dispyts scheduler</span>, which decides how many of their CPUs each cluster uses.</p>`
+      : null}
     <form onSubmit=${submit}>
       <div class="scroll-x">
         <table class="data add" data-testid="add-table">

@@ -1,0 +1,195 @@
+/** `dispyts scheduler`: shares nodes between client programs until SIGTERM/SIGINT. */
+import { parseArgs } from 'node:util';
+import { DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
+import { DispyError } from '../errors.js';
+import { parseHttpdAddress } from '../node/node-httpd.js';
+import { readSecretFile } from '../protocol/secret.js';
+import { SchedulerDaemon } from '../scheduler/scheduler-daemon.js';
+import { SchedulerMonitor } from '../scheduler/scheduler-monitor.js';
+import { parseIntOption, parseSeconds, parseSize } from './args.js';
+
+export const SCHEDULER_HELP = `Usage: dispyts scheduler [options]
+
+Lets several client programs (SharedJobCluster) share one set of nodes. Toward the nodes the
+scheduler is one ordinary client; each client computation runs in it as a JobCluster, and a
+policy decides which computation gets each free CPU.
+
+Options:
+  --node NODE              a node to share: host, IP, or wildcard such as 10.0.0.*, each
+                           optionally with :PORT (default 9701); repeat for more (default *:
+                           nodes discovered by UDP on the interface of --host; a loopback --host
+                           sends no UDP, so a loopback scheduler needs --node)
+  --host ADDR              address clients connect to (default 127.0.0.1)
+  --port N                 port for clients, 0 for any free one (default 9702)
+  --name NAME              name told to clients (default: the host name)
+  --node-secret S          shared secret of the nodes (default: the per-user secret file)
+  --node-secret-file FILE  read it from FILE (mode 600; keeps it out of \`ps\`)
+  --cluster-secret S       secret clients authenticate with (default: the per-user secret file)
+  --cluster-secret-file F  read it from F (mode 600)
+  --node-cert-file FILE    TLS toward nodes: this scheduler's client certificate (PEM)
+  --node-key-file FILE     its private key
+  --node-ca-file FILE      CA the nodes' certificates chain to (turns TLS toward nodes on)
+  --cert-file FILE         TLS toward clients: serve TLS only, with this certificate (PEM)
+  --key-file FILE          its private key
+  --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
+  --pulse-interval S       seconds between heartbeats: asked of nodes (a node silent for 5 of
+                           them is declared dead) and sent to clients (default: clients 10 s;
+                           nodes are not declared dead for silence)
+  --ping-interval S        seconds between re-discoveries of nodes (default: off)
+  --zombie-interval S      seconds a vanished client's computations keep running before they
+                           are closed, queued jobs dropped and running ones terminated
+                           (default 3600; dispy's is in minutes)
+  --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
+  --dest-path-prefix DIR   where clients' files are kept (default: <tmpdir>/dispyts/scheduler)
+  --clean                  delete what a previous scheduler at --host left there
+  --policy P               which computation gets a free CPU: fsfs (the one whose earliest
+                           queued job was submitted first; default), fair (the one served least
+                           recently) or early (the one created first)
+  --cooperative            let any computation change its nodes' CPUs (setNodeCpus); without
+                           it only exclusive computations may
+  --insecure               allow a non-loopback --host without a cluster secret
+  --httpd [HOST:]PORT      serve the monitor (DispyHTTPServer) over every client's cluster on
+                           PORT (0: any free one), on HOST (default 127.0.0.1)
+  --httpd-token TOKEN      the monitor's token, 16+ characters (default: generated and printed
+                           when HOST is not loopback; loopback browsers need none)
+  --httpd-cert-file FILE   serve the monitor over HTTPS with this certificate (PEM)
+  --httpd-key-file FILE    its private key
+  --log-level LEVEL        trace, debug, info, warn, error (default info)
+  --parent-pid PID         stop when process PID exits (tests use it)
+  -h, --help               show this help
+
+Prints "dispyts scheduler ready on HOST:PORT ..." once serving. An exclusive computation waits
+until no other one is active and runs alone. A client that disconnects, or sends nothing for 5
+of its heartbeat intervals, keeps its computations for --zombie-interval; then they are closed.
+SIGTERM or SIGINT closes every computation (clients see their jobs end with
+DISPY_ERR_CLUSTER_CLOSED) and exits.
+`;
+
+function parsePolicy(text: string | undefined): DispatchPolicy | undefined {
+  if (text === undefined) return undefined;
+  if (!(DISPATCH_POLICIES as readonly string[]).includes(text)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--policy: expected fsfs, fair or early, got \`${text}\``);
+  return text as DispatchPolicy;
+}
+
+function secretOption(values: Record<string, unknown>, name: string): string | undefined {
+  const direct = values[name] as string | undefined;
+  const file = values[`${name}-file`] as string | undefined;
+  if (direct !== undefined && file !== undefined) throw new DispyError('DISPY_ERR_INVALID_OPTION', `give --${name} or --${name}-file, not both`);
+  return file !== undefined ? readSecretFile(file) : direct;
+}
+
+export async function schedulerCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      node: { type: 'string', multiple: true },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      name: { type: 'string' },
+      'node-secret': { type: 'string' },
+      'node-secret-file': { type: 'string' },
+      'cluster-secret': { type: 'string' },
+      'cluster-secret-file': { type: 'string' },
+      'node-cert-file': { type: 'string' },
+      'node-key-file': { type: 'string' },
+      'node-ca-file': { type: 'string' },
+      'cert-file': { type: 'string' },
+      'key-file': { type: 'string' },
+      'ca-file': { type: 'string' },
+      'pulse-interval': { type: 'string' },
+      'ping-interval': { type: 'string' },
+      'zombie-interval': { type: 'string' },
+      'max-file-size': { type: 'string' },
+      'dest-path-prefix': { type: 'string' },
+      clean: { type: 'boolean' },
+      policy: { type: 'string' },
+      cooperative: { type: 'boolean' },
+      insecure: { type: 'boolean' },
+      httpd: { type: 'string' },
+      'httpd-token': { type: 'string' },
+      'httpd-cert-file': { type: 'string' },
+      'httpd-key-file': { type: 'string' },
+      'log-level': { type: 'string' },
+      'parent-pid': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(SCHEDULER_HELP);
+    return 0;
+  }
+  const parent = parseIntOption('parent-pid', values['parent-pid'], { min: 1 });
+  const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
+  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-cert-file'] !== undefined || values['httpd-key-file'] !== undefined)) {
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token, --httpd-cert-file and --httpd-key-file need --httpd [host:]port');
+  }
+  const token = values['httpd-token'];
+  if (token !== undefined && token.length < 16) throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token: expected at least 16 characters');
+  const daemon = new SchedulerDaemon({
+    nodes: values.node,
+    host: values.host,
+    port: parseIntOption('port', values.port, { min: 0, max: 65535 }),
+    name: values.name,
+    nodeSecret: secretOption(values, 'node-secret'),
+    clusterSecret: secretOption(values, 'cluster-secret'),
+    nodeCertFile: values['node-cert-file'],
+    nodeKeyFile: values['node-key-file'],
+    nodeCaFile: values['node-ca-file'],
+    certFile: values['cert-file'],
+    keyFile: values['key-file'],
+    caFile: values['ca-file'],
+    pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
+    pingInterval: parseSeconds('ping-interval', values['ping-interval']),
+    zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
+    maxFileSize: values['max-file-size'] === undefined ? undefined : parseSize('max-file-size', values['max-file-size']),
+    destPathPrefix: values['dest-path-prefix'],
+    clean: values.clean,
+    policy: parsePolicy(values.policy),
+    cooperative: values.cooperative,
+    insecure: values.insecure,
+    logLevel: values['log-level'],
+  });
+  const { host, port } = await daemon.start();
+  const nodes = daemon.nodes.map((n) => (n.port === 9701 ? n.host : `${n.host}:${n.port}`)).join(', ');
+  process.stdout.write(`dispyts scheduler ready on ${host}:${port} (policy ${daemon.policy}, nodes ${nodes}${daemon.cooperative ? ', cooperative' : ''}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
+  let monitor: SchedulerMonitor | null = null;
+  if (httpd) {
+    try {
+      monitor = new SchedulerMonitor(daemon, {
+        host: httpd.host ?? '127.0.0.1',
+        port: httpd.port,
+        ...(token !== undefined ? { auth: { token } } : {}),
+        ...(values['httpd-cert-file'] !== undefined ? { certFile: values['httpd-cert-file'] } : {}),
+        ...(values['httpd-key-file'] !== undefined ? { keyFile: values['httpd-key-file'] } : {}),
+        logger: daemon.log.child({ component: 'httpd' }),
+      });
+      const a = await monitor.listening;
+      const t = monitor.server.token;
+      process.stdout.write(`dispyts scheduler monitor on ${a.url}${t && token === undefined ? ` (sign in: ${a.url}/?token=${t})` : ''}\n`);
+    } catch (err) {
+      // The monitor was asked for: without it the scheduler does not run.
+      await daemon.stop('its monitor could not start');
+      throw err;
+    }
+  }
+  const onSignal = (sig: NodeJS.Signals): void => {
+    void daemon.stop(sig);
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  if (parent !== undefined) {
+    const watch = setInterval(() => {
+      try {
+        process.kill(parent, 0);
+      } catch {
+        clearInterval(watch);
+        void daemon.stop('its parent process exited');
+      }
+    }, 500);
+    watch.unref();
+  }
+  await daemon.stopped;
+  await monitor?.close();
+  return 0;
+}

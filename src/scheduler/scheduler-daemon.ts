@@ -1,0 +1,417 @@
+/**
+ * `dispyts scheduler`: lets several client programs (SharedJobCluster) share one set of nodes.
+ * Toward nodes it is one ordinary client process: each client computation runs as one real
+ * JobCluster here, and all of them share this process's node connections and CPU ledgers, with
+ * a dispatch policy (fsfs, fair, early) choosing which computation gets each free CPU. Toward
+ * clients it serves port 9702, authenticated with the cluster secret.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import pino, { type Logger } from 'pino';
+import { setDispatchPolicy, DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
+import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
+import type { NodeAllocate } from '../client/node-allocate.js';
+import { DispyError, invalidOption } from '../errors.js';
+import { FileStore } from '../node/file-store.js';
+import { acceptChannel, refuseConnection, type Channel } from '../protocol/channel.js';
+import { SCHEDULER_PORT } from '../protocol/constants.js';
+import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
+import { resolveSecret } from '../protocol/secret.js';
+import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial, type TlsOptionNames } from '../protocol/tls.js';
+import { Admission, type Admittable } from './admission.js';
+import { ClientSession } from './client-session.js';
+import { ClusterNames } from './cluster-names.js';
+import { parseSchedulerNodes } from './node-scope.js';
+import type { SchedulerContext } from './scheduler-context.js';
+
+export interface SchedulerDaemonOptions {
+  /**
+   * The nodes to share: host names, IP addresses or wildcards, each optionally with `:PORT`.
+   * A wildcard finds nodes by UDP discovery on the interface of `host`; a loopback `host` sends
+   * no UDP, so a loopback scheduler must list its nodes.
+   * @default ['*']
+   * @example nodes: ['127.0.0.2', '127.0.0.3:9801']
+   */
+  nodes?: string[];
+  /**
+   * Address clients connect to; also the interface nodes are discovered on.
+   * @default '127.0.0.1'
+   */
+  host?: string;
+  /**
+   * Port for clients (0 = any free one).
+   * @default 9702
+   */
+  port?: number;
+  /** Name the scheduler tells clients. @default os.hostname() */
+  name?: string;
+  /** Shared secret of the nodes. @default the per-user secret file */
+  nodeSecret?: string;
+  /** Secret clients authenticate with. @default the per-user secret file */
+  clusterSecret?: string;
+  /** TLS toward nodes: this scheduler's client certificate (PEM). @default undefined */
+  nodeCertFile?: string;
+  /** TLS toward nodes: its private key. @default undefined (the key in `nodeCertFile`) */
+  nodeKeyFile?: string;
+  /** TLS toward nodes: CA certificate(s) the nodes' certificates chain to; turns TLS on. @default undefined */
+  nodeCaFile?: string;
+  /** TLS toward clients: the scheduler's certificate (PEM); serve TLS only. @default undefined */
+  certFile?: string;
+  /** TLS toward clients: its private key. @default undefined (the key in `certFile`) */
+  keyFile?: string;
+  /** TLS toward clients: require client certificates signed by a CA in this file. @default undefined */
+  caFile?: string;
+  /**
+   * Seconds between heartbeats: asked of nodes (one silent for 5 of them is declared dead) and
+   * sent to clients.
+   * @default undefined (nodes: their own default, never declared dead for silence; clients: every 10 s)
+   */
+  pulseInterval?: number;
+  /** Seconds between re-discoveries of nodes. @default undefined (off) */
+  pingInterval?: number;
+  /** Seconds a vanished client's computations keep running before they are closed. @default 3600 */
+  zombieInterval?: number;
+  /** Largest file a client may send, in bytes (0 = unlimited). @default 0 */
+  maxFileSize?: number;
+  /** Where clients' files are kept. @default `${os.tmpdir()}/dispyts/scheduler` */
+  destPathPrefix?: string;
+  /** Delete what a previous scheduler at this address left under `destPathPrefix`. @default false */
+  clean?: boolean;
+  /**
+   * Which computation gets each free CPU: `fsfs` the one whose earliest queued job was submitted
+   * first, `fair` the one served least recently, `early` the one created first.
+   * @default 'fsfs'
+   */
+  policy?: 'fsfs' | 'fair' | 'early';
+  /** Let any computation (not only exclusive ones) change its nodes' CPUs. @default false */
+  cooperative?: boolean;
+  /** Allow a non-loopback `host` without a cluster secret. @default false */
+  insecure?: boolean;
+  /** Closed clusters the HTTP server keeps showing (the oldest go first). @default 16 */
+  keepClosed?: number;
+  /** pino level. @default 'info' */
+  logLevel?: string;
+  /** A logger to use instead of a new one on stderr. */
+  logger?: Logger;
+}
+
+type SchedulerEvents = {
+  /** An internal cluster started: show it. */
+  cluster: [JobCluster];
+  /** A closed cluster is no longer kept: stop showing it. */
+  'cluster-removed': [JobCluster];
+};
+
+/** Default seconds between the scheduler's heartbeats to clients. */
+export const CLIENT_PULSE_INTERVAL = 10;
+
+const NODE_TLS_NAMES: TlsOptionNames = { certFile: '--node-cert-file', keyFile: '--node-key-file', caFile: '--node-ca-file' };
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+function seconds(name: string, v: number | undefined, min: number, max: number): void {
+  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max)) throw invalidOption(name, `seconds from ${min} to ${max}`, v);
+}
+
+export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
+  readonly schedulerId = randomBytes(12).toString('hex');
+  readonly log: Logger;
+  readonly host: string;
+  readonly name: string;
+  readonly policy: DispatchPolicy;
+  readonly cooperative: boolean;
+  readonly nodes: readonly NodeAllocate[];
+  port: number;
+  /** Resolves once the scheduler stopped. */
+  readonly stopped: Promise<void>;
+
+  readonly #opts: SchedulerDaemonOptions;
+  readonly #clusterSecret: Buffer;
+  readonly #tls: TlsMaterial | null;
+  readonly #prefix: string;
+  readonly #clientPulse: number;
+  readonly #admission = new Admission<Admittable>();
+  readonly #names = new ClusterNames();
+  readonly #sessions = new Set<ClientSession>();
+  /** Closed clusters still shown, oldest first. */
+  readonly #closed: { cluster: JobCluster; name: string }[] = [];
+  /** Connections gone whose computations run on for the zombie interval. */
+  readonly #zombies = new Set<ClientSession>();
+  #stateDir = '';
+  #files: FileStore | null = null;
+  #server: net.Server | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #lastSilenceCheck = Date.now();
+  #stopping: Promise<void> | null = null;
+  #resolveStopped!: () => void;
+  readonly #ctx: SchedulerContext;
+
+  constructor(opts: SchedulerDaemonOptions = {}) {
+    super();
+    this.#opts = opts;
+    this.host = opts.host ?? '127.0.0.1';
+    this.port = opts.port ?? SCHEDULER_PORT;
+    this.name = opts.name ?? os.hostname();
+    this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { scheduler: this.host } }, pino.destination(2));
+    if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535) throw invalidOption('port', 'an integer from 0 to 65535', this.port);
+    if (!isLoopback(this.host) && !opts.clusterSecret && !opts.insecure) {
+      throw new DispyError('DISPY_ERR_INSECURE', `refusing to serve clients on ${this.host || 'all interfaces'} without --cluster-secret (pass --insecure to use the per-user secret file anyway)`);
+    }
+    seconds('pulseInterval', opts.pulseInterval, 0.1, 1000);
+    seconds('pingInterval', opts.pingInterval, 1, 1000);
+    if (opts.zombieInterval !== undefined && !(typeof opts.zombieInterval === 'number' && Number.isFinite(opts.zombieInterval) && opts.zombieInterval > 0)) {
+      throw invalidOption('zombieInterval', 'a positive number of seconds', opts.zombieInterval);
+    }
+    if (opts.maxFileSize !== undefined && !(Number.isInteger(opts.maxFileSize) && opts.maxFileSize >= 0)) throw invalidOption('maxFileSize', 'a number of bytes >= 0', opts.maxFileSize);
+    if (opts.keepClosed !== undefined && !(Number.isInteger(opts.keepClosed) && opts.keepClosed >= 0)) throw invalidOption('keepClosed', 'an integer >= 0', opts.keepClosed);
+    this.policy = opts.policy ?? 'fsfs';
+    if (!DISPATCH_POLICIES.includes(this.policy)) throw invalidOption('policy', "'fsfs', 'fair' or 'early'", this.policy);
+    this.cooperative = opts.cooperative ?? false;
+    this.nodes = parseSchedulerNodes(opts.nodes?.length ? opts.nodes : ['*']);
+    this.#clientPulse = opts.pulseInterval ?? CLIENT_PULSE_INTERVAL;
+    this.#clusterSecret = resolveSecret(opts.clusterSecret);
+    // Unusable TLS files stop the scheduler here, before it listens.
+    this.#tls = loadTls({ certFile: opts.certFile, keyFile: opts.keyFile, caFile: opts.caFile }, 'node', CLI_NAMES);
+    loadTls({ certFile: opts.nodeCertFile, keyFile: opts.nodeKeyFile, caFile: opts.nodeCaFile }, 'client', NODE_TLS_NAMES);
+    resolveSecret(opts.nodeSecret);
+    this.#prefix = opts.destPathPrefix ?? join(os.tmpdir(), 'dispyts', 'scheduler');
+    this.stopped = new Promise((r) => (this.#resolveStopped = r));
+    const self = this;
+    this.#ctx = {
+      log: this.log,
+      nodes: this.nodes,
+      admission: this.#admission,
+      names: this.#names,
+      get files(): FileStore {
+        return self.#files!;
+      },
+      cooperative: this.cooperative,
+      maxFileSize: opts.maxFileSize ?? 0,
+      zombieInterval: opts.zombieInterval ?? 3600,
+      get stopping(): boolean {
+        return self.#stopping !== null;
+      },
+      clusterOptions: () => this.#clusterOptions(),
+      clusterStarted: (cluster) => this.emit('cluster', cluster),
+      clusterClosed: (cluster, name) => this.#clusterClosed(cluster, name),
+    };
+  }
+
+  /** `'mutual'` when clients must present a certificate, `'tls'`, or `'off'` (plain TCP). */
+  get tls(): 'off' | 'tls' | 'mutual' {
+    return !this.#tls ? 'off' : this.#tls.ca ? 'mutual' : 'tls';
+  }
+
+  /** Client connections open now. */
+  get clients(): number {
+    return this.#sessions.size;
+  }
+
+  #clusterOptions(): JobClusterOptions {
+    const o = this.#opts;
+    return {
+      host: this.host,
+      ...(o.nodeSecret ? { secret: o.nodeSecret } : {}),
+      ...(o.nodeCertFile ? { certFile: o.nodeCertFile } : {}),
+      ...(o.nodeKeyFile ? { keyFile: o.nodeKeyFile } : {}),
+      ...(o.nodeCaFile ? { caFile: o.nodeCaFile } : {}),
+      ...(o.pulseInterval ? { pulseInterval: o.pulseInterval } : {}),
+      ...(o.pingInterval ? { pingInterval: o.pingInterval } : {}),
+    };
+  }
+
+  #clusterClosed(cluster: JobCluster | null, name: string): void {
+    if (!cluster) {
+      // A computation that never ran has nothing to show: its name is free at once.
+      this.#names.release(name);
+      return;
+    }
+    this.#closed.push({ cluster, name });
+    const keep = this.#opts.keepClosed ?? 16;
+    while (this.#closed.length > keep) {
+      const gone = this.#closed.shift()!;
+      this.#names.release(gone.name);
+      this.emit('cluster-removed', gone.cluster);
+    }
+  }
+
+  /** Prepares the state directory and listens; resolves with the bound address. */
+  async start(): Promise<{ host: string; port: number }> {
+    this.#prepareStateDir();
+    this.#files = new FileStore(join(this.#stateDir, 'computations'), this.#opts.maxFileSize ?? 0, this.log);
+    setDispatchPolicy(this.policy);
+    const server = this.#tls
+      ? tls.createServer({ ...serverTlsOptions(this.#tls), noDelay: true }, (socket) => this.#acceptTls(socket))
+      : net.createServer({ noDelay: true }, (socket) => void this.#accept(socket));
+    this.#server = server;
+    if (this.#tls) {
+      server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: describeTlsError(err) }, 'TLS handshake with a client failed; connection refused');
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new DispyError('DISPY_ERR_LISTEN', `the scheduler cannot listen on ${this.host}:${this.port}: ${err.message}`, { cause: err })));
+      server.listen({ host: this.host, port: this.port, backlog: 128 }, () => {
+        server.removeAllListeners('error');
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err }, 'server error'));
+    this.port = (server.address() as net.AddressInfo).port;
+    this.#writePidFile();
+    this.#timers.push(setInterval(() => this.#pulse(), this.#clientPulse * 1000));
+    this.#timers.push(setInterval(() => this.#checkSilence(), 500));
+    if (isLoopback(this.host) && this.nodes.every((n) => n.isWildcard)) {
+      this.log.warn({ nodes: this.nodes.map((n) => n.host) }, 'a scheduler on a loopback address discovers no nodes (no UDP there): give --node with their addresses');
+    }
+    this.log.info({ port: this.port, policy: this.policy, nodes: this.nodes.map((n) => `${n.host}:${n.port}`), cooperative: this.cooperative, tls: this.tls }, 'scheduler ready');
+    return { host: this.host, port: this.port };
+  }
+
+  // ---- state directory ----
+
+  /** `<prefix>/<host>`: a live scheduler there stops us; `--clean` wipes what a dead one left. */
+  #prepareStateDir(): void {
+    this.#stateDir = join(this.#prefix, this.host || 'all');
+    const pidFile = join(this.#stateDir, 'scheduler.json');
+    let previous: { pid: number } | null = null;
+    try {
+      previous = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
+    } catch {
+      previous = null;
+    }
+    if (previous && previous.pid !== process.pid && isOurScheduler(previous.pid)) {
+      throw new DispyError('DISPY_ERR_INVALID_OPTION', `another dispyts scheduler (pid ${previous.pid}) uses ${this.#stateDir}; stop it first or give another --dest-path-prefix`);
+    }
+    if (this.#opts.clean) {
+      rmSync(this.#stateDir, { recursive: true, force: true });
+    } else {
+      let left = 0;
+      try {
+        left = readdirSync(join(this.#stateDir, 'computations')).length;
+      } catch {
+        left = 0;
+      }
+      if (left) this.log.warn({ dir: this.#stateDir, computations: left }, 'files of computations a previous scheduler left are kept; start with --clean to delete them');
+    }
+    mkdirSync(this.#stateDir, { recursive: true, mode: 0o700 });
+  }
+
+  #writePidFile(): void {
+    try {
+      writeFileSync(join(this.#stateDir, 'scheduler.json'), JSON.stringify({ pid: process.pid, host: this.host, port: this.port }));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot write the pid file');
+    }
+  }
+
+  // ---- clients ----
+
+  #acceptTls(socket: tls.TLSSocket): void {
+    const refusal = clientCertRefusal(this.#tls!, socket);
+    if (refusal === null) {
+      void this.#accept(socket);
+      return;
+    }
+    this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: refusal }, 'client certificate refused; connection refused');
+    refuseConnection(socket, new DispyError('DISPY_ERR_TLS', `scheduler ${this.host} refused this client: ${refusal}`));
+  }
+
+  async #accept(socket: net.Socket): Promise<void> {
+    if (this.#stopping) {
+      socket.destroy();
+      return;
+    }
+    let ch: Channel<ToScheduler, FromScheduler>;
+    try {
+      ch = await acceptChannel<ToScheduler, FromScheduler>(socket, { secret: this.#clusterSecret, schema: toSchedulerSchema, role: 'scheduler' });
+    } catch (err) {
+      this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message }, 'client connection refused');
+      return;
+    }
+    if (this.#stopping) {
+      ch.close(new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down'));
+      return;
+    }
+    const session = new ClientSession(this.#ctx, ch);
+    this.#sessions.add(session);
+    this.log.info({ peer: ch.peer, clientId: ch.peerHello?.clientId }, 'client connected');
+    ch.on('message', (msg) => session.onMessage(msg));
+    ch.on('close', (reason) => {
+      this.#sessions.delete(session);
+      // A malformed or unauthentic frame lands here: the reason names it.
+      if (reason) this.log.warn({ peer: ch.peer, code: reason.code, reason: reason.message }, 'client connection closed');
+      else this.log.info({ peer: ch.peer }, 'client disconnected');
+      if (!this.#stopping && session.comps.size) {
+        this.#zombies.add(session);
+        session.onClosed();
+      }
+    });
+    ch.send({ t: 'sched-info', schedulerId: this.schedulerId, name: this.name.slice(0, 256), policy: this.policy, cooperative: this.cooperative, pulseInterval: this.#clientPulse });
+  }
+
+  #pulse(): void {
+    for (const s of this.#sessions) s.send({ t: 'pulse' });
+  }
+
+  /** A client silent for 5 of its heartbeat intervals is treated as gone. */
+  #checkSilence(): void {
+    const now = Date.now();
+    const late = now - this.#lastSilenceCheck > 2000;
+    this.#lastSilenceCheck = now;
+    for (const z of this.#zombies) if ([...z.comps.values()].every((c) => c.state === 'closed')) this.#zombies.delete(z);
+    for (const s of [...this.#sessions]) {
+      if (s.beatEvery <= 0) continue;
+      // This timer itself ran late (the process was paused): the silence was ours, not theirs.
+      if (late) s.lastHeard = Math.max(s.lastHeard, now);
+      const silent = now - s.lastHeard;
+      if (silent > Math.max(1000, 5 * s.beatEvery * 1000)) {
+        s.channel.close(new DispyError('DISPY_ERR_TIMEOUT', `client ${s.peer} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its heartbeat interval)`));
+      }
+    }
+  }
+
+  // ---- shutdown ----
+
+  /**
+   * Closes every computation (queued jobs end Cancelled, running ones Terminated, each with
+   * `DISPY_ERR_CLUSTER_CLOSED` and the reason), tells each client (`closed`), closes the
+   * connections cleanly and stops.
+   */
+  stop(reason = 'stopped'): Promise<void> {
+    this.#stopping ??= this.#doStop(reason);
+    return this.#stopping;
+  }
+
+  async #doStop(reason: string): Promise<void> {
+    this.log.info({ reason }, 'scheduler stopping');
+    this.#server?.close();
+    for (const t of this.#timers) clearInterval(t);
+    const why = `the scheduler is shutting down (${reason})`;
+    this.#admission.rejectAll(new DispyError('DISPY_ERR_CONNECTION', why));
+    const comps = [...this.#sessions, ...this.#zombies].flatMap((s) => [...s.comps.values()]);
+    await Promise.all(comps.map((c) => c.close(true, { code: 'DISPY_ERR_CLUSTER_CLOSED', reason: why }).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'closing a computation failed'))));
+    for (const s of this.#sessions) s.channel.end();
+    setDispatchPolicy(null);
+    rmSync(join(this.#stateDir, 'scheduler.json'), { force: true });
+    this.log.info('scheduler stopped');
+    this.#resolveStopped();
+  }
+}
+
+/** True if `pid` is alive and is a dispyts scheduler. */
+function isOurScheduler(pid: number): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.includes('scheduler') && args.some((a) => /dispyts|main\.[jt]s$/.test(a));
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,373 @@
+/**
+ * One client's computation inside the scheduler: registered by `compute`, its files received,
+ * admitted by `schedule`, then run by one real JobCluster of this process (node links, setup,
+ * heartbeats, dead nodes, re-runs and the HTTP server come with it). Jobs arrive with their
+ * arguments encoded by the client and go back with their results as the node sent them; the
+ * cluster's events are relayed, in order, to the owning client.
+ */
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import type { z } from 'zod';
+import { JobCluster, type ClusterStatusEvent } from '../client/job-cluster.js';
+import type { DispyJob } from '../client/dispy-job.js';
+import type { NodeAllocate } from '../client/node-allocate.js';
+import { JobStatus, isFinal } from '../client/status.js';
+import { DispyError, asDispyError, type DispyErrorCode } from '../errors.js';
+import type { computeSchema, jobEndSchema, nodeOpSchema, sjobSchema } from '../protocol/scheduler-messages.js';
+import { nodeView } from './node-view.js';
+import { scopeNodes } from './node-scope.js';
+import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
+
+export type ComputeMessage = z.infer<typeof computeSchema>;
+export type SchedulerJobMessage = z.infer<typeof sjobSchema>;
+export type NodeOpMessage = z.infer<typeof nodeOpSchema>;
+type JobEnd = z.infer<typeof jobEndSchema>;
+
+const MAX_TEXT = 1024 * 1024;
+
+export type ComputationState = 'registered' | 'waiting' | 'running' | 'closing' | 'closed';
+
+/** A job-end for a job that never reached a node (refused, or dropped before it ran). */
+export function refusedJob(uid: number, code: DispyErrorCode, message: string): JobEnd {
+  return { t: 'job-end', uid, status: JobStatus.Cancelled, result: null, exception: `DispyError: ${message}`.slice(0, MAX_TEXT * 4), code, stdout: '', stderr: '', ip: null, startTime: null, endTime: Date.now() };
+}
+
+export interface SharedComputationInit {
+  ctx: SchedulerContext;
+  owner: ComputationOwner;
+  computeId: string;
+  name: string;
+  msg: ComputeMessage;
+  /** The nodes it may use (node-scope.ts). */
+  nodes: NodeAllocate[];
+  /** Directory of the files the client sends for it. */
+  dir: string;
+}
+
+export class SharedComputation {
+  readonly computeId: string;
+  readonly name: string;
+  readonly exclusive: boolean;
+  readonly owner: ComputationOwner;
+  readonly dir: string;
+  state: ComputationState = 'registered';
+  cluster: JobCluster | null = null;
+  readonly #ctx: SchedulerContext;
+  readonly #msg: ComputeMessage;
+  readonly #nodes: NodeAllocate[];
+  /** Jobs that came before the computation was admitted. */
+  #held: SchedulerJobMessage[] = [];
+  /** The cluster's job uid -> the client's uid. */
+  readonly #uids = new Map<number, number>();
+  /** The client's uid -> the cluster's job. */
+  readonly #jobs = new Map<number, DispyJob>();
+  /** Why the scheduler closed the computation on its own (jobs it ended get this code). */
+  #note: { code: DispyErrorCode; reason: string } | null = null;
+  #closing: Promise<void> | null = null;
+  #terminate = false;
+  #escalate: (() => void) | null = null;
+  #zombieTimer: NodeJS.Timeout | null = null;
+
+  constructor(init: SharedComputationInit) {
+    this.#ctx = init.ctx;
+    this.owner = init.owner;
+    this.computeId = init.computeId;
+    this.name = init.name;
+    this.#msg = init.msg;
+    this.exclusive = init.msg.exclusive;
+    this.#nodes = init.nodes;
+    this.dir = init.dir;
+  }
+
+  /** Whether the computation was closed or is closing. */
+  get ended(): boolean {
+    return this.state === 'closing' || this.state === 'closed';
+  }
+
+  /** Names of the files that must have arrived before it is scheduled. */
+  #requiredFiles(): string[] {
+    const names = new Set(this.#msg.files);
+    if (this.#msg.computation.kind === 'program') names.add(this.#msg.computation.file);
+    return [...names];
+  }
+
+  /**
+   * `schedule`: checks that every announced file arrived, waits for admission (an exclusive
+   * computation until no other one is active), then starts the cluster.
+   */
+  async schedule(): Promise<void> {
+    if (this.state === 'running') return;
+    if (this.state === 'waiting') throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
+    if (this.ended) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} is closed`);
+    for (const name of this.#requiredFiles()) {
+      let ok = false;
+      try {
+        ok = lstatSync(join(this.dir, name)).isFile();
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw new DispyError('DISPY_ERR_BAD_REQUEST', `file \`${name}\` of computation ${this.name} has not been sent completely (file-begin and file-chunk it before schedule)`);
+    }
+    this.state = 'waiting';
+    if (this.exclusive || this.#ctx.admission.waiting.length || [...this.#ctx.admission.active].some((c) => c.exclusive)) {
+      this.#ctx.log.info({ computation: this.name, exclusive: this.exclusive }, 'computation waits for admission');
+    }
+    await this.#ctx.admission.request(this);
+    if (this.state !== 'waiting') {
+      this.#ctx.admission.release(this);
+      throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} was closed while it waited to be scheduled`);
+    }
+    try {
+      this.#start();
+    } catch (err) {
+      const e = asDispyError(err);
+      this.#ctx.log.error({ computation: this.name, code: e.code, err: e.message }, 'computation could not start');
+      void this.close(true, { code: e.code, reason: `it could not start: ${e.message}` });
+      throw e;
+    }
+  }
+
+  #start(): void {
+    const m = this.#msg;
+    const cluster = JobCluster._fromWire(
+      {
+        computation: m.computation,
+        files: this.#requiredFiles().map((name) => ({ path: join(this.dir, name), name })),
+        setup: m.setup,
+        setupArgs: m.setupArgs,
+        cleanup: m.cleanup,
+        cleanupFiles: m.cleanupFiles,
+        destPath: m.destPath,
+      },
+      {
+        ...this.#ctx.clusterOptions(),
+        nodes: this.#nodes,
+        name: this.name,
+        reentrant: m.reentrant,
+        ...(m.maxRuntime > 0 ? { maxRuntime: m.maxRuntime } : {}),
+        logger: this.#ctx.log.child({ cluster: this.name }),
+      },
+    );
+    this.cluster = cluster;
+    this.state = 'running';
+    cluster.on('status', this.#onStatus);
+    cluster.on('error', (err) => this.#ctx.log.warn({ cluster: this.name, code: err.code }, err.message));
+    this.#ctx.clusterStarted(cluster);
+    this.#ctx.log.info({ computation: this.name, computeId: this.computeId, client: this.owner.clientIp, exclusive: this.exclusive }, 'computation scheduled');
+    const held = this.#held;
+    this.#held = [];
+    for (const j of held) this.#submit(j);
+  }
+
+  /** A job of this computation; its end (or refusal) is reported with job-end. */
+  submit(msg: SchedulerJobMessage): void {
+    if (this.ended) {
+      this.#refuse(msg.uid, this.#note?.code ?? 'DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} is closed${this.#note ? ` (${this.#note.reason})` : ''}`);
+      return;
+    }
+    if (this.state !== 'running') {
+      this.#held.push(msg);
+      return;
+    }
+    this.#submit(msg);
+  }
+
+  #submit(msg: SchedulerJobMessage): void {
+    const cluster = this.cluster!;
+    let job: DispyJob;
+    try {
+      job = cluster._submitEncoded(msg.args, {
+        id: msg.tag ?? msg.uid,
+        ...(msg.node !== undefined ? { node: msg.node } : {}),
+        ...(msg.maxRuntime !== undefined ? { maxRuntime: msg.maxRuntime } : {}),
+      });
+    } catch (err) {
+      const e = asDispyError(err);
+      this.#refuse(msg.uid, e.code, e.message);
+      return;
+    }
+    this.#uids.set(job._uid, msg.uid);
+    this.#jobs.set(msg.uid, job);
+  }
+
+  #refuse(uid: number, code: DispyErrorCode, message: string): void {
+    this.owner.send(refusedJob(uid, code, message));
+    this.owner.jobGone(uid);
+  }
+
+  /** `cancel`: a queued job ends Cancelled, a running one is terminated on its node. */
+  cancel(uid: number): void {
+    const i = this.#held.findIndex((j) => j.uid === uid);
+    if (i >= 0) {
+      this.#held.splice(i, 1);
+      this.#refuse(uid, 'DISPY_ERR_JOB_CANCELLED', 'job cancelled before its computation was scheduled');
+      return;
+    }
+    const job = this.#jobs.get(uid);
+    if (job && this.cluster) void this.cluster.cancel(job);
+  }
+
+  /** The cluster's events, relayed to the client in the order the cluster emits them. */
+  readonly #onStatus = (e: ClusterStatusEvent): void => {
+    const { status, node, job } = e;
+    if (!job) {
+      if (node) this.owner.send({ t: 'node-status', computeId: this.computeId, status, node: nodeView(node) });
+      return;
+    }
+    const uid = this.#uids.get(job._uid);
+    if (uid === undefined) return;
+    switch (status) {
+      case JobStatus.Created:
+        // Re-queued after its node was lost (reentrant); the first Created is the client's own.
+        if (node) this.owner.send({ t: 'job-status', uid, status, ip: node.ipAddr, startTime: null });
+        return;
+      case JobStatus.Running:
+        this.owner.send({ t: 'job-status', uid, status, ip: job.ipAddr, startTime: job.startTime });
+        return;
+      case JobStatus.ProvisionalResult:
+        if (job.result instanceof Uint8Array) this.owner.send({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
+        return;
+    }
+    if (!isFinal(status)) return;
+    this.#uids.delete(job._uid);
+    this.#jobs.delete(uid);
+    // Ended because the scheduler closed the computation (a node reports that with a generic code).
+    const generic = job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
+    const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
+    const exception = byUs ? `${job.exception ?? 'DispyError: job ended'} (${this.#note!.reason})` : job.exception;
+    this.owner.send({
+      t: 'job-end',
+      uid,
+      status,
+      result: job.result instanceof Uint8Array ? job.result : null,
+      exception: exception === null ? null : exception.slice(0, MAX_TEXT * 4),
+      code: byUs ? this.#note!.code : job._errorCode,
+      stdout: job.stdout.slice(0, MAX_TEXT * 16),
+      stderr: job.stderr.slice(0, MAX_TEXT * 16),
+      ip: job.ipAddr ?? node?.ipAddr ?? null,
+      startTime: job.startTime,
+      endTime: job.endTime,
+    });
+    this.owner.jobGone(uid);
+  };
+
+  /** `node-op`: the JobCluster method of the same name; resolves to its return value. */
+  async nodeOp(msg: NodeOpMessage): Promise<number | number[]> {
+    const cluster = this.cluster;
+    if (!cluster || this.state !== 'running') {
+      throw new DispyError(this.ended ? 'DISPY_ERR_CLUSTER_CLOSED' : 'DISPY_ERR_BAD_REQUEST', `computation ${this.name} is ${this.ended ? 'closed' : 'not scheduled yet'}`);
+    }
+    const target = msg.node === undefined ? undefined : typeof msg.node === 'string' ? msg.node : msg.node.host;
+    const need = (): string => {
+      if (target === undefined || target === '') throw new DispyError('DISPY_ERR_BAD_REQUEST', `node-op ${msg.op}: which node? (\`node\` is missing)`);
+      return target;
+    };
+    const opts = { terminatePending: msg.terminatePending ?? false };
+    switch (msg.op) {
+      case 'allocate': {
+        const specs = scopeNodes(this.#ctx.nodes, [msg.node ?? need()]);
+        let result = -1;
+        for (const spec of specs) if ((await cluster.allocateNode(spec)) === 0) result = 0;
+        return result;
+      }
+      case 'deallocate':
+        return cluster.deallocateNode(need());
+      case 'close':
+        return cluster.closeNode(need(), opts);
+      case 'resetup':
+        return cluster.resetupNode(need(), opts);
+      case 'set-cpus': {
+        if (!this.exclusive && !this.#ctx.cooperative) {
+          throw new DispyError(
+            'DISPY_ERR_FORBIDDEN',
+            `set-cpus: computation ${this.name} is not exclusive and this scheduler is not --cooperative, so it may not change a shared node's CPUs (schedule it exclusive, or start the scheduler with --cooperative)`,
+          );
+        }
+        if (msg.cpus === undefined) throw new DispyError('DISPY_ERR_BAD_REQUEST', 'set-cpus: `cpus` is missing');
+        return cluster.setNodeCpus(need(), msg.cpus);
+      }
+      case 'node-jobs': {
+        const jobs = await cluster.nodeJobs(need());
+        const uids: number[] = [];
+        for (const j of jobs) {
+          const uid = this.#uids.get(j._uid);
+          if (uid !== undefined) uids.push(uid);
+        }
+        return uids;
+      }
+      case 'send-file': {
+        if (msg.file === undefined) throw new DispyError('DISPY_ERR_BAD_REQUEST', 'send-file: `file` is missing (send it with file-begin/file-chunk first)');
+        const path = join(this.dir, msg.file);
+        let ok = false;
+        try {
+          ok = lstatSync(path).isFile();
+        } catch {
+          ok = false;
+        }
+        if (!ok) throw new DispyError('DISPY_ERR_NOT_FOUND', `send-file: the scheduler has no complete file \`${msg.file}\` for computation ${this.name} (send it with file-begin/file-chunk first)`);
+        return cluster.sendFile(path, need());
+      }
+      case 'discover':
+        return cluster.discoverNodes();
+    }
+  }
+
+  /**
+   * Closes the computation: without `terminate`, once its jobs are done; with it, queued jobs
+   * end Cancelled and running ones Terminated at once. A later terminating close (the client
+   * vanished, the scheduler stops) cuts short a close that waits. `note` is set when the
+   * scheduler closes it on its own: the jobs it ends carry its code, and the client gets `closed`.
+   */
+  close(terminate: boolean, note?: { code: DispyErrorCode; reason: string }): Promise<void> {
+    if (note && !this.#note) this.#note = note;
+    if (terminate && !this.#terminate) {
+      this.#terminate = true;
+      this.#escalate?.();
+    }
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const was = this.state;
+    this.state = 'closing';
+    if (this.#zombieTimer) clearTimeout(this.#zombieTimer);
+    const cluster = this.cluster;
+    if (!cluster) {
+      if (was === 'waiting') this.#ctx.admission.withdraw(this, new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} was closed while it waited to be scheduled`));
+      const held = this.#held;
+      this.#held = [];
+      for (const j of held) this.#refuse(j.uid, this.#note?.code ?? 'DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} was closed before it was scheduled${this.#note ? ` (${this.#note.reason})` : ''}`);
+    } else {
+      if (!this.#terminate) await Promise.race([cluster.wait(), new Promise<void>((r) => (this.#escalate = r))]);
+      // Jobs still there now (a terminating close) end Cancelled or Terminated.
+      await cluster.close({ terminate: true });
+      cluster.off('status', this.#onStatus);
+    }
+    this.state = 'closed';
+    this.#ctx.files.close(this.owner.key, this.computeId);
+    this.#ctx.admission.release(this);
+    this.#ctx.clusterClosed(cluster, this.name);
+    if (this.#note) this.owner.send({ t: 'closed', computeId: this.computeId, reason: this.#note.reason.slice(0, MAX_TEXT) });
+    this.#ctx.log.info({ computation: this.name, computeId: this.computeId, reason: this.#note?.reason }, 'computation closed');
+  }
+
+  /**
+   * Its client is gone: the computation runs on for the zombie interval (the client cannot come
+   * back to it, but jobs are not cut short for a brief outage on its side), then closes with
+   * terminate (cutting short a close it asked for that still waits for its jobs).
+   */
+  orphan(): void {
+    if (this.state === 'closed' || this.#zombieTimer) return;
+    if (this.state === 'registered' || this.state === 'waiting') {
+      // Nothing runs yet, and nobody can schedule it any more.
+      void this.close(true, { code: 'DISPY_ERR_CONNECTION', reason: 'its client left before it was scheduled' });
+      return;
+    }
+    const sec = this.#ctx.zombieInterval;
+    this.#ctx.log.warn({ computation: this.name, zombieInterval: sec }, 'client gone: its computation is closed after the zombie interval');
+    this.#zombieTimer = setTimeout(() => {
+      void this.close(true, { code: 'DISPY_ERR_CONNECTION', reason: `its client was gone for the scheduler's zombie interval (${sec} s)` });
+    }, sec * 1000);
+  }
+}
