@@ -4,6 +4,7 @@ import { NodeDaemon } from '../node/node-daemon.js';
 import { NodeHttpServer, parseHttpdAddress } from '../node/node-httpd.js';
 import { readSecretFile, resolveSecret } from '../protocol/secret.js';
 import { parseIntOption, parseSeconds, parseSize } from './args.js';
+import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 
@@ -142,24 +143,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     }
     void daemon.stopped.then(() => page.close());
   }
-  const onSignal = (sig: NodeJS.Signals): void => {
-    void daemon.stop(sig);
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  // A daemon started by another program (the demo, a test) must not outlive it, even when
-  // that program is killed without a chance to stop it.
-  if (parent !== undefined) {
-    const watch = setInterval(() => {
-      try {
-        process.kill(parent, 0);
-      } catch {
-        clearInterval(watch);
-        void daemon.stop('its parent process exited');
-      }
-    }, 500);
-    watch.unref();
-  }
+  stopWith(daemon, parent);
   await daemon.stopped;
   return 0;
 }

@@ -7,6 +7,7 @@ import { readSecretFile } from '../protocol/secret.js';
 import { SchedulerDaemon } from '../scheduler/scheduler-daemon.js';
 import { SchedulerMonitor } from '../scheduler/scheduler-monitor.js';
 import { parseIntOption, parseSeconds, parseSize } from './args.js';
+import { stopWith } from './stop-with.js';
 
 export const SCHEDULER_HELP = `Usage: dispyts scheduler [options]
 
@@ -173,22 +174,7 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       throw err;
     }
   }
-  const onSignal = (sig: NodeJS.Signals): void => {
-    void daemon.stop(sig);
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
-  if (parent !== undefined) {
-    const watch = setInterval(() => {
-      try {
-        process.kill(parent, 0);
-      } catch {
-        clearInterval(watch);
-        void daemon.stop('its parent process exited');
-      }
-    }, 500);
-    watch.unref();
-  }
+  stopWith(daemon, parent);
   await daemon.stopped;
   await monitor?.close();
   return 0;
