@@ -7,3 +7,5 @@ export { NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocat
 export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';
 export type { ModuleComputation } from './computation.js';
 export { SharedJobCluster, type SharedJobClusterOptions } from './shared-job-cluster.js';
+export type { StatusEvent } from './status-events.js';
+export type { DispatchPolicy } from './dispatcher.js';

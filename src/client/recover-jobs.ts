@@ -52,19 +52,31 @@ export function readRecoverFile(path: string): RecoverFileContent {
 export interface RecoverJobsOptions {
   /**
    * The `recoverFile` the crashed program's JobCluster wrote.
+   * @default required (no default)
    * @example recoverFile: './render.recover.json'
    */
   recoverFile: string;
   /**
    * The nodes' shared secret (as given to the JobCluster).
    * @default undefined (the per-user secret file)
+   * @example secret: process.env.DISPYTS_SECRET
    */
   secret?: string;
-  /** TLS files, as given to the JobCluster. @default undefined */
+  /**
+   * TLS files, as given to the JobCluster.
+   * @default undefined
+   * @example certFile: '/etc/dispyts/client-cert.pem'
+   */
   certFile?: string;
-  /** @default undefined */
+  /**
+   * @default undefined
+   * @example keyFile: '/etc/dispyts/client-key.pem'
+   */
   keyFile?: string;
-  /** @default undefined */
+  /**
+   * @default undefined
+   * @example caFile: '/etc/dispyts/ca.pem'
+   */
   caFile?: string;
   /**
    * Seconds to wait for jobs still running on the nodes; after that they are left running
@@ -76,11 +88,20 @@ export interface RecoverJobsOptions {
   /**
    * Terminate the jobs still running instead of waiting for them (they come back Terminated).
    * @default false
+   * @example terminatePending: true
    */
   terminatePending?: boolean;
-  /** Seconds to keep trying an unreachable node. @default 10 */
+  /**
+   * Seconds to keep trying an unreachable node.
+   * @default 10
+   * @example connectTimeout: 30
+   */
   connectTimeout?: number;
-  /** pino level of the messages written to stderr. @default 'warn' */
+  /**
+   * pino level of the messages written to stderr.
+   * @default 'warn'
+   * @example logLevel: 'info'
+   */
   logLevel?: string;
 }
 

@@ -18,12 +18,14 @@ export interface AuthOptions {
    * `Authorization: Bearer <token>`). At least 16 characters. With `users`, a token is only
    * accepted when given here, and acts as an admin named `token`.
    * @default a random token, logged with the login URL (none when `users` are given)
+   * @example token: process.env.DISPYTS_HTTP_TOKEN
    */
   token?: string;
   /**
    * Whether peers on loopback need no credentials. Set false on machines shared with other
    * users, who can reach loopback addresses too.
    * @default true, or false when `users` are given
+   * @example trustLoopback: false
    */
   trustLoopback?: boolean;
   /**
@@ -38,11 +40,20 @@ export interface AuthOptions {
    * Key that signs session cookies (at least 32 characters). Give one to keep sessions valid
    * across restarts of the program.
    * @default random per server (sessions end when it stops)
+   * @example sessionSecret: process.env.DISPYTS_SESSION_SECRET
    */
   sessionSecret?: string;
-  /** Seconds a session lasts after signing in. @default 43200 (12 hours) */
+  /**
+   * Seconds a session lasts after signing in.
+   * @default 43200 (12 hours)
+   * @example sessionMaxAgeSec: 3600
+   */
   sessionMaxAgeSec?: number;
-  /** Failed logins allowed per client address and per user name in a sliding window. @default { attempts: 5, windowSec: 60 } */
+  /**
+   * Failed logins allowed per client address and per user name in a sliding window.
+   * @default { attempts: 5, windowSec: 60 }
+   * @example loginRateLimit: { attempts: 3, windowSec: 300 }
+   */
   loginRateLimit?: LoginRateLimit;
 }
 

@@ -23,35 +23,95 @@ import { NodeAnnouncer } from './node-announcer.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 
 export interface NodeDaemonOptions {
-  /** Address to listen on; the node's identity. @default '127.0.0.1' */
+  /**
+   * Address to listen on; the node's identity.
+   * @default '127.0.0.1'
+   * @example host: '192.0.2.21'
+   */
   host?: string;
-  /** TCP port; 0 picks a free one. @default 9701 */
+  /**
+   * TCP port; 0 picks a free one.
+   * @default 9701
+   * @example port: 9801
+   */
   port?: number;
-  /** CPUs to offer: 0 = all, negative = all but that many. @default 0 */
+  /**
+   * CPUs to offer: 0 = all, negative = all but that many.
+   * @default 0
+   * @example cpus: -1   // all CPUs but one
+   */
   cpus?: number;
-  /** Name reported to clients. @default os.hostname() */
+  /**
+   * Name reported to clients.
+   * @default os.hostname()
+   * @example name: 'render-node-1'
+   */
   name?: string;
-  /** Shared secret; the per-user secret file when absent. */
+  /**
+   * Shared secret; the per-user secret file when absent.
+   * @default undefined (the per-user secret file)
+   * @example secret: process.env.DISPYTS_SECRET
+   */
   secret?: string;
-  /** Directory under which computations keep their files. @default `${os.tmpdir()}/dispyts/node` */
+  /**
+   * Directory under which computations keep their files.
+   * @default `${os.tmpdir()}/dispyts/node`
+   * @example destPathPrefix: '/var/lib/dispyts/node'
+   */
   destPathPrefix?: string;
-  /** Largest file a client may send, in bytes (0 = unlimited). @default 0 */
+  /**
+   * Largest file a client may send, in bytes (0 = unlimited).
+   * @default 0
+   * @example maxFileSize: 100 * 1024 * 1024   // 100 MiB
+   */
   maxFileSize?: number;
-  /** Seconds after which the jobs of a vanished client are terminated. @default 3600 */
+  /**
+   * Seconds after which the jobs of a vanished client are terminated.
+   * @default 3600
+   * @example zombieInterval: 600
+   */
   zombieInterval?: number;
-  /** Exit after serving this many clients (-1 = never). @default -1 */
+  /**
+   * Exit after serving this many clients (-1 = never).
+   * @default -1
+   * @example serve: 1
+   */
   serve?: number;
-  /** Kill job processes a previous daemon at this address left behind and wipe its files. @default false */
+  /**
+   * Kill job processes a previous daemon at this address left behind and wipe its files.
+   * @default false
+   * @example clean: true
+   */
   clean?: boolean;
-  /** Allow a non-loopback address without a secret. @default false */
+  /**
+   * Allow a non-loopback address without a secret.
+   * @default false
+   * @example insecure: true
+   */
   insecure?: boolean;
-  /** TLS: the node's certificate (PEM, with an IP subjectAltName for `host`); serve TLS only. May hold the key too. @default undefined */
+  /**
+   * TLS: the node's certificate (PEM, with an IP subjectAltName for `host`); serve TLS only. May hold the key too.
+   * @default undefined
+   * @example certFile: '/etc/dispyts/node-cert.pem'
+   */
   certFile?: string;
-  /** TLS: the node's private key (PEM). @default undefined (the key in `certFile`) */
+  /**
+   * TLS: the node's private key (PEM).
+   * @default undefined (the key in `certFile`)
+   * @example keyFile: '/etc/dispyts/node-key.pem'
+   */
   keyFile?: string;
-  /** TLS: CA certificate(s); clients must present a certificate signed by one (mutual TLS). @default undefined */
+  /**
+   * TLS: CA certificate(s); clients must present a certificate signed by one (mutual TLS).
+   * @default undefined
+   * @example caFile: '/etc/dispyts/ca.pem'
+   */
   caFile?: string;
-  /** Seconds between heartbeats when no client asks for another interval. @default 10 */
+  /**
+   * Seconds between heartbeats when no client asks for another interval.
+   * @default 10
+   * @example pulseInterval: 5
+   */
   pulseInterval?: number;
   /**
    * UDP discovery on the interface of a non-loopback `host`: hear clients' discover requests
@@ -59,16 +119,27 @@ export interface NodeDaemonOptions {
    * announce the node to UDP port 9700 when it starts and whenever it becomes free. A loopback
    * `host` never sends UDP, whatever this says.
    * @default 'broadcast'
+   * @example discovery: 'multicast'
    */
   discovery?: DiscoveryMode;
   /**
    * Bounds of the store of results whose client was away when they ended (on disk under the
-   * node's state directory; oldest dropped first). @default { maxResults: 10000, maxBytes: 256 MiB }
+   * node's state directory; oldest dropped first).
+   * @default { maxResults: 10000, maxBytes: 256 MiB }
+   * @example undelivered: { maxResults: 1000, maxBytes: 64 * 1024 * 1024 }
    */
   undelivered?: UndeliveredLimits;
-  /** pino level. @default 'info' */
+  /**
+   * pino level.
+   * @default 'info'
+   * @example logLevel: 'debug'
+   */
   logLevel?: string;
-  /** A logger to use instead of a new one on stderr. */
+  /**
+   * A logger to use instead of a new one on stderr.
+   * @default undefined (a new pino logger on stderr at `logLevel`)
+   * @example logger: pino({ level: 'debug' })
+   */
   logger?: Logger;
 }
 

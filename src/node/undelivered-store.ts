@@ -18,13 +18,29 @@ import { pack, unpack } from 'msgpackr';
 import { jobDoneSchema, type JobDone } from '../protocol/messages.js';
 
 export interface UndeliveredLimits {
-  /** Results kept on disk at most. @default 10000 */
+  /**
+   * Results kept on disk at most.
+   * @default 10000
+   * @example maxResults: 1000
+   */
   maxResults?: number;
-  /** Bytes kept on disk at most. @default 268435456 (256 MiB) */
+  /**
+   * Bytes kept on disk at most.
+   * @default 268435456 (256 MiB)
+   * @example maxBytes: 64 * 1024 * 1024   // 64 MiB
+   */
   maxBytes?: number;
-  /** Results sent recently that are remembered in memory. @default 1024 */
+  /**
+   * Results sent recently that are remembered in memory.
+   * @default 1024
+   * @example recentResults: 256
+   */
   recentResults?: number;
-  /** Bytes of recently sent results remembered in memory. @default 16777216 (16 MiB) */
+  /**
+   * Bytes of recently sent results remembered in memory.
+   * @default 16777216 (16 MiB)
+   * @example recentBytes: 4 * 1024 * 1024   // 4 MiB
+   */
   recentBytes?: number;
 }
 

@@ -41,62 +41,142 @@ export interface SchedulerDaemonOptions {
   /**
    * Address clients connect to; also the interface nodes are discovered on.
    * @default '127.0.0.1'
+   * @example host: '192.0.2.10'
    */
   host?: string;
   /**
    * Port for clients (0 = any free one).
    * @default 9702
+   * @example port: 9802
    */
   port?: number;
-  /** Name the scheduler tells clients. @default os.hostname() */
+  /**
+   * Name the scheduler tells clients.
+   * @default os.hostname()
+   * @example name: 'lab-scheduler'
+   */
   name?: string;
-  /** Shared secret of the nodes. @default the per-user secret file */
+  /**
+   * Shared secret of the nodes.
+   * @default the per-user secret file
+   * @example nodeSecret: process.env.DISPYTS_NODE_SECRET
+   */
   nodeSecret?: string;
-  /** Secret clients authenticate with. @default the per-user secret file */
+  /**
+   * Secret clients authenticate with.
+   * @default the per-user secret file
+   * @example clusterSecret: process.env.DISPYTS_CLUSTER_SECRET
+   */
   clusterSecret?: string;
-  /** TLS toward nodes: this scheduler's client certificate (PEM). @default undefined */
+  /**
+   * TLS toward nodes: this scheduler's client certificate (PEM).
+   * @default undefined
+   * @example nodeCertFile: '/etc/dispyts/scheduler-client-cert.pem'
+   */
   nodeCertFile?: string;
-  /** TLS toward nodes: its private key. @default undefined (the key in `nodeCertFile`) */
+  /**
+   * TLS toward nodes: its private key.
+   * @default undefined (the key in `nodeCertFile`)
+   * @example nodeKeyFile: '/etc/dispyts/scheduler-client-key.pem'
+   */
   nodeKeyFile?: string;
-  /** TLS toward nodes: CA certificate(s) the nodes' certificates chain to; turns TLS on. @default undefined */
+  /**
+   * TLS toward nodes: CA certificate(s) the nodes' certificates chain to; turns TLS on.
+   * @default undefined
+   * @example nodeCaFile: '/etc/dispyts/node-ca.pem'
+   */
   nodeCaFile?: string;
-  /** TLS toward clients: the scheduler's certificate (PEM); serve TLS only. @default undefined */
+  /**
+   * TLS toward clients: the scheduler's certificate (PEM); serve TLS only.
+   * @default undefined
+   * @example certFile: '/etc/dispyts/scheduler-cert.pem'
+   */
   certFile?: string;
-  /** TLS toward clients: its private key. @default undefined (the key in `certFile`) */
+  /**
+   * TLS toward clients: its private key.
+   * @default undefined (the key in `certFile`)
+   * @example keyFile: '/etc/dispyts/scheduler-key.pem'
+   */
   keyFile?: string;
-  /** TLS toward clients: require client certificates signed by a CA in this file. @default undefined */
+  /**
+   * TLS toward clients: require client certificates signed by a CA in this file.
+   * @default undefined
+   * @example caFile: '/etc/dispyts/client-ca.pem'
+   */
   caFile?: string;
   /**
    * Seconds between heartbeats: asked of nodes (one silent for 5 of them is declared dead) and
    * sent to clients.
    * @default undefined (nodes: their own default, never declared dead for silence; clients: every 10 s)
+   * @example pulseInterval: 2
    */
   pulseInterval?: number;
-  /** Seconds between re-discoveries of nodes. @default undefined (off) */
+  /**
+   * Seconds between re-discoveries of nodes.
+   * @default undefined (off)
+   * @example pingInterval: 60
+   */
   pingInterval?: number;
-  /** Seconds a vanished client's computations keep running before they are closed. @default 3600 */
+  /**
+   * Seconds a vanished client's computations keep running before they are closed.
+   * @default 3600
+   * @example zombieInterval: 600
+   */
   zombieInterval?: number;
-  /** Largest file a client may send, in bytes (0 = unlimited). @default 0 */
+  /**
+   * Largest file a client may send, in bytes (0 = unlimited).
+   * @default 0
+   * @example maxFileSize: 100 * 1024 * 1024   // 100 MiB
+   */
   maxFileSize?: number;
-  /** Where clients' files are kept. @default `${os.tmpdir()}/dispyts/scheduler` */
+  /**
+   * Where clients' files are kept.
+   * @default `${os.tmpdir()}/dispyts/scheduler`
+   * @example destPathPrefix: '/var/lib/dispyts/scheduler'
+   */
   destPathPrefix?: string;
-  /** Delete what a previous scheduler at this address left under `destPathPrefix`. @default false */
+  /**
+   * Delete what a previous scheduler at this address left under `destPathPrefix`.
+   * @default false
+   * @example clean: true
+   */
   clean?: boolean;
   /**
    * Which computation gets each free CPU: `fsfs` the one whose earliest queued job was submitted
    * first, `fair` the one served least recently, `early` the one created first.
    * @default 'fsfs'
+   * @example policy: 'fair'
    */
   policy?: 'fsfs' | 'fair' | 'early';
-  /** Let any computation (not only exclusive ones) change its nodes' CPUs. @default false */
+  /**
+   * Let any computation (not only exclusive ones) change its nodes' CPUs.
+   * @default false
+   * @example cooperative: true
+   */
   cooperative?: boolean;
-  /** Allow a non-loopback `host` without a cluster secret. @default false */
+  /**
+   * Allow a non-loopback `host` without a cluster secret.
+   * @default false
+   * @example insecure: true
+   */
   insecure?: boolean;
-  /** Closed clusters the HTTP server keeps showing (the oldest go first). @default 16 */
+  /**
+   * Closed clusters the HTTP server keeps showing (the oldest go first).
+   * @default 16
+   * @example keepClosed: 50
+   */
   keepClosed?: number;
-  /** pino level. @default 'info' */
+  /**
+   * pino level.
+   * @default 'info'
+   * @example logLevel: 'debug'
+   */
   logLevel?: string;
-  /** A logger to use instead of a new one on stderr. */
+  /**
+   * A logger to use instead of a new one on stderr.
+   * @default undefined (a new pino logger on stderr at `logLevel`)
+   * @example logger: pino({ level: 'debug' })
+   */
   logger?: Logger;
 }
 
