@@ -55,7 +55,9 @@ describe('scheduler monitor and a shared cluster in Chromium', { skip: unavailab
 
   test("the scheduler's monitor shows both clients' clusters and * Combined", async () => {
     // Two programs on one address, same cluster name: unique names on the scheduler.
-    const cfg = { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, name: 'square', ms: 6000 };
+    // Jobs long enough to be still running when a loaded machine gets the page up (the
+    // clients are killed at the end).
+    const cfg = { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, name: 'square', ms: 60_000 };
     clients.push(startClient({ ...cfg, jobs: 2 }));
     await clients[0]!.line((l) => l.event === 'running');
     clients.push(startClient({ ...cfg, jobs: 1 }));
