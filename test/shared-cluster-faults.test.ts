@@ -83,7 +83,8 @@ test('a node SIGKILLed mid-run: a reentrant client re-runs its job elsewhere, an
   // `once` takes one CPU of the victim and one of z (a job pinned to each); `rerun` then fills
   // the victim's other CPU and both of y's (the scheduler gives a node no more of these long
   // jobs than it has CPUs).
-  const once = client('once', { jobs: 2, ms: 4000, pins: [victim.host, z.host] });
+  // Long enough to be still running on the victim when `rerun` has started on a loaded machine.
+  const once = client('once', { jobs: 2, ms: 15_000, pins: [victim.host, z.host] });
   await until(() => running(once).length === 2, 20_000, 'both jobs of `once` running');
   assert.deepEqual(running(once).map((l) => l.ip).sort(), [victim.host, z.host]);
   const rerun = client('rerun', { jobs: 3, ms: 3000, reentrant: true, nodes: [victim.host, y.host] });
