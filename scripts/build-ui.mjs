@@ -8,6 +8,8 @@ import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const PAGES = ['monitor', 'node', 'manage', 'jobs', 'events'];
+/** Each page's title; every page shares the shell src/ui/pages/page.html. */
+const TITLES = { monitor: 'Monitor', node: 'Node', manage: 'Manage', jobs: 'Jobs', events: 'Events' };
 /** Browsers whose syntax the bundle keeps to: Safari 15.4 is the oldest that has every API the pages use. */
 export const UI_TARGET = ['chrome109', 'edge109', 'firefox115', 'safari15.4'];
 
@@ -50,9 +52,12 @@ export async function buildUi({ srcDir, outDir, minify = true } = {}) {
   }
   for (const p of PAGES) if (!entryFile[p]) throw new Error(`build-ui: no output for page ${p}`);
   if (!entryFile.ui) throw new Error('build-ui: no output for the stylesheet');
-  // The HTML shells: `{{script}}` and `{{style}}` become the hashed names.
+  // The HTML shells, one template: `{{title}}`, and `{{script}}` and `{{style}}` become the
+  // hashed names.
+  const shell = readFileSync(join(srcDir, 'pages', 'page.html'), 'utf8');
   for (const p of PAGES) {
-    const html = readFileSync(join(srcDir, 'pages', `${p}.html`), 'utf8')
+    const html = shell
+      .replaceAll('{{title}}', TITLES[p])
       .replaceAll('{{script}}', entryFile[p])
       .replaceAll('{{style}}', entryFile.ui);
     writeFileSync(join(outDir, `${p}.html`), html);

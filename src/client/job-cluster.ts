@@ -15,6 +15,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
+import { IdleWaiters } from './idle-waiters.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
@@ -386,7 +387,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #pending = 0;
   #jobIds = 0;
   readonly #statusEvents: StatusEventQueue<JobCluster>;
-  #idleWaiters: (() => void)[] = [];
+  readonly #idleWaiters = new IdleWaiters();
   #closing = false;
   #closed = false;
   #closePromise: Promise<boolean> | null = null;
@@ -941,9 +942,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#pending--;
     if (this.#pending === 0) {
       for (const t of this.#retryTimers) t.unref();
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const w of waiters) w();
+      this.#idleWaiters.wake();
     }
   }
 
@@ -1287,21 +1286,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * or false if `timeout` seconds pass first.
    */
   wait(timeout?: number): Promise<boolean> {
-    if (this.#pending === 0) return this.#drained().then(() => true);
-    return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | null = null;
-      const done = (): void => {
-        if (timer) clearTimeout(timer);
-        void this.#drained().then(() => resolve(true));
-      };
-      this.#idleWaiters.push(done);
-      if (timeout !== undefined && timeout !== null) {
-        timer = setTimeout(() => {
-          this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
-          resolve(false);
-        }, Math.max(0, timeout) * 1000);
-      }
-    });
+    return this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), timeout);
   }
 
   /**

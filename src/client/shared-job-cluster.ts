@@ -18,6 +18,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
+import { IdleWaiters } from './idle-waiters.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
@@ -168,7 +169,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #nodes = new Map<string, DispyNode>();
   readonly #everyNode = new Map<string, DispyNode>();
   #jobIds = 0;
-  #idleWaiters: (() => void)[] = [];
+  readonly #idleWaiters = new IdleWaiters();
   #lastHeard = Date.now();
   #lastCheck = Date.now();
   #beatTimer: NodeJS.Timeout | null = null;
@@ -657,9 +658,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     job._settle(status);
     this.#emit(status, node, job);
     if (this.#jobs.size === 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const w of waiters) w();
+      this.#idleWaiters.wake();
     }
   }
 
@@ -912,21 +911,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * or false if `timeout` seconds pass first. Jobs end (Abandoned) when the scheduler is lost.
    */
   wait(timeout?: number): Promise<boolean> {
-    if (this.#jobs.size === 0) return this.#statusEvents.drained().then(() => true);
-    return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | null = null;
-      const done = (): void => {
-        if (timer) clearTimeout(timer);
-        void this.#statusEvents.drained().then(() => resolve(true));
-      };
-      this.#idleWaiters.push(done);
-      if (timeout !== undefined && timeout !== null) {
-        timer = setTimeout(() => {
-          this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
-          resolve(false);
-        }, Math.max(0, timeout) * 1000);
-      }
-    });
+    return this.#idleWaiters.wait(this.#jobs.size === 0, () => this.#statusEvents.drained(), timeout);
   }
 
   /**

@@ -463,9 +463,9 @@ export class NodeDaemon {
     this.#channels.add(ch);
     const clientId = ch.peerHello?.clientId ?? ch.peer;
     this.log.debug({ peer: ch.peer, clientId }, 'client authenticated');
-    this.#heard.set(ch, { at: Date.now(), every: 0 });
+    const heard = { at: Date.now(), every: 0 };
+    this.#heard.set(ch, heard);
     ch.on('message', (msg) => {
-      const heard = this.#heard.get(ch)!;
       heard.at = Date.now();
       try {
         this.#onMessage(ch, clientId, msg);
