@@ -27,7 +27,7 @@ test('the ported example runs short and is watched and steered through every end
   const [a, b, extra] = nodes as [TestNode, TestNode, TestNode];
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'examples', 'httpd-example.ts'), '--port', '0', '--host', '127.0.0.1', '--poll-sec', '1', '--jobs', '8', '--min-sec', '2', '--max-sec', '3', '--nodes', `${a.host}:${a.port},${b.host}:${b.port}`, '--secret', TEST_SECRET],
+    ['--import', 'tsx', join(ROOT, 'examples', 'httpd-example.ts'), '--port', '0', '--host', '127.0.0.1', '--poll-sec', '1', '--jobs', '8', '--min-sec', '3', '--max-sec', '4', '--nodes', `${a.host}:${a.port},${b.host}:${b.port}`, '--secret', TEST_SECRET],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -76,6 +76,11 @@ test('the ported example runs short and is watched and steered through every end
     const running = info.cluster_jobs.compute;
     assert.equal(running.length, 2);
     for (const j of running) assert.match(j.args, /^C\(\d, \d\.\d{4}\), \d+(\.\d)?$/, 'C.toString() and n');
+    // Cancelled at once, while it surely still runs (jobs last 3 to 4 s).
+    const victim = running[0];
+    assert.deepEqual(await postForm('/cancel_jobs', { uid: victim.uid }), [victim.uid]);
+    await until(() => out.includes(`job ${victim.job_id}: `), 10_000, 'the cancelled job reported');
+    assert.match(out, new RegExp(`job ${victim.job_id}: .*terminated`, 'i'));
 
     assert.deepEqual(await postForm('/update', { timeout: 2, show_job_args: 'true' }), { timeout: 2, show_job_args: true });
     assert.deepEqual(await postForm('/set_cpus', { [a.host]: 1 }), { [a.host]: 1 });
@@ -85,10 +90,6 @@ test('the ported example runs short and is watched and steered through every end
     assert.equal(await postForm('/deallocate_node', { cluster: 'compute', nodes: JSON.stringify([b.host]) }), 0);
     assert.equal(await postForm('/allocate_node', { cluster: 'compute', nodes: JSON.stringify([b.host]) }), 0);
 
-    const victim = running[0];
-    assert.deepEqual(await postForm('/cancel_jobs', { uid: victim.uid }), [victim.uid]);
-    await until(() => out.includes(`job ${victim.job_id}: `), 10_000, 'the cancelled job reported');
-    assert.match(out, new RegExp(`job ${victim.job_id}: .*terminated`, 'i'));
     // The added node is closed again, for every cluster (jobs were all handed out before it came).
     assert.equal(await postForm('/close_node', { cluster: '*', nodes: JSON.stringify([extra.host]) }), 0);
     await until(async () => ((await (await get('/cluster_status')).json() as any))[0].nodes.find((n: any) => n.ip_addr === extra.host).status === 16, 5_000, 'extra node closed');

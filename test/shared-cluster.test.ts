@@ -6,6 +6,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DispyHTTPServer, DispyJob, SharedJobCluster, type DispyError } from '../src/index.js';
 import { TEST_SECRET, startNode, until, within, type TestNode } from './helpers/daemon.js';
 import { post, request } from './helpers/http-client.js';
@@ -80,9 +83,14 @@ test('an exclusive cluster waits until the running one is done, and runs alone',
 });
 
 test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; adding a node ignores CPUs', async () => {
+  // The jobs run until the test creates the release file: what the page shows of running jobs
+  // does not depend on how loaded the machine is.
+  const dir = mkdtempSync(join(tmpdir(), 'dispyts-shared-httpd-'));
+  const release = join(dir, 'release');
   const cluster = new SharedJobCluster(
-    async (ms: number) => {
-      await new Promise((r) => setTimeout(r, ms));
+    async (ms: number, waitFor: string) => {
+      const { existsSync } = require('node:fs');
+      while (!existsSync(waitFor)) await new Promise((r) => setTimeout(r, 10));
       return ms;
     },
     // From its own address (`host`): the scheduler names the cluster after it.
@@ -93,7 +101,7 @@ test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; ad
   const server = new DispyHTTPServer(cluster, { host: SCHED_HOST, port: 0, pollSec: 1, logLevel: 'warn' });
   try {
     const base = (await server.listening).url;
-    const jobs = [0, 1, 2, 3].map((i) => cluster.submitJobId(`w${i}`, 1500));
+    const jobs = [0, 1, 2, 3].map((i) => cluster.submitJobId(`w${i}`, 1500, release));
     await until(async () => (await request(`${base}/cluster_status`)).json()[0]?.jobs.running === 4, 15_000, 'four jobs running');
     const st = (await request(`${base}/cluster_status`)).json();
     assert.equal(st.length, 1);
@@ -118,6 +126,7 @@ test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; ad
     const set = (await post(base, '/set_cpus', { [NODE_HOSTS[0]!]: '1' })).json();
     assert.equal(set[NODE_HOSTS[0]!], -1);
     assert.deepEqual((await cluster.nodeJobs(NODE_HOSTS[0]!, { fromNode: true })).length, 2);
+    writeFileSync(release, '');
     assert.deepEqual(await Promise.all(jobs.map((j) => j.wait())), [1500, 1500, 1500, 1500]);
     assert.ok(await within(cluster.wait(), 10_000, 'wait'));
     await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.done === 4, 10_000, 'done shown');
@@ -125,8 +134,10 @@ test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; ad
     assert.equal(cluster.schedulerName, `watched @ ${SCHED_HOST}`);
     assert.deepEqual(errors, []);
   } finally {
+    writeFileSync(release, '');
     await cluster.close({ terminate: true });
     await server.shutdown({ wait: false });
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
