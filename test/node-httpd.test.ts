@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
-import { JobCluster, type DispyJob } from '../src/index.js';
+import { DispyJob, JobCluster } from '../src/index.js';
 import { nodePageToken } from '../src/node/node-httpd.js';
 import { browserUnavailable, launchChromium } from './helpers/browser.js';
 import { CLI, ROOT, TEST_SECRET, until } from './helpers/daemon.js';
@@ -186,24 +186,34 @@ describe('the node daemon page (127.0.0.158-159)', () => {
       assert.match(r.json().error.message, msg);
     }
 
-    // One CPU: of two held jobs one runs, the other waits.
+    // One CPU: of two held jobs one runs; the client, told of the limit, keeps the other.
     assert.deepEqual((await act('cpus', 'cpus=1')).json(), { cpus: 1 });
     const release = join(dir, 'release');
     cluster = new JobCluster(hold, { nodes: [{ host: '127.0.0.158', port: A.port }], secret: TEST_SECRET, name: 'paged' });
     const jobs: DispyJob[] = [cluster.submit(release), cluster.submit(release)];
-    await until(() => jobs.some((j) => j.status === 6), 15_000, 'one job running');
-    s = await until(async () => {
-      const x = await status();
-      return x.jobs.length === 2 ? x : null;
-    }, 10_000, 'both jobs on the node');
+    await until(() => jobs.some((j) => j.status === DispyJob.Running), 15_000, 'one job running');
+    s = await status();
     assert.equal(s.busy, 1);
+    assert.equal(s.jobs.length, 1, 'one job on the node');
     assert.equal(s.jobs.filter((j: any) => j.state === 'running').length, 1);
     assert.equal(s.client.computations[0].cluster, 'paged');
     assert.equal(s.client.peers.length, 1);
-    assert.equal(jobs.filter((j) => j.status === 6).length, 1, 'the client sees one running');
-    // Two CPUs again: the second starts.
+    assert.deepEqual(jobs.map((j) => j.status).sort(), [DispyJob.Created, DispyJob.Running], 'the client sees one running, one waiting');
+    const seen = () => cluster!.status().nodes[0]!;
+    assert.equal(seen().cpus, 1, 'the client shows the CPUs the node runs jobs on');
+    assert.equal(seen().availCpus, 1);
+    // Two CPUs again: the client hears of it at once (not at the next pulse, 10 s away) and the
+    // second job starts.
     assert.deepEqual((await act('cpus', 'cpus=2')).json(), { cpus: 2 });
-    await until(() => jobs.every((j) => j.status === 6), 10_000, 'both running');
+    await until(() => jobs.every((j) => j.status === DispyJob.Running), 5_000, 'both running');
+    assert.equal(seen().cpus, 2);
+    assert.equal(seen().availCpus, 2);
+    // Lowered while both run: both go on, and the client shows 1 at once.
+    assert.deepEqual((await act('cpus', 'cpus=1')).json(), { cpus: 1 });
+    await until(() => seen().cpus === 1, 5_000, 'the client shows 1 CPU');
+    assert.equal(jobs.filter((j) => j.status === DispyJob.Running).length, 2);
+    assert.deepEqual((await act('cpus', 'cpus=2')).json(), { cpus: 2 });
+    await until(() => seen().cpus === 2, 5_000, 'the client shows 2 CPUs again');
 
     // Drained: running jobs finish; a job sent meanwhile waits until the node resumes.
     assert.deepEqual((await act('drain', 'drain=on')).json(), { draining: true });

@@ -550,8 +550,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       }
       this.#nodeIds.set(ip, info.nodeId);
       const node = new DispyNode(ip, port, info.name, this);
-      node.cpus = cpus;
-      node.availCpus = info.cpus;
+      node.availCpus = link.cpus;
+      node.cpus = Math.min(cpus, link.cpus);
       node.machineCpus = info.machineCpus;
       node.availInfo = info.availInfo;
       node.platform = info.platform;
@@ -580,7 +580,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (e.code === 'DISPY_ERR_SETUP' && link) {
         // The computation was closed on that node: say so, with a Closed event for it.
         const node = new DispyNode(ip, port, link.info.name, this);
-        node.availCpus = link.info.cpus;
+        node.availCpus = link.cpus;
         node.machineCpus = link.info.machineCpus;
         node.status = NodeStatus.Closed;
         this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
@@ -782,7 +782,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let bestLoad = Infinity;
     for (const cn of this.#nodes.values()) {
       if (!canSend(cn)) continue;
-      const load = cn.link.inflight / cn.link.info.cpus + cn.inflight / (cn.cap * 1e3);
+      const load = cn.link.inflight / cn.link.cpus + cn.inflight / (cn.cap * 1e3);
       if (load < bestLoad) {
         best = cn;
         bestLoad = load;
@@ -952,6 +952,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!cn || cn.link !== link) return;
     cn.node.availInfo = msg.availInfo;
     cn.node.updateTime = Date.now();
+    // The node's own page may have changed the CPUs it runs jobs on.
+    if (cn.node.availCpus !== link.cpus) {
+      cn.node.availCpus = link.cpus;
+      cn.node.cpus = Math.min(cn.cap, link.cpus);
+      this.log.info({ node: cn.node.ipAddr, cpus: link.cpus }, "node's CPUs changed");
+      requestPump();
+    }
     this.#emit(NodeStatus.AvailInfo, cn.node, null);
   }
 
@@ -1227,7 +1234,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   async setNodeCpus(node: DispyNode | string, cpus: number): Promise<number> {
     const cn = this.#nodeOf(node);
     if (!cn || !Number.isInteger(cpus)) return -1;
-    const avail = cn.node.availCpus;
+    // Relative to the node's --cpus: a lower limit set on its page caps what runs, not the cap.
+    const avail = cn.link.info.cpus;
     const target = cpus >= 0 ? Math.min(avail, cpus) : avail + cpus;
     if (target < 0) return -1;
     try {
@@ -1237,11 +1245,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'setting cpus failed');
       return -1;
     }
-    cn.node.cpus = cn.cap;
+    cn.node.cpus = Math.min(cn.cap, cn.link.cpus);
     cn.node.updateTime = Date.now();
     this.#emit(NodeStatus.AvailInfo, cn.node, null);
     requestPump();
-    return cn.cap;
+    return cn.node.cpus;
   }
 
   /**
@@ -1421,9 +1429,9 @@ function canSend(cn: ClusterNode): boolean {
     !link.closed &&
     !link.closing &&
     !link.full &&
-    cn.inflight < windowPerCpu(cn.avgMs) * cn.cap &&
-    link.inflight < MAX_WINDOW_PER_CPU * link.info.cpus &&
-    (dispatchPolicy() === null || link.inflight < policyWindowPerCpu(cn.avgMs) * link.info.cpus)
+    cn.inflight < windowPerCpu(cn.avgMs) * Math.min(cn.cap, link.cpus) &&
+    link.inflight < MAX_WINDOW_PER_CPU * link.cpus &&
+    (dispatchPolicy() === null || link.inflight < policyWindowPerCpu(cn.avgMs) * link.cpus)
   );
 }
 

@@ -68,6 +68,12 @@ export class NodeLink {
   #rid = 0;
   readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout }>();
 
+  /** CPUs the node runs jobs on now: its `--cpus`, or less when its page lowered them. */
+  get cpus(): number {
+    const { cpus, cpuLimit } = this.info;
+    return cpuLimit !== undefined && cpuLimit > 0 ? Math.min(cpus, cpuLimit) : cpus;
+  }
+
   private constructor(key: string, host: string, port: number, channel: Channel<NodeMessage, ClientMessage>, info: NodeInfo, log: Logger) {
     this.key = key;
     this.host = host;
@@ -244,7 +250,7 @@ export class NodeLink {
         return;
       }
       case 'pulse':
-        this.info = { ...this.info, availInfo: msg.availInfo };
+        this.info = { ...this.info, availInfo: msg.availInfo, ...(msg.cpuLimit !== undefined ? { cpuLimit: msg.cpuLimit } : {}) };
         for (const u of this.users) u.onPulse(this, msg);
         return;
       case 'closed':

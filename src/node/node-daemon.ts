@@ -488,6 +488,7 @@ export class NodeDaemon {
       port: this.port,
       machineCpus: this.machineCpus,
       cpus: this.cpus,
+      cpuLimit: this.cpuLimit,
       platform: platformString(),
       availInfo: this.#metrics.sample(),
       busy: this.#owner !== null,
@@ -1026,6 +1027,8 @@ export class NodeDaemon {
       if (lower) this.#reclaimWaiting();
       this.#schedule();
     }
+    // The client shows the node's CPUs and sizes its window by them: it hears at once.
+    this.#pulse();
     return this.cpuLimit;
   }
 
@@ -1162,7 +1165,7 @@ export class NodeDaemon {
   #pulse(): void {
     const owner = this.#owner;
     if (!owner) return;
-    const msg: NodeMessage = { t: 'pulse', availInfo: this.#metrics.sample(), busy: this.#running, cpus: this.cpus };
+    const msg: NodeMessage = { t: 'pulse', availInfo: this.#metrics.sample(), busy: this.#running, cpus: this.cpus, cpuLimit: this.cpuLimit };
     for (const ch of owner.channels) ch.send(msg);
   }
 

@@ -206,6 +206,8 @@ export const nodeInfoSchema = z.object({
   machineCpus: z.number().int().positive(),
   /** CPUs the daemon offers (its `--cpus`). */
   cpus: z.number().int().nonnegative(),
+  /** CPUs it runs jobs on now, when its page lowered them below `cpus`. */
+  cpuLimit: z.number().int().nonnegative().optional(),
   platform: z.string().max(256),
   availInfo: availInfoSchema.nullable(),
   /** Whether another client process currently owns the node. */
@@ -263,6 +265,8 @@ export const pulseSchema = z.object({
   /** Jobs running on the node for this client. */
   busy: z.number().int().nonnegative(),
   cpus: z.number().int().nonnegative(),
+  /** CPUs the node runs jobs on now (its page may lower them below `cpus`). */
+  cpuLimit: z.number().int().nonnegative().optional(),
 });
 export const closingSchema = z.object({ t: z.literal('closing'), reason: z.string().max(MAX_TEXT) });
 /** The node closed a computation on its own (failed setup later, zombie, shutdown). */
