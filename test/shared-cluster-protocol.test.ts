@@ -281,7 +281,7 @@ test('the scheduler closing the cluster ends its jobs; refusals answer -1', asyn
   const c = cluster(f, double);
   const errors: DispyError[] = [];
   c.on('error', (e) => errors.push(e));
-  assert.throws(() => c.submitWith({ depends: ['./x.csv'] }, 1), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /depends/.test(err.message));
+  assert.throws(() => c.submitWith({ depends: ['./no-such-file.csv'] }, 1), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /depends\[0\]: no such file/.test(err.message));
   assert.equal(await c.setNodeCpus('127.0.0.243', 1), -1);
   assert.equal(await c.allocateNode({ host: '127.0.0.243', cpus: 3 }), 0);
   const op = f.received.find((m) => m.t === 'node-op' && m.op === 'allocate') as { node: unknown };

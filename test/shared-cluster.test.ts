@@ -6,7 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DispyHTTPServer, DispyJob, SharedJobCluster, type DispyError } from '../src/index.js';
@@ -137,6 +137,47 @@ test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; ad
     writeFileSync(release, '');
     await cluster.close({ terminate: true });
     await server.shutdown({ wait: false });
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('per-job files go through the scheduler to the job\'s node; the scheduler keeps them only while the job lasts', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dispyts-shared-files-'));
+  const cluster = new SharedJobCluster(
+    async (name: string) => {
+      const fs = require('node:fs');
+      return fs.readFileSync(name, 'utf8');
+    },
+    { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, name: 'files', logLevel: 'silent' },
+  );
+  try {
+    // Different sizes (one over a transfer chunk), each job its own file.
+    const contents = [0, 1, 2, 3, 4, 5].map((i) => `file ${i} `.repeat(1 + i * 40_000));
+    const paths = contents.map((c, i) => {
+      const p = join(dir, `in-${i}.txt`);
+      writeFileSync(p, c);
+      return p;
+    });
+    const jobs = paths.map((p, i) => cluster.submitWith({ depends: [p], id: i }, `in-${i}.txt`));
+    const results = await within(Promise.all(jobs.map((j) => j.wait())), 30_000, 'jobs');
+    assert.deepEqual(results, contents);
+    // Kept on the scheduler per job, and gone with the job.
+    const staged = join(scheduler.prefix, SCHED_HOST, 'computations', cluster.computeId!, '.jobs');
+    assert.ok(existsSync(join(scheduler.prefix, SCHED_HOST, 'computations', cluster.computeId!)), 'the computation\'s folder on the scheduler');
+    await until(() => !existsSync(staged) || readdirSync(staged).length === 0, 5_000, 'per-job files gone from the scheduler');
+
+    // Bad input: a missing file is an error at submit; a file gone before it was sent ends its
+    // job Cancelled, saying why; the jobs after it run.
+    assert.throws(() => cluster.submitWith({ depends: [join(dir, 'missing.txt')] }, 'missing.txt'), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /no such file/.test(err.message));
+    const doomedPath = join(dir, 'doomed.txt');
+    writeFileSync(doomedPath, 'x');
+    const doomed = cluster.submitWith({ depends: [doomedPath] }, 'doomed.txt');
+    rmSync(doomedPath);
+    const after = cluster.submitWith({ depends: [paths[1]!] }, 'in-1.txt');
+    await assert.rejects(within(doomed.wait(), 10_000, 'doomed job'), (err: DispyError) => err.code === 'DISPY_ERR_JOB_CANCELLED' && /sending its file failed: DISPY_ERR_NOT_FOUND/.test(err.message));
+    assert.equal(await within(after.wait(), 10_000, 'job after it'), contents[1]);
+  } finally {
+    await cluster.close({ terminate: true });
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -190,7 +190,7 @@ export async function transferFile(link: Requester, computeId: string, file: Loc
           if (bytesRead === 0) throw new DispyError('DISPY_ERR_BAD_REQUEST', `${file.path} changed while it was being sent`);
           got += bytesRead;
         }
-        const reply = link.request({ t: 'file-chunk', computeId, name: file.name, offset: next, data });
+        const reply = link.request({ t: 'file-chunk', computeId, name: file.name, offset: next, data, ...(opts.job === undefined ? {} : { job: opts.job }) });
         // Answers are awaited in order; a failure is reported by the first one awaited.
         reply.catch(() => undefined);
         next += len;

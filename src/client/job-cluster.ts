@@ -263,6 +263,8 @@ export interface EncodedSubmitOptions {
   node?: string;
   /** Seconds after which the job is terminated (default: the cluster's maxRuntime). */
   maxRuntime?: number;
+  /** Per-job files, sent to the job's node right before it (read from `path` each time it is sent). */
+  files?: LocalFile[];
 }
 
 const PREBUILT = Symbol('dispyts.prebuilt');
@@ -722,6 +724,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo))) throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
     }
     const job = this.#enqueue(options.id, pinTo, options.display ?? [], args, options.maxRuntime) as DispyJob;
+    if (options.files?.length) this.#jobExtras.set(job, { files: options.files });
     if (!options.display) {
       // Decoded only if something looks (the HTTP server with showJobArgs): most jobs never are.
       let shown: unknown[] | null = null;

@@ -107,6 +107,8 @@ interface Pending {
   /** Pinned to this node (address or name). */
   node?: string;
   maxRuntime?: number;
+  /** Per-job files (submitWith `depends`): sent to the scheduler right before the job. */
+  files?: LocalFile[];
   sent: boolean;
   /** The node it runs on (counted in that node's busy), while it runs. */
   running: DispyNode | null;
@@ -684,20 +686,22 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   }
 
   /**
-   * Queues a job with options: `id`, `node` (as submitNode) and `maxRuntime` (seconds). Per-job
-   * `depends` files are not supported by a SharedJobCluster (DISPY_ERR_INVALID_OPTION): send
-   * them with the cluster's `depends` or `sendFile`.
+   * Queues a job with options, as JobCluster's submitWith: `id`, `node` (as submitNode),
+   * `maxRuntime` (seconds) and `depends`, files that go (through the scheduler, which keeps them
+   * until the job ended) to the job's node right before it, into the computation's directory.
+   * A file the scheduler refuses (too large, unreadable) ends the job Cancelled, saying why.
+   *
+   * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
     if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
     const { depends = [], node, maxRuntime } = options;
     if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
-    if (depends.length) {
-      throw new DispyError('DISPY_ERR_INVALID_OPTION', 'SharedJobCluster does not support per-job `depends` in submitWith; ship files with the cluster\'s `depends` or with sendFile()');
-    }
+    for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
     if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
+    const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
     const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
-    return this.#submit(options.id, pin, maxRuntime, args);
+    return this.#submit(options.id, pin, maxRuntime, args, files);
   }
 
   #pinTarget(node: DispyNode | string): string {
@@ -714,7 +718,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     return node;
   }
 
-  #submit(id: unknown, node: string | undefined, maxRuntime: number | undefined, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
+  #submit(id: unknown, node: string | undefined, maxRuntime: number | undefined, args: unknown[], files: LocalFile[] = []): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
     const bytes = this.#codec.encode(args);
@@ -724,6 +728,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const p: Pending = { job: job as DispyJob, args: bytes, sent: false, running: null };
     if (node !== undefined) p.node = node;
     if (maxRuntime !== undefined) p.maxRuntime = maxRuntime;
+    if (files.length) p.files = files;
     this.#jobs.set(uid, p);
     this.#unsent.push(p);
     this.#emit(JobStatus.Created, null, job as DispyJob);
@@ -745,17 +750,45 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       const p = this.#unsent.shift()!;
       if (p.job.settled) continue;
       p.sent = true;
-      const tag = tagOf(p.job.id);
-      ch.send({
-        t: 'job',
-        uid: p.job._uid,
-        computeId,
-        args: p.args,
-        ...(tag === undefined ? {} : { tag }),
-        ...(p.node === undefined ? {} : { node: p.node }),
-        ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
-      });
+      if (p.files) void this.#sendWithFiles(p, computeId);
+      else this.#sendJob(p, computeId);
     }
+  }
+
+  #sendJob(p: Pending, computeId: string): void {
+    const tag = tagOf(p.job.id);
+    this.#channel?.send({
+      t: 'job',
+      uid: p.job._uid,
+      computeId,
+      args: p.args,
+      ...(tag === undefined ? {} : { tag }),
+      ...(p.node === undefined ? {} : { node: p.node }),
+      ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
+      ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
+    });
+  }
+
+  /** A job with per-job files: they go to the scheduler first (kept there for the job), then the job. */
+  async #sendWithFiles(p: Pending, computeId: string): Promise<void> {
+    const job = p.job;
+    try {
+      for (const f of p.files!) {
+        if (job.settled) return;
+        await transferFile(this.#fileRequester(), computeId, f, { ...this.#fileOpts(), job: job._uid });
+      }
+    } catch (err) {
+      // A lost scheduler ends every pending job (Abandoned) on its own.
+      if (job.settled || this.#broken) return;
+      const e = err instanceof Refused ? err.error : err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
+      this.log.warn({ job: job._uid, code: e.code }, `a file of the job could not be sent: ${e.message}`);
+      job.exception = `DispyError: job cancelled: sending its file failed: ${e.code}: ${e.message}`;
+      job.endTime = Date.now();
+      this.#settle(p, JobStatus.Cancelled, null);
+      return;
+    }
+    if (job.settled || this.#broken) return;
+    this.#sendJob(p, computeId);
   }
 
   // ---- control ----

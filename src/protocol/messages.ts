@@ -150,6 +150,8 @@ export const fileChunkSchema = z.object({
   name: relativeName,
   offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   data: bin,
+  /** The job of a per-job file, as in its file-begin (a scheduler keeps such files per job). */
+  job: uid.optional(),
 });
 /** Asks which of this computation's jobs the node holds (for nodeJobs). */
 export const jobsQuerySchema = z.object({ t: z.literal('jobs'), rid, computeId });

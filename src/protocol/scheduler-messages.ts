@@ -59,6 +59,8 @@ export const sjobSchema = z.object({
   /** Run only on this node (IP address). */
   node: shortText.optional(),
   maxRuntime: z.number().nonnegative().max(1e9).optional(),
+  /** Per-job files sent before with file-begin/file-chunk naming this job: they go to its node with it. */
+  files: z.array(relativeName).max(1000).optional(),
 });
 export const scancelSchema = z.object({ t: z.literal('cancel'), uid });
 export const scloseSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });

@@ -10,7 +10,7 @@ import { DispyError, asDispyError, type DispyErrorCode } from '../errors.js';
 import type { FromScheduler, ToScheduler } from '../protocol/scheduler-messages.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
-import { SharedComputation, refusedJob } from './shared-computation.js';
+import { SharedComputation, jobFileName, refusedJob } from './shared-computation.js';
 
 /** Computations one connection may have registered at a time. */
 export const MAX_COMPUTATIONS_PER_CLIENT = 1000;
@@ -158,8 +158,10 @@ export class ClientSession implements ComputationOwner {
       this.#ctx.log.info({ peer: this.peer, name: msg.name, size: msg.size }, 'file transfer refused: too large');
       throw new DispyError('DISPY_ERR_FILE_TOO_LARGE', `file \`${msg.name}\` is ${msg.size} bytes, more than the scheduler's --max-file-size of ${max} bytes`);
     }
-    // Files are kept per computation here; the computation's destPath applies on the nodes.
-    const done = msg.t === 'file-begin' ? this.#ctx.files.begin(this.key, this.clientIp, { ...msg, destPath: null, job: undefined }) : this.#ctx.files.chunk(this.key, msg);
+    // Files are kept per computation here; the computation's destPath applies on the nodes. A
+    // per-job file is kept apart for its job (jobs may send different files of one name).
+    const name = msg.job === undefined ? msg.name : jobFileName(msg.job, msg.name);
+    const done = msg.t === 'file-begin' ? this.#ctx.files.begin(this.key, this.clientIp, { ...msg, name, destPath: null }) : this.#ctx.files.chunk(this.key, { ...msg, name });
     done.then(
       (offset) => this.#reply(msg.rid, { offset }),
       (err: unknown) => {

@@ -5,7 +5,7 @@
  * arguments encoded by the client and go back with their results as the node sent them; the
  * cluster's events are relayed, in order, to the owning client.
  */
-import { lstatSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { JobCluster, type ClusterStatusEvent } from '../client/job-cluster.js';
@@ -17,6 +17,11 @@ import type { computeSchema, jobEndSchema, nodeOpSchema, sjobSchema } from '../p
 import { nodeView } from './node-view.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
+
+/** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
+export function jobFileName(uid: number, name: string): string {
+  return `.jobs/${uid}/${name}`;
+}
 
 export type ComputeMessage = z.infer<typeof computeSchema>;
 export type SchedulerJobMessage = z.infer<typeof sjobSchema>;
@@ -61,6 +66,8 @@ export class SharedComputation {
   readonly #uids = new Map<number, number>();
   /** The client's uid -> the cluster's job. */
   readonly #jobs = new Map<number, DispyJob>();
+  /** Names of the per-job files kept for a job (client uid), until it ends. */
+  readonly #jobFiles = new Map<number, readonly string[]>();
   /** Why the scheduler closed the computation on its own (jobs it ended get this code). */
   #note: { code: DispyErrorCode; reason: string } | null = null;
   #closing: Promise<void> | null = null;
@@ -176,18 +183,44 @@ export class SharedComputation {
     const cluster = this.cluster!;
     let job: DispyJob;
     try {
+      const files = (msg.files ?? []).map((name) => ({ path: this.#jobFile(msg.uid, name), name: name.slice(name.lastIndexOf('/') + 1) }));
       job = cluster._submitEncoded(msg.args, {
         id: msg.tag ?? msg.uid,
         ...(msg.node !== undefined ? { node: msg.node } : {}),
         ...(msg.maxRuntime !== undefined ? { maxRuntime: msg.maxRuntime } : {}),
+        ...(files.length ? { files } : {}),
       });
     } catch (err) {
       const e = asDispyError(err);
+      this.#dropJobFiles(msg.uid, msg.files);
       this.#refuse(msg.uid, e.code, e.message);
       return;
     }
     this.#uids.set(job._uid, msg.uid);
     this.#jobs.set(msg.uid, job);
+    if (msg.files?.length) this.#jobFiles.set(msg.uid, msg.files);
+  }
+
+  /** The path of a per-job file the client sent completely for job `uid`, or an error. */
+  #jobFile(uid: number, name: string): string {
+    const path = join(this.dir, jobFileName(uid, name));
+    let ok = false;
+    try {
+      ok = lstatSync(path).isFile();
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new DispyError('DISPY_ERR_BAD_REQUEST', `file \`${name}\` of job ${uid} has not been sent completely (file-begin and file-chunk it, naming the job, before the job)`);
+    return path;
+  }
+
+  /** Job `uid` ended or was refused: the per-job files kept for it go. */
+  #dropJobFiles(uid: number, names: readonly string[] | undefined): void {
+    if (!names?.length) return;
+    this.#jobFiles.delete(uid);
+    this.#ctx.files.jobEnded(this.owner.key, this.computeId, uid, names.map((n) => jobFileName(uid, n)));
+    // The job's own folder, with them (the store's deletions that follow find nothing).
+    rmSync(join(this.dir, jobFileName(uid, '').slice(0, -1)), { recursive: true, force: true });
   }
 
   #refuse(uid: number, code: DispyErrorCode, message: string): void {
@@ -199,7 +232,8 @@ export class SharedComputation {
   cancel(uid: number): void {
     const i = this.#held.findIndex((j) => j.uid === uid);
     if (i >= 0) {
-      this.#held.splice(i, 1);
+      const [held] = this.#held.splice(i, 1);
+      this.#dropJobFiles(uid, held!.files);
       this.#refuse(uid, 'DISPY_ERR_JOB_CANCELLED', 'job cancelled before its computation was scheduled');
       return;
     }
@@ -231,6 +265,7 @@ export class SharedComputation {
     if (!isFinal(status)) return;
     this.#uids.delete(job._uid);
     this.#jobs.delete(uid);
+    this.#dropJobFiles(uid, this.#jobFiles.get(uid));
     // Ended because the scheduler closed the computation (a node reports that with a generic code).
     const generic = job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
     const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
