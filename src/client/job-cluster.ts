@@ -15,6 +15,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
+import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import { DispyJob } from './dispy-job.js';
@@ -392,7 +393,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #idleWaiters = new IdleWaiters();
   #closing = false;
   #closed = false;
-  #closePromise: Promise<boolean> | null = null;
+  readonly #closeOnce = new CloseOnce();
 
   /**
    * @param computation a function (shipped as source with `depends`), a program path (shipped
@@ -414,15 +415,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       : buildComputation(computation, options);
     this.name = options.name ?? built.name;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
-    this.#statusEvents = new StatusEventQueue<JobCluster>(this as JobCluster, {
-      jobStatus: options.jobStatus,
-      clusterStatus: options.clusterStatus,
-      emitStatus: (e) => this.emit('status', e),
-      emitError: (err) => this.emit('error', err),
-      listenerCount: (event) => this.listenerCount(event),
-      warn: (err) => this.log.warn({ code: err.code }, err.message),
-      callbackThrew: (err) => this.log.error({ err }, 'status callback threw'),
-    });
+    this.#statusEvents = StatusEventQueue.ofCluster<JobCluster>(this as JobCluster, options, this.log);
     this.#computation = built.wire;
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
     this.#computation.catch(() => undefined);
@@ -1307,13 +1300,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * close resolves false and leaves the cluster open. Every job settles.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
-    if (this.#closePromise) return this.#closePromise;
-    const attempt = this.#close(options);
-    this.#closePromise = attempt;
-    void attempt.then((ok) => {
-      if (!ok) this.#closePromise = null;
-    });
-    return attempt;
+    return this.#closeOnce.run(() => this.#close(options));
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {

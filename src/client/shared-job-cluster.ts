@@ -18,6 +18,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
+import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
@@ -180,7 +181,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #broken: DispyError | null = null;
   #closing = false;
   #closed = false;
-  #closePromise: Promise<boolean> | null = null;
+  readonly #closeOnce = new CloseOnce();
 
   /**
    * @param computation as for JobCluster: a function (shipped as source with `depends`), a
@@ -197,15 +198,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const port = options.schedulerPort ?? SCHEDULER_PORT;
     this.scheduler = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
-    this.#statusEvents = new StatusEventQueue<SharedJobCluster>(this as SharedJobCluster, {
-      jobStatus: options.jobStatus,
-      clusterStatus: options.clusterStatus,
-      emitStatus: (e) => this.emit('status', e),
-      emitError: (err) => this.emit('error', err),
-      listenerCount: (event) => this.listenerCount(event),
-      warn: (err) => this.log.warn({ code: err.code }, err.message),
-      callbackThrew: (err) => this.log.error({ err }, 'status callback threw'),
-    });
+    this.#statusEvents = StatusEventQueue.ofCluster<SharedJobCluster>(this as SharedJobCluster, options, this.log);
     this.#computation = built.wire;
     this.#computation.catch(() => undefined);
     this.#destPath = normalizeDestPath(options.destPath, this.log);
@@ -955,13 +948,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * true at once.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
-    if (this.#closePromise) return this.#closePromise;
-    const attempt = this.#close(options);
-    this.#closePromise = attempt;
-    void attempt.then((ok) => {
-      if (!ok) this.#closePromise = null;
-    });
-    return attempt;
+    return this.#closeOnce.run(() => this.#close(options));
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {

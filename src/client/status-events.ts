@@ -3,6 +3,7 @@
  * the I/O path: the callbacks (`jobStatus`, `clusterStatus`) and the `status`/`error` listeners
  * of JobCluster and SharedJobCluster all run from one queue drained on a later tick.
  */
+import type { Logger } from 'pino';
 import type { DispyError } from '../errors.js';
 import type { DispyJob } from './dispy-job.js';
 import type { DispyNode } from './dispy-node.js';
@@ -33,6 +34,12 @@ export interface StatusSink<C> {
   callbackThrew(err: unknown): void;
 }
 
+/** What a cluster offers its queue: an EventEmitter of `status` and `error`. */
+export interface ClusterEmitter {
+  emit(event: 'status' | 'error', payload: unknown): boolean;
+  listenerCount(event: 'status' | 'error'): number;
+}
+
 const FINAL_FOR_JOB_STATUS = new Set<number>([JobStatus.ProvisionalResult, JobStatus.Finished, JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Abandoned]);
 
 type Queued<C> = StatusEvent<C> & { error?: DispyError };
@@ -48,6 +55,22 @@ export class StatusEventQueue<C> {
   constructor(cluster: C, sink: StatusSink<C>) {
     this.#cluster = cluster;
     this.#sink = sink;
+  }
+
+  /**
+   * The queue of a cluster (JobCluster, SharedJobCluster): its `jobStatus`/`clusterStatus`
+   * options, its `status`/`error` listeners, its logger for errors nobody hears.
+   */
+  static ofCluster<C extends ClusterEmitter>(cluster: C, options: Pick<StatusSink<C>, 'jobStatus' | 'clusterStatus'>, log: Logger): StatusEventQueue<C> {
+    return new StatusEventQueue<C>(cluster, {
+      jobStatus: options.jobStatus,
+      clusterStatus: options.clusterStatus,
+      emitStatus: (e) => cluster.emit('status', e),
+      emitError: (err) => cluster.emit('error', err),
+      listenerCount: (event) => cluster.listenerCount(event),
+      warn: (err) => log.warn({ code: err.code }, err.message),
+      callbackThrew: (err) => log.error({ err }, 'status callback threw'),
+    });
   }
 
   /** Queues a status event (nothing when no callback or listener would see it). */
