@@ -123,6 +123,8 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     logLevel: values['log-level'],
   });
   const { host, port } = await daemon.start();
+  // Before the ready line: whoever reads it may send SIGTERM at once and expect a clean stop.
+  stopWith(daemon, parent);
   process.stdout.write(`dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
   if (httpd) {
     let page: NodeHttpServer;
@@ -143,7 +145,6 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     }
     void daemon.stopped.then(() => page.close());
   }
-  stopWith(daemon, parent);
   await daemon.stopped;
   return 0;
 }

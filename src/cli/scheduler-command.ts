@@ -152,6 +152,8 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
     logLevel: values['log-level'],
   });
   const { host, port } = await daemon.start();
+  // Before the ready line: whoever reads it may send SIGTERM at once and expect a clean stop.
+  stopWith(daemon, parent);
   const nodes = daemon.nodes.map((n) => (n.port === 9701 ? n.host : `${n.host}:${n.port}`)).join(', ');
   process.stdout.write(`dispyts scheduler ready on ${host}:${port} (policy ${daemon.policy}, nodes ${nodes}${daemon.cooperative ? ', cooperative' : ''}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
   let monitor: SchedulerMonitor | null = null;
@@ -174,7 +176,6 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       throw err;
     }
   }
-  stopWith(daemon, parent);
   await daemon.stopped;
   await monitor?.close();
   return 0;
