@@ -6,7 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
@@ -17,6 +17,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial } from '../protocol/tls.js';
 import { UndeliveredStore, type UndeliveredLimits } from './undelivered-store.js';
 import { FileStore } from './file-store.js';
+import { isDispytsDaemon, isJobRunner, readPidFile, removePidFile, writePidFile } from './pid-file.js';
 import { HostMetrics, platformString } from './host-metrics.js';
 import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
 import { NodeAnnouncer } from './node-announcer.js';
@@ -182,6 +183,8 @@ interface NJob {
   end: () => void;
 }
 
+/** The daemon's record in its state directory. */
+const PID_FILE = 'daemon.json';
 /** Jobs a runner may hold queued behind its running one, for computations of short jobs. */
 const LOOKAHEAD = 64;
 /** Jobs per CPU the node accepts (running plus queued): clients keep this many in flight. */
@@ -406,18 +409,12 @@ export class NodeDaemon {
    */
   #prepareStateDir(): void {
     this.#stateDir = join(this.#prefix, this.host || 'all');
-    const pidFile = join(this.#stateDir, 'daemon.json');
-    let previous: { pid: number; runners: number[] } | null = null;
-    try {
-      previous = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number; runners: number[] };
-    } catch {
-      previous = null;
-    }
+    const previous = readPidFile<{ runners?: number[] }>(join(this.#stateDir, PID_FILE));
     if (previous && previous.pid !== process.pid) {
-      if (isOurDaemon(previous.pid)) {
+      if (isDispytsDaemon(previous.pid, 'node')) {
         throw new DispyError('DISPY_ERR_INVALID_OPTION', `another dispyts node (pid ${previous.pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`);
       }
-      const leftovers = (previous.runners ?? []).filter((pid) => isOurRunner(pid));
+      const leftovers = (Array.isArray(previous.runners) ? previous.runners : []).filter((pid) => Number.isInteger(pid) && isJobRunner(pid));
       if (this.#opts.clean) {
         for (const pid of leftovers) {
           try {
@@ -439,11 +436,7 @@ export class NodeDaemon {
 
   #writePidFile(): void {
     if (!this.#stateDir) return;
-    try {
-      writeFileSync(join(this.#stateDir, 'daemon.json'), JSON.stringify({ pid: process.pid, port: this.port, runners: [...(this.#pool?.pids() ?? []), ...this.#orphans] }));
-    } catch (err) {
-      this.log.warn({ err }, 'cannot write the pid file');
-    }
+    writePidFile(join(this.#stateDir, PID_FILE), { port: this.port, runners: [...(this.#pool?.pids() ?? []), ...this.#orphans] }, this.log);
   }
 
   // ---- connections ----
@@ -1202,30 +1195,11 @@ export class NodeDaemon {
       ch.end();
     }
     if (this.#stateDir) {
-      this.#orphans = this.#orphans.filter(isOurRunner);
+      this.#orphans = this.#orphans.filter(isJobRunner);
       if (this.#orphans.length) this.#writePidFile();
-      else rmSync(join(this.#stateDir, 'daemon.json'), { force: true });
+      else removePidFile(join(this.#stateDir, PID_FILE));
     }
     this.log.info('node stopped');
     this.#resolveStopped();
-  }
-}
-
-/** True if `pid` is alive and is a dispyts node daemon. */
-function isOurDaemon(pid: number): boolean {
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return args.includes('node') && args.some((a) => /dispyts|main\.[jt]s$/.test(a));
-  } catch {
-    return false;
-  }
-}
-
-/** True if `pid` is alive and is one of our job runners. */
-function isOurRunner(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('runner-main');
-  } catch {
-    return false;
   }
 }

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { DispyError, invalidOption } from '../errors.js';
 import { FileStore } from '../node/file-store.js';
+import { isDispytsDaemon, readPidFile, removePidFile, writePidFile } from '../node/pid-file.js';
 import { acceptChannel, refuseConnection, type Channel } from '../protocol/channel.js';
 import { SCHEDULER_PORT } from '../protocol/constants.js';
 import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
@@ -28,6 +29,9 @@ import { ClientSession } from './client-session.js';
 import { ClusterNames } from './cluster-names.js';
 import { parseSchedulerNodes } from './node-scope.js';
 import type { SchedulerContext } from './scheduler-context.js';
+
+/** The scheduler's record in its state directory. */
+const PID_FILE = 'scheduler.json';
 
 export interface SchedulerDaemonOptions {
   /**
@@ -360,14 +364,8 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   /** `<prefix>/<host>`: a live scheduler there stops us; `--clean` wipes what a dead one left. */
   #prepareStateDir(): void {
     this.#stateDir = join(this.#prefix, this.host || 'all');
-    const pidFile = join(this.#stateDir, 'scheduler.json');
-    let previous: { pid: number } | null = null;
-    try {
-      previous = JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number };
-    } catch {
-      previous = null;
-    }
-    if (previous && previous.pid !== process.pid && isOurScheduler(previous.pid)) {
+    const previous = readPidFile<object>(join(this.#stateDir, PID_FILE));
+    if (previous && previous.pid !== process.pid && isDispytsDaemon(previous.pid, 'scheduler')) {
       throw new DispyError('DISPY_ERR_INVALID_OPTION', `another dispyts scheduler (pid ${previous.pid}) uses ${this.#stateDir}; stop it first or give another --dest-path-prefix`);
     }
     if (this.#opts.clean) {
@@ -385,11 +383,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   }
 
   #writePidFile(): void {
-    try {
-      writeFileSync(join(this.#stateDir, 'scheduler.json'), JSON.stringify({ pid: process.pid, host: this.host, port: this.port }));
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'cannot write the pid file');
-    }
+    writePidFile(join(this.#stateDir, PID_FILE), { host: this.host, port: this.port }, this.log);
   }
 
   // ---- clients ----
@@ -480,18 +474,8 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     await Promise.all(comps.map((c) => c.close(true, { code: 'DISPY_ERR_CLUSTER_CLOSED', reason: why }).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'closing a computation failed'))));
     for (const s of this.#sessions) s.channel.end();
     setDispatchPolicy(null);
-    rmSync(join(this.#stateDir, 'scheduler.json'), { force: true });
+    removePidFile(join(this.#stateDir, PID_FILE));
     this.log.info('scheduler stopped');
     this.#resolveStopped();
-  }
-}
-
-/** True if `pid` is alive and is a dispyts scheduler. */
-function isOurScheduler(pid: number): boolean {
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return args.includes('scheduler') && args.some((a) => /dispyts|main\.[jt]s$/.test(a));
-  } catch {
-    return false;
   }
 }
