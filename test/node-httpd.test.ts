@@ -17,7 +17,7 @@ import type { Browser } from 'playwright-core';
 import { DispyJob, JobCluster } from '../src/index.js';
 import { nodePageToken } from '../src/node/node-httpd.js';
 import { browserUnavailable, launchChromium } from './helpers/browser.js';
-import { CLI, ROOT, TEST_SECRET, until } from './helpers/daemon.js';
+import { CLI, ROOT, TEST_SECRET, startNode, until, within } from './helpers/daemon.js';
 import { request, type Reply } from './helpers/http-client.js';
 
 const unavailable = browserUnavailable();
@@ -215,22 +215,20 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     assert.deepEqual((await act('cpus', 'cpus=2')).json(), { cpus: 2 });
     await until(() => seen().cpus === 2, 5_000, 'the client shows 2 CPUs again');
 
-    // Drained: running jobs finish; a job sent meanwhile waits until the node resumes.
+    // Drained: running jobs finish; the client, told at once, keeps a job submitted meanwhile
+    // until the node resumes (this cluster has no other node).
     assert.deepEqual((await act('drain', 'drain=on')).json(), { draining: true });
     const late = cluster.submit(release);
     writeFileSync(release, '');
     await Promise.all(jobs.map((j) => j.wait()));
-    // (Jobs of unknown length go only to a free CPU, so the late one reaches the node now.)
-    await until(async () => (await status()).jobs.length === 1, 10_000, 'the late job on the node');
     s = await status();
     assert.equal(s.draining, true);
     assert.equal(s.busy, 0);
-    assert.equal(s.jobs.length, 1);
-    assert.notEqual(s.jobs[0].state, 'running');
+    assert.equal(s.jobs.length, 0, 'nothing sent to a draining node');
     // It stays waiting over several looks (bounded).
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      assert.equal(late.status, 5, 'not started while draining');
+      assert.equal(late.status, DispyJob.Created, 'not sent while draining');
     }
     assert.deepEqual((await act('drain', 'drain=off')).json(), { draining: false });
     assert.equal(await late.wait(), release);
@@ -311,5 +309,51 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     await page.locator('[data-testid=viewer-note]').waitFor();
     assert.equal(await page.locator('[data-testid=admin-controls]').count(), 0);
     await ctx.close();
+  });
+  test('draining hands waiting jobs back: they run on another node, each once; a job for that node alone waits until it resumes', async () => {
+    const C = await startNode({ host: '127.0.0.162', cpus: 2, logLevel: 'info' });
+    const ready = join(dir, 'drain-ready');
+    const go = join(dir, 'drain-go');
+    writeFileSync(ready, '');
+    assert.deepEqual((await act('cpus', 'cpus=2')).json(), { cpus: 2 });
+    const c2 = new JobCluster(hold, { nodes: [{ host: '127.0.0.158', port: A.port }, { host: C.host, port: C.port }], secret: TEST_SECRET, name: 'drained' });
+    const finals = new Map<unknown, number>();
+    c2.on('status', (e) => {
+      if (e.job && [DispyJob.Finished, DispyJob.Terminated, DispyJob.Cancelled, DispyJob.Abandoned].includes(e.status as never)) finals.set(e.job, (finals.get(e.job) ?? 0) + 1);
+    });
+    try {
+      // Short jobs first: known to be short, the cluster keeps many queued on each node.
+      await within(Promise.all(Array.from({ length: 40 }, () => c2.submit(ready).wait())), 20_000, 'short jobs');
+      const jobs = Array.from({ length: 30 }, () => c2.submit(go));
+      await until(async () => (await status()).jobs.length > 2, 10_000, 'jobs waiting on A behind its running ones');
+
+      assert.deepEqual((await act('drain', 'drain=on')).json(), { draining: true });
+      const left = await until(async () => {
+        const x = await status();
+        return x.jobs.length > 0 && x.jobs.every((j: any) => j.state === 'running') ? x.jobs.length : null;
+      }, 10_000, 'only running jobs left on A');
+      assert.ok(left >= 1 && left <= 2, `${left} running on A`);
+      writeFileSync(go, '');
+      await within(Promise.all(jobs.map((j) => j.wait())), 30_000, 'every job');
+      assert.equal(jobs.filter((j) => j.ipAddr === '127.0.0.158').length, left, 'only the jobs already running on A ran there');
+      assert.equal(jobs.filter((j) => j.ipAddr === C.host).length, 30 - left, 'the others ran on C');
+      await c2.wait();
+      for (const j of jobs) assert.equal(finals.get(j), 1, 'one final status per job');
+
+      // A job for A alone waits at the client while A drains, and runs there once it resumes.
+      const pinned = c2.submitNode('127.0.0.158', ready);
+      for (let k = 0; k < 5; k++) {
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(pinned.status, DispyJob.Created, 'not sent while A drains');
+      }
+      assert.equal((await status()).jobs.length, 0);
+      assert.deepEqual((await act('drain', 'drain=off')).json(), { draining: false });
+      assert.equal(await within(pinned.wait(), 10_000, 'the job for A'), ready);
+      assert.equal(pinned.ipAddr, '127.0.0.158');
+    } finally {
+      writeFileSync(go, '');
+      await c2.close({ terminate: true });
+      await C.stop();
+    }
   });
 });

@@ -313,6 +313,8 @@ interface ClusterNode {
   suspended: { nodeId: string; deadline: number; timer: NodeJS.Timeout; wasReady: boolean } | null;
   /** Declared dead (silent for 5 × pulseInterval): its jobs go at once. */
   dead: boolean;
+  /** Drained from its page (as last heard): no job is sent to it. */
+  draining: boolean;
 }
 
 interface Sent extends Queued {
@@ -550,7 +552,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.machineCpus = info.machineCpus;
       node.availInfo = info.availInfo;
       node.platform = info.platform;
-      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity, suspended: null, dead: false });
+      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity, suspended: null, dead: false, draining: link.draining });
       this.#lastError.delete(ip);
       // A node that comes back keeps its counters in the table under the same address.
       const before = this.#everyNode.get(ip);
@@ -873,7 +875,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       case 'nak':
         this.#sent.delete(msg.uid);
         cn.inflight--;
-        if (msg.reason !== 'full') {
+        if (msg.reason !== 'full' && msg.reason !== 'draining') {
           cn.ready = false;
           this.log.info({ node: node.ipAddr, reason: msg.reason }, 'node refused a job');
         }
@@ -948,11 +950,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!cn || cn.link !== link) return;
     cn.node.availInfo = msg.availInfo;
     cn.node.updateTime = Date.now();
-    // The node's own page may have changed the CPUs it runs jobs on.
+    // The node's own page may have changed the CPUs it runs jobs on, or drained it.
     if (cn.node.availCpus !== link.cpus) {
       cn.node.availCpus = link.cpus;
       cn.node.cpus = Math.min(cn.cap, link.cpus);
       this.log.info({ node: cn.node.ipAddr, cpus: link.cpus }, "node's CPUs changed");
+      requestPump();
+    }
+    if (cn.draining !== link.draining) {
+      cn.draining = link.draining;
+      this.log.info({ node: cn.node.ipAddr, draining: link.draining }, link.draining ? 'node draining: no job is sent to it' : 'node resumed');
       requestPump();
     }
     this.#emit(NodeStatus.AvailInfo, cn.node, null);
@@ -1419,6 +1426,7 @@ function canSend(cn: ClusterNode): boolean {
     !link.closed &&
     !link.closing &&
     !link.full &&
+    !link.draining &&
     cn.inflight < windowPerCpu(cn.avgMs) * Math.min(cn.cap, link.cpus) &&
     link.inflight < MAX_WINDOW_PER_CPU * link.cpus &&
     (dispatchPolicy() === null || link.inflight < policyWindowPerCpu(cn.avgMs) * link.cpus)

@@ -68,6 +68,11 @@ export class NodeLink {
   #rid = 0;
   readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout }>();
 
+  /** Whether the node's page drained it: it starts no job, so none is sent until it resumes. */
+  get draining(): boolean {
+    return this.info.draining === true;
+  }
+
   /** CPUs the node runs jobs on now: its `--cpus`, or less when its page lowered them. */
   get cpus(): number {
     const { cpus, cpuLimit } = this.info;
@@ -250,7 +255,7 @@ export class NodeLink {
         return;
       }
       case 'pulse':
-        this.info = { ...this.info, availInfo: msg.availInfo, ...(msg.cpuLimit !== undefined ? { cpuLimit: msg.cpuLimit } : {}) };
+        this.info = { ...this.info, availInfo: msg.availInfo, ...(msg.cpuLimit !== undefined ? { cpuLimit: msg.cpuLimit } : {}), ...(msg.draining !== undefined ? { draining: msg.draining } : {}) };
         for (const u of this.users) u.onPulse(this, msg);
         return;
       case 'closed':

@@ -482,6 +482,7 @@ export class NodeDaemon {
       machineCpus: this.machineCpus,
       cpus: this.cpus,
       cpuLimit: this.cpuLimit,
+      draining: this.#draining,
       platform: platformString(),
       availInfo: this.#metrics.sample(),
       busy: this.#owner !== null,
@@ -697,6 +698,10 @@ export class NodeDaemon {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
       return;
     }
+    if (this.#draining) {
+      ch.send({ t: 'nak', uid: msg.uid, reason: 'draining', message: `node ${this.host} is draining: it starts no job until it resumes` });
+      return;
+    }
     if (this.#running + this.#queue.length >= WINDOW_PER_CPU * this.cpus || owner.jobs.has(msg.uid)) {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'full', message: `all CPUs of ${this.host} are busy` });
       return;
@@ -849,6 +854,8 @@ export class NodeDaemon {
         this.#cancelUnstarted(job);
       } else if (comp.closing) {
         this.#handBack(job);
+      } else if (this.#draining && !this.#stopping) {
+        this.#drainBack(job);
       } else {
         // Taken back, or its runner died before starting it: back to the front of the queue
         // (a stopping daemon hands it back to the client instead).
@@ -902,6 +909,11 @@ export class NodeDaemon {
   /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */
   #handBack(job: NJob): void {
     this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'unknown-computation', message: `computation ${job.comp.id} is closing on ${this.host}` });
+  }
+
+  /** Returns a job that never started to its client because the node is draining. */
+  #drainBack(job: NJob): void {
+    this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'draining', message: `node ${this.host} is draining: it starts no job until it resumes` });
   }
 
   /** A job that never started ends Cancelled (cancelled by its client). */
@@ -1027,16 +1039,25 @@ export class NodeDaemon {
 
   /**
    * Drains the node (`true`): running jobs finish, no job starts and no new client is served;
-   * jobs sent meanwhile wait here until it resumes (`false`). Returns the new state.
+   * jobs waiting here go back to their client (which runs them elsewhere, or here once the
+   * node resumes) and it sends no more until the node resumes (`false`). Returns the new state.
    */
   setDraining(on: boolean): boolean {
     if (on === this.#draining) return on;
     this.#draining = on;
     this.log.info({ draining: on }, on ? 'node draining: no job starts until it resumes' : 'node resumes serving jobs');
     if (this.#pool) {
-      if (on) this.#reclaimWaiting();
-      else this.#schedule();
+      if (on) {
+        // Jobs queued inside runners come back through #ended as dropped, and go back too.
+        this.#reclaimWaiting();
+        for (const job of this.#queue.splice(0)) {
+          job.comp.queued--;
+          this.#drainBack(job);
+        }
+      } else this.#schedule();
     }
+    // Clients stop (or resume) sending jobs here at once.
+    this.#pulse();
     return on;
   }
 
@@ -1158,7 +1179,7 @@ export class NodeDaemon {
   #pulse(): void {
     const owner = this.#owner;
     if (!owner) return;
-    const msg: NodeMessage = { t: 'pulse', availInfo: this.#metrics.sample(), busy: this.#running, cpus: this.cpus, cpuLimit: this.cpuLimit };
+    const msg: NodeMessage = { t: 'pulse', availInfo: this.#metrics.sample(), busy: this.#running, cpus: this.cpus, cpuLimit: this.cpuLimit, draining: this.#draining };
     for (const ch of owner.channels) ch.send(msg);
   }
 

@@ -121,7 +121,7 @@ export function renderPage(d: NodePageData, flash: { kind: 'ok' | 'error'; text:
 <form method="post" action="drain" class="row">
 <input type="hidden" name="drain" value="${d.draining ? 'off' : 'on'}">
 <button type="submit" class="${d.draining ? '' : 'danger'}" data-testid="drain">${d.draining ? 'Resume serving jobs' : 'Drain: stop starting new jobs'}</button>
-<small>${d.draining ? 'The node is draining: running jobs finish; no job starts and no new client is served until it resumes.' : 'Running jobs finish; jobs sent meanwhile wait here until it resumes, and no new client is served.'}</small>
+<small>${d.draining ? 'The node is draining: running jobs finish; no job starts and no new client is served until it resumes.' : 'Running jobs finish; jobs waiting here go back to their clients (to run on other nodes), none is sent here, and no new client is served until it resumes.'}</small>
 </form>
 </section>`
     : '<p class="muted" role="note" data-testid="viewer-note">You have the viewer token: changing CPUs and draining need the admin token.</p>';

@@ -210,6 +210,8 @@ export const nodeInfoSchema = z.object({
   cpus: z.number().int().nonnegative(),
   /** CPUs it runs jobs on now, when its page lowered them below `cpus`. */
   cpuLimit: z.number().int().nonnegative().optional(),
+  /** Drained from its page: it starts no job until it resumes. */
+  draining: z.boolean().optional(),
   platform: z.string().max(256),
   availInfo: availInfoSchema.nullable(),
   /** Whether another client process currently owns the node. */
@@ -256,7 +258,8 @@ export const startedSchema = z.object({ t: z.literal('started'), uid, startTime:
 export const nakSchema = z.object({
   t: z.literal('nak'),
   uid,
-  reason: z.enum(['full', 'shutdown', 'unknown-computation']),
+  /** `full`: no room now; `draining`: its page drained it (the job runs elsewhere or later). */
+  reason: z.enum(['full', 'draining', 'shutdown', 'unknown-computation']),
   message: z.string().max(MAX_TEXT),
 });
 /** A job's `dispyProvisionalResult(value)`. */
@@ -269,6 +272,8 @@ export const pulseSchema = z.object({
   cpus: z.number().int().nonnegative(),
   /** CPUs the node runs jobs on now (its page may lower them below `cpus`). */
   cpuLimit: z.number().int().nonnegative().optional(),
+  /** Drained from its page: it starts no job until it resumes. */
+  draining: z.boolean().optional(),
 });
 export const closingSchema = z.object({ t: z.literal('closing'), reason: z.string().max(MAX_TEXT) });
 /** The node closed a computation on its own (failed setup later, zombie, shutdown). */
