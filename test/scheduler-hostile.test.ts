@@ -118,6 +118,33 @@ test('malformed messages and names that leave the directory cost only that conne
   await goodStillWorks();
 });
 
+test('resume takes a computation only with its key; with it, from a live connection too (which is closed)', async () => {
+  const c = await RawClient.connect(sched);
+  for (const computeId of [goodId, 'no-such-computation']) {
+    const r = await c.request({ t: 'resume', computeId, key: 'k'.repeat(48), uids: [] });
+    assert.equal(r.ok, false);
+    assert.equal(r.error?.code, 'DISPY_ERR_UNKNOWN_COMPUTATION', r.error?.message);
+    assert.match(r.error?.message ?? '', /no computation .* to resume/);
+  }
+  c.close();
+  await goodStillWorks();
+
+  const owner = await RawClient.connect(sched);
+  const reg = await owner.request({ t: 'compute', name: 'moved', computation: fn('function compute(x) { return x * 3; }') });
+  assert.match(reg.resumeKey ?? '', /^[0-9a-f]{48}$/);
+  assert.equal((await owner.request({ t: 'schedule', computeId: reg.computeId! })).ok, true);
+  const taker = await RawClient.connect(sched);
+  const r = await taker.request({ t: 'resume', computeId: reg.computeId!, key: reg.resumeKey!, uids: [12345] });
+  assert.equal(r.ok, true, r.error?.message);
+  assert.deepEqual(r.unknown, [12345], 'a job it never got');
+  await owner.closed;
+  assert.match(sched.log(), /the client resumed computation moved @ [\d.]+ on another connection/);
+  assert.equal(taker.result(await taker.jobEnd(taker.job(reg.computeId!, [4]))), 12);
+  await taker.request({ t: 'close', computeId: reg.computeId!, terminate: true });
+  taker.close();
+  await goodStillWorks();
+});
+
 test('cluster names are unique even for two clients on one address', async () => {
   const a = await RawClient.connect(sched, { localAddress: '127.0.0.214' });
   const b = await RawClient.connect(sched, { localAddress: '127.0.0.214' });

@@ -53,6 +53,17 @@ export interface SharedJobClusterOptions
    */
   exclusive?: boolean;
   /**
+   * Seconds to get back to the scheduler after the connection broke while the scheduler still
+   * runs (a network outage, a proxy restart): jobs stay pending, calls fail with
+   * DISPY_ERR_CONNECTION meanwhile, and on reconnection the cluster resumes its computation
+   * (results that came meanwhile are delivered, jobs the scheduler never got are sent again). A
+   * scheduler that refuses the connection or restarted ends every pending job at once; so does
+   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off.
+   * @default 60
+   * @example reconnectTimeout: 300
+   */
+  reconnectTimeout?: number;
+  /**
    * The scheduler's cluster secret (its `--cluster-secret`); the per-user secret file
    * (`~/.config/dispyts/secret`) when absent, which only works for a scheduler of the same user
    * on the same machine. The nodes' secret is the scheduler's business.
@@ -161,6 +172,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   /** Resolves with the computeId once the scheduler registered the computation. */
   readonly #registered: Promise<string>;
   #scheduled = false;
+  /** The key the scheduler gave to resume the computation after a broken connection. */
+  #resumeKey: string | null = null;
+  /** Set while getting back to the scheduler after a broken connection. */
+  #reconnecting = false;
+  /** Cancels asked for while reconnecting: sent once resumed. */
+  readonly #cancels = new Set<number>();
+  readonly #schedHost: string;
+  readonly #schedPort: number;
   #rid = 0;
   readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | null }>();
   /** Every job not yet ended, by uid. */
@@ -197,6 +216,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const host = options.schedulerHost ?? '127.0.0.1';
     const port = options.schedulerPort ?? SCHEDULER_PORT;
     this.scheduler = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+    this.#schedHost = host;
+    this.#schedPort = port;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
     this.#statusEvents = StatusEventQueue.ofCluster<SharedJobCluster>(this as SharedJobCluster, options, this.log);
     this.#computation = built.wire;
@@ -217,7 +238,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     // Unreadable secret or TLS files fail here, not at the first connection.
     this.#secret = resolveSecret(options.secret);
     this.#tls = loadTls(options, 'client');
-    this.#registered = this.#start(host, port);
+    this.#registered = this.#start();
     // Failures reach every job and call (and an error event); nothing is left unhandled.
     this.#registered.catch(() => undefined);
   }
@@ -249,7 +270,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   // ---- connection ----
 
-  async #start(host: string, port: number): Promise<string> {
+  /** An authenticated connection to the scheduler (or a DispyError saying why not). */
+  async #connect(): Promise<Channel<FromScheduler, ToSchedulerInput>> {
+    const host = this.#schedHost;
+    const port = this.#schedPort;
     let ch: Channel<FromScheduler, ToSchedulerInput>;
     try {
       ch = await connectChannel<FromScheduler, ToSchedulerInput>({
@@ -263,30 +287,47 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       });
     } catch (err) {
       const e = asDispyError(err, 'DISPY_ERR_CONNECTION');
-      throw this.#fail(new DispyError(e.code, `scheduler ${this.scheduler}: ${e.message}`, { cause: e }));
-    }
-    if (this.#closing || this.#broken) {
-      ch.end();
-      throw this.#unusable();
+      throw new DispyError(e.code, `scheduler ${this.scheduler}: ${e.message}`, { cause: e });
     }
     if (ch.peerHello?.role !== 'scheduler') {
       const e = new DispyError('DISPY_ERR_CONNECTION', `${this.scheduler} is a dispyts ${ch.peerHello?.role ?? 'peer'}, not a scheduler (schedulerPort is the scheduler's port for clients, ${SCHEDULER_PORT} by default)`);
       ch.close(e);
-      throw this.#fail(e);
+      throw e;
     }
+    return ch;
+  }
+
+  /** Makes `ch` the cluster's connection; resolves with the scheduler's sched-info. */
+  async #attach(ch: Channel<FromScheduler, ToSchedulerInput>): Promise<SchedInfo> {
     this.#channel = ch;
     this.#lastHeard = Date.now();
     const info = new Promise<SchedInfo>((resolve, reject) => {
       this.#infoWaiter = { resolve, reject };
     });
-    ch.on('message', (msg) => this.#onMessage(msg));
+    ch.on('message', (msg) => {
+      if (ch === this.#channel) this.#onMessage(msg);
+    });
     ch.on('close', (reason) => this.#onClose(ch, reason));
     const timer = setTimeout(() => ch.close(new DispyError('DISPY_ERR_TIMEOUT', `scheduler ${this.scheduler} sent no sched-info in ${REQUEST_TIMEOUT} s`)), REQUEST_TIMEOUT * 1000);
     try {
-      this.#info = await info;
+      return await info;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  async #start(): Promise<string> {
+    let ch: Channel<FromScheduler, ToSchedulerInput>;
+    try {
+      ch = await this.#connect();
+    } catch (err) {
+      throw this.#fail(asDispyError(err, 'DISPY_ERR_CONNECTION'));
+    }
+    if (this.#closing || this.#broken) {
+      ch.end();
+      throw this.#unusable();
+    }
+    this.#info = await this.#attach(ch);
     this.#startHeartbeats(this.#info.pulseInterval);
     let computation: Computation;
     try {
@@ -316,6 +357,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     if (!registered.computeId) throw this.#fail(new DispyError('DISPY_ERR_BAD_FRAME', `scheduler ${this.scheduler} registered the computation without a computeId`));
     const computeId = registered.computeId;
     this.#computeId = computeId;
+    this.#resumeKey = registered.resumeKey ?? null;
     this.#schedulerName = registered.name ?? this.name;
     for (const f of this.#files) await this.#guard(transferFile(this.#fileRequester(), computeId, f, this.#fileOpts()), `sending ${f.name}`);
     this.log.info({ computeId, name: this.#schedulerName, exclusive: this.exclusive }, 'computation registered; waiting to be scheduled');
@@ -415,8 +457,114 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`));
       return;
     }
+    if (this.#broken) return;
     const why = reason ? reason.message : 'the scheduler closed the connection';
-    this.#fail(new DispyError('DISPY_ERR_CONNECTION', `connection to scheduler ${this.scheduler} lost: ${why}`, reason ? { cause: reason } : undefined));
+    const lost = new DispyError('DISPY_ERR_CONNECTION', `connection to scheduler ${this.scheduler} lost: ${why}`, reason ? { cause: reason } : undefined);
+    if (this.#reconnecting) {
+      // A new connection broke while resuming: the reconnection loop tries again.
+      this.#channel = null;
+      this.#rejectRequests(lost);
+      return;
+    }
+    const window = this.#reconnectWindow();
+    if (window > 0 && this.#resumeKey && this.#scheduled) {
+      this.#channel = null;
+      this.#reconnecting = true;
+      this.#rejectRequests(new DispyError('DISPY_ERR_CONNECTION', `${lost.message}; reconnecting`, { cause: lost }));
+      this.log.warn({ reconnectTimeout: window }, `${lost.message}; reconnecting to resume the computation`);
+      void this.#reconnect(lost, window);
+      return;
+    }
+    this.#fail(lost);
+  }
+
+  /** Seconds to try to get back: the option, at most the scheduler's zombie interval. */
+  #reconnectWindow(): number {
+    const want = this.#opts.reconnectTimeout ?? 60;
+    const zombie = this.#info?.zombieInterval;
+    return zombie === undefined ? want : Math.min(want, zombie);
+  }
+
+  /**
+   * Gets back to the scheduler after `lost` and resumes the computation there, retrying (with
+   * back-off) for `windowSec` while connections fail for want of a route; a refused connection,
+   * a restarted scheduler or a refused resume end every pending job at once (#fail).
+   */
+  async #reconnect(lost: DispyError, windowSec: number): Promise<void> {
+    const deadline = Date.now() + windowSec * 1000;
+    let delay = 100;
+    for (;;) {
+      if (this.#closing || this.#broken) {
+        this.#reconnecting = false;
+        return;
+      }
+      let ch: Channel<FromScheduler, ToSchedulerInput> | null = null;
+      let permanent = false;
+      try {
+        try {
+          ch = await this.#connect();
+        } catch (err) {
+          const e = asDispyError(err, 'DISPY_ERR_CONNECTION');
+          // Nothing listens: the scheduler is gone, and its computations with it.
+          permanent = e.code !== 'DISPY_ERR_CONNECTION' && e.code !== 'DISPY_ERR_TIMEOUT' ? true : /ECONNREFUSED/.test(e.message);
+          throw e;
+        }
+        if (this.#closing || this.#broken) {
+          ch.end();
+          continue;
+        }
+        const info = await this.#attach(ch);
+        if (info.schedulerId !== this.#info?.schedulerId) {
+          permanent = true;
+          throw new DispyError('DISPY_ERR_CONNECTION', 'the scheduler restarted, and its computations with it');
+        }
+        const uids = [...this.#jobs.values()].filter((p) => p.sent && !p.job.settled).map((p) => p.job._uid);
+        let reply: Reply;
+        try {
+          reply = await this.#request({ t: 'resume', computeId: this.#computeId!, key: this.#resumeKey!, uids });
+        } catch (err) {
+          if (err instanceof Refused) {
+            permanent = true;
+            throw err.error;
+          }
+          throw err;
+        }
+        this.#reconnecting = false;
+        this.#info = info;
+        this.#startHeartbeats(info.pulseInterval);
+        // Jobs that never reached the scheduler go again, in their order, ahead of newer ones.
+        const again = new Set(reply.unknown ?? []);
+        const resend = [...this.#jobs.values()].filter((p) => again.has(p.job._uid) && !p.job.settled);
+        for (const p of resend.reverse()) {
+          p.sent = false;
+          this.#unsent.unshift(p);
+        }
+        for (const uid of this.#cancels) if (this.#jobs.has(uid)) ch.send({ t: 'cancel', uid });
+        this.#cancels.clear();
+        this.log.warn({ resent: resend.length }, `reconnected to scheduler ${this.scheduler}; the computation resumed`);
+        this.#flush();
+        return;
+      } catch (err) {
+        const e = err instanceof Refused ? err.error : asDispyError(err, 'DISPY_ERR_CONNECTION');
+        if (ch && this.#channel === ch) {
+          this.#channel = null;
+          ch.close(e);
+        }
+        if (this.#closing || this.#broken) {
+          this.#reconnecting = false;
+          return;
+        }
+        if (permanent || Date.now() + delay >= deadline) {
+          this.#reconnecting = false;
+          const why = permanent ? `resuming failed: ${e.message}` : `not back within ${windowSec} s (last: ${e.message})`;
+          this.#fail(new DispyError('DISPY_ERR_CONNECTION', `${lost.message}; ${why}`, { cause: e }));
+          return;
+        }
+        this.log.debug({ err: e.message, retryInMs: delay }, 'reconnecting to the scheduler');
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   #rejectRequests(err: Error): void {
@@ -773,6 +921,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     } catch (err) {
       // A lost scheduler ends every pending job (Abandoned) on its own.
       if (job.settled || this.#broken) return;
+      if (this.#reconnecting || !this.#channel) {
+        // The connection broke: the job (files and all) goes again once resumed.
+        p.sent = false;
+        this.#unsent.unshift(p);
+        return;
+      }
       const e = err instanceof Refused ? err.error : err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
       this.log.warn({ job: job._uid, code: e.code }, `a file of the job could not be sent: ${e.message}`);
       job.exception = `DispyError: job cancelled: sending its file failed: ${e.code}: ${e.message}`;
@@ -801,6 +955,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       return 0;
     }
     const ch = this.#channel;
+    if (this.#reconnecting) {
+      this.#cancels.add(job._uid);
+      return 0;
+    }
     if (!ch || ch.closed) return -1;
     ch.send({ t: 'cancel', uid: job._uid });
     return 0;
@@ -1026,6 +1184,9 @@ function validateOptions(o: SharedJobClusterOptions): void {
   if (o.schedulerPort !== undefined && !(Number.isInteger(o.schedulerPort) && o.schedulerPort > 0 && o.schedulerPort <= 65535)) throw invalidOption('schedulerPort', 'an integer from 1 to 65535', o.schedulerPort);
   if (o.host !== undefined && (typeof o.host !== 'string' || isIP(o.host) === 0)) throw invalidOption('host', 'an IP address', o.host);
   if (o.exclusive !== undefined && typeof o.exclusive !== 'boolean') throw invalidOption('exclusive', 'true or false', o.exclusive);
+  if (o.reconnectTimeout !== undefined && !(typeof o.reconnectTimeout === 'number' && o.reconnectTimeout >= 0 && Number.isFinite(o.reconnectTimeout))) {
+    throw invalidOption('reconnectTimeout', 'a number of seconds >= 0', o.reconnectTimeout);
+  }
   if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
   if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);

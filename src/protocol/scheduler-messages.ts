@@ -78,6 +78,19 @@ export const nodeOpSchema = z.object({
   file: relativeName.optional(),
 });
 export const sbeatSchema = z.object({ t: z.literal('beat'), every: z.number().positive().max(1000) });
+/**
+ * After a broken connection, on a new one: takes back computation `computeId` (with the key its
+ * `compute` reply gave) if the scheduler still runs it. `uids` are the jobs the client sent and
+ * has not seen end: the reply lists those the scheduler never got (the client sends them again);
+ * results of jobs that ended meanwhile follow as `job-end` messages.
+ */
+export const sresumeSchema = z.object({
+  t: z.literal('resume'),
+  rid,
+  computeId,
+  key: z.string().min(16).max(128),
+  uids: z.array(uid).max(1 << 20),
+});
 
 export const toSchedulerSchema = z.discriminatedUnion('t', [
   computeSchema,
@@ -87,6 +100,7 @@ export const toSchedulerSchema = z.discriminatedUnion('t', [
   scloseSchema,
   nodeOpSchema,
   sbeatSchema,
+  sresumeSchema,
   fileBeginSchema,
   fileChunkSchema,
 ]);
@@ -104,6 +118,8 @@ export const schedulerInfoSchema = z.object({
   cooperative: z.boolean(),
   /** Seconds between the scheduler's heartbeats to clients. */
   pulseInterval: z.number().positive().max(1000),
+  /** Seconds a computation outlives its client's connection (a client may resume it meanwhile). */
+  zombieInterval: z.number().positive().optional(),
 });
 
 /** A node as a cluster sees it (the fields of DispyNode). */
@@ -153,9 +169,12 @@ export const sreplySchema = z.object({
   t: z.literal('reply'),
   rid,
   ok: z.boolean(),
-  /** compute: the assigned id and unique name. */
+  /** compute: the assigned id and unique name, and the key to resume it after a broken connection. */
   computeId: computeId.optional(),
   name: z.string().max(1024).optional(),
+  resumeKey: z.string().max(128).optional(),
+  /** resume: the jobs listed that the scheduler never got. */
+  unknown: z.array(uid).max(1 << 20).optional(),
   /** File transfers: bytes the scheduler has. */
   offset: z.number().int().nonnegative().optional(),
   /** node-op: the method's return value (0 / -1, cpus, or uids for node-jobs). */

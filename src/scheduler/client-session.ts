@@ -33,8 +33,12 @@ export class ClientSession implements ComputationOwner {
   /** The client's job uids still running here -> their computation. */
   readonly #jobs = new Map<number, SharedComputation>();
 
-  constructor(ctx: SchedulerContext, channel: Channel<ToScheduler, FromScheduler>) {
+  /** Finds a computation of any connection, live or gone (to resume it). */
+  readonly #find: (computeId: string) => SharedComputation | undefined;
+
+  constructor(ctx: SchedulerContext, channel: Channel<ToScheduler, FromScheduler>, find: (computeId: string) => SharedComputation | undefined) {
     this.#ctx = ctx;
+    this.#find = find;
     this.channel = channel;
     this.key = `client-${++sessions}-${randomBytes(4).toString('hex')}`;
     this.clientIp = (channel.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '');
@@ -93,6 +97,9 @@ export class ClientSession implements ComputationOwner {
       case 'file-chunk':
         this.#file(msg);
         return;
+      case 'resume':
+        this.#resume(msg);
+        return;
       case 'schedule': {
         const comp = this.#comp(msg.computeId);
         comp.schedule().then(
@@ -147,7 +154,50 @@ export class ClientSession implements ComputationOwner {
     const comp = new SharedComputation({ ctx: this.#ctx, owner: this, computeId, name, msg, nodes, dir });
     this.comps.set(computeId, comp);
     this.#ctx.log.info({ computation: name, computeId, peer: this.peer, kind: msg.computation.kind, exclusive: msg.exclusive }, 'computation registered');
-    this.#reply(msg.rid, { computeId, name });
+    this.#reply(msg.rid, { computeId, name, resumeKey: comp.resumeKey });
+  }
+
+  /**
+   * `resume`: the client lost its connection and takes its computation back on this one, if the
+   * scheduler still runs it (same key). Its jobs here move along; those it listed that never
+   * arrived are named in the reply; results it missed follow.
+   */
+  #resume(msg: Msg<'resume'>): void {
+    const comp = this.#find(msg.computeId);
+    if (!comp || !comp.canResume(msg.key)) {
+      throw new DispyError('DISPY_ERR_UNKNOWN_COMPUTATION', `no computation ${msg.computeId} to resume on this scheduler (it was closed, or the scheduler restarted)`);
+    }
+    const old = comp.owner;
+    if (old !== this) {
+      if (old instanceof ClientSession) {
+        const uids = old.#release(comp);
+        for (const uid of uids) this.#jobs.set(uid, comp);
+        // The client is here now: an old connection it left open is dead.
+        if (!old.channel.closed) old.channel.close(new DispyError('DISPY_ERR_CONNECTION', `the client resumed computation ${comp.name} on another connection`));
+      }
+      this.comps.set(comp.computeId, comp);
+    }
+    const missed = comp.adopt(this);
+    const ended = new Set(missed.map((e) => e.uid));
+    const unknown = msg.uids.filter((uid) => !comp.knows(uid) && !ended.has(uid));
+    this.#ctx.log.info({ computation: comp.name, peer: this.peer, missed: missed.length, unknown: unknown.length }, 'computation resumed');
+    this.#reply(msg.rid, { computeId: comp.computeId, name: comp.name, unknown });
+    for (const end of missed) {
+      this.send(end);
+      this.#jobs.delete(end.uid);
+    }
+  }
+
+  /** Gives up `comp` (resumed on another connection): returns the uids of its jobs here. */
+  #release(comp: SharedComputation): number[] {
+    this.comps.delete(comp.computeId);
+    const uids: number[] = [];
+    for (const [uid, c] of this.#jobs) {
+      if (c !== comp) continue;
+      uids.push(uid);
+      this.#jobs.delete(uid);
+    }
+    return uids;
   }
 
   #file(msg: Msg<'file-begin' | 'file-chunk'>): void {
@@ -161,7 +211,7 @@ export class ClientSession implements ComputationOwner {
     // Files are kept per computation here; the computation's destPath applies on the nodes. A
     // per-job file is kept apart for its job (jobs may send different files of one name).
     const name = msg.job === undefined ? msg.name : jobFileName(msg.job, msg.name);
-    const done = msg.t === 'file-begin' ? this.#ctx.files.begin(this.key, this.clientIp, { ...msg, name, destPath: null }) : this.#ctx.files.chunk(this.key, { ...msg, name });
+    const done = msg.t === 'file-begin' ? this.#ctx.files.begin(comp.fileKey, this.clientIp, { ...msg, name, destPath: null }) : this.#ctx.files.chunk(comp.fileKey, { ...msg, name });
     done.then(
       (offset) => this.#reply(msg.rid, { offset }),
       (err: unknown) => {

@@ -26,6 +26,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial, type TlsOptionNames } from '../protocol/tls.js';
 import { Admission, type Admittable } from './admission.js';
 import { ClientSession } from './client-session.js';
+import type { SharedComputation } from './shared-computation.js';
 import { ClusterNames } from './cluster-names.js';
 import { parseSchedulerNodes } from './node-scope.js';
 import type { SchedulerContext } from './scheduler-context.js';
@@ -414,7 +415,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       ch.close(new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down'));
       return;
     }
-    const session = new ClientSession(this.#ctx, ch);
+    const session = new ClientSession(this.#ctx, ch, (computeId) => this.#findComputation(computeId));
     this.#sessions.add(session);
     this.log.info({ peer: ch.peer, clientId: ch.peerHello?.clientId }, 'client connected');
     ch.on('message', (msg) => session.onMessage(msg));
@@ -428,11 +429,20 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
         session.onClosed();
       }
     });
-    ch.send({ t: 'sched-info', schedulerId: this.schedulerId, name: this.name.slice(0, 256), policy: this.policy, cooperative: this.cooperative, pulseInterval: this.#clientPulse });
+    ch.send({ t: 'sched-info', schedulerId: this.schedulerId, name: this.name.slice(0, 256), policy: this.policy, cooperative: this.cooperative, pulseInterval: this.#clientPulse, zombieInterval: this.#ctx.zombieInterval });
   }
 
   #pulse(): void {
     for (const s of this.#sessions) s.send({ t: 'pulse' });
+  }
+
+  /** A computation of any client connection, live or gone. */
+  #findComputation(computeId: string): SharedComputation | undefined {
+    for (const s of [...this.#zombies, ...this.#sessions]) {
+      const c = s.comps.get(computeId);
+      if (c) return c;
+    }
+    return undefined;
   }
 
   /** A client silent for 5 of its heartbeat intervals is treated as gone. */

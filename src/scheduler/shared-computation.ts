@@ -5,6 +5,7 @@
  * arguments encoded by the client and go back with their results as the node sent them; the
  * cluster's events are relayed, in order, to the owning client.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
@@ -13,7 +14,7 @@ import type { DispyJob } from '../client/dispy-job.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { JobStatus, isFinal } from '../client/status.js';
 import { DispyError, asDispyError, type DispyErrorCode } from '../errors.js';
-import type { computeSchema, jobEndSchema, nodeOpSchema, sjobSchema } from '../protocol/scheduler-messages.js';
+import type { FromScheduler, computeSchema, jobEndSchema, nodeOpSchema, sjobSchema } from '../protocol/scheduler-messages.js';
 import { nodeView } from './node-view.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
@@ -29,6 +30,9 @@ export type NodeOpMessage = z.infer<typeof nodeOpSchema>;
 type JobEnd = z.infer<typeof jobEndSchema>;
 
 const MAX_TEXT = 1024 * 1024;
+/** Job-ends kept for a client that is away, at most (count, and bytes of results and output). */
+const MAX_AWAY_ENDS = 100_000;
+const MAX_AWAY_BYTES = 256 * 1024 * 1024;
 
 export type ComputationState = 'registered' | 'waiting' | 'running' | 'closing' | 'closed';
 
@@ -53,7 +57,12 @@ export class SharedComputation {
   readonly computeId: string;
   readonly name: string;
   readonly exclusive: boolean;
-  readonly owner: ComputationOwner;
+  /** The client connection it belongs to (another one after the client resumed it). */
+  owner: ComputationOwner;
+  /** Its files are kept under the key of the connection that registered it. */
+  readonly fileKey: string;
+  /** What a client must show to resume it after a broken connection. */
+  readonly resumeKey = randomBytes(24).toString('hex');
   readonly dir: string;
   state: ComputationState = 'registered';
   cluster: JobCluster | null = null;
@@ -74,10 +83,13 @@ export class SharedComputation {
   #terminate = false;
   #escalate: (() => void) | null = null;
   #zombieTimer: NodeJS.Timeout | null = null;
+  /** While its client is gone: the job-ends it missed (bounded), delivered if it resumes. */
+  #away: { ends: JobEnd[]; bytes: number } | null = null;
 
   constructor(init: SharedComputationInit) {
     this.#ctx = init.ctx;
     this.owner = init.owner;
+    this.fileKey = init.owner.key;
     this.computeId = init.computeId;
     this.name = init.name;
     this.#msg = init.msg;
@@ -218,13 +230,13 @@ export class SharedComputation {
   #dropJobFiles(uid: number, names: readonly string[] | undefined): void {
     if (!names?.length) return;
     this.#jobFiles.delete(uid);
-    this.#ctx.files.jobEnded(this.owner.key, this.computeId, uid, names.map((n) => jobFileName(uid, n)));
+    this.#ctx.files.jobEnded(this.fileKey, this.computeId, uid, names.map((n) => jobFileName(uid, n)));
     // The job's own folder, with them (the store's deletions that follow find nothing).
     rmSync(join(this.dir, jobFileName(uid, '').slice(0, -1)), { recursive: true, force: true });
   }
 
   #refuse(uid: number, code: DispyErrorCode, message: string): void {
-    this.owner.send(refusedJob(uid, code, message));
+    this.#toOwner(refusedJob(uid, code, message));
     this.owner.jobGone(uid);
   }
 
@@ -245,7 +257,7 @@ export class SharedComputation {
   readonly #onStatus = (e: ClusterStatusEvent): void => {
     const { status, node, job } = e;
     if (!job) {
-      if (node) this.owner.send({ t: 'node-status', computeId: this.computeId, status, node: nodeView(node) });
+      if (node) this.#toOwner({ t: 'node-status', computeId: this.computeId, status, node: nodeView(node) });
       return;
     }
     const uid = this.#uids.get(job._uid);
@@ -253,13 +265,13 @@ export class SharedComputation {
     switch (status) {
       case JobStatus.Created:
         // Re-queued after its node was lost (reentrant); the first Created is the client's own.
-        if (node) this.owner.send({ t: 'job-status', uid, status, ip: node.ipAddr, startTime: null });
+        if (node) this.#toOwner({ t: 'job-status', uid, status, ip: node.ipAddr, startTime: null });
         return;
       case JobStatus.Running:
-        this.owner.send({ t: 'job-status', uid, status, ip: job.ipAddr, startTime: job.startTime });
+        this.#toOwner({ t: 'job-status', uid, status, ip: job.ipAddr, startTime: job.startTime });
         return;
       case JobStatus.ProvisionalResult:
-        if (job.result instanceof Uint8Array) this.owner.send({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
+        if (job.result instanceof Uint8Array) this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
         return;
     }
     if (!isFinal(status)) return;
@@ -270,7 +282,7 @@ export class SharedComputation {
     const generic = job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
     const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
     const exception = byUs ? `${job.exception ?? 'DispyError: job ended'} (${this.#note!.reason})` : job.exception;
-    this.owner.send({
+    this.#toOwner({
       t: 'job-end',
       uid,
       status,
@@ -380,7 +392,7 @@ export class SharedComputation {
       cluster.off('status', this.#onStatus);
     }
     this.state = 'closed';
-    this.#ctx.files.close(this.owner.key, this.computeId);
+    this.#ctx.files.close(this.fileKey, this.computeId);
     this.#ctx.admission.release(this);
     this.#ctx.clusterClosed(cluster, this.name);
     if (this.#note) this.owner.send({ t: 'closed', computeId: this.computeId, reason: this.#note.reason.slice(0, MAX_TEXT) });
@@ -400,9 +412,57 @@ export class SharedComputation {
       return;
     }
     const sec = this.#ctx.zombieInterval;
-    this.#ctx.log.warn({ computation: this.name, zombieInterval: sec }, 'client gone: its computation is closed after the zombie interval');
+    this.#away = { ends: [], bytes: 0 };
+    this.#ctx.log.warn({ computation: this.name, zombieInterval: sec }, 'client gone: its computation is closed after the zombie interval unless the client resumes it');
     this.#zombieTimer = setTimeout(() => {
+      this.#zombieTimer = null;
+      this.#away = null;
       void this.close(true, { code: 'DISPY_ERR_CONNECTION', reason: `its client was gone for the scheduler's zombie interval (${sec} s)` });
     }, sec * 1000);
+  }
+
+  /** Whether a client showing `key` may take it back: it still runs, its client is gone or going. */
+  canResume(key: string): boolean {
+    const a = Buffer.from(key);
+    const b = Buffer.from(this.resumeKey);
+    return !this.ended && this.state === 'running' && a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  /** Whether job `uid` of its client is here (queued, running, or ended while the client was away). */
+  knows(uid: number): boolean {
+    return this.#jobs.has(uid) || this.#held.some((j) => j.uid === uid) || (this.#away?.ends.some((e) => e.uid === uid) ?? false);
+  }
+
+  /**
+   * Its client came back on connection `owner`: the zombie timer stops, and the job-ends it
+   * missed are sent to it (after whatever the caller sends first).
+   */
+  adopt(owner: ComputationOwner): JobEnd[] {
+    if (this.#zombieTimer) clearTimeout(this.#zombieTimer);
+    this.#zombieTimer = null;
+    const missed = this.#away?.ends ?? [];
+    this.#away = null;
+    this.owner = owner;
+    this.#ctx.log.info({ computation: this.name, computeId: this.computeId, missed: missed.length }, 'client resumed its computation');
+    return missed;
+  }
+
+  /** To the client, or, while it is away, kept if it is a job's end (other news is stale by then). */
+  #toOwner(msg: FromScheduler): void {
+    const away = this.#away;
+    if (!away) {
+      this.owner.send(msg);
+      return;
+    }
+    if (msg.t !== 'job-end') return;
+    const size = 256 + (msg.result?.length ?? 0) + (msg.exception?.length ?? 0) + msg.stdout.length + msg.stderr.length;
+    away.ends.push(msg);
+    away.bytes += size;
+    // Bounded: the oldest go first; a client that resumes sends those jobs again (unknown here).
+    while (away.ends.length > MAX_AWAY_ENDS || (away.bytes > MAX_AWAY_BYTES && away.ends.length > 1)) {
+      const dropped = away.ends.shift()!;
+      away.bytes -= 256 + (dropped.result?.length ?? 0) + (dropped.exception?.length ?? 0) + dropped.stdout.length + dropped.stderr.length;
+      this.#ctx.log.warn({ computation: this.name, uid: dropped.uid }, 'result kept for an absent client dropped (too many kept)');
+    }
   }
 }
