@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `dispyts` command: `node`, `scheduler` and `demo` subcommands. */
+/** The `dispyts` command: `node`, `scheduler`, `demo` and `hash-password` subcommands. */
 import { DispyError } from '../errors.js';
 import { nodeCommand } from './node-command.js';
 import { demoCommand } from './demo-command.js';
@@ -10,6 +10,9 @@ Commands:
   node        run a compute node daemon on this machine
   scheduler   share nodes between several client programs (SharedJobCluster)
   demo        start two local nodes (127.0.0.2, 127.0.0.3) and run a cluster on them
+  hash-password
+              print the scrypt hash of a password read from standard input (for users of
+              the HTTP server: --httpd-users, auth.users)
 
 Run "dispyts <command> --help" for a command's options.
 `;
@@ -24,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./scheduler-command.js')).schedulerCommand(rest);
     case 'demo':
       return demoCommand(rest);
+    case 'hash-password':
+      return (await import('./hash-password-command.js')).hashPasswordCommand(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -1,7 +1,9 @@
 /** `dispyts scheduler`: shares nodes between client programs until SIGTERM/SIGINT. */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
 import { DispyError } from '../errors.js';
+import type { UserOptions } from '../httpd/users.js';
 import { parseHttpdAddress } from '../node/node-httpd.js';
 import { readSecretFile } from '../protocol/secret.js';
 import { SchedulerDaemon } from '../scheduler/scheduler-daemon.js';
@@ -53,6 +55,10 @@ Options:
                            PORT (0: any free one), on HOST (default 127.0.0.1)
   --httpd-token TOKEN      the monitor's token, 16+ characters (default: generated and printed
                            when HOST is not loopback; loopback browsers need none)
+  --httpd-users FILE       users who sign in to the monitor, a JSON file:
+                           {"alice": {"passwordHash": "scrypt$...", "role": "admin"},
+                            "bob": {"passwordHash": "scrypt$...", "role": "viewer"}}
+                           (hashes from "dispyts hash-password"; viewers cannot act)
   --httpd-cert-file FILE   serve the monitor over HTTPS with this certificate (PEM)
   --httpd-key-file FILE    its private key
   --log-level LEVEL        trace, debug, info, warn, error (default info)
@@ -65,6 +71,20 @@ of its heartbeat intervals, keeps its computations for --zombie-interval; then t
 SIGTERM or SIGINT closes every computation (clients see their jobs end with
 DISPY_ERR_CLUSTER_CLOSED) and exits.
 `;
+
+/** The users of `--httpd-users FILE` (checked in detail by the HTTP server). */
+function readUsersFile(path: string): Record<string, UserOptions> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--httpd-users: cannot read ${path} as JSON: ${(err as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Object.keys(raw).length === 0) {
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--httpd-users: ${path} must hold an object of users, e.g. {"alice": {"passwordHash": "scrypt$...", "role": "admin"}}`);
+  }
+  return raw as Record<string, UserOptions>;
+}
 
 function parsePolicy(text: string | undefined): DispatchPolicy | undefined {
   if (text === undefined) return undefined;
@@ -109,6 +129,7 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       insecure: { type: 'boolean' },
       httpd: { type: 'string' },
       'httpd-token': { type: 'string' },
+      'httpd-users': { type: 'string' },
       'httpd-cert-file': { type: 'string' },
       'httpd-key-file': { type: 'string' },
       'log-level': { type: 'string' },
@@ -122,9 +143,10 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
   }
   const parent = parseIntOption('parent-pid', values['parent-pid'], { min: 1 });
   const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
-  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-cert-file'] !== undefined || values['httpd-key-file'] !== undefined)) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token, --httpd-cert-file and --httpd-key-file need --httpd [host:]port');
+  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-users'] !== undefined || values['httpd-cert-file'] !== undefined || values['httpd-key-file'] !== undefined)) {
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token, --httpd-users, --httpd-cert-file and --httpd-key-file need --httpd [host:]port');
   }
+  const users = values['httpd-users'] === undefined ? undefined : readUsersFile(values['httpd-users']);
   const token = values['httpd-token'];
   if (token !== undefined && token.length < 16) throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token: expected at least 16 characters');
   const daemon = new SchedulerDaemon({
@@ -162,7 +184,7 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       monitor = new SchedulerMonitor(daemon, {
         host: httpd.host ?? '127.0.0.1',
         port: httpd.port,
-        ...(token !== undefined ? { auth: { token } } : {}),
+        ...(token !== undefined || users !== undefined ? { auth: { ...(token !== undefined ? { token } : {}), ...(users !== undefined ? { users } : {}) } } : {}),
         ...(values['httpd-cert-file'] !== undefined ? { certFile: values['httpd-cert-file'] } : {}),
         ...(values['httpd-key-file'] !== undefined ? { keyFile: values['httpd-key-file'] } : {}),
         logger: daemon.log.child({ component: 'httpd' }),
