@@ -5,8 +5,8 @@
  * addons cannot travel in a bundle and are refused.
  */
 import { statSync } from 'node:fs';
-import { basename, extname, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, extname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Message, Plugin } from 'esbuild';
 import { DispyError, invalidOption } from '../errors.js';
 import type { Computation } from '../protocol/messages.js';
@@ -119,6 +119,11 @@ export async function bundleModule(entry: string): Promise<string> {
       keepNames: true,
       logLevel: 'silent',
       banner: { js: BANNER },
+      // A map without the sources' text: remote stack traces name the client's files and lines.
+      sourcemap: 'external',
+      sourcesContent: false,
+      sourceRoot: `${pathToFileURL(process.cwd()).href}/`,
+      outfile: join(process.cwd(), 'dispyts-module.mjs'),
       define: { __filename: '__dispyts_filename', __dirname: '__dispyts_dirname' },
       plugins: [nativeAddonGuard],
     });
@@ -127,12 +132,17 @@ export async function bundleModule(entry: string): Promise<string> {
     const detail = errors?.length ? formatMessages(errors) : (err as Error).message;
     throw new DispyError('DISPY_ERR_COMPUTATION', `cannot bundle module \`${shown(entry)}\`:\n${detail}`, { cause: err });
   }
-  const out = result.outputFiles?.[0];
+  const out = result.outputFiles?.find((f) => f.path.endsWith('.mjs'));
   if (!out) throw new DispyError('DISPY_ERR_COMPUTATION', `cannot bundle module \`${shown(entry)}\`: esbuild produced no output`);
   if (out.contents.byteLength > MAX_BUNDLE_BYTES) {
     throw new DispyError('DISPY_ERR_COMPUTATION', `the bundle of module \`${shown(entry)}\` is ${(out.contents.byteLength / 2 ** 20).toFixed(1)} MiB, more than the ${MAX_BUNDLE_BYTES / 2 ** 20} MiB a setup message may carry`);
   }
-  return out.text;
+  // The map goes inline when it fits (the runners read it: stack frames in the user's files).
+  const map = result.outputFiles?.find((f) => f.path.endsWith('.map'));
+  const code = out.text.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n');
+  if (!map) return code;
+  const inline = `//# sourceMappingURL=data:application/json;base64,${Buffer.from(map.contents).toString('base64')}\n`;
+  return Buffer.byteLength(code) + inline.length <= MAX_BUNDLE_BYTES ? code + inline : code;
 }
 
 /** Absolute path of the module: relative paths against process.cwd(); `file:` URLs accepted. */

@@ -225,6 +225,9 @@ async function unload(computeId: string): Promise<void> {
   report({ ev: RunnerEvent.Unloaded, computeId, error });
 }
 
+// Module computations carry a source map: their stack frames name the client's files and lines.
+process.setSourceMapsEnabled(true);
+
 // An error thrown asynchronously by job code fails that job instead of the runner.
 function onStray(err: unknown): void {
   if (current && !current.finished) current.fail(err);
