@@ -99,6 +99,9 @@ const child = spawn(
     '--test',
     `--test-concurrency=${concurrency}`,
     `--test-timeout=${timeoutMs}`,
+    // A file whose tests are done exits even if a failed test left a handle open (a cluster
+    // retrying a stopped node): the run reports the failure instead of waiting forever.
+    '--test-force-exit',
     ...nodeFlags,
     ...files,
   ],

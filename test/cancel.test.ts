@@ -35,7 +35,8 @@ test('cancel a queued job, then a running one: its process and its child are gon
   await until(() => existsSync(file) && readFileSync(file, 'utf8').includes(' '), 10_000, 'job pids');
   const [jobPid, childPid] = readFileSync(file, 'utf8').split(' ').map(Number) as [number, number];
   assert.ok(alive(jobPid) && alive(childPid));
-  assert.equal(running.status, DispyJob.Running);
+  // The job may write its file before the client has heard that it started.
+  await until(() => running.status === DispyJob.Running, 10_000, 'Running in the client');
 
   assert.equal(await cluster.cancel(queued), 0);
   await assert.rejects(queued.wait(), { code: 'DISPY_ERR_JOB_CANCELLED' });
