@@ -4,29 +4,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, TEST_SECRET, until } from './helpers/daemon.js';
+import { TEST_SECRET, runCli, until } from './helpers/daemon.js';
 import { CLUSTER_SECRET, startScheduler } from './helpers/scheduler.js';
 
 const HOST = '127.0.0.253';
 
-/** Runs a scheduler that is expected to refuse to start; resolves with its exit code and stderr. */
-function refusedStart(prefix: string): Promise<{ code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, [CLI, 'scheduler', '--host', HOST, '--port', '0', '--cluster-secret', CLUSTER_SECRET, '--node-secret', TEST_SECRET, '--dest-path-prefix', prefix, '--parent-pid', String(process.pid)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-  return new Promise((resolve) =>
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    }),
-  );
+/** Runs a scheduler on HOST with `prefix`, expected to refuse to start. */
+function refusedStart(prefix: string): Promise<{ code: number | null; err: string }> {
+  return runCli(['scheduler', '--host', HOST, '--port', '0', '--cluster-secret', CLUSTER_SECRET, '--node-secret', TEST_SECRET, '--dest-path-prefix', prefix, '--parent-pid', String(process.pid)]);
 }
 
 test('a live scheduler holds its directory; a dead one\'s files are kept with a warning, and --clean removes them', async () => {
@@ -40,7 +28,7 @@ test('a live scheduler holds its directory; a dead one\'s files are kept with a 
 
     const second = await refusedStart(prefix);
     assert.notEqual(second.code, 0);
-    assert.match(second.stderr, new RegExp(`another dispyts scheduler \\(pid ${first.pid}\\) uses ${state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(second.err, new RegExp(`another dispyts scheduler \\(pid ${first.pid}\\) uses ${state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.ok(await first.stop('SIGKILL') !== 0);
 
     // What the killed one left: its record and a computation's files.

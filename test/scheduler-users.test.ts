@@ -5,32 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, TEST_SECRET } from './helpers/daemon.js';
+import { TEST_SECRET, runCli as cli } from './helpers/daemon.js';
 import { post, request } from './helpers/http-client.js';
 import { CLUSTER_SECRET, startScheduler } from './helpers/scheduler.js';
 
 const HOST = '127.0.0.167';
-
-/** Runs the CLI with `stdin` as its input; resolves with its exit code and output. */
-function cli(args: string[], stdin = ''): Promise<{ code: number | null; out: string; err: string }> {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  proc.stdin!.end(stdin);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-  return new Promise((resolve) =>
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    }),
-  );
-}
 
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 

@@ -18,6 +18,14 @@ function parsesAsExpression(src: string): boolean {
   }
 }
 
+/** The sources of a cluster's `setup` and `cleanup` functions (null when not given). */
+export function hookSources(options: { setup?: Function | undefined; cleanup?: Function | boolean | undefined }): { setup: string | null; cleanup: string | null } {
+  return {
+    setup: options.setup ? functionSource(options.setup, 'setup') : null,
+    cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
+  };
+}
+
 /**
  * Source text of a function, made into an expression: method shorthand (`m(x) {}`,
  * `async m() {}`, `*gen() {}`) gets a `function` keyword. The text is only compiled here as a

@@ -13,7 +13,7 @@ import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
-import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
+import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
@@ -423,12 +423,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#computation.catch(() => undefined);
     this.#computationFiles = built.files;
     this.#destPath = normalizeDestPath(pre ? (pre.destPath ?? undefined) : options.destPath, this.log);
-    this.#hooks = pre
-      ? { setup: pre.setup, cleanup: pre.cleanup }
-      : {
-          setup: options.setup ? functionSource(options.setup, 'setup') : null,
-          cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
-        };
+    this.#hooks = pre ? { setup: pre.setup, cleanup: pre.cleanup } : hookSources(options);
     this.#codec = new PayloadCodec(built.classes);
     this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.

@@ -16,7 +16,7 @@ import { PayloadCodec } from '../protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
-import { buildComputation, functionSource, type ModuleComputation } from './computation.js';
+import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
@@ -223,10 +223,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#computation = built.wire;
     this.#computation.catch(() => undefined);
     this.#destPath = normalizeDestPath(options.destPath, this.log);
-    this.#hooks = {
-      setup: options.setup ? functionSource(options.setup, 'setup') : null,
-      cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
-    };
+    this.#hooks = hookSources(options);
     const max = options.maxFileSize ?? 0;
     const specs = options.nodes === undefined ? [] : parseNodeSpecs(options.nodes);
     const files = built.files.map((p) => localFile(p, 'depends', max));

@@ -344,8 +344,21 @@ export class FileStore {
       }
       void this.#serial(target, async () => {
         // A new transfer of the same name may have come meanwhile.
-        if (!area.holds.has(name) && !area.files.has(name) && !area.transfers.has(name)) this.#unlink(area, name);
+        if (area.holds.has(name) || area.files.has(name) || area.transfers.has(name)) return;
+        this.#unlink(area, name);
+        this.#removeEmptyParents(area, target);
       });
+    }
+  }
+
+  /** Folders of the area that held `target` and are empty now, up to (not including) the area's own. */
+  #removeEmptyParents(area: FileArea, target: string): void {
+    for (let d = dirname(target); d !== area.dir && isInside(area.dir, d); d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return; // not empty, or gone
+      }
     }
   }
 

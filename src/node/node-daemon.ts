@@ -916,6 +916,14 @@ export class NodeDaemon {
     this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'draining', message: `node ${this.host} is draining: it starts no job until it resumes` });
   }
 
+  /** Every job waiting in the node's queue goes back to its client (a `nak` saying why). */
+  #returnQueued(reason: 'draining' | 'shutdown', message: string): void {
+    for (const job of this.#queue.splice(0)) {
+      job.comp.queued--;
+      this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason, message });
+    }
+  }
+
   /** A job that never started ends Cancelled (cancelled by its client). */
   #cancelUnstarted(job: NJob): void {
     this.#endUnstarted(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
@@ -1050,10 +1058,7 @@ export class NodeDaemon {
       if (on) {
         // Jobs queued inside runners come back through #ended as dropped, and go back too.
         this.#reclaimWaiting();
-        for (const job of this.#queue.splice(0)) {
-          job.comp.queued--;
-          this.#drainBack(job);
-        }
+        this.#returnQueued('draining', `node ${this.host} is draining: it starts no job until it resumes`);
       } else this.#schedule();
     }
     // Clients stop (or resume) sending jobs here at once.
@@ -1198,19 +1203,13 @@ export class NodeDaemon {
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     if (this.#silenceTimer) clearInterval(this.#silenceTimer);
     // Jobs that never started go back to the client, which runs them elsewhere.
-    const refuse = (job: NJob): void => this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
-    for (const job of this.#queue.splice(0)) {
-      job.comp.queued--;
-      refuse(job);
-    }
+    const shutdown = `node ${this.host} is shutting down`;
+    this.#returnQueued('shutdown', shutdown);
     // Running jobs are terminated (their client sees Terminated); jobs queued inside runners
     // come back through #ended as never started and are refused below.
     for (const r of this.#pool?.runners ?? []) if (r.jobs.size) this.#pool!.terminate(r, `DispyError: node ${this.host} is shutting down (${reason})`);
     await this.#pool?.close();
-    for (const job of this.#queue.splice(0)) {
-      job.comp.queued--;
-      refuse(job);
-    }
+    this.#returnQueued('shutdown', shutdown);
     for (const ch of this.#channels) {
       ch.send({ t: 'closing', reason: `node ${this.host} is shutting down (${reason})` });
       ch.end();

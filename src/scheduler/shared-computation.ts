@@ -6,7 +6,7 @@
  * cluster's events are relayed, in order, to the owning client.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { lstatSync, rmSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { JobCluster, type ClusterStatusEvent } from '../client/job-cluster.js';
@@ -18,6 +18,11 @@ import type { FromScheduler, computeSchema, jobEndSchema, nodeOpSchema, sjobSche
 import { nodeView } from './node-view.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
+
+/** Roughly what a kept job-end holds in memory (bytes). */
+function endSize(e: JobEnd): number {
+  return 256 + (e.result?.length ?? 0) + (e.exception?.length ?? 0) + e.stdout.length + e.stderr.length;
+}
 
 /** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
 export function jobFileName(uid: number, name: string): string {
@@ -230,9 +235,8 @@ export class SharedComputation {
   #dropJobFiles(uid: number, names: readonly string[] | undefined): void {
     if (!names?.length) return;
     this.#jobFiles.delete(uid);
+    // The store deletes them, and the job's folder once empty.
     this.#ctx.files.jobEnded(this.fileKey, this.computeId, uid, names.map((n) => jobFileName(uid, n)));
-    // The job's own folder, with them (the store's deletions that follow find nothing).
-    rmSync(join(this.dir, jobFileName(uid, '').slice(0, -1)), { recursive: true, force: true });
   }
 
   #refuse(uid: number, code: DispyErrorCode, message: string): void {
@@ -425,12 +429,12 @@ export class SharedComputation {
   canResume(key: string): boolean {
     const a = Buffer.from(key);
     const b = Buffer.from(this.resumeKey);
-    return !this.ended && this.state === 'running' && a.length === b.length && timingSafeEqual(a, b);
+    return this.state === 'running' && a.length === b.length && timingSafeEqual(a, b);
   }
 
-  /** Whether job `uid` of its client is here (queued, running, or ended while the client was away). */
+  /** Whether job `uid` of its client has not ended here (a running computation holds no jobs back). */
   knows(uid: number): boolean {
-    return this.#jobs.has(uid) || this.#held.some((j) => j.uid === uid) || (this.#away?.ends.some((e) => e.uid === uid) ?? false);
+    return this.#jobs.has(uid);
   }
 
   /**
@@ -455,13 +459,12 @@ export class SharedComputation {
       return;
     }
     if (msg.t !== 'job-end') return;
-    const size = 256 + (msg.result?.length ?? 0) + (msg.exception?.length ?? 0) + msg.stdout.length + msg.stderr.length;
     away.ends.push(msg);
-    away.bytes += size;
+    away.bytes += endSize(msg);
     // Bounded: the oldest go first; a client that resumes sends those jobs again (unknown here).
     while (away.ends.length > MAX_AWAY_ENDS || (away.bytes > MAX_AWAY_BYTES && away.ends.length > 1)) {
       const dropped = away.ends.shift()!;
-      away.bytes -= 256 + (dropped.result?.length ?? 0) + (dropped.exception?.length ?? 0) + dropped.stdout.length + dropped.stderr.length;
+      away.bytes -= endSize(dropped);
       this.#ctx.log.warn({ computation: this.name, uid: dropped.uid }, 'result kept for an absent client dropped (too many kept)');
     }
   }
