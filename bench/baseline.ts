@@ -34,7 +34,11 @@ export interface BaselineResult {
 
 /** Sequential round trips to a forked child over IPC (JSON serialization, like the runners). */
 export async function runIpcBaseline(count = 2000, warmup = 5000): Promise<NonNullable<BaselineResult['ipc']>> {
-  const child = fork(join(ROOT, 'bench', 'ipc-echo.mjs'), [], { execArgv: [], serialization: 'json', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(join(ROOT, 'bench', 'ipc-echo.mjs'), [], {
+    execArgv: [],
+    serialization: 'json',
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   try {
     let waiting: (() => void) | null = null;
     child.on('message', () => {
@@ -75,14 +79,22 @@ export async function runIpcBaseline(count = 2000, warmup = 5000): Promise<NonNu
 export async function runBaseline(opts: { host: string; warmup?: number; roundTrips?: number }): Promise<BaselineResult> {
   const warmup = opts.warmup ?? 5000;
   const count = opts.roundTrips ?? 2000;
-  const proc = spawnTracked(['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts'), opts.host], { env: { DISPYTS_BENCH_SECRET: BENCH_SECRET } });
+  const proc = spawnTracked(['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts'), opts.host], {
+    env: { DISPYTS_BENCH_SECRET: BENCH_SECRET },
+  });
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-10_000)));
   let ch: Channel<NodeMessage, ClientMessage> | null = null;
   try {
     const m = await waitForLine(proc, /echo ready on [^\s]+:(\d+)/, 20_000, 'echo server', () => stderr);
     const port = Number(m[1]);
-    ch = await connectChannel<NodeMessage, ClientMessage>({ host: opts.host, port, secret: resolveSecret(BENCH_SECRET), clientId: CLIENT_ID, schema: nodeMessageSchema });
+    ch = await connectChannel<NodeMessage, ClientMessage>({
+      host: opts.host,
+      port,
+      secret: resolveSecret(BENCH_SECRET),
+      clientId: CLIENT_ID,
+      schema: nodeMessageSchema,
+    });
     const channel = ch;
     let waiting: ((msg: NodeMessage) => void) | null = null;
     channel.on('message', (msg) => {
@@ -124,7 +136,8 @@ export async function runBaseline(opts: { host: string; warmup?: number; roundTr
     log(`baseline IPC (diagnostic): p50 ${ipc.p50Ms} ms, p95 ${ipc.p95Ms} ms`);
     log(`baseline: p50 ${sum.p50Ms} ms, p95 ${sum.p95Ms} ms, ${round(count / (wallMs / 1000), 0)} round trips/s`);
     return {
-      transport: 'authenticated Channel (connectChannel/acceptChannel), loopback TCP, ping -> reply with the product schemas, peer in a child process',
+      transport:
+        'authenticated Channel (connectChannel/acceptChannel), loopback TCP, ping -> reply with the product schemas, peer in a child process',
       host: opts.host,
       warmup,
       roundTrips: count,

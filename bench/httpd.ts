@@ -38,7 +38,16 @@ export interface HttpdResult {
   clusterStatus: { unchanged: Summary; changing: Summary & { changesDuringRun: number }; bytes: number; requests: number; client: string };
   jsonStringify: Summary & { bytes: number };
   delta10: { bytes: number; nodes: number; viaJobEvents: { bytes: number; nodes: number } };
-  sse: { viewers: number; rounds: number; changesPerRound: number; allViewersGotEveryChange: boolean; snapshotBytes: number; deltaBytes: number; slowestViewerMs: number[]; medianSlowestMs: number };
+  sse: {
+    viewers: number;
+    rounds: number;
+    changesPerRound: number;
+    allViewersGotEveryChange: boolean;
+    snapshotBytes: number;
+    deltaBytes: number;
+    slowestViewerMs: number[];
+    medianSlowestMs: number;
+  };
 }
 
 class C {
@@ -65,7 +74,9 @@ function get(agent: http.Agent, port: number, path: string): Promise<string> {
       .get({ host: '127.0.0.1', port, path, agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`${path}: ${res.statusCode}`))));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`${path}: ${res.statusCode}`)),
+        );
         res.on('error', reject);
       })
       .on('error', reject);
@@ -133,7 +144,13 @@ class Viewer {
   }
 }
 
-export async function runHttpd(opts: { nodes: number; jobsPerNode: number; requests: number; viewers: number; rounds: number }): Promise<HttpdResult> {
+export async function runHttpd(opts: {
+  nodes: number;
+  jobsPerNode: number;
+  requests: number;
+  viewers: number;
+  rounds: number;
+}): Promise<HttpdResult> {
   const cluster = new JobCluster(compute, { depends: [C], nodes: [], secret: BENCH_SECRET, name: 'bench' });
   const server = new DispyHTTPServer(cluster, { host: '127.0.0.1', port: 0, pollSec: 1, logLevel: 'warn' });
   const { port } = await server.listening;
@@ -179,7 +196,8 @@ export async function runHttpd(opts: { nodes: number; jobsPerNode: number; reque
 
     // ---- GET /cluster_status ----
     const first = JSON.parse(await get(agent, port, '/cluster_status'));
-    if (first[0].nodes.length !== opts.nodes || first[0].jobs.running !== jobs.length) throw new Error(`view has ${first[0].nodes.length} nodes, ${first[0].jobs.running} running`);
+    if (first[0].nodes.length !== opts.nodes || first[0].jobs.running !== jobs.length)
+      throw new Error(`view has ${first[0].nodes.length} nodes, ${first[0].jobs.running} running`);
     const still = await clientLoop(port, '/cluster_status', opts.requests, 50);
     const unchanged = still.samplesMs;
     const bytes = still.bytes;
@@ -216,7 +234,9 @@ export async function runHttpd(opts: { nodes: number; jobsPerNode: number; reque
       requests: opts.requests,
       client: 'a separate Node process (bench/http-get-loop.mjs), sequential GETs over one keep-alive connection after 50 untimed',
     };
-    log(`httpd: /cluster_status p50 ${cs.unchanged.p50Ms} ms unchanged, ${cs.changing.p50Ms} ms changing, ${bytes} bytes; JSON.stringify p50 ${summarize(stringify).p50Ms} ms`);
+    log(
+      `httpd: /cluster_status p50 ${cs.unchanged.p50Ms} ms unchanged, ${cs.changing.p50Ms} ms changing, ${bytes} bytes; JSON.stringify p50 ${summarize(stringify).p50Ms} ms`,
+    );
 
     // ---- ?since= delta after 10 nodes change ----
     const base = JSON.parse(await get(agent, port, '/cluster_updates?since=0'));
@@ -278,7 +298,9 @@ export async function runHttpd(opts: { nodes: number; jobsPerNode: number; reque
       slowestViewerMs: slowest,
       medianSlowestMs: round([...slowest].sort((a, b) => a - b)[Math.floor(slowest.length / 2)]!, 1),
     };
-    log(`httpd: SSE ${opts.viewers} viewers, every change: ${everyChange}, slowest viewer per round ${slowest.join(', ')} ms (interval 50 ms)`);
+    log(
+      `httpd: SSE ${opts.viewers} viewers, every change: ${everyChange}, slowest viewer per round ${slowest.join(', ')} ms (interval 50 ms)`,
+    );
 
     return {
       note: "fed through real events: real DispyNode and DispyJob objects emitted on a real JobCluster's status stream (the server's subscription path), not 1,000 daemons; HTTP on 127.0.0.1 with a keep-alive client; SSE viewers ask for a 50 ms interval",

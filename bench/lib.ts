@@ -36,7 +36,10 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 export function median(values: readonly number[]): number {
-  return percentile([...values].sort((a, b) => a - b), 50);
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
 }
 
 export interface Summary {
@@ -103,7 +106,13 @@ export function spawnTracked(args: string[], opts: { env?: Record<string, string
 }
 
 /** Resolves with the first match of `rex` on the child's stdout (rejects on exit or timeout). */
-export function waitForLine(proc: ChildProcess, rex: RegExp, timeoutMs: number, what: string, stderr: () => string): Promise<RegExpExecArray> {
+export function waitForLine(
+  proc: ChildProcess,
+  rex: RegExp,
+  timeoutMs: number,
+  what: string,
+  stderr: () => string,
+): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${what} not ready in ${timeoutMs} ms: ${stderr()}`)), timeoutMs);
@@ -155,7 +164,22 @@ export interface BenchNode {
 export async function startNode(opts: { host: string; cpus: number; logLevel?: string }): Promise<BenchNode> {
   if (!/^127\.\d+\.\d+\.\d+$/.test(opts.host)) throw new Error(`refusing non-loopback host ${opts.host}`);
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-bench-node-'));
-  const args = [CLI, 'node', '--host', opts.host, '--port', '0', '--cpus', String(opts.cpus), '--secret', BENCH_SECRET, '--dest-path-prefix', prefix, '--log-level', opts.logLevel ?? 'info'];
+  const args = [
+    CLI,
+    'node',
+    '--host',
+    opts.host,
+    '--port',
+    '0',
+    '--cpus',
+    String(opts.cpus),
+    '--secret',
+    BENCH_SECRET,
+    '--dest-path-prefix',
+    prefix,
+    '--log-level',
+    opts.logLevel ?? 'info',
+  ];
   const spawnedAt = performance.now();
   const proc = spawnTracked(args);
   let stderr = '';

@@ -86,7 +86,9 @@ export async function runMultiHost(opts: MultiHostOptions): Promise<MultiHostRes
     const hosts = harness.create(opts.hosts + 1);
     const clientHost = hosts[opts.hosts]!;
     log(`multiHost: namespaces ${harness.namespaces.join(', ')}`);
-    const nodes: NetnsNode[] = await Promise.all(hosts.slice(0, opts.hosts).map((h) => harness.startNode(h, { cpus: opts.cpusPerHost, secret: BENCH_SECRET })));
+    const nodes: NetnsNode[] = await Promise.all(
+      hosts.slice(0, opts.hosts).map((h) => harness.startNode(h, { cpus: opts.cpusPerHost, secret: BENCH_SECRET })),
+    );
     for (const n of nodes) log(`multiHost: node ${n.ip}:${n.port} (pid ${n.pid}, --cpus ${opts.cpusPerHost}) ready`);
     const nodeByIp = new Map(nodes.map((n) => [n.ip, n]));
 
@@ -112,17 +114,28 @@ export async function runMultiHost(opts: MultiHostOptions): Promise<MultiHostRes
       batchTimeoutSec,
       maxSeconds,
     };
-    const client = liveClient(harness.spawnIn(clientHost, [process.execPath, '--import', 'tsx', CLIENT, JSON.stringify(cfg)]), (maxSeconds + 10) * 1000);
+    const client = liveClient(
+      harness.spawnIn(clientHost, [process.execPath, '--import', 'tsx', CLIENT, JSON.stringify(cfg)]),
+      (maxSeconds + 10) * 1000,
+    );
     log(`multiHost: client on ${clientHost.ip} (pid ${client.proc.pid})`);
 
     const runs: MultiHostRun[] = [];
     const single: MultiHostRun[] = [];
     for (const { mode, run } of schedule) {
       const used = mode === 'multi' ? nodes : [nodes[0]!];
-      await client.waitFor((l) => l.phase === 'timed' && l.mode === mode && l.run === run, (30 + readyTimeoutMs / 1000 + warmupTimeoutSec + 20) * 1000, `the start of ${mode} run ${run}`);
+      await client.waitFor(
+        (l) => l.phase === 'timed' && l.mode === mode && l.run === run,
+        (30 + readyTimeoutMs / 1000 + warmupTimeoutSec + 20) * 1000,
+        `the start of ${mode} run ${run}`,
+      );
       const before = used.map((n) => cpuSnapshot(n.pid));
       const t0 = performance.now();
-      const line = await client.waitFor<Record<string, unknown>>((l) => l.phase === 'result' && l.mode === mode && l.run === run, (batchTimeoutSec + 10) * 1000, `the result of ${mode} run ${run}`);
+      const line = await client.waitFor<Record<string, unknown>>(
+        (l) => l.phase === 'result' && l.mode === mode && l.run === run,
+        (batchTimeoutSec + 10) * 1000,
+        `the result of ${mode} run ${run}`,
+      );
       const wallMs = performance.now() - t0;
       const after = used.map((n) => cpuSnapshot(n.pid));
       const nodesMs: Record<string, number | null> = {};
@@ -139,8 +152,11 @@ export async function runMultiHost(opts: MultiHostOptions): Promise<MultiHostRes
         nodesReadyMs: line.nodesReadyMs as number,
         cpu: { clientMs, nodesMs, shareOfMachine: known ? round(total / (wallMs * os.cpus().length), 2) : null },
       };
-      for (const ip of Object.keys(r.perNode)) if (!nodeByIp.has(ip)) throw new Error(`${mode} run ${run}: jobs ran on an unknown node ${ip}`);
-      log(`multiHost ${mode} run ${run}: ${r.jobsPerSec} jobs/s (${r.wallMs} ms), per node ${JSON.stringify(r.perNode)}, cpu ${JSON.stringify(r.cpu)}`);
+      for (const ip of Object.keys(r.perNode))
+        if (!nodeByIp.has(ip)) throw new Error(`${mode} run ${run}: jobs ran on an unknown node ${ip}`);
+      log(
+        `multiHost ${mode} run ${run}: ${r.jobsPerSec} jobs/s (${r.wallMs} ms), per node ${JSON.stringify(r.perNode)}, cpu ${JSON.stringify(r.cpu)}`,
+      );
       (mode === 'multi' ? runs : single).push(r);
     }
     await client.waitFor((l) => l.phase === 'done', 30_000, 'the end of the runs');
@@ -182,10 +198,14 @@ export async function runMultiHost(opts: MultiHostOptions): Promise<MultiHostRes
   } finally {
     await harness.cleanup();
     cleanupState = { leftoverNamespaces: harness.leftoverNamespaces(), livePids: harness.livePids() };
-    log(`multiHost: harness cleaned up (leftover namespaces ${JSON.stringify(cleanupState.leftoverNamespaces)}, live pids ${JSON.stringify(cleanupState.livePids)})`);
+    log(
+      `multiHost: harness cleaned up (leftover namespaces ${JSON.stringify(cleanupState.leftoverNamespaces)}, live pids ${JSON.stringify(cleanupState.livePids)})`,
+    );
   }
   if (cleanupState.leftoverNamespaces.length || cleanupState.livePids.length) {
-    throw new Error(`harness left namespaces ${cleanupState.leftoverNamespaces.join(', ') || 'none'} and processes ${cleanupState.livePids.join(', ') || 'none'} behind`);
+    throw new Error(
+      `harness left namespaces ${cleanupState.leftoverNamespaces.join(', ') || 'none'} and processes ${cleanupState.livePids.join(', ') || 'none'} behind`,
+    );
   }
   return { ...result, cleanup: cleanupState };
 }

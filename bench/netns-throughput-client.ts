@@ -46,7 +46,8 @@ const round = (v: number, digits = 1): number => Math.round(v * 10 ** digits) / 
 async function waitForNodes(cluster: JobCluster<typeof double>, want: number, timeoutMs: number): Promise<void> {
   const start = performance.now();
   while (cluster.status().nodes.length < want) {
-    if (performance.now() - start > timeoutMs) throw new Error(`only ${cluster.status().nodes.length} of ${want} nodes set up after ${timeoutMs} ms`);
+    if (performance.now() - start > timeoutMs)
+      throw new Error(`only ${cluster.status().nodes.length} of ${want} nodes set up after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }

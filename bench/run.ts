@@ -60,7 +60,20 @@ const FLOORS = {
   httpdDelta10Bytes: 5000,
 };
 
-const SECTIONS = ['baseline', 'throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'multiHost', 'httpd', 'ui', 'scheduler', 'soak'] as const;
+const SECTIONS = [
+  'baseline',
+  'throughput',
+  'moduleThroughput',
+  'programThroughput',
+  'latency',
+  'sleep',
+  'startup',
+  'multiHost',
+  'httpd',
+  'ui',
+  'scheduler',
+  'soak',
+] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]): Set<Section> {
@@ -98,7 +111,12 @@ async function section<T>(name: string, errors: Record<string, string>, fn: () =
 }
 
 /** (a) 20,000 trivial jobs, 3 runs (each with a fresh cluster); the median and every run. */
-async function measureThroughput(n: BenchNode, bare: number, name: string, computation?: Parameters<typeof runThroughputOnce>[1]['computation']): Promise<Record<string, unknown>> {
+async function measureThroughput(
+  n: BenchNode,
+  bare: number,
+  name: string,
+  computation?: Parameters<typeof runThroughputOnce>[1]['computation'],
+): Promise<Record<string, unknown>> {
   const runs: ThroughputRun[] = [];
   for (let i = 0; i < 3; i++) {
     const r = await runThroughputOnce(n, { jobs: 20_000, warmup: 1_000, bareRoundTripsPerSec: bare, computation });
@@ -164,12 +182,15 @@ async function main(): Promise<number> {
   let scheduler: SchedulerResult | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
-  const needBaseline = sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
+  const needBaseline =
+    sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
   if (needBaseline) baseline = await section('baseline', errors, () => runBaseline({ host: ECHO_HOST, warmup: 5000, roundTrips: 2000 }));
 
   let node: BenchNode | null = null;
   try {
-    const needNode = ['throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'soak'].some((s) => sections.has(s as Section));
+    const needNode = ['throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'soak'].some((s) =>
+      sections.has(s as Section),
+    );
     if (needNode) {
       node = await startNode({ host: NODE_HOST, cpus: CPUS });
       log(`node ${node.host}:${node.port} (pid ${node.pid}) ready in ${round(node.readyAt - node.spawnedAt, 0)} ms`);
@@ -183,7 +204,11 @@ async function main(): Promise<number> {
       moduleThroughput = await section('moduleThroughput', errors, async () => {
         const r = await measureThroughput(n, baseline?.roundTripsPerSec ?? NaN, 'moduleThroughput', DOUBLE_MODULE);
         const fn = throughput?.medianJobsPerSec as number | undefined;
-        return { ...r, computation: '{ module: bench/double.ts, export: double } (bundled at construction, untimed)', ratioToFunctionThroughput: fn ? round((r.medianJobsPerSec as number) / fn, 3) : null };
+        return {
+          ...r,
+          computation: '{ module: bench/double.ts, export: double } (bundled at construction, untimed)',
+          ratioToFunctionThroughput: fn ? round((r.medianJobsPerSec as number) / fn, 3) : null,
+        };
       });
     }
     if (node && sections.has('programThroughput')) {
@@ -215,7 +240,12 @@ async function main(): Promise<number> {
     if (node && sections.has('soak')) {
       const n = node;
       soak = await section('soak', errors, () =>
-        runSoak(n, { jobs: positiveEnv('BENCH_SOAK_JOBS', 1_000_000), window: 2_000, every: 100_000, maxSeconds: positiveEnv('BENCH_SOAK_MAX_S', 1200) }),
+        runSoak(n, {
+          jobs: positiveEnv('BENCH_SOAK_JOBS', 1_000_000),
+          window: 2_000,
+          every: 100_000,
+          maxSeconds: positiveEnv('BENCH_SOAK_MAX_S', 1200),
+        }),
       );
     }
   } catch (err) {
@@ -232,21 +262,38 @@ async function main(): Promise<number> {
   if (sections.has('scheduler')) {
     const direct = throughput?.medianJobsPerSec as number | undefined;
     scheduler = await section('scheduler', errors, () =>
-      runSchedulerThroughput({ nodeHost: SCHED_NODE_HOST, schedulerHost: SCHED_HOST, cpus: CPUS, jobs: 20_000, warmup: 1_000, runs: 3, ...(direct !== undefined ? { directMedianJobsPerSec: direct } : {}) }),
+      runSchedulerThroughput({
+        nodeHost: SCHED_NODE_HOST,
+        schedulerHost: SCHED_HOST,
+        cpus: CPUS,
+        jobs: 20_000,
+        warmup: 1_000,
+        runs: 3,
+        ...(direct !== undefined ? { directMedianJobsPerSec: direct } : {}),
+      }),
     );
   }
   // After the loopback node stopped: its own daemons on hosts of the network-namespace harness.
   if (sections.has('multiHost')) {
     const loop = throughput?.medianJobsPerSec as number | undefined;
     multiHost = await section('multiHost', errors, () =>
-      runMultiHost({ hosts: 3, cpusPerHost: 1, jobs: 20_000, warmup: 1_000, runs: 3, ...(loop !== undefined ? { loopbackMedianJobsPerSec: loop } : {}) }),
+      runMultiHost({
+        hosts: 3,
+        cpusPerHost: 1,
+        jobs: 20_000,
+        warmup: 1_000,
+        runs: 3,
+        ...(loop !== undefined ? { loopbackMedianJobsPerSec: loop } : {}),
+      }),
     );
   }
   // No daemon needed: the HTTP server is fed real events in this process.
-  if (sections.has('httpd')) httpd = await section('httpd', errors, () => runHttpd({ nodes: 1000, jobsPerNode: 10, requests: 300, viewers: 50, rounds: 5 }));
+  if (sections.has('httpd'))
+    httpd = await section('httpd', errors, () => runHttpd({ nodes: 1000, jobsPerNode: 10, requests: 300, viewers: 50, rounds: 5 }));
   // Chromium on the built pages (skipped, with the reason, without /usr/bin/chromium).
   let ui: UiBenchResult | { skipped: string } | undefined;
-  if (sections.has('ui')) ui = await section('ui', errors, () => runUi({ nodes: 1000, changeFraction: 0.1, seconds: 15, firstPaintRuns: 5 }));
+  if (sections.has('ui'))
+    ui = await section('ui', errors, () => runUi({ nodes: 1000, changeFraction: 0.1, seconds: 15, firstPaintRuns: 5 }));
   const uiRun = ui && !('skipped' in ui && ui.skipped) ? (ui as UiBenchResult) : undefined;
 
   if (baseline) out.baseline = baseline;
@@ -264,19 +311,49 @@ async function main(): Promise<number> {
   const floor = (desc: string, value: number | undefined, met: (v: number) => boolean): Record<string, unknown> =>
     value === undefined || !Number.isFinite(value) ? { floor: desc, value: null, met: null } : { floor: desc, value, met: met(value) };
   out.floors = {
-    throughput: floor(`median >= ${FLOORS.throughputJobsPerSec} jobs/s`, throughput?.medianJobsPerSec as number | undefined, (v) => v >= FLOORS.throughputJobsPerSec),
+    throughput: floor(
+      `median >= ${FLOORS.throughputJobsPerSec} jobs/s`,
+      throughput?.medianJobsPerSec as number | undefined,
+      (v) => v >= FLOORS.throughputJobsPerSec,
+    ),
     latency: floor(`p50 <= ${FLOORS.latencyP50Ms} ms`, latency?.p50Ms, (v) => v <= FLOORS.latencyP50Ms),
     sleep: floor(`efficiency >= ${FLOORS.sleepEfficiency}`, sleepRes?.efficiency, (v) => v >= FLOORS.sleepEfficiency),
     startupWarm: floor(`warm median <= ${FLOORS.warmStartupMs} ms`, startup?.warm.medianMs, (v) => v <= FLOORS.warmStartupMs),
-    httpdClusterStatus: floor(`/cluster_status p50 <= ${FLOORS.httpdStatusP50Ms} ms at 1,000 nodes (one node changing before each request)`, httpd?.clusterStatus.changing.p50Ms, (v) => v <= FLOORS.httpdStatusP50Ms),
-    httpdDelta10: floor(`10-node ?since= delta <= ${FLOORS.httpdDelta10Bytes} bytes`, httpd?.delta10.bytes, (v) => v <= FLOORS.httpdDelta10Bytes),
-    httpdSseFanOut: floor('all 50 SSE viewers get every change (1 = yes)', httpd ? (httpd.sse.allViewersGotEveryChange ? 1 : 0) : undefined, (v) => v === 1),
-    uiFirstPaint: floor('Monitor: data received to first paint of 1,000 nodes, median <= 300 ms', uiRun?.firstPaint.medianMs, (v) => v <= 300),
-    scheduler: floor('through the scheduler (2 clients) >= 0.5 x direct JobCluster throughput (ratio)', scheduler?.ratioToDirect, (v) => v >= 0.5),
-    uiUpdateScript: floor('Monitor: script per delta (10% of 1,000 nodes each second), p95 <= 16 ms', uiRun?.updates.scriptMs.p95Ms, (v) => v <= 16),
+    httpdClusterStatus: floor(
+      `/cluster_status p50 <= ${FLOORS.httpdStatusP50Ms} ms at 1,000 nodes (one node changing before each request)`,
+      httpd?.clusterStatus.changing.p50Ms,
+      (v) => v <= FLOORS.httpdStatusP50Ms,
+    ),
+    httpdDelta10: floor(
+      `10-node ?since= delta <= ${FLOORS.httpdDelta10Bytes} bytes`,
+      httpd?.delta10.bytes,
+      (v) => v <= FLOORS.httpdDelta10Bytes,
+    ),
+    httpdSseFanOut: floor(
+      'all 50 SSE viewers get every change (1 = yes)',
+      httpd ? (httpd.sse.allViewersGotEveryChange ? 1 : 0) : undefined,
+      (v) => v === 1,
+    ),
+    uiFirstPaint: floor(
+      'Monitor: data received to first paint of 1,000 nodes, median <= 300 ms',
+      uiRun?.firstPaint.medianMs,
+      (v) => v <= 300,
+    ),
+    scheduler: floor(
+      'through the scheduler (2 clients) >= 0.5 x direct JobCluster throughput (ratio)',
+      scheduler?.ratioToDirect,
+      (v) => v >= 0.5,
+    ),
+    uiUpdateScript: floor(
+      'Monitor: script per delta (10% of 1,000 nodes each second), p95 <= 16 ms',
+      uiRun?.updates.scriptMs.p95Ms,
+      (v) => v <= 16,
+    ),
   };
   if (soak) out.soak = soak;
-  else out.soakHowTo = 'not run; run `npm run bench:soak` (or `node --expose-gc --import tsx bench/run.ts --soak`; BENCH_SOAK_JOBS sets the job count)';
+  else
+    out.soakHowTo =
+      'not run; run `npm run bench:soak` (or `node --expose-gc --import tsx bench/run.ts --soak`; BENCH_SOAK_JOBS sets the job count)';
   if (Object.keys(errors).length) out.errors = errors;
   machine.loadavgEnd = os.loadavg().map((v) => round(v, 2));
   machine.wallS = round((performance.now() - t0) / 1000, 1);

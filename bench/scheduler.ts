@@ -43,7 +43,11 @@ interface Line {
 }
 
 /** A client program: its JSON lines, waited for one by one. */
-function startClient(config: Record<string, unknown>): { proc: ChildProcess; next(event: string, timeoutMs: number): Promise<Line>; stderr(): string } {
+function startClient(config: Record<string, unknown>): {
+  proc: ChildProcess;
+  next(event: string, timeoutMs: number): Promise<Line>;
+  stderr(): string;
+} {
   const proc = spawn(process.execPath, [CLIENT, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
   const kill = (): void => {
     if (proc.exitCode === null && proc.signalCode === null && proc.pid) process.kill(proc.pid, 'SIGKILL');
@@ -118,7 +122,24 @@ export async function runSchedulerThroughput(opts: {
       directSource = `one direct JobCluster run on this section's node (${opts.jobs} jobs), as the throughput section did not run`;
       log(`scheduler: direct JobCluster ${direct} jobs/s`);
     }
-    const args = [CLI, 'scheduler', '--host', opts.schedulerHost, '--port', '0', '--node', `${node.host}:${node.port}`, '--node-secret', BENCH_SECRET, '--cluster-secret', BENCH_SECRET, '--dest-path-prefix', prefix, '--log-level', 'warn'];
+    const args = [
+      CLI,
+      'scheduler',
+      '--host',
+      opts.schedulerHost,
+      '--port',
+      '0',
+      '--node',
+      `${node.host}:${node.port}`,
+      '--node-secret',
+      BENCH_SECRET,
+      '--cluster-secret',
+      BENCH_SECRET,
+      '--dest-path-prefix',
+      prefix,
+      '--log-level',
+      'warn',
+    ];
     scheduler = spawnTracked(args);
     let schedErr = '';
     scheduler.stderr!.setEncoding('utf8').on('data', (d: string) => {
@@ -130,7 +151,18 @@ export async function runSchedulerThroughput(opts: {
     const runs: SchedulerRun[] = [];
     for (let r = 0; r < opts.runs; r++) {
       const clients = ['a', 'b'].map((name) =>
-        startClient({ schedulerHost: opts.schedulerHost, schedulerPort: port, secret: BENCH_SECRET, name: `bench-${name}`, jobs: perClient, ms: 0, fn: 'double', quiet: true, waitForGo: true, warmup: opts.warmup }),
+        startClient({
+          schedulerHost: opts.schedulerHost,
+          schedulerPort: port,
+          secret: BENCH_SECRET,
+          name: `bench-${name}`,
+          jobs: perClient,
+          ms: 0,
+          fn: 'double',
+          quiet: true,
+          waitForGo: true,
+          warmup: opts.warmup,
+        }),
       );
       try {
         await Promise.all(clients.map((c) => c.next('waiting', 60_000)));

@@ -47,7 +47,9 @@ export async function runSleep(node: BenchNode, opts: { jobs: number; ms: number
     const wallMs = performance.now() - t0;
     const epoch1 = Date.now();
     if (!idle) throw new Error(`sleeping jobs not done in time (pending ${cluster.status().jobsPending})`);
-    for (const j of jobs) if (j.status !== JobStatus.Finished || j.result !== opts.ms) throw new Error(`sleep job ${String(j.id)}: status ${j.status}, ${String(j.exception)}`);
+    for (const j of jobs)
+      if (j.status !== JobStatus.Finished || j.result !== opts.ms)
+        throw new Error(`sleep job ${String(j.id)}: status ${j.status}, ${String(j.exception)}`);
     const perCpu = opts.jobs / opts.cpus;
     const overheadPerJobMs = (wallMs - idealMs) / perCpu;
     const inJobMs = jobs.reduce((a, j) => a + (j.endTime! - j.startTime!), 0) / jobs.length - opts.ms;
@@ -63,7 +65,10 @@ export async function runSleep(node: BenchNode, opts: { jobs: number; ms: number
       overheadPerJobMs: round(overheadPerJobMs, 3),
       breakdown: {
         inJobMs: round(inJobMs, 3),
-        betweenJobsMs: round(((lastEnd - firstStart) * opts.cpus - jobs.reduce((a, j) => a + (j.endTime! - j.startTime!), 0)) / jobs.length, 3),
+        betweenJobsMs: round(
+          ((lastEnd - firstStart) * opts.cpus - jobs.reduce((a, j) => a + (j.endTime! - j.startTime!), 0)) / jobs.length,
+          3,
+        ),
         firstStartMs: firstStart - epoch0,
         lastResultMs: epoch1 - lastEnd,
       },

@@ -40,7 +40,10 @@ function sample(jobs: number, t0: number): SoakSample {
   return { jobs, elapsedS: round((performance.now() - t0) / 1000, 1), heapUsedMB: round(m.heapUsed / MB, 2), rssMB: round(m.rss / MB, 1) };
 }
 
-export async function runSoak(node: BenchNode, opts: { jobs: number; window: number; every: number; maxSeconds: number }): Promise<SoakResult> {
+export async function runSoak(
+  node: BenchNode,
+  opts: { jobs: number; window: number; every: number; maxSeconds: number },
+): Promise<SoakResult> {
   let cluster: JobCluster<typeof double> | null = null;
   try {
     cluster = new JobCluster(double, { nodes: [{ host: node.host, port: node.port }], secret: BENCH_SECRET });

@@ -16,7 +16,10 @@ async function firstResult(node: { host: string; port: number }): Promise<{ ms: 
     cluster.on('error', (err) => log(`cluster error: ${err.message}`));
     const job = cluster.submit(21);
     let timer: NodeJS.Timeout | undefined;
-    const r = await Promise.race([job.wait(), new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('first result not in 30 s')), 30_000)))]).finally(() => clearTimeout(timer));
+    const r = await Promise.race([
+      job.wait(),
+      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error('first result not in 30 s')), 30_000))),
+    ]).finally(() => clearTimeout(timer));
     const at = performance.now();
     if (r !== 42) throw new Error(`first job: wrong result ${String(r)}`);
     return { ms: at - t0, at };
@@ -35,7 +38,10 @@ export interface StartupResult {
   };
 }
 
-export async function runStartup(warmNode: BenchNode, opts: { warmReps: number; coldReps: number; coldHost: string; cpus: number }): Promise<StartupResult> {
+export async function runStartup(
+  warmNode: BenchNode,
+  opts: { warmReps: number; coldReps: number; coldHost: string; cpus: number },
+): Promise<StartupResult> {
   const warmRuns: number[] = [];
   for (let i = 0; i < opts.warmReps; i++) warmRuns.push(round((await firstResult(warmNode)).ms, 2));
   log(`startup warm: ${warmRuns.join(', ')} ms`);
@@ -46,7 +52,11 @@ export async function runStartup(warmNode: BenchNode, opts: { warmReps: number; 
       node = await startNode({ host: opts.coldHost, cpus: opts.cpus });
       const { ms, at } = await firstResult(node);
       const total = at - node.spawnedAt;
-      coldRuns.push({ spawnToReadyMs: round(node.readyAt - node.spawnedAt, 1), readyToFirstResultMs: round(ms, 1), totalMs: round(total, 1) });
+      coldRuns.push({
+        spawnToReadyMs: round(node.readyAt - node.spawnedAt, 1),
+        readyToFirstResultMs: round(ms, 1),
+        totalMs: round(total, 1),
+      });
     } finally {
       await node?.stop();
     }

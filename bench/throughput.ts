@@ -41,7 +41,10 @@ export async function runThroughputOnce(
 ): Promise<ThroughputRun> {
   let cluster: JobCluster<typeof double> | null = null;
   try {
-    cluster = new JobCluster<typeof double>(opts.computation ?? double, { nodes: [{ host: node.host, port: node.port }], secret: BENCH_SECRET });
+    cluster = new JobCluster<typeof double>(opts.computation ?? double, {
+      nodes: [{ host: node.host, port: node.port }],
+      secret: BENCH_SECRET,
+    });
     cluster.on('error', (err) => log(`cluster error: ${err.message}`));
     await clusterReady(cluster);
     await runBatch(cluster, opts.warmup, 60, 1_000_000);

@@ -159,7 +159,15 @@ const INSTRUMENT = `(() => {
 })();`;
 
 /** Trace events that run page script (the outermost of nested ones is counted). */
-const SCRIPT_EVENTS = new Set(['FunctionCall', 'RunMicrotasks', 'TimerFire', 'FireAnimationFrame', 'EvaluateScript', 'EventDispatch', 'v8.callFunction']);
+const SCRIPT_EVENTS = new Set([
+  'FunctionCall',
+  'RunMicrotasks',
+  'TimerFire',
+  'FireAnimationFrame',
+  'EvaluateScript',
+  'EventDispatch',
+  'v8.callFunction',
+]);
 
 /**
  * CPU time (ms) the renderer's main thread spent between the page's marks `from` and `until`,
@@ -182,7 +190,9 @@ function mainThreadCpu(path: string, from = 'bench:t0', until = 'bench:painted')
   let total = 0;
   let script = 0;
   let scriptEnd = -Infinity;
-  const onMain = events.filter((e) => e.pid === t1.pid && e.tid === tid && e.ph === 'X' && e.dur && e.tdur !== undefined).sort((a, b) => a.ts - b.ts);
+  const onMain = events
+    .filter((e) => e.pid === t1.pid && e.tid === tid && e.ph === 'X' && e.dur && e.tdur !== undefined)
+    .sort((a, b) => a.ts - b.ts);
   for (const e of onMain) {
     if (e.name === 'RunTask') total += share(e);
     else if (SCRIPT_EVENTS.has(e.name) && e.ts >= scriptEnd) {
@@ -234,9 +244,14 @@ export async function runUi(opts: UiBenchOptions = {}): Promise<UiBenchResult | 
     const tracePath = join(tmpdir(), `dispyts-ui-trace-${process.pid}.json`);
     for (let i = 0; i < runs; i++) {
       const page = await ctx.newPage();
-      await browser.startTracing(page, { path: tracePath, categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing'] });
+      await browser.startTracing(page, {
+        path: tracePath,
+        categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing'],
+      });
       await page.goto(`${url}/`);
-      const r = await page.waitForFunction(() => (window as unknown as { __bench: PageBench }).__bench.firstPaint, undefined, { timeout: 30_000 });
+      const r = await page.waitForFunction(() => (window as unknown as { __bench: PageBench }).__bench.firstPaint, undefined, {
+        timeout: 30_000,
+      });
       const fp = (await r.jsonValue()) as number;
       const b = (await page.evaluate(() => (window as unknown as { __bench: PageBench }).__bench)) as PageBench;
       await browser.stopTracing();
@@ -246,7 +261,9 @@ export async function runUi(opts: UiBenchOptions = {}): Promise<UiBenchResult | 
       snapshotBytes = b.snapshotBytes;
       firstPaints.push(round(fp, 1));
       if (cpuMs !== null) cpu.push(round(cpuMs, 1));
-      log(`ui first paint ${i + 1}: ${round(fp, 1)} ms, main-thread CPU ${cpuMs === null ? '?' : round(cpuMs, 1)} ms (${b.firstRows} rows in the DOM of ${nodes}, snapshot ${b.snapshotBytes} bytes)`);
+      log(
+        `ui first paint ${i + 1}: ${round(fp, 1)} ms, main-thread CPU ${cpuMs === null ? '?' : round(cpuMs, 1)} ms (${b.firstRows} rows in the DOM of ${nodes}, snapshot ${b.snapshotBytes} bytes)`,
+      );
       if (i < runs - 1) await page.close();
     }
     // The last page stays open for the updates.
@@ -254,13 +271,22 @@ export async function runUi(opts: UiBenchOptions = {}): Promise<UiBenchResult | 
     const cdp = await ctx.newCDPSession(page);
     await cdp.send('Performance.enable');
     await page.waitForTimeout(1500);
-    const metrics = async () => Object.fromEntries(((await cdp.send('Performance.getMetrics')) as { metrics: { name: string; value: number }[] }).metrics.map((m) => [m.name, m.value]));
-    await browser.startTracing(page, { path: tracePath, categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing'] });
+    const metrics = async () =>
+      Object.fromEntries(
+        ((await cdp.send('Performance.getMetrics')) as { metrics: { name: string; value: number }[] }).metrics.map((m) => [
+          m.name,
+          m.value,
+        ]),
+      );
+    await browser.startTracing(page, {
+      path: tracePath,
+      categories: ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink.user_timing'],
+    });
     const before = await metrics();
-    const startCount = ((await page.evaluate(() => {
+    const startCount = (await page.evaluate(() => {
       performance.mark('bench:updates-start');
       return (window as unknown as { __bench: PageBench }).__bench.updates.length;
-    })) as number);
+    })) as number;
     let round_ = 0;
     timer = setInterval(() => cluster.change(perSecond, round_++), 1000);
     await page.waitForTimeout(seconds * 1000 + 200);
@@ -309,7 +335,9 @@ export async function runUi(opts: UiBenchOptions = {}): Promise<UiBenchResult | 
       },
       note: `real DispyHTTPServer, synthetic cluster of ${nodes} nodes; SSE at 1 s; ${perSecond} nodes changed each second for ${seconds} s; windowed table (${rowsInDom} rows in the DOM)`,
     };
-    log(`ui updates: ${ups.length} messages, script p50 ${result.updates.scriptMs.p50Ms} ms p95 ${result.updates.scriptMs.p95Ms} ms, main-thread CPU/update ${result.updates.cpuPerUpdateMs} ms (script ${result.updates.scriptCpuPerUpdateMs} ms), chrome script/update ${result.updates.chromeScriptPerUpdateMs} ms, totals consistent: ${result.updates.consistent} (${shown} vs ${want})`);
+    log(
+      `ui updates: ${ups.length} messages, script p50 ${result.updates.scriptMs.p50Ms} ms p95 ${result.updates.scriptMs.p95Ms} ms, main-thread CPU/update ${result.updates.cpuPerUpdateMs} ms (script ${result.updates.scriptCpuPerUpdateMs} ms), chrome script/update ${result.updates.chromeScriptPerUpdateMs} ms, totals consistent: ${result.updates.consistent} (${shown} vs ${want})`,
+    );
     await ctx.close();
     return result;
   } finally {

@@ -74,9 +74,13 @@ function num(name: string, v: string): number {
 async function startNode(host: string, secret: string): Promise<{ host: string; port: number; proc: ChildProcess; prefix: string }> {
   const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-httpd-example-'));
-  const proc = spawn(process.execPath, [cli, 'node', '--host', host, '--port', '0', '--cpus', '2', '--secret', secret, '--dest-path-prefix', prefix, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [cli, 'node', '--host', host, '--port', '0', '--cpus', '2', '--secret', secret, '--dest-path-prefix', prefix, '--log-level', 'warn'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -112,7 +116,11 @@ try {
 
   // create http server for this cluster; it can now be monitored and managed in a browser at
   // http://<host>:<port>
-  const httpServer = new DispyHTTPServer(cluster, { host: values.host, port: num('port', values.port), pollSec: num('poll-sec', values['poll-sec']) });
+  const httpServer = new DispyHTTPServer(cluster, {
+    host: values.host,
+    port: num('port', values.port),
+    pollSec: num('poll-sec', values['poll-sec']),
+  });
   const address = await httpServer.listening;
   console.log(`HTTP server at ${address.url}`);
 

@@ -23,7 +23,14 @@ try {
   );
   const orders: OrderInput[] = [
     { id: 'A-1', lines: [{ sku: 'pen', qty: 3, price: 1.5 }] },
-    { id: 'A-2', lines: [{ sku: 'pad', qty: 2, price: 4 }, { sku: 'ink', qty: 1, price: 12 }], coupon: 0.25 },
+    {
+      id: 'A-2',
+      lines: [
+        { sku: 'pad', qty: 2, price: 4 },
+        { sku: 'ink', qty: 1, price: 12 },
+      ],
+      coupon: 0.25,
+    },
     { id: 'A-3', lines: [{ sku: 'box', qty: 10, price: 0.99 }] },
     { id: 'A-4', lines: [{ sku: 'pen', qty: -1, price: 1.5 }] }, // invalid: zod rejects it on the node
   ];

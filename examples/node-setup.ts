@@ -51,14 +51,25 @@ class DataAllocate extends NodeAllocate {
   // Asked once the node answered: the CPUs to use there (0 or less: skip the node). The node's
   // name, CPUs, resources and platform are known here; a spec may change its depends and
   // setupArgs for the node before they are sent.
-  override allocate(cluster: unknown, ipAddr: string, name: string, cpus: number, availInfo: AvailInfo | null = null, platform = ''): number {
+  override allocate(
+    cluster: unknown,
+    ipAddr: string,
+    name: string,
+    cpus: number,
+    availInfo: AvailInfo | null = null,
+    platform = '',
+  ): number {
     const use = super.allocate(cluster, ipAddr, name, cpus, availInfo, platform);
-    console.log(`node ${ipAddr} (${name}, ${platform}) offers ${cpus} of its CPUs, ${availInfo ? `${(availInfo.memory / 2 ** 20).toFixed(0)} MiB free` : 'resources unknown'}; using ${use}`);
+    console.log(
+      `node ${ipAddr} (${name}, ${platform}) offers ${cpus} of its CPUs, ${availInfo ? `${(availInfo.memory / 2 ** 20).toFixed(0)} MiB free` : 'resources unknown'}; using ${use}`,
+    );
     return use;
   }
 }
 
-const { values } = parseArgs({ options: { ...NODE_OPTIONS, jobs: { type: 'string', default: '8' }, size: { type: 'string', default: '1000000' } } });
+const { values } = parseArgs({
+  options: { ...NODE_OPTIONS, jobs: { type: 'string', default: '8' }, size: { type: 'string', default: '1000000' } },
+});
 const where = await exampleNodes(values);
 const dir = mkdtempSync(join(tmpdir(), 'dispyts-node-setup-'));
 try {
@@ -76,7 +87,9 @@ try {
     const spec = specs.find((s) => s.host === job.ipAddr)!;
     const expected = createHash(alg).update(spec.data).digest('hex');
     if (digest === expected && file === spec.setupArgs[0]) ok++;
-    console.log(`job ${String(job.id)} on ${job.ipAddr}: ${alg} of ${file} = ${digest.slice(0, 16)}... ${digest === expected ? 'matches' : 'DIFFERS from'} the client's copy`);
+    console.log(
+      `job ${String(job.id)} on ${job.ipAddr}: ${alg} of ${file} = ${digest.slice(0, 16)}... ${digest === expected ? 'matches' : 'DIFFERS from'} the client's copy`,
+    );
   }
   console.log(`${ok} of ${jobs.length} digests match`);
   await cluster.close(); // cleanup runs on every node before this resolves

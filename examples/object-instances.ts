@@ -39,7 +39,9 @@ async function compute(obj: C): Promise<C> {
   return obj;
 }
 
-const { values } = parseArgs({ options: { ...NODE_OPTIONS, jobs: { type: 'string', default: '6' }, 'max-sec': { type: 'string', default: '2' } } });
+const { values } = parseArgs({
+  options: { ...NODE_OPTIONS, jobs: { type: 'string', default: '6' }, 'max-sec': { type: 'string', default: '2' } },
+});
 const where = await exampleNodes(values);
 try {
   const cluster = new JobCluster(compute, { depends: [C], nodes: where.nodes, secret: where.secret });

@@ -15,7 +15,9 @@ import { parseArgs } from 'node:util';
 import { JobCluster } from '../src/index.js';
 import { NODE_OPTIONS, exampleNodes } from './local-nodes.js';
 
-const { values } = parseArgs({ options: { ...NODE_OPTIONS, jobs: { type: 'string', default: '8' }, sleep: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: { ...NODE_OPTIONS, jobs: { type: 'string', default: '8' }, sleep: { type: 'string', default: '1' } },
+});
 const program = fileURLToPath(new URL('./programs/sum-to.sh', import.meta.url));
 
 const where = await exampleNodes(values);
@@ -29,7 +31,9 @@ try {
     const code = await job.wait();
     const expected = ((n * (n + 1)) / 2) % 7;
     if (code === expected) ok++;
-    console.log(`job ${String(job.id)} on ${job.ipAddr}: exit code ${code} (${code === expected ? 'as expected' : `expected ${expected}`}); stdout: ${job.stdout.trim()}; stderr: ${job.stderr.trim()}`);
+    console.log(
+      `job ${String(job.id)} on ${job.ipAddr}: exit code ${code} (${code === expected ? 'as expected' : `expected ${expected}`}); stdout: ${job.stdout.trim()}; stderr: ${job.stderr.trim()}`,
+    );
   }
   console.log(`${ok} of ${jobs.length} exit codes as expected`);
   await cluster.close();

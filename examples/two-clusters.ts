@@ -47,9 +47,18 @@ const seconds = (): number => Math.round(jobSec * (0.3 + 0.7 * Math.random()) * 
 const where = await exampleNodes(values);
 try {
   const squares = new JobCluster(square, { nodes: where.nodes, secret: where.secret, name: 'squares' });
-  const httpServer = new DispyHTTPServer(squares, { host: values['http-host'], port: Number(values.port), pollSec: Number(values['poll-sec']) });
+  const httpServer = new DispyHTTPServer(squares, {
+    host: values['http-host'],
+    port: Number(values.port),
+    pollSec: Number(values['poll-sec']),
+  });
   // The second cluster reports to the same server.
-  const words = new JobCluster(reverse, { nodes: where.nodes, secret: where.secret, name: 'words', clusterStatus: httpServer.clusterStatus });
+  const words = new JobCluster(reverse, {
+    nodes: where.nodes,
+    secret: where.secret,
+    name: 'words',
+    clusterStatus: httpServer.clusterStatus,
+  });
   const address = await httpServer.listening;
   console.log(`HTTP server at ${address.url}`);
 

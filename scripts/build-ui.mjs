@@ -46,7 +46,9 @@ export async function buildUi({ srcDir, outDir, minify = true } = {}) {
     const name = basename(file);
     outputs.add(name);
     if (meta.entryPoint) {
-      const entry = Object.entries(entryPoints).find(([, p]) => relative(root, p) === meta.entryPoint || p === meta.entryPoint || join(root, meta.entryPoint) === p);
+      const entry = Object.entries(entryPoints).find(
+        ([, p]) => relative(root, p) === meta.entryPoint || p === meta.entryPoint || join(root, meta.entryPoint) === p,
+      );
       if (entry) entryFile[entry[0]] = name;
     }
   }
@@ -56,10 +58,7 @@ export async function buildUi({ srcDir, outDir, minify = true } = {}) {
   // hashed names.
   const shell = readFileSync(join(srcDir, 'pages', 'page.html'), 'utf8');
   for (const p of PAGES) {
-    const html = shell
-      .replaceAll('{{title}}', TITLES[p])
-      .replaceAll('{{script}}', entryFile[p])
-      .replaceAll('{{style}}', entryFile.ui);
+    const html = shell.replaceAll('{{title}}', TITLES[p]).replaceAll('{{script}}', entryFile[p]).replaceAll('{{style}}', entryFile.ui);
     writeFileSync(join(outDir, `${p}.html`), html);
     outputs.add(`${p}.html`);
   }

@@ -73,9 +73,7 @@ files = [...new Set(files)].sort();
 
 if (files.length === 0) {
   fail(
-    paths.length === 0
-      ? `no test files found (expected test/**/*.test.ts under ${testDir})`
-      : `no test files found in: ${paths.join(' ')}`,
+    paths.length === 0 ? `no test files found (expected test/**/*.test.ts under ${testDir})` : `no test files found in: ${paths.join(' ')}`,
     1,
   );
 }

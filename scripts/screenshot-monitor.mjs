@@ -8,7 +8,10 @@ import { chromium } from 'playwright-core';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const seconds = Number(process.argv[2] ?? 20);
-const demo = spawn(process.execPath, ['dist/cli/main.js', 'demo', '--port', '0', '--job-seconds', '6', '--cpus', '2'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+const demo = spawn(process.execPath, ['dist/cli/main.js', 'demo', '--port', '0', '--job-seconds', '6', '--cpus', '2'], {
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 const exited = new Promise((r) => demo.once('exit', r));
 let out = '';
 demo.stdout.setEncoding('utf8').on('data', (d) => (out += d));
@@ -28,7 +31,16 @@ try {
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 1 });

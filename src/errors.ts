@@ -84,7 +84,8 @@ export function asDispyError(err: unknown, code: DispyErrorCode = 'DISPY_ERR_INT
 export function invalidOption(name: string, expected: string, got: unknown): DispyError {
   let shown: string;
   try {
-    shown = typeof got === 'bigint' ? `${got}n` : typeof got === 'function' ? `[function ${got.name}]` : JSON.stringify(got) ?? String(got);
+    shown =
+      typeof got === 'bigint' ? `${got}n` : typeof got === 'function' ? `[function ${got.name}]` : (JSON.stringify(got) ?? String(got));
   } catch {
     shown = String(got);
   }

@@ -19,7 +19,11 @@ test('a second client process gets DISPY_ERR_NODE_BUSY; the node is free again a
   const cluster = new JobCluster((x: number) => x * 3, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
   assert.equal(await cluster.submit(2).wait(), 6);
   const run = () =>
-    promisify(execFile)(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/second-client.ts'), node.host, String(node.port), TEST_SECRET], { cwd: ROOT });
+    promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'test/fixtures/second-client.ts'), node.host, String(node.port), TEST_SECRET],
+      { cwd: ROOT },
+    );
   const { stdout } = await run();
   const first = JSON.parse(stdout.trim().split('\n')[0]!) as { code: string; message: string };
   assert.equal(first.code, 'DISPY_ERR_NODE_BUSY');

@@ -45,7 +45,12 @@ async function startServer(opts: { secret?: Buffer; handshakeTimeout?: number } 
       }
     });
     results.push(
-      acceptChannel<Msg, Msg>(socket, { secret: opts.secret ?? SECRET, schema, role: 'node', handshakeTimeout: opts.handshakeTimeout ?? 5 }).then(
+      acceptChannel<Msg, Msg>(socket, {
+        secret: opts.secret ?? SECRET,
+        schema,
+        role: 'node',
+        handshakeTimeout: opts.handshakeTimeout ?? 5,
+      }).then(
         (ch) => ({ ch, err: null, socket, frames }),
         (err: DispyError) => ({ ch: null, err, socket, frames }),
       ),
@@ -119,8 +124,14 @@ test('messages flow both ways after the handshake', async () => {
   await until(() => atClient.length === 1, 5000, 'reply');
   client.send({ t: 'm', n: 2 });
   await until(() => atClient.length === 2, 5000, 'second reply');
-  assert.deepEqual(atServer, [{ t: 'm', n: 1 }, { t: 'm', n: 2 }]);
-  assert.deepEqual(atClient, [{ t: 'm', n: 10 }, { t: 'm', n: 20 }]);
+  assert.deepEqual(atServer, [
+    { t: 'm', n: 1 },
+    { t: 'm', n: 2 },
+  ]);
+  assert.deepEqual(atClient, [
+    { t: 'm', n: 10 },
+    { t: 'm', n: 20 },
+  ]);
   const closed = closeReason(server!);
   client.end();
   assert.equal(await closed, null, 'an orderly close has no reason');
@@ -135,7 +146,10 @@ test('messages sent in one tick travel as one frame and arrive as separate event
   const framesBefore = frames.length; // hello + auth
   for (let i = 0; i < 200; i++) client.send({ t: 'm', n: i });
   await until(() => got.length === 200, 5000, '200 messages');
-  assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => i));
+  assert.deepEqual(
+    got,
+    Array.from({ length: 200 }, (_, i) => i),
+  );
   assert.equal(framesBefore, 2);
   assert.equal(frames.length - framesBefore, 1, 'one frame for the whole batch');
   client.end();
@@ -149,15 +163,12 @@ test('wrong secret: the client rejects with DISPY_ERR_AUTH and the server fails 
   assert.ok(err);
 });
 
-test(
-  'wrong secret: the server side reports DISPY_ERR_AUTH as well',
-  async () => {
-    const srv = await startServer({ secret: Buffer.from('the-server-secret-0123456789') });
-    await assert.rejects(connect(srv.port), { code: 'DISPY_ERR_AUTH' });
-    const { err } = await srv.next();
-    assert.equal(err?.code, 'DISPY_ERR_AUTH');
-  },
-);
+test('wrong secret: the server side reports DISPY_ERR_AUTH as well', async () => {
+  const srv = await startServer({ secret: Buffer.from('the-server-secret-0123456789') });
+  await assert.rejects(connect(srv.port), { code: 'DISPY_ERR_AUTH' });
+  const { err } = await srv.next();
+  assert.equal(err?.code, 'DISPY_ERR_AUTH');
+});
 
 test('a client proving a wrong secret is refused by the server with DISPY_ERR_AUTH', async () => {
   const srv = await startServer();

@@ -16,7 +16,11 @@ import { liveClient } from './netns/harness.js';
 test('an idle client keeps its connection: heartbeats, not jobs, tell the node it is alive', async () => {
   const node = await startNode({ host: '127.0.0.200', cpus: 1 });
   // pulseInterval 0.2: heartbeats every 0.2 s; the node cuts off a client silent for 1 s.
-  const cluster = new JobCluster((x: number) => x + 1, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, pulseInterval: 0.2 });
+  const cluster = new JobCluster((x: number) => x + 1, {
+    nodes: [{ host: node.host, port: node.port }],
+    secret: TEST_SECRET,
+    pulseInterval: 0.2,
+  });
   try {
     assert.equal(await cluster.submit(1).wait(), 2);
     await new Promise((r) => setTimeout(r, 2500));
@@ -36,7 +40,10 @@ test('recoverJobs is refused while the client of the computation is connected; a
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-recover-'));
   const recoverFile = join(dir, 'live.recover.json');
   const cfg = { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, recoverFile, waves: [{ jobs: 1, ms: 20_000 }] };
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/netns/fixtures/fault-client.ts'), JSON.stringify(cfg)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/netns/fixtures/fault-client.ts'), JSON.stringify(cfg)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const c = liveClient(proc, 60_000);
   try {
     await c.waitFor((l) => l.ev === 'running', 30_000, 'running');
@@ -46,8 +53,14 @@ test('recoverJobs is refused while the client of the computation is connected; a
       return true;
     });
     writeFileSync(join(dir, 'bad.json'), '{"format":"something else"}');
-    await assert.rejects(recoverJobs({ recoverFile: join(dir, 'bad.json') }), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /not a dispyts recover file/.test(err.message));
-    await assert.rejects(recoverJobs({ recoverFile: join(dir, 'missing.json') }), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /cannot read the recover file/.test(err.message));
+    await assert.rejects(
+      recoverJobs({ recoverFile: join(dir, 'bad.json') }),
+      (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /not a dispyts recover file/.test(err.message),
+    );
+    await assert.rejects(
+      recoverJobs({ recoverFile: join(dir, 'missing.json') }),
+      (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /cannot read the recover file/.test(err.message),
+    );
     // The client was not disturbed: its job still runs and the node still serves it.
     assert.equal(proc.exitCode, null);
     assert.match(node.log(), /serving a new client/);

@@ -39,7 +39,11 @@ test('wait(timeout) and close({ timeout }) give up without terminating', async (
 
 test('close({ terminate }) cancels queued jobs and terminates running ones; all settle', async () => {
   const events: DispyStatus[] = [];
-  const cluster = new JobCluster(sleep, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, clusterStatus: (s) => events.push(s) });
+  const cluster = new JobCluster(sleep, {
+    nodes: [{ host: node.host, port: node.port }],
+    secret: TEST_SECRET,
+    clusterStatus: (s) => events.push(s),
+  });
   const jobs = Array.from({ length: 8 }, () => cluster.submit(20_000));
   while (jobs.filter((j) => j.status === DispyJob.Running).length < 2) await new Promise((r) => setTimeout(r, 20));
   const t0 = Date.now();

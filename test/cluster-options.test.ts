@@ -68,8 +68,14 @@ test('nodes report their resources in heartbeats (AvailInfo events)', async () =
 });
 
 test('bad options are clear errors', () => {
-  assert.throws(() => new JobCluster((x: number) => x, { pulseInterval: 0 }), { code: 'DISPY_ERR_INVALID_OPTION', message: /Expected `pulseInterval` to be seconds from 0.1 to 1000, got `0`/ });
-  assert.throws(() => new JobCluster((x: number) => x, { nodes: [42 as never] }), { code: 'DISPY_ERR_INVALID_OPTION', message: /nodes\[0\]/ });
+  assert.throws(() => new JobCluster((x: number) => x, { pulseInterval: 0 }), {
+    code: 'DISPY_ERR_INVALID_OPTION',
+    message: /Expected `pulseInterval` to be seconds from 0.1 to 1000, got `0`/,
+  });
+  assert.throws(() => new JobCluster((x: number) => x, { nodes: [42 as never] }), {
+    code: 'DISPY_ERR_INVALID_OPTION',
+    message: /nodes\[0\]/,
+  });
   assert.throws(() => new JobCluster(42 as never), { code: 'DISPY_ERR_INVALID_OPTION' });
   // A string is a program: one that is neither a file nor on PATH is a computation error.
   assert.throws(() => new JobCluster('not a function'), { code: 'DISPY_ERR_COMPUTATION' });

@@ -12,7 +12,7 @@ import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.j
 const PULSE = 0.2;
 
 async function scenario(reentrant: boolean, hosts: [string, string]) {
-  const [a, b] = await Promise.all(hosts.map((host) => startNode({ host, cpus: 1 }))) as [TestNode, TestNode];
+  const [a, b] = (await Promise.all(hosts.map((host) => startNode({ host, cpus: 1 })))) as [TestNode, TestNode];
   const events: (ClusterStatusEvent & { at: number })[] = [];
   const cluster = new JobCluster(
     async (ms: number) => {
@@ -30,7 +30,11 @@ async function scenario(reentrant: boolean, hosts: [string, string]) {
     const onA = jobs.find((j) => j.status === DispyJob.Running && j.ipAddr === a.host)!;
     process.kill(a.pid, 'SIGSTOP');
     stoppedAt = Date.now();
-    const closed = await until(() => events.find((e) => e.status === DispyNode.Closed && e.node?.ipAddr === a.host), 10_000, 'Closed for the silent node');
+    const closed = await until(
+      () => events.find((e) => e.status === DispyNode.Closed && e.node?.ipAddr === a.host),
+      10_000,
+      'Closed for the silent node',
+    );
     const detectedMs = closed!.at - stoppedAt;
     assert.ok(detectedMs <= (5 * PULSE + 1) * 1000, `declared dead after ${detectedMs} ms (bound ${(5 * PULSE + 1) * 1000} ms)`);
     const outcomes = await Promise.allSettled(jobs.map((j) => j.wait()));
@@ -46,26 +50,39 @@ function finalsPerJob(events: ClusterStatusEvent[]): Map<unknown, number> {
   return counts;
 }
 
-test('reentrant: the dead node\'s job runs again elsewhere; a late reply is discarded', async () => {
+test("reentrant: the dead node's job runs again elsewhere; a late reply is discarded", async () => {
   const { a, b, cluster, jobs, onA, outcomes, events } = await scenario(true, ['127.0.0.140', '127.0.0.141']);
   try {
-    assert.ok(outcomes.every((o) => o.status === 'fulfilled'), 'every job finished');
+    assert.ok(
+      outcomes.every((o) => o.status === 'fulfilled'),
+      'every job finished',
+    );
     assert.ok(jobs.every((j) => j.status === DispyJob.Finished));
     assert.equal(onA.ipAddr, b.host, 'the job of the dead node ran again on the other one');
-    assert.ok(events.some((e) => e.status === DispyJob.Created && e.job === onA && e.node?.ipAddr === a.host), 'Created (re-queued) with the dead node');
+    assert.ok(
+      events.some((e) => e.status === DispyJob.Created && e.job === onA && e.node?.ipAddr === a.host),
+      'Created (re-queued) with the dead node',
+    );
     const before = { endTime: onA.endTime, ipAddr: onA.ipAddr, result: onA.result };
     // The node wakes up; its runner finished the old attempt meanwhile and the reply comes late.
-    await until(() => events.filter((e) => e.status === DispyNode.Initialized && e.node?.ipAddr === a.host).length === 2, 15_000, 'the node to be used again');
+    await until(
+      () => events.filter((e) => e.status === DispyNode.Initialized && e.node?.ipAddr === a.host).length === 2,
+      15_000,
+      'the node to be used again',
+    );
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual({ endTime: onA.endTime, ipAddr: onA.ipAddr, result: onA.result }, before, 'a late reply changed nothing');
-    assert.ok([...finalsPerJob(events).values()].every((n) => n === 1), 'exactly one final status per job');
+    assert.ok(
+      [...finalsPerJob(events).values()].every((n) => n === 1),
+      'exactly one final status per job',
+    );
   } finally {
     await cluster.close({ terminate: true });
     await Promise.all([a.stop(), b.stop()]);
   }
 });
 
-test('not reentrant: the dead node\'s job ends Abandoned; the others finish', async () => {
+test("not reentrant: the dead node's job ends Abandoned; the others finish", async () => {
   const { a, b, cluster, jobs, onA, outcomes, events } = await scenario(false, ['127.0.0.142', '127.0.0.143']);
   try {
     assert.equal(onA.status, DispyJob.Abandoned);
@@ -74,7 +91,10 @@ test('not reentrant: the dead node\'s job ends Abandoned; the others finish', as
     assert.equal((rejected as PromiseRejectedResult).reason.code, 'DISPY_ERR_JOB_ABANDONED');
     assert.match(onA.exception!, /declared dead/);
     assert.ok(jobs.filter((j) => j !== onA).every((j) => j.status === DispyJob.Finished && j.ipAddr === b.host));
-    assert.ok([...finalsPerJob(events).values()].every((n) => n === 1), 'exactly one final status per job');
+    assert.ok(
+      [...finalsPerJob(events).values()].every((n) => n === 1),
+      'exactly one final status per job',
+    );
   } finally {
     await cluster.close({ terminate: true });
     await Promise.all([a.stop(), b.stop()]);

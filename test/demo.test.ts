@@ -5,7 +5,9 @@ import { spawn } from 'node:child_process';
 import { CLI, alive, until } from './helpers/daemon.js';
 
 test('dispyts demo --jobs 6 runs jobs on both nodes, prints the status table and stops its nodes', async () => {
-  const proc = spawn(process.execPath, [CLI, 'demo', '--jobs', '6', '--job-seconds', '0.3', '--cpus', '1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'demo', '--jobs', '6', '--job-seconds', '0.3', '--cpus', '1', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -24,7 +26,9 @@ test('dispyts demo --jobs 6 runs jobs on both nodes, prints the status table and
 });
 
 test('dispyts demo stops cleanly on SIGINT', async () => {
-  const proc = spawn(process.execPath, [CLI, 'demo', '--job-seconds', '5', '--cpus', '1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'demo', '--job-seconds', '5', '--cpus', '1', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   await until(() => (out.match(/started \(pid/g) ?? []).length === 2 && /^monitor: /m.test(out), 30_000, 'the nodes and the monitor');
@@ -32,10 +36,18 @@ test('dispyts demo stops cleanly on SIGINT', async () => {
     // The monitor serves the running cluster.
     const url = /^monitor: (http:\/\/127\.0\.0\.1:\d+\/)/m.exec(out)?.[1];
     assert.ok(url, out);
-    const status = await until(async () => {
-      const list = (await (await fetch(`${url}cluster_status`)).json()) as { name: string; nodes: unknown[]; jobs: { running: number } }[];
-      return list[0]?.nodes.length === 2 && list[0].jobs.running > 0 ? list : null;
-    }, 15_000, 'the monitor to show two nodes running jobs');
+    const status = await until(
+      async () => {
+        const list = (await (await fetch(`${url}cluster_status`)).json()) as {
+          name: string;
+          nodes: unknown[];
+          jobs: { running: number };
+        }[];
+        return list[0]?.nodes.length === 2 && list[0].jobs.running > 0 ? list : null;
+      },
+      15_000,
+      'the monitor to show two nodes running jobs',
+    );
     assert.equal(status![0]!.name, 'demo');
   } finally {
     proc.kill('SIGINT');

@@ -28,7 +28,16 @@ import { JobCluster } from '../src/client/job-cluster.js';
 import { TEST_SECRET } from './helpers/daemon.js';
 
 const SECRET = Buffer.from(TEST_SECRET);
-const announce: DiscoveryMessageInput = { t: 'announce', ipAddr: '10.0.0.5', port: 9701, nodeId: 'abc123', name: 'node-5', cpus: 4, busy: false, reason: 'start' };
+const announce: DiscoveryMessageInput = {
+  t: 'announce',
+  ipAddr: '10.0.0.5',
+  port: 9701,
+  nodeId: 'abc123',
+  name: 'node-5',
+  cpus: 4,
+  busy: false,
+  reason: 'start',
+};
 const discover: DiscoveryMessageInput = { t: 'discover', replyAddr: '10.0.0.9', replyPort: 40000 };
 const silent = pino({ level: 'silent' });
 
@@ -51,7 +60,10 @@ describe('discovery datagrams', () => {
       assert.equal(r.msg.t, msg.t);
       assert.equal(r.msg.ts, c.now());
       assert.equal(r.msg.nonce.length, 16);
-      assert.deepEqual({ ...r.msg, v: undefined, ts: undefined, nonce: undefined }, { ...msg, v: undefined, ts: undefined, nonce: undefined });
+      assert.deepEqual(
+        { ...r.msg, v: undefined, ts: undefined, nonce: undefined },
+        { ...msg, v: undefined, ts: undefined, nonce: undefined },
+      );
     }
     // Each datagram gets its own nonce.
     assert.notDeepEqual(tx.seal(announce).subarray(36), tx.seal(announce).subarray(36));
@@ -128,7 +140,10 @@ describe('discovery datagrams', () => {
     const big = Buffer.concat([good, Buffer.alloc(MAX_DATAGRAM + 1 - good.length)]);
     assert.deepEqual(rx.open(big), { ok: false, reason: 'oversized', detail: `${MAX_DATAGRAM + 1} bytes` });
     assert.equal((rx.open(Buffer.alloc(65000)) as { reason: string }).reason, 'oversized');
-    assert.throws(() => new DiscoveryCodec(SECRET).seal({ ...announce, name: 'n'.repeat(2000) } as DiscoveryMessageInput), (err: Error & { code?: string }) => err.code === 'DISPY_ERR_PAYLOAD_TOO_LARGE');
+    assert.throws(
+      () => new DiscoveryCodec(SECRET).seal({ ...announce, name: 'n'.repeat(2000) } as DiscoveryMessageInput),
+      (err: Error & { code?: string }) => err.code === 'DISPY_ERR_PAYLOAD_TOO_LARGE',
+    );
   });
 
   test('malformed: junk, a short datagram, or an authentic body that is not a valid message', () => {
@@ -144,7 +159,19 @@ describe('discovery datagrams', () => {
       const body = packr.pack(value);
       return Buffer.concat([magic, createHmac('sha256', discoveryKey(SECRET)).update(magic).update(body).digest(), body]);
     };
-    const valid = { t: 'announce', v: 1, ts: Date.now(), nonce: Buffer.alloc(16, 7), ipAddr: '10.0.0.5', port: 9701, nodeId: 'x', name: 'n', cpus: 1, busy: false, reason: 'start' };
+    const valid = {
+      t: 'announce',
+      v: 1,
+      ts: Date.now(),
+      nonce: Buffer.alloc(16, 7),
+      ipAddr: '10.0.0.5',
+      port: 9701,
+      nodeId: 'x',
+      name: 'n',
+      cpus: 1,
+      busy: false,
+      reason: 'start',
+    };
     assert.ok(rx.open(seal(valid)).ok, 'the hand-made datagram is right');
     for (const bad of [
       { ...valid, nonce: Buffer.alloc(15, 1) },
@@ -174,7 +201,10 @@ describe('drop log', () => {
     for (let i = 0; i < 1000; i++) drops.drop('bad-mac', `10.0.0.${i % 250}:9700`);
     drops.drop('oversized', '10.0.0.1:1', '2000 bytes');
     assert.equal(lines.length, 2, 'one line for each reason');
-    assert.deepEqual(lines.map((l) => l.fields.reason), ['bad-mac', 'oversized']);
+    assert.deepEqual(
+      lines.map((l) => l.fields.reason),
+      ['bad-mac', 'oversized'],
+    );
     assert.match(lines[0]!.msg, /bad MAC/);
     assert.equal(lines[1]!.fields.detail, '2000 bytes');
     c.advance(4999);
@@ -240,28 +270,78 @@ describe('loopback stays loopback', () => {
     });
     assert.throws(() => dgram.createSocket('udp4'), /no UDP socket/, 'the mock is in place');
     const specs = parseNodeSpecs(['127.0.0.*', '*']);
-    for (const [host, mode] of [['127.0.0.1', 'broadcast'], ['127.0.0.1', 'multicast'], ['127.0.0.9', 'broadcast'], ['10.77.0.4', 'off']] as const) {
-      const d = new ClusterDiscovery({ host, port: 0, secret: SECRET, mode, pingInterval: 1, log: silent, specs: () => specs, onNode: () => assert.fail('no node') });
+    for (const [host, mode] of [
+      ['127.0.0.1', 'broadcast'],
+      ['127.0.0.1', 'multicast'],
+      ['127.0.0.9', 'broadcast'],
+      ['10.77.0.4', 'off'],
+    ] as const) {
+      const d = new ClusterDiscovery({
+        host,
+        port: 0,
+        secret: SECRET,
+        mode,
+        pingInterval: 1,
+        log: silent,
+        specs: () => specs,
+        onNode: () => assert.fail('no node'),
+      });
       assert.equal(d.enabled, false);
       assert.equal(await d.discover(), false);
       d.close();
-      const a = new NodeAnnouncer({ host, port: 9701, secret: SECRET, mode, log: silent, state: () => ({ nodeId: 'x', name: 'n', cpus: 1, busy: false }) });
+      const a = new NodeAnnouncer({
+        host,
+        port: 9701,
+        secret: SECRET,
+        mode,
+        log: silent,
+        state: () => ({ nodeId: 'x', name: 'n', cpus: 1, busy: false }),
+      });
       assert.equal(await a.start(), false);
       a.announce('free');
       a.close();
     }
     // An address this machine does not have (10.77.0.0/24 exists only in the test namespaces):
     // nothing to bind, so nothing is opened either; the node keeps looking, until closed.
-    assert.equal(await new ClusterDiscovery({ host: '10.77.0.4', port: 0, secret: SECRET, log: silent, specs: () => specs, onNode: () => assert.fail('no node') }).discover(), false);
-    const waiting = new NodeAnnouncer({ host: '10.77.0.4', port: 9701, secret: SECRET, log: silent, state: () => ({ nodeId: 'x', name: 'n', cpus: 1, busy: false }) });
+    assert.equal(
+      await new ClusterDiscovery({
+        host: '10.77.0.4',
+        port: 0,
+        secret: SECRET,
+        log: silent,
+        specs: () => specs,
+        onNode: () => assert.fail('no node'),
+      }).discover(),
+      false,
+    );
+    const waiting = new NodeAnnouncer({
+      host: '10.77.0.4',
+      port: 9701,
+      secret: SECRET,
+      log: silent,
+      state: () => ({ nodeId: 'x', name: 'n', cpus: 1, busy: false }),
+    });
     assert.equal(await waiting.start(), false);
     waiting.close();
     // Without a wildcard nothing is even looked for.
-    const literal = new ClusterDiscovery({ host: '10.77.0.4', port: 0, secret: SECRET, pingInterval: 1, log: silent, specs: () => parseNodeSpecs(['10.77.0.1']), onNode: () => assert.fail('no node') });
+    const literal = new ClusterDiscovery({
+      host: '10.77.0.4',
+      port: 0,
+      secret: SECRET,
+      pingInterval: 1,
+      log: silent,
+      specs: () => parseNodeSpecs(['10.77.0.1']),
+      onNode: () => assert.fail('no node'),
+    });
     assert.equal(await literal.discover(), false);
     literal.close();
     // The cluster: a wildcard on the default (loopback) host, with pingInterval and discoverNodes().
-    const cluster = new JobCluster((x: number) => x, { nodes: ['127.0.0.*', '*'], secret: TEST_SECRET, pingInterval: 1, logLevel: 'silent' });
+    const cluster = new JobCluster((x: number) => x, {
+      nodes: ['127.0.0.*', '*'],
+      secret: TEST_SECRET,
+      pingInterval: 1,
+      logLevel: 'silent',
+    });
     assert.equal(await cluster.discoverNodes(), 0);
     assert.equal(await cluster.allocateNode('127.0.1.*'), -1, 'nothing known, nothing discovered');
     await cluster.close();
@@ -271,6 +351,9 @@ describe('loopback stays loopback', () => {
   });
 
   test('the discovery option is validated', () => {
-    assert.throws(() => new JobCluster((x: number) => x, { discovery: 'anycast' as never, secret: TEST_SECRET }), (err: Error & { code?: string }) => err.code === 'DISPY_ERR_INVALID_OPTION' && /discovery/.test(err.message));
+    assert.throws(
+      () => new JobCluster((x: number) => x, { discovery: 'anycast' as never, secret: TEST_SECRET }),
+      (err: Error & { code?: string }) => err.code === 'DISPY_ERR_INVALID_OPTION' && /discovery/.test(err.message),
+    );
   });
 });

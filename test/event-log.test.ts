@@ -36,13 +36,20 @@ test('EventLog: numbered, bounded, resync for a cursor older than what it keeps 
     ['e3', 'e4', 'e5'],
   );
   assert.equal(log.since(0).resync, true, 'entries 1 and 2 are gone');
-  assert.deepEqual(log.since(3).entries.map((e) => e.seq), [4, 5]);
+  assert.deepEqual(
+    log.since(3).entries.map((e) => e.seq),
+    [4, 5],
+  );
   assert.equal(log.since(3).resync, false);
   assert.equal(log.since(3).cursor, 5);
   assert.equal(log.since(5).entries.length, 0);
   assert.equal(log.since(99).resync, true, 'a cursor ahead of the log');
   assert.equal(log.since(99).entries.length, 3);
-  assert.deepEqual(log.since(0, 1).entries.map((e) => e.seq), [5], 'the newest when cut');
+  assert.deepEqual(
+    log.since(0, 1).entries.map((e) => e.seq),
+    [5],
+    'the newest when cut',
+  );
 });
 
 describe('event log (127.0.0.156-157)', () => {
@@ -62,11 +69,28 @@ describe('event log (127.0.0.156-157)', () => {
   const waitEntry = (pred: (e: any) => boolean, what: string) => until(async () => (await entries()).find(pred), 15_000, what);
 
   before(async () => {
-    [A, B] = await Promise.all([startNode({ host: '127.0.0.156', cpus: 1, logLevel: 'warn', name: 'alpha' }), startNode({ host: '127.0.0.157', cpus: 2, logLevel: 'warn', name: 'beta' })]);
+    [A, B] = await Promise.all([
+      startNode({ host: '127.0.0.156', cpus: 1, logLevel: 'warn', name: 'alpha' }),
+      startNode({ host: '127.0.0.157', cpus: 2, logLevel: 'warn', name: 'beta' }),
+    ]);
     // The server first, so it sees the nodes arrive.
-    server = new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, pollSec: 1, logLevel: 'silent', auth: { users: { erin: { password: PASSWORD, role: 'admin' } } } });
+    server = new DispyHTTPServer(null, {
+      host: '127.0.0.1',
+      port: 0,
+      pollSec: 1,
+      logLevel: 'silent',
+      auth: { users: { erin: { password: PASSWORD, role: 'admin' } } },
+    });
     base = (await server.listening).url.replace('localhost', '127.0.0.1');
-    cluster = new JobCluster(sleepy, { nodes: [{ host: A.host, port: A.port }, { host: B.host, port: B.port }], secret: TEST_SECRET, name: 'evlog', pulseInterval: 0.5 });
+    cluster = new JobCluster(sleepy, {
+      nodes: [
+        { host: A.host, port: A.port },
+        { host: B.host, port: B.port },
+      ],
+      secret: TEST_SECRET,
+      name: 'evlog',
+      pulseInterval: 0.5,
+    });
     server.addCluster(cluster);
     await until(() => cluster.status().nodes.length === 2, 15_000, 'two nodes up');
   });
@@ -85,7 +109,11 @@ describe('event log (127.0.0.156-157)', () => {
     const all = await entries();
     assert.equal(all[0].kind, 'cluster');
     assert.equal(all[0].text, 'Following cluster evlog');
-    assert.ok(all.some((e) => e.kind === 'node-arrived' && e.node === A.host && e.text === 'Node 127.0.0.156 (alpha) joined cluster evlog with 1 CPU'));
+    assert.ok(
+      all.some(
+        (e) => e.kind === 'node-arrived' && e.node === A.host && e.text === 'Node 127.0.0.156 (alpha) joined cluster evlog with 1 CPU',
+      ),
+    );
 
     // A stream that follows the log from now on.
     const stream = new SseViewer(`${base}/events?interval=0.2&log=now`, { headers: AUTH });
@@ -101,11 +129,20 @@ describe('event log (127.0.0.156-157)', () => {
       assert.deepEqual(r.json(), { [B.host]: 1 });
       await stream.until(() => logged((x) => x.kind === 'node-cpus'), 10_000, 'the CPU change streamed');
       const got = stream.events.filter((e) => e.event === 'log').flatMap((e) => JSON.parse(e.data).entries);
-      assert.ok(got.some((x: any) => x.kind === 'action' && x.user === 'erin'), 'the action streamed too');
+      assert.ok(
+        got.some((x: any) => x.kind === 'action' && x.user === 'erin'),
+        'the action streamed too',
+      );
       const action = (await entries(cursor)).find((e) => e.kind === 'action');
       assert.deepEqual(
         { user: action.user, role: action.role, action: action.action, result: action.result, text: action.text },
-        { user: 'erin', role: 'admin', action: 'set_cpus', result: 'ok', text: `erin (admin): set CPUs of ${B.host} to 1: ${B.host}: now 1` },
+        {
+          user: 'erin',
+          role: 'admin',
+          action: 'set_cpus',
+          result: 'ok',
+          text: `erin (admin): set CPUs of ${B.host} to 1: ${B.host}: now 1`,
+        },
       );
       assert.ok(got.some((e: any) => e.kind === 'node-cpus' && e.text === 'CPUs of node 127.0.0.157 (beta) in cluster evlog: 2 → 1'));
 
@@ -114,7 +151,15 @@ describe('event log (127.0.0.156-157)', () => {
       await stream.until(() => logged((x) => x.kind === 'node-left' && x.node === B.host), 10_000, 'the departure streamed');
       const left = (await entries()).filter((e) => e.kind === 'node-left');
       assert.equal(left.at(-1).text, 'Node 127.0.0.157 (beta) left cluster evlog (closed, deallocated or stopped)');
-      assert.ok((await entries()).some((e) => e.kind === 'action' && e.action === 'deallocate_node' && e.result === 'ok' && e.text === `erin (admin): deallocate node ${B.host} for cluster evlog: done`));
+      assert.ok(
+        (await entries()).some(
+          (e) =>
+            e.kind === 'action' &&
+            e.action === 'deallocate_node' &&
+            e.result === 'ok' &&
+            e.text === `erin (admin): deallocate node ${B.host} for cluster evlog: done`,
+        ),
+      );
     } finally {
       stream.close();
     }
@@ -125,7 +170,9 @@ describe('event log (127.0.0.156-157)', () => {
     assert.equal((await request(`${base}/events?log=-1`, { headers: AUTH })).status, 400);
   });
 
-  test('Events page (Chromium): the log, new entries as they happen, and a count of them on other pages', { skip: unavailable ?? false }, async () => {
+  test('Events page (Chromium): the log, new entries as they happen, and a count of them on other pages', {
+    skip: unavailable ?? false,
+  }, async () => {
     browser = await launchChromium();
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const events = await ctx.newPage();
@@ -138,7 +185,10 @@ describe('event log (127.0.0.156-157)', () => {
     await events.locator('#password').fill(PASSWORD);
     await events.locator('button[type=submit]').click();
     await events.waitForURL(/\/events\.html$/);
-    const texts = () => events.$$eval('[data-testid=event-table] tbody tr[data-seq]', (trs) => trs.map((t) => t.querySelector('[data-testid=event-text]')!.textContent!));
+    const texts = () =>
+      events.$$eval('[data-testid=event-table] tbody tr[data-seq]', (trs) =>
+        trs.map((t) => t.querySelector('[data-testid=event-text]')!.textContent!),
+      );
     const n = (await entries()).length;
     await until(async () => (await texts()).length === n, 10_000, 'every entry listed');
     assert.equal((await texts())[0], (await entries()).at(-1).text, 'newest first');
@@ -149,7 +199,13 @@ describe('event log (127.0.0.156-157)', () => {
 
     // An action taken elsewhere shows up on the open page without a reload.
     await post(base, '/allocate_node', { cluster: 'evlog', nodes: JSON.stringify([B.host]) }, AUTH);
-    await until(async () => (await texts())[0]?.startsWith(`erin (admin): allocate node ${B.host}`) || (await texts())[1]?.startsWith(`erin (admin): allocate node ${B.host}`), 10_000, 'the action on the Events page');
+    await until(
+      async () =>
+        (await texts())[0]?.startsWith(`erin (admin): allocate node ${B.host}`) ||
+        (await texts())[1]?.startsWith(`erin (admin): allocate node ${B.host}`),
+      10_000,
+      'the action on the Events page',
+    );
 
     // A node killed while it runs a job: the cluster loses it (its job is abandoned).
     const job: DispyJob = cluster.submit(30_000);
@@ -164,7 +220,14 @@ describe('event log (127.0.0.156-157)', () => {
 
     // Filters.
     await events.locator('[data-testid=filter-kind]').selectOption('action');
-    await until(async () => (await events.$$eval('[data-testid=event-table] tbody tr[data-seq]', (trs) => trs.map((t) => (t as HTMLElement).dataset.kind))).every((k) => k === 'action'), 5000, 'actions only');
+    await until(
+      async () =>
+        (
+          await events.$$eval('[data-testid=event-table] tbody tr[data-seq]', (trs) => trs.map((t) => (t as HTMLElement).dataset.kind))
+        ).every((k) => k === 'action'),
+      5000,
+      'actions only',
+    );
     await events.locator('[data-testid=filter-kind]').selectOption('');
     await events.locator('[data-testid=filter-text]').fill('was lost');
     await until(async () => (await texts()).length === 1, 5000, 'one entry with that text');
@@ -172,7 +235,7 @@ describe('event log (127.0.0.156-157)', () => {
     // The Monitor counted the new entries in its top bar.
     const badge = monitor.locator('[data-testid=events-badge]');
     await badge.waitFor();
-    assert.ok(Number(await badge.textContent()) >= 3, await badge.textContent() ?? '');
+    assert.ok(Number(await badge.textContent()) >= 3, (await badge.textContent()) ?? '');
     await ctx.close();
   });
 });

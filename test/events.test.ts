@@ -47,7 +47,9 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
       jobStatus: (job) => jobStatuses.push([job.id, job.status]),
     },
   );
-  cluster.on('status', (e: ClusterStatusEvent) => seen.push({ status: e.status, job: e.job?.id ?? null, node: e.node?.ipAddr ?? null, id: e.id }));
+  cluster.on('status', (e: ClusterStatusEvent) =>
+    seen.push({ status: e.status, job: e.job?.id ?? null, node: e.node?.ipAddr ?? null, id: e.id }),
+  );
   await until(() => seen.some((e) => e.status === DispyNode.Initialized), 10_000, 'node initialized');
   const j1 = cluster.submit(10_000);
   const j2 = cluster.submit(3000, release);
@@ -84,8 +86,21 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
   // Jobs 1 and 2 start at the same moment on two runners: either may report first.
   if (actual[5]?.[1] === 2) [actual[5], actual[6]] = [actual[6]!, actual[5]!];
   assert.deepEqual(actual, expected);
-  assert.deepEqual(seen.map((e) => e.id), seen.map((_, i) => i + 1), 'event ids count up by one');
+  assert.deepEqual(
+    seen.map((e) => e.id),
+    seen.map((_, i) => i + 1),
+    'event ids count up by one',
+  );
   assert.ok(seen.filter((e) => e.status !== DispyJob.Created).every((e) => e.node === node.host || e.status === DispyJob.Cancelled));
-  assert.deepEqual(callbacks.map(([s]) => s), expected.map(([s]) => s), 'clusterStatus sees the same sequence');
-  assert.deepEqual(jobStatuses, [[3, DispyJob.Cancelled], [1, DispyJob.Terminated], [4, DispyJob.Finished], [2, DispyJob.Finished]]);
+  assert.deepEqual(
+    callbacks.map(([s]) => s),
+    expected.map(([s]) => s),
+    'clusterStatus sees the same sequence',
+  );
+  assert.deepEqual(jobStatuses, [
+    [3, DispyJob.Cancelled],
+    [1, DispyJob.Terminated],
+    [4, DispyJob.Finished],
+    [2, DispyJob.Finished],
+  ]);
 });

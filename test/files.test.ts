@@ -22,7 +22,10 @@ let node: TestNode;
 let small: TestNode;
 let dir: string;
 before(async () => {
-  [node, small] = await Promise.all([startNode({ host: '127.0.0.60', cpus: 2 }), startNode({ host: '127.0.0.61', cpus: 1, args: ['--max-file-size', '2k'] })]);
+  [node, small] = await Promise.all([
+    startNode({ host: '127.0.0.60', cpus: 2 }),
+    startNode({ host: '127.0.0.61', cpus: 1, args: ['--max-file-size', '2k'] }),
+  ]);
   dir = mkdtempSync(join(tmpdir(), 'dispyts-files-'));
 });
 after(async () => {
@@ -58,12 +61,24 @@ function initialized(cluster: JobCluster): Promise<DispyNode> {
 /** Reads a file in the job's working directory (the computation's directory). */
 function readInJobDir(name: string) {
   const fs = require('node:fs');
-  return { text: fs.existsSync(name) ? fs.readFileSync(name, 'utf8') : null, cwd: process.cwd(), jobPath: (globalThis as Record<string, unknown>).dispyJobPath };
+  return {
+    text: fs.existsSync(name) ? fs.readFileSync(name, 'utf8') : null,
+    cwd: process.cwd(),
+    jobPath: (globalThis as Record<string, unknown>).dispyJobPath,
+  };
 }
 
 /** A second connection of this client process to a node, to hand-craft requests. */
-async function rawLink(n: TestNode): Promise<{ ch: Channel<NodeMessage, ClientMessageInput>; requester: Requester; closed: Promise<void> }> {
-  const ch = await connectChannel<NodeMessage, ClientMessageInput>({ host: n.host, port: n.port, secret: resolveSecret(TEST_SECRET), clientId: CLIENT_ID, schema: nodeMessageSchema });
+async function rawLink(
+  n: TestNode,
+): Promise<{ ch: Channel<NodeMessage, ClientMessageInput>; requester: Requester; closed: Promise<void> }> {
+  const ch = await connectChannel<NodeMessage, ClientMessageInput>({
+    host: n.host,
+    port: n.port,
+    secret: resolveSecret(TEST_SECRET),
+    clientId: CLIENT_ID,
+    schema: nodeMessageSchema,
+  });
   let rid = 1_000_000;
   const waiting = new Map<number, (r: Reply) => void>();
   ch.on('message', (m) => {
@@ -85,7 +100,11 @@ async function rawLink(n: TestNode): Promise<{ ch: Channel<NodeMessage, ClientMe
 test('file depends and NodeAllocate depends arrive before setup; jobs read them by name in their directory', async () => {
   const a = file('a.txt', 'alpha');
   const b = file('b.txt', 'beta');
-  const cluster = new JobCluster(readInJobDir, { ...opts(), nodes: [new NodeAllocate(node.host, node.port, 0, { depends: [b] })], depends: [a, readInJobDir] });
+  const cluster = new JobCluster(readInJobDir, {
+    ...opts(),
+    nodes: [new NodeAllocate(node.host, node.port, 0, { depends: [b] })],
+    depends: [a, readInJobDir],
+  });
   try {
     const ra = await cluster.submit('a.txt').wait();
     assert.equal(ra.text, 'alpha');
@@ -98,8 +117,14 @@ test('file depends and NodeAllocate depends arrive before setup; jobs read them 
   }
   assert.equal(existsSync(compDir(node, cluster)), false, 'files removed at close');
   // Missing files are an error at construction.
-  assert.throws(() => new JobCluster(readInJobDir, { ...opts(), depends: [join(dir, 'missing.txt')] }), { code: 'DISPY_ERR_INVALID_OPTION', message: /no such file .*missing\.txt/ });
-  assert.throws(() => new NodeAllocate(node.host, node.port, 0, { depends: [join(dir, 'missing.txt')] }), { code: 'DISPY_ERR_INVALID_OPTION', message: /missing\.txt/ });
+  assert.throws(() => new JobCluster(readInJobDir, { ...opts(), depends: [join(dir, 'missing.txt')] }), {
+    code: 'DISPY_ERR_INVALID_OPTION',
+    message: /no such file .*missing\.txt/,
+  });
+  assert.throws(() => new NodeAllocate(node.host, node.port, 0, { depends: [join(dir, 'missing.txt')] }), {
+    code: 'DISPY_ERR_INVALID_OPTION',
+    message: /missing\.txt/,
+  });
 });
 
 test('sendFile to a node (DispyNode, IP or name); -1 for an unknown node or a missing file', async () => {
@@ -129,11 +154,21 @@ test('names leaving the computation directory are refused by the client and by t
     await initialized(cluster);
     const cdir = compDir(node, cluster);
     const src = file('payload.txt', 'evil');
-    const begin = (name: string): ClientMessageInput => ({ t: 'file-begin', rid: 1, computeId: cluster.computeId, name, size: 4, mtime: Date.now(), mode: 0o644 });
+    const begin = (name: string): ClientMessageInput => ({
+      t: 'file-begin',
+      rid: 1,
+      computeId: cluster.computeId,
+      name,
+      size: 4,
+      mtime: Date.now(),
+      mode: 0o644,
+    });
 
     // Client layer: transferFile refuses before sending anything.
     for (const name of ['../x', '/etc/x', 'a/../../x']) {
-      await assert.rejects(transferFile(raw.requester, cluster.computeId, { path: src, name }, { destPath: null, maxFileSize: 0 }), { code: 'DISPY_ERR_FORBIDDEN' });
+      await assert.rejects(transferFile(raw.requester, cluster.computeId, { path: src, name }, { destPath: null, maxFileSize: 0 }), {
+        code: 'DISPY_ERR_FORBIDDEN',
+      });
     }
     assert.throws(() => new JobCluster(readInJobDir, { ...opts(), destPath: '../up' }), { code: 'DISPY_ERR_INVALID_OPTION' });
 
@@ -144,7 +179,10 @@ test('names leaving the computation directory are refused by the client and by t
     for (const name of ['out/x.txt', 'out/sub/x.txt', 'victim.txt']) {
       await assert.rejects(raw.requester.request({ ...begin(name) } as never), { code: 'DISPY_ERR_FORBIDDEN' }, name);
     }
-    await assert.rejects(transferFile(raw.requester, cluster.computeId, { path: src, name: 'victim.txt' }, { destPath: null, maxFileSize: 0 }), { code: 'DISPY_ERR_FORBIDDEN' });
+    await assert.rejects(
+      transferFile(raw.requester, cluster.computeId, { path: src, name: 'victim.txt' }, { destPath: null, maxFileSize: 0 }),
+      { code: 'DISPY_ERR_FORBIDDEN' },
+    );
     assert.deepEqual(readdirSync(outside), ['victim.txt']);
     assert.equal(readFileSync(join(outside, 'victim.txt'), 'utf8'), 'intact');
 
@@ -200,7 +238,13 @@ test('a broken transfer resumes: the node answers the offset it has, and only th
     // By hand: begin, one chunk, then the connection is gone.
     const raw = await rawLink(node);
     assert.equal((await raw.requester.request(beginMsg)).offset, 0);
-    const r1 = await raw.requester.request({ t: 'file-chunk', computeId: cluster.computeId, name: 'big.bin', offset: 0, data: content.subarray(0, FILE_CHUNK) });
+    const r1 = await raw.requester.request({
+      t: 'file-chunk',
+      computeId: cluster.computeId,
+      name: 'big.bin',
+      offset: 0,
+      data: content.subarray(0, FILE_CHUNK),
+    });
     assert.equal(r1.offset, FILE_CHUNK);
     raw.ch.close();
     await raw.closed;
@@ -253,7 +297,10 @@ test('maximum file size: the node refuses at file-begin, the client before sendi
     await c2.close();
   }
   // Client: maxFileSize refuses before anything is sent.
-  assert.throws(() => new JobCluster(readInJobDir, { ...opts(), depends: [big], maxFileSize: 1000 }), { code: 'DISPY_ERR_FILE_TOO_LARGE', message: /4096 bytes.*maxFileSize of 1000/ });
+  assert.throws(() => new JobCluster(readInJobDir, { ...opts(), depends: [big], maxFileSize: 1000 }), {
+    code: 'DISPY_ERR_FILE_TOO_LARGE',
+    message: /4096 bytes.*maxFileSize of 1000/,
+  });
   const c3 = new JobCluster(readInJobDir, { ...opts(), maxFileSize: 1000 });
   try {
     const n = await initialized(c3);
@@ -269,7 +316,9 @@ test('per-job files (submitWith) are there for their job and deleted after it', 
   const cluster = new JobCluster(readInJobDir, { ...opts(), depends: [file('common.txt', 'common')] });
   try {
     const n = await initialized(cluster);
-    const jobs = [0, 1, 2].map((i) => cluster.submitWith({ depends: [file(`in${i}.txt`, `input ${i}`)], id: `job-${i}`, node: n.ipAddr, maxRuntime: 30 }, `in${i}.txt`));
+    const jobs = [0, 1, 2].map((i) =>
+      cluster.submitWith({ depends: [file(`in${i}.txt`, `input ${i}`)], id: `job-${i}`, node: n.ipAddr, maxRuntime: 30 }, `in${i}.txt`),
+    );
     assert.deepEqual(
       jobs.map((j) => j.id),
       ['job-0', 'job-1', 'job-2'],
@@ -340,13 +389,32 @@ test('file store: resume after a daemon restart only from a part of the same fil
   const log = pino({ level: 'silent' });
   try {
     const data = randomBytes(3000);
-    const begin = { t: 'file-begin' as const, rid: 1, computeId: 'c1', name: 'sub/f.bin', size: 3000, mtime: 1_700_000_000_123, mode: 0o640, destPath: null };
-    const chunk = (offset: number, end: number) => ({ t: 'file-chunk' as const, rid: 2, computeId: 'c1', name: 'sub/f.bin', offset, data: data.subarray(offset, end) });
+    const begin = {
+      t: 'file-begin' as const,
+      rid: 1,
+      computeId: 'c1',
+      name: 'sub/f.bin',
+      size: 3000,
+      mtime: 1_700_000_000_123,
+      mode: 0o640,
+      destPath: null,
+    };
+    const chunk = (offset: number, end: number) => ({
+      t: 'file-chunk' as const,
+      rid: 2,
+      computeId: 'c1',
+      name: 'sub/f.bin',
+      offset,
+      data: data.subarray(offset, end),
+    });
     const s1 = new FileStore(state, 0, log);
     assert.equal(await s1.begin('client', '127.0.0.1', begin), 0);
     assert.equal(await s1.chunk('client', chunk(0, 1000)), 1000);
     await assert.rejects(s1.chunk('client', chunk(2000, 2500)), { code: 'DISPY_ERR_BAD_REQUEST', message: /node has 1000 bytes/ });
-    await assert.rejects(s1.chunk('client', { ...chunk(1000, 2000), data: randomBytes(2500) }), { code: 'DISPY_ERR_BAD_REQUEST', message: /beyond its size/ });
+    await assert.rejects(s1.chunk('client', { ...chunk(1000, 2000), data: randomBytes(2500) }), {
+      code: 'DISPY_ERR_BAD_REQUEST',
+      message: /beyond its size/,
+    });
     // A new daemon finds the part: same file (size and mtime) resumes, another one starts over.
     const s2 = new FileStore(state, 0, log);
     assert.equal(await s2.begin('client', '127.0.0.1', begin), 1000);
@@ -357,7 +425,11 @@ test('file store: resume after a daemon restart only from a part of the same fil
     const s3 = new FileStore(state, 0, log);
     assert.equal(await s3.begin('client', '127.0.0.1', begin), 3000, 'identical file: nothing to send');
     writeFileSync(`${f}.part`, data.subarray(0, 500));
-    assert.equal(await s3.begin('client', '127.0.0.1', { ...begin, mtime: begin.mtime + 5000 }), 0, 'a part of another version is not resumed');
+    assert.equal(
+      await s3.begin('client', '127.0.0.1', { ...begin, mtime: begin.mtime + 5000 }),
+      0,
+      'a part of another version is not resumed',
+    );
     // Per-job files: deleted when the last job using the name ended.
     const job = (uid: number) => s3.begin('client', '127.0.0.1', { ...begin, name: 'job.txt', size: 0, job: uid });
     assert.equal(await job(1), 0);
@@ -370,7 +442,10 @@ test('file store: resume after a daemon restart only from a part of the same fil
     await until(() => !existsSync(jf), 2_000, 'per-job file deleted');
     // Too large for the node.
     const small = new FileStore(state, 100, log);
-    await assert.rejects(small.begin('client', '127.0.0.1', { ...begin, computeId: 'c2' }), { code: 'DISPY_ERR_FILE_TOO_LARGE', message: /3000 bytes.*100 bytes/ });
+    await assert.rejects(small.begin('client', '127.0.0.1', { ...begin, computeId: 'c2' }), {
+      code: 'DISPY_ERR_FILE_TOO_LARGE',
+      message: /3000 bytes.*100 bytes/,
+    });
     s3.close('client', 'c1');
     assert.equal(existsSync(join(state, 'c1')), false);
   } finally {

@@ -51,7 +51,10 @@ function peaks(cluster: JobCluster) {
 }
 
 async function viewNode(base: string, cluster: string, ip: string): Promise<any> {
-  return (await request(base + '/cluster_status')).json().find((c: any) => c.name === cluster)?.nodes.find((n: any) => n.ip_addr === ip);
+  return (await request(base + '/cluster_status'))
+    .json()
+    .find((c: any) => c.name === cluster)
+    ?.nodes.find((n: any) => n.ip_addr === ip);
 }
 
 test('/cancel_jobs kills the running jobs it names (repeated uid fields); they end Terminated, processes gone', async () => {
@@ -105,14 +108,24 @@ test('/add_node allocates a node with its port and CPUs and it takes jobs; CPUs 
     assert.equal(view.port, b.port);
     const jobs = Array.from({ length: 8 }, (_, i) => cluster.submit(new C(String(i), 1), 0.15));
     await Promise.all(jobs.map((j) => j.wait()));
-    assert.ok(jobs.some((j) => j.ipAddr === b.host), 'the added node ran jobs');
+    assert.ok(
+      jobs.some((j) => j.ipAddr === b.host),
+      'the added node ran jobs',
+    );
 
     const wild = (await post(base, '/add_node', { host: '127.0.0.9*', cpus: 3, port: b.port })).json();
     assert.equal(wild.cpus_ignored, true);
     assert.match(wild.message, /wildcard/);
     assert.equal(wild.cluster, '');
     assert.equal((await post(base, '/add_node', { host: b.host, cluster: 'nosuch' })).status, 404);
-    for (const bad of [{}, { host: '' }, { host: 'a b' }, { host: b.host, port: 'x' }, { host: b.host, port: 70000 }, { host: b.host, cpus: '1.5' }]) {
+    for (const bad of [
+      {},
+      { host: '' },
+      { host: 'a b' },
+      { host: b.host, port: 'x' },
+      { host: b.host, port: 70000 },
+      { host: b.host, cpus: '1.5' },
+    ]) {
       const res = await post(base, '/add_node', bad as Record<string, string>);
       assert.equal(res.status, 400, JSON.stringify(bad));
       assert.equal(res.json().error.code, 'DISPY_ERR_BAD_REQUEST');
@@ -167,15 +180,26 @@ test('/allocate_node, /deallocate_node and /close_node act on the named cluster 
     assert.equal(await status('beta'), DispyNode.Initialized);
     const onA = Array.from({ length: 4 }, (_, i) => alpha.submit(new C(String(i), 1), 0.1));
     await Promise.all(onA.map((j) => j.wait()));
-    assert.ok(onA.every((j) => j.ipAddr === a.host), 'alpha no longer uses b');
+    assert.ok(
+      onA.every((j) => j.ipAddr === a.host),
+      'alpha no longer uses b',
+    );
 
     assert.equal((await post(base, '/allocate_node', { cluster: 'alpha', nodes: nodesField })).body, '0');
     await until(async () => (await status('alpha')) === DispyNode.Initialized, 5_000, 'alpha: b back');
 
     assert.equal((await post(base, '/deallocate_node', { cluster: '*', nodes: nodesField })).body, '0');
-    await until(async () => (await status('alpha')) === DispyNode.Closed && (await status('beta')) === DispyNode.Closed, 5_000, 'both: b closed');
+    await until(
+      async () => (await status('alpha')) === DispyNode.Closed && (await status('beta')) === DispyNode.Closed,
+      5_000,
+      'both: b closed',
+    );
     assert.equal((await post(base, '/allocate_node', { cluster: '*', nodes: nodesField })).body, '0');
-    await until(async () => (await status('alpha')) === DispyNode.Initialized && (await status('beta')) === DispyNode.Initialized, 5_000, 'both: b back');
+    await until(
+      async () => (await status('alpha')) === DispyNode.Initialized && (await status('beta')) === DispyNode.Initialized,
+      5_000,
+      'both: b back',
+    );
 
     // close_node with terminate=true kills beta's job running on b; alpha keeps b.
     const long = beta.submitNode(b.host, new C('long', 1), 30);
@@ -188,8 +212,18 @@ test('/allocate_node, /deallocate_node and /close_node act on the named cluster 
 
     assert.equal((await post(base, '/close_node', { cluster: 'nosuch', nodes: nodesField })).body, '-1');
     assert.equal((await post(base, '/close_node', { cluster: 'alpha', nodes: JSON.stringify(['127.0.0.250']) })).body, '-1');
-    assert.equal((await post(base, '/deallocate_node', { cluster: '*', nodes: JSON.stringify([a.host, '127.0.0.250']) })).body, '-1', 'one failure makes -1');
-    for (const bad of [{ cluster: 'alpha' }, { cluster: 'alpha', nodes: '[' }, { cluster: 'alpha', nodes: '{}' }, { cluster: 'alpha', nodes: '[]' }, { cluster: 'alpha', nodes: '[1]' }] as Record<string, string>[]) {
+    assert.equal(
+      (await post(base, '/deallocate_node', { cluster: '*', nodes: JSON.stringify([a.host, '127.0.0.250']) })).body,
+      '-1',
+      'one failure makes -1',
+    );
+    for (const bad of [
+      { cluster: 'alpha' },
+      { cluster: 'alpha', nodes: '[' },
+      { cluster: 'alpha', nodes: '{}' },
+      { cluster: 'alpha', nodes: '[]' },
+      { cluster: 'alpha', nodes: '[1]' },
+    ] as Record<string, string>[]) {
       const r = await post(base, '/allocate_node', bad);
       assert.equal(r.status, 400, JSON.stringify(bad));
       assert.equal(r.json().error.code, 'DISPY_ERR_BAD_REQUEST');

@@ -15,7 +15,10 @@ import { C, assertNode, assertShape, compute, dispySample, startServer } from '.
 
 let nodes: TestNode[];
 before(async () => {
-  nodes = [await startNode({ host: '127.0.0.90', cpus: 2, name: 'alpha', logLevel: 'warn' }), await startNode({ host: '127.0.0.91', cpus: 2, name: 'beta', logLevel: 'warn' })];
+  nodes = [
+    await startNode({ host: '127.0.0.90', cpus: 2, name: 'alpha', logLevel: 'warn' }),
+    await startNode({ host: '127.0.0.91', cpus: 2, name: 'beta', logLevel: 'warn' }),
+  ];
 });
 after(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
@@ -23,7 +26,7 @@ after(async () => {
 
 const spec = (n: TestNode, cpus?: number) => ({ host: n.host, port: n.port, ...(cpus ? { cpus } : {}) });
 
-test('every endpoint answers in dispy\'s shapes with our fields; job args are toString()s', async () => {
+test("every endpoint answers in dispy's shapes with our fields; job args are toString()s", async () => {
   const cluster = new JobCluster(compute, { depends: [C], nodes: nodes.map((n) => spec(n)), secret: TEST_SECRET });
   const { server, base } = await startServer(cluster);
   try {
@@ -160,7 +163,12 @@ test('counters: a job cancelled while queued counts in none, a terminated one is
 
 test('a reentrant job re-run after its node died is submitted once; the dead node stays, Closed', async () => {
   const victim = await startNode({ host: '127.0.0.106', cpus: 1, logLevel: 'warn' });
-  const cluster = new JobCluster(compute, { depends: [C], nodes: [spec(nodes[1]!, 1), spec(victim)], secret: TEST_SECRET, reentrant: true });
+  const cluster = new JobCluster(compute, {
+    depends: [C],
+    nodes: [spec(nodes[1]!, 1), spec(victim)],
+    secret: TEST_SECRET,
+    reentrant: true,
+  });
   const { server, base } = await startServer(cluster);
   try {
     await until(() => cluster.status().nodes.length === 2, 10_000, 'two nodes');
@@ -190,7 +198,11 @@ test('a closed cluster stays visible until delCluster; an unknown delCluster is 
   try {
     await cluster.submit(new C('x', 1), 0.1).wait();
     await cluster.close();
-    await until(async () => (await request(base + '/cluster_status')).json()[0].nodes[0]?.status === DispyNode.Closed, 5_000, 'node closed');
+    await until(
+      async () => (await request(base + '/cluster_status')).json()[0].nodes[0]?.status === DispyNode.Closed,
+      5_000,
+      'node closed',
+    );
     const st = (await request(base + '/cluster_status')).json();
     assert.equal(st[0].name, 'short-lived');
     assert.deepEqual(st[0].jobs, { submitted: 1, done: 1, queued: 0, running: 0, failed: 0 });
@@ -208,7 +220,10 @@ test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the 
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-httpd-root-'));
   const root = join(dir, 'root');
   mkdirSync(join(root, 'sub'), { recursive: true });
-  writeFileSync(join(root, 'monitor.html'), '<script>var timeout = %(TIMEOUT)s * 1000; var show = %(SHOW_JOB_ARGS)s;</script> 100%% %d %(OTHER)s');
+  writeFileSync(
+    join(root, 'monitor.html'),
+    '<script>var timeout = %(TIMEOUT)s * 1000; var show = %(SHOW_JOB_ARGS)s;</script> 100%% %d %(OTHER)s',
+  );
   writeFileSync(join(root, 'sub', 'node.html'), 'node %(TIMEOUT)s');
   writeFileSync(join(root, 'dispy.css'), 'body {}');
   writeFileSync(join(root, 'dispy.js'), 'var x = 1;');
@@ -233,7 +248,19 @@ test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the 
     assert.equal(css.headers['content-type'], 'text/css; charset=utf-8');
     assert.equal(css.headers['cache-control'], 'private, max-age=86400');
     assert.equal((await request(base + '/dispy.js')).headers['content-type'], 'text/javascript; charset=utf-8');
-    for (const p of ['/data.bin', '/.hidden.html', '/link.html', '/../secret.html', '/%2e%2e/secret.html', '/..%2fsecret.html', '/sub/..%2f..%2fsecret.html', '/sub/%2e%2e/%2e%2e/secret.html', '/..%5csecret.html', '/sub%00.html', '/%2fetc%2fpasswd']) {
+    for (const p of [
+      '/data.bin',
+      '/.hidden.html',
+      '/link.html',
+      '/../secret.html',
+      '/%2e%2e/secret.html',
+      '/..%2fsecret.html',
+      '/sub/..%2f..%2fsecret.html',
+      '/sub/%2e%2e/%2e%2e/secret.html',
+      '/..%5csecret.html',
+      '/sub%00.html',
+      '/%2fetc%2fpasswd',
+    ]) {
       const r = await request(base + p);
       assert.ok(r.status === 404 || r.status === 400, `${p}: ${r.status}`);
       assert.ok(!r.body.includes('SECRET'), p);

@@ -129,10 +129,20 @@ describe('users and roles in Chromium (127.0.0.161)', { skip: unavailable ?? fal
     assert.match((await page.locator('[data-testid=whoami]').textContent()) ?? '', /grace\s*viewer/);
     // The page is live and complete...
     await until(async () => (await page.locator('tr.row').count()) === 1, 10_000, 'the node row');
-    await until(async () => (await page.locator('[data-testid=jobs-running]').textContent())?.trim() === '1', 10_000, 'the running job counted');
+    await until(
+      async () => (await page.locator('[data-testid=jobs-running]').textContent())?.trim() === '1',
+      10_000,
+      'the running job counted',
+    );
     await page.locator('[data-testid=viewer-note]').waitFor();
     // ...with no control to act.
-    for (const sel of ['[data-testid=execute]', '[data-testid=node-actions]', '[data-testid=show-args]', 'tr.row input[type=checkbox]', 'thead input[type=checkbox]']) {
+    for (const sel of [
+      '[data-testid=execute]',
+      '[data-testid=node-actions]',
+      '[data-testid=show-args]',
+      'tr.row input[type=checkbox]',
+      'thead input[type=checkbox]',
+    ]) {
       assert.equal(await page.locator(sel).count(), 0, `no ${sel}`);
     }
     await page.screenshot({ path: join(SHOTS, 'monitor-viewer.png'), fullPage: true });
@@ -141,7 +151,12 @@ describe('users and roles in Chromium (127.0.0.161)', { skip: unavailable ?? fal
     const send = (path: string, body: Record<string, string>) =>
       page.evaluate(
         async ([p, b]) => {
-          const r = await fetch(p, { method: 'POST', body: new URLSearchParams(b), credentials: 'same-origin', referrerPolicy: 'same-origin' });
+          const r = await fetch(p, {
+            method: 'POST',
+            body: new URLSearchParams(b),
+            credentials: 'same-origin',
+            referrerPolicy: 'same-origin',
+          });
           return { status: r.status, body: await r.json() };
         },
         [path, body] as const,

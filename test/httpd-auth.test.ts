@@ -53,7 +53,10 @@ describe('options', () => {
         JSON.stringify(auth),
       );
     }
-    assert.throws(() => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, metrics: 'open' as never }), /Expected `metrics` to be 'public' or 'protected'/);
+    assert.throws(
+      () => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, metrics: 'open' as never }),
+      /Expected `metrics` to be 'public' or 'protected'/,
+    );
   });
 
   test('scrypt hashes: verified, salted, and a malformed hash never matches', async () => {
@@ -125,7 +128,11 @@ describe('users and roles (127.0.0.150)', () => {
   });
 
   const login = (user: string, password: string, extra: Record<string, string> = {}, headers: Record<string, string> = {}) =>
-    request(`${base}/login`, { method: 'POST', body: form({ user, password, ...extra }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin, accept: 'text/html', ...headers } });
+    request(`${base}/login`, {
+      method: 'POST',
+      body: form({ user, password, ...extra }),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin, accept: 'text/html', ...headers },
+    });
 
   test('signed out: pages go to the login form, the API answers 401 (Basic offered to scripts), /healthz and /login are open', async () => {
     const page = await request(`${base}/monitor.html?x=1`, { headers: { accept: 'text/html', 'sec-fetch-mode': 'navigate' } });
@@ -138,7 +145,12 @@ describe('users and roles (127.0.0.150)', () => {
     assert.match(String(api.headers['www-authenticate']), /^Basic realm="dispyts"/);
     assert.equal(api.headers['x-dispyts-login'], 'login');
     // A page's own fetch gets no Basic challenge (the browser would pop up a dialog).
-    assert.equal((await request(`${base}/cluster_status`, { headers: { 'sec-fetch-mode': 'cors', 'sec-fetch-site': 'same-origin' } })).headers['www-authenticate'], undefined);
+    assert.equal(
+      (await request(`${base}/cluster_status`, { headers: { 'sec-fetch-mode': 'cors', 'sec-fetch-site': 'same-origin' } })).headers[
+        'www-authenticate'
+      ],
+      undefined,
+    );
     assert.equal((await request(`${base}/healthz`)).status, 200);
     const form = await request(`${base}/login?next=/jobs.html`);
     assert.equal(form.status, 200);
@@ -155,7 +167,11 @@ describe('users and roles (127.0.0.150)', () => {
     assert.equal(missing.status, 400);
     assert.match(missing.body, /data-testid="login-error">Enter a password\.</);
     assert.match(missing.body, /value="alice"/, 'the name typed is kept');
-    const json = await request(`${base}/login`, { method: 'POST', body: form({ user: '', password: '' }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin } });
+    const json = await request(`${base}/login`, {
+      method: 'POST',
+      body: form({ user: '', password: '' }),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin },
+    });
     assert.equal(json.status, 400);
     assert.deepEqual(json.json().error, { code: 'DISPY_ERR_BAD_REQUEST', message: 'enter a user name and a password' });
     const wrong = await login('alice', 'not-her-password');
@@ -177,7 +193,14 @@ describe('users and roles (127.0.0.150)', () => {
     assert.match(set, /Max-Age=43200/);
     const cookie = sessionCookie(ok);
     const me = await request(`${base}/whoami`, { headers: { cookie } });
-    assert.deepEqual(me.json(), { user: 'alice', role: 'admin', via: 'session', can_act: true, login: true, session_expires_ms: me.json().session_expires_ms });
+    assert.deepEqual(me.json(), {
+      user: 'alice',
+      role: 'admin',
+      via: 'session',
+      can_act: true,
+      login: true,
+      session_expires_ms: me.json().session_expires_ms,
+    });
     assert.equal((await request(`${base}/cluster_status`, { headers: { cookie } })).status, 200);
     // No open redirect through `next`.
     for (const next of ['//evil.example/x', 'https://evil.example', '/\\evil.example']) {
@@ -258,10 +281,22 @@ describe('users and roles (127.0.0.150)', () => {
     assert.equal(bad.status, 400);
     const entries = (await request(`${base}/event_log`, { headers: { cookie } })).json().entries as any[];
     const mine = entries.filter((e) => e.kind === 'action' && e.user === 'alice');
-    assert.ok(mine.some((e) => e.result === 'ok' && e.action === 'set_cpus' && e.text === `alice (admin): set CPUs of ${nodeIp} to 1: ${nodeIp}: now 1`), JSON.stringify(mine));
+    assert.ok(
+      mine.some(
+        (e) => e.result === 'ok' && e.action === 'set_cpus' && e.text === `alice (admin): set CPUs of ${nodeIp} to 1: ${nodeIp}: now 1`,
+      ),
+      JSON.stringify(mine),
+    );
     assert.ok(mine.some((e) => e.result === 'failed' && e.action === 'set_cpus' && /must be an integer/.test(e.text)));
     // The CPU change is in the log as a node event too.
-    await until(async () => (await request(`${base}/event_log`, { headers: { cookie } })).json().entries.some((e: any) => e.kind === 'node-cpus' && e.node === nodeIp), 5000, 'the CPU change logged');
+    await until(
+      async () =>
+        (await request(`${base}/event_log`, { headers: { cookie } }))
+          .json()
+          .entries.some((e: any) => e.kind === 'node-cpus' && e.node === nodeIp),
+      5000,
+      'the CPU change logged',
+    );
     const logins = entries.filter((e) => e.kind === 'login');
     assert.ok(logins.some((e) => e.result === 'ok' && e.user === 'alice'));
     assert.ok(logins.some((e) => e.result === 'failed' && /sign-in as alice from 127\.0\.0\.1 failed/.test(e.text)));
@@ -294,7 +329,11 @@ test('logins are rate-limited per address and per name: 429 with Retry-After, ev
   const base = (await server.listening).url.replace('localhost', '127.0.0.1');
   try {
     const attempt = (password: string) =>
-      request(`${base}/login`, { method: 'POST', body: form({ user: 'carol', password }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base } });
+      request(`${base}/login`, {
+        method: 'POST',
+        body: form({ user: 'carol', password }),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
+      });
     for (let i = 0; i < 3; i++) assert.equal((await attempt(`wrong-${i}`)).status, 401);
     const limited = await attempt(ALICE);
     assert.equal(limited.status, 429);
@@ -306,7 +345,10 @@ test('logins are rate-limited per address and per name: 429 with Retry-After, ev
     assert.equal(basicLimited.status, 429);
     // The failures are in the event log; the refused flood is not (it would push the rest out).
     const events = server.eventLog.since(0).entries.filter((e) => e.kind === 'login');
-    assert.deepEqual(events.map((e) => e.result), ['failed', 'failed', 'failed']);
+    assert.deepEqual(
+      events.map((e) => e.result),
+      ['failed', 'failed', 'failed'],
+    );
     for (let i = 0; i < 20; i++) await attempt('hammering');
     assert.equal(server.eventLog.size, 3);
   } finally {
@@ -316,7 +358,12 @@ test('logins are rate-limited per address and per name: 429 with Retry-After, ev
 
 test('users plus a token: the token acts as an admin named `token`', async () => {
   const token = 'a-token-for-scripts-0123456789';
-  const server = new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, logLevel: 'silent', auth: { token, users: { dave: { password: ALICE, role: 'viewer' } } } });
+  const server = new DispyHTTPServer(null, {
+    host: '127.0.0.1',
+    port: 0,
+    logLevel: 'silent',
+    auth: { token, users: { dave: { password: ALICE, role: 'viewer' } } },
+  });
   const base = (await server.listening).url.replace('localhost', '127.0.0.1');
   try {
     const me = await request(`${base}/whoami`, { headers: { authorization: `Bearer ${token}` } });

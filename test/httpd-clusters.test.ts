@@ -46,15 +46,34 @@ test('both chaining patterns of the seed, addCluster and delCluster: every job c
   ({ server } = await startServer(first));
   const base = server.address!.url;
   // Pattern 2: another cluster handing its events to the server's callback: it joins the view.
-  const second = new JobCluster(compute, { depends: [C], nodes: [spec(nodes[1]!)], secret: TEST_SECRET, clusterStatus: server.clusterStatus });
+  const second = new JobCluster(compute, {
+    depends: [C],
+    nodes: [spec(nodes[1]!)],
+    secret: TEST_SECRET,
+    clusterStatus: server.clusterStatus,
+  });
   // A third, added explicitly, whose callback also chains.
-  const third = new JobCluster(compute, { depends: [C], nodes: [spec(nodes[0]!)], secret: TEST_SECRET, name: 'third', clusterStatus: (s, n, j) => server!.clusterStatus(s, n, j) });
+  const third = new JobCluster(compute, {
+    depends: [C],
+    nodes: [spec(nodes[0]!)],
+    secret: TEST_SECRET,
+    name: 'third',
+    clusterStatus: (s, n, j) => server!.clusterStatus(s, n, j),
+  });
   try {
     assert.equal(server.addCluster(third), 'third');
     assert.equal(server.addCluster(third), 'third', 'adding twice changes nothing');
-    await until(() => first.status().nodes.length === 1 && second.status().nodes.length === 1 && third.status().nodes.length === 1, 10_000, 'nodes');
+    await until(
+      () => first.status().nodes.length === 1 && second.status().nodes.length === 1 && third.status().nodes.length === 1,
+      10_000,
+      'nodes',
+    );
     await Promise.all([runJobs(first, 5), runJobs(second, 3), runJobs(third, 2)]);
-    await until(async () => Object.values(await jobsOf(base)).reduce((a: number, j: any) => a + j.done, 0) === 10, 5_000, 'all done in the view');
+    await until(
+      async () => Object.values(await jobsOf(base)).reduce((a: number, j: any) => a + j.done, 0) === 10,
+      5_000,
+      'all done in the view',
+    );
     // Listed in the order they joined (the second joined with its first event).
     assert.deepEqual([...server.clusterNames].sort(), ['compute', 'compute (2)', 'third']);
     const jobs = await jobsOf(base);
@@ -79,7 +98,13 @@ test('both chaining patterns of the seed, addCluster and delCluster: every job c
     const { server: empty, base: emptyBase } = await startServer(null);
     try {
       assert.deepEqual((await request(emptyBase + '/cluster_status')).json(), []);
-      const fourth = new JobCluster(compute, { depends: [C], nodes: [spec(nodes[1]!)], secret: TEST_SECRET, name: 'fourth', clusterStatus: empty.clusterStatus });
+      const fourth = new JobCluster(compute, {
+        depends: [C],
+        nodes: [spec(nodes[1]!)],
+        secret: TEST_SECRET,
+        name: 'fourth',
+        clusterStatus: empty.clusterStatus,
+      });
       await runJobs(fourth, 3);
       await until(async () => (await jobsOf(emptyBase)).fourth?.done === 3, 5_000, 'fourth shown');
       assert.deepEqual((await jobsOf(emptyBase)).fourth, { submitted: 3, done: 3, queued: 0, running: 0, failed: 0 });
@@ -105,10 +130,22 @@ test('two servers on two ports, each with its own cluster, side by side', async 
     await until(async () => (await jobsOf(one.base)).x?.done === 4 && (await jobsOf(two.base)).y?.done === 2, 5_000, 'both views');
     const s1 = (await request(one.base + '/cluster_status')).json();
     const s2 = (await request(two.base + '/cluster_status')).json();
-    assert.deepEqual(s1.map((c: any) => c.name), ['x']);
-    assert.deepEqual(s2.map((c: any) => c.name), ['y']);
-    assert.deepEqual(s1[0].nodes.map((n: any) => n.ip_addr), [nodes[0]!.host]);
-    assert.deepEqual(s2[0].nodes.map((n: any) => n.ip_addr), [nodes[1]!.host]);
+    assert.deepEqual(
+      s1.map((c: any) => c.name),
+      ['x'],
+    );
+    assert.deepEqual(
+      s2.map((c: any) => c.name),
+      ['y'],
+    );
+    assert.deepEqual(
+      s1[0].nodes.map((n: any) => n.ip_addr),
+      [nodes[0]!.host],
+    );
+    assert.deepEqual(
+      s2[0].nodes.map((n: any) => n.ip_addr),
+      [nodes[1]!.host],
+    );
     // Cookies are per host, not per port: each server names its cursor cookie after its port.
     const c1 = String((await request(one.base + '/cluster_updates')).headers['set-cookie']);
     const c2 = String((await request(two.base + '/cluster_updates')).headers['set-cookie']);
@@ -132,7 +169,10 @@ test('shutdown without waiting closes an open SSE stream at once', async () => {
     await server.shutdown({ wait: false });
     assert.ok(Date.now() - t0 < 2_000, `shutdown took ${Date.now() - t0} ms`);
     await sse.done;
-    assert.ok(sse.events.some((e) => e.event === 'shutdown'), 'a shutdown event before the end');
+    assert.ok(
+      sse.events.some((e) => e.event === 'shutdown'),
+      'a shutdown event before the end',
+    );
     await assert.rejects(request(base + '/healthz', { timeoutMs: 2_000 }));
     assert.throws(() => server.addCluster(cluster), { code: 'DISPY_ERR_CLUSTER_CLOSED' });
     await server.shutdown();
@@ -184,10 +224,16 @@ test('options are validated; a port in use rejects `listening` with DISPY_ERR_LI
     { maxBodyBytes: 10 },
   ];
   for (const o of bad) {
-    assert.throws(() => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, ...o } as never), { code: 'DISPY_ERR_INVALID_OPTION' }, JSON.stringify(o));
+    assert.throws(
+      () => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, ...o } as never),
+      { code: 'DISPY_ERR_INVALID_OPTION' },
+      JSON.stringify(o),
+    );
   }
   assert.throws(() => new DispyHTTPServer({} as never, { host: '127.0.0.1', port: 0 }), { code: 'DISPY_ERR_INVALID_OPTION' });
-  assert.throws(() => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, certFile: '/nonexistent/cert.pem' }), { code: 'DISPY_ERR_TLS' });
+  assert.throws(() => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, certFile: '/nonexistent/cert.pem' }), {
+    code: 'DISPY_ERR_TLS',
+  });
   const blocker = createServer();
   await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
   const port = (blocker.address() as { port: number }).port;

@@ -27,7 +27,27 @@ test('the ported example runs short and is watched and steered through every end
   const [a, b, extra] = nodes as [TestNode, TestNode, TestNode];
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'examples', 'httpd-example.ts'), '--port', '0', '--host', '127.0.0.1', '--poll-sec', '1', '--jobs', '8', '--min-sec', '3', '--max-sec', '4', '--nodes', `${a.host}:${a.port},${b.host}:${b.port}`, '--secret', TEST_SECRET],
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'examples', 'httpd-example.ts'),
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--poll-sec',
+      '1',
+      '--jobs',
+      '8',
+      '--min-sec',
+      '3',
+      '--max-sec',
+      '4',
+      '--nodes',
+      `${a.host}:${a.port},${b.host}:${b.port}`,
+      '--secret',
+      TEST_SECRET,
+    ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -47,18 +67,18 @@ test('the ported example runs short and is watched and steered through every end
       assert.ok(r.ok, `${path}: ${r.status} ${await r.clone().text()}`);
       return r.json() as Promise<any>;
     };
-    await until(async () => ((await (await get('/cluster_status')).json() as any))[0].jobs.running === 4, 15_000, '4 jobs running');
+    await until(async () => ((await (await get('/cluster_status')).json()) as any)[0].jobs.running === 4, 15_000, '4 jobs running');
 
-    const status = (await (await get('/cluster_status')).json() as any);
+    const status = (await (await get('/cluster_status')).json()) as any;
     assertShape(status, dispySample('cluster_status'));
     assert.equal(status[0].name, 'compute');
     assert.equal(status[0].jobs.queued, 4);
     for (const n of status[0].nodes) assertNode(n);
-    assertShape((await (await get('/nodes')).json() as any), dispySample('nodes'));
-    assertShape((await (await get('/cluster_updates')).json() as any), dispySample('cluster_updates'));
-    const delta = (await (await get('/cluster_updates?since=0')).json() as any);
+    assertShape((await (await get('/nodes')).json()) as any, dispySample('nodes'));
+    assertShape((await (await get('/cluster_updates')).json()) as any, dispySample('cluster_updates'));
+    const delta = (await (await get('/cluster_updates?since=0')).json()) as any;
     assert.equal(delta.resync, true);
-    assert.equal(((await (await get('/healthz')).json() as any)).status, 'ok');
+    assert.equal(((await (await get('/healthz')).json()) as any).status, 'ok');
     assert.match(await (await get('/')).text(), /<html/i);
 
     // SSE: the first event is a snapshot.
@@ -86,13 +106,22 @@ test('the ported example runs short and is watched and steered through every end
     assert.deepEqual(await postForm('/set_cpus', { [a.host]: 1 }), { [a.host]: 1 });
     const added = await postForm('/add_node', { host: extra.host, port: extra.port, cpus: 1, cluster: 'compute', id: 1 });
     assert.equal(added.cpus_ignored, false);
-    await until(async () => ((await (await get('/cluster_status')).json() as any))[0].nodes.some((n: any) => n.ip_addr === extra.host && n.status === 4), 10_000, 'extra node added');
+    await until(
+      async () =>
+        ((await (await get('/cluster_status')).json()) as any)[0].nodes.some((n: any) => n.ip_addr === extra.host && n.status === 4),
+      10_000,
+      'extra node added',
+    );
     assert.equal(await postForm('/deallocate_node', { cluster: 'compute', nodes: JSON.stringify([b.host]) }), 0);
     assert.equal(await postForm('/allocate_node', { cluster: 'compute', nodes: JSON.stringify([b.host]) }), 0);
 
     // The added node is closed again, for every cluster (jobs were all handed out before it came).
     assert.equal(await postForm('/close_node', { cluster: '*', nodes: JSON.stringify([extra.host]) }), 0);
-    await until(async () => ((await (await get('/cluster_status')).json() as any))[0].nodes.find((n: any) => n.ip_addr === extra.host).status === 16, 5_000, 'extra node closed');
+    await until(
+      async () => ((await (await get('/cluster_status')).json()) as any)[0].nodes.find((n: any) => n.ip_addr === extra.host).status === 16,
+      5_000,
+      'extra node closed',
+    );
 
     assert.equal(await exited, 0, `example exit (stderr: ${err})`);
     assert.match(out, /\ndone\n$/);

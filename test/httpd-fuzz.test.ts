@@ -21,7 +21,21 @@ after(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
 });
 
-const ENDPOINTS = ['/cluster_status', '/cluster_updates', '/nodes', '/events', '/healthz', '/node_info', '/cancel_jobs', '/add_node', '/allocate_node', '/deallocate_node', '/close_node', '/update', '/set_cpus'];
+const ENDPOINTS = [
+  '/cluster_status',
+  '/cluster_updates',
+  '/nodes',
+  '/events',
+  '/healthz',
+  '/node_info',
+  '/cancel_jobs',
+  '/add_node',
+  '/allocate_node',
+  '/deallocate_node',
+  '/close_node',
+  '/update',
+  '/set_cpus',
+];
 const TRAVERSALS = [
   '/',
   '/index.html',
@@ -45,7 +59,23 @@ const TRAVERSALS = [
   '/x.html' + '/..'.repeat(50),
   '/' + 'a'.repeat(5000) + '.html',
 ];
-const FIELDS = ['host', 'uid', 'port', 'cpus', 'cluster', 'id', 'nodes', 'timeout', 'show_job_args', 'terminate', '127.0.0.250', '10.0.0.1', '__proto__', 'constructor', ''];
+const FIELDS = [
+  'host',
+  'uid',
+  'port',
+  'cpus',
+  'cluster',
+  'id',
+  'nodes',
+  'timeout',
+  'show_job_args',
+  'terminate',
+  '127.0.0.250',
+  '10.0.0.1',
+  '__proto__',
+  'constructor',
+  '',
+];
 
 /** Unknown nodes: addresses of this test's range where nothing listens, wildcards, garbage. */
 const safeHost = fc.oneof(
@@ -57,7 +87,27 @@ const hostile = fc.oneof(
   safeHost,
   fc.integer().map(String),
   fc.double().map(String),
-  fc.constantFrom('-1', '0', '1e309', 'NaN', 'Infinity', 'true', 'false', 'null', '[]', '{}', '[1,2]', '["127.0.0.250"]', '["*"]', '[' + '"127.0.0.250",'.repeat(200) + '"x"]', '{"__proto__":1}', '%', '%%', '\r\n', '*'),
+  fc.constantFrom(
+    '-1',
+    '0',
+    '1e309',
+    'NaN',
+    'Infinity',
+    'true',
+    'false',
+    'null',
+    '[]',
+    '{}',
+    '[1,2]',
+    '["127.0.0.250"]',
+    '["*"]',
+    '[' + '"127.0.0.250",'.repeat(200) + '"x"]',
+    '{"__proto__":1}',
+    '%',
+    '%%',
+    '\r\n',
+    '*',
+  ),
   fc.integer({ min: 1_000_000, max: 2 ** 53 }).map(String),
   fc.string({ unit: 'binary', maxLength: 64 }),
   fc.string({ maxLength: 3000 }),
@@ -73,36 +123,61 @@ const enc = (s: string): string => {
 };
 
 const body = fc.oneof(
-  fc.array(field, { maxLength: 12 }).map((fs) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(fs.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&')) })),
-  fc.array(field, { maxLength: 6 }).map((fs) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(fs.map(([k, v]) => `${k}=${v}`).join('&'), 'latin1') })),
+  fc
+    .array(field, { maxLength: 12 })
+    .map((fs) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(fs.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&')) })),
+  fc
+    .array(field, { maxLength: 6 })
+    .map((fs) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(fs.map(([k, v]) => `${k}=${v}`).join('&'), 'latin1') })),
   fc.uint8Array({ maxLength: 2000 }).map((b) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(b) })),
   fc.json().map((j) => ({ type: 'application/json', data: Buffer.from(j) })),
-  fc.dictionary(fc.constantFrom(...FIELDS), fc.oneof(hostile, fc.array(hostile, { maxLength: 4 }), fc.jsonValue())).map((o) => ({ type: 'application/json', data: Buffer.from(JSON.stringify(o)) })),
-  fc.tuple(fc.constantFrom('uid', 'host', 'nodes', '127.0.0.250'), fc.integer({ min: 1000, max: 30_000 })).map(([k, n]) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(`${k}=1234567&`.repeat(n)) })),
+  fc
+    .dictionary(fc.constantFrom(...FIELDS), fc.oneof(hostile, fc.array(hostile, { maxLength: 4 }), fc.jsonValue()))
+    .map((o) => ({ type: 'application/json', data: Buffer.from(JSON.stringify(o)) })),
+  fc
+    .tuple(fc.constantFrom('uid', 'host', 'nodes', '127.0.0.250'), fc.integer({ min: 1000, max: 30_000 }))
+    .map(([k, n]) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(`${k}=1234567&`.repeat(n)) })),
   fc.array(field, { maxLength: 4 }).map((fs) => {
     const b = 'xYz' + Math.random().toString(36).slice(2);
-    const parts = fs.map(([k, v]) => `--${b}\r\nContent-Disposition: form-data; name="${k.replace(/["\r\n]/g, '')}"\r\n\r\n${v}\r\n`).join('');
+    const parts = fs
+      .map(([k, v]) => `--${b}\r\nContent-Disposition: form-data; name="${k.replace(/["\r\n]/g, '')}"\r\n\r\n${v}\r\n`)
+      .join('');
     return { type: `multipart/form-data; boundary=${b}`, data: Buffer.from(parts + `--${b}--\r\n`) };
   }),
   fc.uint8Array({ maxLength: 500 }).map((b) => ({ type: 'multipart/form-data; boundary=zz', data: Buffer.from(b) })),
-  fc.constantFrom({ type: 'text/plain', data: Buffer.from('uid=1') }, { type: '', data: Buffer.alloc(0) }, { type: 'application/json', data: Buffer.from('{"nodes":') }, { type: 'multipart/form-data', data: Buffer.from('x') }),
+  fc.constantFrom(
+    { type: 'text/plain', data: Buffer.from('uid=1') },
+    { type: '', data: Buffer.alloc(0) },
+    { type: 'application/json', data: Buffer.from('{"nodes":') },
+    { type: 'multipart/form-data', data: Buffer.from('x') },
+  ),
 );
 
 const query = fc.oneof(
   fc.constant(''),
-  fc.array(fc.tuple(fc.constantFrom('since', 'epoch', 'interval', 'token', 'x', 'since'), hostile), { maxLength: 4 }).map((qs) => '?' + qs.map(([k, v]) => `${k}=${enc(v)}`).join('&')),
+  fc
+    .array(fc.tuple(fc.constantFrom('since', 'epoch', 'interval', 'token', 'x', 'since'), hostile), { maxLength: 4 })
+    .map((qs) => '?' + qs.map(([k, v]) => `${k}=${enc(v)}`).join('&')),
   fc.constantFrom('?since=0', '?since=1', '?since=-1', '?since=' + '9'.repeat(40), '?interval=0.05', '?since=%zz', '?%', '?token=%00'),
 );
 
 const requestArb = fc.record({
   method: fc.constantFrom('GET', 'POST', 'POST', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'),
-  path: fc.oneof(fc.constantFrom(...ENDPOINTS), fc.constantFrom(...TRAVERSALS), fc.webPath(), fc.string({ unit: 'binary', maxLength: 40 }).map((s) => '/' + enc(s))),
+  path: fc.oneof(
+    fc.constantFrom(...ENDPOINTS),
+    fc.constantFrom(...TRAVERSALS),
+    fc.webPath(),
+    fc.string({ unit: 'binary', maxLength: 40 }).map((s) => '/' + enc(s)),
+  ),
   query,
   body,
   headers: fc.record(
     {
       'last-event-id': hostile,
-      cookie: fc.oneof(hostile.map((v) => `dispyts_cursor_1=${v}`), fc.constantFrom('a=b; dispyts_cursor=%%%; ;;', 'x'.repeat(6000))),
+      cookie: fc.oneof(
+        hostile.map((v) => `dispyts_cursor_1=${v}`),
+        fc.constantFrom('a=b; dispyts_cursor=%%%; ;;', 'x'.repeat(6000)),
+      ),
       origin: fc.constantFrom('http://evil.example', 'null'),
       authorization: fc.constantFrom('Bearer', 'Bearer x', 'Basic Zm9vOmJhcg=='),
       accept: fc.constantFrom('text/event-stream', '*/*'),
@@ -162,11 +237,18 @@ test('malformed and hostile requests to every endpoint: no 5xx, no crash, every 
         const streaming = rq.path === '/events' && rq.method === 'GET';
         let r: Reply;
         try {
-          r = await request(url, { method: rq.method, headers, ...(rq.method === 'GET' || rq.method === 'HEAD' ? {} : { body: rq.body.data }), timeoutMs: 15_000, headersOnly: streaming });
+          r = await request(url, {
+            method: rq.method,
+            headers,
+            ...(rq.method === 'GET' || rq.method === 'HEAD' ? {} : { body: rq.body.data }),
+            timeoutMs: 15_000,
+            headersOnly: streaming,
+          });
         } catch (err) {
           // The client library refusing to send (unescaped characters, bad header): not the server's doing.
           const code = (err as NodeJS.ErrnoException).code ?? '';
-          if (['ERR_UNESCAPED_CHARACTERS', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_HEADER_VALUE'].includes(code)) return;
+          if (['ERR_UNESCAPED_CHARACTERS', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_HEADER_VALUE'].includes(code))
+            return;
           // The server may close a connection whose request it rejected before reading it all.
           if (code === 'ECONNRESET' || code === 'EPIPE') return;
           throw err;
@@ -192,7 +274,11 @@ test('malformed and hostile requests to every endpoint: no 5xx, no crash, every 
     await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.done === jobs.length, 5_000, 'view caught up');
     const st = (await request(base + '/cluster_status')).json()[0];
     assert.deepEqual(st.jobs, { submitted: jobs.length, done: jobs.length, queued: 0, running: 0, failed: 0 });
-    assert.deepEqual(st.nodes.map((n: any) => n.cpus), [2, 2], 'no node was changed by the fuzz');
+    assert.deepEqual(
+      st.nodes.map((n: any) => n.cpus),
+      [2, 2],
+      'no node was changed by the fuzz',
+    );
   } finally {
     await server.shutdown({ wait: false });
     await cluster.close();

@@ -24,7 +24,28 @@ before(async () => {
   keyFile = join(dir, 'key.pem');
   certFile = join(dir, 'cert.pem');
   bothFile = join(dir, 'both.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '1', '-keyout', keyFile, '-out', certFile, '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-sha256',
+      '-days',
+      '1',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ],
+    { stdio: 'ignore' },
+  );
   writeFileSync(bothFile, readFileSync(keyFile, 'utf8') + readFileSync(certFile, 'utf8'));
   ca = readFileSync(certFile);
   node = await startNode({ host: '127.0.0.105', cpus: 2, logLevel: 'warn' });
@@ -48,9 +69,19 @@ for (const variant of ['keyFile + certFile', 'one PEM as certFile'] as const) {
       assert.match(String(st.headers['set-cookie']), /; Secure/);
       await sse.until(() => sse.state.get('compute')?.jobs.done === 1, 5_000, 'job over SSE');
       const origin = `https://127.0.0.1:${server.address!.port}`;
-      const upd = await request(base + '/update', { ca, method: 'POST', body: form({ timeout: 2 }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin, host: `127.0.0.1:${server.address!.port}` } });
+      const upd = await request(base + '/update', {
+        ca,
+        method: 'POST',
+        body: form({ timeout: 2 }),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin, host: `127.0.0.1:${server.address!.port}` },
+      });
       assert.equal(upd.status, 200);
-      const cross = await request(base + '/update', { ca, method: 'POST', body: form({ timeout: 2 }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: `http://127.0.0.1:${server.address!.port}` } });
+      const cross = await request(base + '/update', {
+        ca,
+        method: 'POST',
+        body: form({ timeout: 2 }),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: `http://127.0.0.1:${server.address!.port}` },
+      });
       assert.equal(cross.status, 403, 'http:// is another origin than https://');
       // Plain HTTP to the HTTPS port gets no answer of ours.
       const plain = await request(base.replace('https:', 'http:') + '/cluster_status').catch(() => null);
@@ -68,6 +99,10 @@ test('unusable HTTPS files fail at construction with DISPY_ERR_TLS', () => {
   const junk = join(dir, 'junk.pem');
   writeFileSync(junk, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
   for (const opts of [{ certFile: junk }, { certFile, keyFile: junk }, { certFile: keyFile }, { certFile: join(dir, 'missing.pem') }]) {
-    assert.throws(() => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, logLevel: 'silent', ...opts }), { code: 'DISPY_ERR_TLS' }, JSON.stringify(opts));
+    assert.throws(
+      () => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, logLevel: 'silent', ...opts }),
+      { code: 'DISPY_ERR_TLS' },
+      JSON.stringify(opts),
+    );
   }
 });

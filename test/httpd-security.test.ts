@@ -47,10 +47,11 @@ test('the token decision: generated beyond loopback, none on loopback, explicit,
   assert.equal(hostName('evil.com:80@x'), null);
 });
 
-test('Host policies without binding: any address of the machine for host \'\', the address (and localhost for loopback) otherwise', () => {
+test("Host policies without binding: any address of the machine for host '', the address (and localhost for loopback) otherwise", () => {
   const all = new HostPolicy('');
   const addresses = Object.values(os.networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address));
-  for (const h of ['localhost', os.hostname(), ...addresses.map((a) => (a.includes(':') ? `[${a}]:8181` : `${a}:8181`))]) assert.ok(all.allows(h), h);
+  for (const h of ['localhost', os.hostname(), ...addresses.map((a) => (a.includes(':') ? `[${a}]:8181` : `${a}:8181`))])
+    assert.ok(all.allows(h), h);
   assert.equal(all.allows('evil.example'), false);
   const one = new HostPolicy('10.1.2.3', ['dispy.example']);
   assert.ok(one.allows('10.1.2.3:8181') && one.allows('dispy.example'));
@@ -69,7 +70,10 @@ test('with a token: 401 without it; ?token= becomes a cookie (and leaves the URL
     const token = server.token!;
     assert.ok(token.length >= 32);
     const port = server.address!.port;
-    assert.ok(lines.some((l) => l.includes(`/?token=${token}`)), 'the login URL is logged');
+    assert.ok(
+      lines.some((l) => l.includes(`/?token=${token}`)),
+      'the login URL is logged',
+    );
 
     const none = await request(base + '/cluster_status');
     assert.equal(none.status, 401);
@@ -158,7 +162,10 @@ test('the Host header must name this server (DNS-rebinding guard); allowedHosts 
       assert.equal(r.status, 403, host);
       assert.equal(r.json().error.code, 'DISPY_ERR_FORBIDDEN');
     }
-    const absolute = await raw(port, `GET http://evil.example/cluster_status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+    const absolute = await raw(
+      port,
+      `GET http://evil.example/cluster_status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`,
+    );
     assert.match(absolute, /^HTTP\/1\.1 403/);
     const noHost = await raw(port, 'GET /cluster_status HTTP/1.0\r\n\r\n');
     assert.match(noHost, /^HTTP\/1\.[01] 400/);
@@ -181,11 +188,18 @@ test('bounded bodies (413 JSON), security headers on every answer, errors withou
   try {
     const port = server.address!.port;
     const big = 'uid=' + '1'.repeat(5000);
-    const r = await request(base + '/cancel_jobs', { method: 'POST', body: big, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const r = await request(base + '/cancel_jobs', {
+      method: 'POST',
+      body: big,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(r.status, 413);
     assert.equal(r.json().error.code, 'DISPY_ERR_PAYLOAD_TOO_LARGE');
     // Without Content-Length (chunked), the bound holds while reading.
-    const chunked = await raw(port, `POST /cancel_jobs HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${(5000).toString(16)}\r\n${'1'.repeat(5000)}\r\n0\r\n\r\n`);
+    const chunked = await raw(
+      port,
+      `POST /cancel_jobs HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${(5000).toString(16)}\r\n${'1'.repeat(5000)}\r\n0\r\n\r\n`,
+    );
     assert.match(chunked, /^HTTP\/1\.1 413/);
     for (const path of ['/cluster_status', '/nope', '/']) {
       const res = await request(base + path);
@@ -196,7 +210,11 @@ test('bounded bodies (413 JSON), security headers on every answer, errors withou
       assert.doesNotMatch(res.body, /\n\s+at /, 'no stack trace');
     }
     assert.equal((await request(base + '/cluster_status')).headers['cache-control'], 'no-store');
-    const malformed = await request(base + '/update', { method: 'POST', body: '%zz=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const malformed = await request(base + '/update', {
+      method: 'POST',
+      body: '%zz=1',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(malformed.status, 400);
     assert.deepEqual(Object.keys(malformed.json()), ['error']);
     assert.deepEqual(Object.keys(malformed.json().error).sort(), ['code', 'message']);

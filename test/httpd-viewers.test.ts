@@ -55,7 +55,11 @@ async function stableTruth(base: string, viewers: { poll?: () => Promise<unknown
 
 test('two cookie viewers, two since= viewers and two SSE viewers each see every change', async () => {
   const [a, b] = nodes as [TestNode, TestNode];
-  const cluster = new JobCluster(compute, { depends: [C], nodes: [a, b].map((n) => ({ host: n.host, port: n.port })), secret: TEST_SECRET });
+  const cluster = new JobCluster(compute, {
+    depends: [C],
+    nodes: [a, b].map((n) => ({ host: n.host, port: n.port })),
+    secret: TEST_SECRET,
+  });
   const { server, base } = await startServer(cluster);
   const cookies = [new CookieViewer(base), new CookieViewer(base)];
   const sinces = [new SinceViewer(base), new SinceViewer(base)];
@@ -68,7 +72,12 @@ test('two cookie viewers, two since= viewers and two SSE viewers each see every 
     }
     await until(() => cluster.status().nodes.length === 2, 10_000, 'two nodes');
     for (const v of cookies) await v.load();
-    const pollers = [every(90, () => cookies[0]!.poll()), every(270, () => cookies[1]!.poll()), every(120, () => sinces[0]!.poll()), every(410, () => sinces[1]!.poll())];
+    const pollers = [
+      every(90, () => cookies[0]!.poll()),
+      every(270, () => cookies[1]!.poll()),
+      every(120, () => sinces[0]!.poll()),
+      every(410, () => sinces[1]!.poll()),
+    ];
 
     const jobs = Array.from({ length: 10 }, (_, i) => cluster.submit(new C(String(i), 1), 0.2 + (i % 3) * 0.1));
     await Promise.all(jobs.map((j) => j.wait()));
@@ -86,17 +95,35 @@ test('two cookie viewers, two since= viewers and two SSE viewers each see every 
     assert.equal(t.compute!.nodes[b.host]!.status, DispyNode.Closed);
     for (const [i, v] of [...cookies, ...sinces].entries()) {
       assert.deepEqual(plain(v.state), t, `viewer ${i} converged`);
-      assert.ok(v.seen.some((n) => n.ip_addr === a.host && n.cpus === 1), `viewer ${i} saw the CPU change`);
-      assert.ok(v.seen.some((n) => n.ip_addr === b.host && n.status === DispyNode.Closed), `viewer ${i} saw the closed node`);
-      assert.ok(v.seen.some((n) => n.ip_addr === b.host && n.jobs_done > 0), `viewer ${i} saw jobs done on ${b.host}`);
+      assert.ok(
+        v.seen.some((n) => n.ip_addr === a.host && n.cpus === 1),
+        `viewer ${i} saw the CPU change`,
+      );
+      assert.ok(
+        v.seen.some((n) => n.ip_addr === b.host && n.status === DispyNode.Closed),
+        `viewer ${i} saw the closed node`,
+      );
+      assert.ok(
+        v.seen.some((n) => n.ip_addr === b.host && n.jobs_done > 0),
+        `viewer ${i} saw jobs done on ${b.host}`,
+      );
     }
     for (const [i, s] of sses.entries()) {
       await s.until(() => JSON.stringify(plain(s.state)) === JSON.stringify(plain(truth)), 5_000, `SSE viewer ${i} converged`);
-      assert.ok(s.seen.some((n) => n.ip_addr === a.host && n.cpus === 1), `SSE viewer ${i} saw the CPU change`);
-      assert.ok(s.seen.some((n) => n.ip_addr === b.host && n.status === DispyNode.Closed), `SSE viewer ${i} saw the closed node`);
+      assert.ok(
+        s.seen.some((n) => n.ip_addr === a.host && n.cpus === 1),
+        `SSE viewer ${i} saw the CPU change`,
+      );
+      assert.ok(
+        s.seen.some((n) => n.ip_addr === b.host && n.status === DispyNode.Closed),
+        `SSE viewer ${i} saw the closed node`,
+      );
       // Coalesced at the interval asked for. Arrival times are measured here, and a loaded
       // machine can bunch two sends together on the way, so the typical gap is checked.
-      const gaps = s.times.slice(2).map((t0, k) => t0 - s.times[k + 1]!).sort((x, y) => x - y);
+      const gaps = s.times
+        .slice(2)
+        .map((t0, k) => t0 - s.times[k + 1]!)
+        .sort((x, y) => x - y);
       const interval = i === 0 ? 100 : 350;
       const medianGap = gaps[Math.floor(gaps.length / 2)] ?? interval;
       assert.ok(medianGap >= interval * 0.9, `SSE viewer ${i}: events a median ${medianGap} ms apart, interval ${interval} ms`);
@@ -129,7 +156,11 @@ test('SSE resumes with Last-Event-ID; stale, future or foreign cursors resync; r
     await resumed.until(() => resumed.events.length > 0, 5_000, 'resumed event');
     const d = JSON.parse(resumed.events[0]!.data);
     assert.equal(d.resync, false, 'a known cursor resumes with a delta');
-    assert.deepEqual(d.clusters.map((c: any) => c.name), ['one'], 'only the cluster that changed');
+    assert.deepEqual(
+      d.clusters.map((c: any) => c.name),
+      ['one'],
+      'only the cluster that changed',
+    );
     applyDelta(kept, d);
     assert.deepEqual(plain(kept), plain(await snapshot(base)));
 
@@ -153,7 +184,10 @@ test('SSE resumes with Last-Event-ID; stale, future or foreign cursors resync; r
       const r = (await request(`${base}/cluster_updates?${q}`)).json();
       assert.equal(r.resync, true, q);
       assert.equal(r.epoch, epoch);
-      assert.deepEqual(r.clusters.map((c: any) => c.name), ['one']);
+      assert.deepEqual(
+        r.clusters.map((c: any) => c.name),
+        ['one'],
+      );
     }
     const same = (await request(`${base}/cluster_updates?since=${rd.cursor}&epoch=${epoch}`)).json();
     assert.equal(same.resync, false);

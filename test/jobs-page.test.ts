@@ -106,7 +106,10 @@ describe('finished-job history (127.0.0.154-155)', () => {
     assert.equal(p0.status, 'Finished');
     assert.equal(p0.args, 'print, 0, ');
     assert.equal(p0.cluster, 'history');
-    assert.ok(nodes.some((n) => n.host === p0.node), p0.node);
+    assert.ok(
+      nodes.some((n) => n.host === p0.node),
+      p0.node,
+    );
     assert.equal(p0.stdout_length, 'hello 0\n'.length + 10_001);
     assert.equal(p0.stdout.length, 4096, 'the tail of a long stdout');
     assert.ok(p0.stdout.endsWith('y\n'));
@@ -161,24 +164,43 @@ describe('finished-job history (127.0.0.154-155)', () => {
     }
   });
 
-  test('Jobs page (Chromium): lists, filters by status and node, opens the detail view, follows new jobs', { skip: unavailable ?? false }, async () => {
+  test('Jobs page (Chromium): lists, filters by status and node, opens the detail view, follows new jobs', {
+    skip: unavailable ?? false,
+  }, async () => {
     browser = await launchChromium();
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page: Page = await ctx.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    const rows = () => page.$$eval('[data-testid=history-table] tbody tr[data-hid]', (trs) => trs.map((t) => ({ hid: Number((t as HTMLElement).dataset.hid), status: (t as HTMLElement).dataset.status!, node: t.querySelector('[data-testid=history-node]')!.textContent!.trim() })));
+    const rows = () =>
+      page.$$eval('[data-testid=history-table] tbody tr[data-hid]', (trs) =>
+        trs.map((t) => ({
+          hid: Number((t as HTMLElement).dataset.hid),
+          status: (t as HTMLElement).dataset.status!,
+          node: t.querySelector('[data-testid=history-node]')!.textContent!.trim(),
+        })),
+      );
     await page.goto(`${base}/jobs.html`);
     await until(async () => (await rows()).length === SIZE, 10_000, 'every kept job listed');
     const h = await history();
-    assert.deepEqual((await rows()).map((r) => r.hid), h.jobs.map((j: any) => j.hid));
-    assert.match((await page.locator('[data-testid=history-count]').textContent()) ?? '', /Showing 8 of 8 matching; the server keeps the latest 8 finished jobs/);
+    assert.deepEqual(
+      (await rows()).map((r) => r.hid),
+      h.jobs.map((j: any) => j.hid),
+    );
+    assert.match(
+      (await page.locator('[data-testid=history-count]').textContent()) ?? '',
+      /Showing 8 of 8 matching; the server keeps the latest 8 finished jobs/,
+    );
 
     // Status filter: failed ones only; the address says so.
     await page.locator('[data-testid=filter-status]').selectOption('failed');
-    await until(async () => {
-      const r = await rows();
-      return r.length === 3 && r.every((x) => x.status !== 'Finished');
-    }, 10_000, 'failed jobs only');
+    await until(
+      async () => {
+        const r = await rows();
+        return r.length === 3 && r.every((x) => x.status !== 'Finished');
+      },
+      10_000,
+      'failed jobs only',
+    );
     assert.equal(new URL(page.url()).searchParams.get('status'), 'failed');
 
     // Detail view of a failed job: its exception.
@@ -197,10 +219,14 @@ describe('finished-job history (127.0.0.154-155)', () => {
     const node = nodes[1]!.host;
     await page.locator('[data-testid=filter-node]').selectOption(node);
     const want = h.jobs.filter((j: any) => j.node === node).length;
-    await until(async () => {
-      const r = await rows();
-      return r.length === want && r.every((x) => x.node === node);
-    }, 10_000, `jobs of ${node} only`);
+    await until(
+      async () => {
+        const r = await rows();
+        return r.length === want && r.every((x) => x.node === node);
+      },
+      10_000,
+      `jobs of ${node} only`,
+    );
     await page.locator('[data-testid=filter-node]').selectOption('');
 
     // A job that ends while the page is open appears at the top.
@@ -214,7 +240,7 @@ describe('finished-job history (127.0.0.154-155)', () => {
     await detail.waitFor({ state: 'visible' });
     assert.equal((await detail.locator('[data-testid=history-stdout]').textContent())?.trim(), 'hello 9');
     assert.equal((await detail.locator('[data-testid=history-stderr]').textContent())?.trim(), 'warn 9');
-    assert.equal((await detail.locator('[data-field=node] a').getAttribute('href')), `node.html?host=${encodeURIComponent(p9.node)}`);
+    assert.equal(await detail.locator('[data-field=node] a').getAttribute('href'), `node.html?host=${encodeURIComponent(p9.node)}`);
     await ctx.close();
   });
 });

@@ -44,7 +44,10 @@ describe('function jobs over three daemons', () => {
     }
     const st = cluster.status();
     assert.equal(st.jobsPending, 0);
-    assert.equal(st.nodes.reduce((a, n) => a + n.jobsDone, 0), 200);
+    assert.equal(
+      st.nodes.reduce((a, n) => a + n.jobsDone, 0),
+      200,
+    );
     for (const n of st.nodes) {
       assert.equal(n.cpus, 2);
       assert.equal(n.availCpus, 2);
@@ -76,7 +79,10 @@ describe('function jobs over three daemons', () => {
     cyc.self = cyc;
     cyc.list.push(cyc);
     const value = {
-      map: new Map<unknown, unknown>([['a', 1], [2, new Set(['x'])]]),
+      map: new Map<unknown, unknown>([
+        ['a', 1],
+        [2, new Set(['x'])],
+      ]),
       set: new Set([1, 'two', 3n]),
       date: new Date('2026-11-26T00:00:00Z'),
       big: 2n ** 80n,
@@ -113,7 +119,12 @@ describe('function jobs over three daemons', () => {
       return inner(x);
     }
     const statuses: DispyStatus[] = [];
-    const cluster = new JobCluster(compute, { depends: [inner], nodes: spec(), secret: TEST_SECRET, jobStatus: (j) => statuses.push(j.status) });
+    const cluster = new JobCluster(compute, {
+      depends: [inner],
+      nodes: spec(),
+      secret: TEST_SECRET,
+      jobStatus: (j) => statuses.push(j.status),
+    });
     const job = cluster.submit(42);
     await assert.rejects(job.wait(), (err: unknown) => {
       assert.ok(err instanceof DispyJobError);

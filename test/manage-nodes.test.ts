@@ -46,20 +46,36 @@ test('allocateNode adds a node that takes jobs; deallocateNode stops it taking m
   const t = tracker(cluster);
   await until(() => cluster.status().nodes.length === 1, 10_000, 'node a');
   assert.equal(await cluster.allocateNode(b), 0);
-  assert.deepEqual(cluster.status().nodes.map((n) => n.ipAddr).sort(), [a.host, b.host]);
+  assert.deepEqual(
+    cluster
+      .status()
+      .nodes.map((n) => n.ipAddr)
+      .sort(),
+    [a.host, b.host],
+  );
   const first = Array.from({ length: 8 }, () => cluster.submit(100));
   await Promise.all(first.map((j) => j.wait()));
-  assert.ok(first.some((j) => j.ipAddr === b.host), 'the allocated node ran jobs');
+  assert.ok(
+    first.some((j) => j.ipAddr === b.host),
+    'the allocated node ran jobs',
+  );
 
   assert.equal(await cluster.deallocateNode(b.host), 0);
   await until(() => t.events.some((e) => e.status === DispyNode.Closed && e.node?.ipAddr === b.host), 5_000, 'Closed for b');
   const second = Array.from({ length: 6 }, () => cluster.submit(50));
   await Promise.all(second.map((j) => j.wait()));
-  assert.ok(second.every((j) => j.ipAddr === a.host), 'no job on a deallocated node');
+  assert.ok(
+    second.every((j) => j.ipAddr === a.host),
+    'no job on a deallocated node',
+  );
   assert.equal(await cluster.deallocateNode('127.0.0.99'), -1);
 
   assert.equal(await cluster.allocateNode(b.host), 0);
-  await until(() => t.events.filter((e) => e.status === DispyNode.Initialized && e.node?.ipAddr === b.host).length === 2, 5_000, 'b initialized again');
+  await until(
+    () => t.events.filter((e) => e.status === DispyNode.Initialized && e.node?.ipAddr === b.host).length === 2,
+    5_000,
+    'b initialized again',
+  );
   await cluster.close();
 });
 
@@ -68,7 +84,10 @@ test('setNodeCpus caps running jobs at once and raising it starts more; AvailInf
   const t = tracker(cluster);
   await until(() => cluster.status().nodes.length === 1, 10_000, 'node a');
   assert.equal(await cluster.setNodeCpus(a.host, 1), 1);
-  assert.ok(t.events.some((e) => e.status === DispyNode.AvailInfo) || (await until(() => t.events.some((e) => e.status === DispyNode.AvailInfo), 2_000, 'AvailInfo')));
+  assert.ok(
+    t.events.some((e) => e.status === DispyNode.AvailInfo) ||
+      (await until(() => t.events.some((e) => e.status === DispyNode.AvailInfo), 2_000, 'AvailInfo')),
+  );
   assert.equal(cluster.status().nodes[0]!.cpus, 1);
   const capped = Array.from({ length: 4 }, () => cluster.submit(150));
   await Promise.all(capped.map((j) => j.wait()));
@@ -101,10 +120,14 @@ test('lowering cpus below busy lets running jobs finish and starts no more', asy
   assert.equal(jobs.filter((j) => j.status === DispyJob.Created).length, 4);
   assert.deepEqual(await cluster.nodeJobs(a.host), []);
   assert.equal(await cluster.setNodeCpus(a.host, 2), 2);
-  const listed = await until(async () => {
-    const l = await cluster.nodeJobs(a.host);
-    return l.length === 2 ? l : null;
-  }, 5_000, 'two jobs listed');
+  const listed = await until(
+    async () => {
+      const l = await cluster.nodeJobs(a.host);
+      return l.length === 2 ? l : null;
+    },
+    5_000,
+    'two jobs listed',
+  );
   assert.ok(listed!.every((j) => j.status === DispyJob.Running));
   const fromNode = await cluster.nodeJobs(a.host, { fromNode: true });
   assert.deepEqual(fromNode.map((j) => j.id).sort(), listed!.map((j) => j.id).sort());
@@ -138,7 +161,11 @@ test('closeNode hands back jobs that had not started (they run elsewhere); reset
     assert.equal(setupsOnB(), 2, 'setup ran in both runners of b');
     assert.equal(await cluster.resetupNode(b.host), 0);
     assert.equal(setupsOnB(), 4, 'and again after resetupNode');
-    await until(() => t.events.filter((e) => e.status === DispyNode.Initialized && e.node?.ipAddr === b.host).length === 2, 5_000, 'b set up again');
+    await until(
+      () => t.events.filter((e) => e.status === DispyNode.Initialized && e.node?.ipAddr === b.host).length === 2,
+      5_000,
+      'b set up again',
+    );
     assert.equal(await cluster.submit(10).wait(), 10);
     await cluster.close();
   } finally {

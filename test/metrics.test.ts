@@ -49,7 +49,8 @@ function scrape(text: string): Map<string, Family> {
     assert.ok(f.type === 'GAUGE' || f.type === 'COUNTER', `${f.name} is typed (${f.type})`);
     assert.ok(f.help.length > 10, `${f.name} has help`);
     if (f.type === 'COUNTER') assert.match(f.name, /_total$/, `${f.name}: counters end in _total`);
-    for (const m of f.metrics) assert.ok(Number.isFinite(Number(m.value)), `${f.name} ${JSON.stringify(m.labels)} = ${m.value} is a number`);
+    for (const m of f.metrics)
+      assert.ok(Number.isFinite(Number(m.value)), `${f.name} ${JSON.stringify(m.labels)} = ${m.value} is a number`);
   }
   return byName;
 }
@@ -73,7 +74,12 @@ describe('/metrics (127.0.0.152-153)', () => {
   before(async () => {
     nodes = await startNodes(2, { first: 152, cpus: 1, logLevel: 'warn' });
     cluster = new JobCluster(work, { nodes: nodes.map((n) => ({ host: n.host, port: n.port })), secret: TEST_SECRET, name: NAME });
-    server = new DispyHTTPServer(cluster, { host: '127.0.0.1', port: 0, logLevel: 'silent', auth: { users: { prom: { password: PASSWORD, role: 'viewer' } } } });
+    server = new DispyHTTPServer(cluster, {
+      host: '127.0.0.1',
+      port: 0,
+      logLevel: 'silent',
+      auth: { users: { prom: { password: PASSWORD, role: 'viewer' } } },
+    });
     base = (await server.listening).url.replace('localhost', '127.0.0.1');
     await until(() => cluster.status().nodes.length === 2, 15_000, 'two nodes up');
     // 4 finished, 1 failed; one more waits behind a long job and is cancelled while queued.

@@ -84,7 +84,10 @@ test('a TypeScript module with npm, relative TypeScript and CommonJS imports run
   assert.deepEqual(new Set(jobs.map((j) => j.ipAddr)).size, 2, 'both nodes ran jobs');
   // Arguments that fail the module's own validation (zod) terminate the job with its error.
   const bad = cluster.submit({ x: 1.5 });
-  await assert.rejects(bad.wait(), (e: DispyError) => e.code === 'DISPY_ERR_JOB_TERMINATED' && /ZodError|invalid/i.test(String(bad.exception)));
+  await assert.rejects(
+    bad.wait(),
+    (e: DispyError) => e.code === 'DISPY_ERR_JOB_TERMINATED' && /ZodError|invalid/i.test(String(bad.exception)),
+  );
   await cluster.close();
 });
 
@@ -120,22 +123,48 @@ test('a missing export or one that is not a function fails the setup: an error e
 
 test('a syntax error or an unresolvable import is reported with esbuild’s message (error event)', async () => {
   const syntax = scratchModule('syntax.ts', 'export function compute(x: number) {\n  return x +;\n}\n');
-  await expectComputationError(new JobCluster({ module: syntax, export: 'compute' }, opts()), /cannot bundle module/, /syntax\.ts:2:\d+: Unexpected ";"/);
+  await expectComputationError(
+    new JobCluster({ module: syntax, export: 'compute' }, opts()),
+    /cannot bundle module/,
+    /syntax\.ts:2:\d+: Unexpected ";"/,
+  );
   const unresolved = scratchModule('unresolved.ts', "import { x } from 'dispyts-no-such-package';\nexport const compute = () => x;\n");
-  await expectComputationError(new JobCluster({ module: unresolved, export: 'compute' }, opts()), /Could not resolve "dispyts-no-such-package"/);
+  await expectComputationError(
+    new JobCluster({ module: unresolved, export: 'compute' }, opts()),
+    /Could not resolve "dispyts-no-such-package"/,
+  );
 });
 
 test('native addons are refused (error event naming them); a missing module file and bad options throw at construction', async () => {
-  const native = scratchModule('native.ts', "import addon from './fast-math.node';\nexport const compute = (x: number) => (addon as { f(x: number): number }).f(x);\n");
-  await expectComputationError(new JobCluster({ module: native, export: 'compute' }, opts()), /native addon `.*fast-math\.node`/, /native\.ts/);
+  const native = scratchModule(
+    'native.ts',
+    "import addon from './fast-math.node';\nexport const compute = (x: number) => (addon as { f(x: number): number }).f(x);\n",
+  );
+  await expectComputationError(
+    new JobCluster({ module: native, export: 'compute' }, opts()),
+    /native addon `.*fast-math\.node`/,
+    /native\.ts/,
+  );
   // A package loading its addon through node-gyp-build fails when the node imports the bundle.
-  const loader = scratchModule('loader.mjs', "import load from 'node-gyp-build';\nconst addon = load(import.meta.dirname);\nexport const compute = (x) => addon.f(x);\n");
-  await expectComputationError(new JobCluster({ module: loader, export: 'compute' }, opts()), /native addon of `.*loader\.mjs` \(loaded through `node-gyp-build`\)/);
+  const loader = scratchModule(
+    'loader.mjs',
+    "import load from 'node-gyp-build';\nconst addon = load(import.meta.dirname);\nexport const compute = (x) => addon.f(x);\n",
+  );
+  await expectComputationError(
+    new JobCluster({ module: loader, export: 'compute' }, opts()),
+    /native addon of `.*loader\.mjs` \(loaded through `node-gyp-build`\)/,
+  );
 
   assert.throws(
     () => new JobCluster({ module: 'test/fixtures/no-such-module.ts' }, opts()),
     (e: DispyError) => e.code === 'DISPY_ERR_COMPUTATION' && /no-such-module\.ts/.test(e.message) && /ENOENT/.test(e.message),
   );
-  assert.throws(() => new JobCluster({ module: WORK, export: '' }, opts()), (e: DispyError) => e.code === 'DISPY_ERR_INVALID_OPTION');
-  assert.throws(() => new JobCluster({ module: WORK }, { ...opts(), depends: [(x: number) => x] }), (e: DispyError) => e.code === 'DISPY_ERR_INVALID_OPTION' && /depends\[0\]/.test(e.message));
+  assert.throws(
+    () => new JobCluster({ module: WORK, export: '' }, opts()),
+    (e: DispyError) => e.code === 'DISPY_ERR_INVALID_OPTION',
+  );
+  assert.throws(
+    () => new JobCluster({ module: WORK }, { ...opts(), depends: [(x: number) => x] }),
+    (e: DispyError) => e.code === 'DISPY_ERR_INVALID_OPTION' && /depends\[0\]/.test(e.message),
+  );
 });

@@ -81,20 +81,27 @@ describe('functionSource', () => {
     assert.equal(rebuild((x: number) => x + 1)(1), 2);
     assert.equal(rebuild((x: number, y: number) => x * y)(3, 4), 12);
     assert.equal(rebuild(({ a }: { a: number }) => a)({ a: 5 }), 5);
-    assert.equal(rebuild(function named(x: number) { return x - 1; })(1), 0);
+    assert.equal(
+      rebuild(function named(x: number) {
+        return x - 1;
+      })(1),
+      0,
+    );
   });
 
-  test(
-    'an arrow whose parameters contain parentheses is shipped as an arrow',
-    () => {
-      assert.equal(rebuild((a = Math.max(1, 2)) => a + 1)(), 3);
-      assert.equal(rebuild((s = ')') => s)(), ')');
-    },
-  );
+  test('an arrow whose parameters contain parentheses is shipped as an arrow', () => {
+    assert.equal(rebuild((a = Math.max(1, 2)) => a + 1)(), 3);
+    assert.equal(rebuild((s = ')') => s)(), ')');
+  });
 
   test('async functions and async arrows', async () => {
     assert.equal(await rebuild(async (x: number) => x + 1)(1), 2);
-    assert.equal(await rebuild(async function af(x: number) { return x * 2; })(2), 4);
+    assert.equal(
+      await rebuild(async function af(x: number) {
+        return x * 2;
+      })(2),
+      4,
+    );
   });
 
   test('method shorthand gets `function`, async methods `async function`', async () => {
@@ -139,7 +146,10 @@ describe('functionSource', () => {
   test('bound and native functions are refused with DISPY_ERR_COMPUTATION', () => {
     const f = (x: number) => x;
     assert.throws(() => functionSource(f.bind(null), 'computation'), { code: 'DISPY_ERR_COMPUTATION' });
-    assert.throws(() => functionSource(Math.max, 'computation'), (err: Error & { code?: string }) => err.code === 'DISPY_ERR_COMPUTATION' && /max/.test(err.message));
+    assert.throws(
+      () => functionSource(Math.max, 'computation'),
+      (err: Error & { code?: string }) => err.code === 'DISPY_ERR_COMPUTATION' && /max/.test(err.message),
+    );
     assert.throws(() => functionSource(Array.prototype.map, 'computation'), { code: 'DISPY_ERR_COMPUTATION' });
   });
 

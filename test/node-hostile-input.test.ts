@@ -126,7 +126,13 @@ test('an oversize length prefix: closed with DISPY_ERR_FRAME_TOO_LARGE before an
 });
 
 test('a frame with a bad MAC after a correct handshake: closed with DISPY_ERR_BAD_MAC', async () => {
-  const ch = await connectChannel({ host: node.host, port: node.port, secret: Buffer.from(TEST_SECRET), schema: nodeMessageSchema, clientId: 'hostile-mac' });
+  const ch = await connectChannel({
+    host: node.host,
+    port: node.port,
+    secret: Buffer.from(TEST_SECRET),
+    schema: nodeMessageSchema,
+    clientId: 'hostile-mac',
+  });
   sockets.add(ch.socket);
   const peer = peerOf(ch.socket);
   const closeP = once(ch, 'close');
@@ -157,25 +163,22 @@ test('a wrong secret: the client is refused, the daemon logs the connection', as
   await assertServes();
 });
 
-test(
-  'a wrong secret is logged by the daemon as DISPY_ERR_AUTH',
-  async () => {
-    let socket: net.Socket | undefined;
-    await assert.rejects(
-      connectChannel({
-        host: node.host,
-        port: node.port,
-        secret: Buffer.from('not-the-test-secret-0123456789'),
-        schema: nodeMessageSchema,
-        clientId: 'hostile-secret-2',
-        createSocket: () => (socket = tcp()),
-      }),
-      { code: 'DISPY_ERR_AUTH' },
-    );
-    const line = await logAbout(peerOf(socket!));
-    assert.equal(line.code, 'DISPY_ERR_AUTH');
-  },
-);
+test('a wrong secret is logged by the daemon as DISPY_ERR_AUTH', async () => {
+  let socket: net.Socket | undefined;
+  await assert.rejects(
+    connectChannel({
+      host: node.host,
+      port: node.port,
+      secret: Buffer.from('not-the-test-secret-0123456789'),
+      schema: nodeMessageSchema,
+      clientId: 'hostile-secret-2',
+      createSocket: () => (socket = tcp()),
+    }),
+    { code: 'DISPY_ERR_AUTH' },
+  );
+  const line = await logAbout(peerOf(socket!));
+  assert.equal(line.code, 'DISPY_ERR_AUTH');
+});
 
 test('a forged auth proof is refused with DISPY_ERR_AUTH in the log', async () => {
   const s = await raw();

@@ -40,9 +40,31 @@ const started = new Set<ChildProcess>();
 
 /** Starts `dispyts node` with `args`; resolves once it printed both its ready line and its page's URL. */
 function startDaemon(host: string, args: string[], prefix: string): Promise<Daemon> {
-  const proc = spawn(process.execPath, [CLI, 'node', '--host', host, '--port', '0', '--cpus', '2', '--secret', TEST_SECRET, '--dest-path-prefix', prefix, '--log-level', 'info', '--parent-pid', String(process.pid), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [
+      CLI,
+      'node',
+      '--host',
+      host,
+      '--port',
+      '0',
+      '--cpus',
+      '2',
+      '--secret',
+      TEST_SECRET,
+      '--dest-path-prefix',
+      prefix,
+      '--log-level',
+      'info',
+      '--parent-pid',
+      String(process.pid),
+      ...args,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   started.add(proc);
   let out = '';
   let err = '';
@@ -68,7 +90,9 @@ function startDaemon(host: string, args: string[], prefix: string): Promise<Daem
 
 /** Runs the CLI to its end (for options it must refuse). */
 function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const proc = spawn(process.execPath, [CLI, 'node', '--parent-pid', String(process.pid), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'node', '--parent-pid', String(process.pid), ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   started.add(proc);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -98,7 +122,11 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     return r.json();
   };
   const act = (path: string, body: string, t = token, d = A): Promise<Reply> =>
-    request(`${d.pageUrl}${path}`, { method: 'POST', body, headers: { ...bearer(t), 'content-type': 'application/x-www-form-urlencoded' } });
+    request(`${d.pageUrl}${path}`, {
+      method: 'POST',
+      body,
+      headers: { ...bearer(t), 'content-type': 'application/x-www-form-urlencoded' },
+    });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dispyts-node-page-'));
@@ -125,7 +153,23 @@ describe('the node daemon page (127.0.0.158-159)', () => {
       [['--httpd', 'nonsense'], /--httpd: expected \[host:\]port with an IP address/],
       [['--httpd', 'localhost:80'], /--httpd: expected \[host:\]port with an IP address/],
       [['--httpd-token', 'a-token-without-a-page'], /--httpd-token and --httpd-viewer-token need --httpd/],
-      [['--host', '127.0.0.160', '--port', '0', '--secret', TEST_SECRET, '--dest-path-prefix', join(dir, 'c'), '--httpd', '0', '--httpd-token', 'short'], /Expected `httpd token` to be a string of 16 to 512 characters/],
+      [
+        [
+          '--host',
+          '127.0.0.160',
+          '--port',
+          '0',
+          '--secret',
+          TEST_SECRET,
+          '--dest-path-prefix',
+          join(dir, 'c'),
+          '--httpd',
+          '0',
+          '--httpd-token',
+          'short',
+        ],
+        /Expected `httpd token` to be a string of 16 to 512 characters/,
+      ],
     ];
     await Promise.all(
       cases.map(async ([args, message]) => {
@@ -155,9 +199,17 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     assert.doesNotMatch(page.body, /<script>/, 'no inline script');
     // DNS rebinding and cross-site forms are refused.
     assert.equal((await request(`${A.pageUrl}status.json`, { headers: { ...bearer(token), host: 'evil.example' } })).status, 403);
-    const foreign = await request(`${A.pageUrl}drain`, { method: 'POST', body: 'drain=on', headers: { cookie, origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' } });
+    const foreign = await request(`${A.pageUrl}drain`, {
+      method: 'POST',
+      body: 'drain=on',
+      headers: { cookie, origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(foreign.status, 403);
-    const noOrigin = await request(`${A.pageUrl}drain`, { method: 'POST', body: 'drain=on', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' } });
+    const noOrigin = await request(`${A.pageUrl}drain`, {
+      method: 'POST',
+      body: 'drain=on',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+    });
     assert.equal(noOrigin.status, 403);
     assert.match(noOrigin.json().error.message, /need `Authorization: Bearer <token>`/);
     assert.equal((await status()).draining, false, 'nothing was drained');
@@ -265,7 +317,9 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     }
   });
 
-  test('the page in Chromium: signs in from the printed URL, follows the node live, changes CPUs and drains it', { skip: unavailable ?? false }, async () => {
+  test('the page in Chromium: signs in from the printed URL, follows the node live, changes CPUs and drains it', {
+    skip: unavailable ?? false,
+  }, async () => {
     browser = await launchChromium();
     const ctx = await browser.newContext({ viewport: { width: 1100, height: 900 } });
     const page = await ctx.newPage();
@@ -299,7 +353,11 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     assert.equal((await status()).draining, true);
     writeFileSync(release2, '');
     await job.wait();
-    await until(async () => (await page.locator('[data-testid=stat-state]').textContent())?.includes('Drained'), 10_000, 'drained on the page');
+    await until(
+      async () => (await page.locator('[data-testid=stat-state]').textContent())?.includes('Drained'),
+      10_000,
+      'drained on the page',
+    );
     await page.locator('[data-testid=drain]').click();
     await page.waitForURL(/\?ok=/);
     assert.equal((await status()).draining, false);
@@ -316,10 +374,18 @@ describe('the node daemon page (127.0.0.158-159)', () => {
     const go = join(dir, 'drain-go');
     writeFileSync(ready, '');
     assert.deepEqual((await act('cpus', 'cpus=2')).json(), { cpus: 2 });
-    const c2 = new JobCluster(hold, { nodes: [{ host: '127.0.0.158', port: A.port }, { host: C.host, port: C.port }], secret: TEST_SECRET, name: 'drained' });
+    const c2 = new JobCluster(hold, {
+      nodes: [
+        { host: '127.0.0.158', port: A.port },
+        { host: C.host, port: C.port },
+      ],
+      secret: TEST_SECRET,
+      name: 'drained',
+    });
     const finals = new Map<unknown, number>();
     c2.on('status', (e) => {
-      if (e.job && [DispyJob.Finished, DispyJob.Terminated, DispyJob.Cancelled, DispyJob.Abandoned].includes(e.status as never)) finals.set(e.job, (finals.get(e.job) ?? 0) + 1);
+      if (e.job && [DispyJob.Finished, DispyJob.Terminated, DispyJob.Cancelled, DispyJob.Abandoned].includes(e.status as never))
+        finals.set(e.job, (finals.get(e.job) ?? 0) + 1);
     });
     try {
       // Short jobs first: known to be short, the cluster keeps many queued on each node.
@@ -328,10 +394,14 @@ describe('the node daemon page (127.0.0.158-159)', () => {
       await until(async () => (await status()).jobs.length > 2, 10_000, 'jobs waiting on A behind its running ones');
 
       assert.deepEqual((await act('drain', 'drain=on')).json(), { draining: true });
-      const left = await until(async () => {
-        const x = await status();
-        return x.jobs.length > 0 && x.jobs.every((j: any) => j.state === 'running') ? x.jobs.length : null;
-      }, 10_000, 'only running jobs left on A');
+      const left = await until(
+        async () => {
+          const x = await status();
+          return x.jobs.length > 0 && x.jobs.every((j: any) => j.state === 'running') ? x.jobs.length : null;
+        },
+        10_000,
+        'only running jobs left on A',
+      );
       assert.ok(left >= 1 && left <= 2, `${left} running on A`);
       writeFileSync(go, '');
       await within(Promise.all(jobs.map((j) => j.wait())), 30_000, 'every job');

@@ -17,10 +17,14 @@ test('--zombie-interval: the jobs of a client that vanished are killed and the n
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-zombie-'));
   try {
     const file = join(dir, 'pids');
-    const client = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/fixtures/vanishing-client.ts'), node.host, String(node.port), TEST_SECRET, file], {
-      cwd: ROOT,
-      stdio: 'ignore',
-    });
+    const client = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'test/fixtures/vanishing-client.ts'), node.host, String(node.port), TEST_SECRET, file],
+      {
+        cwd: ROOT,
+        stdio: 'ignore',
+      },
+    );
     await until(() => existsSync(file) && readFileSync(file, 'utf8').includes(' '), 15_000, 'the job to start');
     const [jobPid, childPid] = pidsFrom(file);
     client.kill('SIGKILL');
@@ -94,7 +98,9 @@ test('--secret-file: the secret from a private file; a readable file, a missing 
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-secret-file-'));
   const run = (args: string[]) =>
     new Promise<{ code: number | null; err: string }>((resolve) => {
-      const p = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'node', '--host', '127.0.0.203', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const p = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'node', '--host', '127.0.0.203', '--port', '0', ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let err = '';
       p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
       p.once('close', (code) => resolve({ code, err }));
@@ -110,11 +116,32 @@ test('--secret-file: the secret from a private file; a readable file, a missing 
 
     const file = join(dir, 'secret');
     writeFileSync(file, `${TEST_SECRET}\n`, { mode: 0o600 });
-    const node = await startNode({ host: '127.0.0.202', cpus: 1, secret: TEST_SECRET, args: ['--secret-file', file] }).catch((e: Error) => e);
+    const node = await startNode({ host: '127.0.0.202', cpus: 1, secret: TEST_SECRET, args: ['--secret-file', file] }).catch(
+      (e: Error) => e,
+    );
     // startNode passes --secret itself: both flags are refused...
     assert.ok(node instanceof Error && /not both/.test(node.message), String(node));
     // ...so run the daemon by hand with the file only.
-    const p = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'node', '--host', '127.0.0.202', '--port', '0', '--cpus', '1', '--secret-file', file, '--dest-path-prefix', dir, '--parent-pid', String(process.pid)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'dist/cli/main.js'),
+        'node',
+        '--host',
+        '127.0.0.202',
+        '--port',
+        '0',
+        '--cpus',
+        '1',
+        '--secret-file',
+        file,
+        '--dest-path-prefix',
+        dir,
+        '--parent-pid',
+        String(process.pid),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     try {
       let out = '';
       p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));

@@ -19,9 +19,19 @@ const exec = promisify(execFile);
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const NPX = process.platform === 'win32' ? 'npx.cmd' : 'npx';
 /** npm without the network: everything it needs must already be in its cache. */
-const OFFLINE_ENV = { ...process.env, npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
+const OFFLINE_ENV = {
+  ...process.env,
+  npm_config_offline: 'true',
+  npm_config_audit: 'false',
+  npm_config_fund: 'false',
+  npm_config_update_notifier: 'false',
+};
 
-const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  name: string;
+  version: string;
+  dependencies: Record<string, string>;
+};
 
 /** What a packed file may be: built JS, its declarations, the built pages, and the three usual files. */
 function allowed(path: string): boolean {
@@ -31,14 +41,33 @@ function allowed(path: string): boolean {
 }
 
 /** Files every usable package must hold. */
-const REQUIRED = ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/node/runner-main.js', 'dist/client/job-cluster.d.ts', 'dist/httpd/dispy-http-server.d.ts', 'dist/ui/monitor.html', 'dist/ui/node.html', 'dist/ui/manage.html'];
+const REQUIRED = [
+  'package.json',
+  'README.md',
+  'LICENSE',
+  'dist/index.js',
+  'dist/index.d.ts',
+  'dist/cli/main.js',
+  'dist/node/runner-main.js',
+  'dist/client/job-cluster.d.ts',
+  'dist/httpd/dispy-http-server.d.ts',
+  'dist/ui/monitor.html',
+  'dist/ui/node.html',
+  'dist/ui/manage.html',
+];
 
 function checkFileList(files: string[], where: string): void {
   const stray = files.filter((f) => !allowed(f));
   assert.deepEqual(stray, [], `${where}: files that do not belong in the package`);
   for (const f of REQUIRED) assert.ok(files.includes(f), `${where}: ${f} is missing`);
-  assert.ok(files.some((f) => /^dist\/ui\/monitor-[A-Z0-9]+\.js$/.test(f)), `${where}: the Monitor page's script is missing`);
-  assert.ok(files.some((f) => /^dist\/ui\/[^/]+\.css$/.test(f)), `${where}: the pages' stylesheet is missing`);
+  assert.ok(
+    files.some((f) => /^dist\/ui\/monitor-[A-Z0-9]+\.js$/.test(f)),
+    `${where}: the Monitor page's script is missing`,
+  );
+  assert.ok(
+    files.some((f) => /^dist\/ui\/[^/]+\.css$/.test(f)),
+    `${where}: the pages' stylesheet is missing`,
+  );
 }
 
 let work: string;
@@ -71,18 +100,29 @@ test('the files field lets only built JS, types, the pages and README/LICENSE in
   const { stdout } = await exec(NPM, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, env: OFFLINE_ENV });
   const [info] = JSON.parse(stdout) as [{ files: { path: string }[] }];
   const files = info.files.map((f) => f.path);
-  assert.deepEqual(files.filter((f) => !allowed(f)), [], 'stray files');
+  assert.deepEqual(
+    files.filter((f) => !allowed(f)),
+    [],
+    'stray files',
+  );
   assert.ok(!files.some((f) => /^(src|test|bench|examples|scripts|docs)\//.test(f) || f.endsWith('.map')));
 });
 
-test('npm pack builds a tarball that installs offline into an empty folder; its CLI, node and client work', { timeout: 120_000 }, async () => {
+test('npm pack builds a tarball that installs offline into an empty folder; its CLI, node and client work', {
+  timeout: 120_000,
+}, async () => {
   // A copy of what the build reads, so the build that prepack runs leaves this tree's dist/ alone.
   const stage = join(work, 'stage');
   mkdirSync(stage);
-  for (const f of ['package.json', 'package-lock.json', 'README.md', 'LICENSE', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(ROOT, f), join(stage, f));
+  for (const f of ['package.json', 'package-lock.json', 'README.md', 'LICENSE', 'tsconfig.json', 'tsconfig.build.json'])
+    cpSync(join(ROOT, f), join(stage, f));
   for (const d of ['src', 'scripts']) cpSync(join(ROOT, d), join(stage, d), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'), 'dir');
-  const packed = await exec(NPM, ['pack', '--json', '--pack-destination', work], { cwd: stage, env: OFFLINE_ENV, maxBuffer: 16 * 1024 * 1024 });
+  const packed = await exec(NPM, ['pack', '--json', '--pack-destination', work], {
+    cwd: stage,
+    env: OFFLINE_ENV,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   // The build's output comes first; npm's JSON report is the rest, from a line holding only `[`.
   const [info] = JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[$/m))) as [{ filename: string; files: { path: string }[] }];
   checkFileList(
@@ -98,9 +138,29 @@ test('npm pack builds a tarball that installs offline into an empty folder; its 
   mkdirSync(app);
   const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
   const runtime = Object.fromEntries(Object.entries(lock.packages).filter(([k, v]) => k.startsWith('node_modules/') && !v.dev));
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module', dependencies: pkg.dependencies }, null, 2));
-  writeFileSync(join(app, 'package-lock.json'), JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'app', version: '1.0.0', dependencies: pkg.dependencies }, ...runtime } }, null, 2));
-  await exec(NPM, ['install', '--offline', '--no-audit', '--no-fund', tarball], { cwd: app, env: OFFLINE_ENV, maxBuffer: 16 * 1024 * 1024 });
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module', dependencies: pkg.dependencies }, null, 2),
+  );
+  writeFileSync(
+    join(app, 'package-lock.json'),
+    JSON.stringify(
+      {
+        name: 'app',
+        version: '1.0.0',
+        lockfileVersion: 3,
+        requires: true,
+        packages: { '': { name: 'app', version: '1.0.0', dependencies: pkg.dependencies }, ...runtime },
+      },
+      null,
+      2,
+    ),
+  );
+  await exec(NPM, ['install', '--offline', '--no-audit', '--no-fund', tarball], {
+    cwd: app,
+    env: OFFLINE_ENV,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   const installed = join(app, 'node_modules', 'dispyts');
   assert.equal(JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).version, pkg.version);
   assert.ok(!readdirSync(installed).some((f) => ['src', 'test', 'bench', 'examples'].includes(f)));
@@ -113,12 +173,32 @@ test('npm pack builds a tarball that installs offline into an empty folder; its 
   // The node daemon from the installed package, on an ephemeral port.
   const prefix = join(work, 'node-files');
   mkdirSync(prefix);
-  node = spawn(NPX, ['--offline', 'dispyts', 'node', '--host', '127.0.0.190', '--port', '0', '--cpus', '1', '--secret', TEST_SECRET, '--dest-path-prefix', prefix, '--parent-pid', String(process.pid)], {
-    cwd: app,
-    env: OFFLINE_ENV,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group, so after() can stop npx and the daemon together
-  });
+  node = spawn(
+    NPX,
+    [
+      '--offline',
+      'dispyts',
+      'node',
+      '--host',
+      '127.0.0.190',
+      '--port',
+      '0',
+      '--cpus',
+      '1',
+      '--secret',
+      TEST_SECRET,
+      '--dest-path-prefix',
+      prefix,
+      '--parent-pid',
+      String(process.pid),
+    ],
+    {
+      cwd: app,
+      env: OFFLINE_ENV,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, so after() can stop npx and the daemon together
+    },
+  );
   let nodeErr = '';
   node.stderr!.setEncoding('utf8').on('data', (d: string) => (nodeErr += d));
   const port = await new Promise<number>((resolve, reject) => {
@@ -150,7 +230,14 @@ await cluster.close();
 `,
   );
   const client = await exec(process.execPath, ['client.mjs', String(port), TEST_SECRET], { cwd: app, env: OFFLINE_ENV, timeout: 30_000 });
-  assert.deepEqual(JSON.parse(client.stdout.trim()), { norm: 5, isPoint: true, scaledNorm: 10, remote: true, ip: '127.0.0.190', finished: true });
+  assert.deepEqual(JSON.parse(client.stdout.trim()), {
+    norm: 5,
+    isPoint: true,
+    scaledNorm: 10,
+    remote: true,
+    ip: '127.0.0.190',
+    finished: true,
+  });
 
   // The shipped declarations serve a TypeScript client (strict, NodeNext), with no dev-only types.
   writeFileSync(
@@ -165,6 +252,26 @@ export { n };
 `,
   );
   const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
-  const checked = await exec(tsc, ['--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--typeRoots', join(ROOT, 'node_modules', '@types'), '--types', 'node', 'check.ts'], { cwd: app }).catch((e: { stdout: string; stderr: string }) => e);
+  const checked = await exec(
+    tsc,
+    [
+      '--noEmit',
+      '--strict',
+      '--skipLibCheck',
+      'false',
+      '--target',
+      'es2022',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--typeRoots',
+      join(ROOT, 'node_modules', '@types'),
+      '--types',
+      'node',
+      'check.ts',
+    ],
+    { cwd: app },
+  ).catch((e: { stdout: string; stderr: string }) => e);
   assert.equal(checked.stdout.trim() + checked.stderr.trim(), '', 'tsc found errors in a client of the packaged types');
 });

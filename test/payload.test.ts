@@ -19,9 +19,21 @@ class Point {
 
 test('Map, Set and Date round-trip as such', () => {
   const c = new PayloadCodec();
-  const m = rt(c, new Map<unknown, unknown>([['a', 1], [2, { b: [3] }]]));
+  const m = rt(
+    c,
+    new Map<unknown, unknown>([
+      ['a', 1],
+      [2, { b: [3] }],
+    ]),
+  );
   assert.ok(m instanceof Map);
-  assert.deepEqual([...m], [['a', 1], [2, { b: [3] }]]);
+  assert.deepEqual(
+    [...m],
+    [
+      ['a', 1],
+      [2, { b: [3] }],
+    ],
+  );
   const s = rt(c, new Set([1, 'two', 3]));
   assert.ok(s instanceof Set);
   assert.deepEqual([...s], [1, 'two', 3]);

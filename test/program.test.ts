@@ -72,7 +72,10 @@ test('a program found on PATH; a missing or non-executable program is an error a
     await cluster.close();
   }
   assert.ok(prog);
-  assert.throws(() => new JobCluster('no-such-dispyts-program-xyz', opts()), { code: 'DISPY_ERR_COMPUTATION', message: /not found on PATH/ });
+  assert.throws(() => new JobCluster('no-such-dispyts-program-xyz', opts()), {
+    code: 'DISPY_ERR_COMPUTATION',
+    message: /not found on PATH/,
+  });
   assert.throws(() => new JobCluster(join(dir, 'absent.sh'), opts()), { code: 'DISPY_ERR_COMPUTATION', message: /not found/ });
   const plain = script('not-exec.sh', 'exit 0', 0o644);
   assert.throws(() => new JobCluster(plain, opts()), { code: 'DISPY_ERR_COMPUTATION', message: /not executable/ });

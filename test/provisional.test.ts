@@ -39,7 +39,10 @@ test('provisional results arrive in order, then the final one', async () => {
   await cluster.close();
   assert.deepEqual(statuses, [DispyJob.ProvisionalResult, DispyJob.ProvisionalResult, DispyJob.ProvisionalResult, DispyJob.Finished]);
   // Each provisional event carries the job as it was then, however late it is delivered.
-  assert.deepEqual(seen.map(([, r]) => r), [{ step: 1 }, { step: 2 }, { step: 3 }, { done: 3 }]);
+  assert.deepEqual(
+    seen.map(([, r]) => r),
+    [{ step: 1 }, { step: 2 }, { step: 3 }, { done: 3 }],
+  );
   assert.equal(job.status, DispyJob.Finished);
 });
 

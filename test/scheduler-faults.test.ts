@@ -70,7 +70,10 @@ test('SIGTERM: every job ends with DISPY_ERR_CLUSTER_CLOSED, clients are told, c
   const held = d.job(waiting.computeId!, ['never', 1]);
   assert.equal(await sched.stop('SIGTERM'), 0);
   const ends = await Promise.all([running, queued, held].map((u) => d.jobEnd(u, 1)));
-  assert.deepEqual(ends.map((e) => e.status), [JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Cancelled]);
+  assert.deepEqual(
+    ends.map((e) => e.status),
+    [JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Cancelled],
+  );
   for (const e of ends) {
     assert.equal(e.code, 'DISPY_ERR_CLUSTER_CLOSED', `job ${e.uid}: ${e.exception}`);
     assert.match(e.exception ?? '', /shutting down/);

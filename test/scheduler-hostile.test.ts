@@ -54,7 +54,12 @@ test('unknown and foreign computations get DISPY_ERR_UNKNOWN_COMPUTATION; the co
     assert.equal(end.code, 'DISPY_ERR_UNKNOWN_COMPUTATION');
   }
   // Nodes that are not the scheduler's, and files announced but never sent.
-  const far = await c.request({ t: 'compute', name: 'far', computation: fn('function compute() {}'), nodes: ['10.1.2.3', { host: '127.0.0.99', port: 9 }] });
+  const far = await c.request({
+    t: 'compute',
+    name: 'far',
+    computation: fn('function compute() {}'),
+    nodes: ['10.1.2.3', { host: '127.0.0.99', port: 9 }],
+  });
   assert.equal(far.ok, false);
   assert.equal(far.error?.code, 'DISPY_ERR_NODE_UNKNOWN');
   const r = await c.request({ t: 'compute', name: 'missing', computation: fn('function compute() {}'), files: ['data.bin'] });
@@ -72,7 +77,12 @@ test('unknown and foreign computations get DISPY_ERR_UNKNOWN_COMPUTATION; the co
 
 test('files: too large, chunks beyond the size, and the file a computation ships', async () => {
   const c = await RawClient.connect(sched);
-  const r = await c.request({ t: 'compute', name: 'files', computation: fn('function compute(n) { return require("node:fs").readFileSync(n, "utf8"); }'), files: ['in.txt'] });
+  const r = await c.request({
+    t: 'compute',
+    name: 'files',
+    computation: fn('function compute(n) { return require("node:fs").readFileSync(n, "utf8"); }'),
+    files: ['in.txt'],
+  });
   const computeId = r.computeId!;
   const big = await c.request({ t: 'file-begin', computeId, name: 'big.bin', size: 4096, mtime: Date.now(), mode: 0o644 });
   assert.equal(big.ok, false);
@@ -92,7 +102,11 @@ test('files: too large, chunks beyond the size, and the file a computation ships
   assert.equal(c.result(end), 'hello');
   await c.request({ t: 'close', computeId, terminate: true });
   // Its files went with it.
-  await until(() => !readdirSync(join(sched.prefix, sched.host, 'computations')).some((d) => d.includes(computeId)), 5000, 'the computation directory removed');
+  await until(
+    () => !readdirSync(join(sched.prefix, sched.host, 'computations')).some((d) => d.includes(computeId)),
+    5000,
+    'the computation directory removed',
+  );
   c.close();
 });
 
@@ -111,7 +125,11 @@ test('malformed messages and names that leave the directory cost only that conne
     await c.closed;
     c.close();
   }
-  await until(() => (sched.log().match(/client connection closed/g) ?? []).length >= hostile.length, 5000, 'every hostile connection logged');
+  await until(
+    () => (sched.log().match(/client connection closed/g) ?? []).length >= hostile.length,
+    5000,
+    'every hostile connection logged',
+  );
   assert.match(sched.log(), /invalid message/);
   assert.equal(existsSync(join(sched.prefix, sched.host, 'escape.txt')), false);
   assert.equal(existsSync(join(sched.prefix, 'escape.txt')), false);

@@ -36,7 +36,10 @@ test('--httpd shows both clients clusters, their jobs and nodes; a closed one st
   const work = fn('async function work(x) { await new Promise((r) => setTimeout(r, x)); return x; }', 'work');
   const ca = await a.start(work);
   const cb = await b.start(work);
-  for (const [c, id] of [[a, ca.computeId], [b, cb.computeId]] as const) {
+  for (const [c, id] of [
+    [a, ca.computeId],
+    [b, cb.computeId],
+  ] as const) {
     for (const x of [5, 10]) assert.equal((await c.jobEnd(c.job(id, [x]))).status, JobStatus.Finished);
   }
   // A job still running shows its arguments as the client encoded them.
@@ -47,20 +50,31 @@ test('--httpd shows both clients clusters, their jobs and nodes; a closed one st
     assert.equal(r.status, 200, r.body);
     return r.json<ClusterJson[]>();
   };
-  const clusters = await until(async () => {
-    const all = await status();
-    const x = all.find((c) => c.name === 'work @ 127.0.0.225');
-    const y = all.find((c) => c.name === 'work @ 127.0.0.226');
-    return x?.jobs.done === 2 && y?.jobs.running === 1 ? { x, y } : null;
-  }, 10_000, 'both clusters in /cluster_status');
+  const clusters = await until(
+    async () => {
+      const all = await status();
+      const x = all.find((c) => c.name === 'work @ 127.0.0.225');
+      const y = all.find((c) => c.name === 'work @ 127.0.0.226');
+      return x?.jobs.done === 2 && y?.jobs.running === 1 ? { x, y } : null;
+    },
+    10_000,
+    'both clusters in /cluster_status',
+  );
   assert.equal(clusters!.x.nodes[0]?.ip_addr, node.host);
   assert.equal(clusters!.y.jobs.done, 2);
-  const info = await request(`${sched.httpUrl}/node_info`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: `host=${node.host}` });
+  const info = await request(`${sched.httpUrl}/node_info`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: `host=${node.host}`,
+  });
   assert.equal(info.status, 200, info.body);
   assert.match(info.body, /20000/);
   await a.request({ t: 'close', computeId: ca.computeId, terminate: false });
   const after = await status();
-  assert.ok(after.some((c) => c.name === 'work @ 127.0.0.225'), 'a closed cluster stays visible');
+  assert.ok(
+    after.some((c) => c.name === 'work @ 127.0.0.225'),
+    'a closed cluster stays visible',
+  );
   await b.request({ t: 'close', computeId: cb.computeId, terminate: true });
   a.close();
   b.close();

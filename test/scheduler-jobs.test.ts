@@ -27,7 +27,9 @@ test('compute, schedule, jobs: results come back encoded as the node sent them',
   assert.equal(c.info.policy, 'fsfs');
   assert.equal(c.info.cooperative, false);
   const { computeId, name } = await c.start(
-    fn('async function compute(a, b) { if (b === 0) throw new Error("no zero"); console.log("out", a); return { sum: a + b, when: new Date(5), big: 2n ** 70n, m: new Map([[a, "x"]]) }; }'),
+    fn(
+      'async function compute(a, b) { if (b === 0) throw new Error("no zero"); console.log("out", a); return { sum: a + b, when: new Date(5), big: 2n ** 70n, m: new Map([[a, "x"]]) }; }',
+    ),
   );
   assert.equal(name, 'compute @ 127.0.0.1');
   const init = await c.waitFor((m) => m.t === 'node-status' && m.status === NodeStatus.Initialized);
@@ -81,28 +83,38 @@ test('a job pinned to a node, cancel of a running job, and close with terminate'
   const closed = await c.request({ t: 'close', computeId, terminate: true });
   assert.equal(closed.ok, true);
   const ends = await Promise.all([a, b, q].map((u) => c.jobEnd(u, 1)));
-  assert.deepEqual(ends.map((e) => e.status), [JobStatus.Terminated, JobStatus.Terminated, JobStatus.Cancelled]);
+  assert.deepEqual(
+    ends.map((e) => e.status),
+    [JobStatus.Terminated, JobStatus.Terminated, JobStatus.Cancelled],
+  );
   c.close();
 });
 
 test('provisional results and setup arguments travel encoded, untouched by the scheduler', async () => {
   const c = await RawClient.connect(sched);
   const { computeId } = await c.start(
-    fn('async function compute(n) { for (let i = 1; i <= n; i++) { dispyProvisionalResult({ step: BigInt(i) * globalThis.factor }); await new Promise((r) => setTimeout(r, 20)); } return globalThis.factor; }'),
+    fn(
+      'async function compute(n) { for (let i = 1; i <= n; i++) { dispyProvisionalResult({ step: BigInt(i) * globalThis.factor }); await new Promise((r) => setTimeout(r, 20)); } return globalThis.factor; }',
+    ),
     { setup: 'function setup(f) { globalThis.factor = f; }', setupArgs: c.codec.encode([7n]) },
   );
   const uid = c.job(computeId, [3]);
   const end = await c.jobEnd(uid);
   assert.equal(end.status, JobStatus.Finished, end.exception ?? '');
   assert.equal(c.result(end), 7n);
-  const steps = c.received.filter((m) => m.t === 'provisional' && m.uid === uid).map((m) => (m.t === 'provisional' ? c.codec.decode(m.result) : null));
+  const steps = c.received
+    .filter((m) => m.t === 'provisional' && m.uid === uid)
+    .map((m) => (m.t === 'provisional' ? c.codec.decode(m.result) : null));
   assert.deepEqual(steps, [{ step: 7n }, { step: 14n }, { step: 21n }]);
   await c.request({ t: 'close', computeId, terminate: false });
   c.close();
 });
 
 test('a wrong cluster secret is refused with DISPY_ERR_AUTH; the scheduler keeps serving', async () => {
-  await assert.rejects(RawClient.connect(sched, { secret: 'not-the-cluster-secret-at-all' }), (err: Error & { code?: string }) => err.code === 'DISPY_ERR_AUTH');
+  await assert.rejects(
+    RawClient.connect(sched, { secret: 'not-the-cluster-secret-at-all' }),
+    (err: Error & { code?: string }) => err.code === 'DISPY_ERR_AUTH',
+  );
   const c = await RawClient.connect(sched);
   const { computeId } = await c.start(fn('function compute(x) { return x * 2; }'));
   assert.equal(c.result(await c.jobEnd(c.job(computeId, [21]))), 42);

@@ -42,11 +42,17 @@ async function runOrder(policy: 'fsfs' | 'fair'): Promise<string> {
     await b.jobEnd(bUids[3]!, 20_000);
     await a.jobEnd(4, 20_000);
     const starts: { tag: string; t: number }[] = [];
-    for (const [c, tag] of [[a, 'A'], [b, 'B']] as const) {
+    for (const [c, tag] of [
+      [a, 'A'],
+      [b, 'B'],
+    ] as const) {
       for (const m of c.received) if (m.t === 'job-end') starts.push({ tag, t: m.startTime! });
     }
     assert.equal(starts.length, 8);
-    const order = starts.sort((x, y) => x.t - y.t).map((s) => s.tag).join('');
+    const order = starts
+      .sort((x, y) => x.t - y.t)
+      .map((s) => s.tag)
+      .join('');
     a.close();
     b.close();
     return order;
@@ -74,7 +80,8 @@ test('an exclusive computation waits for the others, runs alone, and may set its
   // An ordinary computation that comes after it waits behind it.
   const rc = await c.request({ t: 'compute', name: 'later', computation: SLEEP });
   const cScheduled = c.request({ t: 'schedule', computeId: rc.computeId! }, 20_000);
-  const settled = (p: Promise<unknown>): Promise<boolean> => Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 400))]);
+  const settled = (p: Promise<unknown>): Promise<boolean> =>
+    Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 400))]);
   assert.equal(await settled(bScheduled), false, 'the exclusive computation waits while another is active');
   assert.equal(await settled(cScheduled), false, 'a later computation waits behind the exclusive one');
   assert.equal(a.result(await a.jobEnd(a.job(ca.computeId, ['A', 10]))), 'A');

@@ -14,10 +14,24 @@ const HOST = '127.0.0.253';
 
 /** Runs a scheduler on HOST with `prefix`, expected to refuse to start. */
 function refusedStart(prefix: string): Promise<{ code: number | null; err: string }> {
-  return runCli(['scheduler', '--host', HOST, '--port', '0', '--cluster-secret', CLUSTER_SECRET, '--node-secret', TEST_SECRET, '--dest-path-prefix', prefix, '--parent-pid', String(process.pid)]);
+  return runCli([
+    'scheduler',
+    '--host',
+    HOST,
+    '--port',
+    '0',
+    '--cluster-secret',
+    CLUSTER_SECRET,
+    '--node-secret',
+    TEST_SECRET,
+    '--dest-path-prefix',
+    prefix,
+    '--parent-pid',
+    String(process.pid),
+  ]);
 }
 
-test('a live scheduler holds its directory; a dead one\'s files are kept with a warning, and --clean removes them', async () => {
+test("a live scheduler holds its directory; a dead one's files are kept with a warning, and --clean removes them", async () => {
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-sched-state-'));
   const state = join(prefix, HOST);
   try {
@@ -28,8 +42,11 @@ test('a live scheduler holds its directory; a dead one\'s files are kept with a 
 
     const second = await refusedStart(prefix);
     assert.notEqual(second.code, 0);
-    assert.match(second.err, new RegExp(`another dispyts scheduler \\(pid ${first.pid}\\) uses ${state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
-    assert.ok(await first.stop('SIGKILL') !== 0);
+    assert.match(
+      second.err,
+      new RegExp(`another dispyts scheduler \\(pid ${first.pid}\\) uses ${state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
+    );
+    assert.ok((await first.stop('SIGKILL')) !== 0);
 
     // What the killed one left: its record and a computation's files.
     assert.ok(existsSync(join(state, 'scheduler.json')));
@@ -38,7 +55,11 @@ test('a live scheduler holds its directory; a dead one\'s files are kept with a 
     writeFileSync(join(leftover, 'data.csv'), '1,2,3\n');
 
     const keeper = await startScheduler({ host: HOST, nodes: [], args: ['--dest-path-prefix', prefix] });
-    await until(() => /files of computations a previous scheduler left are kept; start with --clean/.test(keeper.log()), 5_000, 'the warning');
+    await until(
+      () => /files of computations a previous scheduler left are kept; start with --clean/.test(keeper.log()),
+      5_000,
+      'the warning',
+    );
     assert.equal(JSON.parse(readFileSync(join(state, 'scheduler.json'), 'utf8')).pid, keeper.pid);
     assert.equal(await keeper.stop(), 0);
     assert.ok(!existsSync(join(state, 'scheduler.json')), 'a clean stop removes the record');

@@ -27,18 +27,71 @@ function openssl(...args: string[]): void {
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 let serial = 1;
 function makeCert(name: string, ext: string[]): void {
-  writeFileSync(f(`${name}.ext`), ['basicConstraints = CA:FALSE', 'keyUsage = critical,digitalSignature', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid', ...ext].join('\n') + '\n');
+  writeFileSync(
+    f(`${name}.ext`),
+    [
+      'basicConstraints = CA:FALSE',
+      'keyUsage = critical,digitalSignature',
+      'subjectKeyIdentifier = hash',
+      'authorityKeyIdentifier = keyid',
+      ...ext,
+    ].join('\n') + '\n',
+  );
   openssl('req', '-config', 'openssl.cnf', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=dispyts test ${name}`);
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(serial++), '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`);
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-set_serial',
+    String(serial++),
+    '-days',
+    '2',
+    '-out',
+    `${name}.pem`,
+    '-extfile',
+    `${name}.ext`,
+  );
 }
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dispyts-sched-tls-'));
   writeFileSync(
     f('openssl.cnf'),
-    ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused', '[ca_ext]', 'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', ''].join('\n'),
+    [
+      '[req]',
+      'distinguished_name = dn',
+      'prompt = no',
+      '[dn]',
+      'CN = unused',
+      '[ca_ext]',
+      'basicConstraints = critical,CA:TRUE',
+      'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      '',
+    ].join('\n'),
   );
-  openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca_ext', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=dispyts test scheduler CA');
+  openssl(
+    'req',
+    '-x509',
+    '-config',
+    'openssl.cnf',
+    '-extensions',
+    'ca_ext',
+    ...EC,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=dispyts test scheduler CA',
+  );
   makeCert('node', ['extendedKeyUsage = serverAuth', `subjectAltName = IP:${NODE_HOST}`]);
   makeCert('sched', ['extendedKeyUsage = serverAuth', `subjectAltName = IP:${SCHED_HOST}`]);
   node = await startNode({ host: NODE_HOST, cpus: 1, logLevel: 'info', args: ['--cert-file', f('node.pem'), '--key-file', f('node.key')] });
@@ -57,7 +110,12 @@ after(async () => {
 });
 
 test('a SharedJobCluster over TLS to the scheduler, the scheduler over TLS to a TLS node', async () => {
-  const cluster = new SharedJobCluster((x: number) => x * 7, { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, caFile: f('ca.pem') });
+  const cluster = new SharedJobCluster((x: number) => x * 7, {
+    schedulerHost: SCHED_HOST,
+    schedulerPort: scheduler.port,
+    secret: CLUSTER_SECRET,
+    caFile: f('ca.pem'),
+  });
   try {
     const jobs = [1, 2, 3].map((x) => cluster.submit(x));
     assert.deepEqual(await Promise.all(jobs.map((j) => j.wait())), [7, 14, 21]);
@@ -70,7 +128,12 @@ test('a SharedJobCluster over TLS to the scheduler, the scheduler over TLS to a 
 });
 
 test('a plain-TCP client of a TLS scheduler gets a clear error naming it; the scheduler keeps serving', async () => {
-  const plain = new SharedJobCluster((x: number) => x, { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, logLevel: 'silent' });
+  const plain = new SharedJobCluster((x: number) => x, {
+    schedulerHost: SCHED_HOST,
+    schedulerPort: scheduler.port,
+    secret: CLUSTER_SECRET,
+    logLevel: 'silent',
+  });
   const errors: DispyError[] = [];
   plain.on('error', (e) => errors.push(e));
   const job = plain.submit(1);
@@ -79,9 +142,17 @@ test('a plain-TCP client of a TLS scheduler gets a clear error naming it; the sc
   // The error event is delivered after the job settled (events keep their order).
   await until(() => errors.length > 0, 5_000, 'an error event');
   assert.ok(job.exception?.includes(where), `the job says which scheduler: ${job.exception}`);
-  assert.ok(errors.some((e) => e.message.includes(where) && /TLS/.test(e.message)), `an error event names the scheduler and TLS: ${errors.map((e) => `${e.code}: ${e.message}`).join(' | ')}`);
+  assert.ok(
+    errors.some((e) => e.message.includes(where) && /TLS/.test(e.message)),
+    `an error event names the scheduler and TLS: ${errors.map((e) => `${e.code}: ${e.message}`).join(' | ')}`,
+  );
   await plain.close({ terminate: true }).catch(() => undefined);
-  const good = new SharedJobCluster((x: number) => x + 1, { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, caFile: f('ca.pem') });
+  const good = new SharedJobCluster((x: number) => x + 1, {
+    schedulerHost: SCHED_HOST,
+    schedulerPort: scheduler.port,
+    secret: CLUSTER_SECRET,
+    caFile: f('ca.pem'),
+  });
   try {
     assert.equal(await good.submit(41).wait(), 42);
   } finally {

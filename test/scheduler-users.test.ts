@@ -30,10 +30,29 @@ test('the scheduler monitor with --httpd-users: viewers read, admins act, nobody
   try {
     const hash = (await cli(['hash-password'], 'admin passphrase 42')).out.trim();
     const users = join(dir, 'users.json');
-    writeFileSync(users, JSON.stringify({ alice: { passwordHash: hash, role: 'admin' }, bob: { password: 'viewer passphrase', role: 'viewer' } }));
+    writeFileSync(
+      users,
+      JSON.stringify({ alice: { passwordHash: hash, role: 'admin' }, bob: { password: 'viewer passphrase', role: 'viewer' } }),
+    );
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{"alice": ');
-    const refused = await cli(['scheduler', '--host', HOST, '--port', '0', '--cluster-secret', CLUSTER_SECRET, '--node-secret', TEST_SECRET, '--dest-path-prefix', dir, '--httpd', `${HOST}:0`, '--httpd-users', bad]);
+    const refused = await cli([
+      'scheduler',
+      '--host',
+      HOST,
+      '--port',
+      '0',
+      '--cluster-secret',
+      CLUSTER_SECRET,
+      '--node-secret',
+      TEST_SECRET,
+      '--dest-path-prefix',
+      dir,
+      '--httpd',
+      `${HOST}:0`,
+      '--httpd-users',
+      bad,
+    ]);
     assert.equal(refused.code, 2);
     assert.match(refused.err, /--httpd-users: cannot read .*bad\.json as JSON/);
     const noHttpd = await cli(['scheduler', '--host', HOST, '--httpd-users', users]);
@@ -43,7 +62,10 @@ test('the scheduler monitor with --httpd-users: viewers read, admins act, nobody
     try {
       const base = s.httpUrl!;
       assert.equal((await request(`${base}/cluster_status`)).status, 401, 'no credentials, even on loopback');
-      assert.equal((await request(`${base}/cluster_status`, { headers: { authorization: basic('alice', 'wrong passphrase') } })).status, 401);
+      assert.equal(
+        (await request(`${base}/cluster_status`, { headers: { authorization: basic('alice', 'wrong passphrase') } })).status,
+        401,
+      );
       const seen = await request(`${base}/cluster_status`, { headers: { authorization: basic('bob', 'viewer passphrase') } });
       assert.equal(seen.status, 200);
       assert.deepEqual(seen.json(), []);

@@ -49,7 +49,9 @@ test('8 processes creating the file at once all end with the same secret', async
       child.once('exit', (c) => reject(new Error(`child exited (${c}) before it was ready: ${err}`)));
     });
     const done = new Promise<string>((resolve, reject) => {
-      child.once('exit', (c) => (c === 0 ? resolve(out.replace('ready\n', '').trim()) : reject(new Error(`child exited with ${c}: ${err}`))));
+      child.once('exit', (c) =>
+        c === 0 ? resolve(out.replace('ready\n', '').trim()) : reject(new Error(`child exited with ${c}: ${err}`)),
+      );
     });
     return { child, ready, done };
   });
@@ -71,7 +73,10 @@ test('8 processes creating the file at once all end with the same secret', async
 test('a too-short secret file is DISPY_ERR_SECRET_FILE', () => {
   const file = join(dir, 'short');
   writeFileSync(file, 'tooshort\n', { mode: 0o600 });
-  assert.throws(() => loadOrCreateSecretFile(file), (err: Error & { code?: string }) => err.code === 'DISPY_ERR_SECRET_FILE' && err.message.includes(file));
+  assert.throws(
+    () => loadOrCreateSecretFile(file),
+    (err: Error & { code?: string }) => err.code === 'DISPY_ERR_SECRET_FILE' && err.message.includes(file),
+  );
 });
 
 test('a path that cannot be read as a file is DISPY_ERR_SECRET_FILE', () => {

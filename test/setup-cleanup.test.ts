@@ -41,7 +41,9 @@ test('setup runs once in each runner with the node spec setupArgs; jobs see its 
   assert.ok(setups.every((f) => readFileSync(join(dir, f), 'utf8') === '10'));
   assert.equal(readdirSync(dir).filter((f) => f.startsWith('cleanup-')).length, 0);
   await cluster.close();
-  const cleanups = readdirSync(dir).filter((f) => f.startsWith('cleanup-')).map((f) => f.slice(8));
+  const cleanups = readdirSync(dir)
+    .filter((f) => f.startsWith('cleanup-'))
+    .map((f) => f.slice(8));
   assert.deepEqual(cleanups.sort(), setups.map((f) => f.slice(6)).sort(), 'cleanup ran where setup ran, before close resolved');
 });
 

@@ -34,7 +34,13 @@ describe('scheduler monitor and a shared cluster in Chromium', { skip: unavailab
     ]);
     browser = b;
     nodes = n;
-    scheduler = await startScheduler({ host: SCHED_HOST, nodes: nodes.map((x) => `${x.host}:${x.port}`), nodeSecret: TEST_SECRET, clusterSecret: CLUSTER_SECRET, httpdHost: SCHED_HOST });
+    scheduler = await startScheduler({
+      host: SCHED_HOST,
+      nodes: nodes.map((x) => `${x.host}:${x.port}`),
+      nodeSecret: TEST_SECRET,
+      clusterSecret: CLUSTER_SECRET,
+      httpdHost: SCHED_HOST,
+    });
   });
 
   after(async () => {
@@ -51,7 +57,14 @@ describe('scheduler monitor and a shared cluster in Chromium', { skip: unavailab
     return page;
   }
 
-  const text = async (page: Page, sel: string) => ((await page.locator(sel).first().textContent({ timeout: 1000 }).catch(() => null)) ?? '').trim();
+  const text = async (page: Page, sel: string) =>
+    (
+      (await page
+        .locator(sel)
+        .first()
+        .textContent({ timeout: 1000 })
+        .catch(() => null)) ?? ''
+    ).trim();
 
   test("the scheduler's monitor shows both clients' clusters and * Combined", async () => {
     // Two programs on one address, same cluster name: unique names on the scheduler.
@@ -84,7 +97,13 @@ describe('scheduler monitor and a shared cluster in Chromium', { skip: unavailab
   });
 
   test("a SharedJobCluster's own DispyHTTPServer: Manage says CPUs are ignored when adding a node", async () => {
-    const cluster = new SharedJobCluster((x: number) => x, { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, name: 'mine', logLevel: 'silent' });
+    const cluster = new SharedJobCluster((x: number) => x, {
+      schedulerHost: SCHED_HOST,
+      schedulerPort: scheduler.port,
+      secret: CLUSTER_SECRET,
+      name: 'mine',
+      logLevel: 'silent',
+    });
     const server = new DispyHTTPServer(cluster, { host: '127.0.0.241', port: 0, pollSec: 1, logLevel: 'warn' });
     try {
       const base = (await server.listening).url;

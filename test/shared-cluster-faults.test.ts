@@ -29,7 +29,14 @@ function nodeList(list: TestNode[]): string[] {
 before(async () => {
   // A short node zombie interval: a killed scheduler's computations leave the nodes quickly.
   nodes = await Promise.all(NODE_HOSTS.map((host) => startNode({ host, cpus: 2, logLevel: 'info', args: ['--zombie-interval', '2'] })));
-  scheduler = await startScheduler({ host: SCHED_HOST, nodes: nodeList(nodes), nodeSecret: TEST_SECRET, clusterSecret: CLUSTER_SECRET, zombieInterval: 1, httpdHost: SCHED_HOST });
+  scheduler = await startScheduler({
+    host: SCHED_HOST,
+    nodes: nodeList(nodes),
+    nodeSecret: TEST_SECRET,
+    clusterSecret: CLUSTER_SECRET,
+    zombieInterval: 1,
+    httpdHost: SCHED_HOST,
+  });
 });
 
 after(async () => {
@@ -86,16 +93,29 @@ test('a node SIGKILLed mid-run: a reentrant client re-runs its job elsewhere, an
   // Long enough to be still running on the victim when `rerun` has started on a loaded machine.
   const once = client('once', { jobs: 2, ms: 15_000, pins: [victim.host, z.host] });
   await until(() => running(once).length === 2, 20_000, 'both jobs of `once` running');
-  assert.deepEqual(running(once).map((l) => l.ip).sort(), [victim.host, z.host]);
+  assert.deepEqual(
+    running(once)
+      .map((l) => l.ip)
+      .sort(),
+    [victim.host, z.host],
+  );
   const rerun = client('rerun', { jobs: 3, ms: 3000, reentrant: true, nodes: [victim.host, y.host] });
   await until(() => running(rerun).length === 3, 20_000, 'the three jobs of `rerun` running');
-  assert.deepEqual(running(rerun).map((l) => l.ip).sort(), [victim.host, y.host, y.host]);
+  assert.deepEqual(
+    running(rerun)
+      .map((l) => l.ip)
+      .sort(),
+    [victim.host, y.host, y.host],
+  );
   await victim.stop('SIGKILL');
   const [sr, so] = await Promise.all([rerun.line((l) => l.event === 'summary', 40_000), once.line((l) => l.event === 'summary', 40_000)]);
   // Reentrant: every job finished, the one on the dead node after running again elsewhere.
   assert.deepEqual(sr.byStatus, { [DispyJob.Finished]: 3 });
   assert.equal(sr.wrong, 0);
-  assert.ok(rerun.lines.some((l) => l.event === 'requeued' && l.ip === victim.host), 'the job came back from the dead node');
+  assert.ok(
+    rerun.lines.some((l) => l.event === 'requeued' && l.ip === victim.host),
+    'the job came back from the dead node',
+  );
   assert.ok(!sr.ips.includes(victim.host));
   // Not reentrant: the job on the dead node is Abandoned (reported to this client), the other finished.
   const ends = endsOf(once);
@@ -114,7 +134,13 @@ test('a node SIGKILLed mid-run: a reentrant client re-runs its job elsewhere, an
 test('the scheduler killed, then restarted and stopped: every pending job and call ends with a DISPY_ERR_*, never a hang', async () => {
   const port = scheduler.port;
   const make = (name: string) => {
-    const c = new SharedJobCluster((ms: number) => new Promise((r) => setTimeout(() => r(ms), ms)), { schedulerHost: SCHED_HOST, schedulerPort: port, secret: CLUSTER_SECRET, name, logLevel: 'silent' });
+    const c = new SharedJobCluster((ms: number) => new Promise((r) => setTimeout(() => r(ms), ms)), {
+      schedulerHost: SCHED_HOST,
+      schedulerPort: port,
+      secret: CLUSTER_SECRET,
+      name,
+      logLevel: 'silent',
+    });
     inProcess.push(c);
     return c;
   };
@@ -143,17 +169,33 @@ test('the scheduler killed, then restarted and stopped: every pending job and ca
   else assert.equal(outcome.r, 0);
   await until(() => errors.length, 5000, 'error event');
   assert.equal(errors[0]!.code, 'DISPY_ERR_CONNECTION');
-  assert.throws(() => first.submit(1), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION');
-  await assert.rejects(within(first.allocateNode(NODE_HOSTS[1]!), 1000, 'later call'), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION');
+  assert.throws(
+    () => first.submit(1),
+    (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION',
+  );
+  await assert.rejects(
+    within(first.allocateNode(NODE_HOSTS[1]!), 1000, 'later call'),
+    (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION',
+  );
   assert.equal(await within(first.close(), 1000, 'close after the loss'), true);
   // A cluster created while no scheduler listens fails at once, too.
   const orphan = make('nobody-home');
   const lone = orphan.submit(1);
-  await assert.rejects(within(lone.wait(), 5000, 'job without a scheduler'), (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /ECONNREFUSED/.test(err.message));
+  await assert.rejects(
+    within(lone.wait(), 5000, 'job without a scheduler'),
+    (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /ECONNREFUSED/.test(err.message),
+  );
   await orphan.close();
 
   // 2. Restarted at the same address: new clusters work (once the nodes let go of the old scheduler).
-  const restarted = await startScheduler({ host: SCHED_HOST, port, nodes: nodeList(nodes), nodeSecret: TEST_SECRET, clusterSecret: CLUSTER_SECRET, zombieInterval: 1 });
+  const restarted = await startScheduler({
+    host: SCHED_HOST,
+    port,
+    nodes: nodeList(nodes),
+    nodeSecret: TEST_SECRET,
+    clusterSecret: CLUSTER_SECRET,
+    zombieInterval: 1,
+  });
   extra.push(restarted);
   const second = make('after-restart');
   const errors2: DispyError[] = [];
@@ -173,6 +215,9 @@ test('the scheduler killed, then restarted and stopped: every pending job and ca
   }
   await until(() => errors2.length, 5000, 'error event after SIGTERM');
   assert.equal(errors2[0]!.code, 'DISPY_ERR_CLUSTER_CLOSED');
-  await assert.rejects(within(second.deallocateNode(NODE_HOSTS[1]!), 1000, 'later call'), (err: DispyError) => err.code === 'DISPY_ERR_CLUSTER_CLOSED');
+  await assert.rejects(
+    within(second.deallocateNode(NODE_HOSTS[1]!), 1000, 'later call'),
+    (err: DispyError) => err.code === 'DISPY_ERR_CLUSTER_CLOSED',
+  );
   assert.equal(await within(second.close(), 2000, 'close'), true);
 });

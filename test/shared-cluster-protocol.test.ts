@@ -9,7 +9,16 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DispyHTTPServer, DispyJob, DispyJobError, DispyNode, SharedJobCluster, type ClusterStatusEvent, type DispyError, type ViewedCluster } from '../src/index.js';
+import {
+  DispyHTTPServer,
+  DispyJob,
+  DispyJobError,
+  DispyNode,
+  SharedJobCluster,
+  type ClusterStatusEvent,
+  type DispyError,
+  type ViewedCluster,
+} from '../src/index.js';
 import { PayloadCodec } from '../src/protocol/payload.js';
 import { FakeScheduler, nodeView, type Conn, type Job } from './helpers/fake-scheduler.js';
 import { post, request } from './helpers/http-client.js';
@@ -35,7 +44,11 @@ async function fake(host: string, opts: Partial<ConstructorParameters<typeof Fak
   return f;
 }
 
-function cluster<Fn extends (...a: any[]) => unknown>(f: FakeScheduler, fn: Fn, opts: ConstructorParameters<typeof SharedJobCluster>[1] = {}): SharedJobCluster<Fn> {
+function cluster<Fn extends (...a: any[]) => unknown>(
+  f: FakeScheduler,
+  fn: Fn,
+  opts: ConstructorParameters<typeof SharedJobCluster>[1] = {},
+): SharedJobCluster<Fn> {
   const c = new SharedJobCluster(fn, { schedulerHost: f.host, schedulerPort: f.port, secret: SECRET, logLevel: 'silent', ...opts });
   cleanups.push(() => c.close({ terminate: true }));
   return c;
@@ -46,7 +59,19 @@ function runJob(conn: Conn, job: Job, ip: string): void {
   const [x] = codec.decode(job.args) as [number];
   const start = Date.now();
   conn.send({ t: 'job-status', uid: job.uid, status: DispyJob.Running, ip, startTime: start });
-  conn.send({ t: 'job-end', uid: job.uid, status: DispyJob.Finished, result: codec.encode(x * 2), exception: null, code: null, stdout: `out ${x}`, stderr: '', ip, startTime: start, endTime: start + 5 });
+  conn.send({
+    t: 'job-end',
+    uid: job.uid,
+    status: DispyJob.Finished,
+    result: codec.encode(x * 2),
+    exception: null,
+    code: null,
+    stdout: `out ${x}`,
+    stderr: '',
+    ip,
+    startTime: start,
+    endTime: start + 5,
+  });
 }
 
 test('set-up, relayed job and node events in order, results, close', async () => {
@@ -98,7 +123,10 @@ test('set-up, relayed job and node events in order, results, close', async () =>
   assert.deepEqual(compute.files, ['table.txt']);
   assert.equal(compute.computation.kind, 'function');
   assert.ok(kinds.indexOf('schedule') > kinds.lastIndexOf('file-chunk'));
-  assert.deepEqual(f.jobs.map((j) => j.tag), ['job-1', 'job-2', 'job-3']);
+  assert.deepEqual(
+    f.jobs.map((j) => j.tag),
+    ['job-1', 'job-2', 'job-3'],
+  );
   assert.equal(c.computeId, 'fake-1');
   assert.equal(c.schedulerName, 'doubler @ fake');
   assert.deepEqual(c.schedulerInfo, { name: 'fake-scheduler', policy: 'fsfs', cooperative: false, pulseInterval: 1 });
@@ -142,7 +170,10 @@ test('set-up, relayed job and node events in order, results, close', async () =>
     seen.map((_, i) => i + 1),
   );
   assert.ok(seen.every((e) => e.cluster === c));
-  assert.throws(() => c.submit(4), (err: DispyError) => err.code === 'DISPY_ERR_CLUSTER_CLOSED');
+  assert.throws(
+    () => c.submit(4),
+    (err: DispyError) => err.code === 'DISPY_ERR_CLUSTER_CLOSED',
+  );
 });
 
 test('a reentrant re-run after a node died: Created with the dead node, Running elsewhere, one final status', async () => {
@@ -180,7 +211,19 @@ test('a job-end without a job-status before it still gives Running, then the fin
   const f = await fake('127.0.0.242', {
     onJob: (conn, job) => {
       const start = Date.now() - 3;
-      conn.send({ t: 'job-end', uid: job.uid, status: DispyJob.Finished, result: codec.encode(1), exception: null, code: null, stdout: '', stderr: '', ip, startTime: start, endTime: Date.now() });
+      conn.send({
+        t: 'job-end',
+        uid: job.uid,
+        status: DispyJob.Finished,
+        result: codec.encode(1),
+        exception: null,
+        code: null,
+        stdout: '',
+        stderr: '',
+        ip,
+        startTime: start,
+        endTime: Date.now(),
+      });
     },
   });
   const events: [number, string | null][] = [];
@@ -239,7 +282,10 @@ test('scheduler lost mid-run: every job Abandoned naming it, pending and later c
   await until(() => f.received.some((m) => m.t === 'node-op'), 5000, 'node-op sent');
   const t0 = Date.now();
   await f.close();
-  await assert.rejects(within(call, 5000, 'pending allocateNode'), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION' && err.message.includes(`127.0.0.247:${f.port}`));
+  await assert.rejects(
+    within(call, 5000, 'pending allocateNode'),
+    (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION' && err.message.includes(`127.0.0.247:${f.port}`),
+  );
   for (const j of jobs) {
     await assert.rejects(within(j.wait(), 5000, 'job.wait'), (err: DispyJobError) => {
       assert.ok(err instanceof DispyJobError);
@@ -253,10 +299,17 @@ test('scheduler lost mid-run: every job Abandoned naming it, pending and later c
   await until(() => errors.length > 0, 5000, 'error event');
   assert.equal(errors[0]!.code, 'DISPY_ERR_CONNECTION');
   assert.match(errors[0]!.message, /connection to scheduler 127\.0\.0\.247:\d+ lost/);
-  assert.deepEqual(finals, jobs.map(() => DispyJob.Abandoned), 'each job settled once');
+  assert.deepEqual(
+    finals,
+    jobs.map(() => DispyJob.Abandoned),
+    'each job settled once',
+  );
   assert.equal(jobs[0]!.ipAddr, ip);
   // Later calls fail at once.
-  assert.throws(() => c.submit(9), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION');
+  assert.throws(
+    () => c.submit(9),
+    (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION',
+  );
   await assert.rejects(within(c.deallocateNode(ip), 1000, 'later call'), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION');
   await assert.rejects(within(c.setNodeCpus(ip, 1), 1000, 'later call'), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION');
   assert.equal(c.status().nodes.length, 0, 'its nodes closed');
@@ -269,19 +322,28 @@ test('a silent scheduler is declared lost after 5 pulse intervals', async () => 
   const errors: DispyError[] = [];
   c.on('error', (e) => errors.push(e));
   const j = c.submit(1);
-  await assert.rejects(within(j.wait(), 5000, 'job'), (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /sent nothing for/.test(err.message));
+  await assert.rejects(
+    within(j.wait(), 5000, 'job'),
+    (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /sent nothing for/.test(err.message),
+  );
   await until(() => errors.length, 2000, 'error event');
   assert.equal(errors[0]!.code, 'DISPY_ERR_CONNECTION');
 });
 
 test('the scheduler closing the cluster ends its jobs; refusals answer -1', async () => {
   const f = await fake('127.0.0.242', {
-    onNodeOp: (_conn, msg) => (msg.op === 'set-cpus' ? { ok: false, error: { code: 'DISPY_ERR_FORBIDDEN', message: 'not exclusive and not cooperative' } } : { ok: true, value: 0 }),
+    onNodeOp: (_conn, msg) =>
+      msg.op === 'set-cpus'
+        ? { ok: false, error: { code: 'DISPY_ERR_FORBIDDEN', message: 'not exclusive and not cooperative' } }
+        : { ok: true, value: 0 },
   });
   const c = cluster(f, double);
   const errors: DispyError[] = [];
   c.on('error', (e) => errors.push(e));
-  assert.throws(() => c.submitWith({ depends: ['./no-such-file.csv'] }, 1), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /depends\[0\]: no such file/.test(err.message));
+  assert.throws(
+    () => c.submitWith({ depends: ['./no-such-file.csv'] }, 1),
+    (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /depends\[0\]: no such file/.test(err.message),
+  );
   assert.equal(await c.setNodeCpus('127.0.0.243', 1), -1);
   assert.equal(await c.allocateNode({ host: '127.0.0.243', cpus: 3 }), 0);
   const op = f.received.find((m) => m.t === 'node-op' && m.op === 'allocate') as { node: unknown };
@@ -289,7 +351,10 @@ test('the scheduler closing the cluster ends its jobs; refusals answer -1', asyn
   const j = c.submit(1);
   await until(() => f.jobs.length === 1, 5000, 'job sent');
   f.conns[0]!.send({ t: 'closed', computeId: c.computeId!, reason: 'every node failed setup' });
-  await assert.rejects(within(j.wait(), 5000, 'job'), (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /every node failed setup/.test(err.message));
+  await assert.rejects(
+    within(j.wait(), 5000, 'job'),
+    (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /every node failed setup/.test(err.message),
+  );
   await until(() => errors.length, 2000, 'error event');
   assert.equal(errors[0]!.code, 'DISPY_ERR_CLUSTER_CLOSED');
 });
@@ -301,7 +366,10 @@ test('wrong cluster secret: DISPY_ERR_AUTH naming the scheduler; a node is not a
   c.on('error', (e) => errors.push(e));
   const j = c.submit(1);
   await assert.rejects(within(j.wait(), 5000, 'job'), (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED');
-  await assert.rejects(within(c.discoverNodes(), 1000, 'call'), (err: DispyError) => err.code === 'DISPY_ERR_AUTH' && err.message.includes(`127.0.0.244:${f.port}`));
+  await assert.rejects(
+    within(c.discoverNodes(), 1000, 'call'),
+    (err: DispyError) => err.code === 'DISPY_ERR_AUTH' && err.message.includes(`127.0.0.244:${f.port}`),
+  );
   await until(() => errors.length, 2000, 'error event');
   assert.equal(errors[0]!.code, 'DISPY_ERR_AUTH');
   assert.match(errors[0]!.message, new RegExp(`scheduler 127\\.0\\.0\\.244:${f.port}`));
@@ -354,7 +422,19 @@ test('DispyHTTPServer(sharedCluster): its jobs, `shared: true`, CPUs ignored whe
   assert.deepEqual(cancelled, [jobs[1]!._uid]);
   await until(() => f.received.some((m) => m.t === 'cancel' && m.uid === jobs[1]!._uid), 5000, 'cancel sent');
   const end = (uid: number, status: number) =>
-    conn!.send({ t: 'job-end', uid, status, result: status === DispyJob.Finished ? codec.encode(0) : null, exception: null, code: null, stdout: '', stderr: '', ip, startTime: Date.now() - 5, endTime: Date.now() });
+    conn!.send({
+      t: 'job-end',
+      uid,
+      status,
+      result: status === DispyJob.Finished ? codec.encode(0) : null,
+      exception: null,
+      code: null,
+      stdout: '',
+      stderr: '',
+      ip,
+      startTime: Date.now() - 5,
+      endTime: Date.now(),
+    });
   end(jobs[0]!._uid, DispyJob.Finished);
   end(jobs[1]!._uid, DispyJob.Terminated);
   end(jobs[2]!._uid, DispyJob.Finished);

@@ -79,7 +79,13 @@ let dir: string;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dispyts-resume-'));
   nodes = await Promise.all(NODE_HOSTS.map((host) => startNode({ host, cpus: 2, logLevel: 'info' })));
-  scheduler = await startScheduler({ host: SCHED_HOST, nodes: nodes.map((n) => `${n.host}:${n.port}`), nodeSecret: TEST_SECRET, clusterSecret: CLUSTER_SECRET, args: ['--zombie-interval', '30'] });
+  scheduler = await startScheduler({
+    host: SCHED_HOST,
+    nodes: nodes.map((n) => `${n.host}:${n.port}`),
+    nodeSecret: TEST_SECRET,
+    clusterSecret: CLUSTER_SECRET,
+    args: ['--zombie-interval', '30'],
+  });
 });
 
 after(async () => {
@@ -110,7 +116,13 @@ test('a broken connection to a live scheduler: the cluster reconnects and resume
   await relay.listen();
   const release = join(dir, 'release-1');
   const never = join(dir, 'never');
-  const cluster = new SharedJobCluster(held, { schedulerHost: RELAY_HOST, schedulerPort: relay.port, secret: CLUSTER_SECRET, name: 'resumed', logLevel: 'silent' });
+  const cluster = new SharedJobCluster(held, {
+    schedulerHost: RELAY_HOST,
+    schedulerPort: relay.port,
+    secret: CLUSTER_SECRET,
+    name: 'resumed',
+    logLevel: 'silent',
+  });
   const errors: DispyError[] = [];
   cluster.on('error', (e) => errors.push(e));
   const finals = finalsOf(cluster);
@@ -128,20 +140,37 @@ test('a broken connection to a live scheduler: the cluster reconnects and resume
     relay.cut();
     relay.swallowing = false;
     // Meanwhile: calls fail at once, saying why; jobs end on the nodes; a job is submitted and one cancelled.
-    await assert.rejects(within(cluster.allocateNode(NODE_HOSTS[0]!), 2000, 'a call while away'), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION' && /no connection|reconnecting/.test(err.message));
+    await assert.rejects(
+      within(cluster.allocateNode(NODE_HOSTS[0]!), 2000, 'a call while away'),
+      (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION' && /no connection|reconnecting/.test(err.message),
+    );
     writeFileSync(release, '');
     const meanwhile = cluster.submit(5, release);
     assert.equal(await cluster.cancel(victim), 0);
-    await until(() => /client gone: its computation is closed after the zombie interval unless the client resumes it/.test(scheduler.log()), 10_000, 'the scheduler saw the client go');
+    await until(
+      () => /client gone: its computation is closed after the zombie interval unless the client resumes it/.test(scheduler.log()),
+      10_000,
+      'the scheduler saw the client go',
+    );
     await new Promise((r) => setTimeout(r, 1000));
     for (const j of running) assert.equal(j.settled, false, 'nothing ends while away');
 
     relay.blocking = false;
-    assert.deepEqual(await within(Promise.all([...running, lost, meanwhile].map((j) => j.wait())), 30_000, 'jobs after the reconnection'), [0, 1, 2, 7, 5]);
-    await assert.rejects(within(victim.wait(), 10_000, 'the cancelled job'), (err: DispyJobError) => ['DISPY_ERR_JOB_TERMINATED', 'DISPY_ERR_JOB_CANCELLED'].includes(err.code));
+    assert.deepEqual(
+      await within(Promise.all([...running, lost, meanwhile].map((j) => j.wait())), 30_000, 'jobs after the reconnection'),
+      [0, 1, 2, 7, 5],
+    );
+    await assert.rejects(within(victim.wait(), 10_000, 'the cancelled job'), (err: DispyJobError) =>
+      ['DISPY_ERR_JOB_TERMINATED', 'DISPY_ERR_JOB_CANCELLED'].includes(err.code),
+    );
     assert.ok(await within(cluster.wait(), 10_000, 'wait'));
-    for (const j of [...running, lost, meanwhile, victim]) assert.equal(finals.get(j)?.length, 1, `job ${String(j.id)}: one final status (${finals.get(j)})`);
-    await until(() => /"unknown":1,"msg":"computation resumed"/.test(scheduler.log()), 5000, 'the resume logged, the swallowed job unknown to the scheduler');
+    for (const j of [...running, lost, meanwhile, victim])
+      assert.equal(finals.get(j)?.length, 1, `job ${String(j.id)}: one final status (${finals.get(j)})`);
+    await until(
+      () => /"unknown":1,"msg":"computation resumed"/.test(scheduler.log()),
+      5000,
+      'the resume logged, the swallowed job unknown to the scheduler',
+    );
     assert.deepEqual(errors, []);
     // And it works on as before.
     assert.equal(await within(cluster.submit(11, release).wait(), 10_000, 'a job after all that'), 11);
@@ -157,7 +186,14 @@ test('a scheduler not back within reconnectTimeout: every pending job ends Aband
   const relay = new Relay(scheduler);
   await relay.listen();
   const release = join(dir, 'release-2');
-  const cluster = new SharedJobCluster(held, { schedulerHost: RELAY_HOST, schedulerPort: relay.port, secret: CLUSTER_SECRET, name: 'gave-up', reconnectTimeout: 2, logLevel: 'silent' });
+  const cluster = new SharedJobCluster(held, {
+    schedulerHost: RELAY_HOST,
+    schedulerPort: relay.port,
+    secret: CLUSTER_SECRET,
+    name: 'gave-up',
+    reconnectTimeout: 2,
+    logLevel: 'silent',
+  });
   const errors: DispyError[] = [];
   cluster.on('error', (e) => errors.push(e));
   try {
@@ -167,13 +203,22 @@ test('a scheduler not back within reconnectTimeout: every pending job ends Aband
     relay.cut();
     const t0 = Date.now();
     for (const j of jobs) {
-      await assert.rejects(within(j.wait(), 10_000, 'job'), (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /lost: .*; not back within 2 s/.test(err.message));
+      await assert.rejects(
+        within(j.wait(), 10_000, 'job'),
+        (err: DispyJobError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && /lost: .*; not back within 2 s/.test(err.message),
+      );
     }
     assert.ok(Date.now() - t0 >= 1500, 'it tried for about reconnectTimeout');
     await until(() => errors.length, 5000, 'error event');
     assert.equal(errors[0]!.code, 'DISPY_ERR_CONNECTION');
-    assert.throws(() => cluster.submit(3, release), (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION');
-    assert.throws(() => new SharedJobCluster(held, { reconnectTimeout: -1 }), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /reconnectTimeout/.test(err.message));
+    assert.throws(
+      () => cluster.submit(3, release),
+      (err: DispyError) => err.code === 'DISPY_ERR_CONNECTION',
+    );
+    assert.throws(
+      () => new SharedJobCluster(held, { reconnectTimeout: -1 }),
+      (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /reconnectTimeout/.test(err.message),
+    );
   } finally {
     writeFileSync(release, '');
     await cluster.close({ terminate: true });

@@ -23,7 +23,12 @@ let scheduler: TestScheduler;
 
 before(async () => {
   nodes = await Promise.all(NODE_HOSTS.map((host) => startNode({ host, cpus: 2, logLevel: 'info' })));
-  scheduler = await startScheduler({ host: SCHED_HOST, nodes: nodes.map((n) => `${n.host}:${n.port}`), nodeSecret: TEST_SECRET, clusterSecret: CLUSTER_SECRET });
+  scheduler = await startScheduler({
+    host: SCHED_HOST,
+    nodes: nodes.map((n) => `${n.host}:${n.port}`),
+    nodeSecret: TEST_SECRET,
+    clusterSecret: CLUSTER_SECRET,
+  });
 });
 
 after(async () => {
@@ -32,7 +37,15 @@ after(async () => {
 });
 
 function client(name: string, extra: Record<string, unknown> = {}) {
-  return startClient({ schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, name, jobs: 12, ms: 150, ...extra });
+  return startClient({
+    schedulerHost: SCHED_HOST,
+    schedulerPort: scheduler.port,
+    secret: CLUSTER_SECRET,
+    name,
+    jobs: 12,
+    ms: 150,
+    ...extra,
+  });
 }
 
 test('two client programs share three nodes, each getting its own correct results', async () => {
@@ -74,7 +87,11 @@ test('an exclusive cluster waits until the running one is done, and runs alone',
   await x.line((l) => l.event === 'running');
   // A cluster that comes while the exclusive one runs waits for it in turn.
   const c = client('after', { jobs: 3, ms: 50 });
-  const [sa, sx, sc] = await Promise.all([a.line((l) => l.event === 'summary'), x.line((l) => l.event === 'summary'), c.line((l) => l.event === 'summary')]);
+  const [sa, sx, sc] = await Promise.all([
+    a.line((l) => l.event === 'summary'),
+    x.line((l) => l.event === 'summary'),
+    c.line((l) => l.event === 'summary'),
+  ]);
   for (const s of [sa, sx, sc]) assert.equal(s.wrong, 0);
   assert.deepEqual(sx.byStatus, { [DispyJob.Finished]: 6 });
   assert.ok(sx.firstStart >= sa.lastEnd, `exclusive started ${sx.firstStart} before the other's last job ended ${sa.lastEnd}`);
@@ -82,7 +99,7 @@ test('an exclusive cluster waits until the running one is done, and runs alone',
   await Promise.all([a.exited, x.exited, c.exited]);
 });
 
-test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; adding a node ignores CPUs', async () => {
+test("DispyHTTPServer(sharedCluster) shows that client's jobs, shared: true; adding a node ignores CPUs", async () => {
   // The jobs run until the test creates the release file: what the page shows of running jobs
   // does not depend on how loaded the machine is.
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-shared-httpd-'));
@@ -94,7 +111,15 @@ test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; ad
       return ms;
     },
     // From its own address (`host`): the scheduler names the cluster after it.
-    { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: CLUSTER_SECRET, name: 'watched', nodes: [NODE_HOSTS[0]!, NODE_HOSTS[1]!], host: SCHED_HOST, logLevel: 'warn' },
+    {
+      schedulerHost: SCHED_HOST,
+      schedulerPort: scheduler.port,
+      secret: CLUSTER_SECRET,
+      name: 'watched',
+      nodes: [NODE_HOSTS[0]!, NODE_HOSTS[1]!],
+      host: SCHED_HOST,
+      logLevel: 'warn',
+    },
   );
   const errors: DispyError[] = [];
   cluster.on('error', (e) => errors.push(e));
@@ -141,7 +166,7 @@ test('DispyHTTPServer(sharedCluster) shows that client\'s jobs, shared: true; ad
   }
 });
 
-test('per-job files go through the scheduler to the job\'s node; the scheduler keeps them only while the job lasts', async () => {
+test("per-job files go through the scheduler to the job's node; the scheduler keeps them only while the job lasts", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-shared-files-'));
   const cluster = new SharedJobCluster(
     async (name: string) => {
@@ -163,18 +188,27 @@ test('per-job files go through the scheduler to the job\'s node; the scheduler k
     assert.deepEqual(results, contents);
     // Kept on the scheduler per job, and gone with the job.
     const staged = join(scheduler.prefix, SCHED_HOST, 'computations', cluster.computeId!, '.jobs');
-    assert.ok(existsSync(join(scheduler.prefix, SCHED_HOST, 'computations', cluster.computeId!)), 'the computation\'s folder on the scheduler');
+    assert.ok(
+      existsSync(join(scheduler.prefix, SCHED_HOST, 'computations', cluster.computeId!)),
+      "the computation's folder on the scheduler",
+    );
     await until(() => !existsSync(staged) || readdirSync(staged).length === 0, 5_000, 'per-job files gone from the scheduler');
 
     // Bad input: a missing file is an error at submit; a file gone before it was sent ends its
     // job Cancelled, saying why; the jobs after it run.
-    assert.throws(() => cluster.submitWith({ depends: [join(dir, 'missing.txt')] }, 'missing.txt'), (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /no such file/.test(err.message));
+    assert.throws(
+      () => cluster.submitWith({ depends: [join(dir, 'missing.txt')] }, 'missing.txt'),
+      (err: DispyError) => err.code === 'DISPY_ERR_INVALID_OPTION' && /no such file/.test(err.message),
+    );
     const doomedPath = join(dir, 'doomed.txt');
     writeFileSync(doomedPath, 'x');
     const doomed = cluster.submitWith({ depends: [doomedPath] }, 'doomed.txt');
     rmSync(doomedPath);
     const after = cluster.submitWith({ depends: [paths[1]!] }, 'in-1.txt');
-    await assert.rejects(within(doomed.wait(), 10_000, 'doomed job'), (err: DispyError) => err.code === 'DISPY_ERR_JOB_CANCELLED' && /sending its file failed: DISPY_ERR_NOT_FOUND/.test(err.message));
+    await assert.rejects(
+      within(doomed.wait(), 10_000, 'doomed job'),
+      (err: DispyError) => err.code === 'DISPY_ERR_JOB_CANCELLED' && /sending its file failed: DISPY_ERR_NOT_FOUND/.test(err.message),
+    );
     assert.equal(await within(after.wait(), 10_000, 'job after it'), contents[1]);
   } finally {
     await cluster.close({ terminate: true });
@@ -183,11 +217,19 @@ test('per-job files go through the scheduler to the job\'s node; the scheduler k
 });
 
 test('a wrong cluster secret: DISPY_ERR_AUTH naming the scheduler, for the jobs, the calls and the error event', async () => {
-  const cluster = new SharedJobCluster((x: number) => x, { schedulerHost: SCHED_HOST, schedulerPort: scheduler.port, secret: 'not-the-cluster-secret', logLevel: 'silent' });
+  const cluster = new SharedJobCluster((x: number) => x, {
+    schedulerHost: SCHED_HOST,
+    schedulerPort: scheduler.port,
+    secret: 'not-the-cluster-secret',
+    logLevel: 'silent',
+  });
   const errors: DispyError[] = [];
   cluster.on('error', (e) => errors.push(e));
   const job = cluster.submit(1);
-  await assert.rejects(within(job.wait(), 10_000, 'job'), (err: DispyError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && err.message.includes(`scheduler ${SCHED_HOST}:${scheduler.port}`));
+  await assert.rejects(
+    within(job.wait(), 10_000, 'job'),
+    (err: DispyError) => err.code === 'DISPY_ERR_JOB_ABANDONED' && err.message.includes(`scheduler ${SCHED_HOST}:${scheduler.port}`),
+  );
   await assert.rejects(within(cluster.allocateNode(NODE_HOSTS[0]!), 1000, 'call'), (err: DispyError) => err.code === 'DISPY_ERR_AUTH');
   await until(() => errors.length, 5000, 'error event');
   assert.equal(errors[0]!.code, 'DISPY_ERR_AUTH');

@@ -25,13 +25,55 @@ const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes
 let serial = 1;
 
 function makeCa(name: string): void {
-  openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca_ext', ...EC, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=dispyts test ${name}`);
+  openssl(
+    'req',
+    '-x509',
+    '-config',
+    'openssl.cnf',
+    '-extensions',
+    'ca_ext',
+    ...EC,
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.pem`,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=dispyts test ${name}`,
+  );
 }
 
 function makeCert(name: string, ca: string, ext: string[]): void {
-  writeFileSync(f(`${name}.ext`), ['basicConstraints = CA:FALSE', 'keyUsage = critical,digitalSignature', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid', ...ext].join('\n') + '\n');
+  writeFileSync(
+    f(`${name}.ext`),
+    [
+      'basicConstraints = CA:FALSE',
+      'keyUsage = critical,digitalSignature',
+      'subjectKeyIdentifier = hash',
+      'authorityKeyIdentifier = keyid',
+      ...ext,
+    ].join('\n') + '\n',
+  );
   openssl('req', '-config', 'openssl.cnf', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=dispyts test ${name}`);
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-set_serial', String(serial++), '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`);
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${ca}.pem`,
+    '-CAkey',
+    `${ca}.key`,
+    '-set_serial',
+    String(serial++),
+    '-days',
+    '2',
+    '-out',
+    `${name}.pem`,
+    '-extfile',
+    `${name}.ext`,
+  );
   // One PEM holding the certificate and its key.
   writeFileSync(f(`${name}-both.pem`), readFileSync(f(`${name}.pem`), 'utf8') + readFileSync(f(`${name}.key`), 'utf8'));
 }
@@ -53,7 +95,18 @@ before(async () => {
   // Our own minimal config: no dependence on the system's openssl.cnf.
   writeFileSync(
     f('openssl.cnf'),
-    ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused', '[ca_ext]', 'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', ''].join('\n'),
+    [
+      '[req]',
+      'distinguished_name = dn',
+      'prompt = no',
+      '[dn]',
+      'CN = unused',
+      '[ca_ext]',
+      'basicConstraints = critical,CA:TRUE',
+      'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      '',
+    ].join('\n'),
   );
   makeCa('caA');
   makeCa('caB');
@@ -97,7 +150,11 @@ function logLines(node: TestNode, from = 0): Record<string, unknown>[] {
 }
 
 async function tlsRefusalLogged(node: TestNode, from: number, reason: RegExp): Promise<Record<string, unknown>> {
-  const line = await until(() => logLines(node, from).find((l) => l.code === 'DISPY_ERR_TLS' && reason.test(String(l.reason))), 5000, `a DISPY_ERR_TLS line matching ${reason} in the log of ${node.host}`);
+  const line = await until(
+    () => logLines(node, from).find((l) => l.code === 'DISPY_ERR_TLS' && reason.test(String(l.reason))),
+    5000,
+    `a DISPY_ERR_TLS line matching ${reason} in the log of ${node.host}`,
+  );
   return line!;
 }
 
@@ -140,7 +197,12 @@ test('mutual TLS: a client certificate from the CA (key apart, or one PEM with b
 });
 
 test('the authenticated channel still runs inside TLS: a wrong secret is DISPY_ERR_AUTH', async () => {
-  await expectRefused(cluster([tlsNode], { caFile: f('caA.pem'), secret: 'not-the-test-secret-0123456789' }), tlsNode, 'DISPY_ERR_AUTH', /secret/);
+  await expectRefused(
+    cluster([tlsNode], { caFile: f('caA.pem'), secret: 'not-the-test-secret-0123456789' }),
+    tlsNode,
+    'DISPY_ERR_AUTH',
+    /secret/,
+  );
 });
 
 test('a client trusting another CA gets DISPY_ERR_TLS; the node logs it and keeps serving', async () => {
@@ -153,11 +215,21 @@ test('a client trusting another CA gets DISPY_ERR_TLS; the node logs it and keep
 
 test('a node with --ca-file refuses a client without a certificate, or with one from another CA', async () => {
   let from = mtlsNode.log().length;
-  await expectRefused(cluster([mtlsNode], { caFile: f('caA.pem') }), mtlsNode, 'DISPY_ERR_TLS', /refused this client: the client sent no certificate/);
+  await expectRefused(
+    cluster([mtlsNode], { caFile: f('caA.pem') }),
+    mtlsNode,
+    'DISPY_ERR_TLS',
+    /refused this client: the client sent no certificate/,
+  );
   await tlsRefusalLogged(mtlsNode, from, /sent no certificate/);
 
   from = mtlsNode.log().length;
-  await expectRefused(cluster([mtlsNode], { caFile: f('caA.pem'), certFile: f('clientB.pem'), keyFile: f('clientB.key') }), mtlsNode, 'DISPY_ERR_TLS', /refused this client: the client certificate .* is not trusted/);
+  await expectRefused(
+    cluster([mtlsNode], { caFile: f('caA.pem'), certFile: f('clientB.pem'), keyFile: f('clientB.key') }),
+    mtlsNode,
+    'DISPY_ERR_TLS',
+    /refused this client: the client certificate .* is not trusted/,
+  );
   const line = await tlsRefusalLogged(mtlsNode, from, /client certificate .* is not trusted/);
   assert.match(String(line.peer), /^127\.0\.0\.1:\d+$/);
 
@@ -174,7 +246,10 @@ test('a certificate naming another IP is refused by the client; the jobs run on 
     assert.equal(err.code, 'DISPY_ERR_TLS', err.message);
     assert.ok(err.message.includes(`${wrongIpNode.host}:${wrongIpNode.port}`), err.message);
     assert.match(err.message, /does not name this address.*127\.0\.0\.52.*127\.0\.0\.59/);
-    assert.deepEqual(await within(results, 10_000, 'jobs'), [2, 3, 4, 5].map((r) => [r, tlsNode.host]));
+    assert.deepEqual(
+      await within(results, 10_000, 'jobs'),
+      [2, 3, 4, 5].map((r) => [r, tlsNode.host]),
+    );
     assert.deepEqual(
       c.status().nodes.map((n) => n.ipAddr),
       [tlsNode.host],
@@ -227,12 +302,24 @@ test('clusters with other TLS files get their own connection; equal ones share i
 
 test('missing or unusable TLS files are clear errors at construction and at daemon start', async () => {
   const missing = f('no-such.pem');
-  assert.throws(() => cluster([tlsNode], { caFile: missing }), (e: DispyError) => e.code === 'DISPY_ERR_TLS' && e.message.includes(missing) && /caFile/.test(e.message));
+  assert.throws(
+    () => cluster([tlsNode], { caFile: missing }),
+    (e: DispyError) => e.code === 'DISPY_ERR_TLS' && e.message.includes(missing) && /caFile/.test(e.message),
+  );
   assert.throws(() => cluster([tlsNode], { certFile: missing, keyFile: f('client.key') }), { code: 'DISPY_ERR_TLS' });
-  assert.throws(() => cluster([tlsNode], { certFile: f('client.pem') }), (e: DispyError) => e.code === 'DISPY_ERR_TLS' && /no private key.*keyFile/.test(e.message));
-  assert.throws(() => cluster([tlsNode], { certFile: f('client.pem'), keyFile: f('node.key') }), (e: DispyError) => e.code === 'DISPY_ERR_TLS' && /unusable TLS files/.test(e.message));
+  assert.throws(
+    () => cluster([tlsNode], { certFile: f('client.pem') }),
+    (e: DispyError) => e.code === 'DISPY_ERR_TLS' && /no private key.*keyFile/.test(e.message),
+  );
+  assert.throws(
+    () => cluster([tlsNode], { certFile: f('client.pem'), keyFile: f('node.key') }),
+    (e: DispyError) => e.code === 'DISPY_ERR_TLS' && /unusable TLS files/.test(e.message),
+  );
   assert.throws(() => cluster([tlsNode], { keyFile: f('client.key') }), { code: 'DISPY_ERR_INVALID_OPTION' });
-  assert.throws(() => cluster([tlsNode], { caFile: f('openssl.cnf') }), (e: DispyError) => e.code === 'DISPY_ERR_TLS' && /not a PEM file/.test(e.message));
+  assert.throws(
+    () => cluster([tlsNode], { caFile: f('openssl.cnf') }),
+    (e: DispyError) => e.code === 'DISPY_ERR_TLS' && /not a PEM file/.test(e.message),
+  );
 
   await Promise.all([
     assert.rejects(startNode({ host: '127.0.0.53', args: ['--cert-file', missing, '--key-file', f('node.key')] }), (e: Error) => {
@@ -241,6 +328,9 @@ test('missing or unusable TLS files are clear errors at construction and at daem
       assert.ok(e.message.includes(missing), e.message);
       return true;
     }),
-    assert.rejects(startNode({ host: '127.0.0.55', args: ['--ca-file', f('caA.pem')] }), /DISPY_ERR_INVALID_OPTION.*--ca-file.*needs.*--cert-file/),
+    assert.rejects(
+      startNode({ host: '127.0.0.55', args: ['--ca-file', f('caA.pem')] }),
+      /DISPY_ERR_INVALID_OPTION.*--ca-file.*needs.*--cert-file/,
+    ),
   ]);
 });

@@ -98,7 +98,14 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
   async function waitText(page: Page, sel: string, want: string | RegExp, timeoutMs = 10_000): Promise<void> {
     await until(
       async () => {
-        const t = (await page.locator(sel).first().textContent({ timeout: 1_000 }).catch(() => null))?.trim() ?? '';
+        const t =
+          (
+            await page
+              .locator(sel)
+              .first()
+              .textContent({ timeout: 1_000 })
+              .catch(() => null)
+          )?.trim() ?? '';
         return typeof want === 'string' ? t === want : want.test(t);
       },
       timeoutMs,
@@ -146,7 +153,10 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
   test('Monitor: counts and node rows match the cluster; sort by any column, both ways; names are text', async () => {
     await runQuick(3);
     longPids = [join(dir, 'long0.pid'), join(dir, 'long1.pid')];
-    longJobs = [cluster.submit(new C('<b>bold</b>', 1.5), 60_000, longPids[0]!), cluster.submit(new C('<i>x</i>', 2), 60_000, longPids[1]!)];
+    longJobs = [
+      cluster.submit(new C('<b>bold</b>', 1.5), 60_000, longPids[0]!),
+      cluster.submit(new C('<i>x</i>', 2), 60_000, longPids[1]!),
+    ];
     longJobs[0]!.id = 'long-0';
     longJobs[1]!.id = 'long-1';
     await until(() => longPids.every((f) => existsSync(f)), 10_000, 'long jobs running');
@@ -161,16 +171,20 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     assert.equal((await textOf(page, '[data-testid=jobs-queued]'))?.trim(), '0');
 
     // Every row as the cluster has it.
-    await until(async () => {
-      for (const n of cluster.status().nodes) {
-        const row = page.locator(`tr.row[data-ip="${n.ipAddr}"]`);
-        if ((await row.locator('.c-name .nm').textContent()) !== n.name) return false;
-        if (num(await row.locator('td.c-cpus').textContent()) !== n.cpus) return false;
-        if (num(await row.locator('td.c-busy').textContent()) !== n.busy) return false;
-        if (num(await row.locator('td.c-done').textContent()) !== n.jobsDone) return false;
-      }
-      return true;
-    }, 10_000, 'rows to match the cluster');
+    await until(
+      async () => {
+        for (const n of cluster.status().nodes) {
+          const row = page.locator(`tr.row[data-ip="${n.ipAddr}"]`);
+          if ((await row.locator('.c-name .nm').textContent()) !== n.name) return false;
+          if (num(await row.locator('td.c-cpus').textContent()) !== n.cpus) return false;
+          if (num(await row.locator('td.c-busy').textContent()) !== n.busy) return false;
+          if (num(await row.locator('td.c-done').textContent()) !== n.jobsDone) return false;
+        }
+        return true;
+      },
+      10_000,
+      'rows to match the cluster',
+    );
     assert.equal(num(await textOf(page, '[data-testid=total-busy]')), 2);
     assert.equal(num(await textOf(page, '[data-testid=total-cpus]')), 5);
 
@@ -277,7 +291,10 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     await page.locator('[data-testid=add-nodes]').click();
     await waitText(page, '[data-testid=add-result]', /^Joined: 127\.0\.0\.114, 1 CPU$/, 15_000);
     const jobs = await runQuick(16, 200);
-    assert.ok(jobs.some((j) => j.ipAddr === E.host), 'the added node ran jobs');
+    assert.ok(
+      jobs.some((j) => j.ipAddr === E.host),
+      'the added node ran jobs',
+    );
     assert.equal(cluster.status().nodes.find((n) => n.ipAddr === E.host)?.cpus, 1);
 
     // Lower A's CPUs to 1: validated against what A offers first.
@@ -293,7 +310,10 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     assert.equal(cluster.status().nodes.find((n) => n.ipAddr === A.host)?.cpus, 1);
     busyPeak = new Map();
     const more = await runQuick(14, 250);
-    assert.ok(more.some((j) => j.ipAddr === A.host), 'A still takes jobs');
+    assert.ok(
+      more.some((j) => j.ipAddr === A.host),
+      'A still takes jobs',
+    );
     assert.equal(busyPeak.get(A.host), 1, 'A never ran more than 1 job at once');
     await page.close();
     assert.equal(await cluster.setNodeCpus(A.host, 2), 2);
@@ -319,7 +339,10 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     await until(async () => /st-closed/.test((await row.getAttribute('class')) ?? ''), 10_000, 'row closed');
     await waitText(page, '.message-list li span', /Deallocate 127\.0\.0\.112 \(.*\): done\./);
     const whileOff = await runQuick(6, 100);
-    assert.ok(whileOff.every((j) => j.ipAddr !== B.host), 'no job on a deallocated node');
+    assert.ok(
+      whileOff.every((j) => j.ipAddr !== B.host),
+      'no job on a deallocated node',
+    );
 
     await act('allocate_node');
     await until(() => nodeB()?.status === 4, 10_000, 'B allocated again');
@@ -329,7 +352,10 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     await until(() => !nodeB() || nodeB()!.status === 16, 10_000, 'B closed');
     await until(async () => /st-closed/.test((await row.getAttribute('class')) ?? ''), 10_000, 'row closed after close');
     const afterClose = await runQuick(6, 100);
-    assert.ok(afterClose.every((j) => j.ipAddr !== B.host), 'no job on a closed node');
+    assert.ok(
+      afterClose.every((j) => j.ipAddr !== B.host),
+      'no job on a closed node',
+    );
     await page.close();
   });
 
@@ -350,7 +376,12 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
       }
       return true;
     };
-    for (const step of [() => runQuick(5, 50), () => cluster.setNodeCpus(A.host, 1), () => runQuick(3, 50), () => cluster.setNodeCpus(A.host, 2)]) {
+    for (const step of [
+      () => runQuick(5, 50),
+      () => cluster.setNodeCpus(A.host, 1),
+      () => runQuick(3, 50),
+      () => cluster.setNodeCpus(A.host, 2),
+    ]) {
       await step();
       await until(async () => (await sameAsServer(p1)) && (await sameAsServer(p2)), 10_000, 'both pages to match the server');
     }
@@ -464,7 +495,11 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     await runQuick(3, 50);
     await page.locator('[data-testid=offline]').waitFor({ state: 'detached', timeout: 15_000 });
     // A new server (new epoch, counters from its start): the page replaced its picture.
-    await until(async () => num(await textOf(page, '[data-testid=jobs-done]')) === (await serverStatus()).jobs.done, 10_000, 'counters of the new server');
+    await until(
+      async () => num(await textOf(page, '[data-testid=jobs-done]')) === (await serverStatus()).jobs.done,
+      10_000,
+      'counters of the new server',
+    );
     assert.equal((await rowIps(page)).length, (await serverStatus()).nodes.length);
     await waitText(page, '[data-testid=conn]', 'Live');
     await page.close();
@@ -480,7 +515,24 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     assert.ok(await desk.locator('[data-testid=jobs-summary]').isVisible());
     await desk.screenshot({ path: join(SHOTS, 'ui-monitor-1280.png'), fullPage: true });
     // Every column is there at 1280 px.
-    for (const c of ['c-ip', 'c-name', 'c-state', 'c-cpus', 'c-busy', 'c-cpu', 'c-mem', 'c-swap', 'c-disk', 'c-tx', 'c-rx', 'c-done', 'c-spj', 'c-jt', 'c-cu', 'c-last']) {
+    for (const c of [
+      'c-ip',
+      'c-name',
+      'c-state',
+      'c-cpus',
+      'c-busy',
+      'c-cpu',
+      'c-mem',
+      'c-swap',
+      'c-disk',
+      'c-tx',
+      'c-rx',
+      'c-done',
+      'c-spj',
+      'c-jt',
+      'c-cu',
+      'c-last',
+    ]) {
       assert.ok(await desk.locator(`tr.row td.${c}`).first().isVisible(), `${c} visible at 1280 px`);
     }
     await desk.goto(`${base}/node.html?host=${long.ipAddr}`);
@@ -505,14 +557,22 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
         const range = document.createRange();
         range.selectNodeContents(td);
         const content = td.querySelector('a, .nm') ?? td;
-        cells[c] = { left: r.left, right: r.right, shown: getComputedStyle(td).display !== 'none' && r.width > 0, fits: (content as HTMLElement).scrollWidth <= (content as HTMLElement).clientWidth + 1 || c === 'c-name' };
+        cells[c] = {
+          left: r.left,
+          right: r.right,
+          shown: getComputedStyle(td).display !== 'none' && r.width > 0,
+          fits: (content as HTMLElement).scrollWidth <= (content as HTMLElement).clientWidth + 1 || c === 'c-name',
+        };
       }
       const small: string[] = [];
       for (const el of document.querySelectorAll<HTMLElement>('a, button, select, input:not([type=checkbox]), label.hit')) {
         const r = el.getBoundingClientRect();
         if (r.width === 0 || getComputedStyle(el).visibility === 'hidden') continue;
         if (el.closest('.u-legend')) continue;
-        if (r.width < 44 || r.height < 44) small.push(`${el.tagName}.${el.className} ${Math.round(r.width)}x${Math.round(r.height)} "${(el.textContent ?? '').trim().slice(0, 20)}"`);
+        if (r.width < 44 || r.height < 44)
+          small.push(
+            `${el.tagName}.${el.className} ${Math.round(r.width)}x${Math.round(r.height)} "${(el.textContent ?? '').trim().slice(0, 20)}"`,
+          );
       }
       return { scrollWidth: document.documentElement.scrollWidth, width: window.innerWidth, cells, small };
     });
@@ -551,7 +611,10 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
     await until(async () => (await rowIps(page)).join() === [...ips].reverse().join(), 10_000, 'sorted ascending after close');
     await page.locator('th.c-done button').click();
     const done = await page.$$eval('tr.row td.c-done', (tds) => tds.map((t) => Number(t.textContent!.replace(/,/g, ''))));
-    assert.deepEqual(done, [...done].sort((a, b) => b - a));
+    assert.deepEqual(
+      done,
+      [...done].sort((a, b) => b - a),
+    );
     await page.close();
   });
 });

@@ -29,27 +29,70 @@ function node(ip: string, over: Partial<NodeJson> = {}): NodeJson {
   };
 }
 
-const snap = (clusters: UpdatesJson['clusters'], cursor = 10, epoch = 'e1'): UpdatesJson => ({ epoch, cursor, resync: true, clusters, removed_clusters: [] });
-const delta = (clusters: UpdatesJson['clusters'], removed: string[] = [], cursor = 20): UpdatesJson => ({ epoch: 'e1', cursor, resync: false, clusters, removed_clusters: removed });
+const snap = (clusters: UpdatesJson['clusters'], cursor = 10, epoch = 'e1'): UpdatesJson => ({
+  epoch,
+  cursor,
+  resync: true,
+  clusters,
+  removed_clusters: [],
+});
+const delta = (clusters: UpdatesJson['clusters'], removed: string[] = [], cursor = 20): UpdatesJson => ({
+  epoch: 'e1',
+  cursor,
+  resync: false,
+  clusters,
+  removed_clusters: removed,
+});
 
 test('addresses sort numerically (IPv4 by value, IPv6 by group); sorting works both ways on every key', () => {
   assert.ok(compareIp('127.0.0.9', '127.0.0.10') < 0);
   assert.ok(compareIp('10.0.0.2', '9.255.255.255') > 0);
   assert.ok(compareIp('::2', '::10') < 0);
   const s = new ClusterStore();
-  s.apply(snap([{ name: 'c', jobs: { submitted: 0, done: 0 }, nodes: [node('127.0.0.9', { jobs_done: 5 }), node('127.0.0.10', { jobs_done: 1 }), node('127.0.0.100', { jobs_done: 3 })] }]), true);
+  s.apply(
+    snap([
+      {
+        name: 'c',
+        jobs: { submitted: 0, done: 0 },
+        nodes: [node('127.0.0.9', { jobs_done: 5 }), node('127.0.0.10', { jobs_done: 1 }), node('127.0.0.100', { jobs_done: 3 })],
+      },
+    ]),
+    true,
+  );
   const v = s.view('c')!;
-  assert.deepEqual(sortNodes(v.nodes.values(), { key: 'ip', dir: 'desc' }).map((r) => r.ip), ['127.0.0.100', '127.0.0.10', '127.0.0.9']);
-  assert.deepEqual(sortNodes(v.nodes.values(), { key: 'ip', dir: 'asc' }).map((r) => r.ip), ['127.0.0.9', '127.0.0.10', '127.0.0.100']);
-  assert.deepEqual(sortNodes(v.nodes.values(), { key: 'jobsDone', dir: 'desc' }).map((r) => r.jobsDone), [5, 3, 1]);
-  assert.deepEqual(sortNodes(v.nodes.values(), { key: 'jobsDone', dir: 'asc' }).map((r) => r.jobsDone), [1, 3, 5]);
+  assert.deepEqual(
+    sortNodes(v.nodes.values(), { key: 'ip', dir: 'desc' }).map((r) => r.ip),
+    ['127.0.0.100', '127.0.0.10', '127.0.0.9'],
+  );
+  assert.deepEqual(
+    sortNodes(v.nodes.values(), { key: 'ip', dir: 'asc' }).map((r) => r.ip),
+    ['127.0.0.9', '127.0.0.10', '127.0.0.100'],
+  );
+  assert.deepEqual(
+    sortNodes(v.nodes.values(), { key: 'jobsDone', dir: 'desc' }).map((r) => r.jobsDone),
+    [5, 3, 1],
+  );
+  assert.deepEqual(
+    sortNodes(v.nodes.values(), { key: 'jobsDone', dir: 'asc' }).map((r) => r.jobsDone),
+    [1, 3, 5],
+  );
 });
 
 test('a delta replaces only the changed records; removals of nodes and clusters apply; an unchanged node keeps its object', () => {
   const s = new ClusterStore();
   s.apply(snap([{ name: 'c', jobs: { submitted: 2, done: 1 }, nodes: [node('127.0.0.2'), node('127.0.0.3')] }]), true);
   const before = s.view('c')!.nodes.get('127.0.0.3');
-  const r = s.apply(delta([{ name: 'c', jobs: { submitted: 3, done: 2, queued: 4, running: 1, failed: 1 }, nodes: [node('127.0.0.2', { busy: 2 }), node('127.0.0.3')], removed_nodes: [] }]), false);
+  const r = s.apply(
+    delta([
+      {
+        name: 'c',
+        jobs: { submitted: 3, done: 2, queued: 4, running: 1, failed: 1 },
+        nodes: [node('127.0.0.2', { busy: 2 }), node('127.0.0.3')],
+        removed_nodes: [],
+      },
+    ]),
+    false,
+  );
   assert.deepEqual([...r.changed], ['127.0.0.2']);
   assert.equal(s.view('c')!.nodes.get('127.0.0.3'), before, 'same object for an unchanged node');
   assert.equal(s.view('c')!.nodes.get('127.0.0.2')!.state, 'full');
@@ -64,8 +107,16 @@ test('* Combined: the union of addresses, counters and busy summed, CPUs capped 
   const s = new ClusterStore();
   s.apply(
     snap([
-      { name: 'a', jobs: { submitted: 5, done: 4, queued: 1, running: 1, failed: 0 }, nodes: [node('127.0.0.2', { busy: 1, cpus: 2, jobs_done: 3, cpu_time: 1.5 }), node('127.0.0.3', { jobs_done: 1 })] },
-      { name: 'b', jobs: { submitted: 2, done: 1, queued: 0, running: 1, failed: 1 }, nodes: [node('127.0.0.2', { busy: 1, cpus: 1, jobs_done: 2, cpu_time: 2 })] },
+      {
+        name: 'a',
+        jobs: { submitted: 5, done: 4, queued: 1, running: 1, failed: 0 },
+        nodes: [node('127.0.0.2', { busy: 1, cpus: 2, jobs_done: 3, cpu_time: 1.5 }), node('127.0.0.3', { jobs_done: 1 })],
+      },
+      {
+        name: 'b',
+        jobs: { submitted: 2, done: 1, queued: 0, running: 1, failed: 1 },
+        nodes: [node('127.0.0.2', { busy: 1, cpus: 1, jobs_done: 2, cpu_time: 2 })],
+      },
     ]),
     true,
   );
@@ -80,7 +131,17 @@ test('* Combined: the union of addresses, counters and busy summed, CPUs capped 
   assert.equal(n.state, 'full');
   assert.equal(totals(c).nodes, 2);
   // A delta for one cluster updates the combined record of that address only.
-  s.apply(delta([{ name: 'b', jobs: { submitted: 2, done: 2 }, nodes: [node('127.0.0.2', { busy: 0, cpus: 1, jobs_done: 3, cpu_time: 2.5 })], removed_nodes: [] }]), false);
+  s.apply(
+    delta([
+      {
+        name: 'b',
+        jobs: { submitted: 2, done: 2 },
+        nodes: [node('127.0.0.2', { busy: 0, cpus: 1, jobs_done: 3, cpu_time: 2.5 })],
+        removed_nodes: [],
+      },
+    ]),
+    false,
+  );
   assert.equal(s.view(COMBINED)!.nodes.get('127.0.0.2')!.jobsDone, 6);
   assert.equal(s.view(COMBINED)!.nodes.get('127.0.0.2')!.state, 'busy');
   // Down to one cluster: no combined view.
@@ -99,7 +160,13 @@ test('node state in words; formats; throughput per interval; dispy-shaped arrays
   assert.equal(formatPercent(60.5), '60.50 %');
   assert.equal(formatBytes(null), '-');
   const s = new Series();
-  for (const [t, v] of [[1000, 3], [2000, 5], [3000, 5], [4000, 9]] as const) s.push(t, v);
+  for (const [t, v] of [
+    [1000, 3],
+    [2000, 5],
+    [3000, 5],
+    [4000, 9],
+  ] as const)
+    s.push(t, v);
   assert.deepEqual(perInterval(s), { t: [2000, 3000, 4000], v: [2, 0, 4] });
   const u = asUpdates([{ name: 'compute', jobs: { submitted: 4, done: 2 }, nodes: [node('127.0.0.1')] }]);
   assert.equal(u?.resync, true);
@@ -108,9 +175,24 @@ test('node state in words; formats; throughput per interval; dispy-shaped arrays
 
 test('history: a node is sampled from its first change, seeded with the value it held before', () => {
   const s = new ClusterStore();
-  s.apply(snap([{ name: 'c', jobs: { submitted: 0, done: 0 }, nodes: [node('127.0.0.2', { busy: 0, update_time: 1_795_000_000 })] }]), true, 1_795_000_010_000);
+  s.apply(
+    snap([{ name: 'c', jobs: { submitted: 0, done: 0 }, nodes: [node('127.0.0.2', { busy: 0, update_time: 1_795_000_000 })] }]),
+    true,
+    1_795_000_010_000,
+  );
   assert.equal(s.history.get('c', '127.0.0.2'), undefined, 'a snapshot samples nothing');
-  s.apply(delta([{ name: 'c', jobs: { submitted: 1, done: 0 }, nodes: [node('127.0.0.2', { busy: 1, update_time: 1_795_000_020 })], removed_nodes: [] }]), false, 1_795_000_020_000);
+  s.apply(
+    delta([
+      {
+        name: 'c',
+        jobs: { submitted: 1, done: 0 },
+        nodes: [node('127.0.0.2', { busy: 1, update_time: 1_795_000_020 })],
+        removed_nodes: [],
+      },
+    ]),
+    false,
+    1_795_000_020_000,
+  );
   const h = s.history.get('c', '127.0.0.2')!;
   assert.deepEqual(h.t, [1_795_000_010_000, 1_795_000_020_000]);
   assert.deepEqual(h.busy, [0, 1]);

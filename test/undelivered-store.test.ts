@@ -22,7 +22,15 @@ function logger(): { log: pino.Logger; lines: () => Record<string, unknown>[] } 
     },
   });
   const log = pino({ level: 'debug' }, stream);
-  return { log, lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    log,
+    lines: () =>
+      out
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 const done = (uid: number, extra: Partial<JobDone> = {}): JobDone => ({
@@ -59,7 +67,10 @@ test('kept results survive a restart and are handed out once, by computation and
     assert.equal(one.length, 1);
     assert.deepEqual({ ...one[0], result: [...one[0]!.result!] }, { ...done(1, { tag: 'job-one' }), result: [1, 1, 2, 3] });
     assert.deepEqual(b.take('comp-a', new Set([1])), [], 'handed out once');
-    assert.deepEqual(b.take('comp-b', null).map((r) => [r.uid, r.status, r.exception]), [[3, 'Terminated', 'killed']]);
+    assert.deepEqual(
+      b.take('comp-b', null).map((r) => [r.uid, r.status, r.exception]),
+      [[3, 'Terminated', 'killed']],
+    );
     assert.equal(b.forget('comp-a'), 1);
     assert.equal(b.size, 0);
     assert.deepEqual(new UndeliveredStore(dir, logger().log).size, 0, 'gone from disk too');
@@ -75,7 +86,13 @@ test('bounded: beyond maxResults or maxBytes the oldest results are dropped with
     const s = new UndeliveredStore(dir, log, { maxResults: 5 });
     for (let uid = 1; uid <= 8; uid++) s.keep('c', done(uid));
     assert.equal(s.size, 5);
-    assert.deepEqual(s.take('c', null).map((r) => r.uid).sort((x, y) => x - y), [4, 5, 6, 7, 8]);
+    assert.deepEqual(
+      s
+        .take('c', null)
+        .map((r) => r.uid)
+        .sort((x, y) => x - y),
+      [4, 5, 6, 7, 8],
+    );
     assert.ok(lines().some((l) => l.level === 40 && /full: oldest results dropped/.test(String(l.msg))));
 
     const small = new UndeliveredStore(join(dir, 'small'), log, { maxBytes: 600 });
@@ -83,7 +100,10 @@ test('bounded: beyond maxResults or maxBytes the oldest results are dropped with
     small.keep('c', done(2, { stdout: 'y'.repeat(300) }));
     assert.equal(small.size, 1, 'two results of ~400 bytes do not fit in 600');
     small.keep('c', done(3, { stdout: 'z'.repeat(5000) }));
-    assert.ok(lines().some((l) => /larger than the store/.test(String(l.msg))), 'a single oversized result is refused');
+    assert.ok(
+      lines().some((l) => /larger than the store/.test(String(l.msg))),
+      'a single oversized result is refused',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -123,7 +143,10 @@ test('results just sent are remembered (bounded) for a client that reconnects', 
   try {
     const s = new UndeliveredStore(dir, logger().log, { recentResults: 4 });
     for (let uid = 1; uid <= 20; uid++) s.sent('c', done(uid));
-    const got = s.take('c', new Set([1, 2, 19, 20])).map((r) => r.uid).sort((x, y) => x - y);
+    const got = s
+      .take('c', new Set([1, 2, 19, 20]))
+      .map((r) => r.uid)
+      .sort((x, y) => x - y);
     assert.ok(got.includes(19) && got.includes(20), `the newest are remembered: ${got}`);
     assert.ok(!got.includes(1), 'the oldest were forgotten');
     assert.deepEqual(s.take('c', new Set([19, 20])), [], 'handed out once');

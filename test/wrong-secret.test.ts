@@ -77,15 +77,12 @@ test('a wrong-secret cluster does not disturb a working one in the same process'
   assert.ok(alive(node.pid));
 });
 
-test(
-  'close({ terminate: true }) without a timeout settles jobs that can never run',
-  async () => {
-    const c = cluster(WRONG);
-    const errP = expectAuthError(c);
-    const job = c.submit(1);
-    await errP;
-    const waited = job.wait();
-    await within(c.close({ terminate: true }), 1000, 'close({ terminate: true })');
-    await assert.rejects(waited, { code: 'DISPY_ERR_JOB_CANCELLED' });
-  },
-);
+test('close({ terminate: true }) without a timeout settles jobs that can never run', async () => {
+  const c = cluster(WRONG);
+  const errP = expectAuthError(c);
+  const job = c.submit(1);
+  await errP;
+  const waited = job.wait();
+  await within(c.close({ terminate: true }), 1000, 'close({ terminate: true })');
+  await assert.rejects(waited, { code: 'DISPY_ERR_JOB_CANCELLED' });
+});

@@ -22,6 +22,7 @@ export function parseIntOption(name: string, text: string | undefined, { min = -
 export function parseSeconds(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--${name}: expected a positive number of seconds, got \`${text}\``);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--${name}: expected a positive number of seconds, got \`${text}\``);
   return n;
 }

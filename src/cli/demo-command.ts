@@ -67,7 +67,27 @@ async function startDemoNode(host: string, cpus: number, secret: string): Promis
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-demo-'));
   const proc = spawn(
     process.execPath,
-    [...process.execArgv, cli, 'node', '--host', host, '--port', '0', '--cpus', String(cpus), '--secret', secret, '--name', `demo-${host.split('.').pop()}`, '--dest-path-prefix', prefix, '--log-level', 'warn', '--parent-pid', String(process.pid)],
+    [
+      ...process.execArgv,
+      cli,
+      'node',
+      '--host',
+      host,
+      '--port',
+      '0',
+      '--cpus',
+      String(cpus),
+      '--secret',
+      secret,
+      '--name',
+      `demo-${host.split('.').pop()}`,
+      '--dest-path-prefix',
+      prefix,
+      '--log-level',
+      'warn',
+      '--parent-pid',
+      String(process.pid),
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const port = await new Promise<number>((resolve, reject) => {
@@ -77,7 +97,9 @@ async function startDemoNode(host: string, cpus: number, secret: string): Promis
       const m = /ready on [^\s]+:(\d+)/.exec(out);
       if (m) resolve(Number(m[1]));
     });
-    proc.once('exit', (code) => reject(new DispyError('DISPY_ERR_CONNECTION', `node ${host} exited with code ${code} before it was ready`)));
+    proc.once('exit', (code) =>
+      reject(new DispyError('DISPY_ERR_CONNECTION', `node ${host} exited with code ${code} before it was ready`)),
+    );
   });
   return { host, port, proc, prefix };
 }
@@ -138,7 +160,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     cluster.on('error', (err) => process.stderr.write(`cluster error: ${err.code}: ${err.message}\n`));
     monitor = new DispyHTTPServer(cluster, { host: httpHost, port: httpPort, pollSec: 2, logLevel: 'warn' });
     const where = await monitor.listening;
-    process.stdout.write(`monitor: ${new URL("/", where.url).href}${monitor.token ? `?token=${monitor.token}` : ''}\n`);
+    process.stdout.write(`monitor: ${new URL('/', where.url).href}${monitor.token ? `?token=${monitor.token}` : ''}\n`);
     let finished = 0;
     let submitted = 0;
     const inFlight = 2 * cpus * nodes.length;
@@ -156,7 +178,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
           else submitOne();
         },
         (err: unknown) => {
-          if (job.status !== DispyJob.Cancelled && job.status !== DispyJob.Terminated) process.stderr.write(`job ${String(job.id)} failed: ${(err as Error).message}\n`);
+          if (job.status !== DispyJob.Cancelled && job.status !== DispyJob.Terminated)
+            process.stderr.write(`job ${String(job.id)} failed: ${(err as Error).message}\n`);
           if (!stopping) submitOne();
         },
       );

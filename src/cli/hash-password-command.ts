@@ -28,7 +28,10 @@ export async function hashPasswordCommand(argv: string[]): Promise<number> {
   const input = await text(process.stdin);
   const password = input.split(/\r?\n/)[0] ?? '';
   if (password.length < 8 || password.length > MAX_PASSWORD) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', `hash-password: expected a password of 8 to ${MAX_PASSWORD} characters on standard input, got ${password.length}`);
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      `hash-password: expected a password of 8 to ${MAX_PASSWORD} characters on standard input, got ${password.length}`,
+    );
   }
   process.stdout.write(`${await hashPassword(password)}\n`);
   return 0;

@@ -47,7 +47,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof DispyError) process.stderr.write(`dispyts: ${err.code}: ${err.message}\n`);
-    else if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) process.stderr.write(`dispyts: ${err.message}\n`);
+    else if (err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))
+      process.stderr.write(`dispyts: ${err.message}\n`);
     else process.stderr.write(`dispyts: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 2;
   },

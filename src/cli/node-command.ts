@@ -10,7 +10,8 @@ import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 
 function parseDiscovery(text: string | undefined): DiscoveryMode | undefined {
   if (text === undefined) return undefined;
-  if (!(DISCOVERY_MODES as readonly string[]).includes(text)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--discovery: expected broadcast, multicast or off, got \`${text}\``);
+  if (!(DISCOVERY_MODES as readonly string[]).includes(text))
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--discovery: expected broadcast, multicast or off, got \`${text}\``);
   return text as DiscoveryMode;
 }
 
@@ -97,7 +98,8 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const parent = parseIntOption('parent-pid', values['parent-pid'], { min: 1 });
-  if (values.secret !== undefined && values['secret-file'] !== undefined) throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
+  if (values.secret !== undefined && values['secret-file'] !== undefined)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
   const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
   const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
   if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
@@ -125,7 +127,9 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   const { host, port } = await daemon.start();
   // Before the ready line: whoever reads it may send SIGTERM at once and expect a clean stop.
   stopWith(daemon, parent);
-  process.stdout.write(`dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
+  process.stdout.write(
+    `dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`,
+  );
   if (httpd) {
     let page: NodeHttpServer;
     try {

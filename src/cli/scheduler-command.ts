@@ -81,21 +81,26 @@ function readUsersFile(path: string): Record<string, UserOptions> {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', `--httpd-users: cannot read ${path} as JSON: ${(err as Error).message}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Object.keys(raw).length === 0) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--httpd-users: ${path} must hold an object of users, e.g. {"alice": {"passwordHash": "scrypt$...", "role": "admin"}}`);
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      `--httpd-users: ${path} must hold an object of users, e.g. {"alice": {"passwordHash": "scrypt$...", "role": "admin"}}`,
+    );
   }
   return raw as Record<string, UserOptions>;
 }
 
 function parsePolicy(text: string | undefined): DispatchPolicy | undefined {
   if (text === undefined) return undefined;
-  if (!(DISPATCH_POLICIES as readonly string[]).includes(text)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--policy: expected fsfs, fair or early, got \`${text}\``);
+  if (!(DISPATCH_POLICIES as readonly string[]).includes(text))
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--policy: expected fsfs, fair or early, got \`${text}\``);
   return text as DispatchPolicy;
 }
 
 function secretOption(values: Record<string, unknown>, name: string): string | undefined {
   const direct = values[name] as string | undefined;
   const file = values[`${name}-file`] as string | undefined;
-  if (direct !== undefined && file !== undefined) throw new DispyError('DISPY_ERR_INVALID_OPTION', `give --${name} or --${name}-file, not both`);
+  if (direct !== undefined && file !== undefined)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `give --${name} or --${name}-file, not both`);
   return file !== undefined ? readSecretFile(file) : direct;
 }
 
@@ -143,12 +148,22 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
   }
   const parent = parseIntOption('parent-pid', values['parent-pid'], { min: 1 });
   const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
-  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-users'] !== undefined || values['httpd-cert-file'] !== undefined || values['httpd-key-file'] !== undefined)) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token, --httpd-users, --httpd-cert-file and --httpd-key-file need --httpd [host:]port');
+  if (
+    httpd === null &&
+    (values['httpd-token'] !== undefined ||
+      values['httpd-users'] !== undefined ||
+      values['httpd-cert-file'] !== undefined ||
+      values['httpd-key-file'] !== undefined)
+  ) {
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      '--httpd-token, --httpd-users, --httpd-cert-file and --httpd-key-file need --httpd [host:]port',
+    );
   }
   const users = values['httpd-users'] === undefined ? undefined : readUsersFile(values['httpd-users']);
   const token = values['httpd-token'];
-  if (token !== undefined && token.length < 16) throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token: expected at least 16 characters');
+  if (token !== undefined && token.length < 16)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token: expected at least 16 characters');
   const daemon = new SchedulerDaemon({
     nodes: values.node,
     host: values.host,
@@ -177,14 +192,18 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
   // Before the ready line: whoever reads it may send SIGTERM at once and expect a clean stop.
   stopWith(daemon, parent);
   const nodes = daemon.nodes.map((n) => (n.port === 9701 ? n.host : `${n.host}:${n.port}`)).join(', ');
-  process.stdout.write(`dispyts scheduler ready on ${host}:${port} (policy ${daemon.policy}, nodes ${nodes}${daemon.cooperative ? ', cooperative' : ''}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`);
+  process.stdout.write(
+    `dispyts scheduler ready on ${host}:${port} (policy ${daemon.policy}, nodes ${nodes}${daemon.cooperative ? ', cooperative' : ''}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`,
+  );
   let monitor: SchedulerMonitor | null = null;
   if (httpd) {
     try {
       monitor = new SchedulerMonitor(daemon, {
         host: httpd.host ?? '127.0.0.1',
         port: httpd.port,
-        ...(token !== undefined || users !== undefined ? { auth: { ...(token !== undefined ? { token } : {}), ...(users !== undefined ? { users } : {}) } } : {}),
+        ...(token !== undefined || users !== undefined
+          ? { auth: { ...(token !== undefined ? { token } : {}), ...(users !== undefined ? { users } : {}) } }
+          : {}),
         ...(values['httpd-cert-file'] !== undefined ? { certFile: values['httpd-cert-file'] } : {}),
         ...(values['httpd-key-file'] !== undefined ? { keyFile: values['httpd-key-file'] } : {}),
         logger: daemon.log.child({ component: 'httpd' }),

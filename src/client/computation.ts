@@ -19,7 +19,10 @@ function parsesAsExpression(src: string): boolean {
 }
 
 /** The sources of a cluster's `setup` and `cleanup` functions (null when not given). */
-export function hookSources(options: { setup?: Function | undefined; cleanup?: Function | boolean | undefined }): { setup: string | null; cleanup: string | null } {
+export function hookSources(options: { setup?: Function | undefined; cleanup?: Function | boolean | undefined }): {
+  setup: string | null;
+  cleanup: string | null;
+} {
   return {
     setup: options.setup ? functionSource(options.setup, 'setup') : null,
     cleanup: typeof options.cleanup === 'function' ? functionSource(options.cleanup, 'cleanup') : null,
@@ -45,7 +48,10 @@ export function functionSource(fn: Function, what: string): string {
   else if (/^\*/.test(src)) candidates.push(`function${src}`);
   else candidates.push(`function ${src}`);
   for (const c of candidates) if (parsesAsExpression(c)) return c;
-  throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name || 'anonymous'}\` cannot be shipped as source (computed or quoted method names are not supported; use a plain function)`);
+  throw new DispyError(
+    'DISPY_ERR_COMPUTATION',
+    `${what} \`${fn.name || 'anonymous'}\` cannot be shipped as source (computed or quoted method names are not supported; use a plain function)`,
+  );
 }
 
 function isClass(fn: Function): boolean {
@@ -101,7 +107,12 @@ export function buildComputation(computation: unknown, options: { depends?: unkn
     const i = all.findIndex((d) => typeof d !== 'string');
     if (i >= 0) throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: a program computation takes only file paths in depends`);
     const program = localFile(resolveProgram(computation), 'program', options.maxFileSize ?? 0);
-    return { name: program.name, wire: Promise.resolve({ kind: 'program', name: program.name, file: program.name }), classes: [], files: [program.path] };
+    return {
+      name: program.name,
+      wire: Promise.resolve({ kind: 'program', name: program.name, file: program.name }),
+      classes: [],
+      files: [program.path],
+    };
   }
   if (computation && typeof computation === 'object' && typeof (computation as ModuleComputation).module === 'string') {
     return buildModuleComputation(computation as ModuleComputation, options);
@@ -117,9 +128,11 @@ export function buildFunctionComputation(fn: Function, depends: unknown[]): Buil
   for (const [i, d] of depends.entries()) {
     // Strings are file paths, sent as files (see buildComputation).
     if (typeof d === 'string') continue;
-    if (typeof d !== 'function') throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function, a class or a file path, got ${typeof d}`);
+    if (typeof d !== 'function')
+      throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function, a class or a file path, got ${typeof d}`);
     const name = d.name;
-    if (!name || !/^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(name)) throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: functions and classes in depends need a name`);
+    if (!name || !/^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(name))
+      throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: functions and classes in depends need a name`);
     if (seen.has(name)) continue;
     seen.add(name);
     if (isClass(d)) {

@@ -9,7 +9,12 @@ export class DispyJobError extends DispyError {
   declare readonly job: DispyJob;
 
   constructor(job: DispyJob) {
-    const code = job.status === JobStatus.Cancelled ? 'DISPY_ERR_JOB_CANCELLED' : job.status === JobStatus.Abandoned ? 'DISPY_ERR_JOB_ABANDONED' : 'DISPY_ERR_JOB_TERMINATED';
+    const code =
+      job.status === JobStatus.Cancelled
+        ? 'DISPY_ERR_JOB_CANCELLED'
+        : job.status === JobStatus.Abandoned
+          ? 'DISPY_ERR_JOB_ABANDONED'
+          : 'DISPY_ERR_JOB_TERMINATED';
     super(code, job.exception ?? `job ${String(job.id)} ${statusName(job.status)}`);
     this.name = 'DispyJobError';
     Object.defineProperty(this, 'job', { value: job, enumerable: false });

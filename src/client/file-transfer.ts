@@ -64,7 +64,8 @@ function tooLarge(path: string, size: number, max: number): DispyError {
  * it by its base name on the node.
  */
 export function localFile(path: string, what: string, maxFileSize = 0): LocalFile {
-  if (typeof path !== 'string' || path.length === 0) throw new DispyError('DISPY_ERR_INVALID_OPTION', `${what}: expected a file path, got ${JSON.stringify(path)}`);
+  if (typeof path !== 'string' || path.length === 0)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `${what}: expected a file path, got ${JSON.stringify(path)}`);
   const abs = resolve(path);
   let st;
   try {
@@ -80,7 +81,8 @@ export function localFile(path: string, what: string, maxFileSize = 0): LocalFil
   }
   if (maxFileSize > 0 && st.size > maxFileSize) throw tooLarge(path, st.size, maxFileSize);
   const name = basename(abs);
-  if (!relativeName.safeParse(name).success) throw new DispyError('DISPY_ERR_INVALID_OPTION', `${what}: \`${path}\` has no usable file name`);
+  if (!relativeName.safeParse(name).success)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `${what}: \`${path}\` has no usable file name`);
   return { path: abs, name };
 }
 
@@ -133,7 +135,10 @@ export function resolveProgram(program: string): string {
     throw new DispyError('DISPY_ERR_COMPUTATION', `program ${notExecutable} is not executable`);
   }
   if (program.includes('/')) throw new DispyError('DISPY_ERR_COMPUTATION', `program ${program} not found`);
-  throw new DispyError('DISPY_ERR_COMPUTATION', `program \`${program}\` is not a file and was not found on PATH${notExecutable ? ` (${notExecutable} is not executable)` : ''}`);
+  throw new DispyError(
+    'DISPY_ERR_COMPUTATION',
+    `program \`${program}\` is not a file and was not found on PATH${notExecutable ? ` (${notExecutable} is not executable)` : ''}`,
+  );
 }
 
 /** dispy's destPath: relative; a leading `/` is dropped with a warning. */
@@ -144,8 +149,15 @@ export function normalizeDestPath(destPath: string | undefined, log?: Logger): s
     p = p.replace(/^\/+/, '');
     log?.warn({ destPath }, 'destPath must be relative: the leading `/` is ignored');
   }
-  p = p.split('/').filter((s) => s !== '' && s !== '.').join('/');
-  if (!relativeName.safeParse(p).success) throw new DispyError('DISPY_ERR_INVALID_OPTION', `Expected \`destPath\` to be a relative directory without \`..\`, got \`${destPath}\``);
+  p = p
+    .split('/')
+    .filter((s) => s !== '' && s !== '.')
+    .join('/');
+  if (!relativeName.safeParse(p).success)
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      `Expected \`destPath\` to be a relative directory without \`..\`, got \`${destPath}\``,
+    );
   return p;
 }
 
@@ -155,7 +167,8 @@ export function normalizeDestPath(destPath: string | undefined, log?: Logger): s
  * than `maxFileSize`, and with the node's error if it refuses.
  */
 export async function transferFile(link: Requester, computeId: string, file: LocalFile, opts: TransferOptions): Promise<TransferResult> {
-  if (!relativeName.safeParse(file.name).success) throw new DispyError('DISPY_ERR_FORBIDDEN', `file name \`${file.name}\` would leave the computation's directory`);
+  if (!relativeName.safeParse(file.name).success)
+    throw new DispyError('DISPY_ERR_FORBIDDEN', `file name \`${file.name}\` would leave the computation's directory`);
   const fh = await open(file.path, 'r').catch((err: Error) => {
     throw new DispyError('DISPY_ERR_NOT_FOUND', `cannot read ${file.path}: ${err.message}`);
   });
@@ -190,7 +203,14 @@ export async function transferFile(link: Requester, computeId: string, file: Loc
           if (bytesRead === 0) throw new DispyError('DISPY_ERR_BAD_REQUEST', `${file.path} changed while it was being sent`);
           got += bytesRead;
         }
-        const reply = link.request({ t: 'file-chunk', computeId, name: file.name, offset: next, data, ...(opts.job === undefined ? {} : { job: opts.job }) });
+        const reply = link.request({
+          t: 'file-chunk',
+          computeId,
+          name: file.name,
+          offset: next,
+          data,
+          ...(opts.job === undefined ? {} : { job: opts.job }),
+        });
         // Answers are awaited in order; a failure is reported by the first one awaited.
         reply.catch(() => undefined);
         next += len;
@@ -199,7 +219,8 @@ export async function transferFile(link: Requester, computeId: string, file: Loc
       }
       const head = inflight.shift()!;
       const r = await head.reply;
-      if (r.offset !== head.end) throw new DispyError('DISPY_ERR_INTERNAL', `node answered offset ${r.offset} for ${file.name}, expected ${head.end}`);
+      if (r.offset !== head.end)
+        throw new DispyError('DISPY_ERR_INTERNAL', `node answered offset ${r.offset} for ${file.name}, expected ${head.end}`);
       offset = head.end;
     }
     return { name: file.name, size, resumedFrom, sent };
@@ -209,7 +230,12 @@ export async function transferFile(link: Requester, computeId: string, file: Loc
 }
 
 /** Sends files one after another; resolves with the bytes of data sent. */
-export async function transferFiles(link: Requester, computeId: string, files: readonly LocalFile[], opts: TransferOptions): Promise<number> {
+export async function transferFiles(
+  link: Requester,
+  computeId: string,
+  files: readonly LocalFile[],
+  opts: TransferOptions,
+): Promise<number> {
   let sent = 0;
   for (const f of files) sent += (await transferFile(link, computeId, f, opts)).sent;
   return sent;

@@ -1,5 +1,12 @@
 /** The client library: clusters, jobs, nodes and node specs. */
-export { JobCluster, formatBytes, type JobClusterOptions, type ClusterStatusEvent, type ClusterStatus, type SubmitOptions } from './job-cluster.js';
+export {
+  JobCluster,
+  formatBytes,
+  type JobClusterOptions,
+  type ClusterStatusEvent,
+  type ClusterStatus,
+  type SubmitOptions,
+} from './job-cluster.js';
 export { DispyJob, DispyJobError } from './dispy-job.js';
 export { recoverJobs, type RecoverJobsOptions } from './recover-jobs.js';
 export { DispyNode } from './dispy-node.js';

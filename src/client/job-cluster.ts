@@ -429,7 +429,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.
     this.#creds = { secret: resolveSecret(options.secret), tls: loadTls(options, 'client') };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
-    this.#discovery = new ClusterDiscovery({ host: options.host ?? '127.0.0.1', port: options.port ?? 0, secret: this.#creds.secret, mode: options.discovery, pingInterval: options.pingInterval, log: this.log, specs: () => this.#specs, onNode: (ip, port, spec) => void this.#addNode(ip, port, spec) });
+    this.#discovery = new ClusterDiscovery({
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 0,
+      secret: this.#creds.secret,
+      mode: options.discovery,
+      pingInterval: options.pingInterval,
+      log: this.log,
+      specs: () => this.#specs,
+      onNode: (ip, port, spec) => void this.#addNode(ip, port, spec),
+    });
     registerCluster(this);
     if (options.recoverFile) this.#writeRecoverFile();
     if (options.pulseInterval) {
@@ -547,7 +556,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.machineCpus = info.machineCpus;
       node.availInfo = info.availInfo;
       node.platform = info.platform;
-      this.#nodes.set(ip, { link, node, spec, cap: cpus, inflight: 0, ready: true, avgMs: Infinity, suspended: null, dead: false, draining: link.draining });
+      this.#nodes.set(ip, {
+        link,
+        node,
+        spec,
+        cap: cpus,
+        inflight: 0,
+        ready: true,
+        avgMs: Infinity,
+        suspended: null,
+        dead: false,
+        draining: link.draining,
+      });
       this.#lastError.delete(ip);
       // A node that comes back keeps its counters in the table under the same address.
       const before = this.#everyNode.get(ip);
@@ -592,7 +612,17 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
       }
       // Wrong secrets, TLS and version problems do not fix themselves; the rest is retried.
-      if (!['DISPY_ERR_AUTH', 'DISPY_ERR_TLS', 'DISPY_ERR_VERSION', 'DISPY_ERR_COMPUTATION', 'DISPY_ERR_FREE_VARIABLE', 'DISPY_ERR_FILE_TOO_LARGE', 'DISPY_ERR_FORBIDDEN'].includes(e.code)) {
+      if (
+        ![
+          'DISPY_ERR_AUTH',
+          'DISPY_ERR_TLS',
+          'DISPY_ERR_VERSION',
+          'DISPY_ERR_COMPUTATION',
+          'DISPY_ERR_FREE_VARIABLE',
+          'DISPY_ERR_FILE_TOO_LARGE',
+          'DISPY_ERR_FORBIDDEN',
+        ].includes(e.code)
+      ) {
         this.#retry(ip, port, spec, failures + 1);
       }
     } finally {
@@ -637,7 +667,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (cn.link.closed || silent <= limitMs) continue;
       cn.dead = true;
       this.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
-      cn.link.channel.close(new DispyError('DISPY_ERR_CONNECTION', `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × pulseInterval): declared dead`));
+      cn.link.channel.close(
+        new DispyError(
+          'DISPY_ERR_CONNECTION',
+          `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × pulseInterval): declared dead`,
+        ),
+      );
     }
   }
 
@@ -662,7 +697,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   submitNode(node: DispyNode | string, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
     const ip = node instanceof DispyNode ? node.ipAddr : (this.#nodeOf(node)?.node.ipAddr ?? (isIP(node) ? node : null));
     if (!ip || (!this.#nodes.has(ip) && !this.#specFor(ip))) {
-      throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`);
+      throw new DispyError(
+        'DISPY_ERR_NODE_UNKNOWN',
+        `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`,
+      );
     }
     return this.#submit(undefined, ip, args);
   }
@@ -680,18 +718,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const { depends = [], node, maxRuntime } = options;
     if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
     for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
-    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
+    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
+      throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
     const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
     let pinTo: string | null = null;
     if (node !== undefined && node !== null) {
       pinTo = node instanceof DispyNode ? node.ipAddr : (this.#nodeOf(node)?.node.ipAddr ?? (isIP(node) ? node : null));
       if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo))) {
-        throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`);
+        throw new DispyError(
+          'DISPY_ERR_NODE_UNKNOWN',
+          `node ${String(node instanceof DispyNode ? node.ipAddr : node)} is not a node of cluster ${this.name}`,
+        );
       }
     }
     const job = this.#submit(options.id, pinTo, args);
     // Read when the job is sent (never before the next tick).
-    if (files.length || maxRuntime !== undefined) this.#jobExtras.set(job as DispyJob, { files, ...(maxRuntime === undefined ? {} : { maxRuntime }) });
+    if (files.length || maxRuntime !== undefined)
+      this.#jobExtras.set(job as DispyJob, { files, ...(maxRuntime === undefined ? {} : { maxRuntime }) });
     return job;
   }
 
@@ -711,7 +754,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let pinTo: string | null = null;
     if (options.node !== undefined) {
       pinTo = this.#nodeOf(options.node)?.node.ipAddr ?? (isIP(options.node) ? options.node : null);
-      if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo))) throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
+      if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo)))
+        throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
     }
     const job = this.#enqueue(options.id, pinTo, options.display ?? [], args, options.maxRuntime) as DispyJob;
     if (options.files?.length) this.#jobExtras.set(job, { files: options.files });
@@ -730,10 +774,22 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     return job;
   }
 
-  #enqueue(id: unknown, pinTo: string | null, args: unknown[], bytes: Uint8Array, maxRuntime: number | undefined): DispyJob<Awaited<ReturnType<F>>> {
-    const job = new DispyJob<Awaited<ReturnType<F>>>(++uidCounter, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
+  #enqueue(
+    id: unknown,
+    pinTo: string | null,
+    args: unknown[],
+    bytes: Uint8Array,
+    maxRuntime: number | undefined,
+  ): DispyJob<Awaited<ReturnType<F>>> {
+    const job = new DispyJob<Awaited<ReturnType<F>>>(
+      ++uidCounter,
+      id === undefined || id === null || id === '' ? ++this.#jobIds : id,
+      args,
+      this,
+    );
     this.#pending++;
-    const item: Queued = maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
+    const item: Queued =
+      maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
     if (pinTo) {
       let q = this.#pinned.get(pinTo);
       if (!q) this.#pinned.set(pinTo, (q = new Deque()));
@@ -816,7 +872,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       return;
     }
     if (this.#sent.get(uid) !== s) return;
-    cn.node.tx += cn.link.sendJob(this, uid, this.computeId, s.args, maxRuntime, files.map((f) => f.name), this.#tagOf(s.job));
+    cn.node.tx += cn.link.sendJob(
+      this,
+      uid,
+      this.computeId,
+      s.args,
+      maxRuntime,
+      files.map((f) => f.name),
+      this.#tagOf(s.job),
+    );
     if (this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
   }
 
@@ -914,7 +978,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.avgMs = cn.avgMs === Infinity ? ms : cn.avgMs * 0.8 + ms * 0.2;
       node.cpuUsed += msg.cpuTime;
     }
-    let status: DispyStatus = msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
+    let status: DispyStatus =
+      msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
     if (msg.result) {
       try {
         // A prebuilt cluster forwards results as they came (see _fromWire).
@@ -954,7 +1019,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     if (cn.draining !== link.draining) {
       cn.draining = link.draining;
-      this.log.info({ node: cn.node.ipAddr, draining: link.draining }, link.draining ? 'node draining: no job is sent to it' : 'node resumed');
+      this.log.info(
+        { node: cn.node.ipAddr, draining: link.draining },
+        link.draining ? 'node draining: no job is sent to it' : 'node resumed',
+      );
       requestPump();
     }
     this.#emit(NodeStatus.AvailInfo, cn.node, null);
@@ -991,7 +1059,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const ip = cn.node.ipAddr;
     const timer = setTimeout(() => {
       if (this.#nodes.get(ip) !== cn || !cn.suspended) return;
-      this.#dropNode(cn, new DispyError('DISPY_ERR_CONNECTION', `node ${ip} did not come back in time${reason ? ` (${reason.message})` : ''}`));
+      this.#dropNode(
+        cn,
+        new DispyError('DISPY_ERR_CONNECTION', `node ${ip} did not come back in time${reason ? ` (${reason.message})` : ''}`),
+      );
     }, left);
     cn.suspended = { nodeId: cn.link.info.nodeId, deadline, timer, wasReady: cn.ready };
     cn.ready = false;
@@ -1014,7 +1085,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     } catch (err) {
       for (const uid of mine) link.forget(uid);
       cn.link = old;
-      if (this.#nodes.get(ip) === cn) this.#dropNode(cn, err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', String(err)));
+      if (this.#nodes.get(ip) === cn)
+        this.#dropNode(cn, err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', String(err)));
       link.release(this);
       return;
     }
@@ -1065,7 +1137,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #writeRecoverFile(): void {
     const path = this.#opts.recoverFile!;
     try {
-      writeRecoverFile(path, { computeId: this.computeId, cluster: this.name, created: Date.now(), nodes: [...this.#recoverNodes].map(([host, port]) => ({ host, port })) });
+      writeRecoverFile(path, {
+        computeId: this.computeId,
+        cluster: this.name,
+        created: Date.now(),
+        nodes: [...this.#recoverNodes].map(([host, port]) => ({ host, port })),
+      });
     } catch (err) {
       this.#emitError(new DispyError('DISPY_ERR_INVALID_OPTION', `cannot write the recover file ${path}: ${(err as Error).message}`));
     }
@@ -1432,26 +1509,35 @@ function validateOptions(o: JobClusterOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
   if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
   if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
-  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function') throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
+  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
+    throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
   if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) throw invalidOption('host', 'an address', o.host);
-  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) throw invalidOption('port', 'an integer from 0 to 65535', o.port);
+  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535))
+    throw invalidOption('port', 'an integer from 0 to 65535', o.port);
   if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
   if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
-  if (o.recoverFile !== undefined && (typeof o.recoverFile !== 'string' || o.recoverFile.length === 0)) throw invalidOption('recoverFile', 'a file path', o.recoverFile);
+  if (o.recoverFile !== undefined && (typeof o.recoverFile !== 'string' || o.recoverFile.length === 0))
+    throw invalidOption('recoverFile', 'a file path', o.recoverFile);
   if (o.pulseInterval !== undefined && !(typeof o.pulseInterval === 'number' && o.pulseInterval >= 0.1 && o.pulseInterval <= 1000)) {
     throw invalidOption('pulseInterval', 'seconds from 0.1 to 1000', o.pulseInterval);
   }
   if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
     throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
   }
-  if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery)) throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
+  if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery))
+    throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
-  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean') throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
-  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0)) throw invalidOption('destPath', 'a relative directory name', o.destPath);
-  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
-  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0)) throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
+    throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
+  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
+    throw invalidOption('destPath', 'a relative directory name', o.destPath);
+  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))
+    throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
+  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
+    throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
   for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256)) throw invalidOption('name', 'a non-empty string', o.name);
+  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
+    throw invalidOption('name', 'a non-empty string', o.name);
 }

@@ -63,8 +63,14 @@ const nativeAddonGuard: Plugin = {
       let file = args.path;
       if (!/^(\.{1,2}\/|\/)/.test(args.path)) {
         // A bare specifier such as `pkg.node` may be a package rather than an addon file.
-        const r = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { dispytsProbe: true } });
-        if (r.errors.length === 0 && !r.path.endsWith('.node')) return { path: r.path, external: r.external, namespace: r.namespace, sideEffects: r.sideEffects };
+        const r = await build.resolve(args.path, {
+          kind: args.kind,
+          importer: args.importer,
+          resolveDir: args.resolveDir,
+          pluginData: { dispytsProbe: true },
+        });
+        if (r.errors.length === 0 && !r.path.endsWith('.node'))
+          return { path: r.path, external: r.external, namespace: r.namespace, sideEffects: r.sideEffects };
         if (r.errors.length === 0) file = r.path;
       } else {
         file = resolve(args.resolveDir, args.path);
@@ -135,7 +141,10 @@ export async function bundleModule(entry: string): Promise<string> {
   const out = result.outputFiles?.find((f) => f.path.endsWith('.mjs'));
   if (!out) throw new DispyError('DISPY_ERR_COMPUTATION', `cannot bundle module \`${shown(entry)}\`: esbuild produced no output`);
   if (out.contents.byteLength > MAX_BUNDLE_BYTES) {
-    throw new DispyError('DISPY_ERR_COMPUTATION', `the bundle of module \`${shown(entry)}\` is ${(out.contents.byteLength / 2 ** 20).toFixed(1)} MiB, more than the ${MAX_BUNDLE_BYTES / 2 ** 20} MiB a setup message may carry`);
+    throw new DispyError(
+      'DISPY_ERR_COMPUTATION',
+      `the bundle of module \`${shown(entry)}\` is ${(out.contents.byteLength / 2 ** 20).toFixed(1)} MiB, more than the ${MAX_BUNDLE_BYTES / 2 ** 20} MiB a setup message may carry`,
+    );
   }
   // The map goes inline when it fits (the runners read it: stack frames in the user's files).
   const map = result.outputFiles?.find((f) => f.path.endsWith('.map'));
@@ -166,7 +175,10 @@ export function buildModuleComputation(computation: ModuleComputation, options: 
   try {
     isFile = statSync(entry).isFile();
   } catch (err) {
-    throw new DispyError('DISPY_ERR_COMPUTATION', `module computation: cannot read \`${spec}\` (${entry}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new DispyError(
+      'DISPY_ERR_COMPUTATION',
+      `module computation: cannot read \`${spec}\` (${entry}): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   if (!isFile) throw new DispyError('DISPY_ERR_COMPUTATION', `module computation: \`${spec}\` (${entry}) is not a file`);
 

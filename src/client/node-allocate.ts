@@ -45,7 +45,8 @@ export class NodeAllocate {
   readonly ipRex: RegExp;
 
   constructor(host: string, port: number = NODE_PORT, cpus = 0, options: { depends?: string[]; setupArgs?: unknown[] } = {}) {
-    if (typeof host !== 'string' || host.length === 0 || host.length > 255) throw invalidOption('host', 'a host name, IP address or wildcard', host);
+    if (typeof host !== 'string' || host.length === 0 || host.length > 255)
+      throw invalidOption('host', 'a host name, IP address or wildcard', host);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('port', 'an integer from 0 to 65535', port);
     if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
     this.host = host;
@@ -53,7 +54,8 @@ export class NodeAllocate {
     this.cpus = cpus;
     if (options.depends !== undefined) {
       if (!Array.isArray(options.depends)) throw invalidOption('depends', 'an array of file paths', options.depends);
-      for (const [i, d] of (options.depends as unknown[]).entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
+      for (const [i, d] of (options.depends as unknown[]).entries())
+        if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
       // They must exist now (as in dispy); they are read again when sent.
       dependFiles(options.depends, 'NodeAllocate depends');
     }

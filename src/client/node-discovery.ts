@@ -155,7 +155,10 @@ export class ClusterDiscovery {
         if (!ok) {
           this.#starting = null;
           if (this.#unavailable && !this.#closed) {
-            this.#opts.log.warn({ host: this.#opts.host }, `wildcard nodes are matched against known nodes only: no discovery, as ${this.#unavailable}`);
+            this.#opts.log.warn(
+              { host: this.#opts.host },
+              `wildcard nodes are matched against known nodes only: no discovery, as ${this.#unavailable}`,
+            );
             this.#unavailable = '';
           }
         }
@@ -204,7 +207,16 @@ export class ClusterDiscovery {
       this.close();
       return false;
     }
-    log.info({ host, interface: iface.name, mode: this.#mode, replyPort: reply.address().port, announcements: this.#listen ? `${listenAddr}:${DISCOVERY_PORT}` : null }, 'discovery started');
+    log.info(
+      {
+        host,
+        interface: iface.name,
+        mode: this.#mode,
+        replyPort: reply.address().port,
+        announcements: this.#listen ? `${listenAddr}:${DISCOVERY_PORT}` : null,
+      },
+      'discovery started',
+    );
     return true;
   }
 

@@ -7,7 +7,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DispyError, fromWire } from '../errors.js';
 import { Channel, connectChannel } from '../protocol/channel.js';
-import { nodeMessageSchema, type ClientMessageInput as ClientMessage, type NodeInfo, type NodeMessage, type Reply } from '../protocol/messages.js';
+import {
+  nodeMessageSchema,
+  type ClientMessageInput as ClientMessage,
+  type NodeInfo,
+  type NodeMessage,
+  type Reply,
+} from '../protocol/messages.js';
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
 
 /** Identifies this client process to nodes (a node serves one client process at a time). */
@@ -206,10 +212,22 @@ export class NodeLink {
   }
 
   /** Sends a job; returns the bytes written. */
-  sendJob(user: LinkUser, uid: number, computeId: string, args: Uint8Array, maxRuntime = 0, files: string[] = [], tag?: string | number): number {
+  sendJob(
+    user: LinkUser,
+    uid: number,
+    computeId: string,
+    args: Uint8Array,
+    maxRuntime = 0,
+    files: string[] = [],
+    tag?: string | number,
+  ): number {
     this.jobs.set(uid, user);
     this.inflight++;
-    return this.channel.send(tag === undefined ? { t: 'job', uid, computeId, args, maxRuntime, files } : { t: 'job', uid, computeId, args, maxRuntime, files, tag });
+    return this.channel.send(
+      tag === undefined
+        ? { t: 'job', uid, computeId, args, maxRuntime, files }
+        : { t: 'job', uid, computeId, args, maxRuntime, files, tag },
+    );
   }
 
   cancel(uid: number): void {
@@ -255,7 +273,12 @@ export class NodeLink {
         return;
       }
       case 'pulse':
-        this.info = { ...this.info, availInfo: msg.availInfo, ...(msg.cpuLimit !== undefined ? { cpuLimit: msg.cpuLimit } : {}), ...(msg.draining !== undefined ? { draining: msg.draining } : {}) };
+        this.info = {
+          ...this.info,
+          availInfo: msg.availInfo,
+          ...(msg.cpuLimit !== undefined ? { cpuLimit: msg.cpuLimit } : {}),
+          ...(msg.draining !== undefined ? { draining: msg.draining } : {}),
+        };
         for (const u of this.users) u.onPulse(this, msg);
         return;
       case 'closed':

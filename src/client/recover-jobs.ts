@@ -45,7 +45,11 @@ export function readRecoverFile(path: string): RecoverFileContent {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', `cannot read the recover file ${path}: ${(err as Error).message}`);
   }
   const parsed = recoverFileSchema.safeParse(raw);
-  if (!parsed.success) throw new DispyError('DISPY_ERR_INVALID_OPTION', `${path} is not a dispyts recover file: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  if (!parsed.success)
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      `${path} is not a dispyts recover file: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+    );
   return parsed.data;
 }
 

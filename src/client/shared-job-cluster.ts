@@ -31,7 +31,21 @@ import { StatusEventQueue } from './status-events.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
 
 export interface SharedJobClusterOptions
-  extends Pick<JobClusterOptions, 'depends' | 'jobStatus' | 'clusterStatus' | 'reentrant' | 'name' | 'setup' | 'cleanup' | 'destPath' | 'maxRuntime' | 'maxFileSize' | 'logLevel' | 'logger'> {
+  extends Pick<
+    JobClusterOptions,
+    | 'depends'
+    | 'jobStatus'
+    | 'clusterStatus'
+    | 'reentrant'
+    | 'name'
+    | 'setup'
+    | 'cleanup'
+    | 'destPath'
+    | 'maxRuntime'
+    | 'maxFileSize'
+    | 'logLevel'
+    | 'logger'
+  > {
   /**
    * Address of the `dispyts scheduler` (its `--host`).
    * @default '127.0.0.1'
@@ -287,7 +301,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       throw new DispyError(e.code, `scheduler ${this.scheduler}: ${e.message}`, { cause: e });
     }
     if (ch.peerHello?.role !== 'scheduler') {
-      const e = new DispyError('DISPY_ERR_CONNECTION', `${this.scheduler} is a dispyts ${ch.peerHello?.role ?? 'peer'}, not a scheduler (schedulerPort is the scheduler's port for clients, ${SCHEDULER_PORT} by default)`);
+      const e = new DispyError(
+        'DISPY_ERR_CONNECTION',
+        `${this.scheduler} is a dispyts ${ch.peerHello?.role ?? 'peer'}, not a scheduler (schedulerPort is the scheduler's port for clients, ${SCHEDULER_PORT} by default)`,
+      );
       ch.close(e);
       throw e;
     }
@@ -305,7 +322,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       if (ch === this.#channel) this.#onMessage(msg);
     });
     ch.on('close', (reason) => this.#onClose(ch, reason));
-    const timer = setTimeout(() => ch.close(new DispyError('DISPY_ERR_TIMEOUT', `scheduler ${this.scheduler} sent no sched-info in ${REQUEST_TIMEOUT} s`)), REQUEST_TIMEOUT * 1000);
+    const timer = setTimeout(
+      () => ch.close(new DispyError('DISPY_ERR_TIMEOUT', `scheduler ${this.scheduler} sent no sched-info in ${REQUEST_TIMEOUT} s`)),
+      REQUEST_TIMEOUT * 1000,
+    );
     try {
       return await info;
     } finally {
@@ -351,12 +371,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       }),
       'registering the computation',
     );
-    if (!registered.computeId) throw this.#fail(new DispyError('DISPY_ERR_BAD_FRAME', `scheduler ${this.scheduler} registered the computation without a computeId`));
+    if (!registered.computeId)
+      throw this.#fail(new DispyError('DISPY_ERR_BAD_FRAME', `scheduler ${this.scheduler} registered the computation without a computeId`));
     const computeId = registered.computeId;
     this.#computeId = computeId;
     this.#resumeKey = registered.resumeKey ?? null;
     this.#schedulerName = registered.name ?? this.name;
-    for (const f of this.#files) await this.#guard(transferFile(this.#fileRequester(), computeId, f, this.#fileOpts()), `sending ${f.name}`);
+    for (const f of this.#files)
+      await this.#guard(transferFile(this.#fileRequester(), computeId, f, this.#fileOpts()), `sending ${f.name}`);
     this.log.info({ computeId, name: this.#schedulerName, exclusive: this.exclusive }, 'computation registered; waiting to be scheduled');
     // An exclusive cluster waits here until the scheduler admits it: no time limit.
     void this.#guard(this.#request({ t: 'schedule', computeId }, Infinity), 'scheduling the computation').then(
@@ -438,7 +460,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     }
     const silent = now - this.#lastHeard;
     if (silent <= 5 * pulseInterval * 1000) return;
-    this.#channel?.close(new DispyError('DISPY_ERR_CONNECTION', `the scheduler sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its pulse interval of ${pulseInterval} s)`));
+    this.#channel?.close(
+      new DispyError(
+        'DISPY_ERR_CONNECTION',
+        `the scheduler sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its pulse interval of ${pulseInterval} s)`,
+      ),
+    );
   }
 
   #stopTimers(): void {
@@ -456,7 +483,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     }
     if (this.#broken) return;
     const why = reason ? reason.message : 'the scheduler closed the connection';
-    const lost = new DispyError('DISPY_ERR_CONNECTION', `connection to scheduler ${this.scheduler} lost: ${why}`, reason ? { cause: reason } : undefined);
+    const lost = new DispyError(
+      'DISPY_ERR_CONNECTION',
+      `connection to scheduler ${this.scheduler} lost: ${why}`,
+      reason ? { cause: reason } : undefined,
+    );
     if (this.#reconnecting) {
       // A new connection broke while resuming: the reconnection loop tries again.
       this.#channel = null;
@@ -614,7 +645,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** The error later calls fail with once the cluster cannot be used. */
   #unusable(): DispyError {
-    if (this.#broken) return new DispyError(this.#broken.code, `cluster ${this.name} cannot be used: ${this.#broken.message}`, { cause: this.#broken });
+    if (this.#broken)
+      return new DispyError(this.#broken.code, `cluster ${this.name} cannot be used: ${this.#broken.message}`, { cause: this.#broken });
     return new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
   }
 
@@ -652,7 +684,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         return;
       case 'closed':
         if (msg.computeId !== this.#computeId || this.#closing) return;
-        this.#fail(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `scheduler ${this.scheduler} closed cluster ${this.#schedulerName ?? this.name}: ${msg.reason}`));
+        this.#fail(
+          new DispyError(
+            'DISPY_ERR_CLUSTER_CLOSED',
+            `scheduler ${this.scheduler} closed cluster ${this.#schedulerName ?? this.name}: ${msg.reason}`,
+          ),
+        );
         return;
       case 'pulse':
         return;
@@ -836,7 +873,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const { depends = [], node, maxRuntime } = options;
     if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
     for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
-    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
+    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
+      throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
     const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
     const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
     return this.#submit(options.id, pin, maxRuntime, args, files);
@@ -844,7 +882,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   #pinTarget(node: DispyNode | string): string {
     if (node instanceof DispyNode) return node.ipAddr;
-    if (typeof node !== 'string' || node.length === 0 || node.length > 1024) throw invalidOption('node', 'a DispyNode, an IP address or a node name', node);
+    if (typeof node !== 'string' || node.length === 0 || node.length > 1024)
+      throw invalidOption('node', 'a DispyNode, an IP address or a node name', node);
     return this.#resolveNode(node);
   }
 
@@ -856,7 +895,13 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     return node;
   }
 
-  #submit(id: unknown, node: string | undefined, maxRuntime: number | undefined, args: unknown[], files: LocalFile[] = []): DispyJob<Awaited<ReturnType<F>>> {
+  #submit(
+    id: unknown,
+    node: string | undefined,
+    maxRuntime: number | undefined,
+    args: unknown[],
+    files: LocalFile[] = [],
+  ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
     const bytes = this.#codec.encode(args);
@@ -924,7 +969,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         this.#unsent.unshift(p);
         return;
       }
-      const e = err instanceof Refused ? err.error : err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
+      const e =
+        err instanceof Refused ? err.error : err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
       this.log.warn({ job: job._uid, code: e.code }, `a file of the job could not be sent: ${e.message}`);
       job.exception = `DispyError: job cancelled: sending its file failed: ${e.code}: ${e.message}`;
       job.endTime = Date.now();
@@ -976,7 +1022,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * One node operation on the scheduler: its answer, or -1 when the scheduler refused (the
    * reason is logged). A lost scheduler rejects (DISPY_ERR_CONNECTION).
    */
-  async #nodeOp(op: NodeOp, fields: Omit<Extract<SchedRequest, { t: 'node-op' }>, 't' | 'op' | 'computeId'> = {}): Promise<number | number[]> {
+  async #nodeOp(
+    op: NodeOp,
+    fields: Omit<Extract<SchedRequest, { t: 'node-op' }>, 't' | 'op' | 'computeId'> = {},
+  ): Promise<number | number[]> {
     const computeId = await this.#computeIdNow();
     try {
       const r = await this.#request({ t: 'node-op', computeId, op, ...fields });
@@ -1176,23 +1225,34 @@ function validateOptions(o: SharedJobClusterOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
   if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
   if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
-  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function') throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
-  if (o.schedulerHost !== undefined && (typeof o.schedulerHost !== 'string' || o.schedulerHost.length === 0)) throw invalidOption('schedulerHost', 'an address or host name', o.schedulerHost);
-  if (o.schedulerPort !== undefined && !(Number.isInteger(o.schedulerPort) && o.schedulerPort > 0 && o.schedulerPort <= 65535)) throw invalidOption('schedulerPort', 'an integer from 1 to 65535', o.schedulerPort);
+  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
+    throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
+  if (o.schedulerHost !== undefined && (typeof o.schedulerHost !== 'string' || o.schedulerHost.length === 0))
+    throw invalidOption('schedulerHost', 'an address or host name', o.schedulerHost);
+  if (o.schedulerPort !== undefined && !(Number.isInteger(o.schedulerPort) && o.schedulerPort > 0 && o.schedulerPort <= 65535))
+    throw invalidOption('schedulerPort', 'an integer from 1 to 65535', o.schedulerPort);
   if (o.host !== undefined && (typeof o.host !== 'string' || isIP(o.host) === 0)) throw invalidOption('host', 'an IP address', o.host);
   if (o.exclusive !== undefined && typeof o.exclusive !== 'boolean') throw invalidOption('exclusive', 'true or false', o.exclusive);
-  if (o.reconnectTimeout !== undefined && !(typeof o.reconnectTimeout === 'number' && o.reconnectTimeout >= 0 && Number.isFinite(o.reconnectTimeout))) {
+  if (
+    o.reconnectTimeout !== undefined &&
+    !(typeof o.reconnectTimeout === 'number' && o.reconnectTimeout >= 0 && Number.isFinite(o.reconnectTimeout))
+  ) {
     throw invalidOption('reconnectTimeout', 'a number of seconds >= 0', o.reconnectTimeout);
   }
   if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
   if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
-  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean') throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
-  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0)) throw invalidOption('destPath', 'a relative directory name', o.destPath);
-  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime))) throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
-  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0)) throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
+    throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
+  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
+    throw invalidOption('destPath', 'a relative directory name', o.destPath);
+  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))
+    throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
+  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
+    throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
   for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256)) throw invalidOption('name', 'a non-empty string', o.name);
+  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
+    throw invalidOption('name', 'a non-empty string', o.name);
 }

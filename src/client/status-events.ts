@@ -40,7 +40,13 @@ export interface ClusterEmitter {
   listenerCount(event: 'status' | 'error'): number;
 }
 
-const FINAL_FOR_JOB_STATUS = new Set<number>([JobStatus.ProvisionalResult, JobStatus.Finished, JobStatus.Terminated, JobStatus.Cancelled, JobStatus.Abandoned]);
+const FINAL_FOR_JOB_STATUS = new Set<number>([
+  JobStatus.ProvisionalResult,
+  JobStatus.Finished,
+  JobStatus.Terminated,
+  JobStatus.Cancelled,
+  JobStatus.Abandoned,
+]);
 
 type Queued<C> = StatusEvent<C> & { error?: DispyError };
 
@@ -61,7 +67,11 @@ export class StatusEventQueue<C> {
    * The queue of a cluster (JobCluster, SharedJobCluster): its `jobStatus`/`clusterStatus`
    * options, its `status`/`error` listeners, its logger for errors nobody hears.
    */
-  static ofCluster<C extends ClusterEmitter>(cluster: C, options: Pick<StatusSink<C>, 'jobStatus' | 'clusterStatus'>, log: Logger): StatusEventQueue<C> {
+  static ofCluster<C extends ClusterEmitter>(
+    cluster: C,
+    options: Pick<StatusSink<C>, 'jobStatus' | 'clusterStatus'>,
+    log: Logger,
+  ): StatusEventQueue<C> {
     return new StatusEventQueue<C>(cluster, {
       jobStatus: options.jobStatus,
       clusterStatus: options.clusterStatus,

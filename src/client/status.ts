@@ -37,5 +37,7 @@ export function statusName(status: number): string {
 
 /** Final job statuses: exactly one of these ends every job. */
 export function isFinal(status: number): boolean {
-  return status === JobStatus.Finished || status === JobStatus.Terminated || status === JobStatus.Cancelled || status === JobStatus.Abandoned;
+  return (
+    status === JobStatus.Finished || status === JobStatus.Terminated || status === JobStatus.Cancelled || status === JobStatus.Abandoned
+  );
 }

@@ -38,15 +38,25 @@ export const DEFAULT_SESSION_SEC = 12 * 3600;
 
 function validateExtras(auth: AuthOptions): void {
   if (auth.sessionSecret !== undefined && (typeof auth.sessionSecret !== 'string' || auth.sessionSecret.length < 32)) {
-    throw invalidOption('auth.sessionSecret', 'a string of at least 32 characters', typeof auth.sessionSecret === 'string' ? `${auth.sessionSecret.length} characters` : auth.sessionSecret);
+    throw invalidOption(
+      'auth.sessionSecret',
+      'a string of at least 32 characters',
+      typeof auth.sessionSecret === 'string' ? `${auth.sessionSecret.length} characters` : auth.sessionSecret,
+    );
   }
   const age = auth.sessionMaxAgeSec;
-  if (age !== undefined && !(typeof age === 'number' && Number.isFinite(age) && age >= 60 && age <= 30 * 86400)) throw invalidOption('auth.sessionMaxAgeSec', 'seconds from 60 to 2592000 (30 days)', age);
+  if (age !== undefined && !(typeof age === 'number' && Number.isFinite(age) && age >= 60 && age <= 30 * 86400))
+    throw invalidOption('auth.sessionMaxAgeSec', 'seconds from 60 to 2592000 (30 days)', age);
   const rl = auth.loginRateLimit;
   if (rl !== undefined) {
-    if (rl === null || typeof rl !== 'object' || Array.isArray(rl)) throw invalidOption('auth.loginRateLimit', '{ attempts, windowSec }', rl);
-    if (rl.attempts !== undefined && !(Number.isInteger(rl.attempts) && rl.attempts >= 1 && rl.attempts <= 1000)) throw invalidOption('auth.loginRateLimit.attempts', 'an integer from 1 to 1000', rl.attempts);
-    if (rl.windowSec !== undefined && !(typeof rl.windowSec === 'number' && Number.isFinite(rl.windowSec) && rl.windowSec >= 1 && rl.windowSec <= 86400)) {
+    if (rl === null || typeof rl !== 'object' || Array.isArray(rl))
+      throw invalidOption('auth.loginRateLimit', '{ attempts, windowSec }', rl);
+    if (rl.attempts !== undefined && !(Number.isInteger(rl.attempts) && rl.attempts >= 1 && rl.attempts <= 1000))
+      throw invalidOption('auth.loginRateLimit.attempts', 'an integer from 1 to 1000', rl.attempts);
+    if (
+      rl.windowSec !== undefined &&
+      !(typeof rl.windowSec === 'number' && Number.isFinite(rl.windowSec) && rl.windowSec >= 1 && rl.windowSec <= 86400)
+    ) {
       throw invalidOption('auth.loginRateLimit.windowSec', 'seconds from 1 to 86400', rl.windowSec);
     }
   }
@@ -68,7 +78,12 @@ export class Access {
     const opts = auth === false || auth === undefined ? null : auth;
     if (opts) validateExtras(opts);
     this.users = opts?.users !== undefined ? new UserDirectory(opts.users) : null;
-    this.sessions = this.users ? new SessionSigner(opts?.sessionSecret ? Buffer.from(opts.sessionSecret, 'utf8') : randomBytes(32), opts?.sessionMaxAgeSec ?? DEFAULT_SESSION_SEC) : null;
+    this.sessions = this.users
+      ? new SessionSigner(
+          opts?.sessionSecret ? Buffer.from(opts.sessionSecret, 'utf8') : randomBytes(32),
+          opts?.sessionMaxAgeSec ?? DEFAULT_SESSION_SEC,
+        )
+      : null;
     this.limiter = new LoginLimiter(opts?.loginRateLimit);
     this.ready = this.users?.ready ?? Promise.resolve();
   }
@@ -92,7 +107,10 @@ export class Access {
     if (!this.users) throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users: it uses a token (or nothing) instead');
     const keys = Access.limitKeys(peer, name);
     const wait = this.limiter.retryAfter(keys);
-    if (wait > 0) throw Object.assign(new DispyError('DISPY_ERR_TOO_MANY_REQUESTS', `too many failed sign-ins; try again in ${wait} s`), { retryAfter: wait });
+    if (wait > 0)
+      throw Object.assign(new DispyError('DISPY_ERR_TOO_MANY_REQUESTS', `too many failed sign-ins; try again in ${wait} s`), {
+        retryAfter: wait,
+      });
     // An unknown or malformed name costs the same hash as a known one.
     const user = await this.users.verify(USER_NAME_RE.test(name) ? name : '', password);
     if (!user) {
@@ -107,7 +125,13 @@ export class Access {
    * Who sends this request (see Verdict). `basicUser` is set when HTTP Basic credentials were
    * checked against the users (not answered from the cache): a sign-in to record.
    */
-  async identify(headers: Headers, url: URL, peer: string | undefined, loopbackPeer: boolean, cookies: { token: string; session: string }): Promise<Verdict & { basicUser?: string }> {
+  async identify(
+    headers: Headers,
+    url: URL,
+    peer: string | undefined,
+    loopbackPeer: boolean,
+    cookies: { token: string; session: string },
+  ): Promise<Verdict & { basicUser?: string }> {
     const { token, fromQuery } = presentedToken(headers, url, cookies.token);
     const tokenValid = tokenMatches(token, this.policy.token);
     const v: Verdict & { basicUser?: string } = { who: null, token, tokenValid, fromQuery, failure: null };
@@ -141,7 +165,10 @@ export class Access {
           v.who = { user: u.name, role: u.role, via: 'basic' };
         } catch (err) {
           const e = err as DispyError & { retryAfter?: number };
-          v.failure = e.code === 'DISPY_ERR_TOO_MANY_REQUESTS' ? { kind: 'limited', retryAfter: e.retryAfter ?? 60, message: e.message } : { kind: 'basic', message: e.message };
+          v.failure =
+            e.code === 'DISPY_ERR_TOO_MANY_REQUESTS'
+              ? { kind: 'limited', retryAfter: e.retryAfter ?? 60, message: e.message }
+              : { kind: 'basic', message: e.message };
         }
         return v;
       }

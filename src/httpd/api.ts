@@ -90,7 +90,10 @@ export function clusterUpdates(c: Context, ctx: ApiContext): Response {
     const r = ctx.registry;
     // Every stale cursor gets the same snapshot: one cached document, not one per cursor.
     const key = r.log.needsResync(since, epoch) ? 'delta:full' : `delta:${since}`;
-    return jsonText(c, r.bytes(key, () => r.delta(since, epoch).json));
+    return jsonText(
+      c,
+      r.bytes(key, () => r.delta(since, epoch).json),
+    );
   }
   const held = ChangeLog.parseToken(readCookie(c.req.header('cookie') ?? null, ctx.cursorCookie()));
   const r = ctx.registry;
@@ -210,7 +213,8 @@ export function addNode(c: Context, ctx: ApiContext, form: FormFields): Response
   const clusterName = form.get('cluster') ?? '';
   const id = (form.get('id') ?? null)?.slice(0, 256) ?? null;
   const views = ctx.registry.select(clusterName);
-  if (views.length === 0 && clusterName !== '' && clusterName !== '*') throw new DispyError('DISPY_ERR_NOT_FOUND', `no cluster named ${clusterName.slice(0, 100)}`);
+  if (views.length === 0 && clusterName !== '' && clusterName !== '*')
+    throw new DispyError('DISPY_ERR_NOT_FOUND', `no cluster named ${clusterName.slice(0, 100)}`);
   const wildcard = host.includes('*');
   const notes: string[] = [];
   if (wildcard && cpus !== 0) notes.push('CPUs are ignored for a wildcard');
@@ -243,7 +247,8 @@ function nodesField(form: FormFields): string[] {
   } catch {
     throw bad('`nodes` must be a JSON array of node addresses or names');
   }
-  if (!Array.isArray(list) || list.length === 0 || list.length > 10_000) throw bad('`nodes` must be a non-empty JSON array of node addresses or names');
+  if (!Array.isArray(list) || list.length === 0 || list.length > 10_000)
+    throw bad('`nodes` must be a non-empty JSON array of node addresses or names');
   for (const n of list) if (typeof n !== 'string' || !HOST_RE.test(n)) throw bad('each entry of `nodes` must be a node address or name');
   return list as string[];
 }
@@ -292,10 +297,11 @@ export async function nodeAction(c: Context, ctx: ApiContext, form: FormFields, 
 }
 
 function knownPort(ctx: ApiContext, host: string): number | undefined {
-  for (const ip of resolveNode(ctx, host)) for (const v of ctx.registry.views) {
-    const n = v.node(ip);
-    if (n && n.port > 0) return n.port;
-  }
+  for (const ip of resolveNode(ctx, host))
+    for (const v of ctx.registry.views) {
+      const n = v.node(ip);
+      if (n && n.port > 0) return n.port;
+    }
   return undefined;
 }
 
@@ -307,7 +313,8 @@ export function update(c: Context, ctx: ApiContext, form: FormFields): Response 
   const t = form.get('timeout');
   if (t !== undefined && t.trim() !== '') {
     const n = Number(t.trim());
-    if (!/^-?\d+(\.\d+)?$/.test(t.trim()) || !Number.isFinite(n)) throw bad(`\`timeout\` must be a number of seconds, got \`${t.slice(0, 40)}\``);
+    if (!/^-?\d+(\.\d+)?$/.test(t.trim()) || !Number.isFinite(n))
+      throw bad(`\`timeout\` must be a number of seconds, got \`${t.slice(0, 40)}\``);
     ctx.settings.pollSec = n < 1 ? 0 : Math.min(Math.floor(n), 86_400);
   }
   const s = form.get('show_job_args');

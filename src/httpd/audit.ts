@@ -61,15 +61,31 @@ export function summarize(action: ActionName, form: FormFields, status: number, 
   } catch {
     json = null;
   }
-  const error = !ok && json && typeof json === 'object' ? ((json as { error?: { message?: string } }).error?.message ?? `HTTP ${status}`) : `HTTP ${status}`;
-  const failed = (what: string): ActionSummary => ({ result: 'failed', text: `${what}: ${short(String(error), 200)}`, cluster: null, node: null });
+  const error =
+    !ok && json && typeof json === 'object'
+      ? ((json as { error?: { message?: string } }).error?.message ?? `HTTP ${status}`)
+      : `HTTP ${status}`;
+  const failed = (what: string): ActionSummary => ({
+    result: 'failed',
+    text: `${what}: ${short(String(error), 200)}`,
+    cluster: null,
+    node: null,
+  });
   switch (action) {
     case 'cancel_jobs': {
-      const uids = form.all('uid').map((u) => u.trim()).filter(Boolean);
+      const uids = form
+        .all('uid')
+        .map((u) => u.trim())
+        .filter(Boolean);
       const what = `cancel job${uids.length === 1 ? '' : 's'} ${list(uids.map((u) => `#${short(u, 20)}`))}`;
       if (!ok) return failed(what);
       const done = Array.isArray(json) ? json.length : 0;
-      return { result: done === uids.length ? 'ok' : 'failed', text: `${what}: ${done} of ${uids.length} terminated`, cluster: null, node: null };
+      return {
+        result: done === uids.length ? 'ok' : 'failed',
+        text: `${what}: ${done} of ${uids.length} terminated`,
+        cluster: null,
+        node: null,
+      };
     }
     case 'add_node': {
       const host = short(form.get('host') ?? '', 100);
@@ -88,7 +104,12 @@ export function summarize(action: ActionName, form: FormFields, status: number, 
       const what = `${verb} node${nodes.length === 1 ? '' : 's'} ${list(nodes.map((n) => short(n, 60)))} for ${clusterText(form.get('cluster'))}${terminate}`;
       if (!ok) return failed(what);
       const done = json === 0;
-      return { result: done ? 'ok' : 'failed', text: `${what}: ${done ? 'done' : 'refused by the cluster'}`, cluster: form.get('cluster') || null, node: nodes.length === 1 ? nodes[0]! : null };
+      return {
+        result: done ? 'ok' : 'failed',
+        text: `${what}: ${done ? 'done' : 'refused by the cluster'}`,
+        cluster: form.get('cluster') || null,
+        node: nodes.length === 1 ? nodes[0]! : null,
+      };
     }
     case 'update': {
       const parts: string[] = [];
@@ -106,8 +127,15 @@ export function summarize(action: ActionName, form: FormFields, status: number, 
       const got = json && typeof json === 'object' ? (json as Record<string, number>) : {};
       const results = pairs.map(([k]) => got[k]);
       const all = results.every((r) => typeof r === 'number' && r >= 0);
-      const shown = pairs.map(([k], i) => `${k}: ${results[i] === undefined ? 'unknown node' : results[i]! < 0 ? 'refused' : `now ${results[i]}`}`);
-      return { result: all ? 'ok' : 'failed', text: `${what}: ${list(shown)}`, cluster: null, node: pairs.length === 1 ? pairs[0]![0] : null };
+      const shown = pairs.map(
+        ([k], i) => `${k}: ${results[i] === undefined ? 'unknown node' : results[i]! < 0 ? 'refused' : `now ${results[i]}`}`,
+      );
+      return {
+        result: all ? 'ok' : 'failed',
+        text: `${what}: ${list(shown)}`,
+        cluster: null,
+        node: pairs.length === 1 ? pairs[0]![0] : null,
+      };
     }
   }
 }
@@ -128,23 +156,52 @@ export class Audit {
   action(who: Identity, peer: string | undefined, action: ActionName, s: ActionSummary): void {
     this.#counters.action(action, s.result);
     this.#log.info({ audit: true, user: who.user, role: who.role, via: who.via, peer, action, result: s.result }, `${who.user}: ${s.text}`);
-    this.#events.add({ kind: 'action', user: who.user, role: who.role, action, result: s.result, cluster: s.cluster, node: s.node, text: `${who.user} (${who.role}): ${s.text}` });
+    this.#events.add({
+      kind: 'action',
+      user: who.user,
+      role: who.role,
+      action,
+      result: s.result,
+      cluster: s.cluster,
+      node: s.node,
+      text: `${who.user} (${who.role}): ${s.text}`,
+    });
   }
 
   /** An action refused because of the role. */
   refused(who: Identity, peer: string | undefined, action: ActionName): void {
     this.#counters.action(action, 'refused');
-    this.#log.warn({ audit: true, user: who.user, role: who.role, via: who.via, peer, action, result: 'refused' }, `${who.user} (${who.role}) may not ${VERB[action]}: refused`);
-    this.#events.add({ kind: 'action', user: who.user, role: who.role, action, result: 'refused', text: `${who.user} (${who.role}) tried to ${VERB[action]}: refused (viewers cannot act)` });
+    this.#log.warn(
+      { audit: true, user: who.user, role: who.role, via: who.via, peer, action, result: 'refused' },
+      `${who.user} (${who.role}) may not ${VERB[action]}: refused`,
+    );
+    this.#events.add({
+      kind: 'action',
+      user: who.user,
+      role: who.role,
+      action,
+      result: 'refused',
+      text: `${who.user} (${who.role}) tried to ${VERB[action]}: refused (viewers cannot act)`,
+    });
   }
 
   /** A sign-in by form or HTTP Basic: `ok`, `failed` (wrong credentials) or `limited`. */
-  login(user: string, role: Identity['role'] | null, peer: string | undefined, result: 'ok' | 'failed' | 'limited', how: 'form' | 'basic'): void {
+  login(
+    user: string,
+    role: Identity['role'] | null,
+    peer: string | undefined,
+    result: 'ok' | 'failed' | 'limited',
+    how: 'form' | 'basic',
+  ): void {
     this.#counters.login(result);
     const name = short(user, 64) || '(no name)';
     const entry = { audit: true, user: name, role, peer, action: 'login', how, result };
     if (result === 'ok') this.#log.info(entry, `${name} signed in (${how})`);
-    else this.#log.warn(entry, `sign-in as ${name} ${result === 'limited' ? 'refused by the rate limit' : 'failed'} (${how}, from ${peer ?? '?'})`);
+    else
+      this.#log.warn(
+        entry,
+        `sign-in as ${name} ${result === 'limited' ? 'refused by the rate limit' : 'failed'} (${how}, from ${peer ?? '?'})`,
+      );
     // Attempts refused by the rate limit stay out of the event log: a flood of them would push
     // everything else out. (Verified Basic credentials are remembered for a minute, so a polling
     // script adds one entry a minute at most.)
@@ -155,12 +212,22 @@ export class Audit {
       role,
       action: 'login',
       result: result === 'ok' ? 'ok' : 'failed',
-      text: result === 'ok' ? `${name} (${role}) signed in${how === 'basic' ? ' with HTTP Basic' : ''}` : `sign-in as ${name} from ${peer ?? '?'} failed: wrong user name or password`,
+      text:
+        result === 'ok'
+          ? `${name} (${role}) signed in${how === 'basic' ? ' with HTTP Basic' : ''}`
+          : `sign-in as ${name} from ${peer ?? '?'} failed: wrong user name or password`,
     });
   }
 
   logout(who: Identity, peer: string | undefined): void {
     this.#log.info({ audit: true, user: who.user, role: who.role, peer, action: 'logout' }, `${who.user} signed out`);
-    this.#events.add({ kind: 'logout', user: who.user, role: who.role, action: 'logout', result: 'ok', text: `${who.user} (${who.role}) signed out` });
+    this.#events.add({
+      kind: 'logout',
+      user: who.user,
+      role: who.role,
+      action: 'logout',
+      result: 'ok',
+      text: `${who.user} (${who.role}) signed out`,
+    });
   }
 }

@@ -225,7 +225,12 @@ export class ClusterView {
       const seq = (this.#seq = this.#log.next());
       e = { data, json: JSON.stringify(data), bytes: null, seq, running: new Map() };
       this.#nodes.set(node.ipAddr, e);
-      if (!this.#bootstrapping) this.#observer?.nodeChanged(this, data, data.status === NodeStatus.Closed ? { kind: 'left' } : { kind: 'arrived', rejoined: false });
+      if (!this.#bootstrapping)
+        this.#observer?.nodeChanged(
+          this,
+          data,
+          data.status === NodeStatus.Closed ? { kind: 'left' } : { kind: 'arrived', rejoined: false },
+        );
     }
     return e;
   }

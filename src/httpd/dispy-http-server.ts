@@ -157,20 +157,33 @@ function isCluster(v: unknown): v is ViewedCluster {
 
 function validate(o: DispyHTTPServerOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
-  if (o.host !== undefined && typeof o.host !== 'string') throw invalidOption('host', 'an address or host name (\'\' for every interface)', o.host);
-  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) throw invalidOption('port', 'an integer from 0 to 65535', o.port);
-  if (o.pollSec !== undefined && !(typeof o.pollSec === 'number' && Number.isFinite(o.pollSec) && o.pollSec >= 1)) throw invalidOption('pollSec', 'a number of seconds >= 1', o.pollSec);
-  if (o.documentRoot !== undefined && (typeof o.documentRoot !== 'string' || o.documentRoot.length === 0)) throw invalidOption('documentRoot', 'a directory path', o.documentRoot);
-  for (const k of ['keyFile', 'certFile'] as const) if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
-  if (o.keyFile !== undefined && o.certFile === undefined) throw invalidOption('certFile', 'a certificate file when `keyFile` is given', o.certFile);
+  if (o.host !== undefined && typeof o.host !== 'string')
+    throw invalidOption('host', "an address or host name ('' for every interface)", o.host);
+  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535))
+    throw invalidOption('port', 'an integer from 0 to 65535', o.port);
+  if (o.pollSec !== undefined && !(typeof o.pollSec === 'number' && Number.isFinite(o.pollSec) && o.pollSec >= 1))
+    throw invalidOption('pollSec', 'a number of seconds >= 1', o.pollSec);
+  if (o.documentRoot !== undefined && (typeof o.documentRoot !== 'string' || o.documentRoot.length === 0))
+    throw invalidOption('documentRoot', 'a directory path', o.documentRoot);
+  for (const k of ['keyFile', 'certFile'] as const)
+    if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
+  if (o.keyFile !== undefined && o.certFile === undefined)
+    throw invalidOption('certFile', 'a certificate file when `keyFile` is given', o.certFile);
   if (o.showJobArgs !== undefined && typeof o.showJobArgs !== 'boolean') throw invalidOption('showJobArgs', 'true or false', o.showJobArgs);
-  if (o.allowedHosts !== undefined && !(Array.isArray(o.allowedHosts) && o.allowedHosts.every((h) => typeof h === 'string' && h.length > 0 && h.length <= 253))) {
+  if (
+    o.allowedHosts !== undefined &&
+    !(Array.isArray(o.allowedHosts) && o.allowedHosts.every((h) => typeof h === 'string' && h.length > 0 && h.length <= 253))
+  ) {
     throw invalidOption('allowedHosts', 'an array of host names', o.allowedHosts);
   }
-  if (o.maxBodyBytes !== undefined && !(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes >= 1024)) throw invalidOption('maxBodyBytes', 'an integer >= 1024', o.maxBodyBytes);
-  if (o.metrics !== undefined && o.metrics !== 'public' && o.metrics !== 'protected') throw invalidOption('metrics', "'public' or 'protected'", o.metrics);
-  if (o.jobHistorySize !== undefined && !(Number.isInteger(o.jobHistorySize) && o.jobHistorySize >= 0 && o.jobHistorySize <= 1_000_000)) throw invalidOption('jobHistorySize', 'an integer from 0 to 1000000', o.jobHistorySize);
-  if (o.eventLogSize !== undefined && !(Number.isInteger(o.eventLogSize) && o.eventLogSize >= 1 && o.eventLogSize <= 1_000_000)) throw invalidOption('eventLogSize', 'an integer from 1 to 1000000', o.eventLogSize);
+  if (o.maxBodyBytes !== undefined && !(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes >= 1024))
+    throw invalidOption('maxBodyBytes', 'an integer >= 1024', o.maxBodyBytes);
+  if (o.metrics !== undefined && o.metrics !== 'public' && o.metrics !== 'protected')
+    throw invalidOption('metrics', "'public' or 'protected'", o.metrics);
+  if (o.jobHistorySize !== undefined && !(Number.isInteger(o.jobHistorySize) && o.jobHistorySize >= 0 && o.jobHistorySize <= 1_000_000))
+    throw invalidOption('jobHistorySize', 'an integer from 0 to 1000000', o.jobHistorySize);
+  if (o.eventLogSize !== undefined && !(Number.isInteger(o.eventLogSize) && o.eventLogSize >= 1 && o.eventLogSize <= 1_000_000))
+    throw invalidOption('eventLogSize', 'an integer from 1 to 1000000', o.eventLogSize);
 }
 
 function nodeLabel(n: NodeJson): string {
@@ -209,7 +222,8 @@ function urlHost(h: string): string {
 /** Addresses of this machine's interfaces other than loopback (for the login URL). */
 function externalAddresses(): string[] {
   const out: string[] = [];
-  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) if (!i.internal && i.family === 'IPv4') out.push(i.address);
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const i of list ?? []) if (!i.internal && i.family === 'IPv4') out.push(i.address);
   return out;
 }
 
@@ -242,7 +256,8 @@ export class DispyHTTPServer {
    */
   constructor(cluster: ViewedCluster | null, options: DispyHTTPServerOptions = {}) {
     validate(options);
-    if (cluster !== null && cluster !== undefined && !isCluster(cluster)) throw invalidOption('cluster', 'a JobCluster, a SharedJobCluster or null', cluster);
+    if (cluster !== null && cluster !== undefined && !isCluster(cluster))
+      throw invalidOption('cluster', 'a JobCluster, a SharedJobCluster or null', cluster);
     const host = options.host ?? '';
     const port = options.port ?? HTTP_PORT;
     this.#host = host;
@@ -256,7 +271,13 @@ export class DispyHTTPServer {
     this.#history = new JobHistory(options.jobHistorySize ?? DEFAULT_JOB_HISTORY_SIZE);
     const observer: ViewObserver = {
       jobEnded: (view, status, node, job) => this.#history.record(view.name, status, node, job),
-      nodeChanged: (view, n, change) => this.#events.add({ kind: CHANGE_KIND[change.kind], cluster: view.name, node: n.ip_addr, text: nodeChangeText(view.name, n, change) }),
+      nodeChanged: (view, n, change) =>
+        this.#events.add({
+          kind: CHANGE_KIND[change.kind],
+          cluster: view.name,
+          node: n.ip_addr,
+          text: nodeChangeText(view.name, n, change),
+        }),
     };
     this.#registry = new ViewRegistry(undefined, observer);
     this.#sse = new SseHub(this.#registry, this.#events);
@@ -287,7 +308,11 @@ export class DispyHTTPServer {
     const app = createApp(ctx);
     const listener = getRequestListener(app.fetch, {
       // Requests node-server cannot even parse (bad Host, bad target): 400 JSON.
-      errorHandler: () => new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), { status: 400, headers: { 'Content-Type': 'application/json; charset=utf-8' } }),
+      errorHandler: () =>
+        new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), {
+          status: 400,
+          headers: { 'Content-Type': 'application/json; charset=utf-8' },
+        }),
     });
     if (this.#secure) {
       const cert = readPem(options.certFile!, 'certificate');
@@ -303,25 +328,36 @@ export class DispyHTTPServer {
     this.#server.requestTimeout = 60_000;
 
     if (cluster) this.addCluster(cluster);
-    if (this.#auth.insecure) this.#log.warn({ host: host || '*' }, 'HTTP server listens beyond loopback with auth: false: anyone who can reach it can manage the cluster');
+    if (this.#auth.insecure)
+      this.#log.warn(
+        { host: host || '*' },
+        'HTTP server listens beyond loopback with auth: false: anyone who can reach it can manage the cluster',
+      );
 
     // Plain passwords are hashed (scrypt) before the server listens.
-    this.listening = access.ready.then(() => new Promise<HttpServerAddress>((resolve, reject) => {
-      const onError = (err: Error): void => {
-        reject(new DispyError('DISPY_ERR_LISTEN', `HTTP server cannot listen on ${urlHost(host || '*')}:${port}: ${err.message}`, { cause: err }));
-      };
-      this.#server.once('error', onError);
-      this.#server.listen(port, host === '' ? undefined : host, () => {
-        this.#server.off('error', onError);
-        this.#server.on('error', (err) => this.#log.error({ err: err.message }, 'HTTP server error'));
-        const a = this.#server.address() as AddressInfo;
-        hosts.bound(a.address);
-        const shown = host === '' || a.address === '0.0.0.0' || a.address === '::' ? 'localhost' : a.address;
-        this.#address = { host: a.address, port: a.port, url: `${this.#secure ? 'https' : 'http'}://${urlHost(shown)}:${a.port}` };
-        this.#logListening(this.#address);
-        resolve(this.#address);
-      });
-    }));
+    this.listening = access.ready.then(
+      () =>
+        new Promise<HttpServerAddress>((resolve, reject) => {
+          const onError = (err: Error): void => {
+            reject(
+              new DispyError('DISPY_ERR_LISTEN', `HTTP server cannot listen on ${urlHost(host || '*')}:${port}: ${err.message}`, {
+                cause: err,
+              }),
+            );
+          };
+          this.#server.once('error', onError);
+          this.#server.listen(port, host === '' ? undefined : host, () => {
+            this.#server.off('error', onError);
+            this.#server.on('error', (err) => this.#log.error({ err: err.message }, 'HTTP server error'));
+            const a = this.#server.address() as AddressInfo;
+            hosts.bound(a.address);
+            const shown = host === '' || a.address === '0.0.0.0' || a.address === '::' ? 'localhost' : a.address;
+            this.#address = { host: a.address, port: a.port, url: `${this.#secure ? 'https' : 'http'}://${urlHost(shown)}:${a.port}` };
+            this.#logListening(this.#address);
+            resolve(this.#address);
+          });
+        }),
+    );
     // Awaiting `listening` is optional: a failure is logged, never an unhandled rejection.
     this.listening.catch((err: DispyError) => this.#log.error({ code: err.code }, err.message));
   }
@@ -395,14 +431,20 @@ export class DispyHTTPServer {
       const expected = this.#expected.get(cluster);
       if (expected) {
         this.#expected.delete(cluster);
-        if (expected.status !== e.status || expected.node !== e.node || expected.job !== e.job) view.apply(expected.status, expected.node, expected.job);
+        if (expected.status !== e.status || expected.node !== e.node || expected.job !== e.job)
+          view.apply(expected.status, expected.node, expected.job);
       }
       view.apply(e.status, e.node, e.job);
     };
     cluster.on('status', listener);
     this.#listeners.set(cluster, listener);
     view.bootstrap();
-    if (view.nodeCount) this.#events.add({ kind: 'cluster', cluster: view.name, text: `Cluster ${view.name} has ${view.nodeCount} node${view.nodeCount === 1 ? '' : 's'} already` });
+    if (view.nodeCount)
+      this.#events.add({
+        kind: 'cluster',
+        cluster: view.name,
+        text: `Cluster ${view.name} has ${view.nodeCount} node${view.nodeCount === 1 ? '' : 's'} already`,
+      });
     return view;
   }
 

@@ -57,10 +57,21 @@ export class EventLog {
 
   /** Appends an entry and tells the listeners. */
   add(e: NewEntry, now = Date.now()): EventEntry {
-    const entry: EventEntry = { cluster: null, node: null, user: null, role: null, action: null, result: null, ...e, seq: ++this.#seq, time_ms: now };
+    const entry: EventEntry = {
+      cluster: null,
+      node: null,
+      user: null,
+      role: null,
+      action: null,
+      result: null,
+      ...e,
+      seq: ++this.#seq,
+      time_ms: now,
+    };
     this.#entries.push(entry);
     // Trim in batches so appending stays O(1) amortized.
-    if (this.#entries.length > this.capacity + Math.max(16, this.capacity >> 3)) this.#entries.splice(0, this.#entries.length - this.capacity);
+    if (this.#entries.length > this.capacity + Math.max(16, this.capacity >> 3))
+      this.#entries.splice(0, this.#entries.length - this.capacity);
     for (const l of this.#listeners) {
       try {
         l(entry);

@@ -125,7 +125,8 @@ function parseJsonObject(s: string): FormFields {
   } catch {
     throw new DispyError('DISPY_ERR_BAD_REQUEST', 'request body is not valid JSON');
   }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new DispyError('DISPY_ERR_BAD_REQUEST', 'a JSON body must be an object of fields');
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new DispyError('DISPY_ERR_BAD_REQUEST', 'a JSON body must be an object of fields');
   const fields: [string, string][] = [];
   for (const [k, val] of Object.entries(v)) {
     // A field such as `nodes` may be given as a JSON value; it is passed on as JSON text.

@@ -109,8 +109,18 @@ export function renderMetrics(s: MetricsSources): string {
     }),
   );
   const open = (n: NodeJson): boolean => n.status !== NodeStatus.Closed;
-  w.family('dispyts_cpus', 'gauge', 'CPUs each cluster may use on its usable nodes.', views.map((v) => [{ cluster: v.name }, sum(v.nodes(), (n) => (open(n) ? n.cpus : 0))]));
-  w.family('dispyts_busy_cpus', 'gauge', "CPUs running each cluster's jobs now.", views.map((v) => [{ cluster: v.name }, sum(v.nodes(), (n) => (open(n) ? n.busy : 0))]));
+  w.family(
+    'dispyts_cpus',
+    'gauge',
+    'CPUs each cluster may use on its usable nodes.',
+    views.map((v) => [{ cluster: v.name }, sum(v.nodes(), (n) => (open(n) ? n.cpus : 0))]),
+  );
+  w.family(
+    'dispyts_busy_cpus',
+    'gauge',
+    "CPUs running each cluster's jobs now.",
+    views.map((v) => [{ cluster: v.name }, sum(v.nodes(), (n) => (open(n) ? n.busy : 0))]),
+  );
   w.family(
     'dispyts_jobs',
     'gauge',
@@ -120,23 +130,98 @@ export function renderMetrics(s: MetricsSources): string {
       [{ cluster: v.name, state: 'running' }, v.counters.running] as [Labels, number],
     ]),
   );
-  w.family('dispyts_jobs_submitted_total', 'counter', 'Jobs of each cluster that started running.', views.map((v) => [{ cluster: v.name }, v.counters.submitted]));
-  w.family('dispyts_jobs_done_total', 'counter', 'Jobs of each cluster that started and reached a final status.', views.map((v) => [{ cluster: v.name }, v.counters.done]));
-  w.family('dispyts_jobs_failed_total', 'counter', 'Jobs of each cluster that were done but not Finished (terminated, cancelled or abandoned).', views.map((v) => [{ cluster: v.name }, v.counters.failed]));
+  w.family(
+    'dispyts_jobs_submitted_total',
+    'counter',
+    'Jobs of each cluster that started running.',
+    views.map((v) => [{ cluster: v.name }, v.counters.submitted]),
+  );
+  w.family(
+    'dispyts_jobs_done_total',
+    'counter',
+    'Jobs of each cluster that started and reached a final status.',
+    views.map((v) => [{ cluster: v.name }, v.counters.done]),
+  );
+  w.family(
+    'dispyts_jobs_failed_total',
+    'counter',
+    'Jobs of each cluster that were done but not Finished (terminated, cancelled or abandoned).',
+    views.map((v) => [{ cluster: v.name }, v.counters.failed]),
+  );
 
-  w.family('dispyts_node_info', 'gauge', "A node's name and platform (always 1).", nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr, name: n.name, platform: n.platform }, 1]));
-  w.family('dispyts_node_up', 'gauge', 'Whether the cluster can use the node (1) or it is closed (0).', nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, open(n) ? 1 : 0]));
-  w.family('dispyts_node_cpus', 'gauge', 'CPUs the cluster may use on the node.', nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.cpus]));
-  w.family('dispyts_node_available_cpus', 'gauge', 'CPUs the node offers.', nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_cpus]));
-  w.family('dispyts_node_busy_cpus', 'gauge', "CPUs of the node running the cluster's jobs.", nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.busy]));
-  w.family('dispyts_node_jobs_done_total', 'counter', "The cluster's jobs the node ran to an end.", nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.jobs_done]));
-  w.family('dispyts_node_job_time_seconds_total', 'counter', "Wall time of the cluster's jobs on the node (dispy's cpu_time).", nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.cpu_time]));
-  w.family('dispyts_node_cpu_used_seconds_total', 'counter', "User and system CPU time of the cluster's jobs on the node.", nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.cpu_used]));
-  w.family('dispyts_node_sent_bytes_total', 'counter', 'Bytes the cluster sent to the node.', nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.tx]));
-  w.family('dispyts_node_received_bytes_total', 'counter', 'Bytes the cluster received from the node.', nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.rx]));
+  w.family(
+    'dispyts_node_info',
+    'gauge',
+    "A node's name and platform (always 1).",
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr, name: n.name, platform: n.platform }, 1]),
+  );
+  w.family(
+    'dispyts_node_up',
+    'gauge',
+    'Whether the cluster can use the node (1) or it is closed (0).',
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, open(n) ? 1 : 0]),
+  );
+  w.family(
+    'dispyts_node_cpus',
+    'gauge',
+    'CPUs the cluster may use on the node.',
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.cpus]),
+  );
+  w.family(
+    'dispyts_node_available_cpus',
+    'gauge',
+    'CPUs the node offers.',
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_cpus]),
+  );
+  w.family(
+    'dispyts_node_busy_cpus',
+    'gauge',
+    "CPUs of the node running the cluster's jobs.",
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.busy]),
+  );
+  w.family(
+    'dispyts_node_jobs_done_total',
+    'counter',
+    "The cluster's jobs the node ran to an end.",
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.jobs_done]),
+  );
+  w.family(
+    'dispyts_node_job_time_seconds_total',
+    'counter',
+    "Wall time of the cluster's jobs on the node (dispy's cpu_time).",
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.cpu_time]),
+  );
+  w.family(
+    'dispyts_node_cpu_used_seconds_total',
+    'counter',
+    "User and system CPU time of the cluster's jobs on the node.",
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.cpu_used]),
+  );
+  w.family(
+    'dispyts_node_sent_bytes_total',
+    'counter',
+    'Bytes the cluster sent to the node.',
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.tx]),
+  );
+  w.family(
+    'dispyts_node_received_bytes_total',
+    'counter',
+    'Bytes the cluster received from the node.',
+    nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.rx]),
+  );
   const avail = nodeRows.filter(({ n }) => n.avail_info !== null && open(n));
-  w.family('dispyts_node_available_cpu_percent', 'gauge', "The node's idle CPU, percent.", avail.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_info!.cpu]));
-  w.family('dispyts_node_available_memory_bytes', 'gauge', "The node's available memory.", avail.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_info!.memory]));
+  w.family(
+    'dispyts_node_available_cpu_percent',
+    'gauge',
+    "The node's idle CPU, percent.",
+    avail.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_info!.cpu]),
+  );
+  w.family(
+    'dispyts_node_available_memory_bytes',
+    'gauge',
+    "The node's available memory.",
+    avail.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_info!.memory]),
+  );
 
   const c = s.counters;
   w.family(
@@ -148,7 +233,12 @@ export function renderMetrics(s: MetricsSources): string {
       return [{ method, route, code }, n];
     }),
   );
-  w.family('dispyts_http_logins_total', 'counter', 'Login attempts (form and HTTP Basic) by result: ok, failed, or limited (refused by the rate limit).', (['ok', 'failed', 'limited'] as const).map((r) => [{ result: r }, c.logins.get(r) ?? 0]));
+  w.family(
+    'dispyts_http_logins_total',
+    'counter',
+    'Login attempts (form and HTTP Basic) by result: ok, failed, or limited (refused by the rate limit).',
+    (['ok', 'failed', 'limited'] as const).map((r) => [{ result: r }, c.logins.get(r) ?? 0]),
+  );
   w.family(
     'dispyts_http_actions_total',
     'counter',
@@ -162,7 +252,9 @@ export function renderMetrics(s: MetricsSources): string {
   w.family('dispyts_job_history_records', 'gauge', 'Finished jobs kept for the Jobs page.', [[{}, s.historySize]]);
   w.family('dispyts_job_history_capacity', 'gauge', 'Finished jobs the Jobs page keeps at most.', [[{}, s.historyCapacity]]);
   w.family('dispyts_event_log_entries', 'gauge', 'Entries in the event log.', [[{}, s.eventLogSize]]);
-  w.family('dispyts_http_start_time_seconds', 'gauge', 'When the HTTP server started, seconds since the epoch.', [[{}, Math.floor(c.startTime / 1000)]]);
+  w.family('dispyts_http_start_time_seconds', 'gauge', 'When the HTTP server started, seconds since the epoch.', [
+    [{}, Math.floor(c.startTime / 1000)],
+  ]);
   return w.toString();
 }
 

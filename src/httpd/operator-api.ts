@@ -46,11 +46,16 @@ export function jobHistory(c: Context, ctx: OperatorContext): Response {
   const hid = intParam(q, 'hid', 1, Number.MAX_SAFE_INTEGER);
   if (hid !== undefined) {
     const job = h.get(hid);
-    if (!job) throw new DispyError('DISPY_ERR_NOT_FOUND', `job record ${hid} is not in the history (it keeps the latest ${h.capacity} finished jobs)`);
+    if (!job)
+      throw new DispyError(
+        'DISPY_ERR_NOT_FOUND',
+        `job record ${hid} is not in the history (it keeps the latest ${h.capacity} finished jobs)`,
+      );
     return jsonText(c, JSON.stringify({ job: ctx.settings.showJobArgs ? job : { ...job, args: '' } }));
   }
   const status = q.status || undefined;
-  if (status !== undefined && !(STATUS_FILTERS as readonly string[]).includes(status)) throw bad(`\`status\` must be one of ${STATUS_FILTERS.join(', ')}, got \`${status.slice(0, 40)}\``);
+  if (status !== undefined && !(STATUS_FILTERS as readonly string[]).includes(status))
+    throw bad(`\`status\` must be one of ${STATUS_FILTERS.join(', ')}, got \`${status.slice(0, 40)}\``);
   const node = q.node || undefined;
   if (node !== undefined && !NODE_RE.test(node)) throw bad('`node` must be a node address or name');
   const cluster = q.cluster || undefined;
@@ -67,14 +72,24 @@ export function eventLog(c: Context, ctx: OperatorContext): Response {
   const since = q.since === undefined || q.since === '' ? 0 : parseCursor(q.since, 'since');
   const limit = intParam(q, 'limit', 1, ctx.events.capacity);
   const r = ctx.events.since(since, limit);
-  return jsonText(c, JSON.stringify({ cursor: r.cursor, capacity: ctx.events.capacity, size: ctx.events.size, resync: r.resync, entries: r.entries }));
+  return jsonText(
+    c,
+    JSON.stringify({ cursor: r.cursor, capacity: ctx.events.capacity, size: ctx.events.size, resync: r.resync, entries: r.entries }),
+  );
 }
 
 /** `GET /whoami`: `{ user, role, via, can_act, login, session_expires_ms }`. */
 export function whoami(c: Context, ctx: OperatorContext, who: Identity): Response {
   return jsonText(
     c,
-    JSON.stringify({ user: who.user, role: who.role, via: who.via, can_act: who.role === 'admin', login: ctx.usersEnabled, session_expires_ms: who.session?.exp ?? null }),
+    JSON.stringify({
+      user: who.user,
+      role: who.role,
+      via: who.via,
+      can_act: who.role === 'admin',
+      login: ctx.usersEnabled,
+      session_expires_ms: who.session?.exp ?? null,
+    }),
   );
 }
 

@@ -36,9 +36,32 @@ export interface RouteContext extends ops.OperatorContext {
 
 type Env = { Bindings: HttpBindings; Variables: { tokenValid: boolean; who: Identity | null } };
 
-const API_GET = new Set(['/cluster_status', '/cluster_updates', '/nodes', '/events', '/healthz', '/job_history', '/event_log', '/whoami', '/metrics']);
+const API_GET = new Set([
+  '/cluster_status',
+  '/cluster_updates',
+  '/nodes',
+  '/events',
+  '/healthz',
+  '/job_history',
+  '/event_log',
+  '/whoami',
+  '/metrics',
+]);
 /** Routes named in the request metrics (anything else counts as `static` or `other`). */
-const ROUTES = new Set([...API_GET, '/node_info', '/cancel_jobs', '/add_node', '/allocate_node', '/deallocate_node', '/close_node', '/update', '/set_cpus', '/login', '/login.css', '/logout']);
+const ROUTES = new Set([
+  ...API_GET,
+  '/node_info',
+  '/cancel_jobs',
+  '/add_node',
+  '/allocate_node',
+  '/deallocate_node',
+  '/close_node',
+  '/update',
+  '/set_cpus',
+  '/login',
+  '/login.css',
+  '/logout',
+]);
 
 function routeLabel(method: string, path: string): string {
   if (ROUTES.has(path)) return path;
@@ -47,7 +70,9 @@ function routeLabel(method: string, path: string): string {
 
 /** Whether a request may go without credentials. */
 function isPublic(path: string, ctx: RouteContext): boolean {
-  return path === '/healthz' || path === '/login' || path === '/login.css' || path === '/logout' || (path === '/metrics' && ctx.metricsPublic);
+  return (
+    path === '/healthz' || path === '/login' || path === '/login.css' || path === '/logout' || (path === '/metrics' && ctx.metricsPublic)
+  );
 }
 
 /** Whether the browser is loading a page (sent to the login form when signed out). */
@@ -95,7 +120,10 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     const loopbackPeer = isLoopbackAddress(peer);
     const url = new URL(c.req.url);
     const path = url.pathname;
-    const v = await ctx.access.identify(c.req.raw.headers, url, peer, loopbackPeer, { token: ctx.tokenCookie(), session: ctx.sessionCookie() });
+    const v = await ctx.access.identify(c.req.raw.headers, url, peer, loopbackPeer, {
+      token: ctx.tokenCookie(),
+      session: ctx.sessionCookie(),
+    });
     if (v.basicUser !== undefined) {
       const result = v.who ? 'ok' : v.failure?.kind === 'limited' ? 'limited' : 'failed';
       ctx.audit.login(shownName(ctx, v.basicUser), v.who?.role ?? null, peer, result, 'basic');
@@ -118,9 +146,15 @@ export function createApp(ctx: RouteContext): Hono<Env> {
         // Scripts (no Fetch Metadata) are told they may use Basic; pages are told where to sign in.
         if (!c.req.header('sec-fetch-mode')) c.header('WWW-Authenticate', 'Basic realm="dispyts", charset="UTF-8"');
         c.header('X-Dispyts-Login', 'login');
-        throw refused('DISPY_ERR_UNAUTHORIZED', v.failure ? v.failure.message : 'sign in first: open /login, or send HTTP Basic credentials');
+        throw refused(
+          'DISPY_ERR_UNAUTHORIZED',
+          v.failure ? v.failure.message : 'sign in first: open /login, or send HTTP Basic credentials',
+        );
       }
-      throw refused('DISPY_ERR_UNAUTHORIZED', v.token ? 'invalid token' : 'a token is required: open the login URL the server logged, or send `Authorization: Bearer <token>`');
+      throw refused(
+        'DISPY_ERR_UNAUTHORIZED',
+        v.token ? 'invalid token' : 'a token is required: open the login URL the server logged, or send `Authorization: Bearer <token>`',
+      );
     }
     const method = c.req.method;
     if (method !== 'GET' && method !== 'HEAD') {
@@ -162,14 +196,18 @@ export function createApp(ctx: RouteContext): Hono<Env> {
       const peer = peerOf(c);
       if (who.role !== 'admin') {
         ctx.audit.refused(who, peer, name);
-        throw new DispyError('DISPY_ERR_ROLE', `${who.user} is a ${who.role}: viewers watch the cluster but cannot act on it (${name} needs an admin)`);
+        throw new DispyError(
+          'DISPY_ERR_ROLE',
+          `${who.user} is a ${who.role}: viewers watch the cluster but cannot act on it (${name} needs an admin)`,
+        );
       }
       const form = await readForm(c.req.raw, ctx.maxBody);
       let res: Response;
       try {
         res = await handler(c, form);
       } catch (err) {
-        if (err instanceof DispyError) ctx.audit.action(who, peer, name, summarize(name, form, err.statusCode, JSON.stringify({ error: err.toJSON() })));
+        if (err instanceof DispyError)
+          ctx.audit.action(who, peer, name, summarize(name, form, err.statusCode, JSON.stringify({ error: err.toJSON() })));
         throw err;
       }
       // Answers are small JSON documents: read a copy for the audit trail.
@@ -186,7 +224,9 @@ export function createApp(ctx: RouteContext): Hono<Env> {
   action('update', (c, f) => api.update(c, ctx, f));
   action('set_cpus', (c, f) => api.setCpus(c, ctx, f));
 
-  app.get('/login.css', (c) => c.body(LOGIN_CSS, 200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'private, max-age=3600' }));
+  app.get('/login.css', (c) =>
+    c.body(LOGIN_CSS, 200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'private, max-age=3600' }),
+  );
   app.get('/login', (c) => {
     if (!users) throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users to sign in: it uses a token (or nothing) instead');
     const q = c.req.query();
@@ -197,7 +237,8 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     return loginHtml(c, 200, { next, info });
   });
   app.post('/login', async (c) => {
-    if (!users || !ctx.access.sessions) throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users to sign in: it uses a token (or nothing) instead');
+    if (!users || !ctx.access.sessions)
+      throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users to sign in: it uses a token (or nothing) instead');
     const form = await readForm(c.req.raw, ctx.maxBody);
     const name = (form.get('user') ?? '').trim();
     const password = form.get('password') ?? '';
@@ -208,15 +249,23 @@ export function createApp(ctx: RouteContext): Hono<Env> {
       if (html) return loginHtml(c, err.statusCode, { next, error: sentence(err.message), user: name.slice(0, 64) });
       return api.errorResponse(c, err);
     };
-    if (!name || !password) return fail(new DispyError('DISPY_ERR_BAD_REQUEST', !name && !password ? 'enter a user name and a password' : !name ? 'enter a user name' : 'enter a password'));
-    if (name.length > 64 || password.length > 1024) return fail(new DispyError('DISPY_ERR_BAD_REQUEST', 'the user name (64) or the password (1024 characters) is too long'));
+    if (!name || !password)
+      return fail(
+        new DispyError(
+          'DISPY_ERR_BAD_REQUEST',
+          !name && !password ? 'enter a user name and a password' : !name ? 'enter a user name' : 'enter a password',
+        ),
+      );
+    if (name.length > 64 || password.length > 1024)
+      return fail(new DispyError('DISPY_ERR_BAD_REQUEST', 'the user name (64) or the password (1024 characters) is too long'));
     const peer = peerOf(c);
     let user;
     try {
       user = await ctx.access.login(name, password, peer);
     } catch (err) {
       const e = err as DispyError & { retryAfter?: number };
-      if (e.code === 'DISPY_ERR_TOO_MANY_REQUESTS' || e.code === 'DISPY_ERR_UNAUTHORIZED') ctx.audit.login(shownName(ctx, name), null, peer, e.code === 'DISPY_ERR_UNAUTHORIZED' ? 'failed' : 'limited', 'form');
+      if (e.code === 'DISPY_ERR_TOO_MANY_REQUESTS' || e.code === 'DISPY_ERR_UNAUTHORIZED')
+        ctx.audit.login(shownName(ctx, name), null, peer, e.code === 'DISPY_ERR_UNAUTHORIZED' ? 'failed' : 'limited', 'form');
       if (e instanceof DispyError) return fail(e, e.retryAfter);
       throw err;
     }
@@ -274,7 +323,11 @@ function sentence(s: string): string {
 }
 
 function loginHtml(c: Context, status: number, v: Parameters<typeof loginPage>[0]): Response {
-  return c.body(loginPage(v), status as 200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'Content-Security-Policy': STRICT_CSP });
+  return c.body(loginPage(v), status as 200, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'Content-Security-Policy': STRICT_CSP,
+  });
 }
 
 /** `GET /events?interval=S[&since=N&epoch=E][&log=N|now]`, or resuming with Last-Event-ID. */
@@ -299,7 +352,8 @@ function events(c: Context<Env>, ctx: RouteContext): Response {
   } else if (q.since !== undefined) {
     since = api.parseCursor(q.since, 'since');
     if (q.epoch !== undefined) {
-      if (!/^[0-9a-f]{1,32}$/.test(q.epoch)) throw new DispyError('DISPY_ERR_BAD_REQUEST', '`epoch` must be the hexadecimal epoch a response gave');
+      if (!/^[0-9a-f]{1,32}$/.test(q.epoch))
+        throw new DispyError('DISPY_ERR_BAD_REQUEST', '`epoch` must be the hexadecimal epoch a response gave');
       epoch = q.epoch;
     }
   }

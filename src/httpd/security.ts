@@ -88,7 +88,8 @@ export function bindsBeyondLoopback(host: string): boolean {
 export function resolveAuth(host: string, auth: AuthOptions | false | undefined): AuthPolicy {
   const beyond = bindsBeyondLoopback(host);
   if (auth === false) return { token: null, trustLoopback: true, generated: false, insecure: beyond };
-  if (auth !== undefined && (auth === null || typeof auth !== 'object' || Array.isArray(auth))) throw invalidOption('auth', 'false or { token, trustLoopback, users }', auth);
+  if (auth !== undefined && (auth === null || typeof auth !== 'object' || Array.isArray(auth)))
+    throw invalidOption('auth', 'false or { token, trustLoopback, users }', auth);
   const given = auth?.token;
   const withUsers = auth?.users !== undefined;
   if (given !== undefined && (typeof given !== 'string' || given.length < 16 || given.length > 512 || /[\s;,]/.test(given))) {
@@ -241,13 +242,20 @@ export class HostPolicy {
  * our own origin (Origin, else Sec-Fetch-Site); a request with neither (curl, scripts) needs a
  * valid token or a loopback peer.
  */
-export function mutationAllowed(headers: Headers, scheme: 'http' | 'https', tokenValid: boolean, loopbackPeer: boolean): { ok: true } | { ok: false; reason: string } {
+export function mutationAllowed(
+  headers: Headers,
+  scheme: 'http' | 'https',
+  tokenValid: boolean,
+  loopbackPeer: boolean,
+): { ok: true } | { ok: false; reason: string } {
   const origin = headers.get('origin');
   const site = headers.get('sec-fetch-site');
-  if (site !== null && site !== 'same-origin') return { ok: false, reason: `cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 40)})` };
+  if (site !== null && site !== 'same-origin')
+    return { ok: false, reason: `cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 40)})` };
   if (origin !== null) {
     const host = headers.get('host');
-    if (!host || origin.toLowerCase() !== `${scheme}://${host.toLowerCase()}`) return { ok: false, reason: 'cross-origin request refused (Origin does not match this server)' };
+    if (!host || origin.toLowerCase() !== `${scheme}://${host.toLowerCase()}`)
+      return { ok: false, reason: 'cross-origin request refused (Origin does not match this server)' };
     return { ok: true };
   }
   if (site === 'same-origin') return { ok: true };

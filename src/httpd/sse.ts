@@ -67,7 +67,14 @@ export class SseHub {
    * Starts a stream for a viewer at `since` (of `epoch`) that wants an event every `intervalSec`
    * and, with `log` (a cursor, or `now` for new entries only), the event log's new entries.
    */
-  open(c: Context, since: number, epoch: string | null, intervalSec: number, outgoing?: ServerResponse, log: number | 'now' | null = null): Response {
+  open(
+    c: Context,
+    since: number,
+    epoch: string | null,
+    intervalSec: number,
+    outgoing?: ServerResponse,
+    log: number | 'now' | null = null,
+  ): Response {
     c.header('X-Accel-Buffering', 'no');
     const sent = outgoing
       ? new Promise<void>((r) => {
@@ -80,7 +87,20 @@ export class SseHub {
       let finish!: () => void;
       const done = new Promise<void>((r) => (finish = r));
       const logCursor = log === null || !this.#events ? null : log === 'now' ? this.#events.seq : log;
-      const v: Viewer = { stream, cursor: since, epoch, timer: null, intervalMs: Math.round(intervalSec * 1000), writing: false, lastWrite: Date.now(), finish, closed: false, sent, logCursor, logPending: false };
+      const v: Viewer = {
+        stream,
+        cursor: since,
+        epoch,
+        timer: null,
+        intervalMs: Math.round(intervalSec * 1000),
+        writing: false,
+        lastWrite: Date.now(),
+        finish,
+        closed: false,
+        sent,
+        logCursor,
+        logPending: false,
+      };
       this.#viewers.add(v);
       stream.onAbort(() => this.#drop(v));
       await this.#push(v, true);

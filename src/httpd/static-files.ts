@@ -136,7 +136,11 @@ export class StaticFiles {
       if (r) return r;
     }
     if (this.#userRoot) return null;
-    return { status: 200, body: PLACEHOLDER, headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache', 'Content-Security-Policy': STRICT_CSP } };
+    return {
+      status: 200,
+      body: PLACEHOLDER,
+      headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache', 'Content-Security-Policy': STRICT_CSP },
+    };
   }
 
   async #file(segments: string[], values: TemplateValues): Promise<StaticResponse | null> {
@@ -166,7 +170,8 @@ export class StaticFiles {
       headers['Cache-Control'] = 'no-cache';
       return { status: 200, body: substitute(data.toString('utf8'), values), headers };
     }
-    headers['Cache-Control'] = type.startsWith('text/javascript') || type.startsWith('text/css') ? 'private, max-age=86400' : 'private, max-age=3600';
+    headers['Cache-Control'] =
+      type.startsWith('text/javascript') || type.startsWith('text/css') ? 'private, max-age=86400' : 'private, max-age=3600';
     return { status: 200, body: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), headers };
   }
 }

@@ -46,7 +46,9 @@ export const USER_NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
 
 function scrypt(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
   const opts: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 128 * params.N * params.r * params.p * 2 + 1024 * 1024 };
-  return new Promise((resolve, reject) => scryptCallback(password.normalize('NFC'), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))));
+  return new Promise((resolve, reject) =>
+    scryptCallback(password.normalize('NFC'), salt, KEY_LEN, opts, (err, key) => (err ? reject(err) : resolve(key))),
+  );
 }
 
 /** A hash as `hashPassword` writes it. */
@@ -64,7 +66,8 @@ export function parsePasswordHash(text: string): ParsedHash | null {
   const r = Number(m[2]);
   const p = Number(m[3]);
   // A power of two from 2^10 to 2^20, and a memory bound: a hash in the options must not stall the server.
-  if (N < 1024 || N > 1 << 20 || (N & (N - 1)) !== 0 || r < 1 || r > 32 || p < 1 || p > 16 || 128 * N * r * p > 256 * 1024 * 1024) return null;
+  if (N < 1024 || N > 1 << 20 || (N & (N - 1)) !== 0 || r < 1 || r > 32 || p < 1 || p > 16 || 128 * N * r * p > 256 * 1024 * 1024)
+    return null;
   const salt = Buffer.from(m[4]!, 'base64url');
   const hash = Buffer.from(m[5]!, 'base64url');
   if (salt.length < 8 || hash.length < 16) return null;
@@ -76,7 +79,12 @@ export function parsePasswordHash(text: string): ParsedHash | null {
  * `scrypt$N$r$p$salt$hash`.
  */
 export async function hashPassword(password: string): Promise<string> {
-  if (typeof password !== 'string' || password.length === 0 || password.length > MAX_PASSWORD) throw invalidOption('password', `a string of 1 to ${MAX_PASSWORD} characters`, typeof password === 'string' ? `${password.length} characters` : password);
+  if (typeof password !== 'string' || password.length === 0 || password.length > MAX_PASSWORD)
+    throw invalidOption(
+      'password',
+      `a string of 1 to ${MAX_PASSWORD} characters`,
+      typeof password === 'string' ? `${password.length} characters` : password,
+    );
   const salt = randomBytes(SALT_LEN);
   const hash = await scrypt(password, salt, DEFAULT_PARAMS);
   const { N, r, p } = DEFAULT_PARAMS;
@@ -111,7 +119,8 @@ const BASIC_CACHE_MAX = 1000;
 
 /** Validates `auth.users` (every problem is a DISPY_ERR_INVALID_OPTION naming the user). */
 export function validateUsers(users: unknown): asserts users is Record<string, UserOptions> {
-  if (users === null || typeof users !== 'object' || Array.isArray(users)) throw invalidOption('auth.users', 'an object of users: { name: { password | passwordHash, role } }', users);
+  if (users === null || typeof users !== 'object' || Array.isArray(users))
+    throw invalidOption('auth.users', 'an object of users: { name: { password | passwordHash, role } }', users);
   const names = Object.keys(users);
   if (names.length === 0) throw invalidOption('auth.users', 'at least one user', users);
   if (names.length > 10_000) throw invalidOption('auth.users', 'at most 10000 users', `${names.length} users`);
@@ -119,12 +128,21 @@ export function validateUsers(users: unknown): asserts users is Record<string, U
     if (!USER_NAME_RE.test(name)) throw invalidOption(`auth.users key`, 'a user name of 1 to 64 letters, digits or ._@-', name);
     const u = (users as Record<string, unknown>)[name];
     const at = `auth.users.${name}`;
-    if (u === null || typeof u !== 'object' || Array.isArray(u)) throw invalidOption(at, "{ password | passwordHash, role: 'admin' | 'viewer' }", u);
+    if (u === null || typeof u !== 'object' || Array.isArray(u))
+      throw invalidOption(at, "{ password | passwordHash, role: 'admin' | 'viewer' }", u);
     const { password, passwordHash, role } = u as Record<string, unknown>;
     if (role !== 'admin' && role !== 'viewer') throw invalidOption(`${at}.role`, "'admin' or 'viewer'", role);
-    if ((password === undefined) === (passwordHash === undefined)) throw invalidOption(at, 'exactly one of `password` and `passwordHash`', { password: password === undefined ? undefined : '…', passwordHash });
+    if ((password === undefined) === (passwordHash === undefined))
+      throw invalidOption(at, 'exactly one of `password` and `passwordHash`', {
+        password: password === undefined ? undefined : '…',
+        passwordHash,
+      });
     if (password !== undefined && (typeof password !== 'string' || password.length < 8 || password.length > MAX_PASSWORD)) {
-      throw invalidOption(`${at}.password`, `a string of 8 to ${MAX_PASSWORD} characters`, typeof password === 'string' ? `${password.length} characters` : password);
+      throw invalidOption(
+        `${at}.password`,
+        `a string of 8 to ${MAX_PASSWORD} characters`,
+        typeof password === 'string' ? `${password.length} characters` : password,
+      );
     }
     if (passwordHash !== undefined && (typeof passwordHash !== 'string' || !parsePasswordHash(passwordHash))) {
       throw invalidOption(`${at}.passwordHash`, 'a hash from hashPassword() (scrypt$N$r$p$salt$hash)', passwordHash);

@@ -119,7 +119,12 @@ export class ViewRegistry {
     const parts: Buffer[] = [OPEN];
     let first = true;
     for (const v of this.#views.values()) {
-      parts.push(Buffer.from(`${first ? '' : ','}{"name":${v.nameJson},${v.sharedJson}${withJobs ? `"jobs":${v.countersJson},` : ''}"nodes":[`, 'utf8'));
+      parts.push(
+        Buffer.from(
+          `${first ? '' : ','}{"name":${v.nameJson},${v.sharedJson}${withJobs ? `"jobs":${v.countersJson},` : ''}"nodes":[`,
+          'utf8',
+        ),
+      );
       first = false;
       v.pushNodeBytes(parts);
       parts.push(CLOSE_VIEW);
@@ -135,7 +140,8 @@ export class ViewRegistry {
   dispyUpdatesJson(since: number): string {
     return this.#cached(`dispy:${since}`, () => {
       let out = '[';
-      for (const v of this.#views.values()) out += `${out.length > 1 ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}]}`;
+      for (const v of this.#views.values())
+        out += `${out.length > 1 ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}]}`;
       return out + ']';
     });
   }
@@ -156,7 +162,12 @@ export class ViewRegistry {
     for (const v of this.#views.values()) {
       clusters += `${clusters ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.allNodesJson()}],"removed_nodes":[]}`;
     }
-    return { json: `{"epoch":${JSON.stringify(this.log.epoch)},"cursor":${cursor},"resync":true,"clusters":[${clusters}],"removed_clusters":[]}`, cursor, resync: true, changed: true };
+    return {
+      json: `{"epoch":${JSON.stringify(this.log.epoch)},"cursor":${cursor},"resync":true,"clusters":[${clusters}],"removed_clusters":[]}`,
+      cursor,
+      resync: true,
+      changed: true,
+    };
   }
 
   #delta(since: number): Delta {

@@ -7,7 +7,11 @@ import { loadModuleComputation } from './module-loader.js';
 import { loadProgramComputation } from './program-loader.js';
 import { loadFunctionComputation, loadHooks, type HookSources, type LoadContext, type LoadedComputation } from './function-loader.js';
 
-export async function loadComputation(c: Computation, ctx: LoadContext, hooks: HookSources = { setup: null, cleanup: null }): Promise<LoadedComputation> {
+export async function loadComputation(
+  c: Computation,
+  ctx: LoadContext,
+  hooks: HookSources = { setup: null, cleanup: null },
+): Promise<LoadedComputation> {
   if (c.kind === 'function') return loadFunctionComputation(c, ctx, hooks);
   const loaded = await loadOther(c, ctx);
   return { ...loaded, ...loadHooks(hooks, ctx) };

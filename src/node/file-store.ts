@@ -172,7 +172,17 @@ export class FileStore {
     let area = this.#areas.get(key);
     if (!area) {
       const dir = this.#dirFor(computeId, clientAddr, destPath);
-      area = { clientId, computeId, dir, shared: destPath !== null, adopted: false, cleanup: true, files: new Set(), holds: new Map(), transfers: new Map() };
+      area = {
+        clientId,
+        computeId,
+        dir,
+        shared: destPath !== null,
+        adopted: false,
+        cleanup: true,
+        files: new Set(),
+        holds: new Map(),
+        transfers: new Map(),
+      };
       this.#areas.set(key, area);
     }
     return area;
@@ -215,7 +225,10 @@ export class FileStore {
   begin(clientId: string, clientAddr: string, msg: FileBegin): Promise<number> {
     if (this.#maxFileSize > 0 && msg.size > this.#maxFileSize) {
       return Promise.reject(
-        new DispyError('DISPY_ERR_FILE_TOO_LARGE', `file \`${msg.name}\` is ${msg.size} bytes, more than this node's --max-file-size of ${this.#maxFileSize} bytes`),
+        new DispyError(
+          'DISPY_ERR_FILE_TOO_LARGE',
+          `file \`${msg.name}\` is ${msg.size} bytes, more than this node's --max-file-size of ${this.#maxFileSize} bytes`,
+        ),
       );
     }
     let area: FileArea;
@@ -273,7 +286,12 @@ export class FileStore {
     const area = this.#areas.get(this.#key(clientId, msg.computeId));
     const t = area?.transfers.get(msg.name);
     if (!area || !t) {
-      return Promise.reject(new DispyError('DISPY_ERR_BAD_REQUEST', `no transfer of \`${msg.name}\` in progress for computation ${msg.computeId} (file-begin first)`));
+      return Promise.reject(
+        new DispyError(
+          'DISPY_ERR_BAD_REQUEST',
+          `no transfer of \`${msg.name}\` in progress for computation ${msg.computeId} (file-begin first)`,
+        ),
+      );
     }
     let target: string;
     try {
@@ -282,14 +300,20 @@ export class FileStore {
       return Promise.reject(err);
     }
     return this.#serial(target, async () => {
-      if (area.transfers.get(msg.name) !== t) throw new DispyError('DISPY_ERR_BAD_REQUEST', `the transfer of \`${msg.name}\` was restarted or ended`);
+      if (area.transfers.get(msg.name) !== t)
+        throw new DispyError('DISPY_ERR_BAD_REQUEST', `the transfer of \`${msg.name}\` was restarted or ended`);
       const end = msg.offset + msg.data.length;
-      if (end > t.size) throw new DispyError('DISPY_ERR_BAD_REQUEST', `chunk of \`${msg.name}\` ends at byte ${end}, beyond its size ${t.size}`);
+      if (end > t.size)
+        throw new DispyError('DISPY_ERR_BAD_REQUEST', `chunk of \`${msg.name}\` ends at byte ${end}, beyond its size ${t.size}`);
       const part = `${target}.part`;
       const fh = await fsp.open(part, fsc.O_WRONLY | fsc.O_NOFOLLOW);
       try {
         const st = await fh.stat();
-        if (st.size !== msg.offset) throw new DispyError('DISPY_ERR_BAD_REQUEST', `chunk of \`${msg.name}\` at offset ${msg.offset}, but the node has ${st.size} bytes of it`);
+        if (st.size !== msg.offset)
+          throw new DispyError(
+            'DISPY_ERR_BAD_REQUEST',
+            `chunk of \`${msg.name}\` at offset ${msg.offset}, but the node has ${st.size} bytes of it`,
+          );
         let done = 0;
         while (done < msg.data.length) done += (await fh.write(msg.data, done, msg.data.length - done, msg.offset + done)).bytesWritten;
         await fh.utimes(new Date(), t.mtime / 1000);
@@ -323,7 +347,8 @@ export class FileStore {
       const target = targetInside(area.dir, name, false);
       unlinkSync(target);
     } catch (err) {
-      if (code(err) !== 'ENOENT' && (err as DispyError).code !== 'DISPY_ERR_NOT_FOUND') this.#log.warn({ name, err: (err as Error).message }, 'cannot delete a file');
+      if (code(err) !== 'ENOENT' && (err as DispyError).code !== 'DISPY_ERR_NOT_FOUND')
+        this.#log.warn({ name, err: (err as Error).message }, 'cannot delete a file');
     }
   }
 

@@ -45,7 +45,11 @@ export interface LoadContext {
   provisional: (value: unknown) => void;
 }
 
-export function loadFunctionComputation(c: Extract<Computation, { kind: 'function' }>, ctx: LoadContext, hooks: HookSources = { setup: null, cleanup: null }): LoadedComputation {
+export function loadFunctionComputation(
+  c: Extract<Computation, { kind: 'function' }>,
+  ctx: LoadContext,
+  hooks: HookSources = { setup: null, cleanup: null },
+): LoadedComputation {
   const decls = c.depends.map((d) => `const ${d.name} = (${d.source});`).join('\n');
   const classNames = c.depends.filter((d) => d.kind === 'class').map((d) => d.name);
   // setup and cleanup see the same depends as the computation.
@@ -75,10 +79,11 @@ export function loadHooks(hooks: HookSources, ctx: LoadContext): Pick<LoadedComp
   if (!hooks.setup && !hooks.cleanup) return {};
   const require = createRequire(join(ctx.dir, 'computation.js'));
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const factory = new Function('require', 'dispyProvisionalResult', `${PRELUDE}\nreturn { setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}) };`) as (
-    req: NodeRequire,
-    p: (v: unknown) => void,
-  ) => { setup: unknown; cleanup: unknown };
+  const factory = new Function(
+    'require',
+    'dispyProvisionalResult',
+    `${PRELUDE}\nreturn { setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}) };`,
+  ) as (req: NodeRequire, p: (v: unknown) => void) => { setup: unknown; cleanup: unknown };
   const out = factory(require, ctx.provisional);
   return {
     setup: typeof out.setup === 'function' ? (out.setup as (...args: unknown[]) => unknown) : undefined,
@@ -94,7 +99,11 @@ export function cleanStack(stack: string): string {
   const lines = stack.split('\n');
   const firstRunnerFrame = lines.findIndex((l) => /^\s+at .*\/(runner-main|function-loader)\.[jt]s/.test(l) && !/eval at/.test(l));
   const kept = firstRunnerFrame > 0 ? lines.slice(0, firstRunnerFrame) : lines;
-  return kept.map((l) => l.replace(/\(?eval at loadFunctionComputation \([^)]*\), <anonymous>(:\d+:\d+)\)?/, '(<computation>$1)').replace(/ \[as fn\]/, '')).join('\n');
+  return kept
+    .map((l) =>
+      l.replace(/\(?eval at loadFunctionComputation \([^)]*\), <anonymous>(:\d+:\d+)\)?/, '(<computation>$1)').replace(/ \[as fn\]/, ''),
+    )
+    .join('\n');
 }
 
 /** `name: message` plus the remote stack, as DispyJob.exception carries it. */

@@ -47,7 +47,9 @@ export async function loadModuleComputation(c: Extract<Computation, { kind: 'mod
   const fn = ns[c.exportName];
   if (!Object.hasOwn(ns, c.exportName)) {
     const names = Object.keys(ns);
-    throw loadError(`module computation: the module has no export \`${c.exportName}\` (its exports: ${names.length ? names.map((n) => `\`${n}\``).join(', ') : 'none'})`);
+    throw loadError(
+      `module computation: the module has no export \`${c.exportName}\` (its exports: ${names.length ? names.map((n) => `\`${n}\``).join(', ') : 'none'})`,
+    );
   }
   if (typeof fn !== 'function') {
     throw loadError(`module computation: export \`${c.exportName}\` is ${fn === null ? 'null' : `a ${typeof fn}`}, not a function`);

@@ -134,7 +134,10 @@ export class NodeAnnouncer {
       return false;
     }
     this.#ready = true;
-    log.info({ interface: iface.name, mode: this.#mode, listen: `${listenAddr}:${port}`, announce: `${listenAddr}:${DISCOVERY_PORT}` }, 'UDP discovery started');
+    log.info(
+      { interface: iface.name, mode: this.#mode, listen: `${listenAddr}:${port}`, announce: `${listenAddr}:${DISCOVERY_PORT}` },
+      'UDP discovery started',
+    );
     this.announce('start');
     return true;
   }
@@ -194,7 +197,11 @@ export class NodeAnnouncer {
     }
     // Answers stay on the link: an address elsewhere is not a client that broadcast here.
     if (!inSubnet(msg.replyAddr, this.#iface!)) {
-      this.#drops.drop('reply-outside-subnet', from, `reply address ${msg.replyAddr} is not in ${this.#iface!.address}/${this.#iface!.netmask}`);
+      this.#drops.drop(
+        'reply-outside-subnet',
+        from,
+        `reply address ${msg.replyAddr} is not in ${this.#iface!.address}/${this.#iface!.netmask}`,
+      );
       return;
     }
     this.#opts.log.debug({ from, reply: `${msg.replyAddr}:${msg.replyPort}` }, 'discovery request answered');

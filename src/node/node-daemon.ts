@@ -244,7 +244,8 @@ export function isLoopback(host: string): boolean {
 /** Resolves `--cpus` against the machine: 0 = all, negative = all but N. */
 export function resolveCpus(cpus: number, machineCpus: number): number {
   if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
-  if (cpus > machineCpus) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--cpus ${cpus} is more than this machine's ${machineCpus} CPUs`);
+  if (cpus > machineCpus)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--cpus ${cpus} is more than this machine's ${machineCpus} CPUs`);
   const n = cpus > 0 ? cpus : machineCpus + cpus;
   if (n < 1) throw new DispyError('DISPY_ERR_INVALID_OPTION', `--cpus ${cpus} leaves no CPU to use on a machine with ${machineCpus}`);
   return n;
@@ -308,12 +309,20 @@ export class NodeDaemon {
     this.cpus = resolveCpus(opts.cpus ?? 0, this.machineCpus);
     this.name = opts.name ?? os.hostname();
     if (!isLoopback(this.host) && !opts.secret && !opts.insecure) {
-      throw new DispyError('DISPY_ERR_INSECURE', `refusing to serve on ${this.host || 'all interfaces'} without --secret (pass --insecure to use the per-user secret file anyway)`);
+      throw new DispyError(
+        'DISPY_ERR_INSECURE',
+        `refusing to serve on ${this.host || 'all interfaces'} without --secret (pass --insecure to use the per-user secret file anyway)`,
+      );
     }
-    for (const [k, v] of [['zombieInterval', opts.zombieInterval], ['pulseInterval', opts.pulseInterval]] as const) {
-      if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw invalidOption(k, 'a positive number of seconds', v);
+    for (const [k, v] of [
+      ['zombieInterval', opts.zombieInterval],
+      ['pulseInterval', opts.pulseInterval],
+    ] as const) {
+      if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v)))
+        throw invalidOption(k, 'a positive number of seconds', v);
     }
-    if (opts.discovery !== undefined && !DISCOVERY_MODES.includes(opts.discovery)) throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", opts.discovery);
+    if (opts.discovery !== undefined && !DISCOVERY_MODES.includes(opts.discovery))
+      throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", opts.discovery);
     this.#secret = resolveSecret(opts.secret);
     // Unreadable or unusable TLS files stop the daemon here, before it listens.
     this.#tls = loadTls({ certFile: opts.certFile, keyFile: opts.keyFile, caFile: opts.caFile }, 'node', CLI_NAMES);
@@ -355,7 +364,14 @@ export class NodeDaemon {
     server.on('error', (err) => this.log.error({ err }, 'server error'));
     this.port = (server.address() as net.AddressInfo).port;
     this.#writePidFile();
-    this.#announcer = new NodeAnnouncer({ host: this.host, port: this.port, secret: this.#secret, mode: this.#opts.discovery, log: this.log, state: () => ({ nodeId: this.nodeId, name: this.name, cpus: this.cpus, busy: this.#owner !== null }) });
+    this.#announcer = new NodeAnnouncer({
+      host: this.host,
+      port: this.port,
+      secret: this.#secret,
+      mode: this.#opts.discovery,
+      log: this.log,
+      state: () => ({ nodeId: this.nodeId, name: this.name, cpus: this.cpus, busy: this.#owner !== null }),
+    });
     await this.#announcer.start();
     this.log.info({ port: this.port, cpus: this.cpus, name: this.name, tls: this.tls }, 'node ready');
     return { host: this.host, port: this.port };
@@ -376,7 +392,10 @@ export class NodeDaemon {
       void this.#accept(socket);
       return;
     }
-    this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: refusal }, 'client certificate refused; connection refused');
+    this.log.warn(
+      { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: refusal },
+      'client certificate refused; connection refused',
+    );
     refuseConnection(socket, new DispyError('DISPY_ERR_TLS', `node ${this.host} refused this client: ${refusal}`));
   }
 
@@ -412,9 +431,14 @@ export class NodeDaemon {
     const previous = readPidFile<{ runners?: number[] }>(join(this.#stateDir, PID_FILE));
     if (previous && previous.pid !== process.pid) {
       if (isDispytsDaemon(previous.pid, 'node')) {
-        throw new DispyError('DISPY_ERR_INVALID_OPTION', `another dispyts node (pid ${previous.pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`);
+        throw new DispyError(
+          'DISPY_ERR_INVALID_OPTION',
+          `another dispyts node (pid ${previous.pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`,
+        );
       }
-      const leftovers = (Array.isArray(previous.runners) ? previous.runners : []).filter((pid) => Number.isInteger(pid) && isJobRunner(pid));
+      const leftovers = (Array.isArray(previous.runners) ? previous.runners : []).filter(
+        (pid) => Number.isInteger(pid) && isJobRunner(pid),
+      );
       if (this.#opts.clean) {
         for (const pid of leftovers) {
           try {
@@ -450,7 +474,10 @@ export class NodeDaemon {
     try {
       ch = await acceptChannel<ClientMessage, NodeMessage>(socket, { secret: this.#secret, schema: clientMessageSchema, role: 'node' });
     } catch (err) {
-      this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message }, 'connection refused');
+      this.log.warn(
+        { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message },
+        'connection refused',
+      );
       return;
     }
     this.#channels.add(ch);
@@ -527,7 +554,9 @@ export class NodeDaemon {
     switch (msg.t) {
       case 'jobs': {
         const owner = this.#ownerOf(clientId);
-        const uids = owner ? [...owner.jobs.values()].filter((j) => j.comp.id === msg.computeId && j.state === 'running').map((j) => j.uid) : [];
+        const uids = owner
+          ? [...owner.jobs.values()].filter((j) => j.comp.id === msg.computeId && j.state === 'running').map((j) => j.uid)
+          : [];
         ch.send({ t: 'reply', rid: msg.rid, ok: true, uids });
         return;
       }
@@ -575,7 +604,12 @@ export class NodeDaemon {
       case 'set-cpus': {
         const comp = this.#ownerOf(clientId)?.comps.get(msg.computeId);
         if (!comp) {
-          ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code: 'DISPY_ERR_UNKNOWN_COMPUTATION', message: `computation ${msg.computeId} is not set up on ${this.host}` } });
+          ch.send({
+            t: 'reply',
+            rid: msg.rid,
+            ok: false,
+            error: { code: 'DISPY_ERR_UNKNOWN_COMPUTATION', message: `computation ${msg.computeId} is not set up on ${this.host}` },
+          });
           return;
         }
         comp.cap = Math.min(msg.cpus, this.cpus);
@@ -592,21 +626,30 @@ export class NodeDaemon {
    * before the computation's setup (they are staged for it) but not while another client owns
    * the node.
    */
-  #onFile(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'file-begin' | 'file-chunk' }>): void {
+  #onFile(
+    ch: Channel<ClientMessage, NodeMessage>,
+    clientId: string,
+    msg: Extract<ClientMessage, { t: 'file-begin' | 'file-chunk' }>,
+  ): void {
     const fail = (code: string, message: string): void => {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
     if (this.#stopping || !this.#files) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
     if (this.#owner && this.#owner.clientId !== clientId) {
-      return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`);
+      return fail(
+        'DISPY_ERR_NODE_BUSY',
+        `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`,
+      );
     }
     if (this.#owner?.comps.get(msg.computeId)?.closing) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is closing`);
-    const done = msg.t === 'file-begin' ? this.#files.begin(clientId, FileStore.clientAddr(ch.peer), msg) : this.#files.chunk(clientId, msg);
+    const done =
+      msg.t === 'file-begin' ? this.#files.begin(clientId, FileStore.clientAddr(ch.peer), msg) : this.#files.chunk(clientId, msg);
     done.then(
       (offset) => ch.send({ t: 'reply', rid: msg.rid, ok: true, offset }),
       (err: unknown) => {
         const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', `file \`${msg.name}\`: ${(err as Error).message}`);
-        if (e.code !== 'DISPY_ERR_FILE_TOO_LARGE') this.log.warn({ peer: ch.peer, name: msg.name, code: e.code, reason: e.message }, 'file transfer refused');
+        if (e.code !== 'DISPY_ERR_FILE_TOO_LARGE')
+          this.log.warn({ peer: ch.peer, name: msg.name, code: e.code, reason: e.message }, 'file transfer refused');
         else this.log.info({ peer: ch.peer, name: msg.name, reason: e.message }, 'file transfer refused');
         fail(e.code, e.message);
       },
@@ -630,9 +673,13 @@ export class NodeDaemon {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
     if (this.#stopping) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
-    if (this.#draining && this.#owner?.clientId !== clientId) return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is draining: it takes no new client`);
+    if (this.#draining && this.#owner?.clientId !== clientId)
+      return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is draining: it takes no new client`);
     if (this.#owner && this.#owner.clientId !== clientId) {
-      return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`);
+      return fail(
+        'DISPY_ERR_NODE_BUSY',
+        `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`,
+      );
     }
     if (!this.#owner) {
       this.#owner = { clientId, channels: new Set(), comps: new Map(), jobs: new Map(), zombieTimer: null, since: Date.now() };
@@ -675,7 +722,9 @@ export class NodeDaemon {
       dir,
       setup: msg.setup,
       cleanup: msg.cleanup,
-      setupArgs: msg.setupArgs ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64') : null,
+      setupArgs: msg.setupArgs
+        ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
+        : null,
     });
     if (error) {
       this.log.warn({ cluster: comp.cluster, computeId: comp.id, error: error.message }, 'computation failed to load');
@@ -691,7 +740,12 @@ export class NodeDaemon {
     const owner = this.#ownerOf(clientId);
     const comp = owner?.comps.get(msg.computeId);
     if (!owner || !comp || comp.closing) {
-      ch.send({ t: 'nak', uid: msg.uid, reason: 'unknown-computation', message: `computation ${msg.computeId} is not set up on ${this.host}` });
+      ch.send({
+        t: 'nak',
+        uid: msg.uid,
+        reason: 'unknown-computation',
+        message: `computation ${msg.computeId} is not set up on ${this.host}`,
+      });
       return;
     }
     if (this.#stopping) {
@@ -708,7 +762,22 @@ export class NodeDaemon {
     }
     let end!: () => void;
     const ended = new Promise<void>((r) => (end = r));
-    const job: NJob = { uid: msg.uid, comp, args: msg.args, channel: ch, state: 'queued', runner: null, startTime: 0, cancelRequested: false, rebalancing: false, maxRuntime: msg.maxRuntime, timer: null, tag: msg.tag, ended, end };
+    const job: NJob = {
+      uid: msg.uid,
+      comp,
+      args: msg.args,
+      channel: ch,
+      state: 'queued',
+      runner: null,
+      startTime: 0,
+      cancelRequested: false,
+      rebalancing: false,
+      maxRuntime: msg.maxRuntime,
+      timer: null,
+      tag: msg.tag,
+      ended,
+      end,
+    };
     owner.jobs.set(job.uid, job);
     comp.queued++;
     this.#queue.push(job);
@@ -829,7 +898,11 @@ export class NodeDaemon {
         if (job.maxRuntime > 0) {
           job.timer = setTimeout(() => {
             this.log.info({ uid: job.uid, maxRuntime: job.maxRuntime }, 'job exceeded its maxRuntime');
-            this.#pool!.terminate(runner, `DispyError: DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${job.maxRuntime} s`, 'DISPY_ERR_MAX_RUNTIME');
+            this.#pool!.terminate(
+              runner,
+              `DispyError: DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${job.maxRuntime} s`,
+              'DISPY_ERR_MAX_RUNTIME',
+            );
           }, job.maxRuntime * 1000);
           job.timer.unref();
         }
@@ -871,7 +944,8 @@ export class NodeDaemon {
     this.#owner?.jobs.delete(job.uid);
     job.args = new Uint8Array(0);
     job.end();
-    if (job.startTime) comp.avgMs = comp.avgMs === Infinity ? d.endTime - job.startTime : comp.avgMs * 0.8 + (d.endTime - job.startTime) * 0.2;
+    if (job.startTime)
+      comp.avgMs = comp.avgMs === Infinity ? d.endTime - job.startTime : comp.avgMs * 0.8 + (d.endTime - job.startTime) * 0.2;
     this.#send(job, {
       t: 'done',
       uid: job.uid,
@@ -902,18 +976,41 @@ export class NodeDaemon {
     } else if (msg.t === 'nak') {
       // A job handed back that nobody can take back: it ends Cancelled, kept like a result.
       const now = Date.now();
-      this.#undelivered?.keep(job.comp.id, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: `DispyError: ${msg.message}`, code: null, stdout: '', stderr: '', startTime: null, endTime: now, cpuTime: 0, ...(job.tag === undefined ? {} : { tag: job.tag }) });
+      this.#undelivered?.keep(job.comp.id, {
+        t: 'done',
+        uid: job.uid,
+        status: 'Cancelled',
+        result: null,
+        exception: `DispyError: ${msg.message}`,
+        code: null,
+        stdout: '',
+        stderr: '',
+        startTime: null,
+        endTime: now,
+        cpuTime: 0,
+        ...(job.tag === undefined ? {} : { tag: job.tag }),
+      });
     }
   }
 
   /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */
   #handBack(job: NJob): void {
-    this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'unknown-computation', message: `computation ${job.comp.id} is closing on ${this.host}` });
+    this.#endUnstarted(job, {
+      t: 'nak',
+      uid: job.uid,
+      reason: 'unknown-computation',
+      message: `computation ${job.comp.id} is closing on ${this.host}`,
+    });
   }
 
   /** Returns a job that never started to its client because the node is draining. */
   #drainBack(job: NJob): void {
-    this.#endUnstarted(job, { t: 'nak', uid: job.uid, reason: 'draining', message: `node ${this.host} is draining: it starts no job until it resumes` });
+    this.#endUnstarted(job, {
+      t: 'nak',
+      uid: job.uid,
+      reason: 'draining',
+      message: `node ${this.host} is draining: it starts no job until it resumes`,
+    });
   }
 
   /** Every job waiting in the node's queue goes back to its client (a `nak` saying why). */
@@ -926,7 +1023,19 @@ export class NodeDaemon {
 
   /** A job that never started ends Cancelled (cancelled by its client). */
   #cancelUnstarted(job: NJob): void {
-    this.#endUnstarted(job, { t: 'done', uid: job.uid, status: 'Cancelled', result: null, exception: null, code: null, stdout: '', stderr: '', startTime: null, endTime: Date.now(), cpuTime: 0 });
+    this.#endUnstarted(job, {
+      t: 'done',
+      uid: job.uid,
+      status: 'Cancelled',
+      result: null,
+      exception: null,
+      code: null,
+      stdout: '',
+      stderr: '',
+      startTime: null,
+      endTime: Date.now(),
+      cpuTime: 0,
+    });
   }
 
   /** Forgets a job that never started and tells its client with `msg`. */
@@ -953,8 +1062,7 @@ export class NodeDaemon {
       this.#queue.splice(this.#queue.indexOf(job), 1);
       job.comp.queued--;
       this.#cancelUnstarted(job);
-    }
-    else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
+    } else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
     else if (job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
   }
 
@@ -1032,7 +1140,8 @@ export class NodeDaemon {
    * the new limit.
    */
   setCpuLimit(cpus: number): number {
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > this.cpus) throw invalidOption('cpus', `an integer from 1 to ${this.cpus} (this node's --cpus)`, cpus);
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > this.cpus)
+      throw invalidOption('cpus', `an integer from 1 to ${this.cpus} (this node's --cpus)`, cpus);
     const lower = cpus < this.cpuLimit;
     this.#cpuLimit = cpus === this.cpus ? null : cpus;
     this.log.info({ cpus }, 'CPU limit changed');
@@ -1070,7 +1179,8 @@ export class NodeDaemon {
   status(): NodeDaemonStatus {
     const owner = this.#owner;
     const jobs: NodeDaemonStatus['jobs'] = [];
-    for (const j of owner?.jobs.values() ?? []) jobs.push({ uid: j.uid, computeId: j.comp.id, cluster: j.comp.cluster, state: j.state, startTime: j.startTime || null });
+    for (const j of owner?.jobs.values() ?? [])
+      jobs.push({ uid: j.uid, computeId: j.comp.id, cluster: j.comp.cluster, state: j.state, startTime: j.startTime || null });
     let busy = 0;
     for (const r of this.#pool?.runners ?? []) for (const a of r.jobs.values()) if (a.started) busy++;
     return {
@@ -1095,7 +1205,14 @@ export class NodeDaemon {
             clientId: owner.clientId,
             peers: [...owner.channels].filter((c) => !c.closed).map((c) => c.peer),
             since: owner.since,
-            computations: [...owner.comps.values()].map((c) => ({ id: c.id, cluster: c.cluster, cap: c.cap, running: c.running, queued: c.queued, closing: c.closing })),
+            computations: [...owner.comps.values()].map((c) => ({
+              id: c.id,
+              cluster: c.cluster,
+              cap: c.cap,
+              running: c.running,
+              queued: c.queued,
+              closing: c.closing,
+            })),
           }
         : null,
       jobs,
@@ -1140,7 +1257,10 @@ export class NodeDaemon {
     }
     const results = this.#undelivered?.take(msg.computeId, wanted) ?? [];
     const forgotten = this.#undelivered?.forget(msg.computeId) ?? 0;
-    this.log.info({ clientId, computeId: msg.computeId, running: uids.length, delivered: results.length, forgotten }, 'client resumed its jobs');
+    this.log.info(
+      { clientId, computeId: msg.computeId, running: uids.length, delivered: results.length, forgotten },
+      'client resumed its jobs',
+    );
     ch.send({ t: 'reply', rid: msg.rid, ok: true, uids, results });
   }
 
@@ -1152,7 +1272,12 @@ export class NodeDaemon {
     const owner = this.#owner;
     const comp = owner?.comps.get(msg.computeId);
     if (owner && comp && owner.clientId !== clientId && [...owner.channels].some((c) => !c.closed)) {
-      ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code: 'DISPY_ERR_FORBIDDEN', message: `computation ${msg.computeId} on ${this.host} still has its client connected` } });
+      ch.send({
+        t: 'reply',
+        rid: msg.rid,
+        ok: false,
+        error: { code: 'DISPY_ERR_FORBIDDEN', message: `computation ${msg.computeId} on ${this.host} still has its client connected` },
+      });
       return;
     }
     const pending: number[] = [];
@@ -1167,7 +1292,10 @@ export class NodeDaemon {
       if ((msg.terminate || pending.length === 0) && !comp.closing) void this.#closeComp(owner, comp, true);
     }
     const results = this.#undelivered?.take(msg.computeId, null) ?? [];
-    this.log.info({ peer: ch.peer, computeId: msg.computeId, results: results.length, pending: pending.length, terminate: msg.terminate }, 'results recovered');
+    this.log.info(
+      { peer: ch.peer, computeId: msg.computeId, results: results.length, pending: pending.length, terminate: msg.terminate },
+      'results recovered',
+    );
     ch.send({ t: 'reply', rid: msg.rid, ok: true, uids: pending, results });
   }
 
@@ -1184,7 +1312,14 @@ export class NodeDaemon {
   #pulse(): void {
     const owner = this.#owner;
     if (!owner) return;
-    const msg: NodeMessage = { t: 'pulse', availInfo: this.#metrics.sample(), busy: this.#running, cpus: this.cpus, cpuLimit: this.cpuLimit, draining: this.#draining };
+    const msg: NodeMessage = {
+      t: 'pulse',
+      availInfo: this.#metrics.sample(),
+      busy: this.#running,
+      cpus: this.cpus,
+      cpuLimit: this.cpuLimit,
+      draining: this.#draining,
+    };
     for (const ch of owner.channels) ch.send(msg);
   }
 
@@ -1207,7 +1342,8 @@ export class NodeDaemon {
     this.#returnQueued('shutdown', shutdown);
     // Running jobs are terminated (their client sees Terminated); jobs queued inside runners
     // come back through #ended as never started and are refused below.
-    for (const r of this.#pool?.runners ?? []) if (r.jobs.size) this.#pool!.terminate(r, `DispyError: node ${this.host} is shutting down (${reason})`);
+    for (const r of this.#pool?.runners ?? [])
+      if (r.jobs.size) this.#pool!.terminate(r, `DispyError: node ${this.host} is shutting down (${reason})`);
     await this.#pool?.close();
     this.#returnQueued('shutdown', shutdown);
     for (const ch of this.#channels) {

@@ -76,7 +76,8 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'X-Frame-Options': 'DENY',
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Resource-Policy': 'same-origin',
-  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
 };
 
 function loopback(addr: string | undefined | null): boolean {
@@ -118,13 +119,21 @@ function hostOf(header: string | undefined): string | null {
 
 function validate(o: NodeHttpdOptions): void {
   if (o.host !== undefined && (typeof o.host !== 'string' || !isIP(o.host))) throw invalidOption('httpd host', 'an IP address', o.host);
-  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535)) throw invalidOption('httpd port', 'an integer from 0 to 65535', o.port);
+  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535))
+    throw invalidOption('httpd port', 'an integer from 0 to 65535', o.port);
   for (const k of ['token', 'viewerToken'] as const) {
     const t = o[k];
-    if (t !== undefined && (typeof t !== 'string' || t.length < 16 || t.length > 512 || /[\s;,]/.test(t))) throw invalidOption(`httpd ${k}`, 'a string of 16 to 512 characters without spaces, commas or semicolons', t === undefined ? t : `${String(t).length} characters`);
+    if (t !== undefined && (typeof t !== 'string' || t.length < 16 || t.length > 512 || /[\s;,]/.test(t)))
+      throw invalidOption(
+        `httpd ${k}`,
+        'a string of 16 to 512 characters without spaces, commas or semicolons',
+        t === undefined ? t : `${String(t).length} characters`,
+      );
   }
-  if (o.token === undefined && o.secret === undefined) throw invalidOption('httpd token', 'a token, or the node secret to derive one from', undefined);
-  if (o.token !== undefined && o.viewerToken !== undefined && o.token === o.viewerToken) throw invalidOption('httpd viewerToken', 'different from the admin token', '(the same)');
+  if (o.token === undefined && o.secret === undefined)
+    throw invalidOption('httpd token', 'a token, or the node secret to derive one from', undefined);
+  if (o.token !== undefined && o.viewerToken !== undefined && o.token === o.viewerToken)
+    throw invalidOption('httpd viewerToken', 'different from the admin token', '(the same)');
 }
 
 class RequestError extends DispyError {}
@@ -151,13 +160,18 @@ export class NodeHttpServer {
     const app = this.#app();
     this.#server = http.createServer(
       getRequestListener(app.fetch, {
-        errorHandler: () => new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), { status: 400, headers: { 'Content-Type': 'application/json; charset=utf-8' } }),
+        errorHandler: () =>
+          new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), {
+            status: 400,
+            headers: { 'Content-Type': 'application/json; charset=utf-8' },
+          }),
       }),
     );
     this.#server.headersTimeout = 20_000;
     this.#server.requestTimeout = 30_000;
     this.listening = new Promise<NodeHttpdAddress>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new DispyError('DISPY_ERR_LISTEN', `the node page cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
+      const onError = (err: Error): void =>
+        reject(new DispyError('DISPY_ERR_LISTEN', `the node page cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
       this.#server.once('error', onError);
       this.#server.listen(port, host, () => {
         this.#server.off('error', onError);
@@ -207,7 +221,8 @@ export class NodeHttpServer {
     app.use('*', async (c, next) => {
       for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
       const name = hostOf(c.env.incoming.headers.host);
-      if (name === null || !this.#allowedHosts.has(name)) throw new RequestError('DISPY_ERR_FORBIDDEN', 'Host header does not name this server');
+      if (name === null || !this.#allowedHosts.has(name))
+        throw new RequestError('DISPY_ERR_FORBIDDEN', 'Host header does not name this server');
       const url = new URL(c.req.url);
       if (url.pathname === '/healthz') return next();
       const authz = c.req.header('authorization');
@@ -215,29 +230,45 @@ export class NodeHttpServer {
       const query = url.searchParams.get('token');
       const presented = bearer ?? query ?? readCookie(c.req.header('cookie'), this.#cookieName());
       const role: NodePageRole | null = same(presented, this.#token) ? 'admin' : same(presented, this.#viewerToken) ? 'viewer' : null;
-      if (!role) throw new RequestError('DISPY_ERR_UNAUTHORIZED', presented ? 'invalid token' : 'a token is required: open the URL the node printed at start, or send `Authorization: Bearer <token>`');
+      if (!role)
+        throw new RequestError(
+          'DISPY_ERR_UNAUTHORIZED',
+          presented
+            ? 'invalid token'
+            : 'a token is required: open the URL the node printed at start, or send `Authorization: Bearer <token>`',
+        );
       c.set('role', role);
       c.set('viaHeader', bearer !== null);
       if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
         const origin = c.req.header('origin');
         const site = c.req.header('sec-fetch-site');
         const host = c.req.header('host') ?? '';
-        if (site !== undefined && site !== 'same-origin') throw new RequestError('DISPY_ERR_FORBIDDEN', `cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 40)})`);
-        if (origin !== undefined && origin.toLowerCase() !== `http://${host.toLowerCase()}`) throw new RequestError('DISPY_ERR_FORBIDDEN', 'cross-origin request refused (Origin does not match this server)');
-        if (origin === undefined && site === undefined && bearer === null) throw new RequestError('DISPY_ERR_FORBIDDEN', 'requests without an Origin header need `Authorization: Bearer <token>`');
+        if (site !== undefined && site !== 'same-origin')
+          throw new RequestError('DISPY_ERR_FORBIDDEN', `cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 40)})`);
+        if (origin !== undefined && origin.toLowerCase() !== `http://${host.toLowerCase()}`)
+          throw new RequestError('DISPY_ERR_FORBIDDEN', 'cross-origin request refused (Origin does not match this server)');
+        if (origin === undefined && site === undefined && bearer === null)
+          throw new RequestError('DISPY_ERR_FORBIDDEN', 'requests without an Origin header need `Authorization: Bearer <token>`');
       }
       if (query !== null && c.req.method === 'GET') {
         // The URL printed at start: the token moves into a cookie and out of the address bar.
         url.searchParams.delete('token');
         const cookie = `${this.#cookieName()}=${encodeURIComponent(presented!)}; Path=/; HttpOnly; SameSite=Strict`;
-        return new Response(null, { status: 302, headers: { Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`, 'Set-Cookie': cookie, 'Cache-Control': 'no-store' } });
+        return new Response(null, {
+          status: 302,
+          headers: { Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`, 'Set-Cookie': cookie, 'Cache-Control': 'no-store' },
+        });
       }
       return next();
     });
 
     app.get('/healthz', (c) => c.json({ status: 'ok' }));
-    app.get('/node-page.css', (c) => c.body(NODE_PAGE_CSS, 200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'no-cache' }));
-    app.get('/node-page.js', (c) => c.body(NODE_PAGE_JS, 200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache' }));
+    app.get('/node-page.css', (c) =>
+      c.body(NODE_PAGE_CSS, 200, { 'Content-Type': 'text/css; charset=utf-8', 'Cache-Control': 'no-cache' }),
+    );
+    app.get('/node-page.js', (c) =>
+      c.body(NODE_PAGE_JS, 200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-cache' }),
+    );
     app.get('/status.json', (c) => {
       c.header('Cache-Control', 'no-store');
       return c.json(this.#data(c.get('role')));
@@ -247,7 +278,11 @@ export class NodeHttpServer {
       const d = this.#data(c.get('role'));
       c.header('Cache-Control', 'no-store');
       if (q.part === 'live') return c.html(renderLive(d));
-      const flash = q.ok ? { kind: 'ok' as const, text: q.ok.slice(0, 200) } : q.error ? { kind: 'error' as const, text: q.error.slice(0, 300) } : null;
+      const flash = q.ok
+        ? { kind: 'ok' as const, text: q.ok.slice(0, 200) }
+        : q.error
+          ? { kind: 'error' as const, text: q.error.slice(0, 300) }
+          : null;
       return c.html(renderPage(d, flash));
     });
 
@@ -285,17 +320,23 @@ export class NodeHttpServer {
     action('/cpus', (form) => {
       const raw = typeof form.cpus === 'string' ? form.cpus.trim() : '';
       const max = this.#source.status().cpus;
-      if (!/^\d{1,6}$/.test(raw)) throw new RequestError('DISPY_ERR_BAD_REQUEST', `\`cpus\` must be an integer from 1 to ${max}, got \`${raw.slice(0, 20)}\``);
+      if (!/^\d{1,6}$/.test(raw))
+        throw new RequestError('DISPY_ERR_BAD_REQUEST', `\`cpus\` must be an integer from 1 to ${max}, got \`${raw.slice(0, 20)}\``);
       const n = Number(raw);
-      if (n < 1 || n > max) throw new RequestError('DISPY_ERR_BAD_REQUEST', `\`cpus\` must be from 1 to ${max} (this node's --cpus), got ${n}`);
+      if (n < 1 || n > max)
+        throw new RequestError('DISPY_ERR_BAD_REQUEST', `\`cpus\` must be from 1 to ${max} (this node's --cpus), got ${n}`);
       const cpus = this.#source.setCpuLimit(n);
       return { ok: `The node now runs jobs on ${cpus} CPU${cpus === 1 ? '' : 's'}.`, json: { cpus } };
     });
     action('/drain', (form) => {
       const raw = typeof form.drain === 'string' ? form.drain.trim().toLowerCase() : '';
-      if (!['on', 'off', 'true', 'false'].includes(raw)) throw new RequestError('DISPY_ERR_BAD_REQUEST', `\`drain\` must be on or off, got \`${raw.slice(0, 20)}\``);
+      if (!['on', 'off', 'true', 'false'].includes(raw))
+        throw new RequestError('DISPY_ERR_BAD_REQUEST', `\`drain\` must be on or off, got \`${raw.slice(0, 20)}\``);
       const draining = this.#source.setDraining(raw === 'on' || raw === 'true');
-      return { ok: draining ? 'The node is draining: running jobs finish, no job starts.' : 'The node serves jobs again.', json: { draining } };
+      return {
+        ok: draining ? 'The node is draining: running jobs finish, no job starts.' : 'The node serves jobs again.',
+        json: { draining },
+      };
     });
 
     app.all('*', () => {
@@ -316,7 +357,10 @@ export function parseHttpdAddress(text: string): { host?: string; port: number }
   const port = m ? Number(m[2]) : NaN;
   const host = m?.[1]?.replace(/^\[|\]$/g, '');
   if (!m || port > 65535 || (host !== undefined && !isIP(host))) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', `--httpd: expected [host:]port with an IP address, such as 8182, 127.0.0.1:8182 or [::1]:8182, got \`${text}\``);
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      `--httpd: expected [host:]port with an IP address, such as 8182, 127.0.0.1:8182 or [::1]:8182, got \`${text}\``,
+    );
   }
   return host === undefined ? { port } : { host, port };
 }

@@ -79,12 +79,19 @@ export function renderLive(d: NodePageData): string {
     ['TLS', d.tls === 'off' ? 'off' : d.tls === 'mutual' ? 'mutual (client certificates)' : 'on', 'tls'],
     ['Started', time(d.startTime), 'started'],
   ];
-  const dl = (rows: [string, string, string][]) => `<dl class="fields">${rows.map(([k, v, id]) => `<div><dt>${escapeHtml(k)}</dt><dd data-field="${id}">${v}</dd></div>`).join('')}</dl>`;
+  const dl = (rows: [string, string, string][]) =>
+    `<dl class="fields">${rows.map(([k, v, id]) => `<div><dt>${escapeHtml(k)}</dt><dd data-field="${id}">${v}</dd></div>`).join('')}</dl>`;
   const c = d.client;
   const client = c
     ? `${dl([
         ['Client', `<span class="mono">${escapeHtml(c.clientId)}</span>`, 'client-id'],
-        ['Connections', c.peers.length ? c.peers.map((p) => `<span class="mono">${escapeHtml(p)}</span>`).join(', ') : '<span class="warn">none (the client is away)</span>', 'peers'],
+        [
+          'Connections',
+          c.peers.length
+            ? c.peers.map((p) => `<span class="mono">${escapeHtml(p)}</span>`).join(', ')
+            : '<span class="warn">none (the client is away)</span>',
+          'peers',
+        ],
         ['Served since', time(c.since), 'client-since'],
       ])}
       <table class="data" data-testid="computations"><thead><tr><th>Cluster</th><th>Computation</th><th class="num">CPU cap</th><th class="num">Running</th><th class="num">Waiting</th></tr></thead><tbody>
@@ -97,7 +104,10 @@ export function renderLive(d: NodePageData): string {
     ? `<table class="data" data-testid="node-jobs"><thead><tr><th class="num">Job</th><th>Cluster</th><th>State</th><th>Started</th><th class="num">Running for</th></tr></thead><tbody>
       ${[...d.jobs]
         .sort((x, y) => (x.startTime ?? Infinity) - (y.startTime ?? Infinity) || x.uid - y.uid)
-        .map((j) => `<tr data-uid="${j.uid}"><td class="num mono">${j.uid}</td><td>${escapeHtml(j.cluster)}</td><td>${j.state === 'running' ? 'running' : 'waiting'}</td><td>${time(j.startTime)}</td><td class="num">${j.startTime ? escapeHtml(duration((now - j.startTime) / 1000)) : '—'}</td></tr>`)
+        .map(
+          (j) =>
+            `<tr data-uid="${j.uid}"><td class="num mono">${j.uid}</td><td>${escapeHtml(j.cluster)}</td><td>${j.state === 'running' ? 'running' : 'waiting'}</td><td>${time(j.startTime)}</td><td class="num">${j.startTime ? escapeHtml(duration((now - j.startTime) / 1000)) : '—'}</td></tr>`,
+        )
         .join('')}
       </tbody></table>`
     : '<p class="muted">No job here.</p>';

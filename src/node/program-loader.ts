@@ -35,7 +35,11 @@ export function loadProgramComputation(c: Extract<Computation, { kind: 'program'
 
   const fn = (...args: unknown[]): Promise<number> =>
     new Promise<number>((resolve, reject) => {
-      const child = spawn(path, args.map((a) => String(a)), { cwd: ctx.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        path,
+        args.map((a) => String(a)),
+        { cwd: ctx.dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       child.stdout.setEncoding('utf8').on('data', (d: string) => process.stdout.write(d));
       child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
       let settled = false;

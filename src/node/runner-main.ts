@@ -28,7 +28,10 @@ class OutputBuffer {
   #truncated = false;
   add(chunk: unknown, encoding?: unknown): void {
     if (this.#truncated) return;
-    let s = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString(typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+    let s =
+      typeof chunk === 'string'
+        ? chunk
+        : Buffer.from(chunk as Uint8Array).toString(typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
     const room = OUTPUT_LIMIT - this.#bytes;
     const len = Buffer.byteLength(s);
     if (len > room) {
@@ -126,7 +129,18 @@ async function run(job: RunnerJob): Promise<void> {
   const fast = comp !== undefined && comp.avgMs < BATCH_MS;
   report({ ev: RunnerEvent.Started, uid: job.uid, startTime }, fast);
   if (!comp) {
-    report({ ev: RunnerEvent.Done, uid: job.uid, ok: false, result: null, exception: `DispyError: computation ${job.computeId} is not loaded in this runner`, code: 'DISPY_ERR_UNKNOWN_COMPUTATION', stdout: '', stderr: '', cpuTime: 0, endTime: Date.now() });
+    report({
+      ev: RunnerEvent.Done,
+      uid: job.uid,
+      ok: false,
+      result: null,
+      exception: `DispyError: computation ${job.computeId} is not loaded in this runner`,
+      code: 'DISPY_ERR_UNKNOWN_COMPUTATION',
+      stdout: '',
+      stderr: '',
+      cpuTime: 0,
+      endTime: Date.now(),
+    });
     return;
   }
   let fail!: (e: unknown) => void;
@@ -164,7 +178,18 @@ async function run(job: RunnerJob): Promise<void> {
   const used = process.cpuUsage(cpu0);
   const kids = fast ? 0 : Math.max(0, childrenCpuSeconds() - kids0);
   report(
-    { ev: RunnerEvent.Done, uid: job.uid, ok, result, exception, code, stdout: me.out.text(), stderr: me.err.text(), cpuTime: (used.user + used.system) / 1e6 + kids, endTime: Date.now() },
+    {
+      ev: RunnerEvent.Done,
+      uid: job.uid,
+      ok,
+      result,
+      exception,
+      code,
+      stdout: me.out.text(),
+      stderr: me.err.text(),
+      cpuTime: (used.user + used.system) / 1e6 + kids,
+      endTime: Date.now(),
+    },
     comp.avgMs < BATCH_MS,
   );
 }
@@ -196,7 +221,11 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
         try {
           await loaded.setup(...(Array.isArray(args) ? args : [args]));
         } catch (err) {
-          report({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: { code: 'DISPY_ERR_SETUP', message: `setup failed: ${formatException(err)}` } });
+          report({
+            ev: RunnerEvent.Loaded,
+            computeId: msg.computeId,
+            error: { code: 'DISPY_ERR_SETUP', message: `setup failed: ${formatException(err)}` },
+          });
           return;
         }
       }

@@ -9,7 +9,15 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
-import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerDone, type RunnerItem, type RunnerJob, type ToRunner } from './runner-protocol.js';
+import {
+  RunnerCommand,
+  RunnerEvent,
+  type FromRunner,
+  type RunnerDone,
+  type RunnerItem,
+  type RunnerJob,
+  type ToRunner,
+} from './runner-protocol.js';
 
 export type { RunnerDone } from './runner-protocol.js';
 
@@ -163,11 +171,14 @@ export class RunnerPool {
       maybeEnd();
     });
     child.on('error', (err) => this.#opts.log.warn({ err, pid: runner.pid }, 'runner error'));
-    runner.ready.then(() => {
-      for (const [computeId, c] of this.#computations) this.#load(runner, computeId, c);
-      this.onPidsChanged();
-      if (!this.#closed) this.onIdle();
-    }, () => undefined);
+    runner.ready.then(
+      () => {
+        for (const [computeId, c] of this.#computations) this.#load(runner, computeId, c);
+        this.onPidsChanged();
+        if (!this.#closed) this.onIdle();
+      },
+      () => undefined,
+    );
     return runner;
   }
 
@@ -245,7 +256,18 @@ export class RunnerPool {
       };
       job.onEnd({
         kind: 'done',
-        done: { ev: RunnerEvent.Done, uid: job.uid, ok: false, result: null, exception: why.exception, code: why.code, stdout: '', stderr: '', cpuTime: 0, endTime: Date.now() },
+        done: {
+          ev: RunnerEvent.Done,
+          uid: job.uid,
+          ok: false,
+          result: null,
+          exception: why.exception,
+          code: why.code,
+          stdout: '',
+          stderr: '',
+          cpuTime: 0,
+          endTime: Date.now(),
+        },
       });
     }
     for (const computeId of [...this.#unloading.keys()]) this.#unloaded(runner, computeId);
@@ -312,7 +334,11 @@ export class RunnerPool {
     runner.jobs.set(job.uid, job);
     const c = this.#computations.get(job.computeId);
     if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c);
-    runner.outbox.push({ uid: job.uid, computeId: job.computeId, args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64') });
+    runner.outbox.push({
+      uid: job.uid,
+      computeId: job.computeId,
+      args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64'),
+    });
     this.#toFlush.add(runner);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;

@@ -175,7 +175,11 @@ export class UndeliveredStore {
       rmSync(k.file, { force: true });
       dropped++;
     }
-    if (dropped) this.#log.warn({ dropped, kept: this.#kept.size, maxResults: this.#maxResults, maxBytes: this.#maxBytes }, 'store for absent clients full: oldest results dropped');
+    if (dropped)
+      this.#log.warn(
+        { dropped, kept: this.#kept.size, maxResults: this.#maxResults, maxBytes: this.#maxBytes },
+        'store for absent clients full: oldest results dropped',
+      );
   }
 
   /** Remembers a result just sent on a connection (it may not have arrived). */

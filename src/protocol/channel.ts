@@ -112,8 +112,14 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     // A TLS alert can arrive after `secureConnect` (TLS 1.3 refuses a client certificate then).
-    socket.on('error', (err) => this.close(isTlsError(err) ? tlsError(err, this.peer) : new DispyError('DISPY_ERR_CONNECTION', `${this.peer}: ${err.message}`, { cause: err })));
-    socket.on('close', () => this.close(this.#sendKey ? null : new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed the connection during the handshake`)));
+    socket.on('error', (err) =>
+      this.close(
+        isTlsError(err) ? tlsError(err, this.peer) : new DispyError('DISPY_ERR_CONNECTION', `${this.peer}: ${err.message}`, { cause: err }),
+      ),
+    );
+    socket.on('close', () =>
+      this.close(this.#sendKey ? null : new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed the connection during the handshake`)),
+    );
   }
 
   get closed(): boolean {
@@ -194,7 +200,12 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     if (this.#closed) return;
     if (this.rx === 0 && chunk[0] === 0x16 && chunk[1] === 0x03 && !(this.socket instanceof TLSSocket)) {
       // A TLS ClientHello record (as a frame length it would be ~369 MB): say so, not "frame too large".
-      this.close(new DispyError('DISPY_ERR_TLS', `${this.peer} started a TLS handshake, but this side serves plain TCP (start the node with --cert-file, or give the client no caFile/certFile)`));
+      this.close(
+        new DispyError(
+          'DISPY_ERR_TLS',
+          `${this.peer} started a TLS handshake, but this side serves plain TCP (start the node with --cert-file, or give the client no caFile/certFile)`,
+        ),
+      );
       return;
     }
     this.rx += chunk.length;
@@ -253,10 +264,12 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   // ---- handshake ----
 
   async #nextHandshake(): Promise<HandshakeMessage> {
-    const frame = this.#pending.shift() ?? (await new Promise<Buffer>((resolve, reject) => {
-      if (this.#closed) reject(this.#handshakeError ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
-      else this.#waiter = { resolve, reject };
-    }));
+    const frame =
+      this.#pending.shift() ??
+      (await new Promise<Buffer>((resolve, reject) => {
+        if (this.#closed) reject(this.#handshakeError ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
+        else this.#waiter = { resolve, reject };
+      }));
     let decoded: unknown;
     try {
       decoded = unpackMessage(frame);
@@ -264,10 +277,14 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: undecodable handshake frame`);
     }
     const parsed = handshakeSchema.safeParse(decoded);
-    if (!parsed.success) throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid handshake message: ${summarizeIssues(parsed.error.issues)}`);
+    if (!parsed.success)
+      throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: invalid handshake message: ${summarizeIssues(parsed.error.issues)}`);
     if (parsed.data.t === 'error') {
       const { code, message } = parsed.data.error;
-      throw new DispyError(code === 'DISPY_ERR_VERSION' || code === 'DISPY_ERR_AUTH' || code === 'DISPY_ERR_TLS' ? code : 'DISPY_ERR_AUTH', message);
+      throw new DispyError(
+        code === 'DISPY_ERR_VERSION' || code === 'DISPY_ERR_AUTH' || code === 'DISPY_ERR_TLS' ? code : 'DISPY_ERR_AUTH',
+        message,
+      );
     }
     return parsed.data;
   }
@@ -288,7 +305,8 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       this.#writePlain({ t: 'hello', v: PROTOCOL_VERSION, role: 'client', nonce, clientId });
       const hello = await this.#nextHandshake();
       if (hello.t !== 'hello' || hello.role === 'client') throw new DispyError('DISPY_ERR_AUTH', `${this.peer}: expected a server hello`);
-      if (hello.v !== PROTOCOL_VERSION) throw new DispyError('DISPY_ERR_VERSION', `${this.peer} speaks protocol ${hello.v}, we speak ${PROTOCOL_VERSION}`);
+      if (hello.v !== PROTOCOL_VERSION)
+        throw new DispyError('DISPY_ERR_VERSION', `${this.peer} speaks protocol ${hello.v}, we speak ${PROTOCOL_VERSION}`);
       const expected = mac(secret, `server|${hello.role}|`, nonce, hello.nonce);
       if (!equalTags(hello.proof, expected)) {
         // Tell the server too, so its log says why the connection ended.
@@ -315,7 +333,8 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     const timer = this.#armTimeout(timeoutSec);
     try {
       const hello = await this.#nextHandshake();
-      if (hello.t !== 'hello' || hello.role !== 'client') throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: expected a client hello`);
+      if (hello.t !== 'hello' || hello.role !== 'client')
+        throw new DispyError('DISPY_ERR_BAD_FRAME', `${this.peer}: expected a client hello`);
       if (hello.v !== PROTOCOL_VERSION) {
         const e = new DispyError('DISPY_ERR_VERSION', `client speaks protocol ${hello.v}, this ${role} speaks ${PROTOCOL_VERSION}`);
         this.#writePlain({ t: 'error', error: e.toJSON() });
@@ -345,7 +364,10 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   }
 
   #armTimeout(sec: number): NodeJS.Timeout {
-    const t = setTimeout(() => this.close(new DispyError('DISPY_ERR_TIMEOUT', `${this.peer}: handshake not finished in ${sec} s`)), sec * 1000);
+    const t = setTimeout(
+      () => this.close(new DispyError('DISPY_ERR_TIMEOUT', `${this.peer}: handshake not finished in ${sec} s`)),
+      sec * 1000,
+    );
     t.unref();
     return t;
   }
@@ -392,8 +414,11 @@ export async function connectChannel<In, Out>(opts: ConnectOptions<In>): Promise
       if (isTlsError(err)) reject(tlsError(err, `cannot connect to ${opts.host}:${opts.port}`));
       else {
         // A plain-TCP node drops a TLS client's hello without a word.
-        const hint = socket instanceof TLSSocket && err.code === 'ECONNRESET' ? ' (does the node serve TLS? a plain-TCP node drops TLS clients)' : '';
-        reject(new DispyError('DISPY_ERR_CONNECTION', `cannot connect to ${opts.host}:${opts.port}: ${err.message}${hint}`, { cause: err }));
+        const hint =
+          socket instanceof TLSSocket && err.code === 'ECONNRESET' ? ' (does the node serve TLS? a plain-TCP node drops TLS clients)' : '';
+        reject(
+          new DispyError('DISPY_ERR_CONNECTION', `cannot connect to ${opts.host}:${opts.port}: ${err.message}${hint}`, { cause: err }),
+        );
       }
     });
   });
@@ -403,7 +428,11 @@ export async function connectChannel<In, Out>(opts: ConnectOptions<In>): Promise
   } catch (err) {
     // A node serving TLS drops a plain-TCP client without a word.
     if (!(socket instanceof TLSSocket) && ch.rx === 0 && (err as DispyError).code === 'DISPY_ERR_CONNECTION') {
-      throw new DispyError('DISPY_ERR_CONNECTION', `${(err as Error).message} without answering (a node serving TLS does this to plain-TCP clients: give the cluster caFile)`, { cause: err });
+      throw new DispyError(
+        'DISPY_ERR_CONNECTION',
+        `${(err as Error).message} without answering (a node serving TLS does this to plain-TCP clients: give the cluster caFile)`,
+        { cause: err },
+      );
     }
     throw err;
   }

@@ -43,8 +43,13 @@ const TAG_BYTES = 32;
 const NONCE_LEN = 16;
 const HEADER = MAGIC.length + TAG_BYTES;
 
-const nonce = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.length === NONCE_LEN, { message: `expected ${NONCE_LEN} random bytes` });
-const ipv4 = z.string().max(15).refine((s) => isIPv4(s), { message: 'expected an IPv4 address' });
+const nonce = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.length === NONCE_LEN, {
+  message: `expected ${NONCE_LEN} random bytes`,
+});
+const ipv4 = z
+  .string()
+  .max(15)
+  .refine((s) => isIPv4(s), { message: 'expected an IPv4 address' });
 const port = z.number().int().min(1).max(65535);
 const stamp = { v: z.number().int(), ts: z.number().int().nonnegative(), nonce };
 
@@ -123,14 +128,16 @@ export class DiscoveryCodec {
   seal(msg: DiscoveryMessageInput, opts: { ts?: number; nonce?: Uint8Array } = {}): Buffer {
     const body = packMessage({ ...msg, v: PROTOCOL_VERSION, ts: opts.ts ?? this.#now(), nonce: opts.nonce ?? randomBytes(NONCE_LEN) });
     const out = Buffer.concat([MAGIC, this.#tag(body), body]);
-    if (out.length > MAX_DATAGRAM) throw new DispyError('DISPY_ERR_PAYLOAD_TOO_LARGE', `discovery datagram of ${out.length} bytes is larger than ${MAX_DATAGRAM}`);
+    if (out.length > MAX_DATAGRAM)
+      throw new DispyError('DISPY_ERR_PAYLOAD_TOO_LARGE', `discovery datagram of ${out.length} bytes is larger than ${MAX_DATAGRAM}`);
     return out;
   }
 
   /** Checks and decodes a received datagram; never throws. */
   open(buf: Uint8Array): OpenResult {
     if (buf.length > MAX_DATAGRAM) return { ok: false, reason: 'oversized', detail: `${buf.length} bytes` };
-    if (buf.length <= HEADER || !MAGIC.equals(buf.subarray(0, MAGIC.length))) return { ok: false, reason: 'malformed', detail: 'no discovery header' };
+    if (buf.length <= HEADER || !MAGIC.equals(buf.subarray(0, MAGIC.length)))
+      return { ok: false, reason: 'malformed', detail: 'no discovery header' };
     const body = buf.subarray(HEADER);
     const tag = buf.subarray(MAGIC.length, HEADER);
     if (!timingSafeEqual(tag, this.#tag(body))) return { ok: false, reason: 'bad-mac' };
@@ -141,10 +148,19 @@ export class DiscoveryCodec {
       return { ok: false, reason: 'malformed', detail: (err as Error).message.slice(0, 200) };
     }
     const parsed = discoveryMessageSchema.safeParse(value);
-    if (!parsed.success) return { ok: false, reason: 'malformed', detail: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ').slice(0, 200) };
+    if (!parsed.success)
+      return {
+        ok: false,
+        reason: 'malformed',
+        detail: parsed.error.issues
+          .map((i) => `${i.path.join('.')}: ${i.message}`)
+          .join('; ')
+          .slice(0, 200),
+      };
     const msg = parsed.data;
     const now = this.#now();
-    if (Math.abs(now - msg.ts) > this.#windowMs) return { ok: false, reason: 'stale', detail: `${((now - msg.ts) / 1000).toFixed(1)} s old` };
+    if (Math.abs(now - msg.ts) > this.#windowMs)
+      return { ok: false, reason: 'stale', detail: `${((now - msg.ts) / 1000).toFixed(1)} s old` };
     this.#expire(now);
     const id = Buffer.from(msg.nonce).toString('hex');
     if (this.#nonces.has(id)) return { ok: false, reason: 'replayed' };
@@ -197,7 +213,10 @@ export class DropLog {
     const suppressed = seen?.suppressed ?? 0;
     this.#last.set(reason, { at: now, suppressed: 0 });
     const text = (DROP_TEXT as Record<string, string>)[reason] ?? reason;
-    this.#log.warn({ reason, from, ...(detail ? { detail } : {}), ...(suppressed ? { suppressed } : {}) }, `discovery datagram dropped: ${text}`);
+    this.#log.warn(
+      { reason, from, ...(detail ? { detail } : {}), ...(suppressed ? { suppressed } : {}) },
+      `discovery datagram dropped: ${text}`,
+    );
   }
 }
 
@@ -230,7 +249,7 @@ export function broadcastAddress(address: string, netmask: string): string {
 export function inSubnet(ip: string, iface: Ipv4Interface): boolean {
   if (!isIPv4(ip)) return false;
   const mask = ipv4ToInt(iface.netmask);
-  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(iface.address) & mask) >>> 0);
+  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(iface.address) & mask) >>> 0;
 }
 
 export function isLoopbackAddress(host: string): boolean {
@@ -241,7 +260,10 @@ export function isLoopbackAddress(host: string): boolean {
  * Why discovery cannot run on `host`, or its interface: only a non-loopback IPv4 address that
  * is configured on an interface of this machine (with a real subnet) can broadcast.
  */
-export function discoveryInterface(host: string, interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): Ipv4Interface | string {
+export function discoveryInterface(
+  host: string,
+  interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
+): Ipv4Interface | string {
   if (isLoopbackAddress(host)) return `${host} is a loopback address (loopback has no broadcast)`;
   if (!isIPv4(host) || host === '0.0.0.0') return `${host || "''"} is not the IPv4 address of one interface`;
   for (const [name, infos] of Object.entries(interfaces)) {

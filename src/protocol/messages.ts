@@ -13,7 +13,10 @@ const uid = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const rid = uid;
 const shortText = z.string().max(1024);
 const computeId = z.string().min(1).max(64);
-const identifier = z.string().regex(/^[\p{L}_$][\p{L}\p{N}_$]*$/u, 'expected a JavaScript identifier').max(256);
+const identifier = z
+  .string()
+  .regex(/^[\p{L}_$][\p{L}\p{N}_$]*$/u, 'expected a JavaScript identifier')
+  .max(256);
 const finite = z.number().finite();
 
 /** Resources a node reports: available CPU %, free memory bytes, free disk bytes, available swap %. */
@@ -56,9 +59,16 @@ export const relativeName = z
   .string()
   .min(1)
   .max(1024)
-  .refine((n) => !n.startsWith('/') && !n.includes('\0') && !n.includes('\\') && n.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'), {
-    message: 'expected a relative file name without `..`',
-  });
+  .refine(
+    (n) =>
+      !n.startsWith('/') &&
+      !n.includes('\0') &&
+      !n.includes('\\') &&
+      n.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
+    {
+      message: 'expected a relative file name without `..`',
+    },
+  );
 
 export const computationSchema = z.discriminatedUnion('kind', [
   z.object({
@@ -72,7 +82,10 @@ export const computationSchema = z.discriminatedUnion('kind', [
     kind: z.literal('module'),
     name: z.string().max(256),
     /** The bundled module's source text. */
-    code: z.string().min(1).max(MAX_SOURCE * 4),
+    code: z
+      .string()
+      .min(1)
+      .max(MAX_SOURCE * 4),
     /** Export to call for each job. */
     exportName: z.string().min(1).max(256),
   }),
@@ -98,7 +111,11 @@ export const setupSchema = z.object({
   cluster: z.string().max(1024),
   computation: computationSchema,
   /** Cap on this computation's running jobs on the node (0 = the node's cpus). */
-  cpus: z.number().int().nonnegative().max(1 << 20),
+  cpus: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(1 << 20),
   /** Seconds between heartbeats the client wants from the node (0 = the node's default). */
   pulseInterval: z.number().nonnegative().max(1000),
   /** `setup(...setupArgs)` run once in each runner before its first job of this computation. */
@@ -157,7 +174,16 @@ export const fileChunkSchema = z.object({
 export const jobsQuerySchema = z.object({ t: z.literal('jobs'), rid, computeId });
 export const cancelSchema = z.object({ t: z.literal('cancel'), uid });
 export const closeSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });
-export const setCpusSchema = z.object({ t: z.literal('set-cpus'), rid, computeId, cpus: z.number().int().nonnegative().max(1 << 20) });
+export const setCpusSchema = z.object({
+  t: z.literal('set-cpus'),
+  rid,
+  computeId,
+  cpus: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(1 << 20),
+});
 export const pingSchema = z.object({ t: z.literal('ping'), rid });
 /**
  * Client heartbeat: the client sends one every `every` seconds; a node closes a connection of
@@ -224,7 +250,10 @@ export const jobDoneSchema = z.object({
   uid,
   status: z.enum(['Finished', 'Terminated', 'Cancelled']),
   result: bin.nullable(),
-  exception: z.string().max(MAX_TEXT * 4).nullable(),
+  exception: z
+    .string()
+    .max(MAX_TEXT * 4)
+    .nullable(),
   /** A DISPY_ERR_* code when the node itself ended the job (max runtime, node shutdown, ...). */
   code: shortText.nullable(),
   stdout: z.string().max(MAX_TEXT * 16),
@@ -246,9 +275,15 @@ export const replySchema = z.object({
   /** File transfers: bytes of the file the node has. */
   offset: z.number().int().nonnegative().optional(),
   /** Answer to `jobs`: uids of the computation's jobs on the node. */
-  uids: z.array(uid).max(1 << 20).optional(),
+  uids: z
+    .array(uid)
+    .max(1 << 20)
+    .optional(),
   /** Answer to `resume` / `recover`: results the node kept for the client. */
-  results: z.array(jobDoneSchema).max(1 << 20).optional(),
+  results: z
+    .array(jobDoneSchema)
+    .max(1 << 20)
+    .optional(),
   error: errorInfoSchema.optional(),
 });
 export type Reply = z.infer<typeof replySchema>;

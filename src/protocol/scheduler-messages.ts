@@ -22,7 +22,10 @@ const computeId = z.string().min(1).max(64);
 const finite = z.number().finite();
 const shortText = z.string().max(1024);
 /** A node as the client names it: host, IP, wildcard, or { host, port, cpus }. */
-const nodeSpec = z.union([shortText, z.object({ host: shortText, port: z.number().int().min(0).max(65535).optional(), cpus: z.number().int().optional() })]);
+const nodeSpec = z.union([
+  shortText,
+  z.object({ host: shortText, port: z.number().int().min(0).max(65535).optional(), cpus: z.number().int().optional() }),
+]);
 
 // ---- client -> scheduler ----
 
@@ -143,7 +146,13 @@ export const nodeViewSchema = z.object({
 export type NodeView = z.infer<typeof nodeViewSchema>;
 
 /** A job changed status without ending (Running; Created again when re-queued). */
-export const jobStatusSchema = z.object({ t: z.literal('job-status'), uid, status: z.number().int(), ip: shortText.nullable(), startTime: finite.nullable() });
+export const jobStatusSchema = z.object({
+  t: z.literal('job-status'),
+  uid,
+  status: z.number().int(),
+  ip: shortText.nullable(),
+  startTime: finite.nullable(),
+});
 export const sprovisionalSchema = z.object({ t: z.literal('provisional'), uid, result: bin, ip: shortText.nullable() });
 /** A job reached its final status (Finished, Terminated, Cancelled or Abandoned). */
 export const jobEndSchema = z.object({
@@ -151,7 +160,10 @@ export const jobEndSchema = z.object({
   uid,
   status: z.number().int(),
   result: bin.nullable(),
-  exception: z.string().max(MAX_TEXT * 4).nullable(),
+  exception: z
+    .string()
+    .max(MAX_TEXT * 4)
+    .nullable(),
   /** A DISPY_ERR_* code when dispyts itself ended the job. */
   code: shortText.nullable(),
   stdout: z.string().max(MAX_TEXT * 16),
@@ -174,7 +186,10 @@ export const sreplySchema = z.object({
   name: z.string().max(1024).optional(),
   resumeKey: z.string().max(128).optional(),
   /** resume: the jobs listed that the scheduler never got. */
-  unknown: z.array(uid).max(1 << 20).optional(),
+  unknown: z
+    .array(uid)
+    .max(1 << 20)
+    .optional(),
   /** File transfers: bytes the scheduler has. */
   offset: z.number().int().nonnegative().optional(),
   /** node-op: the method's return value (0 / -1, cpus, or uids for node-jobs). */

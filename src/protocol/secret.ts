@@ -47,7 +47,9 @@ function readSecret(file: string): Buffer {
 
 function wrap(file: string, err: unknown): DispyError {
   if (err instanceof DispyError) return err;
-  return new DispyError('DISPY_ERR_SECRET_FILE', `cannot read or create the secret file ${file}: ${(err as Error).message}`, { cause: err });
+  return new DispyError('DISPY_ERR_SECRET_FILE', `cannot read or create the secret file ${file}: ${(err as Error).message}`, {
+    cause: err,
+  });
 }
 
 /** The secret to use: the given one, else the per-user secret file. */

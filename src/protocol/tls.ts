@@ -60,7 +60,8 @@ function readPemFile(file: string, option: string, what: string): { label: strin
     throw new DispyError('DISPY_ERR_TLS', `cannot read the TLS ${what} \`${option}\` ${file}: ${(err as Error).message}`, { cause: err });
   }
   const blocks = pemBlocks(text);
-  if (blocks.length === 0) throw new DispyError('DISPY_ERR_TLS', `the TLS ${what} \`${option}\` ${file} is not a PEM file (no -----BEGIN ...----- block)`);
+  if (blocks.length === 0)
+    throw new DispyError('DISPY_ERR_TLS', `the TLS ${what} \`${option}\` ${file} is not a PEM file (no -----BEGIN ...----- block)`);
   return blocks;
 }
 
@@ -78,22 +79,30 @@ const isKey = (b: { label: string }): boolean => b.label.endsWith('PRIVATE KEY')
 export function loadTls(files: TlsFiles, side: 'client' | 'node', names: TlsOptionNames = API_NAMES): TlsMaterial | null {
   const { certFile, keyFile, caFile } = files;
   if (!certFile && !keyFile && !caFile) return null;
-  if (keyFile && !certFile) throw new DispyError('DISPY_ERR_INVALID_OPTION', `\`${names.keyFile}\` needs \`${names.certFile}\` (the certificate of that key)`);
+  if (keyFile && !certFile)
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', `\`${names.keyFile}\` needs \`${names.certFile}\` (the certificate of that key)`);
   if (side === 'node' && !certFile) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', `\`${names.caFile}\` needs \`${names.certFile}\`: a node serves TLS with its own certificate (and \`${names.caFile}\` then requires client certificates)`);
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      `\`${names.caFile}\` needs \`${names.certFile}\`: a node serves TLS with its own certificate (and \`${names.caFile}\` then requires client certificates)`,
+    );
   }
   const out: Omit<TlsMaterial, 'fingerprint'> = { files: { ...files } };
   if (certFile) {
     const blocks = readPemFile(certFile, names.certFile, 'certificate file');
     const certs = blocks.filter(isCert);
-    if (certs.length === 0) throw new DispyError('DISPY_ERR_TLS', `the TLS certificate file \`${names.certFile}\` ${certFile} holds no CERTIFICATE`);
+    if (certs.length === 0)
+      throw new DispyError('DISPY_ERR_TLS', `the TLS certificate file \`${names.certFile}\` ${certFile} holds no CERTIFICATE`);
     out.cert = Buffer.from(certs.map((b) => b.pem).join('\n') + '\n');
     let keys = blocks.filter(isKey);
     if (keyFile) {
       keys = readPemFile(keyFile, names.keyFile, 'key file').filter(isKey);
       if (keys.length === 0) throw new DispyError('DISPY_ERR_TLS', `the TLS key file \`${names.keyFile}\` ${keyFile} holds no PRIVATE KEY`);
     } else if (keys.length === 0) {
-      throw new DispyError('DISPY_ERR_TLS', `the TLS certificate file \`${names.certFile}\` ${certFile} holds no private key: give \`${names.keyFile}\` too (or one PEM with both)`);
+      throw new DispyError(
+        'DISPY_ERR_TLS',
+        `the TLS certificate file \`${names.certFile}\` ${certFile} holds no private key: give \`${names.keyFile}\` too (or one PEM with both)`,
+      );
     }
     out.key = Buffer.from(keys[0]!.pem + '\n');
   }
@@ -106,7 +115,13 @@ export function loadTls(files: TlsFiles, side: 'client' | 'node', names: TlsOpti
     // Parses everything and checks that the key belongs to the certificate.
     tls.createSecureContext({ cert: out.cert, key: out.key, ca: out.ca });
   } catch (err) {
-    const which = [certFile && `${names.certFile} ${certFile}`, keyFile && `${names.keyFile} ${keyFile}`, caFile && `${names.caFile} ${caFile}`].filter(Boolean).join(', ');
+    const which = [
+      certFile && `${names.certFile} ${certFile}`,
+      keyFile && `${names.keyFile} ${keyFile}`,
+      caFile && `${names.caFile} ${caFile}`,
+    ]
+      .filter(Boolean)
+      .join(', ');
     throw new DispyError('DISPY_ERR_TLS', `unusable TLS files (${which}): ${(err as Error).message}`, { cause: err });
   }
   const h = createHash('sha256');
@@ -140,7 +155,8 @@ export function serverTlsOptions(m: TlsMaterial): tls.TlsOptions {
 export function clientCertRefusal(m: TlsMaterial, socket: tls.TLSSocket): string | null {
   if (!m.ca || socket.authorized) return null;
   const cert = socket.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return 'the client sent no certificate, and this node requires one (give the cluster certFile/keyFile)';
+  if (!cert || Object.keys(cert).length === 0)
+    return 'the client sent no certificate, and this node requires one (give the cluster certFile/keyFile)';
   const subject = cert.subject?.CN ? ` (${String(cert.subject.CN)})` : '';
   return `the client certificate${subject} is not trusted: ${String(socket.authorizationError ?? 'verification failed')} (is it signed by a CA in the node's --ca-file?)`;
 }
@@ -194,7 +210,16 @@ const VERIFY_CODES = new Set([
   'HOSTNAME_MISMATCH',
 ]);
 
-const UNTRUSTED = new Set(['UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'INVALID_CA']);
+const UNTRUSTED = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+]);
 const REFUSED_OUR_CERT = new Set([
   'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
   'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
@@ -205,7 +230,14 @@ const REFUSED_OUR_CERT = new Set([
   'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED',
   'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
 ]);
-const NOT_TLS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_HTTPS_PROXY_REQUEST', 'ERR_SSL_UNKNOWN_PROTOCOL', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_RECORD_LENGTH_MISMATCH']);
+const NOT_TLS = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_HTTP_REQUEST',
+  'ERR_SSL_HTTPS_PROXY_REQUEST',
+  'ERR_SSL_UNKNOWN_PROTOCOL',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_RECORD_LENGTH_MISMATCH',
+]);
 
 type TlsErr = Error & { code?: string; reason?: string; library?: string };
 
@@ -225,12 +257,16 @@ export function describeTlsError(err: unknown): string {
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return `the peer's certificate does not name this address: ${e.reason ?? e.message} (nodes are addressed by IP: their certificates need an IP subjectAltName)`;
   }
-  if (UNTRUSTED.has(code)) return `the peer's certificate is not trusted: ${e.message} (it must chain to a CA in caFile, or to a system CA without caFile)`;
+  if (UNTRUSTED.has(code))
+    return `the peer's certificate is not trusted: ${e.message} (it must chain to a CA in caFile, or to a system CA without caFile)`;
   if (VERIFY_CODES.has(code)) return `the peer's certificate was refused: ${e.message}`;
-  if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') return `the peer requires a client certificate (${openssl}): give certFile/keyFile`;
-  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return `the client sent no certificate, and this node requires one (${openssl})`;
+  if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED')
+    return `the peer requires a client certificate (${openssl}): give certFile/keyFile`;
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE')
+    return `the client sent no certificate, and this node requires one (${openssl})`;
   if (REFUSED_OUR_CERT.has(code)) return `the peer refused our certificate (${openssl}): is it signed by a CA the peer trusts?`;
-  if (code === 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE') return `the peer refused the TLS handshake (${openssl}): does it require a client certificate?`;
+  if (code === 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE')
+    return `the peer refused the TLS handshake (${openssl}): does it require a client certificate?`;
   if (NOT_TLS.has(code)) return `the peer does not speak TLS (${openssl})`;
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'the TLS handshake timed out';
   return `TLS failure: ${e.message}`;

@@ -36,7 +36,11 @@ export class ClientSession implements ComputationOwner {
   /** Finds a computation of any connection, live or gone (to resume it). */
   readonly #find: (computeId: string) => SharedComputation | undefined;
 
-  constructor(ctx: SchedulerContext, channel: Channel<ToScheduler, FromScheduler>, find: (computeId: string) => SharedComputation | undefined) {
+  constructor(
+    ctx: SchedulerContext,
+    channel: Channel<ToScheduler, FromScheduler>,
+    find: (computeId: string) => SharedComputation | undefined,
+  ) {
     this.#ctx = ctx;
     this.#find = find;
     this.channel = channel;
@@ -68,7 +72,11 @@ export class ClientSession implements ComputationOwner {
   /** The client's computation `computeId`, or an error naming it (another client's is unknown too). */
   #comp(computeId: string): SharedComputation {
     const comp = this.comps.get(computeId);
-    if (!comp) throw new DispyError('DISPY_ERR_UNKNOWN_COMPUTATION', `no computation ${computeId} of this client on the scheduler (compute first; closed computations are forgotten)`);
+    if (!comp)
+      throw new DispyError(
+        'DISPY_ERR_UNKNOWN_COMPUTATION',
+        `no computation ${computeId} of this client on the scheduler (compute first; closed computations are forgotten)`,
+      );
     return comp;
   }
 
@@ -139,7 +147,10 @@ export class ClientSession implements ComputationOwner {
   #compute(msg: Msg<'compute'>): void {
     if (this.#ctx.stopping) throw new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down');
     if (this.comps.size >= MAX_COMPUTATIONS_PER_CLIENT) {
-      throw new DispyError('DISPY_ERR_BAD_REQUEST', `this client has ${this.comps.size} computations open on the scheduler, the most allowed; close some first`);
+      throw new DispyError(
+        'DISPY_ERR_BAD_REQUEST',
+        `this client has ${this.comps.size} computations open on the scheduler, the most allowed; close some first`,
+      );
     }
     const nodes = scopeNodes(this.#ctx.nodes, msg.nodes);
     const computeId = `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`;
@@ -153,7 +164,10 @@ export class ClientSession implements ComputationOwner {
     }
     const comp = new SharedComputation({ ctx: this.#ctx, owner: this, computeId, name, msg, nodes, dir });
     this.comps.set(computeId, comp);
-    this.#ctx.log.info({ computation: name, computeId, peer: this.peer, kind: msg.computation.kind, exclusive: msg.exclusive }, 'computation registered');
+    this.#ctx.log.info(
+      { computation: name, computeId, peer: this.peer, kind: msg.computation.kind, exclusive: msg.exclusive },
+      'computation registered',
+    );
     this.#reply(msg.rid, { computeId, name, resumeKey: comp.resumeKey });
   }
 
@@ -165,7 +179,10 @@ export class ClientSession implements ComputationOwner {
   #resume(msg: Msg<'resume'>): void {
     const comp = this.#find(msg.computeId);
     if (!comp || !comp.canResume(msg.key)) {
-      throw new DispyError('DISPY_ERR_UNKNOWN_COMPUTATION', `no computation ${msg.computeId} to resume on this scheduler (it was closed, or the scheduler restarted)`);
+      throw new DispyError(
+        'DISPY_ERR_UNKNOWN_COMPUTATION',
+        `no computation ${msg.computeId} to resume on this scheduler (it was closed, or the scheduler restarted)`,
+      );
     }
     const old = comp.owner;
     if (old !== this) {
@@ -173,7 +190,8 @@ export class ClientSession implements ComputationOwner {
         const uids = old.#release(comp);
         for (const uid of uids) this.#jobs.set(uid, comp);
         // The client is here now: an old connection it left open is dead.
-        if (!old.channel.closed) old.channel.close(new DispyError('DISPY_ERR_CONNECTION', `the client resumed computation ${comp.name} on another connection`));
+        if (!old.channel.closed)
+          old.channel.close(new DispyError('DISPY_ERR_CONNECTION', `the client resumed computation ${comp.name} on another connection`));
       }
       this.comps.set(comp.computeId, comp);
     }
@@ -206,12 +224,18 @@ export class ClientSession implements ComputationOwner {
     const max = this.#ctx.maxFileSize;
     if (msg.t === 'file-begin' && max > 0 && msg.size > max) {
       this.#ctx.log.info({ peer: this.peer, name: msg.name, size: msg.size }, 'file transfer refused: too large');
-      throw new DispyError('DISPY_ERR_FILE_TOO_LARGE', `file \`${msg.name}\` is ${msg.size} bytes, more than the scheduler's --max-file-size of ${max} bytes`);
+      throw new DispyError(
+        'DISPY_ERR_FILE_TOO_LARGE',
+        `file \`${msg.name}\` is ${msg.size} bytes, more than the scheduler's --max-file-size of ${max} bytes`,
+      );
     }
     // Files are kept per computation here; the computation's destPath applies on the nodes. A
     // per-job file is kept apart for its job (jobs may send different files of one name).
     const name = msg.job === undefined ? msg.name : jobFileName(msg.job, msg.name);
-    const done = msg.t === 'file-begin' ? this.#ctx.files.begin(comp.fileKey, this.clientIp, { ...msg, name, destPath: null }) : this.#ctx.files.chunk(comp.fileKey, { ...msg, name });
+    const done =
+      msg.t === 'file-begin'
+        ? this.#ctx.files.begin(comp.fileKey, this.clientIp, { ...msg, name, destPath: null })
+        : this.#ctx.files.chunk(comp.fileKey, { ...msg, name });
     done.then(
       (offset) => this.#reply(msg.rid, { offset }),
       (err: unknown) => {

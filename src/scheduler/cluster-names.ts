@@ -8,7 +8,11 @@ export class ClusterNames {
 
   /** A new unique name for computation `name` of a client at `clientIp`. */
   take(name: string, clientIp: string): string {
-    const clean = name.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, 200) || 'compute';
+    const clean =
+      name
+        .replace(/[\u0000-\u001f\u007f]/g, ' ')
+        .trim()
+        .slice(0, 200) || 'compute';
     const base = `${clean} @ ${clientIp}`;
     let unique = base;
     for (let i = 2; this.#taken.has(unique); i++) unique = `${base} (${i})`;

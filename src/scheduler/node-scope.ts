@@ -24,7 +24,14 @@ class ScopedAllocate extends NodeAllocate {
     this.#outer = outer;
   }
 
-  override allocate(cluster: unknown, ipAddr: string, name: string, cpus: number, availInfo: AvailInfo | null = null, platform = ''): number {
+  override allocate(
+    cluster: unknown,
+    ipAddr: string,
+    name: string,
+    cpus: number,
+    availInfo: AvailInfo | null = null,
+    platform = '',
+  ): number {
     if (!this.#outer.test(ipAddr)) return 0;
     return super.allocate(cluster, ipAddr, name, cpus, availInfo, platform);
   }
@@ -50,7 +57,10 @@ export function parseSchedulerNodes(values: readonly string[]): NodeAllocate[] {
       port = Number(v4[2]);
     }
     if (host.length === 0 || port < 1 || port > 65535 || /\s/.test(host)) {
-      throw new DispyError('DISPY_ERR_INVALID_OPTION', `--node: expected a host, an IP address, a wildcard such as 127.0.0.* (each optionally with :PORT), got \`${raw}\``);
+      throw new DispyError(
+        'DISPY_ERR_INVALID_OPTION',
+        `--node: expected a host, an IP address, a wildcard such as 127.0.0.* (each optionally with :PORT), got \`${raw}\``,
+      );
     }
     out.push(new NodeAllocate(host, port));
   }
@@ -95,7 +105,10 @@ export function scopeNodes(schedulerNodes: readonly NodeAllocate[], requested: r
   if (out.length === 0) {
     const names = requested.slice(0, 5).map(describe).join(', ');
     const ours = schedulerNodes.map((s) => s.host).join(', ');
-    throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `none of the nodes asked for (${names}${requested.length > 5 ? ', ...' : ''}) is a node of this scheduler (${ours})`);
+    throw new DispyError(
+      'DISPY_ERR_NODE_UNKNOWN',
+      `none of the nodes asked for (${names}${requested.length > 5 ? ', ...' : ''}) is a node of this scheduler (${ours})`,
+    );
   }
   return out.sort((a, b) => Number(a.isWildcard) - Number(b.isWildcard));
 }

@@ -23,7 +23,15 @@ import { acceptChannel, refuseConnection, type Channel } from '../protocol/chann
 import { SCHEDULER_PORT } from '../protocol/constants.js';
 import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
-import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial, type TlsOptionNames } from '../protocol/tls.js';
+import {
+  CLI_NAMES,
+  clientCertRefusal,
+  describeTlsError,
+  loadTls,
+  serverTlsOptions,
+  type TlsMaterial,
+  type TlsOptionNames,
+} from '../protocol/tls.js';
 import { Admission, type Admittable } from './admission.js';
 import { ClientSession } from './client-session.js';
 import type { SharedComputation } from './shared-computation.js';
@@ -202,7 +210,8 @@ export function isLoopback(host: string): boolean {
 }
 
 function seconds(name: string, v: number | undefined, min: number, max: number): void {
-  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max)) throw invalidOption(name, `seconds from ${min} to ${max}`, v);
+  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max))
+    throw invalidOption(name, `seconds from ${min} to ${max}`, v);
 }
 
 export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
@@ -245,17 +254,26 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.port = opts.port ?? SCHEDULER_PORT;
     this.name = opts.name ?? os.hostname();
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { scheduler: this.host } }, pino.destination(2));
-    if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535) throw invalidOption('port', 'an integer from 0 to 65535', this.port);
+    if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535)
+      throw invalidOption('port', 'an integer from 0 to 65535', this.port);
     if (!isLoopback(this.host) && !opts.clusterSecret && !opts.insecure) {
-      throw new DispyError('DISPY_ERR_INSECURE', `refusing to serve clients on ${this.host || 'all interfaces'} without --cluster-secret (pass --insecure to use the per-user secret file anyway)`);
+      throw new DispyError(
+        'DISPY_ERR_INSECURE',
+        `refusing to serve clients on ${this.host || 'all interfaces'} without --cluster-secret (pass --insecure to use the per-user secret file anyway)`,
+      );
     }
     seconds('pulseInterval', opts.pulseInterval, 0.1, 1000);
     seconds('pingInterval', opts.pingInterval, 1, 1000);
-    if (opts.zombieInterval !== undefined && !(typeof opts.zombieInterval === 'number' && Number.isFinite(opts.zombieInterval) && opts.zombieInterval > 0)) {
+    if (
+      opts.zombieInterval !== undefined &&
+      !(typeof opts.zombieInterval === 'number' && Number.isFinite(opts.zombieInterval) && opts.zombieInterval > 0)
+    ) {
       throw invalidOption('zombieInterval', 'a positive number of seconds', opts.zombieInterval);
     }
-    if (opts.maxFileSize !== undefined && !(Number.isInteger(opts.maxFileSize) && opts.maxFileSize >= 0)) throw invalidOption('maxFileSize', 'a number of bytes >= 0', opts.maxFileSize);
-    if (opts.keepClosed !== undefined && !(Number.isInteger(opts.keepClosed) && opts.keepClosed >= 0)) throw invalidOption('keepClosed', 'an integer >= 0', opts.keepClosed);
+    if (opts.maxFileSize !== undefined && !(Number.isInteger(opts.maxFileSize) && opts.maxFileSize >= 0))
+      throw invalidOption('maxFileSize', 'a number of bytes >= 0', opts.maxFileSize);
+    if (opts.keepClosed !== undefined && !(Number.isInteger(opts.keepClosed) && opts.keepClosed >= 0))
+      throw invalidOption('keepClosed', 'an integer >= 0', opts.keepClosed);
     this.policy = opts.policy ?? 'fsfs';
     if (!DISPATCH_POLICIES.includes(this.policy)) throw invalidOption('policy', "'fsfs', 'fair' or 'early'", this.policy);
     this.cooperative = opts.cooperative ?? false;
@@ -338,11 +356,18 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.#server = server;
     if (this.#tls) {
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
-        this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: describeTlsError(err) }, 'TLS handshake with a client failed; connection refused');
+        this.log.warn(
+          { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: describeTlsError(err) },
+          'TLS handshake with a client failed; connection refused',
+        );
       });
     }
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new DispyError('DISPY_ERR_LISTEN', `the scheduler cannot listen on ${this.host}:${this.port}: ${err.message}`, { cause: err })));
+      server.once('error', (err) =>
+        reject(
+          new DispyError('DISPY_ERR_LISTEN', `the scheduler cannot listen on ${this.host}:${this.port}: ${err.message}`, { cause: err }),
+        ),
+      );
       server.listen({ host: this.host, port: this.port, backlog: 128 }, () => {
         server.removeAllListeners('error');
         resolve();
@@ -354,9 +379,21 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.#timers.push(setInterval(() => this.#pulse(), this.#clientPulse * 1000));
     this.#timers.push(setInterval(() => this.#checkSilence(), 500));
     if (isLoopback(this.host) && this.nodes.every((n) => n.isWildcard)) {
-      this.log.warn({ nodes: this.nodes.map((n) => n.host) }, 'a scheduler on a loopback address discovers no nodes (no UDP there): give --node with their addresses');
+      this.log.warn(
+        { nodes: this.nodes.map((n) => n.host) },
+        'a scheduler on a loopback address discovers no nodes (no UDP there): give --node with their addresses',
+      );
     }
-    this.log.info({ port: this.port, policy: this.policy, nodes: this.nodes.map((n) => `${n.host}:${n.port}`), cooperative: this.cooperative, tls: this.tls }, 'scheduler ready');
+    this.log.info(
+      {
+        port: this.port,
+        policy: this.policy,
+        nodes: this.nodes.map((n) => `${n.host}:${n.port}`),
+        cooperative: this.cooperative,
+        tls: this.tls,
+      },
+      'scheduler ready',
+    );
     return { host: this.host, port: this.port };
   }
 
@@ -367,7 +404,10 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.#stateDir = join(this.#prefix, this.host || 'all');
     const previous = readPidFile<object>(join(this.#stateDir, PID_FILE));
     if (previous && previous.pid !== process.pid && isDispytsDaemon(previous.pid, 'scheduler')) {
-      throw new DispyError('DISPY_ERR_INVALID_OPTION', `another dispyts scheduler (pid ${previous.pid}) uses ${this.#stateDir}; stop it first or give another --dest-path-prefix`);
+      throw new DispyError(
+        'DISPY_ERR_INVALID_OPTION',
+        `another dispyts scheduler (pid ${previous.pid}) uses ${this.#stateDir}; stop it first or give another --dest-path-prefix`,
+      );
     }
     if (this.#opts.clean) {
       rmSync(this.#stateDir, { recursive: true, force: true });
@@ -378,7 +418,11 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       } catch {
         left = 0;
       }
-      if (left) this.log.warn({ dir: this.#stateDir, computations: left }, 'files of computations a previous scheduler left are kept; start with --clean to delete them');
+      if (left)
+        this.log.warn(
+          { dir: this.#stateDir, computations: left },
+          'files of computations a previous scheduler left are kept; start with --clean to delete them',
+        );
     }
     mkdirSync(this.#stateDir, { recursive: true, mode: 0o700 });
   }
@@ -395,7 +439,10 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       void this.#accept(socket);
       return;
     }
-    this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: refusal }, 'client certificate refused; connection refused');
+    this.log.warn(
+      { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: refusal },
+      'client certificate refused; connection refused',
+    );
     refuseConnection(socket, new DispyError('DISPY_ERR_TLS', `scheduler ${this.host} refused this client: ${refusal}`));
   }
 
@@ -406,9 +453,16 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     }
     let ch: Channel<ToScheduler, FromScheduler>;
     try {
-      ch = await acceptChannel<ToScheduler, FromScheduler>(socket, { secret: this.#clusterSecret, schema: toSchedulerSchema, role: 'scheduler' });
+      ch = await acceptChannel<ToScheduler, FromScheduler>(socket, {
+        secret: this.#clusterSecret,
+        schema: toSchedulerSchema,
+        role: 'scheduler',
+      });
     } catch (err) {
-      this.log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message }, 'client connection refused');
+      this.log.warn(
+        { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message },
+        'client connection refused',
+      );
       return;
     }
     if (this.#stopping) {
@@ -429,7 +483,15 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
         session.onClosed();
       }
     });
-    ch.send({ t: 'sched-info', schedulerId: this.schedulerId, name: this.name.slice(0, 256), policy: this.policy, cooperative: this.cooperative, pulseInterval: this.#clientPulse, zombieInterval: this.#ctx.zombieInterval });
+    ch.send({
+      t: 'sched-info',
+      schedulerId: this.schedulerId,
+      name: this.name.slice(0, 256),
+      policy: this.policy,
+      cooperative: this.cooperative,
+      pulseInterval: this.#clientPulse,
+      zombieInterval: this.#ctx.zombieInterval,
+    });
   }
 
   #pulse(): void {
@@ -457,7 +519,12 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       if (late) s.lastHeard = Math.max(s.lastHeard, now);
       const silent = now - s.lastHeard;
       if (silent > Math.max(1000, 5 * s.beatEvery * 1000)) {
-        s.channel.close(new DispyError('DISPY_ERR_TIMEOUT', `client ${s.peer} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its heartbeat interval)`));
+        s.channel.close(
+          new DispyError(
+            'DISPY_ERR_TIMEOUT',
+            `client ${s.peer} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its heartbeat interval)`,
+          ),
+        );
       }
     }
   }
@@ -481,7 +548,13 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     const why = `the scheduler is shutting down (${reason})`;
     this.#admission.rejectAll(new DispyError('DISPY_ERR_CONNECTION', why));
     const comps = [...this.#sessions, ...this.#zombies].flatMap((s) => [...s.comps.values()]);
-    await Promise.all(comps.map((c) => c.close(true, { code: 'DISPY_ERR_CLUSTER_CLOSED', reason: why }).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'closing a computation failed'))));
+    await Promise.all(
+      comps.map((c) =>
+        c
+          .close(true, { code: 'DISPY_ERR_CLUSTER_CLOSED', reason: why })
+          .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'closing a computation failed')),
+      ),
+    );
     for (const s of this.#sessions) s.channel.end();
     setDispatchPolicy(null);
     removePidFile(join(this.#stateDir, PID_FILE));

@@ -43,7 +43,19 @@ export type ComputationState = 'registered' | 'waiting' | 'running' | 'closing' 
 
 /** A job-end for a job that never reached a node (refused, or dropped before it ran). */
 export function refusedJob(uid: number, code: DispyErrorCode, message: string): JobEnd {
-  return { t: 'job-end', uid, status: JobStatus.Cancelled, result: null, exception: `DispyError: ${message}`.slice(0, MAX_TEXT * 4), code, stdout: '', stderr: '', ip: null, startTime: null, endTime: Date.now() };
+  return {
+    t: 'job-end',
+    uid,
+    status: JobStatus.Cancelled,
+    result: null,
+    exception: `DispyError: ${message}`.slice(0, MAX_TEXT * 4),
+    code,
+    stdout: '',
+    stderr: '',
+    ip: null,
+    startTime: null,
+    endTime: Date.now(),
+  };
 }
 
 export interface SharedComputationInit {
@@ -121,7 +133,8 @@ export class SharedComputation {
    */
   async schedule(): Promise<void> {
     if (this.state === 'running') return;
-    if (this.state === 'waiting') throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
+    if (this.state === 'waiting')
+      throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
     if (this.ended) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} is closed`);
     for (const name of this.#requiredFiles()) {
       let ok = false;
@@ -130,7 +143,11 @@ export class SharedComputation {
       } catch {
         ok = false;
       }
-      if (!ok) throw new DispyError('DISPY_ERR_BAD_REQUEST', `file \`${name}\` of computation ${this.name} has not been sent completely (file-begin and file-chunk it before schedule)`);
+      if (!ok)
+        throw new DispyError(
+          'DISPY_ERR_BAD_REQUEST',
+          `file \`${name}\` of computation ${this.name} has not been sent completely (file-begin and file-chunk it before schedule)`,
+        );
     }
     this.state = 'waiting';
     if (this.exclusive || this.#ctx.admission.waiting.length || [...this.#ctx.admission.active].some((c) => c.exclusive)) {
@@ -177,7 +194,10 @@ export class SharedComputation {
     cluster.on('status', this.#onStatus);
     cluster.on('error', (err) => this.#ctx.log.warn({ cluster: this.name, code: err.code }, err.message));
     this.#ctx.clusterStarted(cluster);
-    this.#ctx.log.info({ computation: this.name, computeId: this.computeId, client: this.owner.clientIp, exclusive: this.exclusive }, 'computation scheduled');
+    this.#ctx.log.info(
+      { computation: this.name, computeId: this.computeId, client: this.owner.clientIp, exclusive: this.exclusive },
+      'computation scheduled',
+    );
     const held = this.#held;
     this.#held = [];
     for (const j of held) this.#submit(j);
@@ -186,7 +206,11 @@ export class SharedComputation {
   /** A job of this computation; its end (or refusal) is reported with job-end. */
   submit(msg: SchedulerJobMessage): void {
     if (this.ended) {
-      this.#refuse(msg.uid, this.#note?.code ?? 'DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} is closed${this.#note ? ` (${this.#note.reason})` : ''}`);
+      this.#refuse(
+        msg.uid,
+        this.#note?.code ?? 'DISPY_ERR_CLUSTER_CLOSED',
+        `computation ${this.name} is closed${this.#note ? ` (${this.#note.reason})` : ''}`,
+      );
       return;
     }
     if (this.state !== 'running') {
@@ -227,7 +251,11 @@ export class SharedComputation {
     } catch {
       ok = false;
     }
-    if (!ok) throw new DispyError('DISPY_ERR_BAD_REQUEST', `file \`${name}\` of job ${uid} has not been sent completely (file-begin and file-chunk it, naming the job, before the job)`);
+    if (!ok)
+      throw new DispyError(
+        'DISPY_ERR_BAD_REQUEST',
+        `file \`${name}\` of job ${uid} has not been sent completely (file-begin and file-chunk it, naming the job, before the job)`,
+      );
     return path;
   }
 
@@ -236,7 +264,12 @@ export class SharedComputation {
     if (!names?.length) return;
     this.#jobFiles.delete(uid);
     // The store deletes them, and the job's folder once empty.
-    this.#ctx.files.jobEnded(this.fileKey, this.computeId, uid, names.map((n) => jobFileName(uid, n)));
+    this.#ctx.files.jobEnded(
+      this.fileKey,
+      this.computeId,
+      uid,
+      names.map((n) => jobFileName(uid, n)),
+    );
   }
 
   #refuse(uid: number, code: DispyErrorCode, message: string): void {
@@ -275,7 +308,8 @@ export class SharedComputation {
         this.#toOwner({ t: 'job-status', uid, status, ip: job.ipAddr, startTime: job.startTime });
         return;
       case JobStatus.ProvisionalResult:
-        if (job.result instanceof Uint8Array) this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
+        if (job.result instanceof Uint8Array)
+          this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
         return;
     }
     if (!isFinal(status)) return;
@@ -283,7 +317,8 @@ export class SharedComputation {
     this.#jobs.delete(uid);
     this.#dropJobFiles(uid, this.#jobFiles.get(uid));
     // Ended because the scheduler closed the computation (a node reports that with a generic code).
-    const generic = job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
+    const generic =
+      job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
     const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
     const exception = byUs ? `${job.exception ?? 'DispyError: job ended'} (${this.#note!.reason})` : job.exception;
     this.#toOwner({
@@ -306,11 +341,15 @@ export class SharedComputation {
   async nodeOp(msg: NodeOpMessage): Promise<number | number[]> {
     const cluster = this.cluster;
     if (!cluster || this.state !== 'running') {
-      throw new DispyError(this.ended ? 'DISPY_ERR_CLUSTER_CLOSED' : 'DISPY_ERR_BAD_REQUEST', `computation ${this.name} is ${this.ended ? 'closed' : 'not scheduled yet'}`);
+      throw new DispyError(
+        this.ended ? 'DISPY_ERR_CLUSTER_CLOSED' : 'DISPY_ERR_BAD_REQUEST',
+        `computation ${this.name} is ${this.ended ? 'closed' : 'not scheduled yet'}`,
+      );
     }
     const target = msg.node === undefined ? undefined : typeof msg.node === 'string' ? msg.node : msg.node.host;
     const need = (): string => {
-      if (target === undefined || target === '') throw new DispyError('DISPY_ERR_BAD_REQUEST', `node-op ${msg.op}: which node? (\`node\` is missing)`);
+      if (target === undefined || target === '')
+        throw new DispyError('DISPY_ERR_BAD_REQUEST', `node-op ${msg.op}: which node? (\`node\` is missing)`);
       return target;
     };
     const opts = { terminatePending: msg.terminatePending ?? false };
@@ -347,7 +386,8 @@ export class SharedComputation {
         return uids;
       }
       case 'send-file': {
-        if (msg.file === undefined) throw new DispyError('DISPY_ERR_BAD_REQUEST', 'send-file: `file` is missing (send it with file-begin/file-chunk first)');
+        if (msg.file === undefined)
+          throw new DispyError('DISPY_ERR_BAD_REQUEST', 'send-file: `file` is missing (send it with file-begin/file-chunk first)');
         const path = join(this.dir, msg.file);
         let ok = false;
         try {
@@ -355,7 +395,11 @@ export class SharedComputation {
         } catch {
           ok = false;
         }
-        if (!ok) throw new DispyError('DISPY_ERR_NOT_FOUND', `send-file: the scheduler has no complete file \`${msg.file}\` for computation ${this.name} (send it with file-begin/file-chunk first)`);
+        if (!ok)
+          throw new DispyError(
+            'DISPY_ERR_NOT_FOUND',
+            `send-file: the scheduler has no complete file \`${msg.file}\` for computation ${this.name} (send it with file-begin/file-chunk first)`,
+          );
         return cluster.sendFile(path, need());
       }
       case 'discover':
@@ -385,10 +429,19 @@ export class SharedComputation {
     if (this.#zombieTimer) clearTimeout(this.#zombieTimer);
     const cluster = this.cluster;
     if (!cluster) {
-      if (was === 'waiting') this.#ctx.admission.withdraw(this, new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} was closed while it waited to be scheduled`));
+      if (was === 'waiting')
+        this.#ctx.admission.withdraw(
+          this,
+          new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} was closed while it waited to be scheduled`),
+        );
       const held = this.#held;
       this.#held = [];
-      for (const j of held) this.#refuse(j.uid, this.#note?.code ?? 'DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} was closed before it was scheduled${this.#note ? ` (${this.#note.reason})` : ''}`);
+      for (const j of held)
+        this.#refuse(
+          j.uid,
+          this.#note?.code ?? 'DISPY_ERR_CLUSTER_CLOSED',
+          `computation ${this.name} was closed before it was scheduled${this.#note ? ` (${this.#note.reason})` : ''}`,
+        );
     } else {
       if (!this.#terminate) await Promise.race([cluster.wait(), new Promise<void>((r) => (this.#escalate = r))]);
       // Jobs still there now (a terminating close) end Cancelled or Terminated.
@@ -417,7 +470,10 @@ export class SharedComputation {
     }
     const sec = this.#ctx.zombieInterval;
     this.#away = { ends: [], bytes: 0 };
-    this.#ctx.log.warn({ computation: this.name, zombieInterval: sec }, 'client gone: its computation is closed after the zombie interval unless the client resumes it');
+    this.#ctx.log.warn(
+      { computation: this.name, zombieInterval: sec },
+      'client gone: its computation is closed after the zombie interval unless the client resumes it',
+    );
     this.#zombieTimer = setTimeout(() => {
       this.#zombieTimer = null;
       this.#away = null;

@@ -56,7 +56,11 @@ export class FakeScheduler {
   async #accept(socket: net.Socket): Promise<void> {
     let conn: Conn;
     try {
-      conn = await acceptChannel<ToScheduler, FromScheduler>(socket, { secret: Buffer.from(this.#opts.secret), schema: toSchedulerSchema, role: this.#opts.role ?? 'scheduler' });
+      conn = await acceptChannel<ToScheduler, FromScheduler>(socket, {
+        secret: Buffer.from(this.#opts.secret),
+        schema: toSchedulerSchema,
+        role: this.#opts.role ?? 'scheduler',
+      });
     } catch {
       return;
     }

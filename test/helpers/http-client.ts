@@ -72,8 +72,17 @@ export function form(fields: Record<string, string | number | (string | number)[
 }
 
 /** POSTs a form from loopback without an Origin (as curl does). */
-export function post(base: string, path: string, fields: Record<string, string | number | (string | number)[]>, headers: Record<string, string> = {}): Promise<Reply> {
-  return request(base + path, { method: 'POST', body: form(fields), headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } });
+export function post(
+  base: string,
+  path: string,
+  fields: Record<string, string | number | (string | number)[]>,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  return request(base + path, {
+    method: 'POST',
+    body: form(fields),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+  });
 }
 
 export type NodeState = Record<string, any>;
@@ -212,7 +221,14 @@ export class SseViewer {
     this.opened = new Promise((r) => (opened = r));
     this.done = new Promise((r) => (done = r));
     this.#req = lib.get(
-      { host: u.hostname, port: u.port, path: u.pathname + u.search, headers: { accept: 'text/event-stream', ...opts.headers }, agent: false, ...(opts.ca ? { ca: opts.ca } : {}) },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        headers: { accept: 'text/event-stream', ...opts.headers },
+        agent: false,
+        ...(opts.ca ? { ca: opts.ca } : {}),
+      },
       (res) => {
         this.status = res.statusCode ?? 0;
         this.headers = res.headers;

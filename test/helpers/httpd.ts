@@ -35,7 +35,8 @@ export function assertShape(ours: unknown, sample: unknown, path = '$'): void {
   if (sample === null) return;
   if (Array.isArray(sample)) {
     assert.ok(Array.isArray(ours), `${path} is an array`);
-    if (sample.length && (ours as unknown[]).length) for (const [i, o] of (ours as unknown[]).entries()) assertShape(o, sample[0], `${path}[${i}]`);
+    if (sample.length && (ours as unknown[]).length)
+      for (const [i, o] of (ours as unknown[]).entries()) assertShape(o, sample[0], `${path}[${i}]`);
     return;
   }
   if (typeof sample === 'object') {
@@ -46,7 +47,8 @@ export function assertShape(ours: unknown, sample: unknown, path = '$'): void {
       if (k === 'avail_info' && (ours as Record<string, unknown>)[k] === null) continue;
       // cluster_jobs is keyed by cluster name: compare the values.
       if (k === 'cluster_jobs') {
-        for (const list of Object.values((ours as Record<string, unknown>)[k] as object)) assertShape(list, Object.values(v as object)[0], `${path}.${k}.*`);
+        for (const list of Object.values((ours as Record<string, unknown>)[k] as object))
+          assertShape(list, Object.values(v as object)[0], `${path}.${k}.*`);
         continue;
       }
       assertShape((ours as Record<string, unknown>)[k], v, `${path}.${k}`);
@@ -61,7 +63,8 @@ export function assertNode(n: any): void {
   assertShape(n, dispySample('nodes')[0].nodes[0]);
   for (const k of ['port', 'machine_cpus', 'cpu_used', 'status']) assert.equal(typeof n[k], 'number', `node.${k}`);
   assert.equal(typeof n.platform, 'string');
-  for (const k of ['cpus', 'avail_cpus', 'busy', 'jobs_done', 'cpu_time', 'tx', 'rx', 'update_time', 'port', 'machine_cpus', 'cpu_used']) assert.ok(Number.isFinite(n[k]), `node.${k} is finite`);
+  for (const k of ['cpus', 'avail_cpus', 'busy', 'jobs_done', 'cpu_time', 'tx', 'rx', 'update_time', 'port', 'machine_cpus', 'cpu_used'])
+    assert.ok(Number.isFinite(n[k]), `node.${k} is finite`);
   assert.ok(Math.abs(n.update_time - Date.now() / 1000) < 600, `update_time ${n.update_time} is epoch seconds`);
   if (n.avail_info !== null) {
     assert.deepEqual(Object.keys(n.avail_info).sort(), ['cpu', 'disk', 'memory', 'swap']);
@@ -70,7 +73,10 @@ export function assertNode(n: any): void {
 }
 
 /** A server on 127.0.0.1 with an ephemeral port (never the '' default in tests). */
-export async function startServer(cluster: ViewedCluster | null, opts: DispyHTTPServerOptions = {}): Promise<{ server: DispyHTTPServer; base: string }> {
+export async function startServer(
+  cluster: ViewedCluster | null,
+  opts: DispyHTTPServerOptions = {},
+): Promise<{ server: DispyHTTPServer; base: string }> {
   const server = new DispyHTTPServer(cluster, { host: '127.0.0.1', port: 0, pollSec: 1, logLevel: 'warn', ...opts });
   const a = await server.listening;
   return { server, base: a.url };

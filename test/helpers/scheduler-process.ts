@@ -145,14 +145,22 @@ export function startClient(config: Record<string, unknown>): TestClient {
         };
         const timer = setTimeout(() => {
           waiters.splice(waiters.indexOf(w), 1);
-          reject(new Error(`client ${proc.pid}: no such line in ${timeoutMs} ms; lines ${JSON.stringify(lines).slice(0, 2000)}; stderr ${stderr.slice(-2000)}`));
+          reject(
+            new Error(
+              `client ${proc.pid}: no such line in ${timeoutMs} ms; lines ${JSON.stringify(lines).slice(0, 2000)}; stderr ${stderr.slice(-2000)}`,
+            ),
+          );
         }, timeoutMs);
         waiters.push(w);
         void exited.then(() => {
           if (!waiters.includes(w)) return;
           waiters.splice(waiters.indexOf(w), 1);
           clearTimeout(timer);
-          reject(new Error(`client ${proc.pid} exited without such a line; lines ${JSON.stringify(lines).slice(0, 2000)}; stderr ${stderr.slice(-2000)}`));
+          reject(
+            new Error(
+              `client ${proc.pid} exited without such a line; lines ${JSON.stringify(lines).slice(0, 2000)}; stderr ${stderr.slice(-2000)}`,
+            ),
+          );
         });
       });
     },

@@ -199,7 +199,10 @@ export class RawClient {
   }
 
   /** compute + schedule; resolves with the computeId and name. */
-  async start(computation: Computation, extra: Partial<Extract<ToSchedulerInput, { t: 'compute' }>> = {}): Promise<{ computeId: string; name: string }> {
+  async start(
+    computation: Computation,
+    extra: Partial<Extract<ToSchedulerInput, { t: 'compute' }>> = {},
+  ): Promise<{ computeId: string; name: string }> {
     const r = await this.request({ t: 'compute', name: computation.name, computation, ...extra } as Request);
     if (!r.ok) throw new Error(`compute failed: ${r.error?.code}: ${r.error?.message}`);
     const s = await this.request({ t: 'schedule', computeId: r.computeId! });

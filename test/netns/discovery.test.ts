@@ -78,7 +78,8 @@ function waitOutput(stream: Readable, text: () => string, rex: RegExp, ms: numbe
   });
 }
 
-const nodeLog = (n: NetnsNode, rex: RegExp, ms = 10_000): Promise<void> => waitOutput(n.proc.stderr!, () => n.log(), rex, ms, `log of ${n.name}`);
+const nodeLog = (n: NetnsNode, rex: RegExp, ms = 10_000): Promise<void> =>
+  waitOutput(n.proc.stderr!, () => n.log(), rex, ms, `log of ${n.name}`);
 
 /** A fixture program running in a namespace, its JSON lines collected as they come. */
 class Client {
@@ -89,7 +90,8 @@ class Client {
   readonly exited: Promise<number | null>;
 
   constructor(cfg: Record<string, unknown>, host: NetnsHost = hosts[3]!, name = 'discovery-client') {
-    const full = name === 'discovery-client' ? { secret: TEST_SECRET, host: host.ip, jobs: 24, dist: DIST, ...cfg } : { dist: DIST, ...cfg };
+    const full =
+      name === 'discovery-client' ? { secret: TEST_SECRET, host: host.ip, jobs: 24, dist: DIST, ...cfg } : { dist: DIST, ...cfg };
     this.proc = harness!.spawnIn(host, [process.execPath, fixture(name), JSON.stringify(full)]);
     this.proc.stderr!.setEncoding('utf8').on('data', (d: string) => (this.#stderr += d));
     this.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -186,7 +188,12 @@ describe('UDP discovery on network namespaces', { skip: skipReason ?? false }, (
     await compileFixtures();
     hosts = harness!.create(8);
     execFileSync('ip', ['-n', hosts[0]!.ns, 'addr', 'add', `${LOOKALIKE}/24`, 'dev', 'eth0'], { stdio: 'ignore', timeout: 10_000 });
-    const started = await Promise.all([startNode(hosts[0]!), startNode(hosts[1]!), startNode(hosts[2]!), startNode(hosts[6]!, ['--discovery', 'multicast'])]);
+    const started = await Promise.all([
+      startNode(hosts[0]!),
+      startNode(hosts[1]!),
+      startNode(hosts[2]!),
+      startNode(hosts[6]!, ['--discovery', 'multicast']),
+    ]);
     nodes = started.slice(0, 3);
     multicastNode = started[3]!;
     await Promise.all(started.map((n) => nodeLog(n, /UDP discovery started/)));
@@ -215,7 +222,12 @@ describe('UDP discovery on network namespaces', { skip: skipReason ?? false }, (
   test('matching is anchored: 10.77.*.1 takes 10.77.0.1 and refuses 10.77.0.12 that answered too', async () => {
     const lookalike = await startNode({ ...hosts[0]!, ip: LOOKALIKE, index: 12 }, [], 'lookalike');
     try {
-      const c = new Client({ nodes: [`${SUBNET.split('.').slice(0, 2).join('.')}.*.1`], phases: [1, 1], between: 'hold', logLevel: 'debug' });
+      const c = new Client({
+        nodes: [`${SUBNET.split('.').slice(0, 2).join('.')}.*.1`],
+        phases: [1, 1],
+        between: 'hold',
+        logLevel: 'debug',
+      });
       const p = await c.phase(0);
       assert.deepEqual(ips(p.nodes), [hosts[0]!.ip]);
       // The look-alike answered, and was turned down for not matching.
@@ -326,19 +338,37 @@ describe('UDP discovery on network namespaces', { skip: skipReason ?? false }, (
     const c = new Client({ nodes: [`${SUBNET}.*`], phases: [3, 4] });
     const p = await c.phase(0);
     assert.deepEqual(ips(p.nodes), nodeIps());
-    const tool = new Client({ bind: hosts[7]!.ip, broadcast: BROADCAST, secret: TEST_SECRET, nodePort: 9701, discoveryPort: 9700, fakeNode: hosts[7]!.ip, count: 20, nodes: 3 }, hosts[7]!, 'udp-tool');
-    const out = (await tool.waitEvent((e) => 'answersB' in e, 'the udp tool')) as { answersA?: { ip: string }[]; answersB?: { ip: string }[] };
+    const tool = new Client(
+      {
+        bind: hosts[7]!.ip,
+        broadcast: BROADCAST,
+        secret: TEST_SECRET,
+        nodePort: 9701,
+        discoveryPort: 9700,
+        fakeNode: hosts[7]!.ip,
+        count: 20,
+        nodes: 3,
+      },
+      hosts[7]!,
+      'udp-tool',
+    );
+    const out = (await tool.waitEvent((e) => 'answersB' in e, 'the udp tool')) as {
+      answersA?: { ip: string }[];
+      answersB?: { ip: string }[];
+    };
     // Each node answered the genuine request once (not its replay, nor the forged, stale or
     // oversized ones), and the last genuine request once.
     assert.deepEqual(ips(out.answersB), nodeIps());
     assert.deepEqual(out.answersA!.map((a) => a.ip).sort(), nodeIps(), 'one answer per node on the first socket');
     for (const n of nodes) {
-      for (const reason of ['bad-mac', 'stale', 'replayed', 'oversized']) await nodeLog(n, new RegExp(`"reason":"${reason}"[^\\n]*discovery datagram dropped`));
+      for (const reason of ['bad-mac', 'stale', 'replayed', 'oversized'])
+        await nodeLog(n, new RegExp(`"reason":"${reason}"[^\\n]*discovery datagram dropped`));
       // 20 of each within a second: one line per reason.
       assert.equal(n.log().match(/"reason":"bad-mac"/g)!.length, 1, n.log());
       assert.ok(pidAlive(n.pid));
     }
-    for (const reason of ['replayed', 'bad-mac', 'stale', 'oversized']) await c.log(new RegExp(`"reason":"${reason}"[^\\n]*discovery datagram dropped`));
+    for (const reason of ['replayed', 'bad-mac', 'stale', 'oversized'])
+      await c.log(new RegExp(`"reason":"${reason}"[^\\n]*discovery datagram dropped`));
     assert.equal(c.stderr.match(/"reason":"bad-mac"/g)!.length, 1, c.stderr);
     assert.equal(c.stderr.match(/"reason":"oversized"/g)!.length, 1, c.stderr);
     // The forged node was never contacted (that would have been a fatal error event), and real

@@ -7,13 +7,28 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TEST_SECRET } from '../helpers/daemon.js';
 import { join } from 'node:path';
-import { skipReason, useFaultHarness, harness, hosts, scratch, startNodes, client, spec, sleep, wave, assertOnceEach, runningOn, stopAll, type Line } from './fault-suite.js';
+import {
+  skipReason,
+  useFaultHarness,
+  harness,
+  hosts,
+  scratch,
+  startNodes,
+  client,
+  spec,
+  sleep,
+  wave,
+  assertOnceEach,
+  runningOn,
+  stopAll,
+  type Line,
+} from './fault-suite.js';
 import { type LiveClient } from './harness.js';
 
 describe('client faults across hosts', { skip: skipReason ?? false }, () => {
   useFaultHarness();
 
-  test('a client paused past the node\'s heartbeat limit gets the results the node kept', async () => {
+  test("a client paused past the node's heartbeat limit gets the results the node kept", async () => {
     const nodes = await startNodes(['--zombie-interval', '60']);
     const c = client({ nodes: spec(nodes), pulseInterval: 0.3, waves: [{ jobs: 3, ms: 2500 }] });
     try {
@@ -67,13 +82,20 @@ describe('client faults across hosts', { skip: skipReason ?? false }, () => {
     const a = client({ nodes: spec(nodes), recoverFile, waves: [{ jobs: 3, ms: 1500 }] });
     const recover = async (extra: Record<string, unknown> = {}) => {
       const r = await harness!.runClient(hosts[3]!, 'recover-client', [JSON.stringify({ recoverFile, secret: TEST_SECRET, ...extra })]);
-      return r.json as { jobs?: { id: string; status: string; result: unknown; ip: string | null }[]; error?: { code: string; message: string } };
+      return r.json as {
+        jobs?: { id: string; status: string; result: unknown; ip: string | null }[];
+        error?: { code: string; message: string };
+      };
     };
     try {
       await runningOn(a);
       a.proc.kill('SIGKILL');
       const got = await recover();
-      assert.deepEqual(got.jobs?.map((j) => [j.id, j.status, j.result]), [0, 1, 2].map((i) => [`w0-${i}`, 'Finished', 3000]), JSON.stringify(got));
+      assert.deepEqual(
+        got.jobs?.map((j) => [j.id, j.status, j.result]),
+        [0, 1, 2].map((i) => [`w0-${i}`, 'Finished', 3000]),
+        JSON.stringify(got),
+      );
       assert.deepEqual(new Set(got.jobs!.map((j) => j.ip)), new Set(nodes.map((n) => n.ip)));
       assert.deepEqual((await recover()).jobs, [], 'each result is handed out once');
 
@@ -86,7 +108,11 @@ describe('client faults across hosts', { skip: skipReason ?? false }, () => {
       await a2.result;
       const t0 = Date.now();
       const ended = await recover({ terminatePending: true });
-      assert.deepEqual(ended.jobs?.map((j) => [j.id, j.status]), [0, 1, 2].map((i) => [`w0-${i}`, 'Terminated']), JSON.stringify(ended));
+      assert.deepEqual(
+        ended.jobs?.map((j) => [j.id, j.status]),
+        [0, 1, 2].map((i) => [`w0-${i}`, 'Terminated']),
+        JSON.stringify(ended),
+      );
       assert.ok(Date.now() - t0 < 20_000);
       // The nodes are free again for another client.
       const b = client({ nodes: spec(nodes), tolerate: ['DISPY_ERR_NODE_BUSY'], waves: [{ jobs: 3, ms: 100, waitNodes: 3 }] });

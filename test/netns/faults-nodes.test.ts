@@ -5,7 +5,19 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { skipReason, useFaultHarness, harness, startNodes, client, spec, sleep, wave, assertOnceEach, runningOn, stopAll } from './fault-suite.js';
+import {
+  skipReason,
+  useFaultHarness,
+  harness,
+  startNodes,
+  client,
+  spec,
+  sleep,
+  wave,
+  assertOnceEach,
+  runningOn,
+  stopAll,
+} from './fault-suite.js';
 import { type NetnsNode } from './harness.js';
 
 describe('node faults across hosts', { skip: skipReason ?? false }, () => {
@@ -13,18 +25,34 @@ describe('node faults across hosts', { skip: skipReason ?? false }, () => {
 
   test('a node SIGKILLed mid-run: reentrant jobs run again elsewhere; restarted, it is used again', async () => {
     const nodes = await startNodes();
-    const c = client({ nodes: spec(nodes), pulseInterval: 0.5, reentrant: true, tolerate: ['DISPY_ERR_CONNECTION'], waves: [{ jobs: 3, ms: 2500 }, { jobs: 9, ms: 150, waitNodes: 3 }] });
+    const c = client({
+      nodes: spec(nodes),
+      pulseInterval: 0.5,
+      reentrant: true,
+      tolerate: ['DISPY_ERR_CONNECTION'],
+      waves: [
+        { jobs: 3, ms: 2500 },
+        { jobs: 9, ms: 150, waitNodes: 3 },
+      ],
+    });
     let restarted: NetnsNode | undefined;
     try {
       const on = await runningOn(c);
       const victim = nodes[0]!;
       const killedAt = Date.now();
       await victim.stop('SIGKILL');
-      const closed = await c.waitFor<{ at: number }>((l) => l.ev === 'node' && l.status === 'Closed' && l.ip === victim.ip, 10_000, 'Closed for the killed node');
+      const closed = await c.waitFor<{ at: number }>(
+        (l) => l.ev === 'node' && l.status === 'Closed' && l.ip === victim.ip,
+        10_000,
+        'Closed for the killed node',
+      );
       assert.ok(closed.at - killedAt <= (5 * 0.5 + 1) * 1000, `declared dead after ${closed.at - killedAt} ms`);
       restarted = await harness!.startNode(victim.host, { cpus: 1, port: victim.port });
       const w0 = await wave(c, 0);
-      assert.ok(w0.every((j) => j.status === 'Finished' && j.result === 5000), JSON.stringify(w0));
+      assert.ok(
+        w0.every((j) => j.status === 'Finished' && j.result === 5000),
+        JSON.stringify(w0),
+      );
       const moved = w0.find((j) => j.id === on.get(victim.ip))!;
       // It ran again: on another node, or on the restarted daemon if that one was free first
       // (the killed attempt itself can never finish: its daemon is gone).
@@ -32,7 +60,10 @@ describe('node faults across hosts', { skip: skipReason ?? false }, () => {
       assertOnceEach(w0);
       const w1 = await wave(c, 1);
       assert.ok(w1.every((j) => j.status === 'Finished'));
-      assert.ok(w1.some((j) => j.ip === victim.ip), `the restarted node ran jobs: ${JSON.stringify(w1.map((j) => j.ip))}`);
+      assert.ok(
+        w1.some((j) => j.ip === victim.ip),
+        `the restarted node ran jobs: ${JSON.stringify(w1.map((j) => j.ip))}`,
+      );
       assertOnceEach(w1);
       await c.waitFor((l) => l.ev === 'end', 10_000, 'end');
     } finally {
@@ -60,13 +91,25 @@ describe('node faults across hosts', { skip: skipReason ?? false }, () => {
 
   test('a link set down: the node is declared dead within 5 × pulseInterval; back up, it is used again', async () => {
     const nodes = await startNodes();
-    const c = client({ nodes: spec(nodes), pulseInterval: 0.5, reentrant: true, waves: [{ jobs: 3, ms: 3000 }, { jobs: 9, ms: 150, waitNodes: 3 }] });
+    const c = client({
+      nodes: spec(nodes),
+      pulseInterval: 0.5,
+      reentrant: true,
+      waves: [
+        { jobs: 3, ms: 3000 },
+        { jobs: 9, ms: 150, waitNodes: 3 },
+      ],
+    });
     const victim = nodes[2]!;
     try {
       const on = await runningOn(c);
       const downAt = Date.now();
       harness!.setLink(victim.host, false);
-      const closed = await c.waitFor<{ at: number }>((l) => l.ev === 'node' && l.status === 'Closed' && l.ip === victim.ip, 10_000, 'Closed for the cut-off node');
+      const closed = await c.waitFor<{ at: number }>(
+        (l) => l.ev === 'node' && l.status === 'Closed' && l.ip === victim.ip,
+        10_000,
+        'Closed for the cut-off node',
+      );
       assert.ok(closed.at - downAt <= (5 * 0.5 + 1) * 1000, `declared dead after ${closed.at - downAt} ms`);
       // The node, hearing no heartbeat either, closes the client's connection (its jobs wait).
       const deadline = Date.now() + 10_000;
@@ -79,7 +122,10 @@ describe('node faults across hosts', { skip: skipReason ?? false }, () => {
       assert.ok(w0.every((j) => j.status === 'Finished'));
       assertOnceEach(w0);
       const w1 = await wave(c, 1);
-      assert.ok(w1.some((j) => j.ip === victim.ip), `the node is used again: ${JSON.stringify(w1.map((j) => j.ip))}`);
+      assert.ok(
+        w1.some((j) => j.ip === victim.ip),
+        `the node is used again: ${JSON.stringify(w1.map((j) => j.ip))}`,
+      );
       assertOnceEach(w1);
       // Back in touch, the client told the node to stop the attempt it had given up.
       assert.match(victim.log(), /client resumed its jobs/);
@@ -105,7 +151,10 @@ describe('node faults across hosts', { skip: skipReason ?? false }, () => {
       harness!.setLink(same.host, true);
       harness!.setLink(other.host, true);
       const w0 = await wave(c, 0);
-      assert.ok(w0.every((j) => j.status === 'Finished'), JSON.stringify(w0));
+      assert.ok(
+        w0.every((j) => j.status === 'Finished'),
+        JSON.stringify(w0),
+      );
       const kept = w0.find((j) => j.id === on.get(same.ip))!;
       assert.deepEqual([kept.ip, kept.requeued], [same.ip, 0], 'the link came back: the job went on where it was');
       const rerun = w0.find((j) => j.id === on.get(other.ip))!;
@@ -118,5 +167,4 @@ describe('node faults across hosts', { skip: skipReason ?? false }, () => {
       await stopAll(restarted ? [...nodes, restarted] : nodes, c);
     }
   });
-
 });

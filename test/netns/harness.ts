@@ -120,7 +120,10 @@ export function sweepStale(): string[] {
     const m = /^dt(\d+)-/.exec(ns);
     if (!m || pidAlive(Number(m[1]))) continue;
     try {
-      for (const pid of ip('netns', 'pids', ns).split('\n').map(Number).filter((n) => n > 0)) {
+      for (const pid of ip('netns', 'pids', ns)
+        .split('\n')
+        .map(Number)
+        .filter((n) => n > 0)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

@@ -53,9 +53,35 @@ function openssl(...args: string[]): void {
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 let serial = 1;
 function makeCert(name: string, ext: string[]): void {
-  writeFileSync(f(`${name}.ext`), ['basicConstraints = CA:FALSE', 'keyUsage = critical,digitalSignature', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid', ...ext].join('\n') + '\n');
+  writeFileSync(
+    f(`${name}.ext`),
+    [
+      'basicConstraints = CA:FALSE',
+      'keyUsage = critical,digitalSignature',
+      'subjectKeyIdentifier = hash',
+      'authorityKeyIdentifier = keyid',
+      ...ext,
+    ].join('\n') + '\n',
+  );
   openssl('req', '-config', 'openssl.cnf', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=dispyts netns ${name}`);
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(serial++), '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`);
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-set_serial',
+    String(serial++),
+    '-days',
+    '2',
+    '-out',
+    `${name}.pem`,
+    '-extfile',
+    `${name}.ext`,
+  );
 }
 
 describe('multi-host on network namespaces', { skip: skipReason ?? false }, () => {
@@ -66,11 +92,54 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
     certDir = mkdtempSync(join(tmpdir(), 'dispyts-netns-tls-'));
     writeFileSync(
       f('openssl.cnf'),
-      ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused', '[ca_ext]', 'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', ''].join('\n'),
+      [
+        '[req]',
+        'distinguished_name = dn',
+        'prompt = no',
+        '[dn]',
+        'CN = unused',
+        '[ca_ext]',
+        'basicConstraints = critical,CA:TRUE',
+        'keyUsage = critical,keyCertSign,cRLSign',
+        'subjectKeyIdentifier = hash',
+        '',
+      ].join('\n'),
     );
-    openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca_ext', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=dispyts netns test CA');
+    openssl(
+      'req',
+      '-x509',
+      '-config',
+      'openssl.cnf',
+      '-extensions',
+      'ca_ext',
+      ...EC,
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=dispyts netns test CA',
+    );
     // A CA the nodes' certificates do not come from (a client trusting only it must refuse them).
-    openssl('req', '-x509', '-config', 'openssl.cnf', '-extensions', 'ca_ext', ...EC, '-keyout', 'other-ca.key', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=dispyts netns other CA');
+    openssl(
+      'req',
+      '-x509',
+      '-config',
+      'openssl.cnf',
+      '-extensions',
+      'ca_ext',
+      ...EC,
+      '-keyout',
+      'other-ca.key',
+      '-out',
+      'other-ca.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=dispyts netns other CA',
+    );
     makeCert('node', ['extendedKeyUsage = serverAuth', `subjectAltName = IP:${hosts[1]!.ip}, IP:${hosts[2]!.ip}`]);
     makeCert('client', ['extendedKeyUsage = clientAuth']);
     writeFileSync(f('node-both.pem'), readFileSync(f('node.pem'), 'utf8') + readFileSync(f('node.key'), 'utf8'));
@@ -95,7 +164,11 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
       const links = execFileSync('ip', ['-n', h.ns, '-o', 'link', 'show'], { encoding: 'utf8' }).trim().split('\n');
       assert.deepEqual(links.map((l) => l.split(':')[1]!.trim().split('@')[0]).sort(), ['eth0', 'lo']);
       const routes = execFileSync('ip', ['-n', h.ns, 'route', 'show'], { encoding: 'utf8' }).trim().split('\n');
-      assert.deepEqual(routes.map((l) => l.split(' ')[0]), ['10.77.0.0/24'], `routes in ${h.ns}`);
+      assert.deepEqual(
+        routes.map((l) => l.split(' ')[0]),
+        ['10.77.0.0/24'],
+        `routes in ${h.ns}`,
+      );
     }
     // The root namespace has none of the test addresses.
     assert.doesNotMatch(execFileSync('ip', ['-o', 'addr', 'show'], { encoding: 'utf8' }), /10\.77\.0\./);
@@ -116,25 +189,43 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
     assert.deepEqual(bad.jobStates, ['rejected', 'rejected'], 'queued jobs cancelled by close');
     assert.ok(pidAlive(nodes[0]!.pid), 'the node is still running');
     const good = await client({ nodes: spec([nodes[0]!]), jobs: 5 });
-    assert.deepEqual(good.results!.map((res) => [res.value, res.ip]), [0, 1, 4, 9, 16].map((v) => [v, nodes[0]!.ip]));
+    assert.deepEqual(
+      good.results!.map((res) => [res.value, res.ip]),
+      [0, 1, 4, 9, 16].map((v) => [v, nodes[0]!.ip]),
+    );
   });
 
   test('TLS across hosts: certificate SAN is the node address, verified against the test CA', async () => {
     const r = await client({ nodes: spec([tlsNode]), jobs: 6, caFile: f('ca.pem') });
-    assert.deepEqual(r.results!.map((res) => [res.value, res.ip]), [0, 1, 4, 9, 16, 25].map((v) => [v, tlsNode.ip]));
+    assert.deepEqual(
+      r.results!.map((res) => [res.value, res.ip]),
+      [0, 1, 4, 9, 16, 25].map((v) => [v, tlsNode.ip]),
+    );
     assert.match(tlsNode.log(), /"tls":"tls"/);
   });
 
   test('mutual TLS across hosts; a client without a certificate is refused, the node keeps serving', async () => {
     const r = await client({ nodes: spec([mtlsNode]), jobs: 4, caFile: f('ca.pem'), certFile: f('client.pem'), keyFile: f('client.key') });
-    assert.deepEqual(r.results!.map((res) => [res.value, res.ip]), [0, 1, 4, 9].map((v) => [v, mtlsNode.ip]));
+    assert.deepEqual(
+      r.results!.map((res) => [res.value, res.ip]),
+      [0, 1, 4, 9].map((v) => [v, mtlsNode.ip]),
+    );
     assert.match(mtlsNode.log(), /"tls":"mutual"/);
     const bad = await client({ nodes: spec([mtlsNode]), jobs: 1, caFile: f('ca.pem'), expectError: true });
     assert.equal(bad.error!.code, 'DISPY_ERR_TLS', bad.error!.message);
     assert.ok(bad.error!.message.includes(`${mtlsNode.ip}:${mtlsNode.port}`), `names the node: ${bad.error!.message}`);
     assert.ok(pidAlive(mtlsNode.pid));
-    const again = await client({ nodes: spec([mtlsNode]), jobs: 1, caFile: f('ca.pem'), certFile: f('client.pem'), keyFile: f('client.key') });
-    assert.deepEqual(again.results!.map((res) => res.value), [0]);
+    const again = await client({
+      nodes: spec([mtlsNode]),
+      jobs: 1,
+      caFile: f('ca.pem'),
+      certFile: f('client.pem'),
+      keyFile: f('client.key'),
+    });
+    assert.deepEqual(
+      again.results!.map((res) => res.value),
+      [0],
+    );
   });
 
   test('a node certificate the client does not trust gives DISPY_ERR_TLS naming the node; the node keeps serving', async () => {
@@ -144,13 +235,33 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
     assert.match(bad.error!.message, /certificate/i, 'says why');
     assert.ok(pidAlive(tlsNode.pid));
     const good = await client({ nodes: spec([tlsNode]), jobs: 2, caFile: f('ca.pem') });
-    assert.deepEqual(good.results!.map((res) => res.value), [0, 1]);
+    assert.deepEqual(
+      good.results!.map((res) => res.value),
+      [0, 1],
+    );
   });
 
   test('a daemon on a non-loopback address refuses to start without a secret, unless --insecure', async () => {
     const run = (extra: string[]) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const p = harness!.spawnIn(hosts[0]!, [process.execPath, CLI, 'node', '--host', hosts[0]!.ip, '--port', '0', '--cpus', '1', '--dest-path-prefix', certDir!, '--name', 'no-secret', '--parent-pid', String(process.pid), ...extra]);
+        const p = harness!.spawnIn(hosts[0]!, [
+          process.execPath,
+          CLI,
+          'node',
+          '--host',
+          hosts[0]!.ip,
+          '--port',
+          '0',
+          '--cpus',
+          '1',
+          '--dest-path-prefix',
+          certDir!,
+          '--name',
+          'no-secret',
+          '--parent-pid',
+          String(process.pid),
+          ...extra,
+        ]);
         let out = '';
         let err = '';
         p.stdout!.setEncoding('utf8').on('data', (d: string) => {

@@ -52,16 +52,37 @@ function buildOptions(p: TimeChartProps, width: number): uPlot.Options {
   const hasPct = p.series.some((s) => s.scale === 'pct');
   const hasY = p.series.some((s) => (s.scale ?? 'y') === 'y');
   // Wall-clock ticks (HH:MM:SS), spaced so they never overlap on a phone.
-  const axes: uPlot.Axis[] = [{ stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, space: 70, values: (_u, splits) => splits.map((s) => formatTime(s * 1000)) }];
+  const axes: uPlot.Axis[] = [
+    {
+      stroke: fg,
+      grid: { stroke: grid, width: 1 },
+      ticks: { stroke: grid, width: 1 },
+      space: 70,
+      values: (_u, splits) => splits.map((s) => formatTime(s * 1000)),
+    },
+  ];
   if (hasY) axes.push({ scale: 'y', stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, size: 44 });
-  if (hasPct) axes.push({ scale: 'pct', side: 1, stroke: fg, grid: { show: !hasY, stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, size: 48, values: (_u, v) => v.map((x) => `${x}%`) });
+  if (hasPct)
+    axes.push({
+      scale: 'pct',
+      side: 1,
+      stroke: fg,
+      grid: { show: !hasY, stroke: grid, width: 1 },
+      ticks: { stroke: grid, width: 1 },
+      size: 48,
+      values: (_u, v) => v.map((x) => `${x}%`),
+    });
   const yMax = p.yMax ?? 1;
   return {
     width,
     height: p.height ?? 180,
     scales: {
       // At least the last minute, so a new chart does not zoom into milliseconds.
-      x: { time: true, range: (_u, min, max) => (Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 60), max] : [Date.now() / 1000 - 60, Date.now() / 1000]) },
+      x: {
+        time: true,
+        range: (_u, min, max) =>
+          Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 60), max] : [Date.now() / 1000 - 60, Date.now() / 1000],
+      },
       y: { range: (_u, _min, max) => [0, Math.max(yMax, Number.isFinite(max) ? max : 0, 1) * 1.05] },
       pct: { range: [0, 100] },
     },
@@ -72,7 +93,12 @@ function buildOptions(p: TimeChartProps, width: number): uPlot.Options {
       {},
       ...p.series.map((s): uPlot.Series => {
         const color = cssVar(s.color, '#3b82f6');
-        const paths = s.kind === 'bars' ? uPlot.paths.bars!({ size: [0.7, 24], align: -1 }) : s.kind === 'step' ? uPlot.paths.stepped!({ align: 1 }) : undefined;
+        const paths =
+          s.kind === 'bars'
+            ? uPlot.paths.bars!({ size: [0.7, 24], align: -1 })
+            : s.kind === 'step'
+              ? uPlot.paths.stepped!({ align: 1 })
+              : undefined;
         return {
           label: s.label,
           scale: s.scale ?? 'y',
@@ -111,10 +137,13 @@ export function TimeChart(p: TimeChartProps) {
     const width = Math.max(200, el.clientWidth);
     const u = new uPlot(buildOptions(p, width), padData(p.data), el);
     plot.current = u;
-    const ro = typeof ResizeObserver === 'function' ? new ResizeObserver(() => {
-      const w = Math.max(200, el.clientWidth);
-      if (w !== u.width) u.setSize({ width: w, height: p.height ?? 180 });
-    }) : null;
+    const ro =
+      typeof ResizeObserver === 'function'
+        ? new ResizeObserver(() => {
+            const w = Math.max(200, el.clientWidth);
+            if (w !== u.width) u.setSize({ width: w, height: p.height ?? 180 });
+          })
+        : null;
     ro?.observe(el);
     return () => {
       ro?.disconnect();

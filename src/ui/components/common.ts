@@ -96,9 +96,11 @@ function WhoAmI() {
   return html`<span class="who" data-testid="whoami" data-role=${m.role}>
     ${named ? html`<span class="who-name">${m.user}</span>` : null}
     <span class=${`role-tag role-${m.role}`} title=${m.role === 'viewer' ? 'Viewers watch the cluster; actions need an admin' : 'Admins watch and act'}>${m.role}</span>
-    ${m.via === 'session'
-      ? html`<form method="post" action="logout" class="signout" onSubmit=${signOut}><button type="submit" class="btn btn-small" data-testid="sign-out">Sign out</button></form>`
-      : null}
+    ${
+      m.via === 'session'
+        ? html`<form method="post" action="logout" class="signout" onSubmit=${signOut}><button type="submit" class="btn btn-small" data-testid="sign-out">Sign out</button></form>`
+        : null
+    }
   </span>`;
 }
 
@@ -119,10 +121,14 @@ export function TopBar({ active, feed }: { active: PageId; feed: LiveFeed }) {
     <a class="brand" href="monitor.html"><span class="brand-mark" aria-hidden="true"></span><span class="brand-text">dispyts</span></a>
     <nav aria-label="Pages" class="nav">
       ${PAGES.map(
-        (p) => html`<a key=${p.id} href=${p.href} class=${p.id === active ? 'nav-link active' : 'nav-link'} aria-current=${p.id === active ? 'page' : undefined}
-          title=${p.id === 'events' && unseen && latest ? `Latest: ${latest.text}` : undefined}>${p.label}${p.id === 'events' && unseen
-            ? html`<span class="badge" data-testid="events-badge" aria-label=${`${unseen} new`}>${unseen > 99 ? '99+' : unseen}</span>`
-            : null}</a>`,
+        (
+          p,
+        ) => html`<a key=${p.id} href=${p.href} class=${p.id === active ? 'nav-link active' : 'nav-link'} aria-current=${p.id === active ? 'page' : undefined}
+          title=${p.id === 'events' && unseen && latest ? `Latest: ${latest.text}` : undefined}>${p.label}${
+            p.id === 'events' && unseen
+              ? html`<span class="badge" data-testid="events-badge" aria-label=${`${unseen} new`}>${unseen > 99 ? '99+' : unseen}</span>`
+              : null
+          }</a>`,
       )}
     </nav>
     <span class=${`conn conn-${mode}`} role="status" aria-live="polite" data-testid="conn"><span class="conn-dot" aria-hidden="true"></span>${MODE_TEXT[mode]}</span>
@@ -238,7 +244,21 @@ export function clusterLabel(key: string): string {
   return key === COMBINED ? COMBINED_LABEL : key;
 }
 
-export function ClusterSelect({ store, value, onChange, id = 'cluster', label = 'Cluster', extra }: { store: ClusterStore; value: string; onChange: (v: string) => void; id?: string; label?: string; extra?: Array<{ value: string; label: string }> }) {
+export function ClusterSelect({
+  store,
+  value,
+  onChange,
+  id = 'cluster',
+  label = 'Cluster',
+  extra,
+}: {
+  store: ClusterStore;
+  value: string;
+  onChange: (v: string) => void;
+  id?: string;
+  label?: string;
+  extra?: Array<{ value: string; label: string }>;
+}) {
   void store.version.value;
   const keys = store.viewKeys();
   const options = [...(extra ?? []), ...keys.map((k) => ({ value: k, label: clusterLabel(k) }))];

@@ -43,7 +43,13 @@ export function JobRecordDetail({ job, onClose }: { job: JobRecordJson; onClose(
     ['Job ID', html`<span class="mono">${job.job_id}</span>`, 'job-id'],
     ['Status', html`<${StatusTag} status=${job.status} />`, 'status'],
     ['Cluster', job.cluster, 'cluster'],
-    ['Node', job.node ? html`<a href=${`node.html?host=${encodeURIComponent(job.node)}`}>${job.node}</a>${job.node_name && job.node_name !== job.node ? ` (${job.node_name})` : ''}` : 'none (it never ran)', 'node'],
+    [
+      'Node',
+      job.node
+        ? html`<a href=${`node.html?host=${encodeURIComponent(job.node)}`}>${job.node}</a>${job.node_name && job.node_name !== job.node ? ` (${job.node_name})` : ''}`
+        : 'none (it never ran)',
+      'node',
+    ],
     ['Arguments', job.args || '—', 'args'],
     ['Submitted', formatDateTime(job.submit_time_ms), 'submitted'],
     ['Started', job.start_time_ms ? formatDateTime(job.start_time_ms) : '—', 'started'],

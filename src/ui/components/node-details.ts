@@ -58,7 +58,17 @@ export function historyData(s: NodeSeries | undefined, rec: NodeRec, now: number
   return [t, busy, cpu.map((v) => (Number.isFinite(v) ? v : null)) as number[]];
 }
 
-export function NodeCharts({ rec, series, version, since }: { rec: NodeRec; series: NodeSeries | undefined; version: number; since: number }) {
+export function NodeCharts({
+  rec,
+  series,
+  version,
+  since,
+}: {
+  rec: NodeRec;
+  series: NodeSeries | undefined;
+  version: number;
+  since: number;
+}) {
   const data = useMemo(() => historyData(series, rec, Date.now(), since), [series, rec, version, since]);
   const cpuNow = rec.avail ? formatPercent(rec.avail.cpu) : 'unknown';
   return html`<div class="charts">
@@ -70,7 +80,19 @@ export function NodeCharts({ rec, series, version, since }: { rec: NodeRec; seri
 }
 
 /** The Monitor's panel with one node's fields and charts (the narrow screen's "one tap away"). */
-export function NodePanel({ rec, series, version, since, onClose }: { rec: NodeRec; series: NodeSeries | undefined; version: number; since: number; onClose(): void }) {
+export function NodePanel({
+  rec,
+  series,
+  version,
+  since,
+  onClose,
+}: {
+  rec: NodeRec;
+  series: NodeSeries | undefined;
+  version: number;
+  since: number;
+  onClose(): void;
+}) {
   const panel = useRef<HTMLElement>(null);
   const closeBtn = useRef<HTMLButtonElement>(null);
   useEffect(() => {

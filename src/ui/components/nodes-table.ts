@@ -44,8 +44,24 @@ export const COLUMNS: Column[] = [
   { key: 'rx', cls: 'c-rx', label: 'Data Received', short: 'Recvd', num: true, cell: (r) => formatBytes(r.rx) },
   { key: 'jobsDone', cls: 'c-done', label: 'Jobs Done', short: 'Done', num: true, cell: (r) => formatInt(r.jobsDone) },
   { key: 'secPerJob', cls: 'c-spj', label: 'Seconds per Job', short: 'Sec/Job', num: true, cell: (r) => formatFixed(secPerJob(r)) },
-  { key: 'jobTime', cls: 'c-jt', label: 'Job Time Seconds', short: 'Job Time s', num: true, title: "Sum of the jobs' run times (dispy's CPU Time)", cell: (r) => formatFixed(r.jobTime) },
-  { key: 'cpuUsed', cls: 'c-cu', label: 'CPU Used Seconds', short: 'CPU Used s', num: true, title: 'Real user + system CPU seconds of the jobs', cell: (r) => formatFixed(r.cpuUsed) },
+  {
+    key: 'jobTime',
+    cls: 'c-jt',
+    label: 'Job Time Seconds',
+    short: 'Job Time s',
+    num: true,
+    title: "Sum of the jobs' run times (dispy's CPU Time)",
+    cell: (r) => formatFixed(r.jobTime),
+  },
+  {
+    key: 'cpuUsed',
+    cls: 'c-cu',
+    label: 'CPU Used Seconds',
+    short: 'CPU Used s',
+    num: true,
+    title: 'Real user + system CPU seconds of the jobs',
+    cell: (r) => formatFixed(r.cpuUsed),
+  },
   { key: 'updateTime', cls: 'c-last', label: 'Last Update', num: true, cell: (r) => formatTime(r.updateTime) },
 ];
 
@@ -91,7 +107,18 @@ export interface NodesTableProps {
   selectable?: boolean;
 }
 
-export function NodesTable({ view, version, sort, onSort, selected, onToggle, onToggleAll, onOpen, emptyText, selectable = true }: NodesTableProps) {
+export function NodesTable({
+  view,
+  version,
+  sort,
+  onSort,
+  selected,
+  onToggle,
+  onToggleAll,
+  onOpen,
+  emptyText,
+  selectable = true,
+}: NodesTableProps) {
   const rows = useMemo(() => sortNodes(view.nodes.values(), sort), [view, version, sort.key, sort.dir]);
   const tot = useMemo(() => totals(view), [view, version]);
   const body = useRef<HTMLTableSectionElement>(null);
@@ -117,10 +144,16 @@ export function NodesTable({ view, version, sort, onSort, selected, onToggle, on
     <table class=${rows.length > 12 ? 'nodes long' : 'nodes'} aria-label="Nodes" aria-rowcount=${rows.length + 2} data-testid="nodes-table">
       <thead>
         <tr aria-rowindex="1">
-          <th scope="col" class="c-sel">${selectable
-            ? html`<label class="hit"><input ref=${all} type="checkbox" aria-label="Select all nodes" checked=${rows.length > 0 && nSel === rows.length} disabled=${rows.length === 0}
-            onChange=${(e: Event) => onToggleAll((e.target as HTMLInputElement).checked, rows.map((r) => r.ip))} /></label>`
-            : html`<span class="sr-only">No selection</span>`}</th>
+          <th scope="col" class="c-sel">${
+            selectable
+              ? html`<label class="hit"><input ref=${all} type="checkbox" aria-label="Select all nodes" checked=${rows.length > 0 && nSel === rows.length} disabled=${rows.length === 0}
+            onChange=${(e: Event) =>
+              onToggleAll(
+                (e.target as HTMLInputElement).checked,
+                rows.map((r) => r.ip),
+              )} /></label>`
+              : html`<span class="sr-only">No selection</span>`
+          }</th>
           ${COLUMNS.map(header)}
         </tr>
       </thead>

@@ -22,7 +22,13 @@ async function send<T>(path: string, init: RequestInit, timeoutMs: number): Prom
   try {
     // The server sends `Referrer-Policy: no-referrer`, under which a POST's Origin would be
     // `null`; 'same-origin' keeps our Origin on our own requests (the server checks it).
-    const res = await fetch(path, { ...init, signal: ctl.signal, credentials: 'same-origin', cache: 'no-store', referrerPolicy: 'same-origin' });
+    const res = await fetch(path, {
+      ...init,
+      signal: ctl.signal,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      referrerPolicy: 'same-origin',
+    });
     const text = await res.text();
     let body: T | null = null;
     if (text) {
@@ -42,7 +48,13 @@ async function send<T>(path: string, init: RequestInit, timeoutMs: number): Prom
       const b = body as { message?: unknown; error?: unknown } | null;
       const e = b?.error as { message?: unknown; code?: unknown } | string | undefined;
       reply.error =
-        typeof e === 'object' && e && typeof e.message === 'string' ? e.message : typeof e === 'string' ? e : typeof b?.message === 'string' ? b.message : `HTTP ${res.status}`;
+        typeof e === 'object' && e && typeof e.message === 'string'
+          ? e.message
+          : typeof e === 'string'
+            ? e
+            : typeof b?.message === 'string'
+              ? b.message
+              : `HTTP ${res.status}`;
       if (typeof e === 'object' && e && typeof e.code === 'string') reply.code = e.code;
     }
     return reply;

@@ -191,7 +191,10 @@ export class LiveFeed {
   }
 
   #openStream(sec: number, gen: number): void {
-    const q = new URLSearchParams({ interval: String(Math.min(MAX_STREAM_SEC, Math.max(MIN_STREAM_SEC, sec))), since: String(this.#cursor) });
+    const q = new URLSearchParams({
+      interval: String(Math.min(MAX_STREAM_SEC, Math.max(MIN_STREAM_SEC, sec))),
+      since: String(this.#cursor),
+    });
     if (this.#epoch) q.set('epoch', this.#epoch);
     if (this.#onLog) q.set('log', String(this.#logCursor));
     const es = new EventSource(`events?${q}`);
@@ -246,9 +249,12 @@ export class LiveFeed {
           return;
         }
         if (++this.#streamFailures >= STREAM_FAILURES_BEFORE_POLLING) this.polling.value = true;
-        this.#timer = setTimeout(() => {
-          if (gen === this.#gen) this.#schedule();
-        }, Math.min(2000, Math.max(250, sec * 1000)));
+        this.#timer = setTimeout(
+          () => {
+            if (gen === this.#gen) this.#schedule();
+          },
+          Math.min(2000, Math.max(250, sec * 1000)),
+        );
       });
     };
   }

@@ -162,7 +162,7 @@ export function combineNodes(recs: NodeRec[]): NodeRec {
   // Clusters of one process share a node's CPUs: together they never use more than it offers.
   if (availCpus > 0) cpus = Math.min(cpus, availCpus);
   const latest = recs.reduce((a, b) => (b.updateTime > a.updateTime ? b : a));
-  const status = open ? (recs.find((r) => r.state !== 'closed')!.status) : first.status;
+  const status = open ? recs.find((r) => r.state !== 'closed')!.status : first.status;
   return {
     ...first,
     availCpus,
@@ -224,7 +224,14 @@ export class ClusterStore {
       for (const c of u.clusters ?? []) {
         if (c.removed) continue;
         const prev = old.get(c.name);
-        const view: ClusterView = { key: c.name, label: c.name, jobs: toJobs(c.jobs), nodes: new Map(), closed: !!c.closed, shared: !!c.shared };
+        const view: ClusterView = {
+          key: c.name,
+          label: c.name,
+          jobs: toJobs(c.jobs),
+          nodes: new Map(),
+          closed: !!c.closed,
+          shared: !!c.shared,
+        };
         for (const n of c.nodes ?? []) {
           if (n.removed) continue;
           const rec = toNodeRec(n);
@@ -317,7 +324,8 @@ export class ClusterStore {
       shared ||= v.shared;
     }
     const rebuild = full || !this.combined;
-    const c: ClusterView = this.combined && !rebuild ? this.combined : { key: COMBINED, label: COMBINED_LABEL, jobs, nodes: new Map(), closed, shared };
+    const c: ClusterView =
+      this.combined && !rebuild ? this.combined : { key: COMBINED, label: COMBINED_LABEL, jobs, nodes: new Map(), closed, shared };
     c.jobs = jobs;
     c.closed = closed;
     c.shared = shared;
@@ -360,13 +368,23 @@ export class ClusterStore {
    * the page started): a snapshot of 1,000 nodes costs no sampling at all.
    */
   #sample(view: string, prev: NodeRec, rec: NodeRec, now: number): void {
-    if (!this.history.has(view, rec.ip)) this.history.push(view, rec.ip, Math.min(now, Math.max(this.since, prev.updateTime)), prev.busy, cpuOf(prev));
+    if (!this.history.has(view, rec.ip))
+      this.history.push(view, rec.ip, Math.min(now, Math.max(this.since, prev.updateTime)), prev.busy, cpuOf(prev));
     this.history.push(view, rec.ip, now, rec.busy, cpuOf(rec));
   }
 }
 
 /** Totals of a view's nodes (the table's totals row). */
-export function totals(v: ClusterView): { nodes: number; cpus: number; busy: number; jobsDone: number; jobTime: number; cpuUsed: number; tx: number; rx: number } {
+export function totals(v: ClusterView): {
+  nodes: number;
+  cpus: number;
+  busy: number;
+  jobsDone: number;
+  jobTime: number;
+  cpuUsed: number;
+  tx: number;
+  rx: number;
+} {
   const t = { nodes: 0, cpus: 0, busy: 0, jobsDone: 0, jobTime: 0, cpuUsed: 0, tx: 0, rx: 0 };
   for (const r of v.nodes.values()) {
     t.nodes++;

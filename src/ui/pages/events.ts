@@ -23,7 +23,9 @@ const loaded = signal(false);
 const loadError = signal('');
 
 function take(b: EventLogJson): void {
-  const list = b.resync ? b.entries : [...entries.value, ...b.entries.filter((e) => e.seq > (entries.value[entries.value.length - 1]?.seq ?? 0))];
+  const list = b.resync
+    ? b.entries
+    : [...entries.value, ...b.entries.filter((e) => e.seq > (entries.value[entries.value.length - 1]?.seq ?? 0))];
   entries.value = list.length > MAX_SHOWN ? list.slice(-MAX_SHOWN) : list;
 }
 

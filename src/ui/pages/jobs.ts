@@ -82,7 +82,8 @@ function useHistory(filters: Filters) {
     else if (r.ok && r.body && Array.isArray(r.body.jobs)) {
       setData(r.body);
       setError('');
-    } else setError(r.networkError ? 'The server did not answer; the page keeps retrying.' : `Loading the history failed: ${replyError(r)}`);
+    } else
+      setError(r.networkError ? 'The server did not answer; the page keeps retrying.' : `Loading the history failed: ${replyError(r)}`);
     if (s.again) {
       s.again = false;
       void load();
@@ -208,9 +209,11 @@ function JobsApp() {
               </tr>
             </thead>
             <tbody>
-              ${jobs.length === 0
-                ? html`<tr><td colspan="7" class="muted" data-testid="history-empty">${data ? (filters.status || filters.node || filters.cluster ? 'No finished job matches these filters.' : 'No job has finished yet.') : 'Loading…'}</td></tr>`
-                : null}
+              ${
+                jobs.length === 0
+                  ? html`<tr><td colspan="7" class="muted" data-testid="history-empty">${data ? (filters.status || filters.node || filters.cluster ? 'No finished job matches these filters.' : 'No job has finished yet.') : 'Loading…'}</td></tr>`
+                  : null
+              }
               ${jobs.map((j) => {
                 const run = runSeconds(j);
                 return html`<tr key=${j.hid} data-hid=${j.hid} data-status=${j.status}>

@@ -12,7 +12,21 @@ import { html } from '../lib/html.js';
 import { LiveFeed } from '../lib/live.js';
 import { loadPref, savePref } from '../lib/prefs.js';
 import { ClusterStore, COMBINED, type ClusterView, type NodeRec } from '../lib/store.js';
-import { clusterField, clusterLabel, ClusterSelect, initialInterval, IntervalControl, Messages, noteLog, OfflineBanner, pickView, say, StateBadge, TopBar, ViewerNote } from '../components/common.js';
+import {
+  clusterField,
+  clusterLabel,
+  ClusterSelect,
+  initialInterval,
+  IntervalControl,
+  Messages,
+  noteLog,
+  OfflineBanner,
+  pickView,
+  say,
+  StateBadge,
+  TopBar,
+  ViewerNote,
+} from '../components/common.js';
 import { canAct } from '../lib/session.js';
 import { useRowWindow } from '../components/windowing.js';
 
@@ -48,7 +62,14 @@ interface CpuRowProps {
 class CpuRow extends Component<CpuRowProps> {
   override shouldComponentUpdate(n: CpuRowProps): boolean {
     const p = this.props;
-    return n.rec !== p.rec || n.index !== p.index || n.edit !== p.edit || n.result !== p.result || n.disabled !== p.disabled || n.editable !== p.editable;
+    return (
+      n.rec !== p.rec ||
+      n.index !== p.index ||
+      n.edit !== p.edit ||
+      n.result !== p.result ||
+      n.disabled !== p.disabled ||
+      n.editable !== p.editable
+    );
   }
 
   override render({ rec: r, index, edit, result, disabled, editable, onEdit }: CpuRowProps) {
@@ -62,13 +83,15 @@ class CpuRow extends Component<CpuRowProps> {
       <td class="c-state"><${StateBadge} state=${r.state} /></td>
       <td class="num">${r.availCpus}</td>
       <td class="num cpus-cell">
-        ${editable
-          ? html`<label class="sr-only" for=${id}>CPUs of ${r.ip}</label>
+        ${
+          editable
+            ? html`<label class="sr-only" for=${id}>CPUs of ${r.ip}</label>
         <input id=${id} type="number" step="1" min=${-r.availCpus} max=${r.availCpus} value=${value} disabled=${disabled}
           class=${edit !== undefined && edit !== String(r.cpus) ? 'dirty' : ''} aria-invalid=${err ? 'true' : undefined}
           aria-describedby=${`${id}-msg`} data-testid="cpus-input"
           onInput=${(e: Event) => onEdit(r.ip, (e.target as HTMLInputElement).value)} />`
-          : html`<span data-testid="cpus-text">${r.cpus}</span>`}
+            : html`<span data-testid="cpus-text">${r.cpus}</span>`
+        }
       </td>
       <td id=${`${id}-msg`} class=${`outcome wrap ${err ? 'outcome-err' : result ? `outcome-${result.kind}` : ''}`} data-testid="cpus-result">${err || result?.text || ''}</td>
     </tr>`;
@@ -109,7 +132,10 @@ function NodesCpus({ view, viewKey, version }: { view: ClusterView; viewKey: str
     const pending = new Map(results);
     for (const r of changed) pending.set(r.ip, { kind: 'pending', text: 'Setting…' });
     setResults(pending);
-    const reply = await postForm<Record<string, number>>('set_cpus', changed.map((r) => [r.ip, edits.get(r.ip)!.trim()] as [string, string]));
+    const reply = await postForm<Record<string, number>>(
+      'set_cpus',
+      changed.map((r) => [r.ip, edits.get(r.ip)!.trim()] as [string, string]),
+    );
     setBusy(false);
     const next = new Map(pending);
     const nextEdits = new Map(edits);
@@ -132,9 +158,11 @@ function NodesCpus({ view, viewKey, version }: { view: ClusterView; viewKey: str
     <div class="card-head">
       <h2 id="nodes-h" class="card-title">Nodes in Cluster <span class="muted">(${rows.length})</span></h2>
     </div>
-    ${shared
-      ? html`<p class="help" role="note" data-testid="cpus-disabled">CPUs cannot be changed here: ${viewKey === COMBINED ? 'a SharedJobCluster is among the clusters' : 'this is a SharedJobCluster'}, whose nodes' CPUs the scheduler manages.</p>`
-      : html`<p class="help">CPUs the cluster may use on each node: 0 to what the node offers, or a negative number for all but that many. Lowering them stops new jobs beyond the limit; running jobs finish.${viewKey === COMBINED || store.clusters.size > 1 ? ' A change applies to every cluster that uses the node.' : ''}</p>`}
+    ${
+      shared
+        ? html`<p class="help" role="note" data-testid="cpus-disabled">CPUs cannot be changed here: ${viewKey === COMBINED ? 'a SharedJobCluster is among the clusters' : 'this is a SharedJobCluster'}, whose nodes' CPUs the scheduler manages.</p>`
+        : html`<p class="help">CPUs the cluster may use on each node: 0 to what the node offers, or a negative number for all but that many. Lowering them stops new jobs beyond the limit; running jobs finish.${viewKey === COMBINED || store.clusters.size > 1 ? ' A change applies to every cluster that uses the node.' : ''}</p>`
+    }
     <form onSubmit=${submit}>
       <div class="table-wrap">
         <table class="data manage" data-testid="manage-table" aria-labelledby="nodes-h">
@@ -151,20 +179,25 @@ function NodesCpus({ view, viewKey, version }: { view: ClusterView; viewKey: str
           </thead>
           <tbody ref=${body}>
             ${win.start > 0 ? html`<tr class="spacer" aria-hidden="true" style=${{ height: `${win.start * ROW_H}px` }}><td colspan="7"></td></tr>` : null}
-            ${rows.slice(win.start, win.end).map(
-              (r, i) => html`<${CpuRow} key=${r.ip} rec=${r} index=${win.start + i} edit=${edits.get(r.ip)} result=${results.get(r.ip)} disabled=${shared || busy} editable=${admin} onEdit=${onEdit} />`,
-            )}
+            ${rows
+              .slice(win.start, win.end)
+              .map(
+                (r, i) =>
+                  html`<${CpuRow} key=${r.ip} rec=${r} index=${win.start + i} edit=${edits.get(r.ip)} result=${results.get(r.ip)} disabled=${shared || busy} editable=${admin} onEdit=${onEdit} />`,
+              )}
             ${win.end < rows.length ? html`<tr class="spacer" aria-hidden="true" style=${{ height: `${(rows.length - win.end) * ROW_H}px` }}><td colspan="7"></td></tr>` : null}
             ${rows.length === 0 ? html`<tr class="empty"><td colspan="7">No nodes in this cluster yet.</td></tr>` : null}
           </tbody>
         </table>
       </div>
-      ${admin
-        ? html`<div class="actions form-foot">
+      ${
+        admin
+          ? html`<div class="actions form-foot">
             <button type="submit" class="btn btn-primary" disabled=${shared || busy || changed.length === 0} data-testid="update-cpus">Update CPUs${changed.length ? ` (${changed.length})` : ''}</button>
             ${changed.length ? html`<button type="button" class="btn" onClick=${() => setEdits(new Map())}>Undo changes</button>` : null}
           </div>`
-        : html`<${ViewerNote} what="changing CPUs and adding nodes" />`}
+          : html`<${ViewerNote} what="changing CPUs and adding nodes" />`
+      }
     </form>
   </section>`;
 }
@@ -216,11 +249,19 @@ function AddNodes({ viewKey, view, version }: { viewKey: string; view: ClusterVi
         const joined = v ? [...v.nodes.values()].find((n) => (n.ip === h || n.name === h) && n.state !== 'closed') : undefined;
         if (joined) {
           changed = true;
-          return { ...r, watch: undefined, result: { kind: 'ok' as const, text: `Joined: ${joined.ip}, ${joined.cpus} CPU${joined.cpus === 1 ? '' : 's'}` } };
+          return {
+            ...r,
+            watch: undefined,
+            result: { kind: 'ok' as const, text: `Joined: ${joined.ip}, ${joined.cpus} CPU${joined.cpus === 1 ? '' : 's'}` },
+          };
         }
         if (now > r.watch.until) {
           changed = true;
-          return { ...r, watch: undefined, result: { kind: 'err' as const, text: 'Not joined yet: is a node running there with this secret?' } };
+          return {
+            ...r,
+            watch: undefined,
+            result: { kind: 'err' as const, text: 'Not joined yet: is a node running there with this secret?' },
+          };
         }
         return r;
       });
@@ -256,7 +297,10 @@ function AddNodes({ viewKey, view, version }: { viewKey: string; view: ClusterVi
         ];
         if (r.port.trim()) fields.push(['port', r.port.trim()]);
         if (r.cpus.trim() && !wildcard && !shared) fields.push(['cpus', r.cpus.trim()]);
-        const reply = await postForm<{ host: string; port: number; cpus: number; message?: string; cpus_ignored?: boolean }>('add_node', fields);
+        const reply = await postForm<{ host: string; port: number; cpus: number; message?: string; cpus_ignored?: boolean }>(
+          'add_node',
+          fields,
+        );
         if (!reply.ok || !reply.body) {
           set(r.id, { result: { kind: 'err', text: `Failed: ${replyError(reply)}` } });
           say(`Adding ${host} failed: ${replyError(reply)}`, 'error');
@@ -267,7 +311,10 @@ function AddNodes({ viewKey, view, version }: { viewKey: string; view: ClusterVi
         if (wildcard) {
           set(r.id, { result: { kind: 'ok', text: `Requested nodes matching ${host}${note}` } });
         } else {
-          set(r.id, { result: { kind: 'pending', text: `Requested ${b.host}:${b.port}; waiting for it to join…${note}` }, watch: { host, until: Date.now() + JOIN_WAIT_MS } });
+          set(r.id, {
+            result: { kind: 'pending', text: `Requested ${b.host}:${b.port}; waiting for it to join…${note}` },
+            watch: { host, until: Date.now() + JOIN_WAIT_MS },
+          });
         }
         say(`Asked ${clusterLabel(viewKey)} to add ${host}${b.port ? ` (port ${b.port})` : ''}${note}.`, 'ok');
       }),
@@ -279,9 +326,11 @@ function AddNodes({ viewKey, view, version }: { viewKey: string; view: ClusterVi
   return html`<section class="card" aria-labelledby="add-h">
     <h2 id="add-h" class="card-title">Add Nodes</h2>
     <p class="help">A host name, an IP address, or a wildcard such as <span class="mono">192.168.1.*</span> (nodes the cluster can discover). CPUs and port are optional${viewKey === COMBINED ? '; nodes are added to every cluster' : ''}.</p>
-    ${shared
-      ? html`<p class="help" role="note" data-testid="add-cpus-ignored">CPUs are ignored when adding a node to ${viewKey === COMBINED ? 'a SharedJobCluster (one is among the clusters)' : 'this SharedJobCluster'}: its nodes belong to a <span class="mono">dispyts scheduler</span>, which decides how many of their CPUs each cluster uses.</p>`
-      : null}
+    ${
+      shared
+        ? html`<p class="help" role="note" data-testid="add-cpus-ignored">CPUs are ignored when adding a node to ${viewKey === COMBINED ? 'a SharedJobCluster (one is among the clusters)' : 'this SharedJobCluster'}: its nodes belong to a <span class="mono">dispyts scheduler</span>, which decides how many of their CPUs each cluster uses.</p>`
+        : null
+    }
     <form onSubmit=${submit}>
       <div class="scroll-x">
         <table class="data add" data-testid="add-table">

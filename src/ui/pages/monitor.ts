@@ -13,14 +13,34 @@ import { LiveFeed } from '../lib/live.js';
 import { DEFAULT_SORT, type SortSpec } from '../lib/sort.js';
 import { ClusterStore, totals, type ClusterView } from '../lib/store.js';
 import { TimeChart } from '../components/chart.js';
-import { clusterField, clusterLabel, ClusterSelect, initialInterval, IntervalControl, Messages, noteLog, OfflineBanner, pickView, say, TopBar, ViewerNote } from '../components/common.js';
+import {
+  clusterField,
+  clusterLabel,
+  ClusterSelect,
+  initialInterval,
+  IntervalControl,
+  Messages,
+  noteLog,
+  OfflineBanner,
+  pickView,
+  say,
+  TopBar,
+  ViewerNote,
+} from '../components/common.js';
 import { canAct } from '../lib/session.js';
 import { NodePanel } from '../components/node-details.js';
 import { NodesTable } from '../components/nodes-table.js';
 import { loadPref, savePref } from '../lib/prefs.js';
 
 const store = new ClusterStore();
-const EMPTY_VIEW: ClusterView = { key: '', label: '', jobs: { submitted: 0, done: 0, queued: 0, running: 0, failed: 0 }, nodes: new Map(), closed: false, shared: false };
+const EMPTY_VIEW: ClusterView = {
+  key: '',
+  label: '',
+  jobs: { submitted: 0, done: 0, queued: 0, running: 0, failed: 0 },
+  nodes: new Map(),
+  closed: false,
+  shared: false,
+};
 const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onLog: noteLog });
 
 const ACTIONS = [
@@ -30,7 +50,17 @@ const ACTIONS = [
 ] as const;
 type Action = (typeof ACTIONS)[number]['value'];
 
-function JobsSummary({ jobs, nodes, cpus, busy }: { jobs: { submitted: number; done: number; queued: number; running: number; failed: number }; nodes: number; cpus: number; busy: number }) {
+function JobsSummary({
+  jobs,
+  nodes,
+  cpus,
+  busy,
+}: {
+  jobs: { submitted: number; done: number; queued: number; running: number; failed: number };
+  nodes: number;
+  cpus: number;
+  busy: number;
+}) {
   const items: Array<[string, number, string, string?]> = [
     ['Queued', jobs.queued, 'queued', 'Waiting for a CPU'],
     ['Running', jobs.running, 'running', "Started and not done (dispy's Jobs Pending)"],
@@ -39,8 +69,10 @@ function JobsSummary({ jobs, nodes, cpus, busy }: { jobs: { submitted: number; d
     ['Submitted', jobs.submitted, 'submitted', 'Jobs that started running'],
   ];
   return html`<section class="summary" aria-label="Jobs and nodes summary" data-testid="jobs-summary">
-    ${items.map(([label, n, id, title]) => html`<div class=${`stat stat-${id}`} key=${id} title=${title}>
-      <span class="stat-label">Jobs ${label}</span><span class="stat-value" data-testid=${`jobs-${id}`}>${formatInt(n)}</span></div>`)}
+    ${items.map(
+      ([label, n, id, title]) => html`<div class=${`stat stat-${id}`} key=${id} title=${title}>
+      <span class="stat-label">Jobs ${label}</span><span class="stat-value" data-testid=${`jobs-${id}`}>${formatInt(n)}</span></div>`,
+    )}
     <div class="stat stat-nodes"><span class="stat-label">Nodes</span><span class="stat-value" data-testid="nodes-count">${formatInt(nodes)}</span></div>
     <div class="stat stat-busy" title="Busy CPUs of the CPUs the cluster uses">
       <span class="stat-label">Busy CPUs</span><span class="stat-value"><span data-testid="busy-cpus">${formatInt(busy)}</span><span class="stat-of"> / ${formatInt(cpus)}</span></span>
@@ -146,12 +178,14 @@ function MonitorApp() {
         <div class="controls-row">
           <${ClusterSelect} store=${store} value=${key} onChange=${chooseView} />
           <${IntervalControl} feed=${feed}>
-            ${admin
-              ? html`<div class="field field-check">
+            ${
+              admin
+                ? html`<div class="field field-check">
                   <label class="check hit"><input type="checkbox" checked=${showArgs} onChange=${(e: Event) => void changeShowArgs((e.target as HTMLInputElement).checked)} data-testid="show-args" /> Show Job Arguments</label>
                   <small class="help">Server-wide, on the Node page</small>
                 </div>`
-              : null}
+                : null
+            }
           </${IntervalControl}>
         </div>
       </section>
@@ -159,7 +193,9 @@ function MonitorApp() {
       ${html`<section class="card" aria-labelledby="nodes-h">
             <div class="card-head">
               <h2 id="nodes-h" class="card-title">Nodes</h2>
-              ${admin ? html`<form class="actions" onSubmit=${execute} aria-label="Action on the selected nodes" data-testid="node-actions">
+              ${
+                admin
+                  ? html`<form class="actions" onSubmit=${execute} aria-label="Action on the selected nodes" data-testid="node-actions">
                 <span class="muted" data-testid="selected-count">${targets.length} selected</span>
                 <label class="sr-only" for="action">Action on selected nodes</label>
                 <select id="action" value=${action} onChange=${(e: Event) => setAction((e.target as HTMLSelectElement).value as Action)}>
@@ -167,7 +203,9 @@ function MonitorApp() {
                 </select>
                 ${action === 'close_node' ? html`<label class="check hit"><input type="checkbox" checked=${terminate} onChange=${(e: Event) => setTerminate((e.target as HTMLInputElement).checked)} /> terminate running jobs</label>` : null}
                 <button type="submit" class="btn btn-primary" disabled=${targets.length === 0 || running} data-testid="execute">Execute</button>
-              </form>` : null}
+              </form>`
+                  : null
+              }
             </div>
             <${ViewerNote} what="allocating, deallocating and closing nodes" />
             <${NodesTable} view=${shown} version=${version} sort=${sort} onSort=${chooseSort} selected=${selected} selectable=${admin}

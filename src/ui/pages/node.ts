@@ -19,7 +19,12 @@ import { NodeCharts, NodeFields } from '../components/node-details.js';
 const store = new ClusterStore();
 /** Set by the page: called after each update the feed applied. */
 let onFeed: ((changed: Set<string>, full: boolean) => void) | null = null;
-const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onApplied: (r) => onFeed?.(r.changed, r.full), onLog: noteLog });
+const feed = new LiveFeed({
+  store,
+  intervalSec: initialInterval(serverPollSec()),
+  onApplied: (r) => onFeed?.(r.changed, r.full),
+  onLog: noteLog,
+});
 
 const ALL = '*';
 
@@ -83,7 +88,19 @@ function useNodeInfo(host: string) {
   return { info, error, loading, load, setInfo };
 }
 
-function JobDetail({ job, outcome, node, onClose, onTerminate }: { job: JobJson; outcome: OutcomeEntry | undefined; node: NodeRec | null; onClose(): void; onTerminate(j: JobJson): void }) {
+function JobDetail({
+  job,
+  outcome,
+  node,
+  onClose,
+  onTerminate,
+}: {
+  job: JobJson;
+  outcome: OutcomeEntry | undefined;
+  node: NodeRec | null;
+  onClose(): void;
+  onTerminate(j: JobJson): void;
+}) {
   const ref = useRef<HTMLDialogElement>(null);
   const [confirming, setConfirming] = useState(false);
   useEffect(() => {
@@ -112,9 +129,10 @@ function JobDetail({ job, outcome, node, onClose, onTerminate }: { job: JobJson;
     <dl class="fields one-col">
       ${rows.map(([k, v]) => html`<div class="field-row" key=${k}><dt>${k}</dt><dd>${v}</dd></div>`)}
     </dl>
-    ${!outcome && canAct.value
-      ? confirming
-        ? html`<div class="confirm" role="group" aria-label="Confirm termination">
+    ${
+      !outcome && canAct.value
+        ? confirming
+          ? html`<div class="confirm" role="group" aria-label="Confirm termination">
             <span>Terminate job ${job.job_id}? Its process is killed.</span>
             <button type="button" class="btn btn-danger" onClick=${() => {
               onTerminate(job);
@@ -122,8 +140,9 @@ function JobDetail({ job, outcome, node, onClose, onTerminate }: { job: JobJson;
             }}>Terminate</button>
             <button type="button" class="btn" onClick=${() => setConfirming(false)}>Cancel</button>
           </div>`
-        : html`<p><button type="button" class="btn" onClick=${() => setConfirming(true)}>Terminate this job…</button></p>`
-      : null}
+          : html`<p><button type="button" class="btn" onClick=${() => setConfirming(true)}>Terminate this job…</button></p>`
+        : null
+    }
   </dialog>`;
 }
 
@@ -169,14 +188,17 @@ function NodeApp() {
 
   const jobs = useMemo(() => {
     const list: JobJson[] = [];
-    for (const [name, js] of Object.entries(info?.cluster_jobs ?? {})) if (filter === ALL || filter === name) for (const j of js) list.push({ ...j, cluster: j.cluster || name });
+    for (const [name, js] of Object.entries(info?.cluster_jobs ?? {}))
+      if (filter === ALL || filter === name) for (const j of js) list.push({ ...j, cluster: j.cluster || name });
     list.sort((a, b) => a.start_time_ms - b.start_time_ms || a.uid - b.uid);
     // Jobs terminated from this page stay listed with their outcome after they left the node.
     const present = new Set(list.map(jobKey));
     for (const [k, o] of outcomes) if (!present.has(k) && (filter === ALL || filter === o.job.cluster)) list.push(o.job);
     return list;
   }, [info, filter, outcomes]);
-  const liveKeys = new Set(Object.entries(info?.cluster_jobs ?? {}).flatMap(([name, js]) => js.map((j) => `${j.cluster || name}\u0000${j.uid}`)));
+  const liveKeys = new Set(
+    Object.entries(info?.cluster_jobs ?? {}).flatMap(([name, js]) => js.map((j) => `${j.cluster || name}\u0000${j.uid}`)),
+  );
   const selectable = jobs.filter((j) => liveKeys.has(jobKey(j)) && !outcomes.has(jobKey(j)));
   const chosen = selectable.filter((j) => selected.has(jobKey(j)));
 
@@ -201,7 +223,10 @@ function NodeApp() {
       for (const j of list) m.set(jobKey(j), { job: j, outcome: 'pending', at: now });
       return m;
     });
-    const r = await postForm<number[]>('cancel_jobs', list.map((j) => ['uid', String(j.uid)] as [string, string]));
+    const r = await postForm<number[]>(
+      'cancel_jobs',
+      list.map((j) => ['uid', String(j.uid)] as [string, string]),
+    );
     const done = new Set(r.ok && Array.isArray(r.body) ? r.body.map(Number) : []);
     setOutcomes((prev) => {
       const m = new Map(prev);
@@ -271,21 +296,26 @@ function NodeApp() {
           <${IntervalControl} feed=${feed} onUpdate=${() => void load()} />
         </div>
       </section>
-      ${!host
-        ? html`<section class="card empty-state"><p>Enter a node's name or IP address, or pick one on the <a href="monitor.html">Monitor</a>.</p></section>`
-        : error && !rec
-          ? html`<section class="card empty-state" role="alert" data-testid="node-error"><p>${error}</p></section>`
-          : null}
-      ${rec
-        ? html`<section class="card" aria-labelledby="details-h">
+      ${
+        !host
+          ? html`<section class="card empty-state"><p>Enter a node's name or IP address, or pick one on the <a href="monitor.html">Monitor</a>.</p></section>`
+          : error && !rec
+            ? html`<section class="card empty-state" role="alert" data-testid="node-error"><p>${error}</p></section>`
+            : null
+      }
+      ${
+        rec
+          ? html`<section class="card" aria-labelledby="details-h">
             <h2 id="details-h" class="card-title">Details${filter !== ALL ? html` <span class="muted">(cluster ${filter})</span>` : null}</h2>
             ${error ? html`<p class="help help-error" role="alert">${error}</p>` : null}
             <${NodeFields} rec=${rec} testid="node-fields" />
             <${NodeCharts} rec=${rec} series=${store.history.get(viewKey, rec.ip)} version=${version} since=${store.since} />
           </section>`
-        : null}
-      ${host
-        ? html`<section class="card" aria-labelledby="jobs-h">
+          : null
+      }
+      ${
+        host
+          ? html`<section class="card" aria-labelledby="jobs-h">
             <div class="card-head">
               <h2 id="jobs-h" class="card-title">Jobs Running <span class="muted" data-testid="jobs-count">(${jobs.length - [...outcomes.keys()].filter((k) => !liveKeys.has(k)).length})</span></h2>
               ${outcomes.size ? html`<button type="button" class="btn btn-small" onClick=${() => setOutcomes(new Map())}>Clear outcomes</button>` : null}
@@ -294,11 +324,13 @@ function NodeApp() {
               <table class="data jobs" data-testid="jobs-table" aria-describedby="jobs-h">
                 <thead>
                   <tr>
-                    <th scope="col" class="c-sel">${admin
-                      ? html`<label class="hit"><input type="checkbox" aria-label="Select all running jobs"
+                    <th scope="col" class="c-sel">${
+                      admin
+                        ? html`<label class="hit"><input type="checkbox" aria-label="Select all running jobs"
                       checked=${selectable.length > 0 && chosen.length === selectable.length} disabled=${selectable.length === 0}
                       onChange=${(e: Event) => setSelected((e.target as HTMLInputElement).checked ? new Set(selectable.map(jobKey)) : new Set())} /></label>`
-                      : html`<span class="sr-only">No selection</span>`}</th>
+                        : html`<span class="sr-only">No selection</span>`
+                    }</th>
                     <th scope="col" class="j-cluster">Cluster</th>
                     <th scope="col" class="j-id">Job ID</th>
                     <th scope="col">Arguments</th>
@@ -325,23 +357,28 @@ function NodeApp() {
                 </tbody>
               </table>
             </div>
-            ${admin
-              ? html`<div class="actions terminate-bar">
+            ${
+              admin
+                ? html`<div class="actions terminate-bar">
                   <button type="button" class="btn btn-danger" disabled=${chosen.length === 0 || confirming} onClick=${() => setConfirming(true)} data-testid="terminate">
                     Terminate Selected Jobs${chosen.length ? ` (${chosen.length})` : ''}
                   </button>
                 </div>`
-              : html`<${ViewerNote} what="terminating jobs and node actions" />`}
-            ${admin && confirming && chosen.length
-              ? html`<div class="confirm" role="alertdialog" aria-labelledby="confirm-text" data-testid="confirm">
+                : html`<${ViewerNote} what="terminating jobs and node actions" />`
+            }
+            ${
+              admin && confirming && chosen.length
+                ? html`<div class="confirm" role="alertdialog" aria-labelledby="confirm-text" data-testid="confirm">
                   <span id="confirm-text">Terminate ${chosen.length} job${chosen.length === 1 ? '' : 's'} on ${ip}? Their processes are killed; this cannot be undone.</span>
                   <button type="button" class="btn btn-danger" ref=${confirmBtn} onClick=${() => void terminate(chosen)} data-testid="confirm-terminate">Yes, terminate</button>
                   <button type="button" class="btn" onClick=${() => setConfirming(false)}>Cancel</button>
                 </div>`
-              : null}
+                : null
+            }
           </section>
-          ${admin
-            ? html`<section class="card" aria-labelledby="action-h" data-testid="node-action-card">
+          ${
+            admin
+              ? html`<section class="card" aria-labelledby="action-h" data-testid="node-action-card">
             <h2 id="action-h" class="card-title">Node Action</h2>
             <form class="actions" onSubmit=${runNodeAction}>
               <label class="sr-only" for="node-action">Node action</label>
@@ -353,8 +390,10 @@ function NodeApp() {
               <button type="submit" class="btn btn-primary" disabled=${!ip}>Execute</button>
             </form>
           </section>`
-            : null}`
-        : null}
+              : null
+          }`
+          : null
+      }
       <${Messages} />
     </main>
     ${detailJob ? html`<${JobDetail} key=${detail} job=${detailJob} outcome=${outcomes.get(detail!)} node=${rec} onClose=${() => setDetail(null)} onTerminate=${(j: JobJson) => void terminate([j])} />` : null}`;
