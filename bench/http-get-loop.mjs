@@ -29,4 +29,4 @@ for (let i = 0; i < count; i++) {
   samplesMs.push(performance.now() - s);
 }
 agent.destroy();
-process.stdout.write(JSON.stringify({ samplesMs, bytes }) + '\n');
+process.stdout.write(`${JSON.stringify({ samplesMs, bytes })}\n`);

@@ -34,7 +34,7 @@ interface Config {
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
-const out = (v: unknown): void => void process.stdout.write(JSON.stringify(v) + '\n');
+const out = (v: unknown): void => void process.stdout.write(`${JSON.stringify(v)}\n`);
 
 setTimeout(() => {
   out({ fatal: `client exceeded its time bound of ${cfg.maxSeconds} s` });

@@ -357,7 +357,7 @@ async function main(): Promise<number> {
   if (Object.keys(errors).length) out.errors = errors;
   machine.loadavgEnd = os.loadavg().map((v) => round(v, 2));
   machine.wallS = round((performance.now() - t0) / 1000, 1);
-  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   if (!soak) log('the million-job soak was skipped; run it with `npm run bench:soak` (BENCH_SOAK_JOBS=N to change the count)');
   return Object.keys(errors).length ? 1 : 0;
 }

@@ -350,7 +350,7 @@ export async function runUi(opts: UiBenchOptions = {}): Promise<UiBenchResult | 
 // `node --import tsx bench/ui.ts` runs this section alone.
 if (import.meta.url === `file://${process.argv[1]}`) {
   runUi().then(
-    (r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'),
+    (r) => process.stdout.write(`${JSON.stringify(r, null, 2)}\n`),
     (err: unknown) => {
       log(`ui bench failed: ${(err as Error).stack ?? String(err)}`);
       process.exitCode = 1;

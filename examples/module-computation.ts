@@ -9,7 +9,7 @@
  * Options: those of examples/local-nodes.ts (--hosts, --cpus, --nodes, --secret).
  */
 import { parseArgs } from 'node:util';
-import { DispyJobError, JobCluster } from '../src/index.js';
+import { type DispyJobError, JobCluster } from '../src/index.js';
 import { NODE_OPTIONS, exampleNodes } from './local-nodes.js';
 // A type-only import: the module itself runs on the nodes, never here.
 import type { OrderInput, priceOrder } from './module-work.js';

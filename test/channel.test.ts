@@ -5,7 +5,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { Channel, acceptChannel, connectChannel } from '../src/protocol/channel.js';
+import { type Channel, acceptChannel, connectChannel } from '../src/protocol/channel.js';
 import { FrameDecoder, encodeFrame } from '../src/protocol/frame.js';
 import { packMessage, unpackMessage } from '../src/protocol/wire-codec.js';
 import type { DispyError } from '../src/errors.js';

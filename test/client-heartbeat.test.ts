@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JobCluster, recoverJobs, DispyError } from '../src/index.js';
+import { JobCluster, recoverJobs, type DispyError } from '../src/index.js';
 import { ROOT, TEST_SECRET, startNode } from './helpers/daemon.js';
 import { liveClient } from './netns/harness.js';
 

@@ -148,7 +148,7 @@ describe('discovery datagrams', () => {
 
   test('malformed: junk, a short datagram, or an authentic body that is not a valid message', () => {
     const rx = new DiscoveryCodec(SECRET);
-    for (const junk of [Buffer.alloc(0), Buffer.from('PING:hello'), Buffer.alloc(36), Buffer.from('DTD\x02' + 'x'.repeat(60))]) {
+    for (const junk of [Buffer.alloc(0), Buffer.from('PING:hello'), Buffer.alloc(36), Buffer.from(`DTD\x02${'x'.repeat(60)}`)]) {
       assert.equal((rx.open(junk) as { reason: string }).reason, 'malformed', JSON.stringify(junk.toString()));
     }
     // Properly authenticated, but the schema refuses it (so it must come from a buggy sender

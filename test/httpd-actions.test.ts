@@ -51,7 +51,7 @@ function peaks(cluster: JobCluster) {
 }
 
 async function viewNode(base: string, cluster: string, ip: string): Promise<any> {
-  return (await request(base + '/cluster_status'))
+  return (await request(`${base}/cluster_status`))
     .json()
     .find((c: any) => c.name === cluster)
     ?.nodes.find((n: any) => n.ip_addr === ip);
@@ -66,7 +66,7 @@ test('/cancel_jobs kills the running jobs it names (repeated uid fields); they e
     await until(() => files.every((f) => existsSync(f) && readFileSync(f, 'utf8').includes(' ')), 10_000, 'both jobs running');
     const pids = files.flatMap((f) => readFileSync(f, 'utf8').split(' ').map(Number));
     assert.ok(pids.every(alive));
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.running === 2, 5_000, 'view: 2 running');
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.running === 2, 5_000, 'view: 2 running');
     const listed = (await post(base, '/node_info', { host: nodes[0]!.host })).json().cluster_jobs[cluster.name].map((j: any) => j.uid);
     assert.deepEqual([...listed].sort(), jobs.map((j) => j._uid).sort());
 
@@ -79,7 +79,7 @@ test('/cancel_jobs kills the running jobs it names (repeated uid fields); they e
       assert.equal(j.status, DispyJob.Terminated);
     }
     await until(() => pids.every((p) => !alive(p)), 5_000, 'job processes and children gone');
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.failed === 2, 5_000, 'view: 2 failed');
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.failed === 2, 5_000, 'view: 2 failed');
     // Again: nothing running any more.
     assert.deepEqual((await post(base, '/cancel_jobs', { uid: listed })).json(), []);
     const none = await post(base, '/cancel_jobs', {});

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster, DispyJob, DispyNode } from '../src/index.js';
-import { TEST_SECRET, startNode, startNodes, until, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
 import { post, request } from './helpers/http-client.js';
 import { C, assertNode, assertShape, compute, dispySample, startServer } from './helpers/httpd.js';
 
@@ -30,15 +30,15 @@ test("every endpoint answers in dispy's shapes with our fields; job args are toS
   const cluster = new JobCluster(compute, { depends: [C], nodes: nodes.map((n) => spec(n)), secret: TEST_SECRET });
   const { server, base } = await startServer(cluster);
   try {
-    await until(async () => (await request(base + '/cluster_status')).json()[0].nodes.length === 2, 10_000, 'two nodes shown');
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].nodes.length === 2, 10_000, 'two nodes shown');
     const jobs = Array.from({ length: 6 }, (_, i) => {
       const j = cluster.submit(new C(String(i), 1.5 + i), 1.2);
       j.id = i;
       return j;
     });
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.running === 4, 10_000, '4 running');
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.running === 4, 10_000, '4 running');
 
-    const status = await request(base + '/cluster_status');
+    const status = await request(`${base}/cluster_status`);
     assert.equal(status.status, 200);
     assert.equal(status.headers['content-type'], 'application/json; charset=utf-8');
     const st = status.json();
@@ -55,7 +55,7 @@ test("every endpoint answers in dispy's shapes with our fields; job args are toS
     assert.equal(byIp['127.0.0.90'].busy, 2);
     assert.equal(byIp['127.0.0.90'].status, DispyNode.Initialized);
 
-    const ns = await request(base + '/nodes');
+    const ns = await request(`${base}/nodes`);
     assert.equal(ns.headers['content-type'], 'application/json; charset=utf-8');
     assertShape(ns.json(), dispySample('nodes'));
     assert.deepEqual(Object.keys(ns.json()[0]).sort(), ['name', 'nodes']);
@@ -99,24 +99,24 @@ test("every endpoint answers in dispy's shapes with our fields; job args are toS
     // dispy's pages: the first /cluster_updates without a cookie gets everything, the next
     // (with the cookie it was given) nothing new: dispy's second capture.
     await new Promise((r) => setTimeout(r, 100));
-    const first = await request(base + '/cluster_updates');
+    const first = await request(`${base}/cluster_updates`);
     assertShape(first.json(), dispySample('cluster_updates'));
     assert.equal(first.json()[0].nodes.length, 2);
     const cookie = (first.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]).join('; ');
     assert.match(cookie, /^dispyts_cursor_\d+=/);
-    const second = await request(base + '/cluster_updates', { headers: { cookie } });
+    const second = await request(`${base}/cluster_updates`, { headers: { cookie } });
     assert.deepEqual(Object.keys(second.json()[0]).sort(), Object.keys(dispySample('cluster_updates_2nd')[0]).sort());
     assert.deepEqual(second.json()[0].nodes, []);
     assert.deepEqual(second.json()[0].jobs, { submitted: 6, done: 6, queued: 0, running: 0, failed: 0 });
 
-    const health = await request(base + '/healthz');
+    const health = await request(`${base}/healthz`);
     assert.equal(health.json().status, 'ok');
-    const nf = await request(base + '/no_such_thing');
+    const nf = await request(`${base}/no_such_thing`);
     assert.equal(nf.status, 404);
     assert.equal(nf.json().error.code, 'DISPY_ERR_NOT_FOUND');
     assert.equal((await post(base, '/no_such_action', { a: 1 })).status, 404);
-    assert.equal((await request(base + '/cluster_status', { method: 'DELETE' })).status, 404);
-    assert.equal((await request(base + '/cluster_status', { method: 'HEAD' })).status, 200);
+    assert.equal((await request(`${base}/cluster_status`, { method: 'DELETE' })).status, 404);
+    assert.equal((await request(`${base}/cluster_status`, { method: 'HEAD' })).status, 200);
   } finally {
     await server.shutdown({ wait: false });
     await cluster.close();
@@ -130,7 +130,7 @@ test('counters: a job cancelled while queued counts in none, a terminated one is
   let polling = true;
   const poller = (async () => {
     while (polling) {
-      const j = (await request(base + '/cluster_status')).json()[0].jobs;
+      const j = (await request(`${base}/cluster_status`)).json()[0].jobs;
       seen.push(j);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -141,13 +141,13 @@ test('counters: a job cancelled while queued counts in none, a terminated one is
     await until(() => j1!.status === DispyJob.Running, 10_000, 'j1 running');
     assert.equal(await cluster.cancel(j3!), 0);
     await assert.rejects(j3!.wait());
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.queued === 1, 5_000, 'queued 1');
-    assert.deepEqual((await request(base + '/cluster_status')).json()[0].jobs, { submitted: 1, done: 0, queued: 1, running: 1, failed: 0 });
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.queued === 1, 5_000, 'queued 1');
+    assert.deepEqual((await request(`${base}/cluster_status`)).json()[0].jobs, { submitted: 1, done: 0, queued: 1, running: 1, failed: 0 });
     assert.equal(await cluster.cancel(j1!), 0);
     await assert.rejects(j1!.wait());
     assert.equal(await j2!.wait(), 0.3);
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.done === 2, 5_000, 'done 2');
-    assert.deepEqual((await request(base + '/cluster_status')).json()[0].jobs, { submitted: 2, done: 2, queued: 0, running: 0, failed: 1 });
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.done === 2, 5_000, 'done 2');
+    assert.deepEqual((await request(`${base}/cluster_status`)).json()[0].jobs, { submitted: 2, done: 2, queued: 0, running: 0, failed: 1 });
   } finally {
     polling = false;
     await poller;
@@ -179,8 +179,8 @@ test('a reentrant job re-run after its node died is submitted once; the dead nod
     await victim.stop('SIGKILL');
     assert.equal(await onVictim.wait(), 3);
     await Promise.all(jobs.map((j) => j.wait()));
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.done === 2, 5_000, 'done 2');
-    const st = (await request(base + '/cluster_status')).json()[0];
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.done === 2, 5_000, 'done 2');
+    const st = (await request(`${base}/cluster_status`)).json()[0];
     assert.deepEqual(st.jobs, { submitted: 2, done: 2, queued: 0, running: 0, failed: 0 });
     const dead = st.nodes.find((n: any) => n.ip_addr === victim.host);
     assert.equal(dead.status, DispyNode.Closed);
@@ -199,17 +199,17 @@ test('a closed cluster stays visible until delCluster; an unknown delCluster is 
     await cluster.submit(new C('x', 1), 0.1).wait();
     await cluster.close();
     await until(
-      async () => (await request(base + '/cluster_status')).json()[0].nodes[0]?.status === DispyNode.Closed,
+      async () => (await request(`${base}/cluster_status`)).json()[0].nodes[0]?.status === DispyNode.Closed,
       5_000,
       'node closed',
     );
-    const st = (await request(base + '/cluster_status')).json();
+    const st = (await request(`${base}/cluster_status`)).json();
     assert.equal(st[0].name, 'short-lived');
     assert.deepEqual(st[0].jobs, { submitted: 1, done: 1, queued: 0, running: 0, failed: 0 });
     assert.equal((await post(base, '/node_info', { host: nodes[0]!.host })).status, 200);
     assert.equal(server.delCluster(cluster), true);
     assert.equal(server.delCluster(cluster), false);
-    assert.deepEqual((await request(base + '/cluster_status')).json(), []);
+    assert.deepEqual((await request(`${base}/cluster_status`)).json(), []);
     assert.equal((await post(base, '/node_info', { host: nodes[0]!.host })).status, 404);
   } finally {
     await server.shutdown({ wait: false });
@@ -242,12 +242,12 @@ test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the 
       assert.match(String(r.headers['content-security-policy']), /frame-ancestors 'none'/);
     }
     await post(base, '/update', { timeout: 4, show_job_args: 'true' });
-    assert.equal((await request(base + '/sub/node.html')).body, 'node 4');
-    assert.match((await request(base + '/')).body, /timeout = 4 \* 1000; var show = true;/);
-    const css = await request(base + '/dispy.css');
+    assert.equal((await request(`${base}/sub/node.html`)).body, 'node 4');
+    assert.match((await request(`${base}/`)).body, /timeout = 4 \* 1000; var show = true;/);
+    const css = await request(`${base}/dispy.css`);
     assert.equal(css.headers['content-type'], 'text/css; charset=utf-8');
     assert.equal(css.headers['cache-control'], 'private, max-age=86400');
-    assert.equal((await request(base + '/dispy.js')).headers['content-type'], 'text/javascript; charset=utf-8');
+    assert.equal((await request(`${base}/dispy.js`)).headers['content-type'], 'text/javascript; charset=utf-8');
     for (const p of [
       '/data.bin',
       '/.hidden.html',
@@ -266,7 +266,7 @@ test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the 
       assert.ok(!r.body.includes('SECRET'), p);
       assert.equal(r.json().error.code, r.status === 404 ? 'DISPY_ERR_NOT_FOUND' : 'DISPY_ERR_BAD_REQUEST');
     }
-    const badEnc = await request(base + '/%ff.html');
+    const badEnc = await request(`${base}/%ff.html`);
     assert.equal(badEnc.status, 400);
   } finally {
     await server.shutdown({ wait: false });
@@ -275,7 +275,7 @@ test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the 
   // Without a documentRoot: our UI (or, until it is built, a placeholder), strict CSP.
   const { server: s2, base: b2 } = await startServer(null);
   try {
-    const r = await request(b2 + '/');
+    const r = await request(`${b2}/`);
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-type'], 'text/html; charset=utf-8');
     const csp = String(r.headers['content-security-policy']);

@@ -23,7 +23,7 @@ after(async () => {
 const spec = (n: TestNode) => ({ host: n.host, port: n.port });
 
 async function jobsOf(base: string): Promise<Record<string, any>> {
-  return Object.fromEntries((await request(base + '/cluster_status')).json().map((c: any) => [c.name, c.jobs]));
+  return Object.fromEntries((await request(`${base}/cluster_status`)).json().map((c: any) => [c.name, c.jobs]));
 }
 
 async function runJobs(cluster: JobCluster, n: number): Promise<void> {
@@ -81,7 +81,7 @@ test('both chaining patterns of the seed, addCluster and delCluster: every job c
     assert.deepEqual(jobs['compute (2)'], { submitted: 3, done: 3, queued: 0, running: 0, failed: 0 });
     assert.deepEqual(jobs.third, { submitted: 2, done: 2, queued: 0, running: 0, failed: 0 });
     assert.ok(userSaw.length >= 5 * 3, 'the user callback still gets every event');
-    const names = (await request(base + '/nodes')).json().map((c: any) => c.name);
+    const names = (await request(`${base}/nodes`)).json().map((c: any) => c.name);
     assert.deepEqual(names, server.clusterNames);
 
     // delCluster: gone, and its chained callback does not bring it back.
@@ -97,7 +97,7 @@ test('both chaining patterns of the seed, addCluster and delCluster: every job c
     // A server made with null joins clusters through the callback too.
     const { server: empty, base: emptyBase } = await startServer(null);
     try {
-      assert.deepEqual((await request(emptyBase + '/cluster_status')).json(), []);
+      assert.deepEqual((await request(`${emptyBase}/cluster_status`)).json(), []);
       const fourth = new JobCluster(compute, {
         depends: [C],
         nodes: [spec(nodes[1]!)],
@@ -108,7 +108,7 @@ test('both chaining patterns of the seed, addCluster and delCluster: every job c
       await runJobs(fourth, 3);
       await until(async () => (await jobsOf(emptyBase)).fourth?.done === 3, 5_000, 'fourth shown');
       assert.deepEqual((await jobsOf(emptyBase)).fourth, { submitted: 3, done: 3, queued: 0, running: 0, failed: 0 });
-      assert.equal((await request(emptyBase + '/cluster_status')).json()[0].nodes.length, 1);
+      assert.equal((await request(`${emptyBase}/cluster_status`)).json()[0].nodes.length, 1);
       await fourth.close();
     } finally {
       await empty.shutdown({ wait: false });
@@ -128,8 +128,8 @@ test('two servers on two ports, each with its own cluster, side by side', async 
     assert.notEqual(one.server.address!.port, two.server.address!.port);
     await Promise.all([runJobs(x, 4), runJobs(y, 2)]);
     await until(async () => (await jobsOf(one.base)).x?.done === 4 && (await jobsOf(two.base)).y?.done === 2, 5_000, 'both views');
-    const s1 = (await request(one.base + '/cluster_status')).json();
-    const s2 = (await request(two.base + '/cluster_status')).json();
+    const s1 = (await request(`${one.base}/cluster_status`)).json();
+    const s2 = (await request(`${two.base}/cluster_status`)).json();
     assert.deepEqual(
       s1.map((c: any) => c.name),
       ['x'],
@@ -147,12 +147,12 @@ test('two servers on two ports, each with its own cluster, side by side', async 
       [nodes[1]!.host],
     );
     // Cookies are per host, not per port: each server names its cursor cookie after its port.
-    const c1 = String((await request(one.base + '/cluster_updates')).headers['set-cookie']);
-    const c2 = String((await request(two.base + '/cluster_updates')).headers['set-cookie']);
+    const c1 = String((await request(`${one.base}/cluster_updates`)).headers['set-cookie']);
+    const c2 = String((await request(`${two.base}/cluster_updates`)).headers['set-cookie']);
     assert.match(c1, new RegExp(`^dispyts_cursor_${one.server.address!.port}=`));
     assert.match(c2, new RegExp(`^dispyts_cursor_${two.server.address!.port}=`));
     await one.server.shutdown({ wait: false });
-    assert.equal((await request(two.base + '/healthz')).status, 200, 'the other server keeps serving');
+    assert.equal((await request(`${two.base}/healthz`)).status, 200, 'the other server keeps serving');
   } finally {
     await Promise.all([one.server.shutdown({ wait: false }), two.server.shutdown({ wait: false })]);
     await Promise.all([x.close(), y.close()]);
@@ -173,7 +173,7 @@ test('shutdown without waiting closes an open SSE stream at once', async () => {
       sse.events.some((e) => e.event === 'shutdown'),
       'a shutdown event before the end',
     );
-    await assert.rejects(request(base + '/healthz', { timeoutMs: 2_000 }));
+    await assert.rejects(request(`${base}/healthz`, { timeoutMs: 2_000 }));
     assert.throws(() => server.addCluster(cluster), { code: 'DISPY_ERR_CLUSTER_CLOSED' });
     await server.shutdown();
   } finally {
@@ -194,14 +194,14 @@ test('shutdown() waits pollSec, keeps serving and streaming meanwhile, then clos
     const done = server.shutdown();
     await job.wait();
     // Still answering during the wait, and the job's end reaches the stream.
-    assert.equal((await request(base + '/healthz')).status, 200);
+    assert.equal((await request(`${base}/healthz`)).status, 200);
     await sse.until(() => sse.state.get('compute')?.jobs.done === 1, 5_000, 'the last job over SSE');
     await done;
     const took = Date.now() - t0;
     assert.ok(took >= 950, `waited ${took} ms`);
     await sse.done;
     assert.equal(sse.events[sse.events.length - 1]!.event, 'shutdown');
-    await assert.rejects(request(base + '/healthz', { timeoutMs: 2_000 }));
+    await assert.rejects(request(`${base}/healthz`, { timeoutMs: 2_000 }));
   } finally {
     await server.shutdown({ wait: false });
     await cluster.close();

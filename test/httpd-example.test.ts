@@ -83,7 +83,7 @@ test('the ported example runs short and is watched and steered through every end
 
     // SSE: the first event is a snapshot.
     const ac = new AbortController();
-    const events = await fetch(base + '/events?interval=0.2', { signal: ac.signal });
+    const events = await fetch(`${base}/events?interval=0.2`, { signal: ac.signal });
     assert.match(events.headers.get('content-type') ?? '', /^text\/event-stream/);
     const reader = events.body!.getReader();
     let text = '';

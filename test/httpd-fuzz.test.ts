@@ -56,8 +56,8 @@ const TRAVERSALS = [
   '/cluster_status;x=1',
   '/.env',
   '/dist/../package.json',
-  '/x.html' + '/..'.repeat(50),
-  '/' + 'a'.repeat(5000) + '.html',
+  `/x.html${'/..'.repeat(50)}`,
+  `/${'a'.repeat(5000)}.html`,
 ];
 const FIELDS = [
   'host',
@@ -101,7 +101,7 @@ const hostile = fc.oneof(
     '[1,2]',
     '["127.0.0.250"]',
     '["*"]',
-    '[' + '"127.0.0.250",'.repeat(200) + '"x"]',
+    `[${'"127.0.0.250",'.repeat(200)}"x"]`,
     '{"__proto__":1}',
     '%',
     '%%',
@@ -138,11 +138,11 @@ const body = fc.oneof(
     .tuple(fc.constantFrom('uid', 'host', 'nodes', '127.0.0.250'), fc.integer({ min: 1000, max: 30_000 }))
     .map(([k, n]) => ({ type: 'application/x-www-form-urlencoded', data: Buffer.from(`${k}=1234567&`.repeat(n)) })),
   fc.array(field, { maxLength: 4 }).map((fs) => {
-    const b = 'xYz' + Math.random().toString(36).slice(2);
+    const b = `xYz${Math.random().toString(36).slice(2)}`;
     const parts = fs
       .map(([k, v]) => `--${b}\r\nContent-Disposition: form-data; name="${k.replace(/["\r\n]/g, '')}"\r\n\r\n${v}\r\n`)
       .join('');
-    return { type: `multipart/form-data; boundary=${b}`, data: Buffer.from(parts + `--${b}--\r\n`) };
+    return { type: `multipart/form-data; boundary=${b}`, data: Buffer.from(`${parts}--${b}--\r\n`) };
   }),
   fc.uint8Array({ maxLength: 500 }).map((b) => ({ type: 'multipart/form-data; boundary=zz', data: Buffer.from(b) })),
   fc.constantFrom(
@@ -157,8 +157,8 @@ const query = fc.oneof(
   fc.constant(''),
   fc
     .array(fc.tuple(fc.constantFrom('since', 'epoch', 'interval', 'token', 'x', 'since'), hostile), { maxLength: 4 })
-    .map((qs) => '?' + qs.map(([k, v]) => `${k}=${enc(v)}`).join('&')),
-  fc.constantFrom('?since=0', '?since=1', '?since=-1', '?since=' + '9'.repeat(40), '?interval=0.05', '?since=%zz', '?%', '?token=%00'),
+    .map((qs) => `?${qs.map(([k, v]) => `${k}=${enc(v)}`).join('&')}`),
+  fc.constantFrom('?since=0', '?since=1', '?since=-1', `?since=${'9'.repeat(40)}`, '?interval=0.05', '?since=%zz', '?%', '?token=%00'),
 );
 
 const requestArb = fc.record({
@@ -167,7 +167,7 @@ const requestArb = fc.record({
     fc.constantFrom(...ENDPOINTS),
     fc.constantFrom(...TRAVERSALS),
     fc.webPath(),
-    fc.string({ unit: 'binary', maxLength: 40 }).map((s) => '/' + enc(s)),
+    fc.string({ unit: 'binary', maxLength: 40 }).map((s) => `/${enc(s)}`),
   ),
   query,
   body,
@@ -260,7 +260,7 @@ test('malformed and hostile requests to every endpoint: no 5xx, no crash, every 
     );
     assert.ok(sent > 300, `${sent} requests answered`);
     // Still serving, and consistent.
-    assert.equal((await request(base + '/healthz')).json().status, 'ok');
+    assert.equal((await request(`${base}/healthz`)).json().status, 'ok');
   } finally {
     feeding = false;
     await feeder;
@@ -271,8 +271,8 @@ test('malformed and hostile requests to every endpoint: no 5xx, no crash, every 
       assert.ok(j.settled);
       assert.equal(await j.wait(), (j.args[1] as number) * (j.args[0] as C).i, `job ${String(j.id)}`);
     }
-    await until(async () => (await request(base + '/cluster_status')).json()[0].jobs.done === jobs.length, 5_000, 'view caught up');
-    const st = (await request(base + '/cluster_status')).json()[0];
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.done === jobs.length, 5_000, 'view caught up');
+    const st = (await request(`${base}/cluster_status`)).json()[0];
     assert.deepEqual(st.jobs, { submitted: jobs.length, done: jobs.length, queued: 0, running: 0, failed: 0 });
     assert.deepEqual(
       st.nodes.map((n: any) => n.cpus),

@@ -63,20 +63,20 @@ for (const variant of ['keyFile + certFile', 'one PEM as certFile'] as const) {
       assert.match(base, /^https:\/\/127\.0\.0\.1:\d+$/);
       const sse = new SseViewer(`${base}/events?interval=0.1`, { ca });
       await cluster.submit(new C('tls', 2), 0.1).wait();
-      const st = await request(base + '/cluster_status', { ca });
+      const st = await request(`${base}/cluster_status`, { ca });
       assert.equal(st.status, 200);
       assertNode(st.json()[0].nodes[0]);
       assert.match(String(st.headers['set-cookie']), /; Secure/);
       await sse.until(() => sse.state.get('compute')?.jobs.done === 1, 5_000, 'job over SSE');
       const origin = `https://127.0.0.1:${server.address!.port}`;
-      const upd = await request(base + '/update', {
+      const upd = await request(`${base}/update`, {
         ca,
         method: 'POST',
         body: form({ timeout: 2 }),
         headers: { 'content-type': 'application/x-www-form-urlencoded', origin, host: `127.0.0.1:${server.address!.port}` },
       });
       assert.equal(upd.status, 200);
-      const cross = await request(base + '/update', {
+      const cross = await request(`${base}/update`, {
         ca,
         method: 'POST',
         body: form({ timeout: 2 }),
@@ -84,7 +84,7 @@ for (const variant of ['keyFile + certFile', 'one PEM as certFile'] as const) {
       });
       assert.equal(cross.status, 403, 'http:// is another origin than https://');
       // Plain HTTP to the HTTPS port gets no answer of ours.
-      const plain = await request(base.replace('https:', 'http:') + '/cluster_status').catch(() => null);
+      const plain = await request(`${base.replace('https:', 'http:')}/cluster_status`).catch(() => null);
       assert.ok(plain === null || plain.status === 400);
       await until(() => sse.events.length > 0, 1_000);
       sse.close();

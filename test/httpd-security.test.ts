@@ -75,12 +75,12 @@ test('with a token: 401 without it; ?token= becomes a cookie (and leaves the URL
       'the login URL is logged',
     );
 
-    const none = await request(base + '/cluster_status');
+    const none = await request(`${base}/cluster_status`);
     assert.equal(none.status, 401);
     assert.equal(none.json().error.code, 'DISPY_ERR_UNAUTHORIZED');
-    assert.equal((await request(base + '/cluster_status?token=wrong')).status, 401);
-    assert.equal((await request(base + '/cluster_status', { headers: { authorization: 'Bearer nope' } })).status, 401);
-    assert.equal((await request(base + '/healthz')).status, 200);
+    assert.equal((await request(`${base}/cluster_status?token=wrong`)).status, 401);
+    assert.equal((await request(`${base}/cluster_status`, { headers: { authorization: 'Bearer nope' } })).status, 401);
+    assert.equal((await request(`${base}/healthz`)).status, 200);
 
     const login = await request(`${base}/?token=${token}`);
     assert.equal(login.status, 302);
@@ -90,8 +90,8 @@ test('with a token: 401 without it; ?token= becomes a cookie (and leaves the URL
     assert.match(set, /HttpOnly/);
     assert.match(set, /SameSite=Strict/);
     const cookie = set.split(';')[0]!;
-    assert.equal((await request(base + '/cluster_status', { headers: { cookie } })).status, 200);
-    assert.equal((await request(base + '/', { headers: { cookie } })).status, 200);
+    assert.equal((await request(`${base}/cluster_status`, { headers: { cookie } })).status, 200);
+    assert.equal((await request(`${base}/`, { headers: { cookie } })).status, 200);
     // No open redirect through the login URL.
     const sneaky = await request(`${base}//evil.example/x?token=${token}`);
     assert.ok(!String(sneaky.headers.location ?? '').startsWith('//'));
@@ -99,7 +99,7 @@ test('with a token: 401 without it; ?token= becomes a cookie (and leaves the URL
     const api = await request(`${base}/nodes?token=${token}`);
     assert.equal(api.status, 200);
     assert.match(String(api.headers['set-cookie']), /^dispyts_token_/);
-    assert.equal((await request(base + '/nodes', { headers: { authorization: `Bearer ${token}` } })).status, 200);
+    assert.equal((await request(`${base}/nodes`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
 
     // Mutations: no Origin needs the token (bearer or cookie); a foreign Origin is refused even with it.
     assert.equal((await post(base, '/update', { timeout: 3 })).status, 401);
@@ -142,7 +142,7 @@ test('mutations only from the same origin (Origin / Sec-Fetch-Site), or without 
       }
     }
     // Reads carry no CORS headers: other origins cannot read them.
-    const read = await request(base + '/cluster_status', { headers: { origin: 'http://evil.example' } });
+    const read = await request(`${base}/cluster_status`, { headers: { origin: 'http://evil.example' } });
     assert.equal(read.status, 200);
     assert.equal(read.headers['access-control-allow-origin'], undefined);
   } finally {
@@ -155,10 +155,10 @@ test('the Host header must name this server (DNS-rebinding guard); allowedHosts 
   try {
     const port = server.address!.port;
     for (const host of [`127.0.0.1:${port}`, '127.0.0.1', `localhost:${port}`, 'LOCALHOST', `dispy.example:${port}`]) {
-      assert.equal((await request(base + '/cluster_status', { headers: { host } })).status, 200, host);
+      assert.equal((await request(`${base}/cluster_status`, { headers: { host } })).status, 200, host);
     }
     for (const host of ['evil.example', `evil.example:${port}`, '127.0.0.2', '10.0.0.1', 'localhost.evil.example', `[::1]:${port}`]) {
-      const r = await request(base + '/cluster_status', { headers: { host } });
+      const r = await request(`${base}/cluster_status`, { headers: { host } });
       assert.equal(r.status, 403, host);
       assert.equal(r.json().error.code, 'DISPY_ERR_FORBIDDEN');
     }
@@ -177,7 +177,7 @@ test('the Host header must name this server (DNS-rebinding guard); allowedHosts 
   }
   const { server: any, base: anyBase } = await startServer(null, { allowedHosts: ['*'] });
   try {
-    assert.equal((await request(anyBase + '/healthz', { headers: { host: 'whatever.example' } })).status, 200);
+    assert.equal((await request(`${anyBase}/healthz`, { headers: { host: 'whatever.example' } })).status, 200);
   } finally {
     await any.shutdown({ wait: false });
   }
@@ -187,8 +187,8 @@ test('bounded bodies (413 JSON), security headers on every answer, errors withou
   const { server, base } = await startServer(null, { maxBodyBytes: 4096 });
   try {
     const port = server.address!.port;
-    const big = 'uid=' + '1'.repeat(5000);
-    const r = await request(base + '/cancel_jobs', {
+    const big = `uid=${'1'.repeat(5000)}`;
+    const r = await request(`${base}/cancel_jobs`, {
       method: 'POST',
       body: big,
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -209,8 +209,8 @@ test('bounded bodies (413 JSON), security headers on every answer, errors withou
       assert.ok(res.headers['content-security-policy'], path);
       assert.doesNotMatch(res.body, /\n\s+at /, 'no stack trace');
     }
-    assert.equal((await request(base + '/cluster_status')).headers['cache-control'], 'no-store');
-    const malformed = await request(base + '/update', {
+    assert.equal((await request(`${base}/cluster_status`)).headers['cache-control'], 'no-store');
+    const malformed = await request(`${base}/update`, {
       method: 'POST',
       body: '%zz=1',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },

@@ -7,7 +7,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DispyJob, DispyJobError, SharedJobCluster, type DispyError } from '../src/index.js';
+import { DispyJob, type DispyJobError, SharedJobCluster, type DispyError } from '../src/index.js';
 import { TEST_SECRET, startNode, until, within, type TestNode } from './helpers/daemon.js';
 import { request } from './helpers/http-client.js';
 import { startClient, startScheduler, type TestClient, type TestScheduler } from './helpers/scheduler-process.js';

@@ -47,13 +47,13 @@ function makeCa(name: string): void {
 function makeCert(name: string, ca: string, ext: string[]): void {
   writeFileSync(
     f(`${name}.ext`),
-    [
+    `${[
       'basicConstraints = CA:FALSE',
       'keyUsage = critical,digitalSignature',
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid',
       ...ext,
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
   openssl('req', '-config', 'openssl.cnf', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=dispyts test ${name}`);
   openssl(

@@ -1257,7 +1257,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   async deallocateNode(node: DispyNode | string): Promise<number> {
     const cn = this.#nodeOf(node);
-    if (!cn || !cn.ready) return -1;
+    if (!cn?.ready) return -1;
     cn.ready = false;
     cn.node.status = NodeStatus.Closed;
     cn.node.updateTime = Date.now();

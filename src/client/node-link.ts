@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DispyError, fromWire } from '../errors.js';
-import { Channel, connectChannel } from '../protocol/channel.js';
+import { type Channel, connectChannel } from '../protocol/channel.js';
 import {
   nodeMessageSchema,
   type ClientMessageInput as ClientMessage,

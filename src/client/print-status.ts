@@ -32,5 +32,5 @@ export function statusTable(rows: readonly DispyNode[], pending: number, wallTim
   out.push(`Jobs pending: ${pending}`);
   out.push(`Total job time: ${total.toFixed(3)} sec`);
   if (wallTime && wallTime > 0) out.push(`Total wall time: ${wallTime.toFixed(3)} sec, speedup: ${(total / wallTime).toFixed(3)}`);
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }

@@ -33,7 +33,7 @@ export type RecoverFileContent = z.infer<typeof recoverFileSchema>;
 export function writeRecoverFile(path: string, content: Omit<RecoverFileContent, 'format'>): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ format: FORMAT, ...content }, null, 1) + '\n', { mode: 0o600 });
+  writeFileSync(tmp, `${JSON.stringify({ format: FORMAT, ...content }, null, 1)}\n`, { mode: 0o600 });
   renameSync(tmp, path);
 }
 

@@ -67,7 +67,7 @@ class Writer {
   }
 
   toString(): string {
-    return this.#lines.join('\n') + '\n';
+    return `${this.#lines.join('\n')}\n`;
   }
 }
 

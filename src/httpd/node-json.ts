@@ -107,7 +107,7 @@ export function renderArgs(args: readonly unknown[] | null | undefined): string 
   let out = '';
   for (let i = 0; i < args.length; i++) {
     out += (i ? ', ' : '') + safeString(args[i]);
-    if (out.length > MAX_ARGS_CHARS) return out.slice(0, MAX_ARGS_CHARS - 1) + '…';
+    if (out.length > MAX_ARGS_CHARS) return `${out.slice(0, MAX_ARGS_CHARS - 1)}…`;
   }
   return out;
 }

@@ -167,7 +167,7 @@ export function createApp(ctx: RouteContext): Hono<Env> {
       if (method === 'GET' && !API_GET.has(path)) {
         url.searchParams.delete('token');
         // One leading slash: `//host/x` would send the browser elsewhere.
-        const location = '/' + path.replace(/^\/+/, '') + url.search;
+        const location = `/${path.replace(/^\/+/, '')}${url.search}`;
         return new Response(null, { status: 302, headers: { Location: location, 'Set-Cookie': cookieValue, 'Cache-Control': 'no-store' } });
       }
       await next();

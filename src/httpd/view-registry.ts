@@ -142,7 +142,7 @@ export class ViewRegistry {
       let out = '[';
       for (const v of this.#views.values())
         out += `${out.length > 1 ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}]}`;
-      return out + ']';
+      return `${out}]`;
     });
   }
 

@@ -251,7 +251,7 @@ export class FileStore {
       const mode = (msg.mode & 0o777) | 0o600;
       // An identical file (same size and mtime) is already there: nothing to send.
       const st = await fsp.lstat(target).catch(() => null);
-      if (st && st.isFile() && st.size === msg.size && Math.abs(st.mtimeMs - msg.mtime) < 1) {
+      if (st?.isFile() && st.size === msg.size && Math.abs(st.mtimeMs - msg.mtime) < 1) {
         area.transfers.delete(msg.name);
         if ((st.mode & 0o777) !== mode) await fsp.chmod(target, mode);
         record();
@@ -358,7 +358,7 @@ export class FileStore {
     if (!area) return;
     for (const name of names) {
       const h = area.holds.get(name);
-      if (!h || !h.delete(uid) || h.size > 0) continue;
+      if (!h?.delete(uid) || h.size > 0) continue;
       area.holds.delete(name);
       if (area.files.has(name) || area.transfers.has(name) || this.#usedElsewhere(area, name)) continue;
       let target: string;

@@ -10,7 +10,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
-import { Channel, acceptChannel, refuseConnection } from '../protocol/channel.js';
+import { type Channel, acceptChannel, refuseConnection } from '../protocol/channel.js';
 import { NODE_PORT } from '../protocol/constants.js';
 import { clientMessageSchema, type ClientMessage, type Computation, type NodeMessage } from '../protocol/messages.js';
 import { resolveSecret } from '../protocol/secret.js';

@@ -45,7 +45,7 @@ function cmdline(pid: number): string[] | null {
 /** True if `pid` is alive and is a dispyts daemon started with `command` (`node`, `scheduler`). */
 export function isDispytsDaemon(pid: number, command: 'node' | 'scheduler'): boolean {
   const args = cmdline(pid);
-  return args !== null && args.includes(command) && args.some((a) => /dispyts|main\.[jt]s$/.test(a));
+  return !!args?.includes(command) && args.some((a) => /dispyts|main\.[jt]s$/.test(a));
 }
 
 /** True if `pid` is alive and is one of a node's job runners. */

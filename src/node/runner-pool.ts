@@ -324,7 +324,7 @@ export class RunnerPool {
 
   #unloaded(runner: Runner, computeId: string): void {
     const u = this.#unloading.get(computeId);
-    if (!u || !u.pending.delete(runner) || u.pending.size > 0) return;
+    if (!u?.pending.delete(runner) || u.pending.size > 0) return;
     this.#unloading.delete(computeId);
     u.done();
   }

@@ -24,7 +24,7 @@ export function loadOrCreateSecretFile(file = defaultSecretFile()): Buffer {
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
-    writeFileSync(tmp, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+    writeFileSync(tmp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
     try {
       // link() fails with EEXIST if another process won the race; then we read theirs.
       linkSync(tmp, file);

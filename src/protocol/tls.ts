@@ -93,7 +93,7 @@ export function loadTls(files: TlsFiles, side: 'client' | 'node', names: TlsOpti
     const certs = blocks.filter(isCert);
     if (certs.length === 0)
       throw new DispyError('DISPY_ERR_TLS', `the TLS certificate file \`${names.certFile}\` ${certFile} holds no CERTIFICATE`);
-    out.cert = Buffer.from(certs.map((b) => b.pem).join('\n') + '\n');
+    out.cert = Buffer.from(`${certs.map((b) => b.pem).join('\n')}\n`);
     let keys = blocks.filter(isKey);
     if (keyFile) {
       keys = readPemFile(keyFile, names.keyFile, 'key file').filter(isKey);
@@ -104,12 +104,12 @@ export function loadTls(files: TlsFiles, side: 'client' | 'node', names: TlsOpti
         `the TLS certificate file \`${names.certFile}\` ${certFile} holds no private key: give \`${names.keyFile}\` too (or one PEM with both)`,
       );
     }
-    out.key = Buffer.from(keys[0]!.pem + '\n');
+    out.key = Buffer.from(`${keys[0]!.pem}\n`);
   }
   if (caFile) {
     const certs = readPemFile(caFile, names.caFile, 'CA file').filter(isCert);
     if (certs.length === 0) throw new DispyError('DISPY_ERR_TLS', `the TLS CA file \`${names.caFile}\` ${caFile} holds no CERTIFICATE`);
-    out.ca = Buffer.from(certs.map((b) => b.pem).join('\n') + '\n');
+    out.ca = Buffer.from(`${certs.map((b) => b.pem).join('\n')}\n`);
   }
   try {
     // Parses everything and checks that the key belongs to the certificate.

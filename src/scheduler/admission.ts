@@ -4,7 +4,7 @@
  * starts while it runs. Requests behind a waiting exclusive computation wait too, so it is not
  * starved by a stream of ordinary ones.
  */
-import { DispyError } from '../errors.js';
+import type { DispyError } from '../errors.js';
 
 /** What admission needs to know of a computation. */
 export interface Admittable {

@@ -178,7 +178,7 @@ export class ClientSession implements ComputationOwner {
    */
   #resume(msg: Msg<'resume'>): void {
     const comp = this.#find(msg.computeId);
-    if (!comp || !comp.canResume(msg.key)) {
+    if (!comp?.canResume(msg.key)) {
       throw new DispyError(
         'DISPY_ERR_UNKNOWN_COMPUTATION',
         `no computation ${msg.computeId} to resume on this scheduler (it was closed, or the scheduler restarted)`,

@@ -96,7 +96,7 @@ export type ViewState = Map<string, ClusterState>;
 
 /** The truth: `GET /cluster_status` as a ViewState. */
 export async function snapshot(base: string, headers: Record<string, string> = {}): Promise<ViewState> {
-  const r = await request(base + '/cluster_status', { headers });
+  const r = await request(`${base}/cluster_status`, { headers });
   const out: ViewState = new Map();
   for (const c of r.json<any[]>()) out.set(c.name, { jobs: c.jobs, nodes: new Map(c.nodes.map((n: NodeState) => [n.ip_addr, n])) });
   return out;

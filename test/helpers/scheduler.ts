@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Channel, connectChannel } from '../../src/protocol/channel.js';
+import { type Channel, connectChannel } from '../../src/protocol/channel.js';
 import type { Computation } from '../../src/protocol/messages.js';
 import { PayloadCodec } from '../../src/protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../../src/protocol/scheduler-messages.js';

@@ -23,7 +23,7 @@ import {
   stopAll,
   type Line,
 } from './fault-suite.js';
-import { type LiveClient } from './harness.js';
+import type { LiveClient } from './harness.js';
 
 describe('client faults across hosts', { skip: skipReason ?? false }, () => {
   useFaultHarness();

@@ -18,7 +18,7 @@ import {
   runningOn,
   stopAll,
 } from './fault-suite.js';
-import { type NetnsNode } from './harness.js';
+import type { NetnsNode } from './harness.js';
 
 describe('node faults across hosts', { skip: skipReason ?? false }, () => {
   useFaultHarness();

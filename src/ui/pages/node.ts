@@ -270,7 +270,7 @@ function NodeApp() {
     <main class="container" id="main">
       <div class="page-head">
         <h1>Node${rec ? html` <span class="mono" data-testid="node-ip">${rec.ip}</span>` : null}</h1>
-        ${rec && rec.name ? html`<p class="subtitle" data-testid="node-name">${rec.name}</p>` : null}
+        ${rec?.name ? html`<p class="subtitle" data-testid="node-name">${rec.name}</p>` : null}
       </div>
       <${OfflineBanner} feed=${feed} />
       <section class="card" aria-label="Settings">
