@@ -139,7 +139,7 @@ export async function runMultiHost(opts: MultiHostOptions): Promise<MultiHostRes
       const wallMs = performance.now() - t0;
       const after = used.map((n) => cpuSnapshot(n.pid));
       const nodesMs: Record<string, number | null> = {};
-      used.forEach((n, i) => (nodesMs[n.ip] = nodeCpuMs(before[i]!, after[i]!)));
+      for (const [i, n] of used.entries()) nodesMs[n.ip] = nodeCpuMs(before[i]!, after[i]!);
       const clientMs = line.clientCpuMs as number;
       const known = Object.values(nodesMs).every((v) => v !== null);
       const total = clientMs + Object.values(nodesMs).reduce<number>((a, v) => a + (v ?? 0), 0);

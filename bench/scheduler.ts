@@ -63,8 +63,7 @@ function startClient(config: Record<string, unknown>): {
   let buf = '';
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
     buf += d;
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       const l = JSON.parse(buf.slice(0, i)) as Line;
       buf = buf.slice(i + 1);
       const w = waiters.findIndex((x) => x.event === l.event);

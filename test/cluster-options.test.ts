@@ -13,7 +13,7 @@ after(async () => {
 });
 
 class OneCpuOnFirst extends NodeAllocate {
-  override allocate(cluster: unknown, ipAddr: string, name: string, cpus: number, availInfo: AvailInfo | null): number {
+  override allocate(_cluster: unknown, ipAddr: string, _name: string, _cpus: number, availInfo: AvailInfo | null): number {
     assert.ok(availInfo === null || Number.isFinite(availInfo.cpu));
     return ipAddr.endsWith('.35') ? 1 : 0;
   }

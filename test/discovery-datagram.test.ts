@@ -44,7 +44,12 @@ const silent = pino({ level: 'silent' });
 /** A clock the test moves. */
 function clock(start = 1_700_000_000_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
-  return { now: () => t, advance: (ms) => void (t += ms) };
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 describe('discovery datagrams', () => {

@@ -87,7 +87,8 @@ describe('examples', { concurrency: 3 }, () => {
     ]);
     const jobs = lines.filter((l) => l.includes(' executed job '));
     assert.equal(jobs.length, 6, lines.join('\n'));
-    jobs.forEach((l, i) => assert.match(l, new RegExp(`^node-17[01] executed job ${i} at \\d{4}-\\d\\d-\\d\\dT\\S+Z with 0\\.[123]\\d*$`)));
+    for (const [i, l] of jobs.entries())
+      assert.match(l, new RegExp(`^node-17[01] executed job ${i} at \\d{4}-\\d\\d-\\d\\dT\\S+Z with 0\\.[123]\\d*$`));
     assert.ok(
       lines.some((l) => /^\s+127\.0\.0\.170 \(node-170\) \|\s+1 \|/.test(l)),
       'node 170 in the status table',
@@ -232,8 +233,8 @@ describe('examples', { concurrency: 3 }, () => {
     const words = lines.filter((l) => l.startsWith('words job '));
     assert.equal(squares.length, 4, text);
     assert.equal(words.length, 4, text);
-    squares.forEach((l, i) => assert.match(l, new RegExp(`^squares job ${i}: ${i * i} on node-18[67]$`)));
-    words.forEach((l, i) => assert.match(l, new RegExp(`^words job ${i}: ${i}drow on node-18[67]$`)));
+    for (const [i, l] of squares.entries()) assert.match(l, new RegExp(`^squares job ${i}: ${i * i} on node-18[67]$`));
+    for (const [i, l] of words.entries()) assert.match(l, new RegExp(`^words job ${i}: ${i}drow on node-18[67]$`));
     assert.equal(lines.at(-1), 'done: 8 jobs in 2 clusters');
   });
 

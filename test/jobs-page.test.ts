@@ -83,7 +83,7 @@ describe('finished-job history (127.0.0.154-155)', () => {
     // Two blockers fill both CPUs; a third job is cancelled before it runs.
     const release = join(dir, 'release');
     const blockers = [cluster.submit('block', 5, release), cluster.submit('block', 6, release)];
-    blockers.forEach((j, k) => (j.id = `block-${5 + k}`));
+    for (const [k, j] of blockers.entries()) j.id = `block-${5 + k}`;
     await until(() => blockers.every((j) => j.status === 6), 10_000, 'the blockers running');
     const queued = cluster.submit('print', 7, '');
     queued.id = 'cancelled-7';

@@ -35,7 +35,7 @@ describe('function jobs over three daemons', () => {
     await until(() => cluster.status().nodes.length === 3, 10_000, 'three nodes');
     const jobs = Array.from({ length: 200 }, (_, i) => cluster.submit(i));
     const results = await Promise.all(jobs.map((j) => j.wait()));
-    results.forEach((r, i) => assert.deepEqual({ x: r.x, sq: r.sq }, { x: i, sq: i * i }));
+    for (const [i, r] of results.entries()) assert.deepEqual({ x: r.x, sq: r.sq }, { x: i, sq: i * i });
     const used = new Set(jobs.map((j) => j.ipAddr));
     assert.deepEqual([...used].sort(), nodes.map((n) => n.host).sort(), 'every node ran jobs');
     for (const j of jobs) {

@@ -69,7 +69,12 @@ function startDaemon(host: string, args: string[], prefix: string): Promise<Daem
   let out = '';
   let err = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => (started.delete(proc), r(code))));
+  const exited = new Promise<number | null>((r) =>
+    proc.once('exit', (code) => {
+      started.delete(proc);
+      r(code);
+    }),
+  );
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`node ${host} not ready: ${out} ${err}`)), 30_000);
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -96,7 +101,12 @@ function runCli(args: string[]): Promise<{ code: number | null; stderr: string }
   started.add(proc);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  return new Promise((r) => proc.once('exit', (code) => (started.delete(proc), r({ code, stderr }))));
+  return new Promise((r) =>
+    proc.once('exit', (code) => {
+      started.delete(proc);
+      r({ code, stderr });
+    }),
+  );
 }
 
 /** Holds until `file` exists. */

@@ -33,7 +33,10 @@ test('two clusters share one node: at most 2 jobs run at once, each counts its o
   edges.sort((x, y) => x.t - y.t || x.d - y.d); // an end and a start in the same ms: the end first
   let running = 0;
   let peak = 0;
-  for (const e of edges) peak = Math.max(peak, (running += e.d));
+  for (const e of edges) {
+    running += e.d;
+    peak = Math.max(peak, running);
+  }
   assert.ok(peak <= 2, `peak ${peak} running jobs on a 2-cpu node`);
   assert.equal(peak, 2);
   const [na] = a.status().nodes;

@@ -8,7 +8,7 @@ export class CloseOnce {
 
   /** The attempt in progress or done, or a new one started with `close`. */
   run(close: () => Promise<boolean>): Promise<boolean> {
-    if (this.#attempt) return this.#attempt;
+    if (this.#attempt !== null) return this.#attempt;
     const attempt = close();
     this.#attempt = attempt;
     void attempt.then(

@@ -10,7 +10,7 @@ import { buildModuleComputation } from './module-bundle.js';
 /** Whether `src` parses as an expression (compiled, never run). */
 function parsesAsExpression(src: string): boolean {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    // biome-ignore lint/nursery/noImpliedEval: compiled to check the syntax, never called
     new Function(`return (${src}\n);`);
     return true;
   } catch {
@@ -18,8 +18,16 @@ function parsesAsExpression(src: string): boolean {
   }
 }
 
+/** A function or a class: what travels to the nodes as source text. */
+export type Shippable = ((...args: never[]) => unknown) | (abstract new (...args: never[]) => unknown);
+
+/** Narrows a value to a function or class (what `typeof v === 'function'` tells, typed). */
+export function isShippable(v: unknown): v is Shippable {
+  return typeof v === 'function';
+}
+
 /** The sources of a cluster's `setup` and `cleanup` functions (null when not given). */
-export function hookSources(options: { setup?: Function | undefined; cleanup?: Function | boolean | undefined }): {
+export function hookSources(options: { setup?: Shippable | undefined; cleanup?: Shippable | boolean | undefined }): {
   setup: string | null;
   cleanup: string | null;
 } {
@@ -34,7 +42,7 @@ export function hookSources(options: { setup?: Function | undefined; cleanup?: F
  * `async m() {}`, `*gen() {}`) gets a `function` keyword. The text is only compiled here as a
  * syntax check; it runs on nodes alone.
  */
-export function functionSource(fn: Function, what: string): string {
+export function functionSource(fn: Shippable, what: string): string {
   const src = Function.prototype.toString.call(fn).trim();
   if (/\{\s*\[native code\]\s*\}$/.test(src)) {
     throw new DispyError('DISPY_ERR_COMPUTATION', `${what} \`${fn.name || 'anonymous'}\` is native or bound; ship a plain function`);
@@ -54,7 +62,7 @@ export function functionSource(fn: Function, what: string): string {
   );
 }
 
-function isClass(fn: Function): boolean {
+function isClass(fn: Shippable): boolean {
   return /^class\b/.test(Function.prototype.toString.call(fn).trim());
 }
 
@@ -99,7 +107,7 @@ export function buildComputation(computation: unknown, options: { depends?: unkn
     const files = dependFiles(all, 'depends', options.maxFileSize ?? 0, taken);
     return { ...shipped, files: [...shipped.files, ...files.map((f) => f.path)] };
   }
-  if (typeof computation === 'function') {
+  if (isShippable(computation)) {
     const built = buildFunctionComputation(computation, options.depends ?? []);
     return { name: computation.name || 'compute', wire: Promise.resolve(built.wire), classes: built.classes, files: [] };
   }
@@ -120,7 +128,7 @@ export function buildComputation(computation: unknown, options: { depends?: unkn
   throw invalidOption('computation', 'a function, a program path or { module, export }', computation);
 }
 
-export function buildFunctionComputation(fn: Function, depends: unknown[]): BuiltComputation {
+export function buildFunctionComputation(fn: Shippable, depends: unknown[]): BuiltComputation {
   const source = functionSource(fn, 'computation');
   const deps: Depend[] = [];
   const classes: BuiltComputation['classes'] = [];
@@ -128,7 +136,7 @@ export function buildFunctionComputation(fn: Function, depends: unknown[]): Buil
   for (const [i, d] of depends.entries()) {
     // Strings are file paths, sent as files (see buildComputation).
     if (typeof d === 'string') continue;
-    if (typeof d !== 'function')
+    if (!isShippable(d))
       throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function, a class or a file path, got ${typeof d}`);
     const name = d.name;
     if (!name || !/^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(name))

@@ -91,7 +91,8 @@ export class DispyJob<R = unknown> {
       return this.status === JobStatus.Finished ? Promise.resolve(this.result as R) : Promise.reject(new DispyJobError(this as DispyJob));
     }
     return new Promise<R>((resolve, reject) => {
-      (this._waiters ??= []).push({ resolve, reject });
+      this._waiters ??= [];
+      this._waiters.push({ resolve, reject });
     });
   }
 

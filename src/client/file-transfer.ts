@@ -6,7 +6,7 @@
  * `file-chunk`s, a few in flight, each answered with the node's new offset. On the node a file
  * is named by its base name, in the computation's directory (or its destPath).
  */
-import { accessSync, constants as fsc, statSync } from 'node:fs';
+import { accessSync, constants as fsc, type Stats, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, delimiter, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -67,7 +67,7 @@ export function localFile(path: string, what: string, maxFileSize = 0): LocalFil
   if (typeof path !== 'string' || path.length === 0)
     throw new DispyError('DISPY_ERR_INVALID_OPTION', `${what}: expected a file path, got ${JSON.stringify(path)}`);
   const abs = resolve(path);
-  let st;
+  let st: Stats;
   try {
     st = statSync(abs);
   } catch {
@@ -117,7 +117,7 @@ export function resolveProgram(program: string): string {
   }
   let notExecutable: string | null = null;
   for (const c of candidates) {
-    let st;
+    let st: Stats;
     try {
       st = statSync(c);
     } catch {

@@ -278,7 +278,8 @@ function prebuiltOf(c: unknown): PrebuiltComputation | null {
 let displayCodec: PayloadCodec | null = null;
 function displayArgs(bytes: Uint8Array): unknown[] {
   try {
-    const v = (displayCodec ??= new PayloadCodec()).decode(bytes);
+    displayCodec ??= new PayloadCodec();
+    const v = displayCodec.decode(bytes);
     return Array.isArray(v) ? v : [v];
   } catch {
     return ['<encoded arguments>'];
@@ -334,7 +335,7 @@ function queuedPart(s: Sent): Queued {
 
 // `any` on purpose: a program or module computation takes any arguments, while a function's
 // own parameter types are inferred in its place.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a constraint every function satisfies (unknown[] parameters would reject typed ones)
 type AnyFn = (...args: any[]) => unknown;
 
 let uidCounter = 0;
@@ -792,7 +793,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
     if (pinTo) {
       let q = this.#pinned.get(pinTo);
-      if (!q) this.#pinned.set(pinTo, (q = new Deque()));
+      if (!q) {
+        q = new Deque();
+        this.#pinned.set(pinTo, q);
+      }
       q.push(item);
     } else this.#queue.push(item);
     this.#emit(JobStatus.Created, null, job as DispyJob);
@@ -957,7 +961,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const item = queuedPart(s);
     if (s.pinned) {
       let q = this.#pinned.get(s.cn.node.ipAddr);
-      if (!q) this.#pinned.set(s.cn.node.ipAddr, (q = new Deque()));
+      if (!q) {
+        q = new Deque();
+        this.#pinned.set(s.cn.node.ipAddr, q);
+      }
       q.unshift(item);
     } else this.#queue.unshift(item);
   }

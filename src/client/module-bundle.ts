@@ -112,7 +112,7 @@ function formatMessages(errors: Message[]): string {
 /** Bundles `entry` (an absolute path) into one ES module's text. */
 export async function bundleModule(entry: string): Promise<string> {
   const esbuild = await import('esbuild');
-  let result;
+  let result: Awaited<ReturnType<typeof esbuild.build>>;
   try {
     result = await esbuild.build({
       entryPoints: [entry],

@@ -146,7 +146,7 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 type SchedRequest = DistributiveOmit<Extract<ToSchedulerInput, { rid: number }>, 'rid'>;
 type NodeOp = Extract<ToSchedulerInput, { t: 'node-op' }>['op'];
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a constraint every function satisfies (unknown[] parameters would reject typed ones)
 type AnyFn = (...args: any[]) => unknown;
 
 /** An error the scheduler answered with (as opposed to a lost connection or a time-out). */

@@ -222,7 +222,8 @@ export class ClusterView {
     let e = this.#nodes.get(node.ipAddr);
     if (!e) {
       const data = nodeJson(node);
-      const seq = (this.#seq = this.#log.next());
+      const seq = this.#log.next();
+      this.#seq = seq;
       e = { data, json: JSON.stringify(data), bytes: null, seq, running: new Map() };
       this.#nodes.set(node.ipAddr, e);
       if (!this.#bootstrapping)
@@ -312,7 +313,8 @@ export class ClusterView {
     for (const e of this.#nodes.values()) {
       if (!first) parts.push(COMMA);
       first = false;
-      parts.push((e.bytes ??= Buffer.from(e.json, 'utf8')));
+      e.bytes ??= Buffer.from(e.json, 'utf8');
+      parts.push(e.bytes);
     }
   }
 

@@ -477,7 +477,7 @@ export class DispyHTTPServer {
    * `shutdown` event, and every connection is closed. Clusters are left as they are.
    */
   shutdown(options: { wait?: boolean } = {}): Promise<void> {
-    if (this.#shutdown) return this.#shutdown;
+    if (this.#shutdown !== null) return this.#shutdown;
     const wait = options.wait ?? true;
     this.#shutdown = (async () => {
       const listened = await this.listening.then(

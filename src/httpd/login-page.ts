@@ -11,6 +11,7 @@ export function escapeHtml(s: string): string {
 
 /** Where a login may send the browser: a path of this server (never `//host` or `/\host`). */
 export function safeNext(next: string | null | undefined): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (!next || next.length > 2048 || !next.startsWith('/') || next.startsWith('//') || next.includes('\\') || /[\u0000-\u001f]/.test(next))
     return '/';
   if (next === '/login' || next.startsWith('/login?') || next.startsWith('/login/')) return '/';

@@ -259,7 +259,7 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     if (name.length > 64 || password.length > 1024)
       return fail(new DispyError('DISPY_ERR_BAD_REQUEST', 'the user name (64) or the password (1024 characters) is too long'));
     const peer = peerOf(c);
-    let user;
+    let user: Awaited<ReturnType<typeof ctx.access.login>>;
     try {
       user = await ctx.access.login(name, password, peer);
     } catch (err) {

@@ -167,9 +167,18 @@ export class UserDirectory {
     for (const [name, u] of Object.entries(users)) {
       const entry: Entry = { role: u.role, hash: u.passwordHash ? parsePasswordHash(u.passwordHash) : null };
       this.#users.set(name, entry);
-      if (u.password !== undefined) pending.push(hashPassword(u.password).then((h) => void (entry.hash = parsePasswordHash(h))));
+      if (u.password !== undefined)
+        pending.push(
+          hashPassword(u.password).then((h) => {
+            entry.hash = parsePasswordHash(h);
+          }),
+        );
     }
-    pending.push(hashPassword(randomBytes(16).toString('hex')).then((h) => void (this.#dummy = parsePasswordHash(h))));
+    pending.push(
+      hashPassword(randomBytes(16).toString('hex')).then((h) => {
+        this.#dummy = parsePasswordHash(h);
+      }),
+    );
     this.ready = Promise.all(pending).then(() => undefined);
   }
 

@@ -178,7 +178,10 @@ export class ViewRegistry {
       if (r.ip === null) removedClusters.push(r.cluster);
       else {
         let l = removedNodes.get(r.cluster);
-        if (!l) removedNodes.set(r.cluster, (l = []));
+        if (!l) {
+          l = [];
+          removedNodes.set(r.cluster, l);
+        }
         l.push(r.ip);
       }
     }

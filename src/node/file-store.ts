@@ -15,7 +15,18 @@
  * that is a symlink must resolve inside too, partial files are opened with O_NOFOLLOW, and files
  * are written under `.part` then renamed (a rename replaces a link, it never follows it).
  */
-import { constants as fsc, lstatSync, mkdirSync, promises as fsp, realpathSync, rmSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import {
+  constants as fsc,
+  type Stats,
+  lstatSync,
+  mkdirSync,
+  promises as fsp,
+  realpathSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { DispyError } from '../errors.js';
@@ -114,7 +125,7 @@ function targetInside(areaDir: string, name: string, create: boolean): string {
   const parent = dirInside(areaDir, segs, create, `file name \`${name}\``);
   if (base === '' || base === '.' || base === '..') throw forbidden(`file name \`${name}\` is not a file name`);
   const target = join(parent, base);
-  let st;
+  let st: Stats;
   try {
     st = lstatSync(target);
   } catch (err) {
@@ -244,7 +255,10 @@ export class FileStore {
         if (msg.job === undefined) area.files.add(msg.name);
         else {
           let h = area.holds.get(msg.name);
-          if (!h) area.holds.set(msg.name, (h = new Set()));
+          if (!h) {
+            h = new Set();
+            area.holds.set(msg.name, h);
+          }
           h.add(msg.job);
         }
       };

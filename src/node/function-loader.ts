@@ -55,7 +55,7 @@ export function loadFunctionComputation(
   // setup and cleanup see the same depends as the computation.
   const body = `${PRELUDE}\n${decls}\nreturn { fn: (${c.source}), classes: { ${classNames.join(', ')} }, setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}) };`;
   const require = createRequire(join(ctx.dir, 'computation.js'));
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  // biome-ignore lint/nursery/noImpliedEval: evaluating the shipped computation is the runner's job (never done in the daemon)
   const factory = new Function('require', 'dispyProvisionalResult', body) as (
     req: NodeRequire,
     p: (v: unknown) => void,
@@ -78,7 +78,7 @@ export function loadFunctionComputation(
 export function loadHooks(hooks: HookSources, ctx: LoadContext): Pick<LoadedComputation, 'setup' | 'cleanup'> {
   if (!hooks.setup && !hooks.cleanup) return {};
   const require = createRequire(join(ctx.dir, 'computation.js'));
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  // biome-ignore lint/nursery/noImpliedEval: setup/cleanup sources are evaluated in the runner, as the computation is
   const factory = new Function(
     'require',
     'dispyProvisionalResult',

@@ -466,7 +466,7 @@ export class NodeDaemon {
   // ---- connections ----
 
   async #accept(socket: net.Socket): Promise<void> {
-    if (this.#stopping) {
+    if (this.#stopping !== null) {
       socket.destroy();
       return;
     }
@@ -634,14 +634,21 @@ export class NodeDaemon {
     const fail = (code: string, message: string): void => {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
-    if (this.#stopping || !this.#files) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
+    if (this.#stopping || !this.#files) {
+      fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
+      return;
+    }
     if (this.#owner && this.#owner.clientId !== clientId) {
-      return fail(
+      fail(
         'DISPY_ERR_NODE_BUSY',
         `node ${this.host} (${this.name}) is serving another client since ${new Date(this.#owner.since).toISOString()}`,
       );
+      return;
     }
-    if (this.#owner?.comps.get(msg.computeId)?.closing) return fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is closing`);
+    if (this.#owner?.comps.get(msg.computeId)?.closing) {
+      fail('DISPY_ERR_BAD_REQUEST', `computation ${msg.computeId} is closing`);
+      return;
+    }
     const done =
       msg.t === 'file-begin' ? this.#files.begin(clientId, FileStore.clientAddr(ch.peer), msg) : this.#files.chunk(clientId, msg);
     done.then(
@@ -672,7 +679,7 @@ export class NodeDaemon {
     const fail = (code: string, message: string): void => {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
-    if (this.#stopping) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
+    if (this.#stopping !== null) return fail('DISPY_ERR_CONNECTION', `node ${this.host} is shutting down`);
     if (this.#draining && this.#owner?.clientId !== clientId)
       return fail('DISPY_ERR_NODE_BUSY', `node ${this.host} (${this.name}) is draining: it takes no new client`);
     if (this.#owner && this.#owner.clientId !== clientId) {
@@ -748,7 +755,7 @@ export class NodeDaemon {
       });
       return;
     }
-    if (this.#stopping) {
+    if (this.#stopping !== null) {
       ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: `node ${this.host} is shutting down` });
       return;
     }

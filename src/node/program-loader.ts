@@ -10,7 +10,7 @@
  * job (Terminated) with an exception naming the signal.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, statSync } from 'node:fs';
+import { chmodSync, type Stats, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { DispyError } from '../errors.js';
 import type { Computation } from '../protocol/messages.js';
@@ -21,7 +21,7 @@ const PIPE_GRACE_MS = 200;
 
 export function loadProgramComputation(c: Extract<Computation, { kind: 'program' }>, ctx: LoadContext): LoadedComputation {
   const path = join(ctx.dir, c.file);
-  let st;
+  let st: Stats;
   try {
     st = statSync(path);
   } catch {

@@ -10,6 +10,7 @@ export class ClusterNames {
   take(name: string, clientIp: string): string {
     const clean =
       name
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it removes
         .replace(/[\u0000-\u001f\u007f]/g, ' ')
         .trim()
         .slice(0, 200) || 'compute';

@@ -447,7 +447,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   }
 
   async #accept(socket: net.Socket): Promise<void> {
-    if (this.#stopping) {
+    if (this.#stopping !== null) {
       socket.destroy();
       return;
     }
@@ -465,7 +465,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       );
       return;
     }
-    if (this.#stopping) {
+    if (this.#stopping !== null) {
       ch.close(new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down'));
       return;
     }

@@ -117,7 +117,10 @@ export function applyDelta(state: ViewState, d: any): void {
   for (const name of d.removed_clusters ?? []) state.delete(name);
   for (const c of d.clusters) {
     let cs = state.get(c.name);
-    if (!cs) state.set(c.name, (cs = { jobs: c.jobs, nodes: new Map() }));
+    if (!cs) {
+      cs = { jobs: c.jobs, nodes: new Map() };
+      state.set(c.name, cs);
+    }
     cs.jobs = c.jobs;
     for (const ip of c.removed_nodes ?? []) cs.nodes.delete(ip);
     for (const n of c.nodes) cs.nodes.set(n.ip_addr, n);
@@ -183,7 +186,10 @@ export class CookieViewer {
     // dispy's page logic: counters replaced, nodes merged by address.
     for (const c of list) {
       let cs = this.state.get(c.name);
-      if (!cs) this.state.set(c.name, (cs = { jobs: c.jobs, nodes: new Map() }));
+      if (!cs) {
+        cs = { jobs: c.jobs, nodes: new Map() };
+        this.state.set(c.name, cs);
+      }
       cs.jobs = c.jobs;
       for (const n of c.nodes) cs.nodes.set(n.ip_addr, n);
       this.seen.push(...c.nodes);
@@ -237,8 +243,7 @@ export class SseViewer {
         res.setEncoding('utf8');
         res.on('data', (d: string) => {
           buf += d;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
+          for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
             const block = buf.slice(0, i);
             buf = buf.slice(i + 2);
             this.#block(block);

@@ -107,8 +107,7 @@ export function startClient(config: Record<string, unknown>): TestClient {
   let buf = '';
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
     buf += d;
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       const text = buf.slice(0, i);
       buf = buf.slice(i + 1);
       if (!text.trim()) continue;

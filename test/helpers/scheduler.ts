@@ -178,7 +178,13 @@ export class RawClient {
     const have = this.received.find(pred);
     if (have) return Promise.resolve(have);
     return new Promise((resolve, reject) => {
-      const w = { pred, resolve: (m: FromScheduler) => (clearTimeout(timer), resolve(m)) };
+      const w = {
+        pred,
+        resolve: (m: FromScheduler) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      };
       const timer = setTimeout(() => {
         this.#waiters.splice(this.#waiters.indexOf(w), 1);
         reject(new Error(`no matching message in ${timeoutMs} ms; got ${this.received.map((m) => m.t).join(',')}`));

@@ -96,8 +96,7 @@ class Client {
     this.proc.stderr!.setEncoding('utf8').on('data', (d: string) => (this.#stderr += d));
     this.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       this.#stdout += d;
-      let nl: number;
-      while ((nl = this.#stdout.indexOf('\n')) >= 0) {
+      for (let nl = this.#stdout.indexOf('\n'); nl >= 0; nl = this.#stdout.indexOf('\n')) {
         const line = this.#stdout.slice(0, nl);
         this.#stdout = this.#stdout.slice(nl + 1);
         try {
@@ -120,7 +119,10 @@ class Client {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         const fatal = this.events.find((e) => 'fatal' in e);
-        if (fatal) return done(new Error(`client failed: ${String(fatal.fatal)}\n${this.#stderr.slice(-4000)}`));
+        if (fatal) {
+          done(new Error(`client failed: ${String(fatal.fatal)}\n${this.#stderr.slice(-4000)}`));
+          return;
+        }
         const e = this.events.find(pred);
         if (e) done(null, e);
       };
@@ -168,7 +170,7 @@ const ips = (list: { ip: string }[] | undefined): string[] => [...new Set((list 
 
 function assertRanOn(r: Final, expected: string[], jobs = 24): void {
   assert.equal(r.results.length, jobs);
-  r.results.forEach((res, i) => assert.deepEqual({ x: res.x, value: res.value }, { x: i, value: i * i }));
+  for (const [i, res] of r.results.entries()) assert.deepEqual({ x: res.x, value: res.value }, { x: i, value: i * i });
   assert.deepEqual(ips(r.results), [...expected].sort(), 'every discovered node ran jobs, and no other');
   assert.deepEqual(ips(r.nodes), [...expected].sort());
 }

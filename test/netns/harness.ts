@@ -443,8 +443,7 @@ export function liveClient(proc: ChildProcess, timeoutMs: number): LiveClient {
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
     stdout += d;
     partial += d;
-    let nl: number;
-    while ((nl = partial.indexOf('\n')) >= 0) {
+    for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
       const line = partial.slice(0, nl);
       partial = partial.slice(nl + 1);
       let v: unknown;
@@ -479,7 +478,13 @@ export function liveClient(proc: ChildProcess, timeoutMs: number): LiveClient {
       const found = lines.find((l) => l && typeof l === 'object' && pred(l as Record<string, unknown>));
       if (found) return Promise.resolve(found as T);
       return new Promise<T>((resolve, reject) => {
-        const w = { pred, resolve: (l: unknown) => (clearTimeout(timer), resolve(l as T)) };
+        const w = {
+          pred,
+          resolve: (l: unknown) => {
+            clearTimeout(timer);
+            resolve(l as T);
+          },
+        };
         const timer = setTimeout(() => {
           waiters.delete(w);
           reject(new Error(`client printed no ${what} in ${ms} ms; stdout:\n${stdout}\nstderr:\n${stderr.slice(-4000)}`));

@@ -177,7 +177,7 @@ describe('multi-host on network namespaces', { skip: skipReason ?? false }, () =
   test('60 jobs from a client on a 4th host spread over 3 hosts with correct results', async () => {
     const r = await client({ nodes: spec(nodes), jobs: 60 });
     assert.equal(r.results!.length, 60);
-    r.results!.forEach((res, i) => assert.deepEqual({ x: res.x, value: res.value }, { x: i, value: i * i }));
+    for (const [i, res] of r.results!.entries()) assert.deepEqual({ x: res.x, value: res.value }, { x: i, value: i * i });
     assert.deepEqual([...new Set(r.results!.map((res) => res.ip))].sort(), nodes.map((n) => n.ip).sort(), 'every host ran jobs');
     assert.deepEqual(r.nodes!.map((n) => n.name).sort(), ['host-1', 'host-2', 'host-3']);
   });

@@ -48,7 +48,10 @@ export class History {
   push(view: string, ip: string, t: number, busy: number, cpu: number): void {
     const k = `${view}\u0000${ip}`;
     let s = this.#m.get(k);
-    if (!s) this.#m.set(k, (s = { t: [], busy: [], cpu: [] }));
+    if (!s) {
+      s = { t: [], busy: [], cpu: [] };
+      this.#m.set(k, s);
+    }
     const n = s.t.length;
     // Several messages in one millisecond: keep the latest values.
     if (n && s.t[n - 1] === t) {

@@ -282,7 +282,7 @@ export class LiveFeed {
 
   /** One `GET /cluster_updates?since=`; true when the server answered with updates. */
   #fetch(): Promise<boolean> {
-    if (this.#inflight) return this.#inflight;
+    if (this.#inflight !== null) return this.#inflight;
     const q = new URLSearchParams({ since: String(this.#cursor) });
     if (this.#epoch) q.set('epoch', this.#epoch);
     const p = getJson<unknown>(`cluster_updates?${q}`).then(async (r) => {

@@ -357,7 +357,10 @@ export class ClusterStore {
     const views = this.combined ? [...this.clusters.values(), this.combined] : [...this.clusters.values()];
     for (const v of views) {
       let s = this.done.get(v.key);
-      if (!s) this.done.set(v.key, (s = new Series()));
+      if (!s) {
+        s = new Series();
+        this.done.set(v.key, s);
+      }
       s.push(now, v.jobs.done);
     }
   }
