@@ -40,6 +40,10 @@ function allowed(path: string): boolean {
   return /^dist\/(?!ui\/).*\.(js|d\.ts)$/.test(path);
 }
 
+/** Members the published types must not show (the scheduler's back doors, link callbacks, job internals). */
+const INTERNAL_NAMES =
+  /\b(_fromWire|_submitEncoded|headOrder|dispatchOne|onJobMessage|onPulse|onComputationClosed|onLinkClosed|heartbeatInterval|PrebuiltComputation|EncodedSubmitOptions|_uid|_settled|_waiters|_errorCode|_attempt)\b|@internal/g;
+
 /** Files every usable package must hold. */
 const REQUIRED = [
   'package.json',
@@ -164,6 +168,17 @@ test('npm pack builds a tarball that installs offline into an empty folder; its 
   const installed = join(app, 'node_modules', 'dispyts');
   assert.equal(JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).version, pkg.version);
   assert.ok(!readdirSync(installed).some((f) => ['src', 'test', 'bench', 'examples'].includes(f)));
+
+  // The shipped declarations show users the API only: the scheduler's back doors and the link
+  // callbacks are @internal and stripped (stripInternal in tsconfig.build.json).
+  const declarations = readdirSync(join(installed, 'dist'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.d.ts'));
+  assert.ok(declarations.length > 10, `only ${declarations.length} .d.ts files in the package`);
+  const leaks: string[] = [];
+  for (const f of declarations) {
+    const text = readFileSync(join(installed, 'dist', f), 'utf8');
+    for (const m of text.matchAll(INTERNAL_NAMES)) leaks.push(`${f}: ${m[0]}`);
+  }
+  assert.deepEqual(leaks, [], 'internal names in the packed .d.ts files');
 
   const help = await exec(NPX, ['--offline', 'dispyts', '--help'], { cwd: app, env: OFFLINE_ENV });
   assert.match(help.stdout, /^Usage: dispyts <command>/);

@@ -6,16 +6,17 @@
  * arrived in it.
  */
 export interface Dispatchable {
+  /** @internal */
   dispatchOne(): boolean;
   /**
-   * Submission order (lower = earlier) of the cluster's earliest queued job, or null when none
+   * @internal Submission order (lower = earlier) of the cluster's earliest queued job, or null when none
    * is queued: what the `fsfs` policy compares.
    */
   headOrder?(): number | null;
 }
 
 /**
- * @internal How `dispyts scheduler` chooses the cluster that gets each free CPU (dispy's
+ * How `dispyts scheduler` chooses the cluster that gets each free CPU (dispy's
  * scheduler policies): `fsfs` the cluster whose earliest queued job was submitted first, `fair`
  * the cluster dispatched to least recently, `early` the cluster created first.
  */

@@ -56,11 +56,15 @@ export class DispyJob<R = unknown> {
   /** The cluster the job belongs to (not enumerable). */
   declare readonly cluster: unknown;
 
+  /** @internal */
   declare readonly _uid: number;
+  /** @internal */
   declare _settled: boolean;
+  /** @internal */
   declare _waiters: Waiter<R>[] | null;
+  /** @internal */
   declare _errorCode: string | null;
-  /** Wire id of the job's current attempt: a re-run after its node died gets a new one. */
+  /** @internal Wire id of the job's current attempt: a re-run after its node died gets a new one. */
   declare _attempt: number;
 
   constructor(uid: number, id: unknown, args: unknown[], cluster: unknown) {

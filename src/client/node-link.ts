@@ -24,13 +24,20 @@ export const REQUEST_TIMEOUT = 30;
 
 export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' | 'provisional' }>;
 
-/** What a cluster implements to receive its share of a link's traffic. */
+/**
+ * What a cluster implements to receive its share of a link's traffic. Its members are internal
+ * (stripped from the published types, as on JobCluster).
+ */
 export interface LinkUser {
+  /** @internal */
   onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void;
+  /** @internal */
   onPulse(link: NodeLink, msg: Extract<NodeMessage, { t: 'pulse' }>): void;
+  /** @internal */
   onComputationClosed(link: NodeLink, computeId: string, reason: string): void;
+  /** @internal */
   onLinkClosed(link: NodeLink, reason: DispyError | null): void;
-  /** Seconds between the heartbeats this user wants the node to get (at most 10). */
+  /** @internal Seconds between the heartbeats this user wants the node to get (at most 10). */
   readonly heartbeatInterval?: number;
 }
 
