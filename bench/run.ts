@@ -1,6 +1,8 @@
 /**
  * dispyts benchmark: prints one JSON document on stdout (progress on stderr) with
  *   baseline    (e) bare authenticated-Channel round trips to a child process
+ *   pipelined   20,000 pings in flight on one authenticated Channel (all at once, and a window of 256),
+ *               messages/s: what the wire carries, beside the baseline's sequential round trips/s
  *   throughput  (a) 20,000 trivial jobs on one `--cpus 2` node, 3 runs, vs bare round trips/s
  *   moduleThroughput  the same from a module computation (bench/double.ts bundled by esbuild)
  *   programThroughput 2,000 jobs of a trivial shell script (a process spawned per job)
@@ -23,15 +25,17 @@
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,scheduler,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,pipelined,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,scheduler,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
- * server on 127.0.0.4, the scheduler section's node and scheduler on 127.0.0.248 and 127.0.0.249; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
+ * server on 127.0.0.4 (the pipelined section's on 127.0.0.13),
+ * the scheduler section's node and scheduler on 127.0.0.248 and 127.0.0.249; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
  * (and deletes). Every process started is stopped by PID at the end, also on errors.
  */
 import os from 'node:os';
 import { runBaseline, type BaselineResult } from './baseline.js';
+import { runPipelined, type PipelinedResult } from './pipelined.js';
 import { runHttpd, type HttpdResult } from './httpd.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { runMultiHost, type MultiHostResult } from './multi-host.js';
@@ -47,6 +51,7 @@ import { runSchedulerThroughput, type SchedulerResult } from './scheduler.js';
 const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
 const ECHO_HOST = '127.0.0.4';
+const PIPELINED_ECHO_HOST = '127.0.0.13';
 const SCHED_NODE_HOST = '127.0.0.248';
 const SCHED_HOST = '127.0.0.249';
 const CPUS = 2;
@@ -62,6 +67,7 @@ const FLOORS = {
 
 const SECTIONS = [
   'baseline',
+  'pipelined',
   'throughput',
   'moduleThroughput',
   'programThroughput',
@@ -170,6 +176,7 @@ async function main(): Promise<number> {
   const out: Record<string, unknown> = { machine };
 
   let baseline: BaselineResult | undefined;
+  let pipelined: PipelinedResult | undefined;
   let throughput: Record<string, unknown> | undefined;
   let moduleThroughput: Record<string, unknown> | undefined;
   let programThroughput: (ProgramThroughputResult & { ratioToFunctionThroughput: number | null }) | undefined;
@@ -182,9 +189,19 @@ async function main(): Promise<number> {
   let scheduler: SchedulerResult | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
-  const needBaseline =
-    sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
+  const needBaseline = ['baseline', 'pipelined', 'throughput', 'moduleThroughput', 'latency'].some((s) => sections.has(s as Section));
   if (needBaseline) baseline = await section('baseline', errors, () => runBaseline({ host: ECHO_HOST, warmup: 5000, roundTrips: 2000 }));
+  if (sections.has('pipelined'))
+    pipelined = await section('pipelined', errors, () =>
+      runPipelined({
+        host: PIPELINED_ECHO_HOST,
+        messages: 20_000,
+        warmup: 100_000,
+        window: 256,
+        runs: 5,
+        ...(baseline ? { bareRoundTripsPerSec: baseline.roundTripsPerSec } : {}),
+      }),
+    );
 
   let node: BenchNode | null = null;
   try {
@@ -297,6 +314,7 @@ async function main(): Promise<number> {
   const uiRun = ui && !('skipped' in ui && ui.skipped) ? (ui as UiBenchResult) : undefined;
 
   if (baseline) out.baseline = baseline;
+  if (pipelined) out.pipelined = pipelined;
   if (throughput) out.throughput = throughput;
   if (moduleThroughput) out.moduleThroughput = moduleThroughput;
   if (programThroughput) out.programThroughput = programThroughput;
