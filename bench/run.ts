@@ -9,6 +9,10 @@
  *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
  *   sleep       (c) 200 jobs sleeping 100 ms on 2 CPUs, efficiency vs the ideal 10 s
  *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
+ *   newProgram  (U) a fresh client process (plain node on dist/, imports before timing): new JobCluster ->
+ *               first result of one trivial job, 5 samples against a daemon that served nobody (a new
+ *               one each) and 5 against one that served another program just before; beside a bare
+ *               connectChannel (connect + handshake) from a fresh process, as ratioToBareConnect
  *   multiHost   20,000 trivial jobs across 3 hosts (`--cpus 1` each) on the network-namespace harness
  *               (test/netns/harness.ts), client on a 4th host, 3 runs; beside the same client against
  *               one of those nodes, and the throughput section's loopback figure when it ran too
@@ -25,16 +29,18 @@
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,pipelined,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,scheduler,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,pipelined,throughput,moduleThroughput,programThroughput,latency,sleep,startup,newProgram,multiHost,httpd,ui,scheduler,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
- * server on 127.0.0.4 (the pipelined section's on 127.0.0.13),
+ * server on 127.0.0.4 (the pipelined section's on 127.0.0.13), newProgram's daemons that served
+ * nobody on 127.0.0.6, the one that served before on 127.0.0.7 and its echo server on 127.0.0.8,
  * the scheduler section's node and scheduler on 127.0.0.248 and 127.0.0.249; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
  * (and deletes). Every process started is stopped by PID at the end, also on errors.
  */
 import os from 'node:os';
 import { runBaseline, type BaselineResult } from './baseline.js';
+import { runNewProgram, type NewProgramResult } from './fresh.js';
 import { runPipelined, type PipelinedResult } from './pipelined.js';
 import { runHttpd, type HttpdResult } from './httpd.js';
 import { runLatency, type LatencyResult } from './latency.js';
@@ -52,6 +58,9 @@ const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
 const ECHO_HOST = '127.0.0.4';
 const PIPELINED_ECHO_HOST = '127.0.0.13';
+const NEW_PROGRAM_NOBODY_HOST = '127.0.0.6';
+const NEW_PROGRAM_SERVED_HOST = '127.0.0.7';
+const NEW_PROGRAM_ECHO_HOST = '127.0.0.8';
 const SCHED_NODE_HOST = '127.0.0.248';
 const SCHED_HOST = '127.0.0.249';
 const CPUS = 2;
@@ -74,6 +83,7 @@ const SECTIONS = [
   'latency',
   'sleep',
   'startup',
+  'newProgram',
   'multiHost',
   'httpd',
   'ui',
@@ -177,6 +187,7 @@ async function main(): Promise<number> {
 
   let baseline: BaselineResult | undefined;
   let pipelined: PipelinedResult | undefined;
+  let newProgram: NewProgramResult | undefined;
   let throughput: Record<string, unknown> | undefined;
   let moduleThroughput: Record<string, unknown> | undefined;
   let programThroughput: (ProgramThroughputResult & { ratioToFunctionThroughput: number | null }) | undefined;
@@ -275,6 +286,18 @@ async function main(): Promise<number> {
     }
   }
 
+  // Its own daemons and echo server, after the loopback node stopped.
+  if (sections.has('newProgram'))
+    newProgram = await section('newProgram', errors, () =>
+      runNewProgram({
+        repetitions: 5,
+        nobodyHost: NEW_PROGRAM_NOBODY_HOST,
+        servedHost: NEW_PROGRAM_SERVED_HOST,
+        echoHost: NEW_PROGRAM_ECHO_HOST,
+        cpus: CPUS,
+        settleMs: 1000,
+      }),
+    );
   // Its own node (same --cpus as the throughput node) and scheduler, beside the direct figure.
   if (sections.has('scheduler')) {
     const direct = throughput?.medianJobsPerSec as number | undefined;
@@ -321,6 +344,7 @@ async function main(): Promise<number> {
   if (latency) out.latency = latency;
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
   if (startup) out.startup = startup;
+  if (newProgram) out.newProgram = newProgram;
   if (multiHost) out.multiHost = multiHost;
   if (httpd) out.httpd = httpd;
   if (ui) out.ui = ui;
