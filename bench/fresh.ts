@@ -5,10 +5,25 @@
  *                   served nobody (a fresh one per sample) and against one that served another
  *                   program just before; beside a bare Channel connect + handshake from a fresh
  *                   process to the echo server
+ *   latencyCold     sequential submit-and-wait after a short warm-up, in a fresh process
+ *   throughputCold  trivial jobs submitted right after new JobCluster, no warm-up, in a fresh process
  */
 import { join } from 'node:path';
 import { startEchoServer, type EchoServer } from './baseline.js';
-import { BENCH_SECRET, ROOT, log, median, round, sleep, spawnTracked, startNode, stopChild, type BenchNode } from './lib.js';
+import {
+  BENCH_SECRET,
+  ROOT,
+  log,
+  median,
+  round,
+  sleep,
+  spawnTracked,
+  startNode,
+  stopChild,
+  summarize,
+  type BenchNode,
+  type Summary,
+} from './lib.js';
 
 const FRESH_CLIENT = join(ROOT, 'bench', 'fresh-client.mjs');
 
@@ -17,6 +32,10 @@ interface ResultLine {
   event: 'result';
   sinceStartMs: number;
   ms?: number;
+  samplesMs?: number[];
+  wallMs?: number;
+  firstResultMs?: number | null;
+  clientCpuMs?: number;
 }
 
 /** Runs one fresh client program to its exit; resolves with its result line. */
@@ -147,4 +166,55 @@ export async function runNewProgram(opts: {
     await served?.stop();
     await echo?.stop();
   }
+}
+
+export interface LatencyColdResult extends Summary {
+  jobs: number;
+  warmup: number;
+  sinceStartMs: number;
+}
+
+/** L cold: `warmup` then `jobs` sequential submit-and-wait jobs in a fresh client process. */
+export async function runLatencyCold(node: BenchNode, opts: { jobs: number; warmup: number }): Promise<LatencyColdResult> {
+  const r = await runFreshClient({ mode: 'latency', host: node.host, port: node.port, jobs: opts.jobs, warmup: opts.warmup }, 150_000);
+  const samples = r.samplesMs ?? [];
+  if (samples.length !== opts.jobs) throw new Error(`latencyCold: ${samples.length} samples, wanted ${opts.jobs}`);
+  const sum = summarize(samples);
+  log(`latencyCold: p50 ${sum.p50Ms} ms, p95 ${sum.p95Ms} ms (fresh process, ${opts.warmup} warm-up jobs)`);
+  return { jobs: opts.jobs, warmup: opts.warmup, ...sum, sinceStartMs: ms(r.sinceStartMs) };
+}
+
+export interface ThroughputColdRun {
+  /** new JobCluster (all jobs submitted right after it) -> last result. */
+  wallMs: number;
+  jobsPerSec: number;
+  /** new JobCluster -> first result (connection and setup included). */
+  firstResultMs: number | null;
+  clientCpuMs: number;
+  sinceStartMs: number;
+}
+
+export interface ThroughputColdResult {
+  jobs: number;
+  runs: ThroughputColdRun[];
+  medianJobsPerSec: number;
+}
+
+/** T cold: `jobs` trivial jobs, no warm-up batch, each run a fresh client process. */
+export async function runThroughputCold(node: BenchNode, opts: { jobs: number; runs: number }): Promise<ThroughputColdResult> {
+  const runs: ThroughputColdRun[] = [];
+  for (let i = 0; i < opts.runs; i++) {
+    const r = await runFreshClient({ mode: 'throughput', host: node.host, port: node.port, jobs: opts.jobs }, 150_000);
+    const wallMs = r.wallMs ?? NaN;
+    const run = {
+      wallMs: round(wallMs, 1),
+      jobsPerSec: round(opts.jobs / (wallMs / 1000), 0),
+      firstResultMs: r.firstResultMs === null || r.firstResultMs === undefined ? null : ms(r.firstResultMs),
+      clientCpuMs: round(r.clientCpuMs ?? NaN, 0),
+      sinceStartMs: ms(r.sinceStartMs),
+    };
+    log(`throughputCold run ${i + 1}: ${run.jobsPerSec} jobs/s (${run.wallMs} ms, first result at ${run.firstResultMs} ms)`);
+    runs.push(run);
+  }
+  return { jobs: opts.jobs, runs, medianJobsPerSec: round(median(runs.map((r) => r.jobsPerSec)), 0) };
 }
