@@ -76,25 +76,46 @@ export async function runIpcBaseline(count = 2000, warmup = 5000): Promise<NonNu
   }
 }
 
-export async function runBaseline(opts: { host: string; warmup?: number; roundTrips?: number }): Promise<BaselineResult> {
-  const warmup = opts.warmup ?? 5000;
-  const count = opts.roundTrips ?? 2000;
-  const proc = spawnTracked(['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts'), opts.host], {
+export interface EchoServer {
+  host: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts bench/echo-server.ts on a loopback address (stopped by PID with `stop`). */
+export async function startEchoServer(host: string): Promise<EchoServer> {
+  const proc = spawnTracked(['--import', 'tsx', join(ROOT, 'bench', 'echo-server.ts'), host], {
     env: { DISPYTS_BENCH_SECRET: BENCH_SECRET },
   });
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-10_000)));
-  let ch: Channel<NodeMessage, ClientMessage> | null = null;
   try {
     const m = await waitForLine(proc, /echo ready on [^\s]+:(\d+)/, 20_000, 'echo server', () => stderr);
-    const port = Number(m[1]);
-    ch = await connectChannel<NodeMessage, ClientMessage>({
-      host: opts.host,
-      port,
-      secret: resolveSecret(BENCH_SECRET),
-      clientId: CLIENT_ID,
-      schema: nodeMessageSchema,
-    });
+    return { host, port: Number(m[1]), stop: () => stopChild(proc, 2000) };
+  } catch (err) {
+    await stopChild(proc, 1000).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** An authenticated Channel to the echo server, as a client connects to a node. */
+export function connectEcho(echo: EchoServer): Promise<Channel<NodeMessage, ClientMessage>> {
+  return connectChannel<NodeMessage, ClientMessage>({
+    host: echo.host,
+    port: echo.port,
+    secret: resolveSecret(BENCH_SECRET),
+    clientId: CLIENT_ID,
+    schema: nodeMessageSchema,
+  });
+}
+
+export async function runBaseline(opts: { host: string; warmup?: number; roundTrips?: number }): Promise<BaselineResult> {
+  const warmup = opts.warmup ?? 5000;
+  const count = opts.roundTrips ?? 2000;
+  const echo = await startEchoServer(opts.host);
+  let ch: Channel<NodeMessage, ClientMessage> | null = null;
+  try {
+    ch = await connectEcho(echo);
     const channel = ch;
     let waiting: ((msg: NodeMessage) => void) | null = null;
     channel.on('message', (msg) => {
@@ -153,6 +174,6 @@ export async function runBaseline(opts: { host: string; warmup?: number; roundTr
     };
   } finally {
     ch?.close();
-    await stopChild(proc, 2000);
+    await echo.stop();
   }
 }

@@ -1,12 +1,23 @@
 /**
  * dispyts benchmark: prints one JSON document on stdout (progress on stderr) with
  *   baseline    (e) bare authenticated-Channel round trips to a child process
+ *   pipelined   20,000 pings in flight on one authenticated Channel (all at once, and a window of 256),
+ *               messages/s: what the wire carries, beside the baseline's sequential round trips/s
  *   throughput  (a) 20,000 trivial jobs on one `--cpus 2` node, 3 runs, vs bare round trips/s
+ *   throughputCold  20,000 trivial jobs from a fresh client process, no warm-up batch, 3 runs (each a
+ *               new process) on the running node, beside the warm figure (throughput), as ratios to
+ *               bare round trips/s and fractions of the pipelined messages/s
  *   moduleThroughput  the same from a module computation (bench/double.ts bundled by esbuild)
  *   programThroughput 2,000 jobs of a trivial shell script (a process spawned per job)
  *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
+ *   latencyCold 500 sequential submit-and-wait jobs after only 200 warm-up jobs, in a fresh client
+ *               process, beside latency's figure (3,000 warm-up jobs), both vs the bare round-trip p50
  *   sleep       (c) 200 jobs sleeping 100 ms on 2 CPUs, efficiency vs the ideal 10 s
  *   startup     (d) new JobCluster -> first result, warm daemon and cold daemon start
+ *   newProgram  (U) a fresh client process (plain node on dist/, imports before timing): new JobCluster ->
+ *               first result of one trivial job, 5 samples against a daemon that served nobody (a new
+ *               one each) and 5 against one that served another program just before; beside a bare
+ *               connectChannel (connect + handshake) from a fresh process, as ratioToBareConnect
  *   multiHost   20,000 trivial jobs across 3 hosts (`--cpus 1` each) on the network-namespace harness
  *               (test/netns/harness.ts), client on a 4th host, 3 runs; beside the same client against
  *               one of those nodes, and the throughput section's loopback figure when it ran too
@@ -23,15 +34,26 @@
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,throughput,moduleThroughput,programThroughput,latency,sleep,startup,multiHost,httpd,ui,scheduler,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,pipelined,throughput,throughputCold,moduleThroughput,programThroughput,latency,latencyCold,sleep,startup,newProgram,multiHost,httpd,ui,scheduler,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
- * server on 127.0.0.4, the scheduler section's node and scheduler on 127.0.0.248 and 127.0.0.249; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
+ * server on 127.0.0.4 (the pipelined section's on 127.0.0.13), newProgram's daemons that served
+ * nobody on 127.0.0.6, the one that served before on 127.0.0.7 and its echo server on 127.0.0.8,
+ * the scheduler section's node and scheduler on 127.0.0.248 and 127.0.0.249; multiHost uses 10.77.0.1-4, which exist only inside the namespaces it creates
  * (and deletes). Every process started is stopped by PID at the end, also on errors.
  */
 import os from 'node:os';
 import { runBaseline, type BaselineResult } from './baseline.js';
+import {
+  runLatencyCold,
+  runNewProgram,
+  runThroughputCold,
+  type LatencyColdResult,
+  type NewProgramResult,
+  type ThroughputColdResult,
+} from './fresh.js';
+import { runPipelined, type PipelinedResult } from './pipelined.js';
 import { runHttpd, type HttpdResult } from './httpd.js';
 import { runLatency, type LatencyResult } from './latency.js';
 import { runMultiHost, type MultiHostResult } from './multi-host.js';
@@ -47,6 +69,10 @@ import { runSchedulerThroughput, type SchedulerResult } from './scheduler.js';
 const NODE_HOST = '127.0.0.2';
 const COLD_HOST = '127.0.0.3';
 const ECHO_HOST = '127.0.0.4';
+const PIPELINED_ECHO_HOST = '127.0.0.13';
+const NEW_PROGRAM_NOBODY_HOST = '127.0.0.6';
+const NEW_PROGRAM_SERVED_HOST = '127.0.0.7';
+const NEW_PROGRAM_ECHO_HOST = '127.0.0.8';
 const SCHED_NODE_HOST = '127.0.0.248';
 const SCHED_HOST = '127.0.0.249';
 const CPUS = 2;
@@ -62,12 +88,16 @@ const FLOORS = {
 
 const SECTIONS = [
   'baseline',
+  'pipelined',
   'throughput',
+  'throughputCold',
   'moduleThroughput',
   'programThroughput',
   'latency',
+  'latencyCold',
   'sleep',
   'startup',
+  'newProgram',
   'multiHost',
   'httpd',
   'ui',
@@ -170,6 +200,10 @@ async function main(): Promise<number> {
   const out: Record<string, unknown> = { machine };
 
   let baseline: BaselineResult | undefined;
+  let pipelined: PipelinedResult | undefined;
+  let throughputCold: Record<string, unknown> | undefined;
+  let latencyCold: (LatencyColdResult & Record<string, unknown>) | undefined;
+  let newProgram: NewProgramResult | undefined;
   let throughput: Record<string, unknown> | undefined;
   let moduleThroughput: Record<string, unknown> | undefined;
   let programThroughput: (ProgramThroughputResult & { ratioToFunctionThroughput: number | null }) | undefined;
@@ -182,15 +216,36 @@ async function main(): Promise<number> {
   let scheduler: SchedulerResult | undefined;
 
   // Every job benchmark needs the bare figures, so the baseline runs whenever one of them does.
-  const needBaseline =
-    sections.has('baseline') || sections.has('throughput') || sections.has('moduleThroughput') || sections.has('latency');
+  const needBaseline = ['baseline', 'pipelined', 'throughput', 'throughputCold', 'moduleThroughput', 'latency', 'latencyCold'].some((s) =>
+    sections.has(s as Section),
+  );
   if (needBaseline) baseline = await section('baseline', errors, () => runBaseline({ host: ECHO_HOST, warmup: 5000, roundTrips: 2000 }));
+  // The cold throughput is read as a fraction of it, so it runs with that section too.
+  if (sections.has('pipelined') || sections.has('throughputCold'))
+    pipelined = await section('pipelined', errors, () =>
+      runPipelined({
+        host: PIPELINED_ECHO_HOST,
+        messages: 20_000,
+        warmup: 100_000,
+        window: 256,
+        runs: 5,
+        ...(baseline ? { bareRoundTripsPerSec: baseline.roundTripsPerSec } : {}),
+      }),
+    );
 
   let node: BenchNode | null = null;
   try {
-    const needNode = ['throughput', 'moduleThroughput', 'programThroughput', 'latency', 'sleep', 'startup', 'soak'].some((s) =>
-      sections.has(s as Section),
-    );
+    const needNode = [
+      'throughput',
+      'throughputCold',
+      'moduleThroughput',
+      'programThroughput',
+      'latency',
+      'latencyCold',
+      'sleep',
+      'startup',
+      'soak',
+    ].some((s) => sections.has(s as Section));
     if (needNode) {
       node = await startNode({ host: NODE_HOST, cpus: CPUS });
       log(`node ${node.host}:${node.port} (pid ${node.pid}) ready in ${round(node.readyAt - node.spawnedAt, 0)} ms`);
@@ -198,6 +253,34 @@ async function main(): Promise<number> {
     if (node && sections.has('throughput')) {
       const n = node;
       throughput = await section('throughput', errors, () => measureThroughput(n, baseline?.roundTripsPerSec ?? NaN, 'throughput'));
+    }
+    if (node && sections.has('throughputCold')) {
+      const n = node;
+      throughputCold = await section('throughputCold', errors, async () => {
+        const r: ThroughputColdResult = await runThroughputCold(n, { jobs: 20_000, runs: 3 });
+        const bare = baseline?.roundTripsPerSec ?? NaN;
+        const pipe = pipelined?.messagesPerSec ?? NaN;
+        const warm = throughput?.medianJobsPerSec as number | undefined;
+        return {
+          ...r,
+          node: `${n.host} --cpus ${CPUS} (already running)`,
+          bareRoundTripsPerSec: bare,
+          medianRatioToBareRoundTrips: round(r.medianJobsPerSec / bare, 3),
+          pipelinedMessagesPerSec: pipe,
+          fractionOfPipelined: round(r.medianJobsPerSec / pipe, 3),
+          warm:
+            warm === undefined
+              ? null
+              : {
+                  source: 'the throughput section of this run (median; 1,000 warm-up jobs per run, same client process)',
+                  medianJobsPerSec: warm,
+                  medianRatioToBareRoundTrips: round(warm / bare, 3),
+                  fractionOfPipelined: round(warm / pipe, 3),
+                },
+          coldOverWarm: warm === undefined ? null : round(r.medianJobsPerSec / warm, 3),
+          note: 'each run: a fresh client process (plain node on bench/fresh-client.mjs, imports before timing), all jobs submitted right after new JobCluster (no warm-up batch); timed new JobCluster -> last result, so connection and setup (firstResultMs) are included',
+        };
+      });
     }
     if (node && sections.has('moduleThroughput')) {
       const n = node;
@@ -229,6 +312,30 @@ async function main(): Promise<number> {
         return { ...r, bareP50Ms: bareP50, p50xBareP50: round(r.p50Ms / bareP50, 2), p95xBareP50: round(r.p95Ms / bareP50, 2) };
       });
     }
+    if (node && sections.has('latencyCold')) {
+      const n = node;
+      latencyCold = await section('latencyCold', errors, async () => {
+        const r = await runLatencyCold(n, { jobs: 500, warmup: 200 });
+        const bareP50 = baseline?.p50Ms ?? NaN;
+        return {
+          ...r,
+          bareP50Ms: bareP50,
+          p50xBareP50: round(r.p50Ms / bareP50, 2),
+          p95xBareP50: round(r.p95Ms / bareP50, 2),
+          warm: latency
+            ? {
+                source: 'the latency section of this run (same client process as the bench, 3,000 warm-up jobs)',
+                warmup: latency.warmup,
+                p50Ms: latency.p50Ms,
+                p95Ms: latency.p95Ms,
+                p50xBareP50: round(latency.p50Ms / bareP50, 2),
+                p95xBareP50: round(latency.p95Ms / bareP50, 2),
+              }
+            : null,
+          note: 'a fresh client process (plain node on bench/fresh-client.mjs, imports before timing) and cluster on the running node; 200 untimed warm-up jobs, then 500 sequential submit-and-wait jobs',
+        };
+      });
+    }
     if (node && sections.has('sleep')) {
       const n = node;
       sleepRes = await section('sleep', errors, () => runSleep(n, { jobs: 200, ms: 100, cpus: CPUS }));
@@ -258,6 +365,18 @@ async function main(): Promise<number> {
     }
   }
 
+  // Its own daemons and echo server, after the loopback node stopped.
+  if (sections.has('newProgram'))
+    newProgram = await section('newProgram', errors, () =>
+      runNewProgram({
+        repetitions: 5,
+        nobodyHost: NEW_PROGRAM_NOBODY_HOST,
+        servedHost: NEW_PROGRAM_SERVED_HOST,
+        echoHost: NEW_PROGRAM_ECHO_HOST,
+        cpus: CPUS,
+        settleMs: 1000,
+      }),
+    );
   // Its own node (same --cpus as the throughput node) and scheduler, beside the direct figure.
   if (sections.has('scheduler')) {
     const direct = throughput?.medianJobsPerSec as number | undefined;
@@ -297,12 +416,16 @@ async function main(): Promise<number> {
   const uiRun = ui && !('skipped' in ui && ui.skipped) ? (ui as UiBenchResult) : undefined;
 
   if (baseline) out.baseline = baseline;
+  if (pipelined) out.pipelined = pipelined;
   if (throughput) out.throughput = throughput;
+  if (throughputCold) out.throughputCold = throughputCold;
   if (moduleThroughput) out.moduleThroughput = moduleThroughput;
   if (programThroughput) out.programThroughput = programThroughput;
   if (latency) out.latency = latency;
+  if (latencyCold) out.latencyCold = latencyCold;
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };
   if (startup) out.startup = startup;
+  if (newProgram) out.newProgram = newProgram;
   if (multiHost) out.multiHost = multiHost;
   if (httpd) out.httpd = httpd;
   if (ui) out.ui = ui;
