@@ -110,9 +110,15 @@ test("an error thrown by the module's function terminates the job with its stack
   await assert.rejects(within(job.wait(), 10_000, 'the job'), (e: DispyError) => e.code === 'DISPY_ERR_JOB_TERMINATED');
   assert.equal(job.status, JobStatus.Terminated);
   // The bundle's source map names the module's own file and line (the line of the throw).
-  const line = readFileSync(WORK, 'utf8').split('\n').findIndex((l) => l.includes('throw new RangeError')) + 1;
+  const line =
+    readFileSync(WORK, 'utf8')
+      .split('\n')
+      .findIndex((l) => l.includes('throw new RangeError')) + 1;
   assert.ok(line > 0, 'the fixture throws a RangeError');
-  assert.match(String(job.exception), new RegExp(`^RangeError: boom: bang\\n\\s+at boom \\(.*test/fixtures/module-work\\.ts:${line}:\\d+\\)`));
+  assert.match(
+    String(job.exception),
+    new RegExp(`^RangeError: boom: bang\\n\\s+at boom \\(.*test/fixtures/module-work\\.ts:${line}:\\d+\\)`),
+  );
   await cluster.close();
 });
 
