@@ -162,6 +162,16 @@ export interface JobClusterOptions {
    */
   maxFileSize?: number;
   /**
+   * `'job'`: every job runs in a fresh runner process on its node, which ends with the job
+   * (dispy's model), so nothing one job leaves behind (globals, timers, changed prototypes,
+   * `process.env`) is seen by another, at the cost of starting a process per job (the bench's
+   * `isolateThroughput`). `setup` then runs before each job, in its process. Without it, the
+   * jobs of this program share runners; runners are never shared with another program.
+   * @default undefined (jobs of this program share runners)
+   * @example isolate: 'job'
+   */
+  isolate?: 'job';
+  /**
    * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
    * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
    * unless `caFile` is given).
@@ -252,6 +262,8 @@ export interface PrebuiltComputation {
   cleanupFiles: boolean;
   /** The cluster's destPath on nodes, or null. */
   destPath: string | null;
+  /** The client program it comes from (nodes give each program runners of its own), or null. */
+  program: string | null;
 }
 
 /** @internal Options of `JobCluster._submitEncoded`. */
@@ -524,10 +536,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         cpus,
         pulseInterval: this.#opts.pulseInterval ?? 0,
         setup: this.#hooks.setup,
-        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs) : null,
+        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
+        isolate: this.#opts.isolate ?? null,
+        program: pre?.program ?? null,
       });
       if (this.#closing) {
         await link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
@@ -741,7 +755,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    return this.#enqueue(id, pinTo, args, this.#codec.encode(args), undefined);
+    return this.#enqueue(id, pinTo, args, this.#codec.encode(args, 'args'), undefined);
   }
 
   /**
@@ -1547,4 +1561,5 @@ function validateOptions(o: JobClusterOptions): void {
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
     throw invalidOption('name', 'a non-empty string', o.name);
+  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
 }

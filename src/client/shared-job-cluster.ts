@@ -43,6 +43,7 @@ export interface SharedJobClusterOptions
     | 'destPath'
     | 'maxRuntime'
     | 'maxFileSize'
+    | 'isolate'
     | 'logLevel'
     | 'logger'
   > {
@@ -359,7 +360,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs) : null,
+        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: o.cleanup !== false,
         destPath: this.#destPath,
@@ -368,6 +369,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         exclusive: this.exclusive,
         maxRuntime: o.maxRuntime ?? 0,
         files: this.#files.map((f) => f.name),
+        isolate: o.isolate ?? null,
       }),
       'registering the computation',
     );
@@ -904,7 +906,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    const bytes = this.#codec.encode(args);
+    const bytes = this.#codec.encode(args, 'args');
     const uid = nextJobUid();
     const job = new DispyJob<Awaited<ReturnType<F>>>(uid, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
     job._attempt = uid;
@@ -1255,4 +1257,5 @@ function validateOptions(o: SharedJobClusterOptions): void {
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
     throw invalidOption('name', 'a non-empty string', o.name);
+  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
 }

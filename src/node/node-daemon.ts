@@ -1,6 +1,7 @@
 /**
  * `dispyts node`: accepts authenticated clients, serves one client process at a time, runs its
- * jobs on pre-spawned runners (one process group per running job) and reports its resources.
+ * jobs on pre-spawned runners (one process group per running job, one client program per
+ * runner) and reports its resources.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -149,6 +150,12 @@ interface Comp {
   cluster: string;
   computation: Computation;
   dir: string;
+  /** The client program it belongs to (its runners serve no other program). */
+  program: string;
+  /** Each job in a fresh runner process. */
+  isolate: boolean;
+  /** Closing with its jobs terminated: a job of it that starts meanwhile is killed too. */
+  terminating: boolean;
   /** Cap on running jobs (the node's cpus when 0). */
   cap: number;
   /** Jobs handed to runners (running or queued in them). */
@@ -715,6 +722,10 @@ export class NodeDaemon {
       cluster: msg.cluster,
       computation: msg.computation,
       dir,
+      // A scheduler serves several programs: each gets runners of its own.
+      program: msg.program === null ? clientId : `${clientId}/${msg.program}`,
+      isolate: msg.isolate === 'job',
+      terminating: false,
       cap: Math.min(msg.cpus || this.cpus, this.cpus),
       running: 0,
       queued: 0,
@@ -724,15 +735,19 @@ export class NodeDaemon {
       closeWaiters: [],
     };
     owner.comps.set(comp.id, comp);
-    const error = await this.#pool!.load(comp.id, {
-      computation: comp.computation,
-      dir,
-      setup: msg.setup,
-      cleanup: msg.cleanup,
-      setupArgs: msg.setupArgs
-        ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
-        : null,
-    });
+    const error = await this.#pool!.load(
+      comp.id,
+      {
+        computation: comp.computation,
+        dir,
+        setup: msg.setup,
+        cleanup: msg.cleanup,
+        setupArgs: msg.setupArgs
+          ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
+          : null,
+      },
+      { program: comp.program, isolate: comp.isolate },
+    );
     if (error) {
       this.log.warn({ cluster: comp.cluster, computeId: comp.id, error: error.message }, 'computation failed to load');
       await this.#closeComp(owner, comp, true);
@@ -800,16 +815,20 @@ export class NodeDaemon {
     const pool = this.#pool;
     if (!pool || this.#stopping || this.#draining) return;
     let i = 0;
+    let isolatedWaiting = 0;
     while (i < this.#queue.length) {
       const job = this.#queue[i]!;
       const runner = this.#runnerFor(job.comp);
       if (!runner) {
+        if (job.comp.isolate) isolatedWaiting++;
         i++;
         continue;
       }
       this.#queue.splice(i, 1);
       this.#assign(job, runner);
     }
+    // Jobs that each need a fresh process get them spawned, as many as CPUs are free.
+    if (isolatedWaiting) pool.ensureFresh(Math.min(isolatedWaiting, this.cpuLimit - this.#busyRunners()));
     if (this.#queue.length === 0) this.#rebalance();
   }
 
@@ -819,16 +838,19 @@ export class NodeDaemon {
    * running job for long ones (so the runner starts it without waiting for the daemon).
    */
   #runnerFor(comp: Comp): Runner | undefined {
+    const pool = this.#pool!;
     const limit = comp.avgMs < SHORT_JOB_MS ? LOOKAHEAD : 2;
     let behind: Runner | undefined;
     let empty: Runner | undefined;
-    for (const r of this.#pool!.runners) {
-      if (!r.usable) continue;
+    for (const r of pool.runners) {
+      if (!r.usable || !pool.fits(r, comp.id)) continue;
       if (r.jobs.size === 0) {
-        empty ??= r;
+        // One that already set the computation up before a fresh one.
+        if (!empty || (empty.fresh && !r.fresh)) empty = r;
         continue;
       }
-      if (r.jobs.size >= limit || (behind && behind.jobs.size <= r.jobs.size)) continue;
+      // An isolated job never waits behind another one: its runner runs it alone.
+      if (comp.isolate || r.jobs.size >= limit || (behind && behind.jobs.size <= r.jobs.size)) continue;
       let same = true;
       for (const j of r.jobs.values()) if (j.computeId !== comp.id) same = false;
       if (same) behind = r;
@@ -844,14 +866,18 @@ export class NodeDaemon {
    * runner's running job is taken back (if it has not started) and runs on the empty one.
    */
   #rebalance(): void {
-    const runners = [...this.#pool!.runners].filter((r) => r.usable);
-    let empty = runners.filter((r) => r.jobs.size === 0).length;
+    const pool = this.#pool!;
+    const runners = [...pool.runners].filter((r) => r.usable);
+    const emptyOnes = runners.filter((r) => r.jobs.size === 0);
+    let empty = emptyOnes.length;
     for (const r of runners) {
       if (empty === 0) return;
       if (r.jobs.size < 2) continue;
       const waiting = [...r.jobs.values()].reverse().find((j) => !j.started);
       const job = waiting && this.#owner?.jobs.get(waiting.uid);
       if (!job || job.cancelRequested || job.rebalancing || job.comp.avgMs < SHORT_JOB_MS) continue;
+      // Only to an empty runner that may run it (the same program's, or a fresh one).
+      if (!emptyOnes.some((e) => pool.fits(e, job.comp.id))) continue;
       // Only if an empty runner may take it (the computation's cap counts runners).
       if (this.#runnersHolding(job.comp) >= job.comp.cap || !this.#belowCpuLimit()) continue;
       job.rebalancing = true;
@@ -905,16 +931,19 @@ export class NodeDaemon {
         if (job.maxRuntime > 0) {
           job.timer = setTimeout(() => {
             this.log.info({ uid: job.uid, maxRuntime: job.maxRuntime }, 'job exceeded its maxRuntime');
-            this.#pool!.terminate(
+            this.#pool!.kill(
               runner,
+              job.uid,
               `DispyError: DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${job.maxRuntime} s`,
               'DISPY_ERR_MAX_RUNTIME',
             );
           }, job.maxRuntime * 1000);
           job.timer.unref();
         }
-        if (job.cancelRequested) this.#pool!.terminate(runner, 'DispyError: job terminated on request of the client');
-        else this.#send(job, { t: 'started', uid: job.uid, startTime });
+        this.#send(job, { t: 'started', uid: job.uid, startTime });
+        // Cancelled (or its computation closed with terminate) while it was on its way to start.
+        if (job.cancelRequested) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated on request of the client');
+        else if (job.comp.terminating) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated as its computation was closed');
       },
       onProvisional: (result) => this.#send(job, { t: 'provisional', uid: job.uid, result }),
       onEnd: (outcome) => this.#ended(job, outcome),
@@ -1066,11 +1095,12 @@ export class NodeDaemon {
     if (!job || job.cancelRequested) return;
     job.cancelRequested = true;
     if (job.state === 'queued') {
-      this.#queue.splice(this.#queue.indexOf(job), 1);
+      const i = this.#queue.indexOf(job);
+      if (i >= 0) this.#queue.splice(i, 1);
       job.comp.queued--;
       this.#cancelUnstarted(job);
     } else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
-    else if (job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
+    else if (job.runner) this.#pool!.kill(job.runner, job.uid, 'DispyError: job terminated on request of the client');
   }
 
   /**
@@ -1080,6 +1110,7 @@ export class NodeDaemon {
    */
   async #closeComp(owner: Owner, comp: Comp, terminate: boolean): Promise<void> {
     comp.closing = true;
+    if (terminate) comp.terminating = true;
     for (const job of [...this.#queue]) {
       if (job.comp !== comp) continue;
       this.#queue.splice(this.#queue.indexOf(job), 1);
@@ -1089,10 +1120,7 @@ export class NodeDaemon {
     for (const job of [...owner.jobs.values()]) {
       if (job.comp !== comp || !job.runner) continue;
       if (job.state === 'running') {
-        if (terminate) {
-          job.cancelRequested = true;
-          this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
-        }
+        if (terminate) this.#pool!.kill(job.runner, job.uid, 'DispyError: job terminated as its computation was closed');
       } else this.#pool!.drop(job.runner, job.uid);
     }
     if (comp.running > 0 || comp.queued > 0) await new Promise<void>((r) => comp.closeWaiters.push(r));
@@ -1101,10 +1129,14 @@ export class NodeDaemon {
     await this.#pool?.unload(comp.id);
     this.#files?.close(owner.clientId, comp.id);
     this.log.info({ cluster: comp.cluster, computeId: comp.id }, 'computation closed');
+    // Its program's last computation here: that program's runners are retired.
+    if (![...owner.comps.values()].some((c) => c.program === comp.program)) this.#pool?.retireProgram(comp.program);
     if (owner.comps.size === 0 && owner.jobs.size === 0 && this.#owner === owner) this.#release(owner);
   }
 
   #release(owner: Owner): void {
+    // Whatever led here, no runner of this client serves the next one.
+    this.#pool?.retireProgram(owner.clientId, true);
     if (owner.zombieTimer) clearTimeout(owner.zombieTimer);
     this.#owner = null;
     this.#served++;
@@ -1118,12 +1150,15 @@ export class NodeDaemon {
 
   // ---- the node's own page (node-httpd.ts): status, CPUs, drain ----
 
-  /** Whether one more runner may take a job under the CPU limit. */
+  /** Whether one more runner may take a job under the CPU limit (runners may outnumber CPUs). */
   #belowCpuLimit(): boolean {
-    if (this.#cpuLimit === null) return true;
+    return this.#busyRunners() < this.cpuLimit;
+  }
+
+  #busyRunners(): number {
     let busy = 0;
     for (const r of this.#pool!.runners) if (r.jobs.size > 0) busy++;
-    return busy < this.#cpuLimit;
+    return busy;
   }
 
   /** Jobs queued inside runners that have not started come back to the node's queue. */

@@ -2,21 +2,38 @@
  * Entry of a job runner process. The daemon forks it (leading its own process group) and hands
  * it jobs over IPC; it evaluates computations, runs its queued jobs one at a time with their
  * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
+ * A runner serves the computations of one client program; the daemon retires it when that
+ * program is done with the node.
+ *
+ * The reporting rule: before a job's code is called, the daemon has that job's Started and the
+ * Done of every job before it (in the pipe, not in this process's buffers), so a crash, a
+ * cancel or a time limit always concerns the job the daemon believes is running.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { PayloadCodec } from '../protocol/payload.js';
 import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
 import { formatException, type LoadedComputation } from './function-loader.js';
-import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerItem, type RunnerJob, type ToRunner } from './runner-protocol.js';
+import { JobSlot, startArbiter } from './runner-arbiter.js';
+import {
+  KILL_PIPE_FD,
+  RunnerCommand,
+  RunnerEvent,
+  TERMINATE_GRACE,
+  type FromRunner,
+  type RunnerItem,
+  type RunnerJob,
+  type ToRunner,
+} from './runner-protocol.js';
 
 /** Bytes of stdout and of stderr kept per job. */
 const OUTPUT_LIMIT = Number(process.env.DISPYTS_OUTPUT_LIMIT) || 1024 * 1024;
-/** Events wait at most this long (ms) for company while jobs are queued. */
-const BATCH_MS = 1;
+/** Jobs shorter than this (ms, on average) skip reading their children's CPU time (~10 us). */
+const SHORT_MS = 1;
 
 interface Loaded extends LoadedComputation {
   codec: PayloadCodec;
-  /** Running average of job wall time (ms): short jobs are reported in batches. */
+  /** Running average of job wall time (ms). */
   avgMs: number;
   /** The computation's directory: its jobs' working directory and `dispyJobPath`. */
   dir: string;
@@ -61,30 +78,30 @@ const loading = new Map<string, Promise<void>>();
 const queue: RunnerJob[] = [];
 let current: Current | null = null;
 let looping = false;
+/** Reports not sent yet: at most the Done of the job that just ended, waiting for the next Started. */
 let outbox: RunnerItem[] = [];
-let lastFlush = 0;
-let flushScheduled = false;
+/** Which job runs, shared with the kill arbiter. */
+const slot = new JobSlot();
+/** The computation and job whose code is running, through its callbacks and promises too. */
+const jobContext = new AsyncLocalStorage<{ computeId: string; uid: number | null }>();
 
-function flush(): void {
-  if (outbox.length === 0) return;
+/**
+ * Sends the queued reports. Resolves once they are written to the pipe to the daemon: a job's
+ * code that then kills this process cannot take them along.
+ */
+function flush(): Promise<void> | undefined {
+  if (outbox.length === 0) return undefined;
   const items = outbox;
   outbox = [];
-  lastFlush = performance.now();
-  process.send?.({ ev: RunnerEvent.Batch, items } satisfies FromRunner);
+  return new Promise((resolve) => {
+    if (!process.send?.({ ev: RunnerEvent.Batch, items } satisfies FromRunner, undefined, undefined, () => resolve())) resolve();
+  });
 }
 
-/** Queues an event; sends at once unless more short jobs are about to add to the batch. */
-function report(item: RunnerItem, mayWait = false): void {
+/** Sends an event now (with a held Done before it, keeping their order). */
+function report(item: RunnerItem): void {
   outbox.push(item);
-  if (!mayWait || queue.length === 0 || performance.now() - lastFlush >= BATCH_MS) flush();
-  else if (!flushScheduled) {
-    // If the loop yields (a job awaits I/O), what is queued goes out then.
-    flushScheduled = true;
-    setImmediate(() => {
-      flushScheduled = false;
-      flush();
-    });
-  }
+  void flush();
 }
 
 // Job output goes to the running job's buffers; output with no job running is dropped.
@@ -101,7 +118,11 @@ patch(process.stderr, (c) => c.err);
 
 function provisional(value: unknown): void {
   if (!current || current.finished) return;
-  report({ ev: RunnerEvent.Provisional, uid: current.uid, result: current.codec.encode(value).toString('base64') });
+  report({
+    ev: RunnerEvent.Provisional,
+    uid: current.uid,
+    result: current.codec.encode(value, 'the provisional result').toString('base64'),
+  });
 }
 
 /**
@@ -125,11 +146,16 @@ function enterDir(dir: string, computeId: string): void {
 async function run(job: RunnerJob): Promise<void> {
   if (!computations.has(job.computeId)) await loading.get(job.computeId);
   const comp = computations.get(job.computeId);
+  // Claimed before Started goes out: a kill of this job the daemon sends after hearing of it
+  // finds it running.
+  if (!slot.enter(job.uid)) slot.awaitKill();
   const startTime = Date.now();
-  const fast = comp !== undefined && comp.avgMs < BATCH_MS;
-  report({ ev: RunnerEvent.Started, uid: job.uid, startTime }, fast);
+  const fast = comp !== undefined && comp.avgMs < SHORT_MS;
+  outbox.push({ ev: RunnerEvent.Started, uid: job.uid, startTime });
+  await flush();
   if (!comp) {
-    report({
+    if (!slot.leave(job.uid)) slot.awaitKill();
+    outbox.push({
       ev: RunnerEvent.Done,
       uid: job.uid,
       ok: false,
@@ -147,6 +173,7 @@ async function run(job: RunnerJob): Promise<void> {
   const failure = new Promise<never>((_, reject) => {
     fail = reject;
   });
+  failure.catch(() => undefined);
   const me: Current = { uid: job.uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, fail };
   current = me;
   enterDir(comp.dir, job.computeId);
@@ -158,50 +185,64 @@ async function run(job: RunnerJob): Promise<void> {
   let result: string | null = null;
   let exception: string | null = null;
   let code: string | null = null;
+  let value: unknown;
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
     const list = Array.isArray(decoded) ? decoded : [decoded];
     const { fn } = comp;
-    const out = fn(...list);
-    const value = out instanceof Promise ? await Promise.race([out, failure]) : out;
-    result = comp.codec.encode(value).toString('base64');
+    const out = jobContext.run({ computeId: job.computeId, uid: job.uid }, () => fn(...list));
+    value = out instanceof Promise ? await Promise.race([out, failure]) : out;
   } catch (err) {
     ok = false;
     exception = formatException(err);
     if (err instanceof ReferenceError && /is not defined/.test(err.message)) code = 'DISPY_ERR_FREE_VARIABLE';
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
   }
+  if (ok) {
+    try {
+      result = comp.codec.encode(value, 'the result').toString('base64');
+    } catch (err) {
+      // What cannot travel is named (where in the result, and what it is), never dropped.
+      ok = false;
+      exception = `${(err as Error).name}: ${(err as Error).message}`;
+      code = 'DISPY_ERR_SERIALIZE';
+    }
+  }
   me.finished = true;
   current = null;
+  if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
   comp.avgMs = comp.avgMs === Infinity ? ms : comp.avgMs * 0.8 + ms * 0.2;
   const used = process.cpuUsage(cpu0);
   const kids = fast ? 0 : Math.max(0, childrenCpuSeconds() - kids0);
-  report(
-    {
-      ev: RunnerEvent.Done,
-      uid: job.uid,
-      ok,
-      result,
-      exception,
-      code,
-      stdout: me.out.text(),
-      stderr: me.err.text(),
-      cpuTime: (used.user + used.system) / 1e6 + kids,
-      endTime: Date.now(),
-    },
-    comp.avgMs < BATCH_MS,
-  );
+  // Goes out with the next job's Started (see loop), or at once.
+  outbox.push({
+    ev: RunnerEvent.Done,
+    uid: job.uid,
+    ok,
+    result,
+    exception,
+    code,
+    stdout: me.out.text(),
+    stderr: me.err.text(),
+    cpuTime: (used.user + used.system) / 1e6 + kids,
+    endTime: Date.now(),
+  });
 }
 
 async function loop(): Promise<void> {
   if (looping) return;
   looping = true;
   try {
-    for (let job = queue.shift(); job; job = queue.shift()) await run(job);
+    for (let job = queue.shift(); job; job = queue.shift()) {
+      await run(job);
+      // A Done waits only for a Started that follows at once; never across a wait for anything.
+      const next = queue[0];
+      if (!next || !computations.has(next.computeId)) void flush();
+    }
   } finally {
     looping = false;
-    flush();
+    void flush();
   }
 }
 
@@ -213,13 +254,17 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
       g.dispyNodeIpAddr = msg.nodeIpAddr;
       // setup runs in the computation's directory too (unless a job of another one is running).
       if (!current || current.finished) enterDir(msg.dir, msg.computeId);
-      const loaded = await loadComputation(msg.computation, { dir: msg.dir, provisional }, { setup: msg.setup, cleanup: msg.cleanup });
+      const context = { computeId: msg.computeId, uid: null };
+      const loaded = await jobContext.run(context, () =>
+        loadComputation(msg.computation, { dir: msg.dir, provisional }, { setup: msg.setup, cleanup: msg.cleanup }),
+      );
       const codec = new PayloadCodec(loaded.classes);
       if (loaded.setup) {
         // setup runs once per runner, before any job of the computation here.
         const args = msg.setupArgs ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
+        const setup = loaded.setup;
         try {
-          await loaded.setup(...(Array.isArray(args) ? args : [args]));
+          await jobContext.run(context, () => setup(...(Array.isArray(args) ? args : [args])));
         } catch (err) {
           report({
             ev: RunnerEvent.Loaded,
@@ -244,9 +289,10 @@ async function unload(computeId: string): Promise<void> {
   computations.delete(computeId);
   let error: string | null = null;
   if (comp && (!current || current.finished)) enterDir(comp.dir, computeId);
-  if (comp?.cleanup) {
+  const cleanup = comp?.cleanup;
+  if (cleanup) {
     try {
-      await comp.cleanup();
+      await jobContext.run({ computeId, uid: null }, () => cleanup());
     } catch (err) {
       error = formatException(err);
     }
@@ -254,22 +300,49 @@ async function unload(computeId: string): Promise<void> {
   report({ ev: RunnerEvent.Unloaded, computeId, error });
 }
 
+/** The daemon is done with this runner: every computation still here runs its cleanup, then it exits. */
+async function retire(): Promise<void> {
+  await Promise.all([...loading.values()]);
+  for (const computeId of [...computations.keys()]) await unload(computeId);
+  await flush();
+  process.exit(0);
+}
+
 // Module computations carry a source map: their stack frames name the client's files and lines.
 process.setSourceMapsEnabled(true);
 
-// An error thrown asynchronously by job code fails that job instead of the runner.
+// An error thrown asynchronously by a job's code fails that job if it still runs; anything else
+// (left behind by a job that ended, or by setup) is reported for the daemon's log and fails no
+// job: no other job's status is about it.
 function onStray(err: unknown): void {
-  if (current && !current.finished) current.fail(err);
+  const from = jobContext.getStore();
+  if (from?.uid != null && current && !current.finished && current.uid === from.uid) {
+    current.fail(err);
+    return;
+  }
+  report({ ev: RunnerEvent.Stray, computeId: from?.computeId ?? null, uid: from?.uid ?? null, error: formatException(err) });
 }
 process.on('uncaughtException', onStray);
 process.on('unhandledRejection', onStray);
 process.on('disconnect', () => process.exit(0));
+
+// The kill arbiter answers the daemon's kill requests while a job keeps this thread busy; it
+// starts with the first computation of a runner that runs more than one job.
+let arbiter = false;
+function ensureArbiter(): void {
+  if (arbiter) return;
+  arbiter = true;
+  startArbiter(slot, KILL_PIPE_FD, TERMINATE_GRACE * 1000).on('error', (err) =>
+    report({ ev: RunnerEvent.Stray, computeId: null, uid: null, error: `the runner's kill arbiter failed: ${formatException(err)}` }),
+  );
+}
 // Module and program computations reach it as a global; functions also get it as a parameter.
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
 
 process.on('message', (msg: ToRunner) => {
   switch (msg.cmd) {
     case RunnerCommand.Load: {
+      if (!msg.single) ensureArbiter();
       // Loading may be asynchronous (a module import); jobs of it wait for it in run().
       const p = load(msg).finally(() => loading.delete(msg.computeId));
       loading.set(msg.computeId, p);
@@ -291,6 +364,9 @@ process.on('message', (msg: ToRunner) => {
       }
       break;
     }
+    case RunnerCommand.Retire:
+      void retire();
+      break;
   }
 });
 

@@ -49,6 +49,8 @@ export const computeSchema = z.object({
   maxRuntime: z.number().nonnegative().max(1e9).default(0),
   /** Names of the files that will follow (file-begin) before `schedule`. */
   files: z.array(relativeName).max(10_000).default([]),
+  /** `'job'`: each job in a fresh runner process on its node. */
+  isolate: z.literal('job').nullable().default(null),
 });
 export const scheduleSchema = z.object({ t: z.literal('schedule'), rid, computeId });
 export const sjobSchema = z.object({
