@@ -294,6 +294,8 @@ export class NodeDaemon {
   #served = 0;
   #pulseTimer: NodeJS.Timeout | null = null;
   #pulseEvery = 0;
+  /** Provisional results waiting for a congested connection to drain: the latest per job. */
+  readonly #heldProvisional = new Map<Channel<ClientMessage, NodeMessage>, Map<number, NodeMessage>>();
   #announcer: NodeAnnouncer | null = null;
   #stopping: Promise<void> | null = null;
   /** Set by setDraining(true): no job starts and no new client is served until cleared. */
@@ -1004,6 +1006,12 @@ export class NodeDaemon {
     // The submitting connection is gone; another connection of the same client may take it.
     if (ch.closed) ch = [...(this.#owner?.channels ?? [])].find((c) => !c.closed);
     if (ch) {
+      if (msg.t === 'provisional' && ch.congested) {
+        this.#holdProvisional(ch, msg);
+        return;
+      }
+      // The final result replaces a provisional one still held.
+      if (msg.t === 'done') this.#heldProvisional.get(ch)?.delete(msg.uid);
       ch.send(msg);
       if (msg.t === 'done') this.#undelivered?.sent(job.comp.id, job.tag === undefined ? msg : { ...msg, tag: job.tag });
     } else if (msg.t === 'done') {
@@ -1027,6 +1035,28 @@ export class NodeDaemon {
         ...(job.tag === undefined ? {} : { tag: job.tag }),
       });
     }
+  }
+
+  /**
+   * A client that reads slower than its jobs send provisional results gets the latest one of
+   * each job once its connection drains, not every one of them (they would pile up here).
+   */
+  #holdProvisional(ch: Channel<ClientMessage, NodeMessage>, msg: Extract<NodeMessage, { t: 'provisional' }>): void {
+    let held = this.#heldProvisional.get(ch);
+    if (!held) {
+      const mine = new Map<number, NodeMessage>();
+      held = mine;
+      this.#heldProvisional.set(ch, mine);
+      const release = (): void => {
+        ch.off('drain', release);
+        ch.off('close', release);
+        this.#heldProvisional.delete(ch);
+        if (!ch.closed) for (const m of mine.values()) ch.send(m);
+      };
+      ch.on('drain', release);
+      ch.on('close', release);
+    }
+    held.set(msg.uid, msg);
   }
 
   /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */

@@ -72,6 +72,8 @@ function equalTags(a: Uint8Array | undefined, b: Buffer): boolean {
 type ChannelEvents<In> = {
   message: [In, number];
   close: [DispyError | null];
+  /** The socket took everything written so far (see `congested`). */
+  drain: [];
 };
 
 /**
@@ -111,6 +113,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     this.#decoder = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => this.emit('drain'));
     // A TLS alert can arrive after `secureConnect` (TLS 1.3 refuses a client certificate then).
     socket.on('error', (err) =>
       this.close(
@@ -128,6 +131,15 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
 
   get authenticated(): boolean {
     return this.#sendKey !== null;
+  }
+
+  /**
+   * Whether the peer reads slower than we write: the socket holds more than its high-water
+   * mark. A `drain` event follows once it took everything. Senders of messages that a later one
+   * replaces (provisional results) hold them meanwhile.
+   */
+  get congested(): boolean {
+    return this.socket.writableNeedDrain;
   }
 
   /**
