@@ -161,3 +161,27 @@ test('a cancel that reaches the node after its job ended keeps the result and ki
   assert.equal(next.pid, first.pid, 'the runner was not killed');
   await c.close();
 });
+
+/** `big`: a result of 2 MiB; `exit`: appends to `file`, then ends the runner; else nothing. */
+function afterBig(kind: string, file: string) {
+  if (kind === 'big') return Buffer.alloc(2 * 1024 * 1024, 1);
+  if (kind !== 'exit') return null;
+  require('node:fs').appendFileSync(file, 'x');
+  process.exit(1);
+}
+
+test('a job that ends its runner right after a job with a large result: that result stands, the job alone fails, once', async () => {
+  const c = new JobCluster(afterBig, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const file = join(dir, 'after-big');
+  // Short jobs first, so that client and node queue the next two in the runner together: the
+  // large Done is still being written when the next job starts.
+  for (const j of Array.from({ length: 50 }, () => c.submit('tiny', file))) await j.wait();
+  const big = c.submit('big', file);
+  const exit = c.submit('exit', file);
+  const result = await big.wait();
+  assert.equal((result as Buffer).length, 2 * 1024 * 1024);
+  await assert.rejects(exit.wait(), { code: 'DISPY_ERR_JOB_TERMINATED' });
+  assert.match(exit.exception!, /exited unexpectedly \(code 1/);
+  assert.equal(readFileSync(file, 'utf8'), 'x', 'the job that exited ran once');
+  await c.close();
+});

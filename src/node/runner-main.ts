@@ -94,7 +94,9 @@ function flush(): Promise<void> | undefined {
   const items = outbox;
   outbox = [];
   return new Promise((resolve) => {
-    if (!process.send?.({ ev: RunnerEvent.Batch, items } satisfies FromRunner, undefined, undefined, () => resolve())) resolve();
+    // The callback comes once the write completed (it may return false with the write queued).
+    if (process.send) process.send({ ev: RunnerEvent.Batch, items } satisfies FromRunner, undefined, undefined, () => resolve());
+    else resolve();
   });
 }
 
