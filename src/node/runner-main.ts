@@ -328,23 +328,12 @@ process.on('uncaughtException', onStray);
 process.on('unhandledRejection', onStray);
 process.on('disconnect', () => process.exit(0));
 
-// The kill arbiter answers the daemon's kill requests while a job keeps this thread busy; it
-// starts with the first computation of a runner that runs more than one job.
-let arbiter = false;
-function ensureArbiter(): void {
-  if (arbiter) return;
-  arbiter = true;
-  startArbiter(slot, KILL_PIPE_FD, TERMINATE_GRACE * 1000).on('error', (err) =>
-    report({ ev: RunnerEvent.Stray, computeId: null, uid: null, error: `the runner's kill arbiter failed: ${formatException(err)}` }),
-  );
-}
 // Module and program computations reach it as a global; functions also get it as a parameter.
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
 
 process.on('message', (msg: ToRunner) => {
   switch (msg.cmd) {
     case RunnerCommand.Load: {
-      if (!msg.single) ensureArbiter();
       // Loading may be asynchronous (a module import); jobs of it wait for it in run().
       const p = load(msg).finally(() => loading.delete(msg.computeId));
       loading.set(msg.computeId, p);
@@ -373,3 +362,10 @@ process.on('message', (msg: ToRunner) => {
 });
 
 process.send?.({ ev: RunnerEvent.Ready, pid: process.pid } satisfies FromRunner);
+
+// The kill arbiter answers the daemon's kill requests while a job keeps this thread busy. It
+// starts while the runner waits for its first job (a runner that runs a single job, for
+// `isolate: 'job'`, is killed directly and does not use it).
+startArbiter(slot, KILL_PIPE_FD, TERMINATE_GRACE * 1000).on('error', (err) =>
+  report({ ev: RunnerEvent.Stray, computeId: null, uid: null, error: `the runner's kill arbiter failed: ${formatException(err)}` }),
+);

@@ -6,9 +6,10 @@
  *
  * One program per runner: a fresh runner is bound to the client program of the first
  * computation it loads and only ever runs that program's jobs (its computations share it). When
- * the program is done with the node the daemon retires its runners, and fresh ones are spawned
- * at once, so the next program finds them ready. A computation with `isolate: 'job'` gets a
- * fresh runner for each job, retired after it.
+ * the program is done with the node the daemon retires its runners. As many fresh runners as
+ * CPUs are kept started and idle beside those serving a program, so the next program binds
+ * ready ones and never waits for a fork (a fresh one is spawned as soon as one is bound). A
+ * computation with `isolate: 'job'` gets a fresh runner for each job, retired after it.
  *
  * Killing one job goes through the runner's kill arbiter (runner-arbiter.ts): the daemon names
  * the job, the runner decides, so a job that has just ended keeps its result and the job after
@@ -293,12 +294,9 @@ export class RunnerPool {
     return runner;
   }
 
-  /** Keeps `size` runners that can take work (fresh, or serving a program). */
+  /** Keeps `size` fresh runners started (spares for the next program, or for isolated jobs). */
   #topUp(): void {
-    if (this.#closed) return;
-    let live = 0;
-    for (const r of this.runners) if (!r.exited && !r.retiring && !r.spent && !r.terminating) live++;
-    for (; live < this.#opts.size; live++) this.#spawn();
+    this.ensureFresh(this.#opts.size);
   }
 
   #onItem(runner: Runner, item: RunnerItem): void {
@@ -426,14 +424,7 @@ export class RunnerPool {
 
   #load(runner: Runner, computeId: string, spec: LoadSpec): void {
     runner.loaded.add(computeId);
-    runner.send({
-      cmd: RunnerCommand.Load,
-      computeId,
-      ...spec,
-      nodeName: this.#opts.nodeName,
-      nodeIpAddr: this.#opts.nodeIpAddr,
-      single: runner.isolatedFor !== null,
-    });
+    runner.send({ cmd: RunnerCommand.Load, computeId, ...spec, nodeName: this.#opts.nodeName, nodeIpAddr: this.#opts.nodeIpAddr });
   }
 
   /**

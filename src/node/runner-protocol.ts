@@ -61,11 +61,6 @@ export type ToRunner =
       setup: string | null;
       cleanup: string | null;
       setupArgs: string | null;
-      /**
-       * The runner runs a single job (`isolate: 'job'`): killing it can hit no other job, so it
-       * needs no kill arbiter.
-       */
-      single: boolean;
     }
   | { cmd: RunnerCommand.Run; jobs: RunnerJob[] }
   | { cmd: RunnerCommand.Unload; computeId: string }
