@@ -6,12 +6,11 @@
  *
  * One program per runner: a fresh runner is bound to the client program of the first
  * computation it loads and only ever runs that program's jobs (its computations share it). When
- * the program is done with the node the daemon retires its runners. As many fresh runners as
- * CPUs are kept started and idle beside those serving a program, so the next program binds
- * ready ones and never waits for a fork. Starting a runner costs a few hundred ms of CPU, so
- * the fresh ones that replace those a program took are started once that program has its first
- * result (or SPARE_DELAY_MS after it took them), not while it starts. A computation with
- * `isolate: 'job'` gets a fresh runner for each job, retired after it.
+ * the program is done with the node the daemon retires its runners and starts as many fresh ones
+ * at once (the node is idle then), so the next program binds started ones and does not wait for
+ * a fork. Fresh runners are not started while a program runs: a start costs a few hundred ms of
+ * CPU that the running program's jobs would pay. A computation with `isolate: 'job'` gets a
+ * fresh runner for each job, retired after it (the next one is started as it takes its job).
  *
  * Killing one job goes through the runner's kill arbiter (runner-arbiter.ts): the daemon names
  * the job, the runner decides, so a job that has just ended keeps its result and the job after
@@ -72,8 +71,6 @@ const KILL_BACKUP = 5;
 const STDERR_TAIL = 8192;
 /** How long (ms) a runner that aborted may take to deliver the rest of its stderr. */
 const STDERR_WAIT_MS = 1000;
-/** At the latest, how long (ms) after a program took fresh runners new ones are started. */
-const SPARE_DELAY_MS = 2000;
 
 function runnerEntry(): string {
   const sibling = new URL('./runner-main.js', import.meta.url);
@@ -187,8 +184,6 @@ export class RunnerPool {
   readonly #toFlush = new Set<Runner>();
   #flushScheduled = false;
   #closed = false;
-  /** Fresh runners were taken: new ones start at the next job's end, or when this fires. */
-  #sparesDue: NodeJS.Timeout | null = null;
   /** Called when a runner has room again (jobs ended or a replacement started). */
   onIdle: () => void = () => undefined;
   /** Called when a runner failed to load a computation after its first load succeeded. */
@@ -300,18 +295,15 @@ export class RunnerPool {
     return runner;
   }
 
-  /** Keeps `size` fresh runners started (spares for the next program, or for isolated jobs). */
+  /**
+   * Keeps `size` runners that can take work (fresh ones, or serving a program), spawning fresh
+   * ones for those retired or gone.
+   */
   #topUp(): void {
-    if (this.#sparesDue) clearTimeout(this.#sparesDue);
-    this.#sparesDue = null;
-    this.ensureFresh(this.#opts.size);
-  }
-
-  /** A program took fresh runners: new ones start after its first result, not while it starts. */
-  #topUpLater(): void {
-    if (this.#sparesDue || this.#closed) return;
-    this.#sparesDue = setTimeout(() => this.#topUp(), SPARE_DELAY_MS);
-    this.#sparesDue.unref();
+    if (this.#closed) return;
+    let live = 0;
+    for (const r of this.runners) if (!r.exited && !r.retiring && !r.spent && !r.terminating) live++;
+    for (; live < this.#opts.size; live++) this.#spawn();
   }
 
   #onItem(runner: Runner, item: RunnerItem): void {
@@ -343,8 +335,6 @@ export class RunnerPool {
           runner.kills.delete(item.uid);
           job.onEnd({ kind: 'done', done: item });
           if (runner.spent && runner.jobs.size === 0) this.#retire(runner);
-          // After the result has gone out.
-          if (this.#sparesDue) setImmediate(() => this.#sparesDue && this.#topUp());
           this.onIdle();
         }
         return;
@@ -465,7 +455,7 @@ export class RunnerPool {
       // Every runner serves another program (through a scheduler): this one gets its own.
       if (targets.length === 0) for (let i = 0; i < this.#opts.size; i++) targets.push(this.#spawn(placement.program));
     }
-    this.#topUpLater();
+    this.#topUp();
     // Resolves once every runner answered (setup ran everywhere), or at the first failure.
     const waiting = new Set(targets);
     const verdict = new Promise<{ code: string; message: string } | null>((resolve) => {
@@ -545,7 +535,6 @@ export class RunnerPool {
     if (runner.fresh && c) {
       runner.program = c.program;
       if (c.isolate) runner.isolatedFor = job.computeId;
-      else this.#topUpLater();
     }
     if (c?.isolate) {
       // Its one job: a fresh runner is spawned at once for the next one.
@@ -634,7 +623,6 @@ export class RunnerPool {
   /** Stops every runner; resolves once all have exited. */
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#sparesDue) clearTimeout(this.#sparesDue);
     const exits = [...this.runners].map((r) => r.gone);
     for (const r of this.runners) {
       r.terminating ??= { exception: 'DispyError: the node is shutting down', code: 'DISPY_ERR_JOB_TERMINATED' };
