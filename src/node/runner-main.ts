@@ -363,6 +363,13 @@ process.on('message', (msg: ToRunner) => {
 
 process.send?.({ ev: RunnerEvent.Ready, pid: process.pid } satisfies FromRunner);
 
+// A runner serves one program, so each program's first jobs run in a runner that has run
+// nothing yet: the payload path they take is compiled while the runner waits for them.
+setImmediate(() => {
+  const codec = new PayloadCodec();
+  for (let i = 0; i < 300; i++) codec.decode(codec.encode([i, { a: 'x', b: [1.5, null] }], 'warm-up'));
+});
+
 // The kill arbiter answers the daemon's kill requests while a job keeps this thread busy. It
 // starts while the runner waits for its first job (a runner that runs a single job, for
 // `isolate: 'job'`, is killed directly and does not use it).
