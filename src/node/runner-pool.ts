@@ -137,9 +137,9 @@ export class Runner {
     this.gone = new Promise((r) => (this.markGone = r));
   }
 
-  /** Whether the runner may take a job now. */
+  /** Whether the runner may take a job now (one still starting gets it once ready). */
   get usable(): boolean {
-    return this.isReady && !this.exited && !this.terminating && !this.retiring && !this.spent && this.child.connected;
+    return !this.exited && !this.terminating && !this.retiring && !this.spent && this.child.connected;
   }
 
   /** Fresh: it has served no program yet. */
