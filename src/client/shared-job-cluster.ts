@@ -72,7 +72,10 @@ export interface SharedJobClusterOptions
    * DISPY_ERR_CONNECTION meanwhile, and on reconnection the cluster resumes its computation
    * (results that came meanwhile are delivered, jobs the scheduler never got are sent again). A
    * scheduler that refuses the connection or restarted ends every pending job at once; so does
-   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off.
+   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off. The
+   * scheduler is told it: while the connection is gone it starts none of this cluster's jobs,
+   * and at the end of this window it closes the computation (queued jobs dropped, running ones
+   * terminated), since nobody can collect their results any more.
    * @default 60
    * @example reconnectTimeout: 300
    */
@@ -368,6 +371,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         exclusive: this.exclusive,
         maxRuntime: o.maxRuntime ?? 0,
         files: this.#files.map((f) => f.name),
+        // The scheduler keeps the computation for this long once the connection is gone, no longer.
+        reconnectTimeout: o.reconnectTimeout ?? 60,
       }),
       'registering the computation',
     );

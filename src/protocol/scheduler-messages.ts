@@ -49,6 +49,12 @@ export const computeSchema = z.object({
   maxRuntime: z.number().nonnegative().max(1e9).default(0),
   /** Names of the files that will follow (file-begin) before `schedule`. */
   files: z.array(relativeName).max(10_000).default([]),
+  /**
+   * Seconds the client tries to get back after its connection broke (its `reconnectTimeout`):
+   * the scheduler keeps the computation that long at most (never beyond its zombie interval),
+   * starting none of its jobs meanwhile. Absent: the zombie interval.
+   */
+  reconnectTimeout: z.number().nonnegative().max(1e9).optional(),
 });
 export const scheduleSchema = z.object({ t: z.literal('schedule'), rid, computeId });
 export const sjobSchema = z.object({

@@ -15,6 +15,7 @@ import tls from 'node:tls';
 import pino, { type Logger } from 'pino';
 import { setDispatchPolicy, DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
 import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
+import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { DispyError, invalidOption } from '../errors.js';
 import { FileStore } from '../node/file-store.js';
@@ -194,8 +195,10 @@ export interface SchedulerDaemonOptions {
 }
 
 type SchedulerEvents = {
-  /** An internal cluster started: show it. */
-  cluster: [JobCluster];
+  /** An internal cluster started: show it (`exclusive` as its computation). */
+  cluster: [JobCluster, boolean];
+  /** What to show beside a cluster changed (its client is gone, back, or it closed for that). */
+  'cluster-note': [JobCluster, ClusterNote | null, string];
   /** A closed cluster is no longer kept: stop showing it. */
   'cluster-removed': [JobCluster];
 };
@@ -302,7 +305,8 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
         return self.#stopping !== null;
       },
       clusterOptions: () => this.#clusterOptions(),
-      clusterStarted: (cluster) => this.emit('cluster', cluster),
+      clusterStarted: (cluster, exclusive) => this.emit('cluster', cluster, exclusive),
+      clusterNote: (cluster, note, text) => this.emit('cluster-note', cluster, note, text),
       clusterClosed: (cluster, name) => this.#clusterClosed(cluster, name),
     };
   }
