@@ -22,6 +22,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Resolve at the response headers and drop the connection (for streams). */
   headersOnly?: boolean;
+  /** The local address to send from (127.0.0.x: another client address). */
+  localAddress?: string;
 }
 
 /** One request; resolves with the whole answer (never rejects on an HTTP status). */
@@ -39,6 +41,7 @@ export function request(url: string, opts: RequestOptions = {}): Promise<Reply> 
         method: opts.method ?? 'GET',
         headers: opts.headers ?? {},
         ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
         agent: false,
         timeout: opts.timeoutMs ?? 20_000,
       },
