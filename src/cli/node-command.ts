@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { NodeDaemon } from '../node/node-daemon.js';
 import { NodeHttpServer, parseHttpdAddress } from '../node/node-httpd.js';
 import { readSecretFile, resolveSecret } from '../protocol/secret.js';
-import { parseIntOption, parseSeconds, parseSize } from './args.js';
+import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
@@ -49,6 +49,8 @@ Options:
   --httpd-token TOKEN      the page's admin token, 16+ characters (default: derived from the
                            node's secret, so whoever has the secret can compute it)
   --httpd-viewer-token T   a second token that shows the page without the admin controls
+  --httpd-trusted-proxy A  the address of a reverse proxy in front of the page; needs
+  --httpd-public-url URL   the URL browsers use through it (the same-origin check uses it)
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   --parent-pid PID         stop when process PID exits (the demo and tests use it)
   -h, --help               show this help
@@ -89,6 +91,8 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       httpd: { type: 'string' },
       'httpd-token': { type: 'string' },
       'httpd-viewer-token': { type: 'string' },
+      'httpd-trusted-proxy': { type: 'string' },
+      'httpd-public-url': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -102,9 +106,19 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
   const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
   const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
-  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
-    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
+  if (
+    httpd === null &&
+    (values['httpd-token'] !== undefined ||
+      values['httpd-viewer-token'] !== undefined ||
+      values['httpd-trusted-proxy'] !== undefined ||
+      values['httpd-public-url'] !== undefined)
+  ) {
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      '--httpd-token, --httpd-viewer-token, --httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port',
+    );
   }
+  const trustedProxy = parseTrustedProxy(values['httpd-trusted-proxy'], values['httpd-public-url']);
   const daemon = new NodeDaemon({
     host: values.host,
     port: parseIntOption('port', values.port, { min: 0, max: 65535 }),
@@ -139,6 +153,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
         viewerToken: values['httpd-viewer-token'],
         secret: values['httpd-token'] === undefined ? resolveSecret(secret) : undefined,
         diskPath: values['dest-path-prefix'],
+        ...(trustedProxy ? { trustedProxy } : {}),
       });
       const a = await page.listening;
       process.stdout.write(`dispyts node page on ${a.url} (sign in: ${a.loginUrl})\n`);
