@@ -222,7 +222,7 @@ export class SseViewer {
   readonly done: Promise<void>;
   #waiters: (() => void)[] = [];
 
-  constructor(url: string, opts: { headers?: Record<string, string>; ca?: string | Buffer } = {}) {
+  constructor(url: string, opts: { headers?: Record<string, string>; ca?: string | Buffer; localAddress?: string } = {}) {
     const u = new URL(url);
     const lib = u.protocol === 'https:' ? https : http;
     let opened!: () => void;
@@ -237,6 +237,7 @@ export class SseViewer {
         headers: { accept: 'text/event-stream', ...opts.headers },
         agent: false,
         ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       },
       (res) => {
         this.status = res.statusCode ?? 0;
