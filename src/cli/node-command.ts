@@ -106,18 +106,11 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
   const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
   const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
-  if (
-    httpd === null &&
-    (values['httpd-token'] !== undefined ||
-      values['httpd-viewer-token'] !== undefined ||
-      values['httpd-trusted-proxy'] !== undefined ||
-      values['httpd-public-url'] !== undefined)
-  ) {
-    throw new DispyError(
-      'DISPY_ERR_INVALID_OPTION',
-      '--httpd-token, --httpd-viewer-token, --httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port',
-    );
+  if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
   }
+  if (httpd === null && (values['httpd-trusted-proxy'] !== undefined || values['httpd-public-url'] !== undefined))
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port');
   const trustedProxy = parseTrustedProxy(values['httpd-trusted-proxy'], values['httpd-public-url']);
   const daemon = new NodeDaemon({
     host: values.host,

@@ -162,15 +162,15 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
     (values['httpd-token'] !== undefined ||
       values['httpd-users'] !== undefined ||
       values['httpd-cert-file'] !== undefined ||
-      values['httpd-key-file'] !== undefined ||
-      values['httpd-trusted-proxy'] !== undefined ||
-      values['httpd-public-url'] !== undefined)
+      values['httpd-key-file'] !== undefined)
   ) {
     throw new DispyError(
       'DISPY_ERR_INVALID_OPTION',
-      '--httpd-token, --httpd-users, --httpd-cert-file, --httpd-key-file, --httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port',
+      '--httpd-token, --httpd-users, --httpd-cert-file and --httpd-key-file need --httpd [host:]port',
     );
   }
+  if (httpd === null && (values['httpd-trusted-proxy'] !== undefined || values['httpd-public-url'] !== undefined))
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port');
   const trustedProxy = parseTrustedProxy(values['httpd-trusted-proxy'], values['httpd-public-url']);
   const users = values['httpd-users'] === undefined ? undefined : readUsersFile(values['httpd-users']);
   const token = values['httpd-token'];
