@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   DISPY_ERR_FORBIDDEN: { status: 403, summary: 'forbidden' },
   DISPY_ERR_NOT_FOUND: { status: 404, summary: 'not found' },
   DISPY_ERR_PAYLOAD_TOO_LARGE: { status: 413, summary: 'payload too large' },
-  DISPY_ERR_TOO_MANY_REQUESTS: { status: 429, summary: 'too many failed attempts; try again later' },
+  DISPY_ERR_TOO_MANY_REQUESTS: { status: 429, summary: 'too many requests or failed sign-ins; try again later' },
   DISPY_ERR_ROLE: { status: 403, summary: 'the signed-in role may not do this' },
   DISPY_ERR_AUTH: { status: 502, summary: 'authentication with a peer failed' },
   DISPY_ERR_TLS: { status: 502, summary: 'TLS handshake with a peer failed' },
