@@ -1,4 +1,4 @@
-/** Daemon options that change its life: --zombie-interval, --serve, --clean. */
+/** Daemon options that change its life: --zombie-interval, --serve, --idle-exit, --clean. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
-import { ROOT, TEST_SECRET, alive, startNode, until } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within } from './helpers/daemon.js';
 
 function pidsFrom(file: string): [number, number] {
   return readFileSync(file, 'utf8').split(' ').map(Number) as [number, number];
@@ -47,6 +47,60 @@ test('--serve 1: the daemon exits after serving one client', async () => {
   assert.equal(await cluster.submit(1).wait(), 2);
   await cluster.close();
   assert.equal(await node.exited, 0);
+});
+
+test('--idle-exit: a node no client uses exits by itself, counting from its start or from when its last client left, never while one is connected', async () => {
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const compute = async (ms: number) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return ms;
+  };
+  const [lonely, quick, long] = await Promise.all([
+    startNode({ host: '127.0.0.65', cpus: 1, args: ['--idle-exit', '1'] }),
+    startNode({ host: '127.0.0.66', cpus: 1, args: ['--idle-exit', '3'] }),
+    startNode({ host: '127.0.0.67', cpus: 1, args: ['--idle-exit', '1'] }),
+  ]);
+  const readyAt = Date.now();
+  await Promise.all([
+    (async () => {
+      assert.equal(await within(lonely.exited, 15_000, 'the unused node to exit'), 0);
+      assert.ok(Date.now() - readyAt >= 900, 'not before the interval');
+      assert.match(lonely.log(), /no client connected for the idle-exit interval; exiting/);
+    })(),
+    (async () => {
+      // A client that leaves before the interval since the start ran out: the node then waits
+      // a whole interval from that moment.
+      const cluster = new JobCluster(compute, { nodes: [{ host: quick.host, port: quick.port }], secret: TEST_SECRET });
+      assert.equal(await cluster.submit(1).wait(), 1);
+      await wait(readyAt + 1000 - Date.now());
+      await cluster.close();
+      const closedAt = Date.now();
+      await wait(Math.max(readyAt + 3500, closedAt + 500) - Date.now());
+      assert.ok(alive(quick.pid), 'the node waits the whole interval after its client left');
+      assert.equal(await within(quick.exited, 15_000, 'the node to exit after its client left'), 0);
+      assert.ok(Date.now() - closedAt >= 2900, 'not before the interval');
+    })(),
+    (async () => {
+      const cluster = new JobCluster(compute, { nodes: [{ host: long.host, port: long.port }], secret: TEST_SECRET });
+      try {
+        // A job longer than the interval, then the connection idle for longer: the node stays.
+        assert.equal(await cluster.submit(2500).wait(), 2500);
+        await wait(1500);
+        assert.ok(alive(long.pid), 'a node with a client connected does not exit');
+      } finally {
+        await cluster.close();
+      }
+      const closedAt = Date.now();
+      assert.equal(await within(long.exited, 15_000, 'the node to exit after its client left'), 0);
+      assert.ok(Date.now() - closedAt >= 900, 'not before the interval');
+    })(),
+  ]);
+
+  for (const bad of ['0', '-1', 'soon']) {
+    const r = await runCli(['node', '--host', '127.0.0.68', '--port', '0', `--idle-exit=${bad}`]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /DISPY_ERR_INVALID_OPTION: --idle-exit: expected a positive number of seconds/);
+  }
 });
 
 test('--clean kills a job runner a SIGKILLed daemon left behind; without it the daemon warns', async () => {

@@ -31,6 +31,9 @@ Options:
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
   --zombie-interval S      seconds before a vanished client's jobs are terminated (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
+  --idle-exit S            exit when no client has been connected for S seconds, since the start
+                           or since the last client left; a vanished client's jobs are
+                           terminated then (default: never; slurmNodes starts nodes with 60)
   --clean                  kill job processes a previous daemon here left and wipe its files
   --insecure               allow a non-loopback --host without --secret or --secret-file
   --pulse-interval S       seconds between heartbeats to a client that asks for none (default 10)
@@ -79,6 +82,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       'zombie-interval': { type: 'string' },
       'pulse-interval': { type: 'string' },
       serve: { type: 'string' },
+      'idle-exit': { type: 'string' },
       clean: { type: 'boolean' },
       'parent-pid': { type: 'string' },
       insecure: { type: 'boolean' },
@@ -116,6 +120,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
     pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
     serve: parseIntOption('serve', values.serve, { min: -1 }),
+    idleExit: parseSeconds('idle-exit', values['idle-exit']),
     clean: values.clean,
     insecure: values.insecure,
     certFile: values['cert-file'],
