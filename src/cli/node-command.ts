@@ -66,7 +66,11 @@ running jobs (their clients see them Terminated) and exits. Clients verify a TLS
 certificate against its address: it needs an IP subjectAltName for --host.
 `;
 
-export async function nodeCommand(argv: string[]): Promise<number> {
+/**
+ * Runs `dispyts node ARGV` until the daemon stops. `onReady` (used by `dispyts slurm-node`) runs
+ * once the daemon serves; if it throws, the daemon stops and the error is the command's.
+ */
+export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon) => Promise<void> | void): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -135,6 +139,14 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   process.stdout.write(
     `dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`,
   );
+  if (onReady) {
+    try {
+      await onReady(daemon);
+    } catch (err) {
+      await daemon.stop('it could not report that it is ready');
+      throw err;
+    }
+  }
   if (httpd) {
     let page: NodeHttpServer;
     try {
