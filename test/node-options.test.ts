@@ -49,8 +49,19 @@ test('--serve 1: the daemon exits after serving one client', async () => {
   assert.equal(await node.exited, 0);
 });
 
+/** The times (ms, the daemon's clock) of its log lines with message `msg`. */
+function logTimes(log: string, msg: string): number[] {
+  return log.split('\n').flatMap((line) => {
+    try {
+      const o = JSON.parse(line) as { msg?: string; time?: number };
+      return o.msg === msg && typeof o.time === 'number' ? [o.time] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 test('--idle-exit: a node no client uses exits by itself, counting from its start or from when its last client left, never while one is connected', async () => {
-  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const compute = async (ms: number) => {
     await new Promise((r) => setTimeout(r, ms));
     return ms;
@@ -60,39 +71,36 @@ test('--idle-exit: a node no client uses exits by itself, counting from its star
     startNode({ host: '127.0.0.66', cpus: 1, args: ['--idle-exit', '3'] }),
     startNode({ host: '127.0.0.67', cpus: 1, args: ['--idle-exit', '1'] }),
   ]);
-  const readyAt = Date.now();
+  // Intervals are checked on the daemon's own log times: the countdown starts just before it
+  // logs 'node ready' or 'connection closed', and it logs the exit when the countdown ends.
+  const EXIT = 'no client connected for the idle-exit interval; exiting';
+  const waited = (node: typeof lonely, from: string) => logTimes(node.log(), EXIT)[0]! - logTimes(node.log(), from).at(-1)!;
   await Promise.all([
     (async () => {
       assert.equal(await within(lonely.exited, 15_000, 'the unused node to exit'), 0);
-      assert.ok(Date.now() - readyAt >= 900, 'not before the interval');
-      assert.match(lonely.log(), /no client connected for the idle-exit interval; exiting/);
+      assert.ok(waited(lonely, 'node ready') >= 950, `exited ${waited(lonely, 'node ready')} ms after it started`);
     })(),
     (async () => {
       // A client that leaves before the interval since the start ran out: the node then waits
       // a whole interval from that moment.
       const cluster = new JobCluster(compute, { nodes: [{ host: quick.host, port: quick.port }], secret: TEST_SECRET });
       assert.equal(await cluster.submit(1).wait(), 1);
-      await wait(readyAt + 1000 - Date.now());
       await cluster.close();
-      const closedAt = Date.now();
-      await wait(Math.max(readyAt + 3500, closedAt + 500) - Date.now());
-      assert.ok(alive(quick.pid), 'the node waits the whole interval after its client left');
       assert.equal(await within(quick.exited, 15_000, 'the node to exit after its client left'), 0);
-      assert.ok(Date.now() - closedAt >= 2900, 'not before the interval');
+      assert.ok(waited(quick, 'connection closed') >= 2950, `exited ${waited(quick, 'connection closed')} ms after its client left`);
     })(),
     (async () => {
       const cluster = new JobCluster(compute, { nodes: [{ host: long.host, port: long.port }], secret: TEST_SECRET });
       try {
         // A job longer than the interval, then the connection idle for longer: the node stays.
         assert.equal(await cluster.submit(2500).wait(), 2500);
-        await wait(1500);
+        await new Promise((r) => setTimeout(r, 1500));
         assert.ok(alive(long.pid), 'a node with a client connected does not exit');
       } finally {
         await cluster.close();
       }
-      const closedAt = Date.now();
       assert.equal(await within(long.exited, 15_000, 'the node to exit after its client left'), 0);
-      assert.ok(Date.now() - closedAt >= 900, 'not before the interval');
+      assert.ok(waited(long, 'connection closed') >= 950, `exited ${waited(long, 'connection closed')} ms after its client left`);
     })(),
   ]);
 
