@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   DISPY_ERR_MAX_RUNTIME: { status: 500, summary: 'job exceeded its maximum run time' },
   DISPY_ERR_SETUP: { status: 500, summary: "the computation's setup failed on a node" },
   DISPY_ERR_LISTEN: { status: 500, summary: 'the server cannot listen on its address' },
+  DISPY_ERR_SLURM: { status: 502, summary: 'a Slurm command failed or a batch job of nodes ended early' },
   DISPY_ERR_INTERNAL: { status: 500, summary: 'internal error' },
 } as const;
 

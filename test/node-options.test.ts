@@ -1,4 +1,4 @@
-/** Daemon options that change its life: --zombie-interval, --serve, --clean. */
+/** Daemon options that change its life: --zombie-interval, --serve, --idle-exit, --clean. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
-import { ROOT, TEST_SECRET, alive, startNode, until } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within } from './helpers/daemon.js';
 
 function pidsFrom(file: string): [number, number] {
   return readFileSync(file, 'utf8').split(' ').map(Number) as [number, number];
@@ -47,6 +47,68 @@ test('--serve 1: the daemon exits after serving one client', async () => {
   assert.equal(await cluster.submit(1).wait(), 2);
   await cluster.close();
   assert.equal(await node.exited, 0);
+});
+
+/** The times (ms, the daemon's clock) of its log lines with message `msg`. */
+function logTimes(log: string, msg: string): number[] {
+  return log.split('\n').flatMap((line) => {
+    try {
+      const o = JSON.parse(line) as { msg?: string; time?: number };
+      return o.msg === msg && typeof o.time === 'number' ? [o.time] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+test('--idle-exit: a node no client uses exits by itself, counting from its start or from when its last client left, never while one is connected', async () => {
+  const compute = async (ms: number) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return ms;
+  };
+  const [lonely, quick, long] = await Promise.all([
+    startNode({ host: '127.0.0.65', cpus: 1, args: ['--idle-exit', '1'] }),
+    startNode({ host: '127.0.0.66', cpus: 1, args: ['--idle-exit', '3'] }),
+    startNode({ host: '127.0.0.67', cpus: 1, args: ['--idle-exit', '1'] }),
+  ]);
+  // Intervals are checked on the daemon's own log times: the countdown starts just before it
+  // logs 'node ready' or 'connection closed', and it logs the exit when the countdown ends.
+  const EXIT = 'no client connected for the idle-exit interval; exiting';
+  const waited = (node: typeof lonely, from: string) => logTimes(node.log(), EXIT)[0]! - logTimes(node.log(), from).at(-1)!;
+  await Promise.all([
+    (async () => {
+      assert.equal(await within(lonely.exited, 15_000, 'the unused node to exit'), 0);
+      assert.ok(waited(lonely, 'node ready') >= 950, `exited ${waited(lonely, 'node ready')} ms after it started`);
+    })(),
+    (async () => {
+      // A client that leaves before the interval since the start ran out: the node then waits
+      // a whole interval from that moment.
+      const cluster = new JobCluster(compute, { nodes: [{ host: quick.host, port: quick.port }], secret: TEST_SECRET });
+      assert.equal(await cluster.submit(1).wait(), 1);
+      await cluster.close();
+      assert.equal(await within(quick.exited, 15_000, 'the node to exit after its client left'), 0);
+      assert.ok(waited(quick, 'connection closed') >= 2950, `exited ${waited(quick, 'connection closed')} ms after its client left`);
+    })(),
+    (async () => {
+      const cluster = new JobCluster(compute, { nodes: [{ host: long.host, port: long.port }], secret: TEST_SECRET });
+      try {
+        // A job longer than the interval, then the connection idle for longer: the node stays.
+        assert.equal(await cluster.submit(2500).wait(), 2500);
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.ok(alive(long.pid), 'a node with a client connected does not exit');
+      } finally {
+        await cluster.close();
+      }
+      assert.equal(await within(long.exited, 15_000, 'the node to exit after its client left'), 0);
+      assert.ok(waited(long, 'connection closed') >= 950, `exited ${waited(long, 'connection closed')} ms after its client left`);
+    })(),
+  ]);
+
+  for (const bad of ['0', '-1', 'soon']) {
+    const r = await runCli(['node', '--host', '127.0.0.68', '--port', '0', `--idle-exit=${bad}`]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /DISPY_ERR_INVALID_OPTION: --idle-exit: expected a positive number of seconds/);
+  }
 });
 
 test('--clean kills a job runner a SIGKILLed daemon left behind; without it the daemon warns', async () => {

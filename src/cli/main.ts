@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `dispyts` command: `node`, `scheduler`, `demo` and `hash-password` subcommands. */
+/** The `dispyts` command: `node`, `scheduler`, `demo`, `hash-password` and `slurm-node` subcommands. */
 import { DispyError } from '../errors.js';
 import { nodeCommand } from './node-command.js';
 import { demoCommand } from './demo-command.js';
@@ -13,6 +13,7 @@ Commands:
   hash-password
               print the scrypt hash of a password read from standard input (for users of
               the HTTP server: --httpd-users, auth.users)
+  slurm-node  run a node as a task of a Slurm job and report it ready (slurmNodes() uses it)
 
 Run "dispyts <command> --help" for a command's options.
 `;
@@ -27,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./scheduler-command.js')).schedulerCommand(rest);
     case 'demo':
       return demoCommand(rest);
+    case 'slurm-node':
+      return (await import('./slurm-node-command.js')).slurmNodeCommand(rest);
     case 'hash-password':
       return (await import('./hash-password-command.js')).hashPasswordCommand(rest);
     case undefined:

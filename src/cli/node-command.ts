@@ -31,6 +31,9 @@ Options:
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
   --zombie-interval S      seconds before a vanished client's jobs are terminated (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
+  --idle-exit S            exit when no client has been connected for S seconds, since the start
+                           or since the last client left; a vanished client's jobs are
+                           terminated then (default: never; slurmNodes starts nodes with 60)
   --clean                  kill job processes a previous daemon here left and wipe its files
   --insecure               allow a non-loopback --host without --secret or --secret-file
   --pulse-interval S       seconds between heartbeats to a client that asks for none (default 10)
@@ -65,7 +68,11 @@ running jobs (their clients see them Terminated) and exits. Clients verify a TLS
 certificate against its address: it needs an IP subjectAltName for --host.
 `;
 
-export async function nodeCommand(argv: string[]): Promise<number> {
+/**
+ * Runs `dispyts node ARGV` until the daemon stops. `onReady` (used by `dispyts slurm-node`) runs
+ * once the daemon serves; if it throws, the daemon stops and the error is the command's.
+ */
+export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon) => Promise<void> | void): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -81,6 +88,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       'zombie-interval': { type: 'string' },
       'pulse-interval': { type: 'string' },
       serve: { type: 'string' },
+      'idle-exit': { type: 'string' },
       clean: { type: 'boolean' },
       'parent-pid': { type: 'string' },
       insecure: { type: 'boolean' },
@@ -123,6 +131,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
     pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
     serve: parseIntOption('serve', values.serve, { min: -1 }),
+    idleExit: parseSeconds('idle-exit', values['idle-exit']),
     clean: values.clean,
     insecure: values.insecure,
     certFile: values['cert-file'],
@@ -137,6 +146,14 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   process.stdout.write(
     `dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`,
   );
+  if (onReady) {
+    try {
+      await onReady(daemon);
+    } catch (err) {
+      await daemon.stop('it could not report that it is ready');
+      throw err;
+    }
+  }
   if (httpd) {
     let page: NodeHttpServer;
     try {

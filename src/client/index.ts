@@ -16,3 +16,4 @@ export type { ModuleComputation } from './computation.js';
 export { SharedJobCluster, type SharedJobClusterOptions } from './shared-job-cluster.js';
 export type { StatusEvent } from './status-events.js';
 export type { DispatchPolicy } from './dispatcher.js';
+export { slurmNodes, SlurmNodes, type SlurmNodesOptions, type SlurmNode, type SlurmHostFrom } from './slurm-nodes.js';

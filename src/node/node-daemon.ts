@@ -73,6 +73,15 @@ export interface NodeDaemonOptions {
    */
   zombieInterval?: number;
   /**
+   * Exit when no client has been connected for this many seconds: since the daemon started, or
+   * since its last client connection closed (0 = never). Meant for nodes started inside a batch
+   * allocation (`slurmNodes`), which must end when their client program is gone; jobs of a client
+   * that vanished are terminated then, even before `zombieInterval`.
+   * @default 0
+   * @example idleExit: 60
+   */
+  idleExit?: number;
+  /**
    * Exit after serving this many clients (-1 = never).
    * @default -1
    * @example serve: 1
@@ -287,6 +296,8 @@ export class NodeDaemon {
   #served = 0;
   #pulseTimer: NodeJS.Timeout | null = null;
   #pulseEvery = 0;
+  /** Runs while no client connection is open (idleExit). */
+  #idleTimer: NodeJS.Timeout | null = null;
   #announcer: NodeAnnouncer | null = null;
   #stopping: Promise<void> | null = null;
   /** Set by setDraining(true): no job starts and no new client is served until cleared. */
@@ -321,6 +332,8 @@ export class NodeDaemon {
       if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v)))
         throw invalidOption(k, 'a positive number of seconds', v);
     }
+    if (opts.idleExit !== undefined && !(typeof opts.idleExit === 'number' && opts.idleExit >= 0 && Number.isFinite(opts.idleExit)))
+      throw invalidOption('idleExit', 'a number of seconds >= 0', opts.idleExit);
     if (opts.discovery !== undefined && !DISCOVERY_MODES.includes(opts.discovery))
       throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", opts.discovery);
     this.#secret = resolveSecret(opts.secret);
@@ -373,6 +386,7 @@ export class NodeDaemon {
       state: () => ({ nodeId: this.nodeId, name: this.name, cpus: this.cpus, busy: this.#owner !== null }),
     });
     await this.#announcer.start();
+    this.#armIdleExit();
     this.log.info({ port: this.port, cpus: this.cpus, name: this.name, tls: this.tls }, 'node ready');
     return { host: this.host, port: this.port };
   }
@@ -481,6 +495,7 @@ export class NodeDaemon {
       return;
     }
     this.#channels.add(ch);
+    this.#disarmIdleExit();
     const clientId = ch.peerHello?.clientId ?? ch.peer;
     this.log.debug({ peer: ch.peer, clientId }, 'client authenticated');
     const heard = { at: Date.now(), every: 0 };
@@ -518,6 +533,7 @@ export class NodeDaemon {
 
   #onClose(ch: Channel<ClientMessage, NodeMessage>, clientId: string, reason: DispyError | null): void {
     this.#channels.delete(ch);
+    this.#armIdleExit();
     // Files sent for computations that were never set up go with the client's last connection.
     if (![...this.#channels].some((c) => (c.peerHello?.clientId ?? c.peer) === clientId)) this.#files?.dropStaged(clientId);
     if (reason) this.log.warn({ peer: ch.peer, code: reason.code, reason: reason.message }, 'connection closed');
@@ -546,6 +562,23 @@ export class NodeDaemon {
     if (this.#owner !== owner || owner.channels.size > 0) return;
     this.log.warn({ clientId: owner.clientId, jobs: owner.jobs.size }, 'client did not return: terminating its jobs');
     for (const comp of [...owner.comps.values()]) void this.#closeComp(owner, comp, true);
+  }
+
+  /** idleExit: starts the countdown when no client connection is open (and none runs yet). */
+  #armIdleExit(): void {
+    const idleExit = this.#opts.idleExit ?? 0;
+    if (idleExit <= 0 || this.#idleTimer || this.#channels.size > 0 || this.#stopping) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      if (this.#channels.size > 0) return;
+      this.log.info({ idleExit }, 'no client connected for the idle-exit interval; exiting');
+      void this.stop(`no client for ${idleExit} s`);
+    }, idleExit * 1000);
+  }
+
+  #disarmIdleExit(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
   }
 
   // ---- messages ----
@@ -1344,6 +1377,7 @@ export class NodeDaemon {
     this.#server?.close();
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     if (this.#silenceTimer) clearInterval(this.#silenceTimer);
+    this.#disarmIdleExit();
     // Jobs that never started go back to the client, which runs them elsewhere.
     const shutdown = `node ${this.host} is shutting down`;
     this.#returnQueued('shutdown', shutdown);
