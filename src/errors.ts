@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   DISPY_ERR_CONNECTION: { status: 502, summary: 'connection to a peer failed or was lost' },
   DISPY_ERR_TIMEOUT: { status: 504, summary: 'timed out' },
   DISPY_ERR_FRAME_TOO_LARGE: { status: 413, summary: 'frame larger than the maximum frame size' },
+  DISPY_ERR_MESSAGE_TOO_LARGE: { status: 413, summary: "job arguments or result larger than a peer's maximum message size" },
+  DISPY_ERR_UNDELIVERABLE: { status: 502, summary: 'job could not be handed to a node in the allowed number of attempts' },
   DISPY_ERR_BAD_FRAME: { status: 400, summary: 'malformed frame or message' },
   DISPY_ERR_BAD_MAC: { status: 400, summary: 'frame failed its message authentication check' },
   DISPY_ERR_NODE_BUSY: { status: 409, summary: 'node is serving another client' },

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
 import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within } from './helpers/daemon.js';
+import { killPids, taggedProcs } from './helpers/procs.js';
 
 function pidsFrom(file: string): [number, number] {
   return readFileSync(file, 'utf8').split(' ').map(Number) as [number, number];
@@ -111,41 +112,51 @@ test('--idle-exit: a node no client uses exits by itself, counting from its star
   }
 });
 
-test('--clean kills a job runner a SIGKILLed daemon left behind; without it the daemon warns', async () => {
+test('--clean kills what the jobs of a SIGKILLed daemon and runner left behind; without it the daemon warns', async () => {
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-clean-'));
-  const dir = mkdtempSync(join(tmpdir(), 'dispyts-clean-pids-'));
-  let runnerPid = 0;
+  const host = '127.0.0.33';
+  const left = new Set<number>();
   try {
-    const first = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix] });
-    const file = join(dir, 'pid');
-    // A busy loop never yields, so the runner does not notice its daemon die.
+    const first = await startNode({ host, cpus: 1, args: ['--dest-path-prefix', prefix] });
+    // A child in the runner's group and a double-forked one in a new session.
     const cluster = new JobCluster(
-      (path: string) => {
-        require('node:fs').writeFileSync(path, String(process.pid));
-        for (;;);
+      async () => {
+        const { spawn } = require('node:child_process');
+        spawn('sleep', ['310'], { stdio: 'ignore' });
+        spawn('setsid', ['-f', 'sleep', '311'], { stdio: 'ignore' });
+        await new Promise(() => undefined);
       },
       { nodes: [{ host: first.host, port: first.port }], secret: TEST_SECRET },
     );
-    cluster.submit(file);
-    await until(() => existsSync(file) && readFileSync(file, 'utf8').length > 0, 15_000, 'the busy job');
-    runnerPid = Number(readFileSync(file, 'utf8'));
+    cluster.submit();
+    const jobProcs = () => taggedProcs(`${host}/`).filter((p) => /\/j\d+$/.test(p.tag));
+    await until(() => jobProcs().length === 2, 15_000, "the job's children");
+    for (const p of jobProcs()) left.add(p.pid);
+    const runners = taggedProcs(`${host}/`).filter((p) => /runner-main/.test(p.cmd));
+    // Daemon and runners die together (the OOM killer, kill -9 of both): nobody is left to
+    // kill the children, which carry the tag.
+    process.kill(first.pid, 'SIGSTOP');
+    killPids(runners.map((p) => p.pid));
+    // Unreaped by the stopped daemon, they linger as zombies, which carry no environment.
+    await until(() => !taggedProcs(`${host}/`).some((p) => runners.some((r) => r.pid === p.pid)), 5_000, 'the runners to die');
     await first.stop('SIGKILL');
     await cluster.close({ terminate: true });
-    assert.ok(alive(runnerPid), 'the orphaned runner is still spinning');
+    assert.ok([...left].every(alive), "the job's children outlived daemon and runner");
 
-    const warned = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix] });
-    await until(() => /still alive; start with --clean/.test(warned.log()), 5_000, 'the warning');
+    const warned = await startNode({ host, cpus: 1, args: ['--dest-path-prefix', prefix] });
+    await until(() => /job processes of a previous daemon are still alive; start with --clean/.test(warned.log()), 5_000, 'the warning');
+    for (const pid of left) assert.match(warned.log(), new RegExp(`"pids":\\[[^\\]]*\\b${pid}\\b`), `the warning names ${pid}`);
     await warned.stop();
-    assert.ok(alive(runnerPid));
+    assert.ok([...left].every(alive), 'kept without --clean');
 
-    const cleaner = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix, '--clean'] });
-    await until(() => !alive(runnerPid), 5_000, 'the orphan to be killed');
+    // The warned daemon remembered them: --clean after it still finds them.
+    const cleaner = await startNode({ host, cpus: 1, args: ['--dest-path-prefix', prefix, '--clean'] });
+    await until(() => [...left].every((pid) => !alive(pid)), 5_000, 'the leftovers to be killed');
     await cleaner.stop();
   } finally {
-    // Whatever happened above, the spinning orphan must not outlive the test.
-    if (runnerPid && alive(runnerPid)) process.kill(runnerPid, 'SIGKILL');
+    // Whatever happened above, nothing the test started outlives it.
+    killPids([...left, ...taggedProcs(`${host}/`).map((p) => p.pid)]);
     rmSync(prefix, { recursive: true, force: true });
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

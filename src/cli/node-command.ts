@@ -29,6 +29,12 @@ Options:
   --secret-file FILE       read the shared secret from FILE (mode 600; keeps it out of \`ps\`)
   --dest-path-prefix DIR   where computations keep files (default: <tmpdir>/dispyts/node)
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
+  --max-message-size SIZE  largest message accepted from or sent to a client, e.g. 256m (default
+                           64m, at least 64k): job arguments and results must fit in it; clients
+                           are told, and a job whose result does not fit ends Terminated
+  --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
+                           once (default 64); before authentication a frame is 4 KiB at most
+  --max-handshakes-per-peer N   of those, how many from one address (default 8)
   --zombie-interval S      seconds before a vanished client's jobs are terminated (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
   --idle-exit S            exit when no client has been connected for S seconds, since the start
@@ -85,6 +91,9 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
       'secret-file': { type: 'string' },
       'dest-path-prefix': { type: 'string' },
       'max-file-size': { type: 'string' },
+      'max-message-size': { type: 'string' },
+      'max-handshakes': { type: 'string' },
+      'max-handshakes-per-peer': { type: 'string' },
       'zombie-interval': { type: 'string' },
       'pulse-interval': { type: 'string' },
       serve: { type: 'string' },
@@ -128,6 +137,9 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
     secret,
     destPathPrefix: values['dest-path-prefix'],
     maxFileSize: values['max-file-size'] === undefined ? undefined : parseSize('max-file-size', values['max-file-size']),
+    maxMessageSize: values['max-message-size'] === undefined ? undefined : parseSize('max-message-size', values['max-message-size']),
+    maxHandshakes: parseIntOption('max-handshakes', values['max-handshakes'], { min: 1 }),
+    maxHandshakesPerPeer: parseIntOption('max-handshakes-per-peer', values['max-handshakes-per-peer'], { min: 1 }),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
     pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
     serve: parseIntOption('serve', values.serve, { min: -1 }),

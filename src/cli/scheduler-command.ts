@@ -44,6 +44,12 @@ Options:
                            queued jobs dropped and running ones terminated; a client's shorter
                            reconnectTimeout wins (default 3600; dispy's is in minutes)
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
+  --max-message-size SIZE  largest message accepted from or sent to a client, e.g. 256m (default
+                           64m, at least 64k): job arguments and results must fit in it; clients
+                           are told, and a job whose result does not fit ends Terminated
+  --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
+                           once (default 64); before authentication a frame is 4 KiB at most
+  --max-handshakes-per-peer N   of those, how many from one address (default 8)
   --dest-path-prefix DIR   where clients' files are kept (default: <tmpdir>/dispyts/scheduler)
   --clean                  delete what a previous scheduler at --host left there
   --policy P               which computation gets a free CPU: fsfs (the one whose earliest
@@ -134,6 +140,9 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       'ping-interval': { type: 'string' },
       'zombie-interval': { type: 'string' },
       'max-file-size': { type: 'string' },
+      'max-message-size': { type: 'string' },
+      'max-handshakes': { type: 'string' },
+      'max-handshakes-per-peer': { type: 'string' },
       'dest-path-prefix': { type: 'string' },
       clean: { type: 'boolean' },
       policy: { type: 'string' },
@@ -193,6 +202,9 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
     pingInterval: parseSeconds('ping-interval', values['ping-interval']),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
     maxFileSize: values['max-file-size'] === undefined ? undefined : parseSize('max-file-size', values['max-file-size']),
+    maxMessageSize: values['max-message-size'] === undefined ? undefined : parseSize('max-message-size', values['max-message-size']),
+    maxHandshakes: parseIntOption('max-handshakes', values['max-handshakes'], { min: 1 }),
+    maxHandshakesPerPeer: parseIntOption('max-handshakes-per-peer', values['max-handshakes-per-peer'], { min: 1 }),
     destPathPrefix: values['dest-path-prefix'],
     clean: values.clean,
     policy: parsePolicy(values.policy),

@@ -9,6 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
+import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
@@ -161,6 +162,15 @@ export interface JobClusterOptions {
    * @example maxFileSize: 100 * 1024 * 1024
    */
   maxFileSize?: number;
+  /**
+   * Largest encoded arguments of a job, in bytes: `submit()` throws DISPY_ERR_MESSAGE_TOO_LARGE,
+   * naming both sizes, for a job whose arguments encode to more (the job is not queued). Nodes
+   * announce their own limit (`--max-message-size`): a job is never sent to a node that does
+   * not take it, and one that no node of the cluster takes ends Cancelled with that error.
+   * @default 67108864 (64 MiB, the nodes' default --max-message-size)
+   * @example maxArgsSize: 8 * 1024 * 1024
+   */
+  maxArgsSize?: number;
   /**
    * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
    * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
@@ -352,6 +362,15 @@ export function nextJobUid(): number {
  */
 export const RECONNECT_WINDOW = 10;
 
+/**
+ * Times a job may be sent and lost unstarted with its connection before it is given up
+ * (Abandoned, DISPY_ERR_UNDELIVERABLE): a job the connection breaks on is never re-sent forever.
+ */
+export const MAX_SEND_ATTEMPTS = 5;
+
+/** Bytes of a job message besides its arguments and per-job file names (ids, tag, MAC, framing). */
+const JOB_ENVELOPE = 4096;
+
 export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
   readonly name: string;
   readonly computeId: string;
@@ -388,6 +407,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #lastPulseCheck = Date.now();
   #pulseTimer: NodeJS.Timeout | null = null;
   readonly #queue = new Deque<Queued>();
+  /** Jobs larger than a node with room takes: they go, first, to a node that takes them. */
+  readonly #large = new Deque<Queued>();
+  /** Nodes already reported (error event) for refusing a job by size. */
+  readonly #sizeReported = new Set<string>();
+  /** Per job: sends lost unstarted with their connection so far. */
+  readonly #lostSends = new WeakMap<DispyJob, number>();
   readonly #pinned = new Map<string, Deque<Queued>>();
   readonly #sent = new Map<number, Sent>();
   #pending = 0;
@@ -622,6 +647,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           'DISPY_ERR_FREE_VARIABLE',
           'DISPY_ERR_FILE_TOO_LARGE',
           'DISPY_ERR_FORBIDDEN',
+          'DISPY_ERR_MESSAGE_TOO_LARGE',
         ].includes(e.code)
       ) {
         this.#retry(ip, port, spec, failures + 1);
@@ -741,7 +767,19 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    return this.#enqueue(id, pinTo, args, this.#codec.encode(args), undefined);
+    return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args)), undefined);
+  }
+
+  /** Refuses arguments larger than `maxArgsSize` (DISPY_ERR_MESSAGE_TOO_LARGE, naming both sizes). */
+  #checkArgs(bytes: Uint8Array): Uint8Array {
+    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
+    if (bytes.length > max) {
+      throw new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
+      );
+    }
+    return bytes;
   }
 
   /**
@@ -758,7 +796,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo)))
         throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
     }
-    const job = this.#enqueue(options.id, pinTo, options.display ?? [], args, options.maxRuntime) as DispyJob;
+    const job = this.#enqueue(options.id, pinTo, options.display ?? [], this.#checkArgs(args), options.maxRuntime) as DispyJob;
     if (options.files?.length) this.#jobExtras.set(job, { files: options.files });
     if (!options.display) {
       // Decoded only if something looks (the HTTP server with showJobArgs): most jobs never are.
@@ -810,6 +848,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (this.#closing) return null;
     while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
     let best = this.#queue.length ? this.#queue.peek()!.job._uid : null;
+    const large = this.#large.peek();
+    if (large && !large.job.settled && (best === null || large.job._uid < best)) best = large.job._uid;
     for (const q of this.#pinned.values()) {
       const head = q.peek();
       if (head && !head.job.settled && (best === null || head.job._uid < best)) best = head.job._uid;
@@ -826,24 +866,111 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!cn || !canSend(cn)) continue;
       const item = q.shift()!;
       if (item.job.settled) return true;
-      this.#send(cn, item, true);
+      // It may run only there: a node that does not take it never will.
+      if (!this.#fits(cn, item)) this.#tooLarge(item);
+      else this.#send(cn, item, true);
       return true;
     }
+    if (this.#large.length && this.#dispatchLarge()) return true;
     while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
     if (this.#queue.length === 0) return false;
+    const head = this.#queue.peek()!;
+    const { best, room } = this.#bestNode(head);
+    if (!best) {
+      // A node has room but does not take a job that large: it waits apart for one that does.
+      if (!room) return false;
+      this.#queue.shift();
+      this.#setAside(head);
+      return true;
+    }
+    this.#send(best, this.#queue.shift()!, false);
+    return true;
+  }
+
+  /** The least loaded node that may take `item` now; `room`: whether any node has room at all. */
+  #bestNode(item: Queued): { best: ClusterNode | null; room: boolean } {
     let best: ClusterNode | null = null;
     let bestLoad = Infinity;
+    let room = false;
     for (const cn of this.#nodes.values()) {
       if (!canSend(cn)) continue;
+      room = true;
+      if (!this.#fits(cn, item)) continue;
       const load = cn.link.inflight / cn.link.cpus + cn.inflight / (cn.cap * 1e3);
       if (load < bestLoad) {
         best = cn;
         bestLoad = load;
       }
     }
-    if (!best) return false;
-    this.#send(best, this.#queue.shift()!, false);
+    return { best, room };
+  }
+
+  // ---- sizes: a job goes only to a node whose announced limit holds it ----
+
+  /** Whether the job message of `item` fits in what `cn` takes. */
+  #fits(cn: ClusterNode, item: Queued): boolean {
+    let names = 0;
+    for (const f of this.#jobExtras.get(item.job)?.files ?? []) names += Buffer.byteLength(f.name) + 8;
+    return item.args.length + names + JOB_ENVELOPE <= cn.link.maxMessageSize;
+  }
+
+  /** Sends the oldest job set aside for its size to a node that takes it; true if it did something. */
+  #dispatchLarge(): boolean {
+    while (this.#large.length && this.#large.peek()!.job.settled) this.#large.shift();
+    const item = this.#large.peek();
+    if (!item) return false;
+    const { best } = this.#bestNode(item);
+    if (best) {
+      this.#send(best, this.#large.shift()!, false);
+      return true;
+    }
+    if (this.#someNodeTakes(item)) return false;
+    this.#large.shift();
+    this.#tooLarge(item);
     return true;
+  }
+
+  /** Whether a node of the cluster (ready, reconnecting, or still connecting) may take `item`. */
+  #someNodeTakes(item: Queued): boolean {
+    if (this.#connecting.size > 0) return true;
+    for (const cn of this.#nodes.values()) if ((cn.ready || cn.suspended) && this.#fits(cn, item)) return true;
+    return false;
+  }
+
+  /** A job too large for a node with room: kept apart for a node that takes it, or ended if none does. */
+  #setAside(item: Queued): void {
+    if (!this.#someNodeTakes(item)) {
+      this.#tooLarge(item);
+      return;
+    }
+    this.#large.push(item);
+    for (const cn of this.#nodes.values()) {
+      const ip = cn.node.ipAddr;
+      if (!cn.ready || this.#fits(cn, item) || this.#sizeReported.has(ip)) continue;
+      this.#sizeReported.add(ip);
+      this.#emitError(
+        new DispyError(
+          'DISPY_ERR_MESSAGE_TOO_LARGE',
+          `node ${ip} takes messages of at most ${cn.link.maxMessageSize} bytes (its --max-message-size): job ${String(item.job.id)} (arguments of ${item.args.length} bytes) and others as large go to other nodes`,
+        ),
+      );
+    }
+  }
+
+  /** No node of the cluster takes the job: it ends Cancelled, DISPY_ERR_MESSAGE_TOO_LARGE naming the sizes. */
+  #tooLarge(item: Queued): void {
+    const limits = [...this.#nodes.values()].filter((cn) => cn.ready || cn.suspended).map((cn) => cn.link.maxMessageSize);
+    const largest = limits.length ? Math.max(...limits) : 0;
+    const job = item.job;
+    const e = new DispyError(
+      'DISPY_ERR_MESSAGE_TOO_LARGE',
+      `job ${String(job.id)}'s arguments encode to ${item.args.length} bytes: no node of cluster ${this.name} takes a message that large (the largest a node takes is ${largest} bytes: --max-message-size)`,
+    );
+    job.exception = `DispyError: ${e.message}`;
+    job.endTime = Date.now();
+    job._errorCode = e.code;
+    this.#settle(job, JobStatus.Cancelled, null);
+    this.#emitError(e);
   }
 
   #send(cn: ClusterNode, item: Queued, pinned: boolean): void {
@@ -856,7 +983,25 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
     if (extra?.files.length) void this.#sendWithFiles(cn, uid, maxRuntime, extra.files);
-    else cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job));
+    else this.#sendOrRefuse(cn, uid, () => cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job)));
+  }
+
+  /**
+   * Sends a job message; one the node would refuse by size (beyond the estimate of #fits) is
+   * not sent, and the job ends as no node could take it. False if so.
+   */
+  #sendOrRefuse(cn: ClusterNode, uid: number, send: () => number): boolean {
+    try {
+      cn.node.tx += send();
+      return true;
+    } catch (err) {
+      const s = this.#sent.get(uid);
+      if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE' || !s) throw err;
+      this.#sent.delete(uid);
+      cn.inflight--;
+      this.#tooLarge(queuedPart(s));
+      return false;
+    }
   }
 
   /** A job with per-job files: the files go to its node first, then the job naming them. */
@@ -870,22 +1015,25 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#sent.delete(uid);
       cn.inflight--;
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
-      if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) this.#requeue(s);
-      else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
+      if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) {
+        if (!this.#givenUp(s, e)) this.#requeue(s);
+      } else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
       requestPump();
       return;
     }
     if (this.#sent.get(uid) !== s) return;
-    cn.node.tx += cn.link.sendJob(
-      this,
-      uid,
-      this.computeId,
-      s.args,
-      maxRuntime,
-      files.map((f) => f.name),
-      this.#tagOf(s.job),
+    const sent = this.#sendOrRefuse(cn, uid, () =>
+      cn.link.sendJob(
+        this,
+        uid,
+        this.computeId,
+        s.args,
+        maxRuntime,
+        files.map((f) => f.name),
+        this.#tagOf(s.job),
+      ),
     );
-    if (this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+    if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
   }
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
@@ -1131,7 +1279,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     for (const [uid, s] of [...this.#sent]) {
       if (s.cn !== cn) continue;
       this.#sent.delete(uid);
-      this.#loseJob(s, reason);
+      this.#loseJob(s, reason, lost);
     }
     cn.node.busy = 0;
     cn.node.status = NodeStatus.Closed;
@@ -1160,11 +1308,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     return this.#opts.pulseInterval;
   }
 
-  /** A job whose node lost it: re-run (never started, or reentrant) or Abandoned. */
-  #loseJob(s: Sent, reason: DispyError | null): void {
+  /**
+   * A job whose node lost it: re-run (never started, or reentrant) or Abandoned. `lost`: lost
+   * with a broken connection (counted: after MAX_SEND_ATTEMPTS such losses it is given up),
+   * not taken back by closeNode.
+   */
+  #loseJob(s: Sent, reason: DispyError | null, lost = true): void {
     const node = s.cn.node;
     if (!s.started) {
-      this.#requeue(s);
+      if (!lost || !this.#givenUp(s, reason)) this.#requeue(s);
     } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
       s.job.status = JobStatus.Created;
       s.job.startTime = null;
@@ -1175,6 +1327,29 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       s.job.endTime = Date.now();
       this.#settle(s.job, JobStatus.Abandoned, node);
     }
+  }
+
+  /**
+   * Counts one more send of the job lost unstarted with its connection; at MAX_SEND_ATTEMPTS
+   * the job ends Abandoned (DISPY_ERR_UNDELIVERABLE) with an error event, and true is returned.
+   */
+  #givenUp(s: Sent, reason: DispyError | null): boolean {
+    const job = s.job;
+    const n = (this.#lostSends.get(job) ?? 0) + 1;
+    this.#lostSends.set(job, n);
+    if (n < MAX_SEND_ATTEMPTS) return false;
+    const ip = s.cn.node.ipAddr;
+    const e = new DispyError(
+      'DISPY_ERR_UNDELIVERABLE',
+      `job ${String(job.id)} given up after ${n} attempts to hand it to a node: each time the connection broke before the node started it (last: node ${ip}${reason ? `: ${reason.message}` : ''})`,
+    );
+    job.exception = `DispyError: ${e.message}`;
+    job.endTime = Date.now();
+    job._errorCode = e.code;
+    this.log.warn({ node: ip, job: String(job.id), attempts: n }, 'job given up: its sends kept being lost');
+    this.#settle(job, JobStatus.Abandoned, s.cn.node);
+    this.#emitError(e);
+    return true;
   }
 
   // ---- control ----
@@ -1396,6 +1571,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     this.#discovery.close();
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
+    for (const item of this.#large.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);
     this.#retryTimers.clear();
@@ -1542,9 +1718,15 @@ function validateOptions(o: JobClusterOptions): void {
     throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
   if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
     throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  checkMaxArgsSize(o.maxArgsSize);
   for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
     throw invalidOption('name', 'a non-empty string', o.name);
+}
+
+/** @internal Validates the `maxArgsSize` option (shared with SharedJobCluster). */
+export function checkMaxArgsSize(v: unknown): void {
+  if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 1)) throw invalidOption('maxArgsSize', 'a number of bytes >= 1', v);
 }

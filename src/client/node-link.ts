@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DispyError, fromWire } from '../errors.js';
 import { type Channel, connectChannel } from '../protocol/channel.js';
+import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import {
   nodeMessageSchema,
   type ClientMessageInput as ClientMessage,
@@ -86,6 +87,11 @@ export class NodeLink {
     return this.info.draining === true;
   }
 
+  /** Largest message the node accepts or sends (its --max-message-size, as it announced it). */
+  get maxMessageSize(): number {
+    return this.info.maxMessageSize ?? DEFAULT_MAX_FRAME;
+  }
+
   /** CPUs the node runs jobs on now: its `--cpus`, or less when its page lowered them. */
   get cpus(): number {
     const { cpus, cpuLimit } = this.info;
@@ -99,12 +105,19 @@ export class NodeLink {
     this.channel = channel;
     this.info = info;
     this.#log = log;
+    this.#applyLimit();
     channel.on('message', (msg, bytes) => this.#onMessage(msg, bytes));
     channel.on('close', (reason) => this.#onClose(reason));
   }
 
   #beatEvery = 0;
   #beatTimer: NodeJS.Timeout | null = null;
+
+  /** Sends nothing larger than the node takes; accepts what it may send (at least the default). */
+  #applyLimit(): void {
+    this.channel.maxSend = this.maxMessageSize;
+    this.channel.maxFrame = Math.max(DEFAULT_MAX_FRAME, this.maxMessageSize);
+  }
 
   /**
    * Heartbeats to the node at the shortest interval any user wants (at most HEARTBEAT_MAX s):
@@ -214,11 +227,18 @@ export class NodeLink {
         reject(new DispyError('DISPY_ERR_TIMEOUT', `node ${this.host} did not answer ${msg.t} in ${timeoutSec} s`));
       }, timeoutSec * 1000);
       this.#requests.set(rid, { resolve, reject, timer });
-      this.channel.send({ ...msg, rid } as ClientMessage);
+      try {
+        this.channel.send({ ...msg, rid } as ClientMessage);
+      } catch (err) {
+        // Too large for the node (DISPY_ERR_MESSAGE_TOO_LARGE): nothing was sent.
+        clearTimeout(timer);
+        this.#requests.delete(rid);
+        reject(err);
+      }
     });
   }
 
-  /** Sends a job; returns the bytes written. */
+  /** Sends a job; returns the bytes written. Throws DISPY_ERR_MESSAGE_TOO_LARGE (nothing sent) if it does not fit. */
   sendJob(
     user: LinkUser,
     uid: number,
@@ -228,13 +248,14 @@ export class NodeLink {
     files: string[] = [],
     tag?: string | number,
   ): number {
-    this.jobs.set(uid, user);
-    this.inflight++;
-    return this.channel.send(
+    const bytes = this.channel.send(
       tag === undefined
         ? { t: 'job', uid, computeId, args, maxRuntime, files }
         : { t: 'job', uid, computeId, args, maxRuntime, files, tag },
     );
+    this.jobs.set(uid, user);
+    this.inflight++;
+    return bytes;
   }
 
   cancel(uid: number): void {
@@ -297,6 +318,7 @@ export class NodeLink {
         return;
       case 'info':
         this.info = msg;
+        this.#applyLimit();
         return;
     }
   }

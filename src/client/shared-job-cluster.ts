@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, asDispyError, fromWire, invalidOption } from '../errors.js';
 import { connectChannel, type Channel } from '../protocol/channel.js';
-import { NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
+import { DEFAULT_MAX_FRAME, NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
 import type { Computation } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
@@ -23,7 +23,15 @@ import { IdleWaiters } from './idle-waiters.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
-import { nextJobUid, type ClusterStatus, type ClusterStatusEvent, type JobClusterOptions, type SubmitOptions } from './job-cluster.js';
+import {
+  MAX_SEND_ATTEMPTS,
+  checkMaxArgsSize,
+  nextJobUid,
+  type ClusterStatus,
+  type ClusterStatusEvent,
+  type JobClusterOptions,
+  type SubmitOptions,
+} from './job-cluster.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { statusTable } from './print-status.js';
@@ -43,6 +51,7 @@ export interface SharedJobClusterOptions
     | 'destPath'
     | 'maxRuntime'
     | 'maxFileSize'
+    | 'maxArgsSize'
     | 'logLevel'
     | 'logger'
   > {
@@ -201,6 +210,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | null }>();
   /** Every job not yet ended, by uid. */
   readonly #jobs = new Map<number, Pending>();
+  /** Per job: sends the scheduler never got (lost with a broken connection) so far. */
+  readonly #lostSends = new WeakMap<Pending, number>();
   /** Jobs not yet sent (before the scheduler admitted the cluster, or until the next flush). */
   readonly #unsent = new Deque<Pending>();
   #flushQueued = false;
@@ -319,7 +330,16 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#channel = ch;
     this.#lastHeard = Date.now();
     const info = new Promise<SchedInfo>((resolve, reject) => {
-      this.#infoWaiter = { resolve, reject };
+      this.#infoWaiter = {
+        resolve: (i) => {
+          // Nothing larger than the scheduler takes is sent; what it may send is accepted.
+          const max = i.maxMessageSize ?? DEFAULT_MAX_FRAME;
+          ch.maxSend = max;
+          ch.maxFrame = Math.max(DEFAULT_MAX_FRAME, max);
+          resolve(i);
+        },
+        reject,
+      };
     });
     ch.on('message', (msg) => {
       if (ch === this.#channel) this.#onMessage(msg);
@@ -413,8 +433,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     }
   }
 
-  #fileRequester(): { request(msg: FileRequest, timeoutSec?: number): Promise<Reply> } {
-    return { request: (msg, timeoutSec) => this.#request(msg, timeoutSec) };
+  #fileRequester(): { request(msg: FileRequest, timeoutSec?: number): Promise<Reply>; maxMessageSize: number } {
+    return {
+      request: (msg, timeoutSec) => this.#request(msg, timeoutSec),
+      maxMessageSize: this.#info?.maxMessageSize ?? DEFAULT_MAX_FRAME,
+    };
   }
 
   #fileOpts(): { destPath: string | null; maxFileSize: number } {
@@ -435,7 +458,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
           }, timeoutSec * 1000)
         : null;
       this.#requests.set(rid, { resolve, reject, timer });
-      ch.send({ ...msg, rid } as ToSchedulerInput);
+      try {
+        ch.send({ ...msg, rid } as ToSchedulerInput);
+      } catch (err) {
+        // Too large for the scheduler (DISPY_ERR_MESSAGE_TOO_LARGE): nothing was sent.
+        if (timer) clearTimeout(timer);
+        this.#requests.delete(rid);
+        reject(new Refused(asDispyError(err)));
+      }
     });
   }
 
@@ -569,6 +599,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         const again = new Set(reply.unknown ?? []);
         const resend = [...this.#jobs.values()].filter((p) => again.has(p.job._uid) && !p.job.settled);
         for (const p of resend.reverse()) {
+          if (this.#givenUp(p)) continue;
           p.sent = false;
           this.#unsent.unshift(p);
         }
@@ -598,6 +629,27 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         delay = Math.min(delay * 2, 2000);
       }
     }
+  }
+
+  /**
+   * Counts one more send of the job the scheduler never got; at MAX_SEND_ATTEMPTS it ends
+   * Abandoned (DISPY_ERR_UNDELIVERABLE) with an error event instead of being sent again forever,
+   * and true is returned.
+   */
+  #givenUp(p: Pending): boolean {
+    const n = (this.#lostSends.get(p) ?? 0) + 1;
+    this.#lostSends.set(p, n);
+    if (n < MAX_SEND_ATTEMPTS) return false;
+    const e = new DispyError(
+      'DISPY_ERR_UNDELIVERABLE',
+      `job ${String(p.job.id)} given up after ${n} attempts to hand it to scheduler ${this.scheduler}: each time the connection broke before the scheduler got it`,
+    );
+    p.job.exception = `DispyError: ${e.message}`;
+    p.job.endTime = Date.now();
+    p.job._errorCode = e.code;
+    this.#settle(p, JobStatus.Abandoned, null);
+    this.#statusEvents.pushError(e);
+    return true;
   }
 
   #rejectRequests(err: Error): void {
@@ -910,6 +962,13 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
     const bytes = this.#codec.encode(args);
+    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
+    if (bytes.length > max) {
+      throw new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
+      );
+    }
     const uid = nextJobUid();
     const job = new DispyJob<Awaited<ReturnType<F>>>(uid, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
     job._attempt = uid;
@@ -945,16 +1004,31 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   #sendJob(p: Pending, computeId: string): void {
     const tag = tagOf(p.job.id);
-    this.#channel?.send({
-      t: 'job',
-      uid: p.job._uid,
-      computeId,
-      args: p.args,
-      ...(tag === undefined ? {} : { tag }),
-      ...(p.node === undefined ? {} : { node: p.node }),
-      ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
-      ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
-    });
+    try {
+      this.#channel?.send({
+        t: 'job',
+        uid: p.job._uid,
+        computeId,
+        args: p.args,
+        ...(tag === undefined ? {} : { tag }),
+        ...(p.node === undefined ? {} : { node: p.node }),
+        ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
+        ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE') throw err;
+      // The scheduler does not take a job that large: it ends here, saying so.
+      const max = this.#info?.maxMessageSize ?? DEFAULT_MAX_FRAME;
+      const e = new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `job ${String(p.job.id)}'s arguments encode to ${p.args.length} bytes: scheduler ${this.scheduler} takes messages of at most ${max} bytes (its --max-message-size)`,
+      );
+      p.job.exception = `DispyError: ${e.message}`;
+      p.job.endTime = Date.now();
+      p.job._errorCode = e.code;
+      this.#settle(p, JobStatus.Cancelled, null);
+      this.#statusEvents.pushError(e);
+    }
   }
 
   /** A job with per-job files: they go to the scheduler first (kept there for the job), then the job. */
@@ -1255,6 +1329,7 @@ function validateOptions(o: SharedJobClusterOptions): void {
     throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
   if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
     throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  checkMaxArgsSize(o.maxArgsSize);
   for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }

@@ -242,6 +242,11 @@ export const nodeInfoSchema = z.object({
   availInfo: availInfoSchema.nullable(),
   /** Whether another client process currently owns the node. */
   busy: z.boolean(),
+  /**
+   * Largest message (frame) the node accepts or sends, in bytes (its --max-message-size): no
+   * job whose arguments do not fit is sent to it. Absent: 64 MiB.
+   */
+  maxMessageSize: z.number().int().positive().optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 

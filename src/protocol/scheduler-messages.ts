@@ -129,6 +129,8 @@ export const schedulerInfoSchema = z.object({
   pulseInterval: z.number().positive().max(1000),
   /** Seconds a computation outlives its client's connection (a client may resume it meanwhile). */
   zombieInterval: z.number().positive().optional(),
+  /** Largest message the scheduler accepts or sends, in bytes (its --max-message-size). Absent: 64 MiB. */
+  maxMessageSize: z.number().int().positive().optional(),
 });
 
 /** A node as a cluster sees it (the fields of DispyNode). */

@@ -23,6 +23,8 @@ export interface SchedulerContext {
   readonly cooperative: boolean;
   /** Largest file a client may send, in bytes (0 = unlimited). */
   readonly maxFileSize: number;
+  /** Largest message to or from a client, in bytes (`--max-message-size`). */
+  readonly maxMessageSize: number;
   /** Seconds a vanished client's computations are kept before they are closed. */
   readonly zombieInterval: number;
   /** Set once the scheduler is shutting down. */

@@ -25,6 +25,13 @@ function endSize(e: JobEnd): number {
   return 256 + (e.result?.length ?? 0) + (e.exception?.length ?? 0) + e.stdout.length + e.stderr.length;
 }
 
+/** Bytes a job-end takes in a message, roughly. */
+function endBytes(e: JobEnd): number {
+  return (
+    1024 + (e.result?.byteLength ?? 0) + Buffer.byteLength(e.exception ?? '') + Buffer.byteLength(e.stdout) + Buffer.byteLength(e.stderr)
+  );
+}
+
 /** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
 export function jobFileName(uid: number, name: string): string {
   return `.jobs/${uid}/${name}`;
@@ -311,8 +318,16 @@ export class SharedComputation {
         this.#toOwner({ t: 'job-status', uid, status, ip: job.ipAddr, startTime: job.startTime });
         return;
       case JobStatus.ProvisionalResult:
-        if (job.result instanceof Uint8Array)
-          this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
+        if (!(job.result instanceof Uint8Array)) return;
+        // The client takes no message larger than ours.
+        if (job.result.byteLength + 1024 > this.#ctx.maxMessageSize) {
+          this.#ctx.log.warn(
+            { computation: this.name, uid, bytes: job.result.byteLength },
+            'provisional result too large for the client: not sent',
+          );
+          return;
+        }
+        this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
         return;
     }
     if (!isFinal(status)) return;
@@ -324,21 +339,54 @@ export class SharedComputation {
       job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
     const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
     const exception = byUs ? `${job.exception ?? 'DispyError: job ended'} (${this.#note!.reason})` : job.exception;
-    this.#toOwner({
-      t: 'job-end',
-      uid,
-      status,
-      result: job.result instanceof Uint8Array ? job.result : null,
-      exception: exception === null ? null : exception.slice(0, MAX_TEXT * 4),
-      code: byUs ? this.#note!.code : job._errorCode,
-      stdout: job.stdout.slice(0, MAX_TEXT * 16),
-      stderr: job.stderr.slice(0, MAX_TEXT * 16),
-      ip: job.ipAddr ?? node?.ipAddr ?? null,
-      startTime: job.startTime,
-      endTime: job.endTime,
-    });
+    this.#toOwner(
+      this.#fitEnd({
+        t: 'job-end',
+        uid,
+        status,
+        result: job.result instanceof Uint8Array ? job.result : null,
+        exception: exception === null ? null : exception.slice(0, MAX_TEXT * 4),
+        code: byUs ? this.#note!.code : job._errorCode,
+        stdout: job.stdout.slice(0, MAX_TEXT * 16),
+        stderr: job.stderr.slice(0, MAX_TEXT * 16),
+        ip: job.ipAddr ?? node?.ipAddr ?? null,
+        startTime: job.startTime,
+        endTime: job.endTime,
+      }),
+    );
     this.owner.jobGone(uid);
   };
+
+  /**
+   * A job-end larger than the client takes (the node's limit may be above the scheduler's): the
+   * result is refused, the job ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE naming both
+   * sizes, and output is shortened to the room left.
+   */
+  #fitEnd(end: JobEnd): JobEnd {
+    const max = this.#ctx.maxMessageSize;
+    if (endBytes(end) <= max) return end;
+    let out = end;
+    if (out.result && endBytes({ ...out, stdout: '', stderr: '' }) > max) {
+      const bytes = out.result.byteLength;
+      this.#ctx.log.warn({ computation: this.name, uid: end.uid, bytes, max }, 'job result too large for the client: refused');
+      out = {
+        ...out,
+        status: JobStatus.Terminated,
+        result: null,
+        code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
+        exception: `DispyError: the job's result encodes to ${bytes} bytes, more than the scheduler's maximum message size of ${max} bytes (--max-message-size)`,
+      };
+    }
+    if (endBytes(out) > max) {
+      const room = Math.max(0, Math.floor((max - endBytes({ ...out, stdout: '', stderr: '' })) / 2) - 64);
+      const cut = (text: string): string =>
+        Buffer.byteLength(text) <= room
+          ? text
+          : `${Buffer.from(text).subarray(0, room).toString('utf8')}\n[dispyts: output truncated to fit the scheduler's maximum message size]\n`;
+      out = { ...out, stdout: cut(out.stdout), stderr: cut(out.stderr) };
+    }
+    return out;
+  }
 
   /** `node-op`: the JobCluster method of the same name; resolves to its return value. */
   async nodeOp(msg: NodeOpMessage): Promise<number | number[]> {
