@@ -7,6 +7,7 @@ import { parseIntOption, parseSeconds, parseSize } from './args.js';
 import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { checkNode } from '../node/node-check.js';
 
 function parseDiscovery(text: string | undefined): DiscoveryMode | undefined {
   if (text === undefined) return undefined;
@@ -51,6 +52,10 @@ Options:
   --httpd-viewer-token T   a second token that shows the page without the admin controls
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   --parent-pid PID         stop when process PID exits (the demo and tests use it)
+  --check                  do not serve: ask the node at --host:--port whether it serves, as a
+                           client would (authenticated with --secret or --secret-file, TLS with
+                           --cert-file), print its state and exit 0, or exit 1 saying why not
+                           (within 10 s). For health checks such as a Kubernetes exec probe
   -h, --help               show this help
 
 A client that goes silent (no heartbeat for 5 of its intervals) or disconnects keeps its jobs
@@ -90,6 +95,7 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       'httpd-token': { type: 'string' },
       'httpd-viewer-token': { type: 'string' },
       'log-level': { type: 'string' },
+      check: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,6 +107,27 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   if (values.secret !== undefined && values['secret-file'] !== undefined)
     throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
   const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
+  if (values.check) {
+    const host = values.host ?? '127.0.0.1';
+    const port = parseIntOption('port', values.port, { min: 1, max: 65535 });
+    try {
+      const n = await checkNode({
+        host,
+        port,
+        secret: resolveSecret(secret),
+        certFile: values['cert-file'],
+        keyFile: values['key-file'],
+        caFile: values['ca-file'],
+      });
+      const state = [n.busy ? 'serving a client' : 'free', ...(n.draining ? ['draining'] : [])].join(', ');
+      process.stdout.write(`dispyts node ${n.ipAddr}:${n.port} serves (name ${n.name}, cpus ${n.cpuLimit} of ${n.cpus}, ${state})\n`);
+      return 0;
+    } catch (err) {
+      const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      process.stderr.write(`dispyts node --check: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+  }
   const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
   if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
