@@ -2,7 +2,6 @@
 /** The `dispyts` command: `node`, `scheduler`, `demo` and `hash-password` subcommands. */
 import { DispyError } from '../errors.js';
 import { nodeCommand } from './node-command.js';
-import { demoCommand } from './demo-command.js';
 
 const HELP = `Usage: dispyts <command> [options]
 
@@ -26,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the client library and the HTTP server are not the node's business.
       return (await import('./scheduler-command.js')).schedulerCommand(rest);
     case 'demo':
-      return demoCommand(rest);
+      return (await import('./demo-command.js')).demoCommand(rest);
     case 'hash-password':
       return (await import('./hash-password-command.js')).hashPasswordCommand(rest);
     case undefined:

@@ -1,7 +1,7 @@
 /** `dispyts node`: runs a compute node daemon until SIGTERM/SIGINT. */
 import { parseArgs } from 'node:util';
 import { NodeDaemon } from '../node/node-daemon.js';
-import { NodeHttpServer, parseHttpdAddress } from '../node/node-httpd.js';
+import type { NodeHttpServer } from '../node/node-httpd.js';
 import { readSecretFile, resolveSecret } from '../protocol/secret.js';
 import { parseIntOption, parseSeconds, parseSize } from './args.js';
 import { stopWith } from './stop-with.js';
@@ -128,7 +128,9 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
+  // The page's HTTP stack is loaded only for --httpd: a daemon without it stays small.
+  const page = values.httpd === undefined ? null : await import('../node/node-httpd.js');
+  const httpd = values.httpd === undefined || !page ? null : page.parseHttpdAddress(values.httpd);
   if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
   }
@@ -157,24 +159,24 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   process.stdout.write(
     `dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`,
   );
-  if (httpd) {
-    let page: NodeHttpServer;
+  if (httpd && page) {
+    let server: NodeHttpServer;
     try {
-      page = new NodeHttpServer(daemon, {
+      server = new page.NodeHttpServer(daemon, {
         ...httpd,
         token: values['httpd-token'],
         viewerToken: values['httpd-viewer-token'],
         secret: values['httpd-token'] === undefined ? resolveSecret(secret) : undefined,
         diskPath: values['dest-path-prefix'],
       });
-      const a = await page.listening;
+      const a = await server.listening;
       process.stdout.write(`dispyts node page on ${a.url} (sign in: ${a.loginUrl})\n`);
     } catch (err) {
       // The page was asked for: without it the node does not run.
       await daemon.stop('its page could not start');
       throw err;
     }
-    void daemon.stopped.then(() => page.close());
+    void daemon.stopped.then(() => server.close());
   }
   await daemon.stopped;
   return 0;
