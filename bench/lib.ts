@@ -161,7 +161,7 @@ export interface BenchNode {
 }
 
 /** Starts `dispyts node` (from dist/) on a loopback address with an ephemeral port. */
-export async function startNode(opts: { host: string; cpus: number; logLevel?: string }): Promise<BenchNode> {
+export async function startNode(opts: { host: string; cpus: number; logLevel?: string; args?: string[] }): Promise<BenchNode> {
   if (!/^127\.\d+\.\d+\.\d+$/.test(opts.host)) throw new Error(`refusing non-loopback host ${opts.host}`);
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-bench-node-'));
   const args = [
@@ -179,6 +179,7 @@ export async function startNode(opts: { host: string; cpus: number; logLevel?: s
     prefix,
     '--log-level',
     opts.logLevel ?? 'info',
+    ...(opts.args ?? []),
   ];
   const spawnedAt = performance.now();
   const proc = spawnTracked(args);
