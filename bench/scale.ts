@@ -48,8 +48,11 @@ import { INSTRUMENT, mainThreadCpu, type PageBench } from './ui.js';
 const MB = 1024 * 1024;
 /** What one node (daemon + runner + the client's share) is budgeted in memory. */
 const PER_NODE_MB = 100;
-/** Kept free besides the nodes: the client, the HTTP server, Chromium, the rest of the machine. */
-const RESERVE_MB = 2048;
+/**
+ * Kept free besides the nodes: the client, the HTTP server and Chromium (a node takes about 30 MB
+ * of PSS idle, so PER_NODE_MB already leaves ample room).
+ */
+const RESERVE_MB = 512;
 const TARGETS = {
   daemonIdleRssMb: 50,
   /** Per-daemon memory at the largest N within this share of the smallest N's. */
@@ -158,7 +161,8 @@ async function startAll(n: number): Promise<{ nodes: BenchNode[]; ms: number }> 
   try {
     for (let i = 0; i < n; i += BATCH) {
       const batch = Array.from({ length: Math.min(BATCH, n - i) }, (_, k) =>
-        startNode({ host: hostOf(i + k), cpus: 1, logLevel: 'warn', args: ['--parent-pid', String(process.pid)] }),
+        // A machine shared with other work may be slow to start 10 processes at once.
+        startNode({ host: hostOf(i + k), cpus: 1, logLevel: 'warn', args: ['--parent-pid', String(process.pid)], readyTimeoutMs: 120_000 }),
       );
       const settled = await Promise.allSettled(batch);
       for (const s of settled) if (s.status === 'fulfilled') nodes.push(s.value);
@@ -280,19 +284,22 @@ async function breakdown(): Promise<Record<string, { rssMb: number; anonMb: numb
       ${mod ? `await import(${JSON.stringify(mod)});` : ''}
       setTimeout(() => {
         const t = fs.readFileSync('/proc/self/smaps_rollup', 'utf8');
-        const kb = (k) => Number(new RegExp('^' + k + ':\s+(\d+)', 'm').exec(t)[1]);
+        const kb = (k) => Number(new RegExp('^' + k + ':\\s+(\\d+)', 'm').exec(t)[1]);
         process.stdout.write(JSON.stringify({ rss: kb('Rss'), anon: kb('Anonymous') }));
       }, 300);`;
     // Bare names resolve from the working directory: npm runs the bench at the repository root.
     const proc = spawnTracked(['--input-type=module', '-e', code]);
     let s = '';
+    let err = '';
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => (s += d));
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     // 'close', not 'exit': the output may still be on its way at exit.
     await new Promise((r) => proc.once('close', r));
     try {
       const m = JSON.parse(s) as { rss: number; anon: number };
       out[name] = { rssMb: round(m.rss / 1024, 1), anonMb: round(m.anon / 1024, 1) };
     } catch {
+      log(`scale: breakdown of ${name} failed: ${err.slice(0, 300)}`);
       out[name] = { rssMb: NaN, anonMb: NaN };
     }
   }
@@ -389,7 +396,16 @@ async function runOnce(asked: number): Promise<RunResult> {
   log(
     `scale: N = ${n}: starting ${n} daemons (--cpus 1) on ${hostOf(0)} ... ${hostOf(n - 1)}, ${BATCH} at a time; MemAvailable ${Math.round(availMb)} MB, load ${result.loadavg.start.join(' ')}`,
   );
-  const { nodes, ms } = await startAll(n);
+  let started: { nodes: BenchNode[]; ms: number };
+  try {
+    started = await startAll(n);
+  } catch (err) {
+    result.error = `starting the daemons: ${(err as Error).message}`;
+    result.loadavg.end = os.loadavg().map((v) => round(v, 2));
+    log(`scale: N = ${n} failed: ${result.error}`);
+    return result;
+  }
+  const { nodes, ms } = started;
   result.startup.allReadyMs = round(ms, 0);
   log(`scale: all ${n} daemons ready in ${round(ms / 1000, 1)} s`);
   let cluster: JobCluster<(i: number) => number> | null = null;
