@@ -363,7 +363,7 @@ interface RunResult {
   memory: { idle: ReturnType<typeof memory>; afterJobs: ReturnType<typeof memory> | null };
   init: Record<string, unknown> | null;
   jobs: Record<string, unknown> | null;
-  clusterStatus: (Summary & { bytes: number; nodesListed: number }) | null;
+  clusterStatus: (Summary & { bytes: number; nodesListed: number; serverCpuMsPerRequest: number }) | null;
   monitor: Record<string, unknown> | null;
   stop: { leftoverRunners: number } | null;
   error?: string;
@@ -458,6 +458,11 @@ async function runOnce(asked: number): Promise<RunResult> {
         daemons: round(nc.daemons - cpu0.nodes.daemons, 0),
         runners: round(nc.runners - cpu0.nodes.runners, 0),
       },
+      // All of it divided by 2 cores: the shortest init this CPU allows on an otherwise idle machine.
+      cpuBoundMs: round(
+        ((cu.user + cu.system) / 1000 + nc.daemons - cpu0.nodes.daemons + nc.runners - cpu0.nodes.runners) / os.cpus().length,
+        0,
+      ),
       ...(prof.top ? { clientProfileTop: prof.top, clientProfile: prof.file } : {}),
     };
     log(
@@ -467,10 +472,13 @@ async function runOnce(asked: number): Promise<RunResult> {
     const c = cluster!;
 
     // ---- 20,000 trivial jobs ----
+    const jcpu0 = { client: process.cpuUsage(), nodes: nodesCpu(nodes) };
     const js0 = performance.now();
     const jobs = Array.from({ length: JOBS }, (_, i) => c.submit(i));
     const idle = await c.wait(300);
     const jobsMs = performance.now() - js0;
+    const jcu = process.cpuUsage(jcpu0.client);
+    const jnc = nodesCpu(nodes);
     const perNode = new Map<string, number>();
     let right = 0;
     let finished = 0;
@@ -491,6 +499,11 @@ async function runOnce(asked: number): Promise<RunResult> {
       everyNodeUsed: perNode.size === n,
       perNode: { min: counts[0] ?? 0, median: median(counts), max: counts.at(-1) ?? 0 },
       nothingLost: idle && finished === JOBS && right === JOBS,
+      cpuMsPerJob: {
+        client: round((jcu.user + jcu.system) / 1000 / JOBS, 3),
+        daemons: round((jnc.daemons - jcpu0.nodes.daemons) / JOBS, 3),
+        runners: round((jnc.runners - jcpu0.nodes.runners) / JOBS, 3),
+      },
     };
     log(
       `scale: ${JOBS} jobs in ${round(jobsMs / 1000, 2)} s (${result.jobs.jobsPerSec} jobs/s), ${right} right, ${perNode.size} of ${n} nodes used`,
@@ -502,12 +515,21 @@ async function runOnce(asked: number): Promise<RunResult> {
     server = new DispyHTTPServer(c, { host: '127.0.0.1', port: 0, pollSec: 1, logLevel: 'warn' });
     const { url } = await server.listening;
     const port = Number(new URL(url).port);
+    // The server's CPU per request (this process: the cluster is idle meanwhile) does not depend
+    // on what else the machine runs, unlike the latencies.
+    const cpuBefore = process.cpuUsage();
     const loop = await httpLoop(port, '/cluster_status', 500, 50);
+    const cpuLoop = process.cpuUsage(cpuBefore);
     const status = await fetch(`http://127.0.0.1:${port}/cluster_status`).then(
       (r) => r.json() as Promise<{ nodes?: unknown[] }[] | unknown>,
     );
     const listed = Array.isArray(status) ? ((status[0] as { nodes?: unknown[] })?.nodes?.length ?? 0) : 0;
-    result.clusterStatus = { ...summarize(loop.samplesMs), bytes: loop.bytes, nodesListed: listed };
+    result.clusterStatus = {
+      ...summarize(loop.samplesMs),
+      bytes: loop.bytes,
+      nodesListed: listed,
+      serverCpuMsPerRequest: round((cpuLoop.user + cpuLoop.system) / 1000 / 550, 3),
+    };
     log(
       `scale: /cluster_status p50 ${result.clusterStatus.p50Ms} ms, p95 ${result.clusterStatus.p95Ms} ms, ${loop.bytes} bytes, ${listed} nodes`,
     );

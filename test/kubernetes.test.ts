@@ -294,7 +294,7 @@ test("the pod's command line runs: the node starts from the secret file, its pro
   try {
     const ready = await new Promise<string>((resolve, reject) => {
       let out = '';
-      const t = setTimeout(() => reject(new Error(`not ready in 30 s: ${stderr}`)), 30_000);
+      const t = setTimeout(() => reject(new Error(`not ready in 60 s: ${stderr}`)), 60_000);
       daemon.stdout.setEncoding('utf8').on('data', (d: string) => {
         out += d;
         if (out.includes('\n')) {
@@ -323,14 +323,15 @@ test("the pod's command line runs: the node starts from the secret file, its pro
     // The client example of deploy/kubernetes/client, run against this node by its address.
     mkdirSync(join(ROOT, 'test-results'), { recursive: true });
     writeFileSync(clientScript, find(clientDocs, 'ConfigMap').data['cluster.mjs']);
-    const client = await run(process.execPath, [clientScript], {
-      DISPYTS_NODES: host,
-      DISPYTS_NODE_PORT: String(port),
-      SECRET_FILE: secretFile,
-      JOBS: '20',
-    });
-    assert.equal(client.code, 0, client.err);
-    assert.match(client.out, new RegExp(`^20 of 20 jobs right, on 1 nodes: ${host.replace(/\./g, '\\.')}$`, 'm'));
+    // A loaded machine may take long to start a process that loads the whole package.
+    const client = await run(
+      process.execPath,
+      [clientScript],
+      { DISPYTS_NODES: host, DISPYTS_NODE_PORT: String(port), SECRET_FILE: secretFile, JOBS: '10' },
+      120_000,
+    );
+    assert.equal(client.code, 0, `${client.err} (null: killed after 120 s)`);
+    assert.match(client.out, new RegExp(`^10 of 10 jobs right, on 1 nodes: ${host.replace(/\./g, '\\.')}$`, 'm'));
     // A stopped node fails its probe.
     const exited = new Promise((r) => daemon.once('exit', r));
     daemon.kill('SIGTERM');
