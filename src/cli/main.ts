@@ -2,7 +2,6 @@
 /** The `dispyts` command: `node`, `scheduler`, `demo`, `hash-password` and `slurm-node` subcommands. */
 import { DispyError } from '../errors.js';
 import { nodeCommand } from './node-command.js';
-import { demoCommand } from './demo-command.js';
 
 const HELP = `Usage: dispyts <command> [options]
 
@@ -27,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the client library and the HTTP server are not the node's business.
       return (await import('./scheduler-command.js')).schedulerCommand(rest);
     case 'demo':
-      return demoCommand(rest);
+      return (await import('./demo-command.js')).demoCommand(rest);
     case 'slurm-node':
       return (await import('./slurm-node-command.js')).slurmNodeCommand(rest);
     case 'hash-password':

@@ -1,12 +1,13 @@
 /** `dispyts node`: runs a compute node daemon until SIGTERM/SIGINT. */
 import { parseArgs } from 'node:util';
 import { NodeDaemon } from '../node/node-daemon.js';
-import { NodeHttpServer, parseHttpdAddress } from '../node/node-httpd.js';
+import type { NodeHttpServer } from '../node/node-httpd.js';
 import { readSecretFile, resolveSecret } from '../protocol/secret.js';
 import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { checkNode } from '../node/node-check.js';
 
 function parseDiscovery(text: string | undefined): DiscoveryMode | undefined {
   if (text === undefined) return undefined;
@@ -62,6 +63,10 @@ Options:
   --httpd-public-url URL   the URL browsers use through it (the same-origin check uses it)
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   --parent-pid PID         stop when process PID exits (the demo and tests use it)
+  --check                  do not serve: ask the node at --host:--port whether it serves, as a
+                           client would (authenticated with --secret or --secret-file, TLS with
+                           --cert-file), print its state and exit 0, or exit 1 saying why not
+                           (within 10 s). For health checks such as a Kubernetes exec probe
   -h, --help               show this help
 
 A client that goes silent (no heartbeat for 5 of its intervals) or disconnects keeps its jobs
@@ -111,6 +116,7 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
       'httpd-trusted-proxy': { type: 'string' },
       'httpd-public-url': { type: 'string' },
       'log-level': { type: 'string' },
+      check: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -122,7 +128,30 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
   if (values.secret !== undefined && values['secret-file'] !== undefined)
     throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
   const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
-  const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
+  if (values.check) {
+    const host = values.host ?? '127.0.0.1';
+    const port = parseIntOption('port', values.port, { min: 1, max: 65535 });
+    try {
+      const n = await checkNode({
+        host,
+        port,
+        secret: resolveSecret(secret),
+        certFile: values['cert-file'],
+        keyFile: values['key-file'],
+        caFile: values['ca-file'],
+      });
+      const state = [n.busy ? 'serving a client' : 'free', ...(n.draining ? ['draining'] : [])].join(', ');
+      process.stdout.write(`dispyts node ${n.ipAddr}:${n.port} serves (name ${n.name}, cpus ${n.cpuLimit} of ${n.cpus}, ${state})\n`);
+      return 0;
+    } catch (err) {
+      const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      process.stderr.write(`dispyts node --check: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+  }
+  // The page's HTTP stack is loaded only for --httpd: a daemon without it stays small.
+  const page = values.httpd === undefined ? null : await import('../node/node-httpd.js');
+  const httpd = values.httpd === undefined || !page ? null : page.parseHttpdAddress(values.httpd);
   if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
   }
@@ -166,10 +195,10 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
       throw err;
     }
   }
-  if (httpd) {
-    let page: NodeHttpServer;
+  if (httpd && page) {
+    let server: NodeHttpServer;
     try {
-      page = new NodeHttpServer(daemon, {
+      server = new page.NodeHttpServer(daemon, {
         ...httpd,
         token: values['httpd-token'],
         viewerToken: values['httpd-viewer-token'],
@@ -177,14 +206,14 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
         diskPath: values['dest-path-prefix'],
         ...(trustedProxy ? { trustedProxy } : {}),
       });
-      const a = await page.listening;
+      const a = await server.listening;
       process.stdout.write(`dispyts node page on ${a.url} (sign in: ${a.loginUrl})\n`);
     } catch (err) {
       // The page was asked for: without it the node does not run.
       await daemon.stop('its page could not start');
       throw err;
     }
-    void daemon.stopped.then(() => page.close());
+    void daemon.stopped.then(() => server.close());
   }
   await daemon.stopped;
   return 0;

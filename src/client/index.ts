@@ -10,7 +10,8 @@ export {
 export { DispyJob, DispyJobError } from './dispy-job.js';
 export { recoverJobs, type RecoverJobsOptions } from './recover-jobs.js';
 export { DispyNode } from './dispy-node.js';
-export { NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
+export { NodeAllocate, type NodeSpec, type NodeSpecObject, type NodeResolve } from './node-allocate.js';
+export type { NodeLookup } from './node-resolver.js';
 export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';
 export type { ModuleComputation } from './computation.js';
 export { SharedJobCluster, type SharedJobClusterOptions } from './shared-job-cluster.js';

@@ -5,7 +5,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
@@ -24,6 +23,7 @@ import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
 import { ClusterDiscovery } from './node-discovery.js';
+import { NodeResolver, type NodeLookup } from './node-resolver.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
@@ -107,6 +107,15 @@ export interface JobClusterOptions {
    * @example discovery: 'multicast'
    */
   discovery?: DiscoveryMode;
+  /**
+   * Resolves the host names of `nodes` (a `resolve: 'all'` spec is resolved again on
+   * `discoverNodes()` and every `pingInterval`). Given `(hostname, { all: true })`, it resolves
+   * to the name's addresses as `[{ address, family }]`; `dns.promises.lookup` fits as is.
+   * Another resolver (a DNS client of your own, a fixed table in tests) can be given here.
+   * @default dns.promises.lookup (the system's resolver)
+   * @example lookup: (name) => Promise.resolve([{ address: '127.0.0.5', family: 4 }])
+   */
+  lookup?: NodeLookup;
   /**
    * Re-run jobs whose node died instead of abandoning them.
    * @default false
@@ -394,6 +403,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #creds: Credentials;
   readonly #specs: NodeAllocate[];
   readonly #discovery: ClusterDiscovery;
+  readonly #resolver: NodeResolver;
+  /** Nodes being added because a followed name resolved to them (allocateNode waits for these). */
+  readonly #following = new Map<string, Promise<void>>();
   readonly #nodes = new Map<string, ClusterNode>();
   /** Every node this cluster used, closed ones included (for printStatus). */
   readonly #everyNode = new Map<string, DispyNode>();
@@ -465,6 +477,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       specs: () => this.#specs,
       onNode: (ip, port, spec) => void this.#addNode(ip, port, spec),
     });
+    this.#resolver = new NodeResolver({
+      lookup: options.lookup,
+      pingInterval: options.pingInterval,
+      log: this.log,
+      specs: () => this.#specs,
+      onResolved: (spec, addresses) => this.#followed(spec, addresses),
+      onError: (err) => this.#emitError(err),
+    });
     registerCluster(this);
     if (options.recoverFile) this.#writeRecoverFile();
     if (options.pulseInterval) {
@@ -488,8 +508,30 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   // ---- nodes ----
 
   async #initNodes(): Promise<void> {
-    for (const spec of this.#specs) void this.#resolveSpec(spec);
-    await this.#discovery.discover();
+    for (const spec of this.#specs) if (spec.resolve !== 'all') void this.#resolveSpec(spec);
+    await Promise.all([this.#resolver.refresh(), this.#discovery.discover()]);
+  }
+
+  /**
+   * A followed name (`resolve: 'all'`) resolved to `addresses`: each is a node (tried again if
+   * it failed before), and this spec's nodes at other addresses are retired as lost nodes.
+   */
+  #followed(spec: NodeAllocate, addresses: ReadonlySet<string>): void {
+    if (this.#closing) return;
+    for (const cn of [...this.#nodes.values()]) {
+      const ip = cn.node.ipAddr;
+      if (cn.spec !== spec || addresses.has(ip) || this.#nodes.get(ip) !== cn) continue;
+      // Told to the node first (when it still answers): it stops what it runs for us.
+      const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+      if (!cn.link.closed) cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
+      for (const uid of mine) cn.link.forget(uid);
+      this.#dropNode(cn, new DispyError('DISPY_ERR_CONNECTION', `${ip} is no longer an address of ${spec.host}: node retired`));
+    }
+    for (const ip of addresses) {
+      if (this.#following.has(ip)) continue;
+      const p = this.#addNode(ip, spec.port, spec).finally(() => this.#following.delete(ip));
+      this.#following.set(ip, p);
+    }
   }
 
   async #resolveSpec(spec: NodeAllocate): Promise<void> {
@@ -500,23 +542,33 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let ip = spec.host;
     if (!isIP(ip)) {
       try {
-        ip = (await lookup(spec.host)).address;
+        ip = await this.#lookupFirst(spec);
       } catch (err) {
-        this.#emitError(new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${spec.host}: ${(err as Error).message}`));
+        this.#emitError(err as DispyError);
         return;
       }
     }
     await this.#addNode(ip, spec.port, spec);
   }
 
-  /** The spec that decides for `ip`: the first one whose pattern matches. */
+  /** The first address a host name spec resolves to; the spec then matches it. */
+  async #lookupFirst(spec: NodeAllocate): Promise<string> {
+    const [ip] = await this.#resolver.lookup(spec.host);
+    if (ip === undefined) throw new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${spec.host}: it has no address`);
+    spec._setAddresses([ip]);
+    return ip;
+  }
+
+  /** The spec that decides for `ip`: the first one whose pattern matches (or whose name resolved to it). */
   #specFor(ip: string): NodeAllocate | undefined {
-    return this.#specs.find((s) => s.ipRex.test(ip) || s.host === ip);
+    return this.#specs.find((s) => s.matches(ip) || s.host === ip);
   }
 
   async #addNode(ip: string, port: number, spec: NodeAllocate, failures = 0): Promise<void> {
     const current = this.#nodes.get(ip);
     if (this.#closing || (current && !current.suspended) || this.#connecting.has(ip)) return;
+    // A retry for an address its followed name no longer lists.
+    if (spec.resolve === 'all' && !this.#resolver.has(spec, ip)) return;
     this.#connecting.add(ip);
     let link: NodeLink | null = null;
     try {
@@ -1402,13 +1454,20 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let targets: { host: string; port: number }[];
     // A wildcard is also discovered: nodes that answer are set up as they do.
     const discovered = alloc.isWildcard && (await this.#discovery.discover());
+    if (alloc.resolve === 'all') {
+      // Followed from now on; resolved at once, and the nodes it lists set up.
+      await this.#resolver.refresh();
+      const ips = this.#resolver.addresses(alloc);
+      await Promise.all(ips.map((ip) => this.#following.get(ip)));
+      return ips.some((ip) => this.#nodes.has(ip)) ? 0 : -1;
+    }
     if (alloc.isWildcard) targets = await NodeLink.known(alloc.ipRex);
     else if (isIP(alloc.host)) targets = [{ host: alloc.host, port: alloc.port }];
     else {
       try {
-        targets = [{ host: (await lookup(alloc.host)).address, port: alloc.port }];
+        targets = [{ host: await this.#lookupFirst(alloc), port: alloc.port }];
       } catch (err) {
-        this.#emitError(new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${alloc.host}: ${(err as Error).message}`));
+        this.#emitError(err as DispyError);
         return -1;
       }
     }
@@ -1570,6 +1629,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#closing = true;
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     this.#discovery.close();
+    this.#resolver.close();
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const item of this.#large.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
