@@ -1073,14 +1073,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.link.updateRef();
     }
     this.#discovery.setRef(on && !this.#closing);
-    if (on && !this.#closing) {
+    if (this.#closing) return;
+    // Made once and ref'd only while jobs are pending (no timer churn for one job at a time).
+    this.#watchTimer ??= setInterval(() => this.#watch(), 1000);
+    if (on) {
       this.#unusableSince = null;
       this.#warnDelay = WARN_FIRST;
-      this.#watchTimer ??= setInterval(() => this.#watch(), 1000);
-    } else if (this.#watchTimer) {
-      clearInterval(this.#watchTimer);
-      this.#watchTimer = null;
-    }
+      this.#watchTimer.ref();
+    } else this.#watchTimer.unref();
   }
 
   /** @internal Whether this cluster keeps its connections to nodes ref'd: while jobs are pending (LinkUser). */
