@@ -50,9 +50,10 @@ test('every node refuses the secret: a warning on stderr, the program stays aliv
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   try {
-    const started = Date.now();
-    await until(() => /no usable node/.test(err), 12_000, `the warning (stderr so far: ${err})`);
-    assert.ok(Date.now() - started <= 10_000 + 2_000, 'warned within 10 s (plus the program start)');
+    await until(() => out.includes('submitted'), 30_000, `the program to start (stderr so far: ${err})`);
+    const submitted = Date.now();
+    await until(() => /no usable node/.test(err), 10_000, `the warning (stderr so far: ${err})`);
+    process.stdout.write(`# warned ${Date.now() - submitted} ms after the job was submitted\n`);
     const warning = err.split('\n').find((l) => /no usable node/.test(l))!;
     assert.match(warning, /127\.0\.0\.130/);
     assert.match(warning, /DISPY_ERR_AUTH/);
