@@ -1094,9 +1094,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /**
-   * Every second while jobs are pending: when no node is usable, warns on stderr (whoever
-   * listens for `error` events) naming each node and why, first after WARN_FIRST s, then with
-   * back-off; with `nodeTimeout`, gives up once none has been usable that long.
+   * Every second while jobs are pending: when no node is usable, warns on stderr (whether or
+   * not anyone listens for `error` events) naming each node and why, first after WARN_FIRST s,
+   * then with back-off; with `nodeTimeout`, gives up once none has been usable that long.
    */
   #watch(): void {
     if (this.#pending === 0 || this.#closing) return;
