@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   DISPY_ERR_BAD_MAC: { status: 400, summary: 'frame failed its message authentication check' },
   DISPY_ERR_NODE_BUSY: { status: 409, summary: 'node is serving another client' },
   DISPY_ERR_NODE_UNKNOWN: { status: 404, summary: 'no such node' },
+  DISPY_ERR_NO_NODE: { status: 503, summary: 'no usable node within nodeTimeout' },
   DISPY_ERR_UNKNOWN_COMPUTATION: { status: 404, summary: 'computation not set up on the node' },
   DISPY_ERR_COMPUTATION: { status: 400, summary: 'computation cannot be shipped or loaded' },
   DISPY_ERR_FREE_VARIABLE: { status: 400, summary: 'computation uses a variable that was not shipped' },

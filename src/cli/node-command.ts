@@ -36,7 +36,8 @@ Options:
   --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
                            once (default 64); before authentication a frame is 4 KiB at most
   --max-handshakes-per-peer N   of those, how many from one address (default 8)
-  --zombie-interval S      seconds before a vanished client's jobs are terminated (default 3600)
+  --zombie-interval S      longest a vanished client's running jobs go on, if it keeps a
+                           recover file (others end at its reconnect window) (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
   --idle-exit S            exit when no client has been connected for S seconds, since the start
                            or since the last client left; a vanished client's jobs are
@@ -69,10 +70,13 @@ Options:
                            (within 10 s). For health checks such as a Kubernetes exec probe
   -h, --help               show this help
 
-A client that goes silent (no heartbeat for 5 of its intervals) or disconnects keeps its jobs
-running for --zombie-interval; results that cannot be delivered meanwhile are kept on disk under
---dest-path-prefix (at most 10,000 results or 256 MiB, oldest dropped first) until the client
-returns or a program calls recoverJobs() with the client's recover file.
+A client whose connections are gone (closed, or silent for 5 of its heartbeat intervals) and
+that does not return within its reconnect window (10 s, or 5 x its pulseInterval) has its
+queued jobs dropped and its running jobs terminated, and the next client is served. A client
+that keeps a recover file has its running jobs go on until they end or --zombie-interval
+passes; their results are kept on disk under --dest-path-prefix (at most 10,000 results or
+256 MiB, oldest dropped first) until the client returns or a program calls recoverJobs() with
+its recover file.
 
 Prints "dispyts node ready on HOST:PORT ..." once serving. SIGTERM or SIGINT terminates the
 running jobs (their clients see them Terminated) and exits. Clients verify a TLS node's

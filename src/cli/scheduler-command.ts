@@ -36,8 +36,7 @@ Options:
   --key-file FILE          its private key
   --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
   --pulse-interval S       seconds between heartbeats: asked of nodes (a node silent for 5 of
-                           them is declared dead) and sent to clients (default: clients 10 s;
-                           nodes are not declared dead for silence)
+                           them is declared dead) and sent to clients (default 10 s)
   --ping-interval S        seconds between re-discoveries of nodes (default: off)
   --zombie-interval S      at most this many seconds a vanished client's computations are
                            kept (no job of them starts meanwhile) before they are closed,

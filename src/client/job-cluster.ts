@@ -30,6 +30,7 @@ import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './no
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
 import { StatusEventQueue, type StatusEvent } from './status-events.js';
 import { formatBytes, statusTable } from './print-status.js';
+import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 
 export { formatBytes };
 
@@ -83,8 +84,11 @@ export interface JobClusterOptions {
   secret?: string;
   /**
    * Seconds between the heartbeats asked of nodes (0.1 to 1000); a node silent for 5 times
-   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned.
-   * @default undefined (nodes send heartbeats every 10 s, and none is declared dead for silence)
+   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned. It also
+   * sets how long a node keeps this program's jobs when the program's connection is gone (5 ×
+   * this), and how long a broken connection to a node is waited for.
+   * @default undefined (nodes send heartbeats every 10 s and one silent for 50 s is declared
+   *   dead; broken connections are waited for 10 s)
    * @example pulseInterval: 2
    */
   pulseInterval?: number;
@@ -102,7 +106,7 @@ export interface JobClusterOptions {
    * by every client on the machine) are heard as well. Nodes need the same mode. With `'off'`, or a
    * loopback `host`, nothing is sent and wildcards match only nodes this process is connected to.
    * Nodes' clocks must agree within 30 s (datagrams are time-stamped); the UDP sockets, like
-   * connections to nodes, keep the process alive until `close()`.
+   * connections to nodes, keep the process alive only while jobs are pending.
    * @default 'broadcast'
    * @example discovery: 'multicast'
    */
@@ -125,12 +129,25 @@ export interface JobClusterOptions {
   /**
    * A file naming this cluster's computation and nodes, so that `recoverJobs({ recoverFile })`
    * can fetch the results of its jobs from the nodes if this program dies (nodes keep results
-   * they could not deliver, on disk, and run on up to their `--zombie-interval`). Jobs carry
-   * their `id` (when a string or number) to the nodes for that. Removed by `close()`.
+   * they could not deliver, on disk). It is also what keeps a vanished program's jobs running:
+   * without it, a node terminates them and serves the next program once this one has been gone
+   * for its reconnect window (10 s, or 5 × `pulseInterval`); with it, jobs that were running go
+   * on up to the node's `--zombie-interval`. Jobs carry their `id` (when a string or number) to
+   * the nodes for that. Removed by `close()`.
    * @default undefined (no file)
    * @example recoverFile: './render.recover.json'
    */
   recoverFile?: string;
+  /**
+   * Seconds the cluster may have jobs pending while no node is usable (every node refuses the
+   * secret or TLS, has another protocol version, fails setup, is busy or unreachable, or no
+   * node matches): then those jobs end Abandoned and `wait()` rejects with `DISPY_ERR_NO_NODE`.
+   * Without it the jobs wait (the program stays alive) and the cluster's logger warns on stderr,
+   * naming each node and why, with back-off.
+   * @default undefined (off: wait for a node)
+   * @example nodeTimeout: 600
+   */
+  nodeTimeout?: number;
   /**
    * The cluster's name, shown by the HTTP server.
    * @default the computation's name
@@ -335,6 +352,11 @@ interface ClusterNode {
   dead: boolean;
   /** Drained from its page (as last heard): no job is sent to it. */
   draining: boolean;
+  /**
+   * closeNode / resetupNode without terminatePending: no job goes there while its running jobs
+   * finish (their results count); `closed` resolves once the node closed the computation.
+   */
+  closingNode: { kind: 'close' | 'resetup'; closed: Promise<void> } | null;
 }
 
 interface Sent extends Queued {
@@ -364,12 +386,11 @@ export function nextJobUid(): number {
   return ++uidCounter;
 }
 
-/**
- * Seconds the jobs of a node whose connection broke wait for a reconnection when the cluster
- * has no pulseInterval (with one, they wait until 5 × pulseInterval after the node was last
- * heard).
- */
-export const RECONNECT_WINDOW = 10;
+export { RECONNECT_WINDOW } from './timeouts.js';
+
+/** Seconds with jobs pending and no usable node before the first warning; then doubled each time, up to WARN_MAX. */
+const WARN_FIRST = 5;
+const WARN_MAX = 300;
 
 /**
  * Times a job may be sent and lost unstarted with its connection before it is given up
@@ -412,6 +433,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
+  /** Why each node that is not usable is not, as last heard (for the warnings). */
+  readonly #problems = new Map<string, string>();
+  /** The address each node named by a host name resolved to. */
+  readonly #resolved = new Map<string, string>();
+  /** While jobs are pending: checks that a node is usable (warnings, nodeTimeout). */
+  #watchTimer: NodeJS.Timeout | null = null;
+  /** ms since epoch since when jobs are pending and no node is usable (null: one is). */
+  #unusableSince: number | null = null;
+  #warnDelay = WARN_FIRST;
+  #nextWarnAt = 0;
   /** The daemon identity (nodeId) last seen at each address. */
   readonly #nodeIds = new Map<string, string>();
   /** Every node set up, for the recover file. */
@@ -487,9 +518,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     });
     registerCluster(this);
     if (options.recoverFile) this.#writeRecoverFile();
-    if (options.pulseInterval) {
-      this.#pulseTimer = setInterval(() => this.#checkPulses(options.pulseInterval!), options.pulseInterval * 1000);
-      this.#pulseTimer.unref();
+    // Without pulseInterval nodes are asked for heartbeats every 10 s, and one silent for 5 of
+    // them is declared dead too: no job waits forever on a stopped or cut-off node.
+    const pulse = options.pulseInterval ?? defaultPulse();
+    this.#pulseTimer = setInterval(() => this.#checkPulses(pulse), pulse * 1000);
+    this.#pulseTimer.unref();
+    if (!this.#discovery.enabled) {
+      const wild = this.#specs.filter((s) => s.isWildcard).map((s) => s.host);
+      if (wild.length)
+        this.log.warn(
+          { nodes: wild, host: options.host ?? '127.0.0.1', discovery: options.discovery ?? 'broadcast' },
+          `nodes ${wild.join(', ')}: nothing will be discovered (${options.discovery === 'off' ? "discovery is 'off'" : `the cluster's host ${options.host ?? '127.0.0.1'} is a loopback address`}); a wildcard only matches nodes this program is already connected to`,
+        );
     }
     void this.#initNodes();
   }
@@ -543,7 +583,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!isIP(ip)) {
       try {
         ip = await this.#lookupFirst(spec);
+        this.#resolved.set(spec.host, ip);
       } catch (err) {
+        this.#problems.set(spec.host, `cannot resolve the name: ${(err as Error).message}`);
         this.#emitError(err as DispyError);
         return;
       }
@@ -581,6 +623,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       const setupArgs = spec.setupArgs;
       if (!(cpus > 0)) {
         this.log.info({ node: ip }, 'node not allocated (0 cpus)');
+        this.#problems.set(ip, 'not allocated (NodeAllocate.allocate gave it 0 cpus)');
         link.release(this);
         return;
       }
@@ -599,7 +642,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         cluster: this.name,
         computation,
         cpus,
-        pulseInterval: this.#opts.pulseInterval ?? 0,
+        pulseInterval: this.#opts.pulseInterval ?? defaultPulse(),
+        // The node keeps our jobs as long as we would wait for it after a broken connection.
+        reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
+        recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
         setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs) : null,
         cleanup: this.#hooks.cleanup,
@@ -645,8 +691,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         suspended: null,
         dead: false,
         draining: link.draining,
+        closingNode: null,
       });
       this.#lastError.delete(ip);
+      this.#problems.delete(ip);
+      link.updateRef();
       // A node that comes back keeps its counters in the table under the same address.
       const before = this.#everyNode.get(ip);
       if (before) {
@@ -667,6 +716,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       requestPump();
     } catch (err) {
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      this.#problems.set(ip, `${e.code}: ${e.message}`);
       if (e.code === 'DISPY_ERR_SETUP' && link) {
         // The computation was closed on that node: say so, with a Closed event for it.
         const node = new DispyNode(ip, port, link.info.name, this);
@@ -689,12 +739,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#lastError.set(ip, e.code);
         this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
       }
-      // Wrong secrets, TLS and version problems do not fix themselves; the rest is retried.
+      // What is wrong with the program itself does not fix itself; the rest (a node's secret,
+      // TLS or version fixed by its admin included) is retried with back-off.
       if (
         ![
-          'DISPY_ERR_AUTH',
-          'DISPY_ERR_TLS',
-          'DISPY_ERR_VERSION',
           'DISPY_ERR_COMPUTATION',
           'DISPY_ERR_FREE_VARIABLE',
           'DISPY_ERR_FILE_TOO_LARGE',
@@ -724,9 +772,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /**
-   * With `pulseInterval`, nodes send a heartbeat that often; one silent for 5 intervals, busy or
-   * idle, is declared dead: its connection is closed, which re-runs or abandons its jobs and
-   * emits Closed (and the node is retried, so one that comes back is used again).
+   * Nodes send a heartbeat every `pulseInterval` (every 10 s without it); one silent for 5
+   * intervals, busy or idle, is declared dead: its connection is closed, which re-runs or
+   * abandons its jobs and emits Closed (and the node is retried, so one that comes back is used
+   * again).
    */
   #checkPulses(pulseInterval: number): void {
     const limitMs = 5 * pulseInterval * 1000;
@@ -749,7 +798,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.link.channel.close(
         new DispyError(
           'DISPY_ERR_CONNECTION',
-          `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × pulseInterval): declared dead`,
+          `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 heartbeats of ${pulseInterval} s): declared dead`,
         ),
       );
     }
@@ -890,7 +939,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       q.push(item);
     } else this.#queue.push(item);
     this.#emit(JobStatus.Created, null, job as DispyJob);
-    for (const t of this.#retryTimers) t.ref();
+    if (this.#pending === 1) this.#setActive(true);
     requestPump();
     return job;
   }
@@ -1142,8 +1191,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           cn.ready = false;
           this.log.info({ node: node.ipAddr, reason: msg.reason }, 'node refused a job');
         }
-        // Handed back unstarted: it runs elsewhere, unless the cluster is closing.
+        // Handed back unstarted: it runs elsewhere (a cancelled one never runs), unless the
+        // cluster is closing or the job was pinned to a node that closeNode closed.
         if (this.#closing) this.#cancelLocal(job, 'cluster closed');
+        else if (s.pinned && cn.closingNode?.kind === 'close') this.#cancelLocal(job, `its node ${node.ipAddr} was closed`);
         else this.#requeue(s);
         requestPump();
         return;
@@ -1158,6 +1209,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #requeue(s: Sent): void {
+    // A job whose cancel was asked for runs nowhere again, whatever brought it back.
+    if (this.#cancelRequested.has(s.job)) {
+      this.#cancelLocal(s.job, 'cancelled by the program');
+      return;
+    }
     const item = queuedPart(s);
     if (s.pinned) {
       let q = this.#pinned.get(s.cn.node.ipAddr);
@@ -1206,9 +1262,125 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#emit(status, node, job);
     this.#pending--;
     if (this.#pending === 0) {
-      for (const t of this.#retryTimers) t.unref();
+      this.#setActive(false);
       this.#idleWaiters.wake();
     }
+  }
+
+  /**
+   * Pending jobs keep the program alive; an idle cluster does not (a script that forgets
+   * close() still exits, and its nodes serve the next program once it is gone). Refs or unrefs
+   * the connections to nodes, discovery's sockets and the retry and reconnection timers, and
+   * runs the watch that says why no node is usable.
+   */
+  #setActive(on: boolean): void {
+    for (const t of this.#retryTimers) on ? t.ref() : t.unref();
+    for (const cn of this.#nodes.values()) {
+      if (cn.suspended) on ? cn.suspended.timer.ref() : cn.suspended.timer.unref();
+      cn.link.updateRef();
+    }
+    this.#discovery.setRef(on && !this.#closing);
+    if (this.#closing) return;
+    // Made once and ref'd only while jobs are pending (no timer churn for one job at a time).
+    this.#watchTimer ??= setInterval(() => this.#watch(), 1000);
+    if (on) {
+      this.#unusableSince = null;
+      this.#warnDelay = WARN_FIRST;
+      this.#watchTimer.ref();
+    } else this.#watchTimer.unref();
+  }
+
+  /** @internal Whether this cluster keeps its connections to nodes ref'd: while jobs are pending (LinkUser). */
+  get keepsAlive(): boolean {
+    return this.#pending > 0 && !this.#closed;
+  }
+
+  /** Whether jobs can be sent to `cn` once it has room. */
+  #usable(cn: ClusterNode): boolean {
+    return cn.ready && !cn.link.closed && !cn.link.closing && !cn.draining && Math.min(cn.cap, cn.link.cpus) > 0;
+  }
+
+  /**
+   * Every second while jobs are pending: when no node is usable, warns on stderr (whether or
+   * not anyone listens for `error` events) naming each node and why, first after WARN_FIRST s,
+   * then with back-off; with `nodeTimeout`, gives up once none has been usable that long.
+   */
+  #watch(): void {
+    if (this.#pending === 0 || this.#closing) return;
+    const now = Date.now();
+    if ([...this.#nodes.values()].some((cn) => this.#usable(cn))) {
+      if (this.#unusableSince !== null) this.#warnDelay = WARN_FIRST;
+      this.#unusableSince = null;
+      return;
+    }
+    if (this.#unusableSince === null) {
+      this.#unusableSince = now;
+      this.#nextWarnAt = now + this.#warnDelay * 1000;
+    }
+    const timeout = this.#opts.nodeTimeout;
+    if (timeout !== undefined && now - this.#unusableSince >= timeout * 1000) {
+      this.#giveUp(timeout);
+      return;
+    }
+    if (now < this.#nextWarnAt) return;
+    this.log.warn(
+      { cluster: this.name, jobsPending: this.#pending, nodes: this.#whyUnusable() },
+      `no usable node for ${Math.round((now - this.#unusableSince) / 1000)} s; ${this.#pending} jobs wait: ${this.#whyUnusable().join('; ')}`,
+    );
+    this.#warnDelay = Math.min(WARN_MAX, this.#warnDelay * 2);
+    this.#nextWarnAt = now + this.#warnDelay * 1000;
+  }
+
+  /** Each node (or node spec) that cannot take jobs now, and why. */
+  #whyUnusable(): string[] {
+    const out: string[] = [];
+    const seen = new Set<string>();
+    for (const [ip, cn] of this.#nodes) {
+      seen.add(ip);
+      const why = cn.suspended
+        ? 'connection lost, reconnecting'
+        : cn.closingNode
+          ? `being closed (${cn.closingNode.kind}Node)`
+          : cn.link.closing
+            ? 'shutting down'
+            : cn.draining
+              ? 'draining (from its page)'
+              : !cn.ready
+                ? 'deallocated'
+                : '0 cpus';
+      out.push(`${ip}:${cn.node.port} ${why}`);
+    }
+    for (const [ip, why] of this.#problems) {
+      if (seen.has(ip)) continue;
+      seen.add(ip);
+      out.push(`${ip} ${why}`);
+    }
+    for (const spec of this.#specs) {
+      if (spec.isWildcard ? [...seen].some((ip) => spec.ipRex.test(ip)) : seen.has(this.#resolved.get(spec.host) ?? spec.host)) continue;
+      out.push(spec.isWildcard ? `no node matches ${spec.host}` : `${spec.host}:${spec.port} not answering yet`);
+    }
+    return out;
+  }
+
+  /** nodeTimeout passed with no usable node: queued jobs end Abandoned and `wait()` rejects. */
+  #giveUp(timeout: number): void {
+    const why = this.#whyUnusable().join('; ');
+    const err = new DispyError(
+      'DISPY_ERR_NO_NODE',
+      `cluster ${this.name}: no usable node for nodeTimeout (${timeout} s): ${why || 'no node'}`,
+    );
+    this.log.warn({ cluster: this.name, nodes: this.#whyUnusable() }, err.message);
+    this.#unusableSince = null;
+    this.#idleWaiters.fail(err);
+    const items = [...this.#queue.clear()];
+    for (const q of this.#pinned.values()) items.push(...q.clear());
+    for (const item of items) {
+      if (item.job.settled) continue;
+      item.job.exception = `DispyError: DISPY_ERR_NO_NODE: ${err.message}`;
+      item.job.endTime = Date.now();
+      this.#settle(item.job, JobStatus.Abandoned, null);
+    }
+    this.#emitError(err);
   }
 
   /** @internal */
@@ -1246,9 +1418,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   onLinkClosed(link: NodeLink, reason: DispyError | null): void {
     const cn = this.#nodes.get(link.host);
     if (!cn || cn.link !== link) return;
-    if (!this.#closing && !cn.dead && !link.closing && !cn.suspended && this.#suspend(cn, reason)) return;
+    if (!this.#closing && !cn.dead && !link.closing && !cn.suspended && !cn.closingNode && this.#suspend(cn, reason)) return;
     this.#dropNode(cn, reason);
-    if (!this.#closing) this.#retry(cn.node.ipAddr, cn.node.port, cn.spec, 1);
+    if (!this.#closing && !cn.closingNode) this.#retry(cn.node.ipAddr, cn.node.port, cn.spec, 1);
   }
 
   /**
@@ -1260,7 +1432,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   #suspend(cn: ClusterNode, reason: DispyError | null): boolean {
     const pulse = this.#opts.pulseInterval;
-    const deadline = pulse ? cn.link.lastHeard + 5 * pulse * 1000 : Date.now() + RECONNECT_WINDOW * 1000;
+    const deadline = pulse ? cn.link.lastHeard + 5 * pulse * 1000 : Date.now() + reconnectWindow() * 1000;
     const left = deadline - Date.now();
     if (left <= 0) return false;
     const ip = cn.node.ipAddr;
@@ -1271,6 +1443,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         new DispyError('DISPY_ERR_CONNECTION', `node ${ip} did not come back in time${reason ? ` (${reason.message})` : ''}`),
       );
     }, left);
+    // Only pending jobs keep the program alive.
+    if (this.#pending === 0) timer.unref();
     cn.suspended = { nodeId: cn.link.info.nodeId, deadline, timer, wasReady: cn.ready };
     cn.ready = false;
     this.log.warn({ node: ip, reason: reason?.message, waitMs: left }, 'connection to node lost: reconnecting; its jobs wait for it');
@@ -1302,7 +1476,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     cn.ready = sus.wasReady;
     const running = new Set(reply.uids ?? []);
     const results = reply.results ?? [];
+    link.updateRef();
     for (const r of results) link.deliver(r);
+    // Cancels asked for while the connection was down reach their jobs now.
+    for (const uid of running) {
+      const s = this.#sent.get(uid);
+      if (s && s.cn === cn && this.#cancelRequested.has(s.job)) link.cancel(uid);
+    }
     let lost = 0;
     for (const uid of mine) {
       const s = this.#sent.get(uid);
@@ -1328,15 +1508,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (cn.suspended) clearTimeout(cn.suspended.timer);
     cn.suspended = null;
     if (lost) this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
+    if (reason && !this.#closing) this.#problems.set(ip, `${reason.code}: ${reason.message}`);
     for (const [uid, s] of [...this.#sent]) {
       if (s.cn !== cn) continue;
       this.#sent.delete(uid);
       this.#loseJob(s, reason, lost);
     }
     cn.node.busy = 0;
+    // closeNode said Closed already.
+    const said = cn.closingNode !== null && cn.node.status === NodeStatus.Closed;
     cn.node.status = NodeStatus.Closed;
     cn.node.updateTime = Date.now();
-    this.#emit(NodeStatus.Closed, cn.node, null);
+    if (!said) this.#emit(NodeStatus.Closed, cn.node, null);
     cn.link.release(this);
     requestPump();
   }
@@ -1369,7 +1552,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const node = s.cn.node;
     if (!s.started) {
       if (!lost || !this.#givenUp(s, reason)) this.#requeue(s);
-    } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
+    } else if (this.#opts.reentrant && !s.pinned && !this.#closing && !this.#cancelRequested.has(s.job)) {
       s.job.status = JobStatus.Created;
       s.job.startTime = null;
       this.#queue.unshift(queuedPart(s));
@@ -1407,17 +1590,26 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   // ---- control ----
 
   /**
-   * Cancels a job: a queued one ends Cancelled at once; a running one is killed on its node
-   * (with every process it started) and ends Terminated. Resolves to 0, or -1 if the job is
-   * not this cluster's or already ended.
+   * Cancels a job: a queued one ends Cancelled at once; one sent to a node is dropped there
+   * (Cancelled) or, running, killed with every process it started (Terminated). The cancel
+   * holds whatever happens meanwhile: a job handed back by its node, or whose node was lost, is
+   * not run again (it ends Cancelled, or Abandoned if it was running), and a connection that
+   * broke passes the cancel on once it is back. Resolves once the job ended: 0 if it did not
+   * complete, -1 if it is not this cluster's, had already ended, or completed (Finished) before
+   * the cancel reached it.
    */
   async cancel(job: DispyJob): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
     const s = this.#sent.get(job._attempt);
     if (s && s.job === job) {
       this.#cancelRequested.add(job);
-      s.cn.link.cancel(job._attempt);
-      return 0;
+      // A suspended node's link is closed: #resume passes the cancel on.
+      if (!s.cn.suspended) s.cn.link.cancel(job._attempt);
+      await job.wait().then(
+        () => undefined,
+        () => undefined,
+      );
+      return job.status === JobStatus.Finished ? -1 : 0;
     }
     job.endTime = Date.now();
     this.#settle(job, JobStatus.Cancelled, null);
@@ -1473,7 +1665,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     let ok = false;
     for (const { host, port } of targets) {
-      const cn = this.#nodes.get(host);
+      let cn = this.#nodes.get(host);
+      if (cn?.closingNode) {
+        // Being closed: once it is, it is set up again.
+        await cn.closingNode.closed;
+        if (this.#closing) return -1;
+        cn = this.#nodes.get(host);
+      }
       if (cn) {
         if (!cn.ready && !cn.link.closed) {
           cn.ready = true;
@@ -1507,38 +1705,69 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /**
-   * Closes the computation on `node`: jobs it holds that have not started come back and run
-   * elsewhere; running ones finish, or are terminated with `terminatePending`. Jobs pinned to
-   * it are cancelled. Emits Closed. Resolves to 0, or -1 for an unknown node.
+   * Closes the computation on `node` (dispy's `close_node`) and resolves at once: no new job
+   * goes there; jobs it holds that have not started come back and run elsewhere; running ones
+   * finish there and their results count, or with `terminatePending` are terminated. Jobs
+   * pinned to it are cancelled. Emits Closed. Resolves to 0, or -1 for an unknown node.
    */
   async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
     const cn = this.#nodeOf(node);
     if (!cn) return -1;
     const ip = cn.node.ipAddr;
-    cn.ready = false;
     const pinned = this.#pinned.get(ip);
     if (pinned) for (const item of pinned.clear()) this.#cancelLocal(item.job, `its node ${ip} was closed`);
-    try {
-      await cn.link.request({ t: 'close', computeId: this.computeId, terminate: options.terminatePending ?? false });
-    } catch (err) {
-      this.log.warn({ node: ip, err: (err as Error).message }, 'closing the computation on a node failed');
-    }
-    if (this.#nodes.get(ip) === cn) this.#dropNode(cn, null, false);
+    if (cn.closingNode) cn.closingNode.kind = 'close';
+    else void this.#closeOnNode(cn, 'close', options.terminatePending ?? false);
     return 0;
   }
 
   /**
-   * Closes the computation on `node` (as closeNode) and sets it up again: setup runs anew and
-   * NodeAllocate.allocate is asked again. Resolves to 0 when the node is back, -1 otherwise.
+   * Closes the computation on `node` and sets it up again (dispy's `resetup_node`): no new job
+   * goes there meanwhile (jobs pinned to it wait), its running jobs finish (or are terminated
+   * with `terminatePending`), then its files are sent again to a new directory, setup runs
+   * anew and NodeAllocate.allocate is asked again. Resolves to 0 once the new setup has run on
+   * the node (which may be after its running jobs ended, however long they take), -1 if it
+   * cannot be set up again.
    */
   async resetupNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
     const cn = this.#nodeOf(node);
     if (!cn) return -1;
     const { ipAddr, port } = cn.node;
     const spec = cn.spec;
-    await this.closeNode(cn.node, options);
+    if (cn.closingNode) await cn.closingNode.closed;
+    else await this.#closeOnNode(cn, 'resetup', options.terminatePending ?? false);
+    // Closed for good meanwhile (closeNode), or the cluster is closing.
+    if (this.#closing || cn.closingNode?.kind === 'close') return -1;
+    this.#problems.delete(ipAddr);
     await this.#addNode(ipAddr, port, spec);
-    return this.#nodes.has(ipAddr) ? 0 : -1;
+    return this.#nodes.get(ipAddr)?.ready ? 0 : -1;
+  }
+
+  /**
+   * Closes the computation on a node, waiting as long as its running jobs take (the node
+   * answers once they ended; nothing times out into dropping them): the node gets no new job
+   * meanwhile and its jobs report as usual. Then it is forgotten (Closed).
+   */
+  #closeOnNode(cn: ClusterNode, kind: 'close' | 'resetup', terminate: boolean): Promise<void> {
+    const ip = cn.node.ipAddr;
+    cn.ready = false;
+    const closed = (async () => {
+      if (kind === 'close') {
+        cn.node.status = NodeStatus.Closed;
+        cn.node.updateTime = Date.now();
+        this.#emit(NodeStatus.Closed, cn.node, null);
+      }
+      try {
+        await cn.link.request({ t: 'close', computeId: this.computeId, terminate }, Number.POSITIVE_INFINITY);
+      } catch (err) {
+        // The connection is gone: its jobs were dealt with as the node's loss.
+        this.log.warn({ node: ip, err: (err as Error).message }, 'closing the computation on a node failed');
+      }
+      if (this.#nodes.get(ip) === cn) this.#dropNode(cn, null, false);
+      if (cn.closingNode?.kind === 'close') this.#problems.set(ip, 'closed (closeNode)');
+    })();
+    cn.closingNode = { kind, closed };
+    return closed;
   }
 
   /**
@@ -1607,7 +1836,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /**
    * Resolves true once no job is pending and the status callbacks of every ended job have run,
-   * or false if `timeout` seconds pass first.
+   * or false if `timeout` seconds pass first. Rejects with `DISPY_ERR_NO_NODE` when the
+   * cluster's `nodeTimeout` passes with no usable node.
    */
   wait(timeout?: number): Promise<boolean> {
     return this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), timeout);
@@ -1624,10 +1854,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
-    const idle = await this.wait(terminate ? (timeout ?? 0) : timeout);
+    const started = Date.now();
+    const idle = await this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), terminate ? (timeout ?? 0) : timeout, false);
     if (!idle && !terminate) return false;
     this.#closing = true;
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
+    this.#pulseTimer = null;
+    if (this.#watchTimer) clearInterval(this.#watchTimer);
+    this.#watchTimer = null;
     this.#discovery.close();
     this.#resolver.close();
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
@@ -1635,12 +1869,19 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);
     this.#retryTimers.clear();
+    for (const cn of this.#nodes.values()) if (cn.suspended) clearTimeout(cn.suspended.timer);
+    // A node that does not answer holds close() no longer than its timeout (at least 1 s, so
+    // live nodes can terminate the jobs), or the request timeout when none was given.
+    const replyWithin =
+      timeout === undefined ? requestTimeout() : Math.min(requestTimeout(), Math.max(1, timeout - (Date.now() - started) / 1000));
     await Promise.all(
-      [...this.#nodes.values()].map((cn) =>
-        cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch((err: unknown) => {
-          this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'closing the computation on a node failed');
-        }),
-      ),
+      [...this.#nodes.values()]
+        .filter((cn) => !cn.suspended && !cn.link.closed)
+        .map((cn) =>
+          cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }, replyWithin).catch((err: unknown) => {
+            this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'closing the computation on a node failed');
+          }),
+        ),
     );
     for (const s of this.#sent.values()) {
       s.job.exception = 'DispyError: job terminated as its cluster was closed';
@@ -1767,6 +2008,8 @@ function validateOptions(o: JobClusterOptions): void {
   if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
     throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
   }
+  if (o.nodeTimeout !== undefined && !(typeof o.nodeTimeout === 'number' && o.nodeTimeout > 0 && Number.isFinite(o.nodeTimeout)))
+    throw invalidOption('nodeTimeout', 'a positive number of seconds', o.nodeTimeout);
   if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery))
     throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);

@@ -16,12 +16,12 @@ import {
   type Reply,
 } from '../protocol/messages.js';
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
+import { requestTimeout } from './timeouts.js';
+
+export { REQUEST_TIMEOUT } from './timeouts.js';
 
 /** Identifies this client process to nodes (a node serves one client process at a time). */
 export const CLIENT_ID = randomBytes(12).toString('hex');
-
-/** Seconds a request to a node may take before it fails. */
-export const REQUEST_TIMEOUT = 30;
 
 export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' | 'provisional' }>;
 
@@ -40,6 +40,11 @@ export interface LinkUser {
   onLinkClosed(link: NodeLink, reason: DispyError | null): void;
   /** @internal Seconds between the heartbeats this user wants the node to get (at most 10). */
   readonly heartbeatInterval?: number;
+  /**
+   * @internal Whether the user has work pending: the link's socket keeps the process alive only
+   * while a user has (or a request is waiting for its reply).
+   */
+  readonly keepsAlive?: boolean;
 }
 
 /** Longest time between two client heartbeats to a node, in seconds. */
@@ -80,7 +85,7 @@ export class NodeLink {
   readonly jobs = new Map<number, LinkUser>();
   readonly #log: Logger;
   #rid = 0;
-  readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout }>();
+  readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout | null }>();
 
   /** Whether the node's page drained it: it starts no job, so none is sent until it resumes. */
   get draining(): boolean {
@@ -171,6 +176,7 @@ export class NodeLink {
     }
     link.users.add(user);
     link.#tuneHeartbeat();
+    link.updateRef();
     return link;
   }
 
@@ -196,7 +202,7 @@ export class NodeLink {
     const info = await new Promise<NodeInfo>((resolve, reject) => {
       const timer = setTimeout(() => {
         channel.close(new DispyError('DISPY_ERR_TIMEOUT', `node ${host}:${port} sent no info`));
-      }, REQUEST_TIMEOUT * 1000);
+      }, requestTimeout() * 1000);
       channel.once('message', (msg) => {
         clearTimeout(timer);
         if (msg.t === 'info') resolve(msg);
@@ -217,25 +223,50 @@ export class NodeLink {
     return this.channel.closed;
   }
 
-  /** Sends a request and resolves with its reply (rejects on error replies and timeouts). */
-  request(msg: RequestMessage, timeoutSec = REQUEST_TIMEOUT): Promise<Reply> {
+  /**
+   * Sends a request and resolves with its reply (rejects on error replies, a closed connection
+   * and timeouts). `timeoutSec` Infinity waits as long as the connection lasts (a node that
+   * answers only once its running jobs ended); the link keeps the process alive meanwhile.
+   */
+  request(msg: RequestMessage, timeoutSec = requestTimeout()): Promise<Reply> {
     if (this.closed) return Promise.reject(new DispyError('DISPY_ERR_CONNECTION', `connection to node ${this.host} is closed`));
     const rid = ++this.#rid;
     return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#requests.delete(rid);
-        reject(new DispyError('DISPY_ERR_TIMEOUT', `node ${this.host} did not answer ${msg.t} in ${timeoutSec} s`));
-      }, timeoutSec * 1000);
+      const timer = Number.isFinite(timeoutSec)
+        ? setTimeout(() => {
+            this.#requests.delete(rid);
+            this.updateRef();
+            reject(new DispyError('DISPY_ERR_TIMEOUT', `node ${this.host} did not answer ${msg.t} in ${timeoutSec} s`));
+          }, timeoutSec * 1000)
+        : null;
       this.#requests.set(rid, { resolve, reject, timer });
+      this.updateRef();
       try {
         this.channel.send({ ...msg, rid } as ClientMessage);
       } catch (err) {
         // Too large for the node (DISPY_ERR_MESSAGE_TOO_LARGE): nothing was sent.
-        clearTimeout(timer);
+        if (timer) clearTimeout(timer);
         this.#requests.delete(rid);
+        this.updateRef();
         reject(err);
       }
     });
+  }
+
+  #refd = true;
+
+  /**
+   * Refs the socket while a user has work pending or a request waits for its reply, unrefs it
+   * otherwise: an idle cluster never keeps its program alive.
+   */
+  updateRef(): void {
+    if (this.closed) return;
+    let want = this.#requests.size > 0;
+    for (const u of this.users) if (u.keepsAlive) want = true;
+    if (want === this.#refd) return;
+    this.#refd = want;
+    if (want) this.channel.socket.ref();
+    else this.channel.socket.unref();
   }
 
   /** Sends a job; returns the bytes written. Throws DISPY_ERR_MESSAGE_TOO_LARGE (nothing sent) if it does not fit. */
@@ -262,9 +293,14 @@ export class NodeLink {
     if (this.jobs.has(uid)) this.channel.send({ t: 'cancel', uid });
   }
 
-  /** A cluster stops using the link; the last one closes it. */
+  /** A cluster stops using the link; the last one closes it (once its jobs ended). */
   release(user: LinkUser): void {
     this.users.delete(user);
+    this.#endIfUnused();
+    this.updateRef();
+  }
+
+  #endIfUnused(): void {
     if (this.users.size === 0 && this.jobs.size === 0 && !this.closed) {
       if (links.get(this.key)) links.delete(this.key);
       this.channel.end();
@@ -289,13 +325,16 @@ export class NodeLink {
         }
         if (user) user.onJobMessage(this, msg, bytes);
         else this.#log.debug({ node: this.host, uid: msg.uid, t: msg.t }, 'message for an unknown job ignored');
+        // The last job of a link nobody uses any more ended.
+        if (this.users.size === 0) this.#endIfUnused();
         return;
       }
       case 'reply': {
         const r = this.#requests.get(msg.rid);
         if (!r) return;
         this.#requests.delete(msg.rid);
-        clearTimeout(r.timer);
+        if (r.timer) clearTimeout(r.timer);
+        this.updateRef();
         if (msg.ok) r.resolve(msg);
         else r.reject(fromWire(msg.error ?? { code: 'DISPY_ERR_INTERNAL', message: 'request failed' }));
         return;
@@ -332,7 +371,7 @@ export class NodeLink {
       });
     }
     for (const r of this.#requests.values()) {
-      clearTimeout(r.timer);
+      if (r.timer) clearTimeout(r.timer);
       r.reject(reason ?? new DispyError('DISPY_ERR_CONNECTION', `connection to node ${this.host} closed`));
     }
     this.#requests.clear();

@@ -93,7 +93,9 @@ export interface NodeDaemonOptions {
    */
   maxHandshakesPerPeer?: number;
   /**
-   * Seconds after which the jobs of a vanished client are terminated.
+   * Longest time the running jobs of a vanished client that keeps a recover file go on (its
+   * results are kept for recoverJobs); any other vanished client's jobs end at the end of its
+   * reconnect window (sent in its setup), never later than this.
    * @default 3600
    * @example zombieInterval: 600
    */
@@ -192,6 +194,10 @@ interface Comp {
   /** Running average of job wall time, ms. */
   avgMs: number;
   pulseInterval: number;
+  /** Seconds its client may be away before it is closed (see `#clientAway`). */
+  reconnectWindow: number;
+  /** Its client keeps a recover file: its running jobs outlive the window (up to the zombie interval). */
+  recoverable: boolean;
   closing: boolean;
   closeWaiters: (() => void)[];
 }
@@ -235,6 +241,10 @@ interface Owner {
   comps: Map<string, Comp>;
   jobs: Map<number, NJob>;
   zombieTimer: NodeJS.Timeout | null;
+  /** ms since epoch when its last connection closed (null while it has one). */
+  goneSince: number | null;
+  /** Fires at the end of the next computation's reconnect window while the client is away. */
+  goneTimer: NodeJS.Timeout | null;
   since: number;
 }
 
@@ -658,19 +668,74 @@ export class NodeDaemon {
     owner.channels.delete(ch);
     if (owner.channels.size === 0 && !this.#stopping) {
       const zombie = this.#opts.zombieInterval ?? 3600;
-      this.log.info({ clientId, zombieInterval: zombie }, 'client gone; its jobs are terminated if it does not return in time');
+      this.log.info(
+        { clientId, zombieInterval: zombie, reconnectWindow: [...owner.comps.values()].map((c) => c.reconnectWindow) },
+        'client gone; its jobs are terminated if it does not return within its reconnect window',
+      );
       owner.zombieTimer = setTimeout(() => this.#reapZombie(owner), zombie * 1000);
       owner.zombieTimer.unref();
+      owner.goneSince = Date.now();
+      // A computation whose client is away starts no new job: those queued in runners come back.
+      this.#reclaimWaiting();
+      this.#armGone(owner);
     }
   }
 
   #reattach(ch: Channel<ClientMessage, NodeMessage>): void {
     const owner = this.#owner!;
+    const wasAway = owner.channels.size === 0;
     owner.channels.add(ch);
     if (owner.zombieTimer) {
       clearTimeout(owner.zombieTimer);
       owner.zombieTimer = null;
     }
+    if (owner.goneTimer) clearTimeout(owner.goneTimer);
+    owner.goneTimer = null;
+    owner.goneSince = null;
+    if (wasAway) this.#schedule();
+  }
+
+  /**
+   * The client-gone rule: each computation of a client that has no open connection is closed at
+   * the end of its reconnect window (never beyond the zombie interval), so the node serves the
+   * next client. A plain one drops its queued jobs, terminates its running ones and forgets the
+   * results kept for it; a recoverable one (its program keeps a recover file) lets its running
+   * jobs finish, keeping their results for recoverJobs, until the zombie interval ends them.
+   */
+  #armGone(owner: Owner): void {
+    if (owner.goneTimer) clearTimeout(owner.goneTimer);
+    owner.goneTimer = null;
+    if (this.#owner !== owner || owner.goneSince === null || owner.channels.size > 0 || this.#stopping !== null) return;
+    const zombie = this.#opts.zombieInterval ?? 3600;
+    const now = Date.now();
+    let next = Infinity;
+    for (const comp of [...owner.comps.values()]) {
+      if (comp.closing) continue;
+      const at = owner.goneSince + Math.min(comp.reconnectWindow, zombie) * 1000;
+      if (at <= now) this.#clientAway(owner, comp);
+      else next = Math.min(next, at);
+    }
+    if (next === Infinity) return;
+    owner.goneTimer = setTimeout(() => this.#armGone(owner), next - now);
+    owner.goneTimer.unref();
+  }
+
+  #clientAway(owner: Owner, comp: Comp): void {
+    const jobs = [...owner.jobs.values()].filter((j) => j.comp === comp).length;
+    this.log.warn(
+      { clientId: owner.clientId, computeId: comp.id, cluster: comp.cluster, jobs, recoverable: comp.recoverable },
+      comp.recoverable
+        ? 'client did not return within its reconnect window: its running jobs go on for recoverJobs, queued ones are dropped'
+        : 'client did not return: terminating its jobs',
+    );
+    if (comp.recoverable) {
+      void this.#closeComp(owner, comp, false);
+      return;
+    }
+    void this.#closeComp(owner, comp, true).then(() => {
+      // Nobody will ask for them: the client gave them up at the end of the same window.
+      this.#undelivered?.forget(comp.id);
+    });
   }
 
   #reapZombie(owner: Owner): void {
@@ -837,7 +902,16 @@ export class NodeDaemon {
       );
     }
     if (!this.#owner) {
-      this.#owner = { clientId, channels: new Set(), comps: new Map(), jobs: new Map(), zombieTimer: null, since: Date.now() };
+      this.#owner = {
+        clientId,
+        channels: new Set(),
+        comps: new Map(),
+        jobs: new Map(),
+        zombieTimer: null,
+        goneSince: null,
+        goneTimer: null,
+        since: Date.now(),
+      };
       this.log.info({ clientId, peer: ch.peer }, 'serving a new client');
     }
     const owner = this.#owner;
@@ -846,6 +920,8 @@ export class NodeDaemon {
     if (existing && !existing.closing) {
       // The client reconnected: its computation is still here.
       existing.cap = Math.min(msg.cpus || this.cpus, this.cpus);
+      existing.reconnectWindow = msg.reconnectWindow;
+      existing.recoverable = msg.recoverable;
       ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: existing.cap });
       this.#schedule();
       return;
@@ -868,6 +944,8 @@ export class NodeDaemon {
       queued: 0,
       avgMs: Infinity,
       pulseInterval: msg.pulseInterval,
+      reconnectWindow: msg.reconnectWindow,
+      recoverable: msg.recoverable,
       closing: false,
       closeWaiters: [],
     };
@@ -946,7 +1024,8 @@ export class NodeDaemon {
    */
   #schedule(): void {
     const pool = this.#pool;
-    if (!pool || this.#stopping || this.#draining) return;
+    // A client that is away gets no new job started until it returns.
+    if (!pool || this.#stopping || this.#draining || this.#owner?.channels.size === 0) return;
     let i = 0;
     while (i < this.#queue.length) {
       const job = this.#queue[i]!;
@@ -1330,6 +1409,7 @@ export class NodeDaemon {
 
   #release(owner: Owner): void {
     if (owner.zombieTimer) clearTimeout(owner.zombieTimer);
+    if (owner.goneTimer) clearTimeout(owner.goneTimer);
     this.#owner = null;
     this.#served++;
     this.log.info({ clientId: owner.clientId, served: this.#served }, 'client done');

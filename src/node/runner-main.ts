@@ -282,6 +282,8 @@ async function unload(computeId: string): Promise<void> {
       error = formatException(err);
     }
   }
+  // Set up again under the same id (resetupNode), it gets a new directory: enter that one.
+  if (cwdOf === computeId) cwdOf = '';
   report({ ev: RunnerEvent.Unloaded, computeId, error });
 }
 

@@ -122,7 +122,7 @@ export interface SchedulerDaemonOptions {
   /**
    * Seconds between heartbeats: asked of nodes (one silent for 5 of them is declared dead) and
    * sent to clients.
-   * @default undefined (nodes: their own default, never declared dead for silence; clients: every 10 s)
+   * @default undefined (every 10 s; a node silent for 50 s is declared dead)
    * @example pulseInterval: 2
    */
   pulseInterval?: number;
