@@ -161,7 +161,14 @@ export interface BenchNode {
 }
 
 /** Starts `dispyts node` (from dist/) on a loopback address with an ephemeral port. */
-export async function startNode(opts: { host: string; cpus: number; logLevel?: string }): Promise<BenchNode> {
+export async function startNode(opts: {
+  host: string;
+  cpus: number;
+  logLevel?: string;
+  args?: string[];
+  /** @default 20000 */
+  readyTimeoutMs?: number;
+}): Promise<BenchNode> {
   if (!/^127\.\d+\.\d+\.\d+$/.test(opts.host)) throw new Error(`refusing non-loopback host ${opts.host}`);
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-bench-node-'));
   const args = [
@@ -179,6 +186,7 @@ export async function startNode(opts: { host: string; cpus: number; logLevel?: s
     prefix,
     '--log-level',
     opts.logLevel ?? 'info',
+    ...(opts.args ?? []),
   ];
   const spawnedAt = performance.now();
   const proc = spawnTracked(args);
@@ -190,7 +198,7 @@ export async function startNode(opts: { host: string; cpus: number; logLevel?: s
   proc.once('exit', () => rmSync(prefix, { recursive: true, force: true }));
   let m: RegExpExecArray;
   try {
-    m = await waitForLine(proc, /ready on [^\s]+:(\d+)/, 20_000, `node on ${opts.host}`, () => stderr);
+    m = await waitForLine(proc, /ready on [^\s]+:(\d+)/, opts.readyTimeoutMs ?? 20_000, `node on ${opts.host}`, () => stderr);
   } catch (err) {
     await stopChild(proc, 1000).catch(() => undefined);
     throw err;

@@ -119,7 +119,7 @@ class SyntheticCluster extends EventEmitter {
 }
 
 /** Installed in the page before its scripts: timestamps around the app's fetch and stream. */
-const INSTRUMENT = `(() => {
+export const INSTRUMENT = `(() => {
   const b = (window.__bench = { firstPaint: null, firstRows: 0, snapshotBytes: 0, updates: [] });
   const text = Response.prototype.text;
   Response.prototype.text = async function () {
@@ -174,7 +174,7 @@ const SCRIPT_EVENTS = new Set([
  * from a Chrome trace: all tasks (`total`) and page script alone (`script`), each event's thread
  * time prorated when it straddles an end. Null when the trace lacks what is needed.
  */
-function mainThreadCpu(path: string, from = 'bench:t0', until = 'bench:painted'): { total: number; script: number } | null {
+export function mainThreadCpu(path: string, from = 'bench:t0', until = 'bench:painted'): { total: number; script: number } | null {
   const raw = JSON.parse(readFileSync(path, 'utf8')) as { traceEvents?: TraceEvent[] } | TraceEvent[];
   const events = Array.isArray(raw) ? raw : (raw.traceEvents ?? []);
   const t0 = events.find((e) => e.name === from);
@@ -214,7 +214,7 @@ interface TraceEvent {
   args?: { name?: string };
 }
 
-interface PageBench {
+export interface PageBench {
   firstPaint: number | null;
   firstRows: number;
   snapshotBytes: number;

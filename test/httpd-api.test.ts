@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,7 +217,12 @@ test('a closed cluster stays visible until delCluster; an unknown delCluster is 
   }
 });
 
-test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the root', async () => {
+/** A CSP hash source (without quotes) of a script's text, regex-escaped. */
+function sha256(text: string): string {
+  return `sha256-${createHash('sha256').update(text).digest('base64')}`.replace(/[+/]/g, (c) => `\\${c}`);
+}
+
+test('documentRoot: dispy templating in .html, a CSP with the hashes of its inline scripts as sent, nothing outside the root', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-httpd-root-'));
   const root = join(dir, 'root');
   mkdirSync(join(root, 'sub'), { recursive: true });
@@ -238,12 +244,20 @@ test('documentRoot: dispy templating in .html, relaxed CSP, nothing outside the 
       assert.equal(r.status, 200, p);
       assert.equal(r.headers['content-type'], 'text/html; charset=utf-8');
       assert.equal(r.body, '<script>var timeout = 7 * 1000; var show = false;</script> 100% %d %(OTHER)s');
-      assert.match(String(r.headers['content-security-policy']), /script-src 'self' 'unsafe-inline'/);
-      assert.match(String(r.headers['content-security-policy']), /frame-ancestors 'none'/);
+      const csp = String(r.headers['content-security-policy']);
+      assert.match(csp, new RegExp(`script-src 'self' '${sha256('var timeout = 7 * 1000; var show = false;')}';`));
+      assert.doesNotMatch(csp.split(';').find((d) => d.includes('script-src'))!, /unsafe/);
+      assert.match(csp, /frame-ancestors 'none'/);
     }
     await post(base, '/update', { timeout: 4, show_job_args: 'true' });
     assert.equal((await request(`${base}/sub/node.html`)).body, 'node 4');
-    assert.match((await request(`${base}/`)).body, /timeout = 4 \* 1000; var show = true;/);
+    const updated = await request(`${base}/`);
+    assert.match(updated.body, /timeout = 4 \* 1000; var show = true;/);
+    // Hashed per response: the new timeout is in the script, and so in the hash.
+    assert.match(
+      String(updated.headers['content-security-policy']),
+      new RegExp(`script-src 'self' '${sha256('var timeout = 4 * 1000; var show = true;')}';`),
+    );
     const css = await request(`${base}/dispy.css`);
     assert.equal(css.headers['content-type'], 'text/css; charset=utf-8');
     assert.equal(css.headers['cache-control'], 'private, max-age=86400');

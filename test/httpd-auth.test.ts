@@ -85,15 +85,35 @@ describe('options', () => {
     assert.equal(s.verify(value, t0 + 1000), null, 'revoked');
   });
 
-  test('the rate limiter: N failures per key in the window, then Retry-After until the oldest leaves it', () => {
-    const l = new LoginLimiter({ attempts: 2, windowSec: 10 });
-    const k = ['ip:1', 'user:a'];
+  test('the rate limiter: per (address, name) and per address, a growing delay, never a lock on a name', () => {
+    const l = new LoginLimiter({ attempts: 2, attemptsPerAddress: 3, windowSec: 10, maxDelaySec: 8 });
+    const k = LoginLimiter.keys('127.0.0.66', 'alice');
     assert.equal(l.retryAfter(k, 0), 0);
     l.fail(k, 0);
+    assert.equal(l.retryAfter(k, 0), 0, 'free attempts');
     l.fail(k, 1000);
-    assert.equal(l.retryAfter(k, 2000), 8);
-    assert.equal(l.retryAfter(['ip:2', 'user:a'], 2000), 8, 'the user name is limited from another address too');
-    assert.equal(l.retryAfter(k, 10_001), 0);
+    assert.equal(l.retryAfter(k, 1000), 1, 'then 1 s');
+    assert.equal(l.retryAfter(LoginLimiter.keys('127.0.0.1', 'alice'), 1000), 0, 'the name from a clean address is not limited');
+    l.fail(k, 2000);
+    assert.equal(l.retryAfter(k, 2000), 2, 'the wait doubles');
+    l.fail(k, 4000);
+    assert.equal(l.retryAfter(k, 4000), 4);
+    // Another name from that address: its own pair is clean, the address has 4 failures (3 free).
+    assert.equal(l.retryAfter(LoginLimiter.keys('127.0.0.66', 'bob'), 4000), 2, 'the address is slowed down for every name');
+    for (let t = 8000; t <= 20_000; t += 2000) l.fail(k, t);
+    assert.equal(l.retryAfter(k, 20_000), 8, 'at most maxDelaySec');
+    assert.equal(l.retryAfter(k, 28_001), 0);
+    // Quiet for the window after the last wait: forgotten.
+    assert.equal(l.retryAfter(k, 38_001), 0);
+    l.fail(k, 38_001);
+    assert.equal(l.retryAfter(k, 38_001), 0, 'counting starts again');
+    // A success forgets its pair, not its address.
+    const m = new LoginLimiter({ attempts: 1, attemptsPerAddress: 2, windowSec: 60 });
+    const mk = LoginLimiter.keys('127.0.0.7', 'carol');
+    m.fail(mk, 0);
+    m.fail(mk, 0);
+    m.succeed(mk);
+    assert.equal(m.retryAfter(LoginLimiter.keys('127.0.0.7', 'dave'), 0), 1);
   });
 });
 
@@ -319,12 +339,12 @@ describe('users and roles (127.0.0.150)', () => {
   });
 });
 
-test('logins are rate-limited per address and per name: 429 with Retry-After, even for the right password', async () => {
+test('failed logins slow down their address and name: 429 with Retry-After, even for the right password from there', async () => {
   const server = new DispyHTTPServer(null, {
     host: '127.0.0.1',
     port: 0,
     logLevel: 'silent',
-    auth: { users: { carol: { password: ALICE, role: 'admin' } }, loginRateLimit: { attempts: 3, windowSec: 60 } },
+    auth: { users: { carol: { password: ALICE, role: 'admin' } }, loginRateLimit: { attempts: 1, windowSec: 60 } },
   });
   const base = (await server.listening).url.replace('localhost', '127.0.0.1');
   try {
@@ -334,12 +354,18 @@ test('logins are rate-limited per address and per name: 429 with Retry-After, ev
         body: form({ user: 'carol', password }),
         headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base },
       });
-    for (let i = 0; i < 3; i++) assert.equal((await attempt(`wrong-${i}`)).status, 401);
+    // One free failure, then waits of 1, 2 and 4 s: the third wrong password comes too early.
+    assert.equal((await attempt('wrong-0')).status, 401);
+    assert.equal((await attempt('wrong-1')).status, 429);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await attempt('wrong-2')).status, 401);
+    await new Promise((r) => setTimeout(r, 2100));
+    assert.equal((await attempt('wrong-3')).status, 401);
     const limited = await attempt(ALICE);
     assert.equal(limited.status, 429);
     assert.equal(limited.json().error.code, 'DISPY_ERR_TOO_MANY_REQUESTS');
     assert.match(limited.json().error.message, /too many failed sign-ins; try again in \d+ s/);
-    assert.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 60);
+    assert.ok(Number(limited.headers['retry-after']) >= 1 && Number(limited.headers['retry-after']) <= 4);
     // Basic credentials count against the same limit.
     const basicLimited = await request(`${base}/cluster_status`, { headers: { authorization: basic('carol', ALICE) } });
     assert.equal(basicLimited.status, 429);
@@ -351,6 +377,9 @@ test('logins are rate-limited per address and per name: 429 with Retry-After, ev
     );
     for (let i = 0; i < 20; i++) await attempt('hammering');
     assert.equal(server.eventLog.size, 3);
+    // Once the wait is over, the right password works.
+    await new Promise((r) => setTimeout(r, Number(limited.headers['retry-after']) * 1000 + 100));
+    assert.equal((await attempt(ALICE)).status, 200);
   } finally {
     await server.shutdown({ wait: false });
   }

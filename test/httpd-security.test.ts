@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import pino from 'pino';
 import os from 'node:os';
+import { DispyHTTPServer, type DispyError } from '../src/index.js';
 import { HostPolicy, resolveAuth, hostName, isLoopbackAddress } from '../src/httpd/security.js';
 import { post, request } from './helpers/http-client.js';
 import { startServer } from './helpers/httpd.js';
@@ -151,10 +152,20 @@ test('mutations only from the same origin (Origin / Sec-Fetch-Site), or without 
 });
 
 test('the Host header must name this server (DNS-rebinding guard); allowedHosts adds names', async () => {
-  const { server, base } = await startServer(null, { allowedHosts: ['dispy.example'] });
+  // On loopback, a name that is not a loopback name can only come through a proxy: refused
+  // unless the proxy is named.
+  for (const allowedHosts of [['dispy.example'], ['*']])
+    assert.throws(
+      () => new DispyHTTPServer(null, { host: '127.0.0.1', port: 0, allowedHosts }),
+      (e: DispyError) => e.code === 'DISPY_ERR_INVALID_OPTION' && /trustedProxy/.test(e.message),
+    );
+  const { server, base } = await startServer(null, {
+    allowedHosts: ['dispy.example'],
+    trustedProxy: { address: '127.0.0.9', publicUrl: 'https://proxy.example' },
+  });
   try {
     const port = server.address!.port;
-    for (const host of [`127.0.0.1:${port}`, '127.0.0.1', `localhost:${port}`, 'LOCALHOST', `dispy.example:${port}`]) {
+    for (const host of [`127.0.0.1:${port}`, '127.0.0.1', `localhost:${port}`, 'LOCALHOST', `dispy.example:${port}`, 'proxy.example']) {
       assert.equal((await request(`${base}/cluster_status`, { headers: { host } })).status, 200, host);
     }
     for (const host of ['evil.example', `evil.example:${port}`, '127.0.0.2', '10.0.0.1', 'localhost.evil.example', `[::1]:${port}`]) {
@@ -175,7 +186,10 @@ test('the Host header must name this server (DNS-rebinding guard); allowedHosts 
   } finally {
     await server.shutdown({ wait: false });
   }
-  const { server: any, base: anyBase } = await startServer(null, { allowedHosts: ['*'] });
+  const { server: any, base: anyBase } = await startServer(null, {
+    allowedHosts: ['*'],
+    trustedProxy: { address: '127.0.0.9', publicUrl: 'https://proxy.example' },
+  });
   try {
     assert.equal((await request(`${anyBase}/healthz`, { headers: { host: 'whatever.example' } })).status, 200);
   } finally {

@@ -120,7 +120,10 @@ describe('/metrics (127.0.0.152-153)', () => {
     assert.equal(value(fams, 'dispyts_clusters', {}), 1);
     assert.equal(value(fams, 'dispyts_jobs_done_total', c), 5);
     assert.equal(value(fams, 'dispyts_jobs_failed_total', c), 1);
-    assert.equal(value(fams, 'dispyts_jobs_submitted_total', c), 7);
+    // Named for what it counts (dispy's JSON calls it `submitted`); the old name is gone.
+    assert.equal(value(fams, 'dispyts_jobs_started_total', c), 7);
+    assert.equal(fams.get('dispyts_jobs_submitted_total'), undefined);
+    assert.equal(fams.get('dispyts_node_available_cpu_percent'), undefined);
     assert.equal(value(fams, 'dispyts_jobs', { ...c, state: 'running' }), 2);
     assert.equal(value(fams, 'dispyts_jobs', { ...c, state: 'queued' }), 0);
     // Both nodes have 1 CPU and run a long job: full.
@@ -138,6 +141,12 @@ describe('/metrics (127.0.0.152-153)', () => {
       assert.ok(Math.abs(value(fams, 'dispyts_node_job_time_seconds_total', l) - n.jobTime) < 1e-9);
       assert.ok(Math.abs(value(fams, 'dispyts_node_cpu_used_seconds_total', l) - n.cpuUsed) < 1e-9);
       assert.ok(value(fams, 'dispyts_node_available_memory_bytes', l) > 0);
+      // A 0-1 ratio, the JSON's percent (dispy's meaning) divided by 100.
+      const ratio = value(fams, 'dispyts_node_available_cpu_ratio', l);
+      assert.ok(ratio >= 0 && ratio <= 1, `ratio ${ratio}`);
+      const json = (await request(`${base}/cluster_status`, { headers: basic('prom', PASSWORD) })).json()[0].nodes;
+      const pct = json.find((x: { ip_addr: string }) => x.ip_addr === n.ipAddr).avail_info.cpu;
+      assert.ok(pct >= 0 && pct <= 100 && Math.abs(ratio - pct / 100) < 0.5, `ratio ${ratio} vs percent ${pct}`);
       assert.equal(fams.get('dispyts_node_info')!.metrics.find((m) => m.labels?.node === n.ipAddr)?.labels?.name, n.name);
       done += n.jobsDone;
     }

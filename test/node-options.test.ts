@@ -1,4 +1,4 @@
-/** Daemon options that change its life: --zombie-interval, --serve, --clean. */
+/** Daemon options that change its life: --zombie-interval, --serve, --idle-exit, --clean. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -6,7 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
-import { ROOT, TEST_SECRET, alive, startNode, until } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within } from './helpers/daemon.js';
+import { killPids, taggedProcs } from './helpers/procs.js';
 
 function pidsFrom(file: string): [number, number] {
   return readFileSync(file, 'utf8').split(' ').map(Number) as [number, number];
@@ -49,41 +50,115 @@ test('--serve 1: the daemon exits after serving one client', async () => {
   assert.equal(await node.exited, 0);
 });
 
-test('--clean kills a job runner a SIGKILLed daemon left behind; without it the daemon warns', async () => {
+/** The times (ms, the daemon's clock) of its log lines with message `msg`. */
+function logTimes(log: string, msg: string): number[] {
+  return log.split('\n').flatMap((line) => {
+    try {
+      const o = JSON.parse(line) as { msg?: string; time?: number };
+      return o.msg === msg && typeof o.time === 'number' ? [o.time] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+test('--idle-exit: a node no client uses exits by itself, counting from its start or from when its last client left, never while one is connected', async () => {
+  const compute = async (ms: number) => {
+    await new Promise((r) => setTimeout(r, ms));
+    return ms;
+  };
+  const [lonely, quick, long] = await Promise.all([
+    startNode({ host: '127.0.0.65', cpus: 1, args: ['--idle-exit', '1'] }),
+    startNode({ host: '127.0.0.66', cpus: 1, args: ['--idle-exit', '3'] }),
+    startNode({ host: '127.0.0.67', cpus: 1, args: ['--idle-exit', '1'] }),
+  ]);
+  // Intervals are checked on the daemon's own log times: the countdown starts just before it
+  // logs 'node ready' or 'connection closed', and it logs the exit when the countdown ends.
+  const EXIT = 'no client connected for the idle-exit interval; exiting';
+  const waited = (node: typeof lonely, from: string) => logTimes(node.log(), EXIT)[0]! - logTimes(node.log(), from).at(-1)!;
+  await Promise.all([
+    (async () => {
+      assert.equal(await within(lonely.exited, 15_000, 'the unused node to exit'), 0);
+      assert.ok(waited(lonely, 'node ready') >= 950, `exited ${waited(lonely, 'node ready')} ms after it started`);
+    })(),
+    (async () => {
+      // A client that leaves before the interval since the start ran out: the node then waits
+      // a whole interval from that moment.
+      const cluster = new JobCluster(compute, { nodes: [{ host: quick.host, port: quick.port }], secret: TEST_SECRET });
+      assert.equal(await cluster.submit(1).wait(), 1);
+      await cluster.close();
+      assert.equal(await within(quick.exited, 15_000, 'the node to exit after its client left'), 0);
+      assert.ok(waited(quick, 'connection closed') >= 2950, `exited ${waited(quick, 'connection closed')} ms after its client left`);
+    })(),
+    (async () => {
+      const cluster = new JobCluster(compute, { nodes: [{ host: long.host, port: long.port }], secret: TEST_SECRET });
+      try {
+        // A job longer than the interval, then the connection idle for longer: the node stays.
+        assert.equal(await cluster.submit(2500).wait(), 2500);
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.ok(alive(long.pid), 'a node with a client connected does not exit');
+      } finally {
+        await cluster.close();
+      }
+      assert.equal(await within(long.exited, 15_000, 'the node to exit after its client left'), 0);
+      assert.ok(waited(long, 'connection closed') >= 950, `exited ${waited(long, 'connection closed')} ms after its client left`);
+    })(),
+  ]);
+
+  for (const bad of ['0', '-1', 'soon']) {
+    const r = await runCli(['node', '--host', '127.0.0.68', '--port', '0', `--idle-exit=${bad}`]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /DISPY_ERR_INVALID_OPTION: --idle-exit: expected a positive number of seconds/);
+  }
+});
+
+test('--clean kills what the jobs of a SIGKILLed daemon and runner left behind; without it the daemon warns', async () => {
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-clean-'));
-  const dir = mkdtempSync(join(tmpdir(), 'dispyts-clean-pids-'));
-  let runnerPid = 0;
+  const host = '127.0.0.33';
+  const left = new Set<number>();
   try {
-    const first = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix] });
-    const file = join(dir, 'pid');
-    // A busy loop never yields, so the runner does not notice its daemon die.
+    const first = await startNode({ host, cpus: 1, args: ['--dest-path-prefix', prefix] });
+    // A child in the runner's group and a double-forked one in a new session.
     const cluster = new JobCluster(
-      (path: string) => {
-        require('node:fs').writeFileSync(path, String(process.pid));
-        for (;;);
+      async () => {
+        const { spawn } = require('node:child_process');
+        spawn('sleep', ['310'], { stdio: 'ignore' });
+        spawn('setsid', ['-f', 'sleep', '311'], { stdio: 'ignore' });
+        await new Promise(() => undefined);
       },
       { nodes: [{ host: first.host, port: first.port }], secret: TEST_SECRET },
     );
-    cluster.submit(file);
-    await until(() => existsSync(file) && readFileSync(file, 'utf8').length > 0, 15_000, 'the busy job');
-    runnerPid = Number(readFileSync(file, 'utf8'));
+    cluster.submit();
+    // By command line: a tagged process caught between fork and exec (or `setsid` before its
+    // own fork) is not one of the two that must outlive the daemon.
+    const jobProcs = () => taggedProcs(`${host}/`).filter((p) => /\/j\d+$/.test(p.tag) && /^sleep 31[01]$/.test(p.cmd));
+    await until(() => jobProcs().length === 2, 15_000, "the job's children");
+    for (const p of jobProcs()) left.add(p.pid);
+    const runners = taggedProcs(`${host}/`).filter((p) => /runner-main/.test(p.cmd));
+    // Daemon and runners die together (the OOM killer, kill -9 of both): nobody is left to
+    // kill the children, which carry the tag.
+    process.kill(first.pid, 'SIGSTOP');
+    killPids(runners.map((p) => p.pid));
+    // Unreaped by the stopped daemon, they linger as zombies, which carry no environment.
+    await until(() => !taggedProcs(`${host}/`).some((p) => runners.some((r) => r.pid === p.pid)), 5_000, 'the runners to die');
     await first.stop('SIGKILL');
     await cluster.close({ terminate: true });
-    assert.ok(alive(runnerPid), 'the orphaned runner is still spinning');
+    assert.ok([...left].every(alive), "the job's children outlived daemon and runner");
 
-    const warned = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix] });
-    await until(() => /still alive; start with --clean/.test(warned.log()), 5_000, 'the warning');
+    const warned = await startNode({ host, cpus: 1, args: ['--dest-path-prefix', prefix] });
+    await until(() => /job processes of a previous daemon are still alive; start with --clean/.test(warned.log()), 5_000, 'the warning');
+    for (const pid of left) assert.match(warned.log(), new RegExp(`"pids":\\[[^\\]]*\\b${pid}\\b`), `the warning names ${pid}`);
     await warned.stop();
-    assert.ok(alive(runnerPid));
+    assert.ok([...left].every(alive), 'kept without --clean');
 
-    const cleaner = await startNode({ host: '127.0.0.33', cpus: 1, args: ['--dest-path-prefix', prefix, '--clean'] });
-    await until(() => !alive(runnerPid), 5_000, 'the orphan to be killed');
+    // The warned daemon remembered them: --clean after it still finds them.
+    const cleaner = await startNode({ host, cpus: 1, args: ['--dest-path-prefix', prefix, '--clean'] });
+    await until(() => [...left].every((pid) => !alive(pid)), 5_000, 'the leftovers to be killed');
     await cleaner.stop();
   } finally {
-    // Whatever happened above, the spinning orphan must not outlive the test.
-    if (runnerPid && alive(runnerPid)) process.kill(runnerPid, 'SIGKILL');
+    // Whatever happened above, nothing the test started outlives it.
+    killPids([...left, ...taggedProcs(`${host}/`).map((p) => p.pid)]);
     rmSync(prefix, { recursive: true, force: true });
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -2,11 +2,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { loadOrCreateSecretFile } from '../src/protocol/secret.js';
+import { loadOrCreateSecretFile, readSecretFile } from '../src/protocol/secret.js';
 import { ROOT } from './helpers/daemon.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dispyts-secret-test-'));
@@ -83,4 +83,39 @@ test('a path that cannot be read as a file is DISPY_ERR_SECRET_FILE', () => {
   const asDir = join(dir, 'is-a-directory');
   mkdirSync(asDir);
   assert.throws(() => loadOrCreateSecretFile(asDir), { code: 'DISPY_ERR_SECRET_FILE' });
+});
+
+test('--secret-file: its owner alone may read it, or also its group when root owns it (a Kubernetes secret volume with fsGroup)', (t) => {
+  const at = (name: string, mode: number, uid = 0): string => {
+    const file = join(dir, name);
+    writeFileSync(file, 'a-secret-of-enough-length\n');
+    chmodSync(file, mode);
+    if (process.getuid?.() === 0) chownSync(file, uid, 0);
+    return file;
+  };
+  const refused = (file: string) =>
+    assert.throws(
+      () => readSecretFile(file),
+      (err: Error & { code?: string }) => err.code === 'DISPY_ERR_SECRET_FILE' && /readable by other users/.test(err.message),
+      file,
+    );
+  assert.equal(readSecretFile(at('s600', 0o600)), 'a-secret-of-enough-length');
+  assert.equal(readSecretFile(at('s400', 0o400)), 'a-secret-of-enough-length');
+  refused(at('s644', 0o644));
+  refused(at('s604', 0o604));
+  if (process.getuid?.() !== 0) {
+    t.diagnostic('not root: the files of other owners cannot be made, the rest is checked');
+    return;
+  }
+  // As the kubelet leaves a secret volume's file with fsGroup: root, its group, 0440 behind a symlink.
+  const k8s = at('s440', 0o440);
+  const link = join(dir, 'secret-link');
+  symlinkSync(k8s, link);
+  assert.equal(readSecretFile(link), 'a-secret-of-enough-length');
+  assert.equal(readSecretFile(at('s640', 0o640)), 'a-secret-of-enough-length');
+  refused(at('s660', 0o660));
+  refused(at('s444', 0o444));
+  refused(at('s450', 0o450));
+  // A group-readable file of anyone but root: its owner did not mean to share it.
+  refused(at('s440-nobody', 0o440, 65534));
 });

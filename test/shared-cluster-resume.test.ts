@@ -148,7 +148,7 @@ test('a broken connection to a live scheduler: the cluster reconnects and resume
     const meanwhile = cluster.submit(5, release);
     assert.equal(await cluster.cancel(victim), 0);
     await until(
-      () => /client gone: its computation is closed after the zombie interval unless the client resumes it/.test(scheduler.log()),
+      () => /client gone; closes at .*unless the client resumes it/.test(scheduler.log()),
       10_000,
       'the scheduler saw the client go',
     );

@@ -26,3 +26,20 @@ export function parseSeconds(name: string, text: string | undefined): number | u
     throw new DispyError('DISPY_ERR_INVALID_OPTION', `--${name}: expected a positive number of seconds, got \`${text}\``);
   return n;
 }
+
+/**
+ * `--httpd-trusted-proxy ADDR` with `--httpd-public-url URL`: the reverse proxy in front of a
+ * web server and the URL browsers use (both or neither; checked in detail by the server).
+ */
+export function parseTrustedProxy(
+  address: string | undefined,
+  publicUrl: string | undefined,
+): { address: string; publicUrl: string } | undefined {
+  if (address === undefined && publicUrl === undefined) return undefined;
+  if (address === undefined || publicUrl === undefined)
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      "--httpd-trusted-proxy and --httpd-public-url go together: the proxy's address and the URL browsers use",
+    );
+  return { address, publicUrl };
+}

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-/** The `dispyts` command: `node`, `scheduler`, `demo` and `hash-password` subcommands. */
+/** The `dispyts` command: `node`, `scheduler`, `demo`, `hash-password` and `slurm-node` subcommands. */
 import { DispyError } from '../errors.js';
 import { nodeCommand } from './node-command.js';
-import { demoCommand } from './demo-command.js';
 
 const HELP = `Usage: dispyts <command> [options]
 
@@ -13,6 +12,7 @@ Commands:
   hash-password
               print the scrypt hash of a password read from standard input (for users of
               the HTTP server: --httpd-users, auth.users)
+  slurm-node  run a node as a task of a Slurm job and report it ready (slurmNodes() uses it)
 
 Run "dispyts <command> --help" for a command's options.
 `;
@@ -26,7 +26,9 @@ async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the client library and the HTTP server are not the node's business.
       return (await import('./scheduler-command.js')).schedulerCommand(rest);
     case 'demo':
-      return demoCommand(rest);
+      return (await import('./demo-command.js')).demoCommand(rest);
+    case 'slurm-node':
+      return (await import('./slurm-node-command.js')).slurmNodeCommand(rest);
     case 'hash-password':
       return (await import('./hash-password-command.js')).hashPasswordCommand(rest);
     case undefined:

@@ -1,12 +1,13 @@
 /** `dispyts node`: runs a compute node daemon until SIGTERM/SIGINT. */
 import { parseArgs } from 'node:util';
 import { NodeDaemon } from '../node/node-daemon.js';
-import { NodeHttpServer, parseHttpdAddress } from '../node/node-httpd.js';
+import type { NodeHttpServer } from '../node/node-httpd.js';
 import { readSecretFile, resolveSecret } from '../protocol/secret.js';
-import { parseIntOption, parseSeconds, parseSize } from './args.js';
+import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { checkNode } from '../node/node-check.js';
 
 function parseDiscovery(text: string | undefined): DiscoveryMode | undefined {
   if (text === undefined) return undefined;
@@ -29,8 +30,18 @@ Options:
   --secret-file FILE       read the shared secret from FILE (mode 600; keeps it out of \`ps\`)
   --dest-path-prefix DIR   where computations keep files (default: <tmpdir>/dispyts/node)
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
-  --zombie-interval S      seconds before a vanished client's jobs are terminated (default 3600)
+  --max-message-size SIZE  largest message accepted from or sent to a client, e.g. 256m (default
+                           64m, at least 64k): job arguments and results must fit in it; clients
+                           are told, and a job whose result does not fit ends Terminated
+  --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
+                           once (default 64); before authentication a frame is 4 KiB at most
+  --max-handshakes-per-peer N   of those, how many from one address (default 8)
+  --zombie-interval S      longest a vanished client's running jobs go on, if it keeps a
+                           recover file (others end at its reconnect window) (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
+  --idle-exit S            exit when no client has been connected for S seconds, since the start
+                           or since the last client left; a vanished client's jobs are
+                           terminated then (default: never; slurmNodes starts nodes with 60)
   --clean                  kill job processes a previous daemon here left and wipe its files
   --insecure               allow a non-loopback --host without --secret or --secret-file
   --pulse-interval S       seconds between heartbeats to a client that asks for none (default 10)
@@ -49,21 +60,34 @@ Options:
   --httpd-token TOKEN      the page's admin token, 16+ characters (default: derived from the
                            node's secret, so whoever has the secret can compute it)
   --httpd-viewer-token T   a second token that shows the page without the admin controls
+  --httpd-trusted-proxy A  the address of a reverse proxy in front of the page; needs
+  --httpd-public-url URL   the URL browsers use through it (the same-origin check uses it)
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   --parent-pid PID         stop when process PID exits (the demo and tests use it)
+  --check                  do not serve: ask the node at --host:--port whether it serves, as a
+                           client would (authenticated with --secret or --secret-file, TLS with
+                           --cert-file), print its state and exit 0, or exit 1 saying why not
+                           (within 10 s). For health checks such as a Kubernetes exec probe
   -h, --help               show this help
 
-A client that goes silent (no heartbeat for 5 of its intervals) or disconnects keeps its jobs
-running for --zombie-interval; results that cannot be delivered meanwhile are kept on disk under
---dest-path-prefix (at most 10,000 results or 256 MiB, oldest dropped first) until the client
-returns or a program calls recoverJobs() with the client's recover file.
+A client whose connections are gone (closed, or silent for 5 of its heartbeat intervals) and
+that does not return within its reconnect window (10 s, or 5 x its pulseInterval) has its
+queued jobs dropped and its running jobs terminated, and the next client is served. A client
+that keeps a recover file has its running jobs go on until they end or --zombie-interval
+passes; their results are kept on disk under --dest-path-prefix (at most 10,000 results or
+256 MiB, oldest dropped first) until the client returns or a program calls recoverJobs() with
+its recover file.
 
 Prints "dispyts node ready on HOST:PORT ..." once serving. SIGTERM or SIGINT terminates the
 running jobs (their clients see them Terminated) and exits. Clients verify a TLS node's
 certificate against its address: it needs an IP subjectAltName for --host.
 `;
 
-export async function nodeCommand(argv: string[]): Promise<number> {
+/**
+ * Runs `dispyts node ARGV` until the daemon stops. `onReady` (used by `dispyts slurm-node`) runs
+ * once the daemon serves; if it throws, the daemon stops and the error is the command's.
+ */
+export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon) => Promise<void> | void): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -76,9 +100,13 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       'secret-file': { type: 'string' },
       'dest-path-prefix': { type: 'string' },
       'max-file-size': { type: 'string' },
+      'max-message-size': { type: 'string' },
+      'max-handshakes': { type: 'string' },
+      'max-handshakes-per-peer': { type: 'string' },
       'zombie-interval': { type: 'string' },
       'pulse-interval': { type: 'string' },
       serve: { type: 'string' },
+      'idle-exit': { type: 'string' },
       clean: { type: 'boolean' },
       'parent-pid': { type: 'string' },
       insecure: { type: 'boolean' },
@@ -89,7 +117,10 @@ export async function nodeCommand(argv: string[]): Promise<number> {
       httpd: { type: 'string' },
       'httpd-token': { type: 'string' },
       'httpd-viewer-token': { type: 'string' },
+      'httpd-trusted-proxy': { type: 'string' },
+      'httpd-public-url': { type: 'string' },
       'log-level': { type: 'string' },
+      check: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,10 +132,36 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   if (values.secret !== undefined && values['secret-file'] !== undefined)
     throw new DispyError('DISPY_ERR_INVALID_OPTION', 'give --secret or --secret-file, not both');
   const secret = values['secret-file'] !== undefined ? readSecretFile(values['secret-file']) : values.secret;
-  const httpd = values.httpd === undefined ? null : parseHttpdAddress(values.httpd);
+  if (values.check) {
+    const host = values.host ?? '127.0.0.1';
+    const port = parseIntOption('port', values.port, { min: 1, max: 65535 });
+    try {
+      const n = await checkNode({
+        host,
+        port,
+        secret: resolveSecret(secret),
+        certFile: values['cert-file'],
+        keyFile: values['key-file'],
+        caFile: values['ca-file'],
+      });
+      const state = [n.busy ? 'serving a client' : 'free', ...(n.draining ? ['draining'] : [])].join(', ');
+      process.stdout.write(`dispyts node ${n.ipAddr}:${n.port} serves (name ${n.name}, cpus ${n.cpuLimit} of ${n.cpus}, ${state})\n`);
+      return 0;
+    } catch (err) {
+      const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      process.stderr.write(`dispyts node --check: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+  }
+  // The page's HTTP stack is loaded only for --httpd: a daemon without it stays small.
+  const page = values.httpd === undefined ? null : await import('../node/node-httpd.js');
+  const httpd = values.httpd === undefined || !page ? null : page.parseHttpdAddress(values.httpd);
   if (httpd === null && (values['httpd-token'] !== undefined || values['httpd-viewer-token'] !== undefined)) {
     throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-token and --httpd-viewer-token need --httpd [host:]port');
   }
+  if (httpd === null && (values['httpd-trusted-proxy'] !== undefined || values['httpd-public-url'] !== undefined))
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port');
+  const trustedProxy = parseTrustedProxy(values['httpd-trusted-proxy'], values['httpd-public-url']);
   const daemon = new NodeDaemon({
     host: values.host,
     port: parseIntOption('port', values.port, { min: 0, max: 65535 }),
@@ -113,9 +170,13 @@ export async function nodeCommand(argv: string[]): Promise<number> {
     secret,
     destPathPrefix: values['dest-path-prefix'],
     maxFileSize: values['max-file-size'] === undefined ? undefined : parseSize('max-file-size', values['max-file-size']),
+    maxMessageSize: values['max-message-size'] === undefined ? undefined : parseSize('max-message-size', values['max-message-size']),
+    maxHandshakes: parseIntOption('max-handshakes', values['max-handshakes'], { min: 1 }),
+    maxHandshakesPerPeer: parseIntOption('max-handshakes-per-peer', values['max-handshakes-per-peer'], { min: 1 }),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
     pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
     serve: parseIntOption('serve', values.serve, { min: -1 }),
+    idleExit: parseSeconds('idle-exit', values['idle-exit']),
     clean: values.clean,
     insecure: values.insecure,
     certFile: values['cert-file'],
@@ -130,24 +191,33 @@ export async function nodeCommand(argv: string[]): Promise<number> {
   process.stdout.write(
     `dispyts node ready on ${host}:${port} (name ${daemon.name}, cpus ${daemon.cpus} of ${daemon.machineCpus}${daemon.tls === 'off' ? '' : daemon.tls === 'mutual' ? ', mutual TLS' : ', TLS'})\n`,
   );
-  if (httpd) {
-    let page: NodeHttpServer;
+  if (onReady) {
     try {
-      page = new NodeHttpServer(daemon, {
+      await onReady(daemon);
+    } catch (err) {
+      await daemon.stop('it could not report that it is ready');
+      throw err;
+    }
+  }
+  if (httpd && page) {
+    let server: NodeHttpServer;
+    try {
+      server = new page.NodeHttpServer(daemon, {
         ...httpd,
         token: values['httpd-token'],
         viewerToken: values['httpd-viewer-token'],
         secret: values['httpd-token'] === undefined ? resolveSecret(secret) : undefined,
         diskPath: values['dest-path-prefix'],
+        ...(trustedProxy ? { trustedProxy } : {}),
       });
-      const a = await page.listening;
+      const a = await server.listening;
       process.stdout.write(`dispyts node page on ${a.url} (sign in: ${a.loginUrl})\n`);
     } catch (err) {
       // The page was asked for: without it the node does not run.
       await daemon.stop('its page could not start');
       throw err;
     }
-    void daemon.stopped.then(() => page.close());
+    void daemon.stopped.then(() => server.close());
   }
   await daemon.stopped;
   return 0;

@@ -8,7 +8,7 @@ import { parseHttpdAddress } from '../node/node-httpd.js';
 import { readSecretFile } from '../protocol/secret.js';
 import { SchedulerDaemon } from '../scheduler/scheduler-daemon.js';
 import { SchedulerMonitor } from '../scheduler/scheduler-monitor.js';
-import { parseIntOption, parseSeconds, parseSize } from './args.js';
+import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 
 export const SCHEDULER_HELP = `Usage: dispyts scheduler [options]
@@ -36,20 +36,26 @@ Options:
   --key-file FILE          its private key
   --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
   --pulse-interval S       seconds between heartbeats: asked of nodes (a node silent for 5 of
-                           them is declared dead) and sent to clients (default: clients 10 s;
-                           nodes are not declared dead for silence)
+                           them is declared dead) and sent to clients (default 10 s)
   --ping-interval S        seconds between re-discoveries of nodes (default: off)
-  --zombie-interval S      seconds a vanished client's computations keep running before they
-                           are closed, queued jobs dropped and running ones terminated
-                           (default 3600; dispy's is in minutes)
+  --zombie-interval S      at most this many seconds a vanished client's computations are
+                           kept (no job of them starts meanwhile) before they are closed,
+                           queued jobs dropped and running ones terminated; a client's shorter
+                           reconnectTimeout wins (default 3600; dispy's is in minutes)
   --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
+  --max-message-size SIZE  largest message accepted from or sent to a client, e.g. 256m (default
+                           64m, at least 64k): job arguments and results must fit in it; clients
+                           are told, and a job whose result does not fit ends Terminated
+  --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
+                           once (default 64); before authentication a frame is 4 KiB at most
+  --max-handshakes-per-peer N   of those, how many from one address (default 8)
   --dest-path-prefix DIR   where clients' files are kept (default: <tmpdir>/dispyts/scheduler)
   --clean                  delete what a previous scheduler at --host left there
   --policy P               which computation gets a free CPU: fsfs (the one whose earliest
                            queued job was submitted first; default), fair (the one served least
                            recently) or early (the one created first)
-  --cooperative            let any computation change its nodes' CPUs (setNodeCpus); without
-                           it only exclusive computations may
+  --cooperative            let any computation change its nodes' CPUs (setNodeCpus, and the
+                           monitor's Manage page); without it only exclusive computations may
   --insecure               allow a non-loopback --host without a cluster secret
   --httpd [HOST:]PORT      serve the monitor (DispyHTTPServer) over every client's cluster on
                            PORT (0: any free one), on HOST (default 127.0.0.1)
@@ -61,13 +67,19 @@ Options:
                            (hashes from "dispyts hash-password"; viewers cannot act)
   --httpd-cert-file FILE   serve the monitor over HTTPS with this certificate (PEM)
   --httpd-key-file FILE    its private key
+  --httpd-trusted-proxy A  the address of a reverse proxy in front of the monitor (nginx,
+                           Caddy): its requests are never trusted as loopback, the client
+                           address it forwards is honoured; needs --httpd-public-url
+  --httpd-public-url URL   the URL browsers use through that proxy, e.g.
+                           https://monitor.example.org (the same-origin check uses it)
   --log-level LEVEL        trace, debug, info, warn, error (default info)
   --parent-pid PID         stop when process PID exits (tests use it)
   -h, --help               show this help
 
 Prints "dispyts scheduler ready on HOST:PORT ..." once serving. An exclusive computation waits
 until no other one is active and runs alone. A client that disconnects, or sends nothing for 5
-of its heartbeat intervals, keeps its computations for --zombie-interval; then they are closed.
+of its heartbeat intervals, is gone: its computations start no job, and are closed at the end of
+its reconnectTimeout (at most --zombie-interval) unless it comes back to them first.
 SIGTERM or SIGINT closes every computation (clients see their jobs end with
 DISPY_ERR_CLUSTER_CLOSED) and exits.
 `;
@@ -127,6 +139,9 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       'ping-interval': { type: 'string' },
       'zombie-interval': { type: 'string' },
       'max-file-size': { type: 'string' },
+      'max-message-size': { type: 'string' },
+      'max-handshakes': { type: 'string' },
+      'max-handshakes-per-peer': { type: 'string' },
       'dest-path-prefix': { type: 'string' },
       clean: { type: 'boolean' },
       policy: { type: 'string' },
@@ -137,6 +152,8 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       'httpd-users': { type: 'string' },
       'httpd-cert-file': { type: 'string' },
       'httpd-key-file': { type: 'string' },
+      'httpd-trusted-proxy': { type: 'string' },
+      'httpd-public-url': { type: 'string' },
       'log-level': { type: 'string' },
       'parent-pid': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -160,6 +177,9 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
       '--httpd-token, --httpd-users, --httpd-cert-file and --httpd-key-file need --httpd [host:]port',
     );
   }
+  if (httpd === null && (values['httpd-trusted-proxy'] !== undefined || values['httpd-public-url'] !== undefined))
+    throw new DispyError('DISPY_ERR_INVALID_OPTION', '--httpd-trusted-proxy and --httpd-public-url need --httpd [host:]port');
+  const trustedProxy = parseTrustedProxy(values['httpd-trusted-proxy'], values['httpd-public-url']);
   const users = values['httpd-users'] === undefined ? undefined : readUsersFile(values['httpd-users']);
   const token = values['httpd-token'];
   if (token !== undefined && token.length < 16)
@@ -181,6 +201,9 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
     pingInterval: parseSeconds('ping-interval', values['ping-interval']),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
     maxFileSize: values['max-file-size'] === undefined ? undefined : parseSize('max-file-size', values['max-file-size']),
+    maxMessageSize: values['max-message-size'] === undefined ? undefined : parseSize('max-message-size', values['max-message-size']),
+    maxHandshakes: parseIntOption('max-handshakes', values['max-handshakes'], { min: 1 }),
+    maxHandshakesPerPeer: parseIntOption('max-handshakes-per-peer', values['max-handshakes-per-peer'], { min: 1 }),
     destPathPrefix: values['dest-path-prefix'],
     clean: values.clean,
     policy: parsePolicy(values.policy),
@@ -206,6 +229,7 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
           : {}),
         ...(values['httpd-cert-file'] !== undefined ? { certFile: values['httpd-cert-file'] } : {}),
         ...(values['httpd-key-file'] !== undefined ? { keyFile: values['httpd-key-file'] } : {}),
+        ...(trustedProxy ? { trustedProxy } : {}),
         logger: daemon.log.child({ component: 'httpd' }),
       });
       const a = await monitor.listening;

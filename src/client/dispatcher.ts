@@ -2,7 +2,8 @@
  * Hand-out of node capacity between the clusters of this process. By default one pass gives
  * each cluster with queued jobs one job in turn until no node has room (fair rotation). A
  * process that runs other programs' clusters (`dispyts scheduler`) sets a dispatch policy
- * instead, which picks the cluster for every job. Runs once per tick however many replies
+ * instead, which picks the cluster for every job. A cluster on hold (the scheduler's, while its
+ * client is gone) gets no job and is never ranked. Runs once per tick however many replies
  * arrived in it.
  */
 export interface Dispatchable {
@@ -32,6 +33,8 @@ interface Entry {
 }
 
 const clusters = new Map<Dispatchable, Entry>();
+/** Clusters that start no job for now. */
+const held = new Set<Dispatchable>();
 let scheduled = false;
 let offset = 0;
 let registered = 0;
@@ -44,6 +47,21 @@ export function registerCluster(c: Dispatchable): void {
 
 export function unregisterCluster(c: Dispatchable): void {
   clusters.delete(c);
+  held.delete(c);
+}
+
+/**
+ * @internal Puts a cluster on hold (no job of it starts, and it never outranks another) or
+ * releases it. The scheduler holds a computation while its client is gone.
+ */
+export function holdCluster(c: Dispatchable, on: boolean): void {
+  if (on) held.add(c);
+  else if (held.delete(c)) requestPump();
+}
+
+/** @internal Whether `c` is on hold. */
+export function isHeld(c: Dispatchable): boolean {
+  return held.has(c);
 }
 
 /**
@@ -74,7 +92,8 @@ function pump(): void {
     pumpByPolicy(policy);
     return;
   }
-  const list = [...clusters.keys()];
+  const list = held.size ? [...clusters.keys()].filter((c) => !held.has(c)) : [...clusters.keys()];
+  if (list.length === 0) return;
   // Rotate the starting cluster so none is always first.
   offset = (offset + 1) % list.length;
   let progress = true;
@@ -91,6 +110,8 @@ function pumpByPolicy(p: DispatchPolicy): void {
   for (;;) {
     const ranked: { c: Dispatchable; e: Entry; key: number }[] = [];
     for (const [c, e] of clusters) {
+      // A cluster on hold is not ranked at all: it can never take a CPU from a live one.
+      if (held.has(c)) continue;
       let key: number;
       if (p === 'fsfs') {
         const head = c.headOrder ? c.headOrder() : 0;

@@ -44,6 +44,8 @@ export type FileRequest = Omit<z.input<typeof fileBeginSchema>, 'rid'> | Omit<z.
  */
 export interface Requester {
   request(msg: FileRequest, timeoutSec?: number): Promise<{ offset?: number | undefined }>;
+  /** Largest message the receiver accepts (chunks are made to fit); absent: 64 MiB. */
+  readonly maxMessageSize?: number;
 }
 
 export interface TransferOptions {
@@ -192,10 +194,12 @@ export async function transferFile(link: Requester, computeId: string, file: Loc
     if (offset > size) throw new DispyError('DISPY_ERR_INTERNAL', `node has ${offset} bytes of ${file.name}, which has ${size}`);
     let next = offset;
     let sent = 0;
+    // A chunk and its envelope fit in what the receiver accepts, with room to spare.
+    const chunkSize = Math.max(1024, Math.min(FILE_CHUNK, Math.floor((link.maxMessageSize ?? Infinity) / 4)));
     const inflight: { end: number; reply: Promise<{ offset?: number | undefined }> }[] = [];
     while (offset < size) {
       while (next < size && inflight.length < WINDOW) {
-        const len = Math.min(FILE_CHUNK, size - next);
+        const len = Math.min(chunkSize, size - next);
         const data = Buffer.allocUnsafe(len);
         let got = 0;
         while (got < len) {

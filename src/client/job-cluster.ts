@@ -5,10 +5,10 @@
  */
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
-import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
+import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
@@ -23,12 +23,14 @@ import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
 import { ClusterDiscovery } from './node-discovery.js';
+import { NodeResolver, type NodeLookup } from './node-resolver.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
 import { StatusEventQueue, type StatusEvent } from './status-events.js';
 import { formatBytes, statusTable } from './print-status.js';
+import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 
 export { formatBytes };
 
@@ -82,8 +84,11 @@ export interface JobClusterOptions {
   secret?: string;
   /**
    * Seconds between the heartbeats asked of nodes (0.1 to 1000); a node silent for 5 times
-   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned.
-   * @default undefined (nodes send heartbeats every 10 s, and none is declared dead for silence)
+   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned. It also
+   * sets how long a node keeps this program's jobs when the program's connection is gone (5 ×
+   * this), and how long a broken connection to a node is waited for.
+   * @default undefined (nodes send heartbeats every 10 s and one silent for 50 s is declared
+   *   dead; broken connections are waited for 10 s)
    * @example pulseInterval: 2
    */
   pulseInterval?: number;
@@ -101,11 +106,20 @@ export interface JobClusterOptions {
    * by every client on the machine) are heard as well. Nodes need the same mode. With `'off'`, or a
    * loopback `host`, nothing is sent and wildcards match only nodes this process is connected to.
    * Nodes' clocks must agree within 30 s (datagrams are time-stamped); the UDP sockets, like
-   * connections to nodes, keep the process alive until `close()`.
+   * connections to nodes, keep the process alive only while jobs are pending.
    * @default 'broadcast'
    * @example discovery: 'multicast'
    */
   discovery?: DiscoveryMode;
+  /**
+   * Resolves the host names of `nodes` (a `resolve: 'all'` spec is resolved again on
+   * `discoverNodes()` and every `pingInterval`). Given `(hostname, { all: true })`, it resolves
+   * to the name's addresses as `[{ address, family }]`; `dns.promises.lookup` fits as is.
+   * Another resolver (a DNS client of your own, a fixed table in tests) can be given here.
+   * @default dns.promises.lookup (the system's resolver)
+   * @example lookup: (name) => Promise.resolve([{ address: '127.0.0.5', family: 4 }])
+   */
+  lookup?: NodeLookup;
   /**
    * Re-run jobs whose node died instead of abandoning them.
    * @default false
@@ -115,12 +129,25 @@ export interface JobClusterOptions {
   /**
    * A file naming this cluster's computation and nodes, so that `recoverJobs({ recoverFile })`
    * can fetch the results of its jobs from the nodes if this program dies (nodes keep results
-   * they could not deliver, on disk, and run on up to their `--zombie-interval`). Jobs carry
-   * their `id` (when a string or number) to the nodes for that. Removed by `close()`.
+   * they could not deliver, on disk). It is also what keeps a vanished program's jobs running:
+   * without it, a node terminates them and serves the next program once this one has been gone
+   * for its reconnect window (10 s, or 5 × `pulseInterval`); with it, jobs that were running go
+   * on up to the node's `--zombie-interval`. Jobs carry their `id` (when a string or number) to
+   * the nodes for that. Removed by `close()`.
    * @default undefined (no file)
    * @example recoverFile: './render.recover.json'
    */
   recoverFile?: string;
+  /**
+   * Seconds the cluster may have jobs pending while no node is usable (every node refuses the
+   * secret or TLS, has another protocol version, fails setup, is busy or unreachable, or no
+   * node matches): then those jobs end Abandoned and `wait()` rejects with `DISPY_ERR_NO_NODE`.
+   * Without it the jobs wait (the program stays alive) and the cluster's logger warns on stderr,
+   * naming each node and why, with back-off.
+   * @default undefined (off: wait for a node)
+   * @example nodeTimeout: 600
+   */
+  nodeTimeout?: number;
   /**
    * The cluster's name, shown by the HTTP server.
    * @default the computation's name
@@ -171,6 +198,15 @@ export interface JobClusterOptions {
    * @example isolate: 'job'
    */
   isolate?: 'job';
+  /**
+   * Largest encoded arguments of a job, in bytes: `submit()` throws DISPY_ERR_MESSAGE_TOO_LARGE,
+   * naming both sizes, for a job whose arguments encode to more (the job is not queued). Nodes
+   * announce their own limit (`--max-message-size`): a job is never sent to a node that does
+   * not take it, and one that no node of the cluster takes ends Cancelled with that error.
+   * @default 67108864 (64 MiB, the nodes' default --max-message-size)
+   * @example maxArgsSize: 8 * 1024 * 1024
+   */
+  maxArgsSize?: number;
   /**
    * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
    * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
@@ -328,6 +364,11 @@ interface ClusterNode {
   dead: boolean;
   /** Drained from its page (as last heard): no job is sent to it. */
   draining: boolean;
+  /**
+   * closeNode / resetupNode without terminatePending: no job goes there while its running jobs
+   * finish (their results count); `closed` resolves once the node closed the computation.
+   */
+  closingNode: { kind: 'close' | 'resetup'; closed: Promise<void> } | null;
 }
 
 interface Sent extends Queued {
@@ -357,12 +398,20 @@ export function nextJobUid(): number {
   return ++uidCounter;
 }
 
+export { RECONNECT_WINDOW } from './timeouts.js';
+
+/** Seconds with jobs pending and no usable node before the first warning; then doubled each time, up to WARN_MAX. */
+const WARN_FIRST = 5;
+const WARN_MAX = 300;
+
 /**
- * Seconds the jobs of a node whose connection broke wait for a reconnection when the cluster
- * has no pulseInterval (with one, they wait until 5 × pulseInterval after the node was last
- * heard).
+ * Times a job may be sent and lost unstarted with its connection before it is given up
+ * (Abandoned, DISPY_ERR_UNDELIVERABLE): a job the connection breaks on is never re-sent forever.
  */
-export const RECONNECT_WINDOW = 10;
+export const MAX_SEND_ATTEMPTS = 5;
+
+/** Bytes of a job message besides its arguments and per-job file names (ids, tag, MAC, framing). */
+const JOB_ENVELOPE = 4096;
 
 export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
   readonly name: string;
@@ -387,12 +436,25 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #creds: Credentials;
   readonly #specs: NodeAllocate[];
   readonly #discovery: ClusterDiscovery;
+  readonly #resolver: NodeResolver;
+  /** Nodes being added because a followed name resolved to them (allocateNode waits for these). */
+  readonly #following = new Map<string, Promise<void>>();
   readonly #nodes = new Map<string, ClusterNode>();
   /** Every node this cluster used, closed ones included (for printStatus). */
   readonly #everyNode = new Map<string, DispyNode>();
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
+  /** Why each node that is not usable is not, as last heard (for the warnings). */
+  readonly #problems = new Map<string, string>();
+  /** The address each node named by a host name resolved to. */
+  readonly #resolved = new Map<string, string>();
+  /** While jobs are pending: checks that a node is usable (warnings, nodeTimeout). */
+  #watchTimer: NodeJS.Timeout | null = null;
+  /** ms since epoch since when jobs are pending and no node is usable (null: one is). */
+  #unusableSince: number | null = null;
+  #warnDelay = WARN_FIRST;
+  #nextWarnAt = 0;
   /** The daemon identity (nodeId) last seen at each address. */
   readonly #nodeIds = new Map<string, string>();
   /** Every node set up, for the recover file. */
@@ -400,6 +462,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #lastPulseCheck = Date.now();
   #pulseTimer: NodeJS.Timeout | null = null;
   readonly #queue = new Deque<Queued>();
+  /** Jobs larger than a node with room takes: they go, first, to a node that takes them. */
+  readonly #large = new Deque<Queued>();
+  /** Nodes already reported (error event) for refusing a job by size. */
+  readonly #sizeReported = new Set<string>();
+  /** Per job: sends lost unstarted with their connection so far. */
+  readonly #lostSends = new WeakMap<DispyJob, number>();
   readonly #pinned = new Map<string, Deque<Queued>>();
   readonly #sent = new Map<number, Sent>();
   #pending = 0;
@@ -452,11 +520,28 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       specs: () => this.#specs,
       onNode: (ip, port, spec) => void this.#addNode(ip, port, spec),
     });
+    this.#resolver = new NodeResolver({
+      lookup: options.lookup,
+      pingInterval: options.pingInterval,
+      log: this.log,
+      specs: () => this.#specs,
+      onResolved: (spec, addresses) => this.#followed(spec, addresses),
+      onError: (err) => this.#emitError(err),
+    });
     registerCluster(this);
     if (options.recoverFile) this.#writeRecoverFile();
-    if (options.pulseInterval) {
-      this.#pulseTimer = setInterval(() => this.#checkPulses(options.pulseInterval!), options.pulseInterval * 1000);
-      this.#pulseTimer.unref();
+    // Without pulseInterval nodes are asked for heartbeats every 10 s, and one silent for 5 of
+    // them is declared dead too: no job waits forever on a stopped or cut-off node.
+    const pulse = options.pulseInterval ?? defaultPulse();
+    this.#pulseTimer = setInterval(() => this.#checkPulses(pulse), pulse * 1000);
+    this.#pulseTimer.unref();
+    if (!this.#discovery.enabled) {
+      const wild = this.#specs.filter((s) => s.isWildcard).map((s) => s.host);
+      if (wild.length)
+        this.log.warn(
+          { nodes: wild, host: options.host ?? '127.0.0.1', discovery: options.discovery ?? 'broadcast' },
+          `nodes ${wild.join(', ')}: nothing will be discovered (${options.discovery === 'off' ? "discovery is 'off'" : `the cluster's host ${options.host ?? '127.0.0.1'} is a loopback address`}); a wildcard only matches nodes this program is already connected to`,
+        );
     }
     void this.#initNodes();
   }
@@ -475,8 +560,30 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   // ---- nodes ----
 
   async #initNodes(): Promise<void> {
-    for (const spec of this.#specs) void this.#resolveSpec(spec);
-    await this.#discovery.discover();
+    for (const spec of this.#specs) if (spec.resolve !== 'all') void this.#resolveSpec(spec);
+    await Promise.all([this.#resolver.refresh(), this.#discovery.discover()]);
+  }
+
+  /**
+   * A followed name (`resolve: 'all'`) resolved to `addresses`: each is a node (tried again if
+   * it failed before), and this spec's nodes at other addresses are retired as lost nodes.
+   */
+  #followed(spec: NodeAllocate, addresses: ReadonlySet<string>): void {
+    if (this.#closing) return;
+    for (const cn of [...this.#nodes.values()]) {
+      const ip = cn.node.ipAddr;
+      if (cn.spec !== spec || addresses.has(ip) || this.#nodes.get(ip) !== cn) continue;
+      // Told to the node first (when it still answers): it stops what it runs for us.
+      const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+      if (!cn.link.closed) cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
+      for (const uid of mine) cn.link.forget(uid);
+      this.#dropNode(cn, new DispyError('DISPY_ERR_CONNECTION', `${ip} is no longer an address of ${spec.host}: node retired`));
+    }
+    for (const ip of addresses) {
+      if (this.#following.has(ip)) continue;
+      const p = this.#addNode(ip, spec.port, spec).finally(() => this.#following.delete(ip));
+      this.#following.set(ip, p);
+    }
   }
 
   async #resolveSpec(spec: NodeAllocate): Promise<void> {
@@ -487,23 +594,35 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let ip = spec.host;
     if (!isIP(ip)) {
       try {
-        ip = (await lookup(spec.host)).address;
+        ip = await this.#lookupFirst(spec);
+        this.#resolved.set(spec.host, ip);
       } catch (err) {
-        this.#emitError(new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${spec.host}: ${(err as Error).message}`));
+        this.#problems.set(spec.host, `cannot resolve the name: ${(err as Error).message}`);
+        this.#emitError(err as DispyError);
         return;
       }
     }
     await this.#addNode(ip, spec.port, spec);
   }
 
-  /** The spec that decides for `ip`: the first one whose pattern matches. */
+  /** The first address a host name spec resolves to; the spec then matches it. */
+  async #lookupFirst(spec: NodeAllocate): Promise<string> {
+    const [ip] = await this.#resolver.lookup(spec.host);
+    if (ip === undefined) throw new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${spec.host}: it has no address`);
+    spec._setAddresses([ip]);
+    return ip;
+  }
+
+  /** The spec that decides for `ip`: the first one whose pattern matches (or whose name resolved to it). */
   #specFor(ip: string): NodeAllocate | undefined {
-    return this.#specs.find((s) => s.ipRex.test(ip) || s.host === ip);
+    return this.#specs.find((s) => s.matches(ip) || s.host === ip);
   }
 
   async #addNode(ip: string, port: number, spec: NodeAllocate, failures = 0): Promise<void> {
     const current = this.#nodes.get(ip);
     if (this.#closing || (current && !current.suspended) || this.#connecting.has(ip)) return;
+    // A retry for an address its followed name no longer lists.
+    if (spec.resolve === 'all' && !this.#resolver.has(spec, ip)) return;
     this.#connecting.add(ip);
     let link: NodeLink | null = null;
     try {
@@ -516,6 +635,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       const setupArgs = spec.setupArgs;
       if (!(cpus > 0)) {
         this.log.info({ node: ip }, 'node not allocated (0 cpus)');
+        this.#problems.set(ip, 'not allocated (NodeAllocate.allocate gave it 0 cpus)');
         link.release(this);
         return;
       }
@@ -534,7 +654,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         cluster: this.name,
         computation,
         cpus,
-        pulseInterval: this.#opts.pulseInterval ?? 0,
+        pulseInterval: this.#opts.pulseInterval ?? defaultPulse(),
+        // The node keeps our jobs as long as we would wait for it after a broken connection.
+        reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
+        recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
         setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
@@ -582,8 +705,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         suspended: null,
         dead: false,
         draining: link.draining,
+        closingNode: null,
       });
       this.#lastError.delete(ip);
+      this.#problems.delete(ip);
+      link.updateRef();
       // A node that comes back keeps its counters in the table under the same address.
       const before = this.#everyNode.get(ip);
       if (before) {
@@ -604,6 +730,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       requestPump();
     } catch (err) {
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_CONNECTION', (err as Error).message);
+      this.#problems.set(ip, `${e.code}: ${e.message}`);
       if (e.code === 'DISPY_ERR_SETUP' && link) {
         // The computation was closed on that node: say so, with a Closed event for it.
         const node = new DispyNode(ip, port, link.info.name, this);
@@ -626,16 +753,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#lastError.set(ip, e.code);
         this.#emitError(new DispyError(e.code, `node ${ip}:${port}: ${e.message}`, { cause: e }));
       }
-      // Wrong secrets, TLS and version problems do not fix themselves; the rest is retried.
+      // What is wrong with the program itself does not fix itself; the rest (a node's secret,
+      // TLS or version fixed by its admin included) is retried with back-off.
       if (
         ![
-          'DISPY_ERR_AUTH',
-          'DISPY_ERR_TLS',
-          'DISPY_ERR_VERSION',
           'DISPY_ERR_COMPUTATION',
           'DISPY_ERR_FREE_VARIABLE',
           'DISPY_ERR_FILE_TOO_LARGE',
           'DISPY_ERR_FORBIDDEN',
+          'DISPY_ERR_MESSAGE_TOO_LARGE',
         ].includes(e.code)
       ) {
         this.#retry(ip, port, spec, failures + 1);
@@ -660,9 +786,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /**
-   * With `pulseInterval`, nodes send a heartbeat that often; one silent for 5 intervals, busy or
-   * idle, is declared dead: its connection is closed, which re-runs or abandons its jobs and
-   * emits Closed (and the node is retried, so one that comes back is used again).
+   * Nodes send a heartbeat every `pulseInterval` (every 10 s without it); one silent for 5
+   * intervals, busy or idle, is declared dead: its connection is closed, which re-runs or
+   * abandons its jobs and emits Closed (and the node is retried, so one that comes back is used
+   * again).
    */
   #checkPulses(pulseInterval: number): void {
     const limitMs = 5 * pulseInterval * 1000;
@@ -685,7 +812,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.link.channel.close(
         new DispyError(
           'DISPY_ERR_CONNECTION',
-          `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × pulseInterval): declared dead`,
+          `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 heartbeats of ${pulseInterval} s): declared dead`,
         ),
       );
     }
@@ -755,7 +882,19 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    return this.#enqueue(id, pinTo, args, this.#codec.encode(args, 'args'), undefined);
+    return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args, 'args')), undefined);
+  }
+
+  /** Refuses arguments larger than `maxArgsSize` (DISPY_ERR_MESSAGE_TOO_LARGE, naming both sizes). */
+  #checkArgs(bytes: Uint8Array): Uint8Array {
+    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
+    if (bytes.length > max) {
+      throw new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
+      );
+    }
+    return bytes;
   }
 
   /**
@@ -772,7 +911,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!pinTo || (!this.#nodes.has(pinTo) && !this.#specFor(pinTo)))
         throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
     }
-    const job = this.#enqueue(options.id, pinTo, options.display ?? [], args, options.maxRuntime) as DispyJob;
+    const job = this.#enqueue(options.id, pinTo, options.display ?? [], this.#checkArgs(args), options.maxRuntime) as DispyJob;
     if (options.files?.length) this.#jobExtras.set(job, { files: options.files });
     if (!options.display) {
       // Decoded only if something looks (the HTTP server with showJobArgs): most jobs never are.
@@ -814,7 +953,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       q.push(item);
     } else this.#queue.push(item);
     this.#emit(JobStatus.Created, null, job as DispyJob);
-    for (const t of this.#retryTimers) t.ref();
+    if (this.#pending === 1) this.#setActive(true);
     requestPump();
     return job;
   }
@@ -824,6 +963,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (this.#closing) return null;
     while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
     let best = this.#queue.length ? this.#queue.peek()!.job._uid : null;
+    const large = this.#large.peek();
+    if (large && !large.job.settled && (best === null || large.job._uid < best)) best = large.job._uid;
     for (const q of this.#pinned.values()) {
       const head = q.peek();
       if (head && !head.job.settled && (best === null || head.job._uid < best)) best = head.job._uid;
@@ -840,24 +981,111 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!cn || !canSend(cn)) continue;
       const item = q.shift()!;
       if (item.job.settled) return true;
-      this.#send(cn, item, true);
+      // It may run only there: a node that does not take it never will.
+      if (!this.#fits(cn, item)) this.#tooLarge(item);
+      else this.#send(cn, item, true);
       return true;
     }
+    if (this.#large.length && this.#dispatchLarge()) return true;
     while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
     if (this.#queue.length === 0) return false;
+    const head = this.#queue.peek()!;
+    const { best, room } = this.#bestNode(head);
+    if (!best) {
+      // A node has room but does not take a job that large: it waits apart for one that does.
+      if (!room) return false;
+      this.#queue.shift();
+      this.#setAside(head);
+      return true;
+    }
+    this.#send(best, this.#queue.shift()!, false);
+    return true;
+  }
+
+  /** The least loaded node that may take `item` now; `room`: whether any node has room at all. */
+  #bestNode(item: Queued): { best: ClusterNode | null; room: boolean } {
     let best: ClusterNode | null = null;
     let bestLoad = Infinity;
+    let room = false;
     for (const cn of this.#nodes.values()) {
       if (!canSend(cn)) continue;
+      room = true;
+      if (!this.#fits(cn, item)) continue;
       const load = cn.link.inflight / cn.link.cpus + cn.inflight / (cn.cap * 1e3);
       if (load < bestLoad) {
         best = cn;
         bestLoad = load;
       }
     }
-    if (!best) return false;
-    this.#send(best, this.#queue.shift()!, false);
+    return { best, room };
+  }
+
+  // ---- sizes: a job goes only to a node whose announced limit holds it ----
+
+  /** Whether the job message of `item` fits in what `cn` takes. */
+  #fits(cn: ClusterNode, item: Queued): boolean {
+    let names = 0;
+    for (const f of this.#jobExtras.get(item.job)?.files ?? []) names += Buffer.byteLength(f.name) + 8;
+    return item.args.length + names + JOB_ENVELOPE <= cn.link.maxMessageSize;
+  }
+
+  /** Sends the oldest job set aside for its size to a node that takes it; true if it did something. */
+  #dispatchLarge(): boolean {
+    while (this.#large.length && this.#large.peek()!.job.settled) this.#large.shift();
+    const item = this.#large.peek();
+    if (!item) return false;
+    const { best } = this.#bestNode(item);
+    if (best) {
+      this.#send(best, this.#large.shift()!, false);
+      return true;
+    }
+    if (this.#someNodeTakes(item)) return false;
+    this.#large.shift();
+    this.#tooLarge(item);
     return true;
+  }
+
+  /** Whether a node of the cluster (ready, reconnecting, or still connecting) may take `item`. */
+  #someNodeTakes(item: Queued): boolean {
+    if (this.#connecting.size > 0) return true;
+    for (const cn of this.#nodes.values()) if ((cn.ready || cn.suspended) && this.#fits(cn, item)) return true;
+    return false;
+  }
+
+  /** A job too large for a node with room: kept apart for a node that takes it, or ended if none does. */
+  #setAside(item: Queued): void {
+    if (!this.#someNodeTakes(item)) {
+      this.#tooLarge(item);
+      return;
+    }
+    this.#large.push(item);
+    for (const cn of this.#nodes.values()) {
+      const ip = cn.node.ipAddr;
+      if (!cn.ready || this.#fits(cn, item) || this.#sizeReported.has(ip)) continue;
+      this.#sizeReported.add(ip);
+      this.#emitError(
+        new DispyError(
+          'DISPY_ERR_MESSAGE_TOO_LARGE',
+          `node ${ip} takes messages of at most ${cn.link.maxMessageSize} bytes (its --max-message-size): job ${String(item.job.id)} (arguments of ${item.args.length} bytes) and others as large go to other nodes`,
+        ),
+      );
+    }
+  }
+
+  /** No node of the cluster takes the job: it ends Cancelled, DISPY_ERR_MESSAGE_TOO_LARGE naming the sizes. */
+  #tooLarge(item: Queued): void {
+    const limits = [...this.#nodes.values()].filter((cn) => cn.ready || cn.suspended).map((cn) => cn.link.maxMessageSize);
+    const largest = limits.length ? Math.max(...limits) : 0;
+    const job = item.job;
+    const e = new DispyError(
+      'DISPY_ERR_MESSAGE_TOO_LARGE',
+      `job ${String(job.id)}'s arguments encode to ${item.args.length} bytes: no node of cluster ${this.name} takes a message that large (the largest a node takes is ${largest} bytes: --max-message-size)`,
+    );
+    job.exception = `DispyError: ${e.message}`;
+    job.endTime = Date.now();
+    job._errorCode = e.code;
+    this.#settle(job, JobStatus.Cancelled, null);
+    this.#emitError(e);
   }
 
   #send(cn: ClusterNode, item: Queued, pinned: boolean): void {
@@ -870,7 +1098,25 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
     if (extra?.files.length) void this.#sendWithFiles(cn, uid, maxRuntime, extra.files);
-    else cn.node.tx += cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job));
+    else this.#sendOrRefuse(cn, uid, () => cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job)));
+  }
+
+  /**
+   * Sends a job message; one the node would refuse by size (beyond the estimate of #fits) is
+   * not sent, and the job ends as no node could take it. False if so.
+   */
+  #sendOrRefuse(cn: ClusterNode, uid: number, send: () => number): boolean {
+    try {
+      cn.node.tx += send();
+      return true;
+    } catch (err) {
+      const s = this.#sent.get(uid);
+      if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE' || !s) throw err;
+      this.#sent.delete(uid);
+      cn.inflight--;
+      this.#tooLarge(queuedPart(s));
+      return false;
+    }
   }
 
   /** A job with per-job files: the files go to its node first, then the job naming them. */
@@ -884,22 +1130,25 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#sent.delete(uid);
       cn.inflight--;
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
-      if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) this.#requeue(s);
-      else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
+      if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) {
+        if (!this.#givenUp(s, e)) this.#requeue(s);
+      } else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
       requestPump();
       return;
     }
     if (this.#sent.get(uid) !== s) return;
-    cn.node.tx += cn.link.sendJob(
-      this,
-      uid,
-      this.computeId,
-      s.args,
-      maxRuntime,
-      files.map((f) => f.name),
-      this.#tagOf(s.job),
+    const sent = this.#sendOrRefuse(cn, uid, () =>
+      cn.link.sendJob(
+        this,
+        uid,
+        this.computeId,
+        s.args,
+        maxRuntime,
+        files.map((f) => f.name),
+        this.#tagOf(s.job),
+      ),
     );
-    if (this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+    if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
   }
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
@@ -956,8 +1205,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           cn.ready = false;
           this.log.info({ node: node.ipAddr, reason: msg.reason }, 'node refused a job');
         }
-        // Handed back unstarted: it runs elsewhere, unless the cluster is closing.
+        // Handed back unstarted: it runs elsewhere (a cancelled one never runs), unless the
+        // cluster is closing or the job was pinned to a node that closeNode closed.
         if (this.#closing) this.#cancelLocal(job, 'cluster closed');
+        else if (s.pinned && cn.closingNode?.kind === 'close') this.#cancelLocal(job, `its node ${node.ipAddr} was closed`);
         else this.#requeue(s);
         requestPump();
         return;
@@ -972,6 +1223,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #requeue(s: Sent): void {
+    // A job whose cancel was asked for runs nowhere again, whatever brought it back.
+    if (this.#cancelRequested.has(s.job)) {
+      this.#cancelLocal(s.job, 'cancelled by the program');
+      return;
+    }
     const item = queuedPart(s);
     if (s.pinned) {
       let q = this.#pinned.get(s.cn.node.ipAddr);
@@ -1020,9 +1276,125 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#emit(status, node, job);
     this.#pending--;
     if (this.#pending === 0) {
-      for (const t of this.#retryTimers) t.unref();
+      this.#setActive(false);
       this.#idleWaiters.wake();
     }
+  }
+
+  /**
+   * Pending jobs keep the program alive; an idle cluster does not (a script that forgets
+   * close() still exits, and its nodes serve the next program once it is gone). Refs or unrefs
+   * the connections to nodes, discovery's sockets and the retry and reconnection timers, and
+   * runs the watch that says why no node is usable.
+   */
+  #setActive(on: boolean): void {
+    for (const t of this.#retryTimers) on ? t.ref() : t.unref();
+    for (const cn of this.#nodes.values()) {
+      if (cn.suspended) on ? cn.suspended.timer.ref() : cn.suspended.timer.unref();
+      cn.link.updateRef();
+    }
+    this.#discovery.setRef(on && !this.#closing);
+    if (this.#closing) return;
+    // Made once and ref'd only while jobs are pending (no timer churn for one job at a time).
+    this.#watchTimer ??= setInterval(() => this.#watch(), 1000);
+    if (on) {
+      this.#unusableSince = null;
+      this.#warnDelay = WARN_FIRST;
+      this.#watchTimer.ref();
+    } else this.#watchTimer.unref();
+  }
+
+  /** @internal Whether this cluster keeps its connections to nodes ref'd: while jobs are pending (LinkUser). */
+  get keepsAlive(): boolean {
+    return this.#pending > 0 && !this.#closed;
+  }
+
+  /** Whether jobs can be sent to `cn` once it has room. */
+  #usable(cn: ClusterNode): boolean {
+    return cn.ready && !cn.link.closed && !cn.link.closing && !cn.draining && Math.min(cn.cap, cn.link.cpus) > 0;
+  }
+
+  /**
+   * Every second while jobs are pending: when no node is usable, warns on stderr (whether or
+   * not anyone listens for `error` events) naming each node and why, first after WARN_FIRST s,
+   * then with back-off; with `nodeTimeout`, gives up once none has been usable that long.
+   */
+  #watch(): void {
+    if (this.#pending === 0 || this.#closing) return;
+    const now = Date.now();
+    if ([...this.#nodes.values()].some((cn) => this.#usable(cn))) {
+      if (this.#unusableSince !== null) this.#warnDelay = WARN_FIRST;
+      this.#unusableSince = null;
+      return;
+    }
+    if (this.#unusableSince === null) {
+      this.#unusableSince = now;
+      this.#nextWarnAt = now + this.#warnDelay * 1000;
+    }
+    const timeout = this.#opts.nodeTimeout;
+    if (timeout !== undefined && now - this.#unusableSince >= timeout * 1000) {
+      this.#giveUp(timeout);
+      return;
+    }
+    if (now < this.#nextWarnAt) return;
+    this.log.warn(
+      { cluster: this.name, jobsPending: this.#pending, nodes: this.#whyUnusable() },
+      `no usable node for ${Math.round((now - this.#unusableSince) / 1000)} s; ${this.#pending} jobs wait: ${this.#whyUnusable().join('; ')}`,
+    );
+    this.#warnDelay = Math.min(WARN_MAX, this.#warnDelay * 2);
+    this.#nextWarnAt = now + this.#warnDelay * 1000;
+  }
+
+  /** Each node (or node spec) that cannot take jobs now, and why. */
+  #whyUnusable(): string[] {
+    const out: string[] = [];
+    const seen = new Set<string>();
+    for (const [ip, cn] of this.#nodes) {
+      seen.add(ip);
+      const why = cn.suspended
+        ? 'connection lost, reconnecting'
+        : cn.closingNode
+          ? `being closed (${cn.closingNode.kind}Node)`
+          : cn.link.closing
+            ? 'shutting down'
+            : cn.draining
+              ? 'draining (from its page)'
+              : !cn.ready
+                ? 'deallocated'
+                : '0 cpus';
+      out.push(`${ip}:${cn.node.port} ${why}`);
+    }
+    for (const [ip, why] of this.#problems) {
+      if (seen.has(ip)) continue;
+      seen.add(ip);
+      out.push(`${ip} ${why}`);
+    }
+    for (const spec of this.#specs) {
+      if (spec.isWildcard ? [...seen].some((ip) => spec.ipRex.test(ip)) : seen.has(this.#resolved.get(spec.host) ?? spec.host)) continue;
+      out.push(spec.isWildcard ? `no node matches ${spec.host}` : `${spec.host}:${spec.port} not answering yet`);
+    }
+    return out;
+  }
+
+  /** nodeTimeout passed with no usable node: queued jobs end Abandoned and `wait()` rejects. */
+  #giveUp(timeout: number): void {
+    const why = this.#whyUnusable().join('; ');
+    const err = new DispyError(
+      'DISPY_ERR_NO_NODE',
+      `cluster ${this.name}: no usable node for nodeTimeout (${timeout} s): ${why || 'no node'}`,
+    );
+    this.log.warn({ cluster: this.name, nodes: this.#whyUnusable() }, err.message);
+    this.#unusableSince = null;
+    this.#idleWaiters.fail(err);
+    const items = [...this.#queue.clear()];
+    for (const q of this.#pinned.values()) items.push(...q.clear());
+    for (const item of items) {
+      if (item.job.settled) continue;
+      item.job.exception = `DispyError: DISPY_ERR_NO_NODE: ${err.message}`;
+      item.job.endTime = Date.now();
+      this.#settle(item.job, JobStatus.Abandoned, null);
+    }
+    this.#emitError(err);
   }
 
   /** @internal */
@@ -1060,9 +1432,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   onLinkClosed(link: NodeLink, reason: DispyError | null): void {
     const cn = this.#nodes.get(link.host);
     if (!cn || cn.link !== link) return;
-    if (!this.#closing && !cn.dead && !link.closing && !cn.suspended && this.#suspend(cn, reason)) return;
+    if (!this.#closing && !cn.dead && !link.closing && !cn.suspended && !cn.closingNode && this.#suspend(cn, reason)) return;
     this.#dropNode(cn, reason);
-    if (!this.#closing) this.#retry(cn.node.ipAddr, cn.node.port, cn.spec, 1);
+    if (!this.#closing && !cn.closingNode) this.#retry(cn.node.ipAddr, cn.node.port, cn.spec, 1);
   }
 
   /**
@@ -1074,7 +1446,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   #suspend(cn: ClusterNode, reason: DispyError | null): boolean {
     const pulse = this.#opts.pulseInterval;
-    const deadline = pulse ? cn.link.lastHeard + 5 * pulse * 1000 : Date.now() + RECONNECT_WINDOW * 1000;
+    const deadline = pulse ? cn.link.lastHeard + 5 * pulse * 1000 : Date.now() + reconnectWindow() * 1000;
     const left = deadline - Date.now();
     if (left <= 0) return false;
     const ip = cn.node.ipAddr;
@@ -1085,6 +1457,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         new DispyError('DISPY_ERR_CONNECTION', `node ${ip} did not come back in time${reason ? ` (${reason.message})` : ''}`),
       );
     }, left);
+    // Only pending jobs keep the program alive.
+    if (this.#pending === 0) timer.unref();
     cn.suspended = { nodeId: cn.link.info.nodeId, deadline, timer, wasReady: cn.ready };
     cn.ready = false;
     this.log.warn({ node: ip, reason: reason?.message, waitMs: left }, 'connection to node lost: reconnecting; its jobs wait for it');
@@ -1116,7 +1490,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     cn.ready = sus.wasReady;
     const running = new Set(reply.uids ?? []);
     const results = reply.results ?? [];
+    link.updateRef();
     for (const r of results) link.deliver(r);
+    // Cancels asked for while the connection was down reach their jobs now.
+    for (const uid of running) {
+      const s = this.#sent.get(uid);
+      if (s && s.cn === cn && this.#cancelRequested.has(s.job)) link.cancel(uid);
+    }
     let lost = 0;
     for (const uid of mine) {
       const s = this.#sent.get(uid);
@@ -1142,15 +1522,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (cn.suspended) clearTimeout(cn.suspended.timer);
     cn.suspended = null;
     if (lost) this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
+    if (reason && !this.#closing) this.#problems.set(ip, `${reason.code}: ${reason.message}`);
     for (const [uid, s] of [...this.#sent]) {
       if (s.cn !== cn) continue;
       this.#sent.delete(uid);
-      this.#loseJob(s, reason);
+      this.#loseJob(s, reason, lost);
     }
     cn.node.busy = 0;
+    // closeNode said Closed already.
+    const said = cn.closingNode !== null && cn.node.status === NodeStatus.Closed;
     cn.node.status = NodeStatus.Closed;
     cn.node.updateTime = Date.now();
-    this.#emit(NodeStatus.Closed, cn.node, null);
+    if (!said) this.#emit(NodeStatus.Closed, cn.node, null);
     cn.link.release(this);
     requestPump();
   }
@@ -1174,12 +1557,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     return this.#opts.pulseInterval;
   }
 
-  /** A job whose node lost it: re-run (never started, or reentrant) or Abandoned. */
-  #loseJob(s: Sent, reason: DispyError | null): void {
+  /**
+   * A job whose node lost it: re-run (never started, or reentrant) or Abandoned. `lost`: lost
+   * with a broken connection (counted: after MAX_SEND_ATTEMPTS such losses it is given up),
+   * not taken back by closeNode.
+   */
+  #loseJob(s: Sent, reason: DispyError | null, lost = true): void {
     const node = s.cn.node;
     if (!s.started) {
-      this.#requeue(s);
-    } else if (this.#opts.reentrant && !s.pinned && !this.#closing) {
+      if (!lost || !this.#givenUp(s, reason)) this.#requeue(s);
+    } else if (this.#opts.reentrant && !s.pinned && !this.#closing && !this.#cancelRequested.has(s.job)) {
       s.job.status = JobStatus.Created;
       s.job.startTime = null;
       this.#queue.unshift(queuedPart(s));
@@ -1191,20 +1578,52 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
   }
 
+  /**
+   * Counts one more send of the job lost unstarted with its connection; at MAX_SEND_ATTEMPTS
+   * the job ends Abandoned (DISPY_ERR_UNDELIVERABLE) with an error event, and true is returned.
+   */
+  #givenUp(s: Sent, reason: DispyError | null): boolean {
+    const job = s.job;
+    const n = (this.#lostSends.get(job) ?? 0) + 1;
+    this.#lostSends.set(job, n);
+    if (n < MAX_SEND_ATTEMPTS) return false;
+    const ip = s.cn.node.ipAddr;
+    const e = new DispyError(
+      'DISPY_ERR_UNDELIVERABLE',
+      `job ${String(job.id)} given up after ${n} attempts to hand it to a node: each time the connection broke before the node started it (last: node ${ip}${reason ? `: ${reason.message}` : ''})`,
+    );
+    job.exception = `DispyError: ${e.message}`;
+    job.endTime = Date.now();
+    job._errorCode = e.code;
+    this.log.warn({ node: ip, job: String(job.id), attempts: n }, 'job given up: its sends kept being lost');
+    this.#settle(job, JobStatus.Abandoned, s.cn.node);
+    this.#emitError(e);
+    return true;
+  }
+
   // ---- control ----
 
   /**
-   * Cancels a job: a queued one ends Cancelled at once; a running one is killed on its node
-   * (with every process it started) and ends Terminated. Resolves to 0, or -1 if the job is
-   * not this cluster's or already ended.
+   * Cancels a job: a queued one ends Cancelled at once; one sent to a node is dropped there
+   * (Cancelled) or, running, killed with every process it started (Terminated). The cancel
+   * holds whatever happens meanwhile: a job handed back by its node, or whose node was lost, is
+   * not run again (it ends Cancelled, or Abandoned if it was running), and a connection that
+   * broke passes the cancel on once it is back. Resolves once the job ended: 0 if it did not
+   * complete, -1 if it is not this cluster's, had already ended, or completed (Finished) before
+   * the cancel reached it.
    */
   async cancel(job: DispyJob): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
     const s = this.#sent.get(job._attempt);
     if (s && s.job === job) {
       this.#cancelRequested.add(job);
-      s.cn.link.cancel(job._attempt);
-      return 0;
+      // A suspended node's link is closed: #resume passes the cancel on.
+      if (!s.cn.suspended) s.cn.link.cancel(job._attempt);
+      await job.wait().then(
+        () => undefined,
+        () => undefined,
+      );
+      return job.status === JobStatus.Finished ? -1 : 0;
     }
     job.endTime = Date.now();
     this.#settle(job, JobStatus.Cancelled, null);
@@ -1241,19 +1660,32 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     let targets: { host: string; port: number }[];
     // A wildcard is also discovered: nodes that answer are set up as they do.
     const discovered = alloc.isWildcard && (await this.#discovery.discover());
+    if (alloc.resolve === 'all') {
+      // Followed from now on; resolved at once, and the nodes it lists set up.
+      await this.#resolver.refresh();
+      const ips = this.#resolver.addresses(alloc);
+      await Promise.all(ips.map((ip) => this.#following.get(ip)));
+      return ips.some((ip) => this.#nodes.has(ip)) ? 0 : -1;
+    }
     if (alloc.isWildcard) targets = await NodeLink.known(alloc.ipRex);
     else if (isIP(alloc.host)) targets = [{ host: alloc.host, port: alloc.port }];
     else {
       try {
-        targets = [{ host: (await lookup(alloc.host)).address, port: alloc.port }];
+        targets = [{ host: await this.#lookupFirst(alloc), port: alloc.port }];
       } catch (err) {
-        this.#emitError(new DispyError('DISPY_ERR_CONNECTION', `cannot resolve node ${alloc.host}: ${(err as Error).message}`));
+        this.#emitError(err as DispyError);
         return -1;
       }
     }
     let ok = false;
     for (const { host, port } of targets) {
-      const cn = this.#nodes.get(host);
+      let cn = this.#nodes.get(host);
+      if (cn?.closingNode) {
+        // Being closed: once it is, it is set up again.
+        await cn.closingNode.closed;
+        if (this.#closing) return -1;
+        cn = this.#nodes.get(host);
+      }
       if (cn) {
         if (!cn.ready && !cn.link.closed) {
           cn.ready = true;
@@ -1287,38 +1719,69 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   /**
-   * Closes the computation on `node`: jobs it holds that have not started come back and run
-   * elsewhere; running ones finish, or are terminated with `terminatePending`. Jobs pinned to
-   * it are cancelled. Emits Closed. Resolves to 0, or -1 for an unknown node.
+   * Closes the computation on `node` (dispy's `close_node`) and resolves at once: no new job
+   * goes there; jobs it holds that have not started come back and run elsewhere; running ones
+   * finish there and their results count, or with `terminatePending` are terminated. Jobs
+   * pinned to it are cancelled. Emits Closed. Resolves to 0, or -1 for an unknown node.
    */
   async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
     const cn = this.#nodeOf(node);
     if (!cn) return -1;
     const ip = cn.node.ipAddr;
-    cn.ready = false;
     const pinned = this.#pinned.get(ip);
     if (pinned) for (const item of pinned.clear()) this.#cancelLocal(item.job, `its node ${ip} was closed`);
-    try {
-      await cn.link.request({ t: 'close', computeId: this.computeId, terminate: options.terminatePending ?? false });
-    } catch (err) {
-      this.log.warn({ node: ip, err: (err as Error).message }, 'closing the computation on a node failed');
-    }
-    if (this.#nodes.get(ip) === cn) this.#dropNode(cn, null, false);
+    if (cn.closingNode) cn.closingNode.kind = 'close';
+    else void this.#closeOnNode(cn, 'close', options.terminatePending ?? false);
     return 0;
   }
 
   /**
-   * Closes the computation on `node` (as closeNode) and sets it up again: setup runs anew and
-   * NodeAllocate.allocate is asked again. Resolves to 0 when the node is back, -1 otherwise.
+   * Closes the computation on `node` and sets it up again (dispy's `resetup_node`): no new job
+   * goes there meanwhile (jobs pinned to it wait), its running jobs finish (or are terminated
+   * with `terminatePending`), then its files are sent again to a new directory, setup runs
+   * anew and NodeAllocate.allocate is asked again. Resolves to 0 once the new setup has run on
+   * the node (which may be after its running jobs ended, however long they take), -1 if it
+   * cannot be set up again.
    */
   async resetupNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
     const cn = this.#nodeOf(node);
     if (!cn) return -1;
     const { ipAddr, port } = cn.node;
     const spec = cn.spec;
-    await this.closeNode(cn.node, options);
+    if (cn.closingNode) await cn.closingNode.closed;
+    else await this.#closeOnNode(cn, 'resetup', options.terminatePending ?? false);
+    // Closed for good meanwhile (closeNode), or the cluster is closing.
+    if (this.#closing || cn.closingNode?.kind === 'close') return -1;
+    this.#problems.delete(ipAddr);
     await this.#addNode(ipAddr, port, spec);
-    return this.#nodes.has(ipAddr) ? 0 : -1;
+    return this.#nodes.get(ipAddr)?.ready ? 0 : -1;
+  }
+
+  /**
+   * Closes the computation on a node, waiting as long as its running jobs take (the node
+   * answers once they ended; nothing times out into dropping them): the node gets no new job
+   * meanwhile and its jobs report as usual. Then it is forgotten (Closed).
+   */
+  #closeOnNode(cn: ClusterNode, kind: 'close' | 'resetup', terminate: boolean): Promise<void> {
+    const ip = cn.node.ipAddr;
+    cn.ready = false;
+    const closed = (async () => {
+      if (kind === 'close') {
+        cn.node.status = NodeStatus.Closed;
+        cn.node.updateTime = Date.now();
+        this.#emit(NodeStatus.Closed, cn.node, null);
+      }
+      try {
+        await cn.link.request({ t: 'close', computeId: this.computeId, terminate }, Number.POSITIVE_INFINITY);
+      } catch (err) {
+        // The connection is gone: its jobs were dealt with as the node's loss.
+        this.log.warn({ node: ip, err: (err as Error).message }, 'closing the computation on a node failed');
+      }
+      if (this.#nodes.get(ip) === cn) this.#dropNode(cn, null, false);
+      if (cn.closingNode?.kind === 'close') this.#problems.set(ip, 'closed (closeNode)');
+    })();
+    cn.closingNode = { kind, closed };
+    return closed;
   }
 
   /**
@@ -1387,7 +1850,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /**
    * Resolves true once no job is pending and the status callbacks of every ended job have run,
-   * or false if `timeout` seconds pass first.
+   * or false if `timeout` seconds pass first. Rejects with `DISPY_ERR_NO_NODE` when the
+   * cluster's `nodeTimeout` passes with no usable node.
    */
   wait(timeout?: number): Promise<boolean> {
     return this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), timeout);
@@ -1404,21 +1868,34 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
-    const idle = await this.wait(terminate ? (timeout ?? 0) : timeout);
+    const started = Date.now();
+    const idle = await this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), terminate ? (timeout ?? 0) : timeout, false);
     if (!idle && !terminate) return false;
     this.#closing = true;
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
+    this.#pulseTimer = null;
+    if (this.#watchTimer) clearInterval(this.#watchTimer);
+    this.#watchTimer = null;
     this.#discovery.close();
+    this.#resolver.close();
     for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
+    for (const item of this.#large.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);
     this.#retryTimers.clear();
+    for (const cn of this.#nodes.values()) if (cn.suspended) clearTimeout(cn.suspended.timer);
+    // A node that does not answer holds close() no longer than its timeout (at least 1 s, so
+    // live nodes can terminate the jobs), or the request timeout when none was given.
+    const replyWithin =
+      timeout === undefined ? requestTimeout() : Math.min(requestTimeout(), Math.max(1, timeout - (Date.now() - started) / 1000));
     await Promise.all(
-      [...this.#nodes.values()].map((cn) =>
-        cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch((err: unknown) => {
-          this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'closing the computation on a node failed');
-        }),
-      ),
+      [...this.#nodes.values()]
+        .filter((cn) => !cn.suspended && !cn.link.closed)
+        .map((cn) =>
+          cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }, replyWithin).catch((err: unknown) => {
+            this.log.warn({ node: cn.node.ipAddr, err: (err as Error).message }, 'closing the computation on a node failed');
+          }),
+        ),
     );
     for (const s of this.#sent.values()) {
       s.job.exception = 'DispyError: job terminated as its cluster was closed';
@@ -1545,6 +2022,8 @@ function validateOptions(o: JobClusterOptions): void {
   if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
     throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
   }
+  if (o.nodeTimeout !== undefined && !(typeof o.nodeTimeout === 'number' && o.nodeTimeout > 0 && Number.isFinite(o.nodeTimeout)))
+    throw invalidOption('nodeTimeout', 'a positive number of seconds', o.nodeTimeout);
   if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery))
     throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
@@ -1556,10 +2035,16 @@ function validateOptions(o: JobClusterOptions): void {
     throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
   if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
     throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  checkMaxArgsSize(o.maxArgsSize);
   for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
     throw invalidOption('name', 'a non-empty string', o.name);
   if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
+}
+
+/** @internal Validates the `maxArgsSize` option (shared with SharedJobCluster). */
+export function checkMaxArgsSize(v: unknown): void {
+  if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 1)) throw invalidOption('maxArgsSize', 'a number of bytes >= 1', v);
 }

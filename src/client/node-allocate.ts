@@ -27,7 +27,20 @@ export interface NodeSpecObject {
    * @example cpus: -1
    */
   cpus?: number;
+  /**
+   * For a host name: `'first'` uses the first address it resolves to, once; `'all'` uses every
+   * address it resolves to (a Kubernetes headless Service lists every ready pod), resolved again
+   * on `discoverNodes()` and every `pingInterval`: new addresses become nodes, and nodes whose
+   * address no longer appears are retired (their jobs run again elsewhere with `reentrant`, as
+   * for a lost node). The cluster's `lookup` option resolves the name.
+   * @default 'first'
+   * @example { host: 'dispyts-nodes.dispyts.svc.cluster.local', resolve: 'all' }
+   */
+  resolve?: NodeResolve;
 }
+
+/** How a node spec's host name becomes addresses (see NodeSpecObject.resolve). */
+export type NodeResolve = 'first' | 'all';
 
 export class NodeAllocate {
   /** Host name, IP address or wildcard pattern. */
@@ -43,12 +56,26 @@ export class NodeAllocate {
   setupArgs: unknown[];
   /** The anchored pattern addresses are matched against. */
   readonly ipRex: RegExp;
+  /** Whether a host name stands for its first address or all of them (NodeSpecObject.resolve). */
+  readonly resolve: NodeResolve;
+  /** The addresses the host name resolved to last (for a name; an address or wildcard matches by ipRex). */
+  #addresses: ReadonlySet<string> = new Set();
 
-  constructor(host: string, port: number = NODE_PORT, cpus = 0, options: { depends?: string[]; setupArgs?: unknown[] } = {}) {
+  constructor(
+    host: string,
+    port: number = NODE_PORT,
+    cpus = 0,
+    options: { depends?: string[]; setupArgs?: unknown[]; resolve?: NodeResolve } = {},
+  ) {
     if (typeof host !== 'string' || host.length === 0 || host.length > 255)
       throw invalidOption('host', 'a host name, IP address or wildcard', host);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('port', 'an integer from 0 to 65535', port);
     if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
+    if (options.resolve !== undefined && options.resolve !== 'first' && options.resolve !== 'all')
+      throw invalidOption('resolve', "'first' or 'all'", options.resolve);
+    if (options.resolve === 'all' && host.includes('*'))
+      throw invalidOption('resolve', "a host name or address with resolve 'all' (a wildcard is discovered, not resolved)", host);
+    this.resolve = options.resolve ?? 'first';
     this.host = host;
     this.port = port || NODE_PORT;
     this.cpus = cpus;
@@ -75,6 +102,16 @@ export class NodeAllocate {
     return isIP(this.host) !== 0;
   }
 
+  /** Whether `ipAddr` is a node of this spec: it matches the pattern, or the host name resolved to it. */
+  matches(ipAddr: string): boolean {
+    return this.ipRex.test(ipAddr) || this.#addresses.has(ipAddr);
+  }
+
+  /** @internal The addresses the host name resolves to now (set by the cluster that resolved it). */
+  _setAddresses(addresses: Iterable<string>): void {
+    this.#addresses = new Set(addresses);
+  }
+
   /**
    * CPUs the cluster may use on the node at `ipAddr` (offering `cpus`); 0 or less means
    * "do not use it". Override to decide per node.
@@ -84,7 +121,7 @@ export class NodeAllocate {
     void name;
     void availInfo;
     void platform;
-    if (!this.ipRex.test(ipAddr)) return 0;
+    if (!this.matches(ipAddr)) return 0;
     if (this.cpus > 0) return Math.min(this.cpus, cpus);
     if (this.cpus < 0) return Math.max(0, cpus + this.cpus);
     return cpus;
@@ -101,9 +138,9 @@ export function parseNodeSpecs(nodes: NodeSpec | NodeSpec[]): NodeAllocate[] {
     if (typeof n === 'string') return new NodeAllocate(n);
     if (n && typeof n === 'object' && typeof (n as NodeSpecObject).host === 'string') {
       const o = n as NodeSpecObject;
-      return new NodeAllocate(o.host, o.port ?? NODE_PORT, o.cpus ?? 0);
+      return new NodeAllocate(o.host, o.port ?? NODE_PORT, o.cpus ?? 0, o.resolve === undefined ? {} : { resolve: o.resolve });
     }
-    throw invalidOption(`nodes[${i}]`, 'a host, IP address, wildcard, {host, port, cpus} or NodeAllocate', n);
+    throw invalidOption(`nodes[${i}]`, 'a host, IP address, wildcard, {host, port, cpus, resolve} or NodeAllocate', n);
   });
   return out.sort((a, b) => Number(a.isWildcard) - Number(b.isWildcard));
 }

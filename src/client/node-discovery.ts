@@ -68,6 +68,8 @@ export class ClusterDiscovery {
   /** The reason discovery could not start, logged once. */
   #unavailable: string | null = null;
   #closed = false;
+  /** Whether the sockets keep the process alive (only while the cluster has pending jobs). */
+  #refd = false;
 
   constructor(opts: ClusterDiscoveryOptions) {
     this.#opts = opts;
@@ -122,6 +124,15 @@ export class ClusterDiscovery {
     );
     this.#opts.log.debug({ dest, ports, mode: this.#mode }, 'discovery request sent');
     return sent.some(Boolean);
+  }
+
+  /** Refs the UDP sockets while the cluster has pending jobs, unrefs them while it is idle. */
+  setRef(on: boolean): void {
+    this.#refd = on;
+    for (const s of [this.#reply, this.#listen]) {
+      if (on) s?.ref();
+      else s?.unref();
+    }
   }
 
   /** Closes the sockets and the timer; nothing is sent afterwards. */
@@ -207,6 +218,7 @@ export class ClusterDiscovery {
       this.close();
       return false;
     }
+    this.setRef(this.#refd);
     log.info(
       {
         host,

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DispyError, fromWire } from '../errors.js';
 import { type Channel, connectChannel } from '../protocol/channel.js';
+import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import {
   nodeMessageSchema,
   type ClientMessageInput as ClientMessage,
@@ -15,12 +16,12 @@ import {
   type Reply,
 } from '../protocol/messages.js';
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
+import { requestTimeout } from './timeouts.js';
+
+export { REQUEST_TIMEOUT } from './timeouts.js';
 
 /** Identifies this client process to nodes (a node serves one client process at a time). */
 export const CLIENT_ID = randomBytes(12).toString('hex');
-
-/** Seconds a request to a node may take before it fails. */
-export const REQUEST_TIMEOUT = 30;
 
 export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' | 'provisional' }>;
 
@@ -39,6 +40,11 @@ export interface LinkUser {
   onLinkClosed(link: NodeLink, reason: DispyError | null): void;
   /** @internal Seconds between the heartbeats this user wants the node to get (at most 10). */
   readonly heartbeatInterval?: number;
+  /**
+   * @internal Whether the user has work pending: the link's socket keeps the process alive only
+   * while a user has (or a request is waiting for its reply).
+   */
+  readonly keepsAlive?: boolean;
 }
 
 /** Longest time between two client heartbeats to a node, in seconds. */
@@ -79,11 +85,16 @@ export class NodeLink {
   readonly jobs = new Map<number, LinkUser>();
   readonly #log: Logger;
   #rid = 0;
-  readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout }>();
+  readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: DispyError) => void; timer: NodeJS.Timeout | null }>();
 
   /** Whether the node's page drained it: it starts no job, so none is sent until it resumes. */
   get draining(): boolean {
     return this.info.draining === true;
+  }
+
+  /** Largest message the node accepts or sends (its --max-message-size, as it announced it). */
+  get maxMessageSize(): number {
+    return this.info.maxMessageSize ?? DEFAULT_MAX_FRAME;
   }
 
   /** CPUs the node runs jobs on now: its `--cpus`, or less when its page lowered them. */
@@ -99,12 +110,19 @@ export class NodeLink {
     this.channel = channel;
     this.info = info;
     this.#log = log;
+    this.#applyLimit();
     channel.on('message', (msg, bytes) => this.#onMessage(msg, bytes));
     channel.on('close', (reason) => this.#onClose(reason));
   }
 
   #beatEvery = 0;
   #beatTimer: NodeJS.Timeout | null = null;
+
+  /** Sends nothing larger than the node takes; accepts what it may send (at least the default). */
+  #applyLimit(): void {
+    this.channel.maxSend = this.maxMessageSize;
+    this.channel.maxFrame = Math.max(DEFAULT_MAX_FRAME, this.maxMessageSize);
+  }
 
   /**
    * Heartbeats to the node at the shortest interval any user wants (at most HEARTBEAT_MAX s):
@@ -158,6 +176,7 @@ export class NodeLink {
     }
     link.users.add(user);
     link.#tuneHeartbeat();
+    link.updateRef();
     return link;
   }
 
@@ -183,7 +202,7 @@ export class NodeLink {
     const info = await new Promise<NodeInfo>((resolve, reject) => {
       const timer = setTimeout(() => {
         channel.close(new DispyError('DISPY_ERR_TIMEOUT', `node ${host}:${port} sent no info`));
-      }, REQUEST_TIMEOUT * 1000);
+      }, requestTimeout() * 1000);
       channel.once('message', (msg) => {
         clearTimeout(timer);
         if (msg.t === 'info') resolve(msg);
@@ -204,21 +223,53 @@ export class NodeLink {
     return this.channel.closed;
   }
 
-  /** Sends a request and resolves with its reply (rejects on error replies and timeouts). */
-  request(msg: RequestMessage, timeoutSec = REQUEST_TIMEOUT): Promise<Reply> {
+  /**
+   * Sends a request and resolves with its reply (rejects on error replies, a closed connection
+   * and timeouts). `timeoutSec` Infinity waits as long as the connection lasts (a node that
+   * answers only once its running jobs ended); the link keeps the process alive meanwhile.
+   */
+  request(msg: RequestMessage, timeoutSec = requestTimeout()): Promise<Reply> {
     if (this.closed) return Promise.reject(new DispyError('DISPY_ERR_CONNECTION', `connection to node ${this.host} is closed`));
     const rid = ++this.#rid;
     return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#requests.delete(rid);
-        reject(new DispyError('DISPY_ERR_TIMEOUT', `node ${this.host} did not answer ${msg.t} in ${timeoutSec} s`));
-      }, timeoutSec * 1000);
+      const timer = Number.isFinite(timeoutSec)
+        ? setTimeout(() => {
+            this.#requests.delete(rid);
+            this.updateRef();
+            reject(new DispyError('DISPY_ERR_TIMEOUT', `node ${this.host} did not answer ${msg.t} in ${timeoutSec} s`));
+          }, timeoutSec * 1000)
+        : null;
       this.#requests.set(rid, { resolve, reject, timer });
-      this.channel.send({ ...msg, rid } as ClientMessage);
+      this.updateRef();
+      try {
+        this.channel.send({ ...msg, rid } as ClientMessage);
+      } catch (err) {
+        // Too large for the node (DISPY_ERR_MESSAGE_TOO_LARGE): nothing was sent.
+        if (timer) clearTimeout(timer);
+        this.#requests.delete(rid);
+        this.updateRef();
+        reject(err);
+      }
     });
   }
 
-  /** Sends a job; returns the bytes written. */
+  #refd = true;
+
+  /**
+   * Refs the socket while a user has work pending or a request waits for its reply, unrefs it
+   * otherwise: an idle cluster never keeps its program alive.
+   */
+  updateRef(): void {
+    if (this.closed) return;
+    let want = this.#requests.size > 0;
+    for (const u of this.users) if (u.keepsAlive) want = true;
+    if (want === this.#refd) return;
+    this.#refd = want;
+    if (want) this.channel.socket.ref();
+    else this.channel.socket.unref();
+  }
+
+  /** Sends a job; returns the bytes written. Throws DISPY_ERR_MESSAGE_TOO_LARGE (nothing sent) if it does not fit. */
   sendJob(
     user: LinkUser,
     uid: number,
@@ -228,22 +279,28 @@ export class NodeLink {
     files: string[] = [],
     tag?: string | number,
   ): number {
-    this.jobs.set(uid, user);
-    this.inflight++;
-    return this.channel.send(
+    const bytes = this.channel.send(
       tag === undefined
         ? { t: 'job', uid, computeId, args, maxRuntime, files }
         : { t: 'job', uid, computeId, args, maxRuntime, files, tag },
     );
+    this.jobs.set(uid, user);
+    this.inflight++;
+    return bytes;
   }
 
   cancel(uid: number): void {
     if (this.jobs.has(uid)) this.channel.send({ t: 'cancel', uid });
   }
 
-  /** A cluster stops using the link; the last one closes it. */
+  /** A cluster stops using the link; the last one closes it (once its jobs ended). */
   release(user: LinkUser): void {
     this.users.delete(user);
+    this.#endIfUnused();
+    this.updateRef();
+  }
+
+  #endIfUnused(): void {
     if (this.users.size === 0 && this.jobs.size === 0 && !this.closed) {
       if (links.get(this.key)) links.delete(this.key);
       this.channel.end();
@@ -268,13 +325,16 @@ export class NodeLink {
         }
         if (user) user.onJobMessage(this, msg, bytes);
         else this.#log.debug({ node: this.host, uid: msg.uid, t: msg.t }, 'message for an unknown job ignored');
+        // The last job of a link nobody uses any more ended.
+        if (this.users.size === 0) this.#endIfUnused();
         return;
       }
       case 'reply': {
         const r = this.#requests.get(msg.rid);
         if (!r) return;
         this.#requests.delete(msg.rid);
-        clearTimeout(r.timer);
+        if (r.timer) clearTimeout(r.timer);
+        this.updateRef();
         if (msg.ok) r.resolve(msg);
         else r.reject(fromWire(msg.error ?? { code: 'DISPY_ERR_INTERNAL', message: 'request failed' }));
         return;
@@ -297,6 +357,7 @@ export class NodeLink {
         return;
       case 'info':
         this.info = msg;
+        this.#applyLimit();
         return;
     }
   }
@@ -310,7 +371,7 @@ export class NodeLink {
       });
     }
     for (const r of this.#requests.values()) {
-      clearTimeout(r.timer);
+      if (r.timer) clearTimeout(r.timer);
       r.reject(reason ?? new DispyError('DISPY_ERR_CONNECTION', `connection to node ${this.host} closed`));
     }
     this.#requests.clear();

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, asDispyError, fromWire, invalidOption } from '../errors.js';
 import { connectChannel, type Channel } from '../protocol/channel.js';
-import { NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
+import { DEFAULT_MAX_FRAME, NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
 import type { Computation } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
@@ -23,7 +23,15 @@ import { IdleWaiters } from './idle-waiters.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
-import { nextJobUid, type ClusterStatus, type ClusterStatusEvent, type JobClusterOptions, type SubmitOptions } from './job-cluster.js';
+import {
+  MAX_SEND_ATTEMPTS,
+  checkMaxArgsSize,
+  nextJobUid,
+  type ClusterStatus,
+  type ClusterStatusEvent,
+  type JobClusterOptions,
+  type SubmitOptions,
+} from './job-cluster.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { statusTable } from './print-status.js';
@@ -44,6 +52,7 @@ export interface SharedJobClusterOptions
     | 'maxRuntime'
     | 'maxFileSize'
     | 'isolate'
+    | 'maxArgsSize'
     | 'logLevel'
     | 'logger'
   > {
@@ -73,7 +82,10 @@ export interface SharedJobClusterOptions
    * DISPY_ERR_CONNECTION meanwhile, and on reconnection the cluster resumes its computation
    * (results that came meanwhile are delivered, jobs the scheduler never got are sent again). A
    * scheduler that refuses the connection or restarted ends every pending job at once; so does
-   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off.
+   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off. The
+   * scheduler is told it: while the connection is gone it starts none of this cluster's jobs,
+   * and at the end of this window it closes the computation (queued jobs dropped, running ones
+   * terminated), since nobody can collect their results any more.
    * @default 60
    * @example reconnectTimeout: 300
    */
@@ -199,6 +211,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #requests = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | null }>();
   /** Every job not yet ended, by uid. */
   readonly #jobs = new Map<number, Pending>();
+  /** Per job: sends the scheduler never got (lost with a broken connection) so far. */
+  readonly #lostSends = new WeakMap<Pending, number>();
   /** Jobs not yet sent (before the scheduler admitted the cluster, or until the next flush). */
   readonly #unsent = new Deque<Pending>();
   #flushQueued = false;
@@ -317,7 +331,16 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#channel = ch;
     this.#lastHeard = Date.now();
     const info = new Promise<SchedInfo>((resolve, reject) => {
-      this.#infoWaiter = { resolve, reject };
+      this.#infoWaiter = {
+        resolve: (i) => {
+          // Nothing larger than the scheduler takes is sent; what it may send is accepted.
+          const max = i.maxMessageSize ?? DEFAULT_MAX_FRAME;
+          ch.maxSend = max;
+          ch.maxFrame = Math.max(DEFAULT_MAX_FRAME, max);
+          resolve(i);
+        },
+        reject,
+      };
     });
     ch.on('message', (msg) => {
       if (ch === this.#channel) this.#onMessage(msg);
@@ -370,6 +393,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         maxRuntime: o.maxRuntime ?? 0,
         files: this.#files.map((f) => f.name),
         isolate: o.isolate ?? null,
+        // The scheduler keeps the computation for this long once the connection is gone, no longer.
+        reconnectTimeout: o.reconnectTimeout ?? 60,
       }),
       'registering the computation',
     );
@@ -410,8 +435,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     }
   }
 
-  #fileRequester(): { request(msg: FileRequest, timeoutSec?: number): Promise<Reply> } {
-    return { request: (msg, timeoutSec) => this.#request(msg, timeoutSec) };
+  #fileRequester(): { request(msg: FileRequest, timeoutSec?: number): Promise<Reply>; maxMessageSize: number } {
+    return {
+      request: (msg, timeoutSec) => this.#request(msg, timeoutSec),
+      maxMessageSize: this.#info?.maxMessageSize ?? DEFAULT_MAX_FRAME,
+    };
   }
 
   #fileOpts(): { destPath: string | null; maxFileSize: number } {
@@ -432,7 +460,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
           }, timeoutSec * 1000)
         : null;
       this.#requests.set(rid, { resolve, reject, timer });
-      ch.send({ ...msg, rid } as ToSchedulerInput);
+      try {
+        ch.send({ ...msg, rid } as ToSchedulerInput);
+      } catch (err) {
+        // Too large for the scheduler (DISPY_ERR_MESSAGE_TOO_LARGE): nothing was sent.
+        if (timer) clearTimeout(timer);
+        this.#requests.delete(rid);
+        reject(new Refused(asDispyError(err)));
+      }
     });
   }
 
@@ -566,6 +601,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         const again = new Set(reply.unknown ?? []);
         const resend = [...this.#jobs.values()].filter((p) => again.has(p.job._uid) && !p.job.settled);
         for (const p of resend.reverse()) {
+          if (this.#givenUp(p)) continue;
           p.sent = false;
           this.#unsent.unshift(p);
         }
@@ -595,6 +631,27 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         delay = Math.min(delay * 2, 2000);
       }
     }
+  }
+
+  /**
+   * Counts one more send of the job the scheduler never got; at MAX_SEND_ATTEMPTS it ends
+   * Abandoned (DISPY_ERR_UNDELIVERABLE) with an error event instead of being sent again forever,
+   * and true is returned.
+   */
+  #givenUp(p: Pending): boolean {
+    const n = (this.#lostSends.get(p) ?? 0) + 1;
+    this.#lostSends.set(p, n);
+    if (n < MAX_SEND_ATTEMPTS) return false;
+    const e = new DispyError(
+      'DISPY_ERR_UNDELIVERABLE',
+      `job ${String(p.job.id)} given up after ${n} attempts to hand it to scheduler ${this.scheduler}: each time the connection broke before the scheduler got it`,
+    );
+    p.job.exception = `DispyError: ${e.message}`;
+    p.job.endTime = Date.now();
+    p.job._errorCode = e.code;
+    this.#settle(p, JobStatus.Abandoned, null);
+    this.#statusEvents.pushError(e);
+    return true;
   }
 
   #rejectRequests(err: Error): void {
@@ -907,6 +964,13 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
     const bytes = this.#codec.encode(args, 'args');
+    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
+    if (bytes.length > max) {
+      throw new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
+      );
+    }
     const uid = nextJobUid();
     const job = new DispyJob<Awaited<ReturnType<F>>>(uid, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
     job._attempt = uid;
@@ -942,16 +1006,31 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   #sendJob(p: Pending, computeId: string): void {
     const tag = tagOf(p.job.id);
-    this.#channel?.send({
-      t: 'job',
-      uid: p.job._uid,
-      computeId,
-      args: p.args,
-      ...(tag === undefined ? {} : { tag }),
-      ...(p.node === undefined ? {} : { node: p.node }),
-      ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
-      ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
-    });
+    try {
+      this.#channel?.send({
+        t: 'job',
+        uid: p.job._uid,
+        computeId,
+        args: p.args,
+        ...(tag === undefined ? {} : { tag }),
+        ...(p.node === undefined ? {} : { node: p.node }),
+        ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
+        ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE') throw err;
+      // The scheduler does not take a job that large: it ends here, saying so.
+      const max = this.#info?.maxMessageSize ?? DEFAULT_MAX_FRAME;
+      const e = new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `job ${String(p.job.id)}'s arguments encode to ${p.args.length} bytes: scheduler ${this.scheduler} takes messages of at most ${max} bytes (its --max-message-size)`,
+      );
+      p.job.exception = `DispyError: ${e.message}`;
+      p.job.endTime = Date.now();
+      p.job._errorCode = e.code;
+      this.#settle(p, JobStatus.Cancelled, null);
+      this.#statusEvents.pushError(e);
+    }
   }
 
   /** A job with per-job files: they go to the scheduler first (kept there for the job), then the job. */
@@ -1252,6 +1331,7 @@ function validateOptions(o: SharedJobClusterOptions): void {
     throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
   if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
     throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
+  checkMaxArgsSize(o.maxArgsSize);
   for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
     if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
   }

@@ -1,12 +1,14 @@
 /**
  * Who a request comes from, decided once per request: a signed-in user (session cookie), a user
  * sending HTTP Basic credentials, the token, a trusted loopback peer, or anyone when the server
- * asks for nothing. Also the login itself (rate-limited) and what the other auth options mean.
+ * asks for nothing. Also the login itself (rate-limited per address and name, never per name
+ * alone) and what the other auth options mean.
  */
 import { randomBytes } from 'node:crypto';
 import { DispyError, invalidOption } from '../errors.js';
+import { readCookie, tokenMatches } from '../protocol/http-guard.js';
 import { LoginLimiter } from './rate-limit.js';
-import { presentedToken, readCookie, resolveAuth, tokenMatches, type AuthOptions, type AuthPolicy } from './security.js';
+import { presentedToken, resolveAuth, type AuthOptions, type AuthPolicy } from './security.js';
 import { SessionSigner, type Session } from './sessions.js';
 import { parseBasic, UserDirectory, USER_NAME_RE, type Role, type User } from './users.js';
 
@@ -50,9 +52,15 @@ function validateExtras(auth: AuthOptions): void {
   const rl = auth.loginRateLimit;
   if (rl !== undefined) {
     if (rl === null || typeof rl !== 'object' || Array.isArray(rl))
-      throw invalidOption('auth.loginRateLimit', '{ attempts, windowSec }', rl);
-    if (rl.attempts !== undefined && !(Number.isInteger(rl.attempts) && rl.attempts >= 1 && rl.attempts <= 1000))
-      throw invalidOption('auth.loginRateLimit.attempts', 'an integer from 1 to 1000', rl.attempts);
+      throw invalidOption('auth.loginRateLimit', '{ attempts, attemptsPerAddress, windowSec, maxDelaySec }', rl);
+    for (const k of ['attempts', 'attemptsPerAddress'] as const)
+      if (rl[k] !== undefined && !(Number.isInteger(rl[k]) && rl[k] >= 1 && rl[k] <= 1000))
+        throw invalidOption(`auth.loginRateLimit.${k}`, 'an integer from 1 to 1000', rl[k]);
+    if (
+      rl.maxDelaySec !== undefined &&
+      !(typeof rl.maxDelaySec === 'number' && Number.isFinite(rl.maxDelaySec) && rl.maxDelaySec >= 1 && rl.maxDelaySec <= 86400)
+    )
+      throw invalidOption('auth.loginRateLimit.maxDelaySec', 'seconds from 1 to 86400', rl.maxDelaySec);
     if (
       rl.windowSec !== undefined &&
       !(typeof rl.windowSec === 'number' && Number.isFinite(rl.windowSec) && rl.windowSec >= 1 && rl.windowSec <= 86400)
@@ -93,11 +101,6 @@ export class Access {
     return this.policy.token === null && this.users === null;
   }
 
-  /** Keys of the rate limit for a login by `user` from `peer`. */
-  static limitKeys(peer: string | undefined, user: string): string[] {
-    return [`ip:${peer ?? '?'}`, `user:${user.slice(0, 64)}`];
-  }
-
   /**
    * Checks a name and password against the users, within the rate limit: resolves to the user,
    * or rejects with DISPY_ERR_UNAUTHORIZED (wrong) or DISPY_ERR_TOO_MANY_REQUESTS (`retryAfter`
@@ -105,7 +108,7 @@ export class Access {
    */
   async login(name: string, password: string, peer: string | undefined): Promise<User> {
     if (!this.users) throw new DispyError('DISPY_ERR_NOT_FOUND', 'this server has no users: it uses a token (or nothing) instead');
-    const keys = Access.limitKeys(peer, name);
+    const keys = LoginLimiter.keys(peer, name);
     const wait = this.limiter.retryAfter(keys);
     if (wait > 0)
       throw Object.assign(new DispyError('DISPY_ERR_TOO_MANY_REQUESTS', `too many failed sign-ins; try again in ${wait} s`), {
@@ -117,7 +120,7 @@ export class Access {
       this.limiter.fail(keys);
       throw new DispyError('DISPY_ERR_UNAUTHORIZED', 'wrong user name or password');
     }
-    this.limiter.succeed(keys[1]!);
+    this.limiter.succeed(keys);
     return user;
   }
 

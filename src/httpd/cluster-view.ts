@@ -33,6 +33,13 @@ export interface ViewedCluster {
   readonly shared?: boolean;
 }
 
+/** A note on a cluster the pages show beside its name (with `closes_at`, epoch seconds, when it closes on its own). */
+export interface ClusterNote {
+  text: string;
+  /** ms since epoch. */
+  closesAt?: number;
+}
+
 export interface JobCounters {
   submitted: number;
   done: number;
@@ -79,6 +86,9 @@ export class ClusterView {
   readonly shared: boolean;
   /** `"shared":true,` for a shared cluster, '' otherwise (dispy's shapes stay as they were). */
   readonly sharedJson: string;
+  /** What its owner says of the cluster now (a scheduler: its client is gone), or null. */
+  #note: ClusterNote | null = null;
+  #noteJson = '';
   readonly #log: ChangeLog;
   readonly #nodes = new Map<string, NodeEntry>();
   readonly #counters: JobCounters = { submitted: 0, done: 0, queued: 0, running: 0, failed: 0 };
@@ -109,6 +119,27 @@ export class ClusterView {
     this.#log = log;
     this.#observer = observer;
     this.#countersSeq = this.#seq = log.next();
+  }
+
+  /** The fields before `jobs` in the documents: `shared`, and the note while there is one. */
+  get flagsJson(): string {
+    return this.sharedJson + this.#noteJson;
+  }
+
+  get note(): ClusterNote | null {
+    return this.#note;
+  }
+
+  /** Sets or clears the note; viewers get it with their next delta. */
+  setNote(note: ClusterNote | null): void {
+    this.#note = note;
+    // Once cleared, `"note":null` tells a viewer holding a delta cursor that it is gone.
+    this.#noteJson = note
+      ? `"note":${JSON.stringify(note.text)},${note.closesAt === undefined ? '' : `"closes_at":${Math.round(note.closesAt / 1000)},`}`
+      : this.#noteJson
+        ? '"note":null,'
+        : '';
+    this.#seq = this.#log.next();
   }
 
   /** Latest change of anything in this view. */

@@ -19,14 +19,15 @@ import { HTTP_PORT } from '../protocol/constants.js';
 import { Access } from './access.js';
 import type { PageSettings } from './api.js';
 import { Audit } from './audit.js';
-import type { ClusterView, NodeChange, ViewedCluster, ViewObserver } from './cluster-view.js';
+import type { ClusterNote, ClusterView, NodeChange, ViewedCluster, ViewObserver } from './cluster-view.js';
 import { DEFAULT_EVENT_LOG_SIZE, EventLog } from './event-log.js';
 import { DEFAULT_MAX_BODY } from './form.js';
 import { DEFAULT_JOB_HISTORY_SIZE, JobHistory } from './job-history.js';
 import { ServerCounters } from './metrics.js';
 import type { NodeJson } from './node-json.js';
 import { createApp, type RouteContext } from './routes.js';
-import { HostPolicy, type AuthOptions, type AuthPolicy } from './security.js';
+import { checkAllowedHosts, ConnectionCaps, HostPolicy, ProxyPolicy, StreamCaps, type TrustedProxy } from '../protocol/http-guard.js';
+import type { AuthOptions, AuthPolicy } from './security.js';
 import { SseHub } from './sse.js';
 import { StaticFiles } from './static-files.js';
 import { ViewRegistry } from './view-registry.js';
@@ -109,12 +110,35 @@ export interface DispyHTTPServerOptions {
    */
   eventLogSize?: number;
   /**
-   * More names the Host header may carry (a DNS name of this machine, a proxy's name); `'*'`
-   * accepts any (turns the DNS-rebinding guard off).
+   * More names the Host header may carry (a DNS name of this machine); `'*'` accepts any (turns
+   * the DNS-rebinding guard off). A server listening on loopback only accepts loopback names
+   * here unless `trustedProxy` is given: any other name can only reach it through a proxy on
+   * this machine, whose requests would look like a local user's.
    * @default []
-   * @example allowedHosts: ['monitor.example.org']
+   * @example allowedHosts: ['build-7.lab.example.org']
    */
   allowedHosts?: string[];
+  /**
+   * The reverse proxy in front of the server (nginx, Caddy; README "Behind nginx or Caddy") and
+   * the URL browsers use. Requests from `address` are never trusted as loopback; the client
+   * address it forwards (X-Forwarded-For, X-Real-IP, Forwarded) keys sign-in limits and caps;
+   * the same-origin rule compares Origin with `publicUrl`, whose host the Host header may carry;
+   * cookies are Secure when `publicUrl` is https. Forwarded headers from any other peer are
+   * ignored, and such a request is never trusted as loopback either.
+   * @default undefined (no proxy)
+   * @example trustedProxy: { address: '127.0.0.1', publicUrl: 'https://monitor.example.org' }
+   */
+  trustedProxy?: TrustedProxy;
+  /**
+   * Caps on what clients hold open; beyond them requests get 429 with Retry-After.
+   * `connections` / `connectionsPerAddress`: open connections in total and from one peer
+   * address (a trusted proxy's count in the total only); `eventStreams`,
+   * `eventStreamsPerAddress`, `eventStreamsPerUser`: `/events` streams in total, per client
+   * address and per signed-in user.
+   * @default { connections: 1024, connectionsPerAddress: 128, eventStreams: 256, eventStreamsPerAddress: 32, eventStreamsPerUser: 32 }
+   * @example limits: { eventStreamsPerAddress: 8 }
+   */
+  limits?: HttpLimits;
   /**
    * Largest request body accepted (bytes).
    * @default 65536
@@ -134,6 +158,28 @@ export interface DispyHTTPServerOptions {
    */
   logger?: Logger;
 }
+
+/** Caps on connections and `/events` streams (see DispyHTTPServerOptions.limits). */
+export interface HttpLimits {
+  /** @default 1024 */
+  connections?: number;
+  /** @default 128 */
+  connectionsPerAddress?: number;
+  /** @default 256 */
+  eventStreams?: number;
+  /** @default 32 */
+  eventStreamsPerAddress?: number;
+  /** @default 32 */
+  eventStreamsPerUser?: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: Readonly<Required<HttpLimits>> = {
+  connections: 1024,
+  connectionsPerAddress: 128,
+  eventStreams: 256,
+  eventStreamsPerAddress: 32,
+  eventStreamsPerUser: 32,
+};
 
 /** Where the server listens, once it does. */
 export interface HttpServerAddress {
@@ -184,6 +230,14 @@ function validate(o: DispyHTTPServerOptions): void {
     throw invalidOption('jobHistorySize', 'an integer from 0 to 1000000', o.jobHistorySize);
   if (o.eventLogSize !== undefined && !(Number.isInteger(o.eventLogSize) && o.eventLogSize >= 1 && o.eventLogSize <= 1_000_000))
     throw invalidOption('eventLogSize', 'an integer from 1 to 1000000', o.eventLogSize);
+  if (o.limits !== undefined) {
+    if (o.limits === null || typeof o.limits !== 'object' || Array.isArray(o.limits))
+      throw invalidOption('limits', `an object with any of ${Object.keys(DEFAULT_HTTP_LIMITS).join(', ')}`, o.limits);
+    for (const [k, v] of Object.entries(o.limits)) {
+      if (!(k in DEFAULT_HTTP_LIMITS)) throw invalidOption(`limits.${k}`, `one of ${Object.keys(DEFAULT_HTTP_LIMITS).join(', ')}`, k);
+      if (!(Number.isInteger(v) && v >= 1 && v <= 1_000_000)) throw invalidOption(`limits.${k}`, 'an integer from 1 to 1000000', v);
+    }
+  }
 }
 
 function nodeLabel(n: NodeJson): string {
@@ -241,6 +295,8 @@ export class DispyHTTPServer {
   readonly #sse: SseHub;
   readonly #secure: boolean;
   readonly #host: string;
+  /** The trusted proxy's public URL (its origin), or null. */
+  readonly #publicUrl: string | null;
   readonly #listeners = new Map<ViewedCluster, StatusListener>();
   /** Clusters removed with delCluster: a chained clusterStatus call does not bring them back. */
   readonly #deleted = new WeakSet<ViewedCluster>();
@@ -266,7 +322,20 @@ export class DispyHTTPServer {
     this.#log = options.logger ?? pino({ level: options.logLevel ?? 'info', base: { component: 'httpd' } }, pino.destination(2));
     const access = new Access(host, options.auth);
     this.#auth = access.policy;
+    const proxy = new ProxyPolicy(options.trustedProxy);
+    checkAllowedHosts(host, options.allowedHosts ?? [], options.trustedProxy, 'allowedHosts');
     const hosts = new HostPolicy(host, options.allowedHosts ?? []);
+    if (proxy.publicHost) hosts.allow(proxy.publicHost);
+    this.#publicUrl = proxy.publicOrigin;
+    const limits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
+    const connections = new ConnectionCaps({ connections: limits.connections, connectionsPerAddress: limits.connectionsPerAddress }, (a) =>
+      proxy.isProxy(a),
+    );
+    const streams = new StreamCaps({
+      total: limits.eventStreams,
+      perAddress: limits.eventStreamsPerAddress,
+      perUser: limits.eventStreamsPerUser,
+    });
     this.#events = new EventLog(options.eventLogSize ?? DEFAULT_EVENT_LOG_SIZE);
     this.#history = new JobHistory(options.jobHistorySize ?? DEFAULT_JOB_HISTORY_SIZE);
     const observer: ViewObserver = {
@@ -292,6 +361,8 @@ export class DispyHTTPServer {
       access,
       audit: new Audit(this.#log, this.#events, counters),
       hosts,
+      proxy,
+      streams,
       sse: this.#sse,
       files: new StaticFiles(options.documentRoot),
       maxBody: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
@@ -306,14 +377,16 @@ export class DispyHTTPServer {
       sessionCookie: () => `dispyts_session_${this.#address?.port ?? port}`,
     };
     const app = createApp(ctx);
-    const listener = getRequestListener(app.fetch, {
-      // Requests node-server cannot even parse (bad Host, bad target): 400 JSON.
-      errorHandler: () =>
-        new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), {
-          status: 400,
-          headers: { 'Content-Type': 'application/json; charset=utf-8' },
-        }),
-    });
+    const listener = connections.guard(
+      getRequestListener(app.fetch, {
+        // Requests node-server cannot even parse (bad Host, bad target): 400 JSON.
+        errorHandler: () =>
+          new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), {
+            status: 400,
+            headers: { 'Content-Type': 'application/json; charset=utf-8' },
+          }),
+      }),
+    );
     if (this.#secure) {
       const cert = readPem(options.certFile!, 'certificate');
       const key = options.keyFile ? readPem(options.keyFile, 'key') : cert;
@@ -323,6 +396,7 @@ export class DispyHTTPServer {
         throw new DispyError('DISPY_ERR_TLS', `cannot use the HTTPS key and certificate: ${(err as Error).message}`);
       }
     } else this.#server = http.createServer(listener);
+    connections.attach(this.#server);
     // Bounded header and request times: a client trickling bytes cannot hold a socket forever.
     this.#server.headersTimeout = 20_000;
     this.#server.requestTimeout = 60_000;
@@ -366,6 +440,7 @@ export class DispyHTTPServer {
     const scheme = this.#secure ? 'https' : 'http';
     this.#log.info({ url: a.url }, 'HTTP server listening');
     if (this.#auth.generated && this.#auth.token) {
+      if (this.#publicUrl) this.#log.info(`HTTP server login URL: ${this.#publicUrl}/?token=${this.#auth.token}`);
       const hosts = this.#host === '' ? [...externalAddresses(), 'localhost'] : [this.#host];
       for (const h of hosts) this.#log.info(`HTTP server login URL: ${scheme}://${urlHost(h)}:${a.port}/?token=${this.#auth.token}`);
     }
@@ -405,6 +480,17 @@ export class DispyHTTPServer {
     if (this.#stopped) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', 'the HTTP server is shut down');
     this.#deleted.delete(cluster);
     return this.#follow(cluster).name;
+  }
+
+  /**
+   * @internal Sets (or clears, with null) what the pages show beside `cluster`'s name, and logs
+   * it in the event log (the scheduler's monitor: "client gone; closes at …").
+   */
+  _setClusterNote(cluster: ViewedCluster, note: ClusterNote | null, logText: string): void {
+    const view = this.#registry.get(cluster);
+    if (!view || this.#stopped) return;
+    view.setNote(note);
+    this.#events.add({ kind: 'cluster', cluster: view.name, text: `Cluster ${view.name}: ${logText}` });
   }
 
   /** Stops showing `cluster`; viewers see it removed. Returns false if it was not shown. */

@@ -130,10 +130,11 @@ export function renderMetrics(s: MetricsSources): string {
       [{ cluster: v.name, state: 'running' }, v.counters.running] as [Labels, number],
     ]),
   );
+  // dispy's JSON calls these `submitted`; the metric is named for what it counts.
   w.family(
-    'dispyts_jobs_submitted_total',
+    'dispyts_jobs_started_total',
     'counter',
-    'Jobs of each cluster that started running.',
+    'Jobs of each cluster that started running (a re-run after a lost node counts once).',
     views.map((v) => [{ cluster: v.name }, v.counters.submitted]),
   );
   w.family(
@@ -210,11 +211,12 @@ export function renderMetrics(s: MetricsSources): string {
     nodeRows.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.rx]),
   );
   const avail = nodeRows.filter(({ n }) => n.avail_info !== null && open(n));
+  // A ratio from 0 to 1, as Prometheus names go; dispy's JSON keeps its percent (`avail_info.cpu`).
   w.family(
-    'dispyts_node_available_cpu_percent',
+    'dispyts_node_available_cpu_ratio',
     'gauge',
-    "The node's idle CPU, percent.",
-    avail.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, n.avail_info!.cpu]),
+    "The node's idle CPU, from 0 to 1.",
+    avail.map(({ cluster, n }) => [{ cluster, node: n.ip_addr }, Math.min(1, Math.max(0, n.avail_info!.cpu / 100))]),
   );
   w.family(
     'dispyts_node_available_memory_bytes',

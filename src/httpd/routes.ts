@@ -16,7 +16,17 @@ import { ChangeLog } from './change-log.js';
 import { readForm, type FormFields } from './form.js';
 import { LOGIN_CSS, loginPage, safeNext } from './login-page.js';
 import * as ops from './operator-api.js';
-import { cookie, isLoopbackAddress, mutationAllowed, refused, SECURITY_HEADERS, STRICT_CSP, type HostPolicy } from './security.js';
+import {
+  CAP_RETRY_AFTER_SEC,
+  cookie,
+  mutationAllowed,
+  SECURITY_HEADERS,
+  type HostPolicy,
+  type ProxyPolicy,
+  type RequestSource,
+  type StreamCaps,
+} from '../protocol/http-guard.js';
+import { refused, STRICT_CSP } from './security.js';
 import { MAX_INTERVAL_SEC, MIN_INTERVAL_SEC, type SseHub } from './sse.js';
 import type { StaticFiles } from './static-files.js';
 
@@ -25,6 +35,10 @@ export interface RouteContext extends ops.OperatorContext {
   readonly access: Access;
   readonly audit: Audit;
   readonly hosts: HostPolicy;
+  /** The trusted proxy, if any: where each request comes from. */
+  readonly proxy: ProxyPolicy;
+  /** Caps on `/events` streams. */
+  readonly streams: StreamCaps;
   readonly sse: SseHub;
   readonly files: StaticFiles;
   readonly maxBody: number;
@@ -34,7 +48,7 @@ export interface RouteContext extends ops.OperatorContext {
   sessionCookie(): string;
 }
 
-type Env = { Bindings: HttpBindings; Variables: { tokenValid: boolean; who: Identity | null } };
+type Env = { Bindings: HttpBindings; Variables: { tokenValid: boolean; who: Identity | null; source: RequestSource } };
 
 const API_GET = new Set([
   '/cluster_status',
@@ -87,8 +101,9 @@ function wantsHtml(c: Context): boolean {
   return (c.req.header('accept') ?? '').includes('text/html');
 }
 
-function peerOf(c: Context<Env>): string | undefined {
-  return c.env.incoming.socket?.remoteAddress;
+/** The client a request comes from (the trusted proxy's client, else the socket's peer). */
+function peerOf(c: Context<Env>): string {
+  return c.get('source').client;
 }
 
 /** Builds the application for one server. */
@@ -116,11 +131,13 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     if (/^https?:\/\//i.test(incoming.url ?? '') && !ctx.hosts.allows(new URL(c.req.url).host)) {
       throw refused('DISPY_ERR_FORBIDDEN', 'request target does not name this server');
     }
-    const peer = peerOf(c);
-    const loopbackPeer = isLoopbackAddress(peer);
+    // A request a proxy forwarded is never a local user's, whatever its socket's peer.
+    const source = ctx.proxy.source(incoming.socket?.remoteAddress, c.req.raw.headers, scheme);
+    c.set('source', source);
+    const peer = source.client;
     const url = new URL(c.req.url);
     const path = url.pathname;
-    const v = await ctx.access.identify(c.req.raw.headers, url, peer, loopbackPeer, {
+    const v = await ctx.access.identify(c.req.raw.headers, url, peer, source.loopback, {
       token: ctx.tokenCookie(),
       session: ctx.sessionCookie(),
     });
@@ -158,12 +175,12 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     }
     const method = c.req.method;
     if (method !== 'GET' && method !== 'HEAD') {
-      const verdict = mutationAllowed(c.req.raw.headers, scheme, c.get('tokenValid'), loopbackPeer);
+      const verdict = mutationAllowed(c.req.raw.headers, source.origin, c.get('tokenValid'), source.loopback);
       if (!verdict.ok) throw refused('DISPY_ERR_FORBIDDEN', verdict.reason);
     }
     if (v.fromQuery && v.tokenValid) {
       // The login URL: the token moves into a cookie and out of the address bar.
-      const cookieValue = cookie(ctx.tokenCookie(), v.token!, ctx.secure);
+      const cookieValue = cookie(ctx.tokenCookie(), v.token!, source.secure);
       if (method === 'GET' && !API_GET.has(path)) {
         url.searchParams.delete('token');
         // One leading slash: `//host/x` would send the browser elsewhere.
@@ -271,7 +288,7 @@ export function createApp(ctx: RouteContext): Hono<Env> {
     }
     const { value, session } = ctx.access.sessions.issue(user.name);
     ctx.audit.login(user.name, user.role, peer, 'ok', 'form');
-    c.header('Set-Cookie', cookie(ctx.sessionCookie(), value, ctx.secure, ctx.access.sessions.maxAgeSec));
+    c.header('Set-Cookie', cookie(ctx.sessionCookie(), value, c.get('source').secure, ctx.access.sessions.maxAgeSec));
     c.header('Cache-Control', 'no-store');
     if (html) return c.redirect(next, 303);
     return api.jsonText(c, JSON.stringify({ user: user.name, role: user.role, session_expires_ms: session.exp }));
@@ -282,7 +299,7 @@ export function createApp(ctx: RouteContext): Hono<Env> {
       ctx.access.sessions?.revoke(who.session);
       ctx.audit.logout(who, peerOf(c));
     }
-    c.header('Set-Cookie', cookie(ctx.sessionCookie(), '', ctx.secure, 0));
+    c.header('Set-Cookie', cookie(ctx.sessionCookie(), '', c.get('source').secure, 0));
     c.header('Cache-Control', 'no-store');
     if (wantsHtml(c)) return c.redirect(users ? '/login?signed_out=1' : '/', 303);
     return api.jsonText(c, JSON.stringify({ signed_out: who?.via === 'session' }));
@@ -359,5 +376,16 @@ function events(c: Context<Env>, ctx: RouteContext): Response {
   }
   let log: number | 'now' | null = null;
   if (q.log !== undefined) log = q.log === 'now' ? 'now' : api.parseCursor(q.log, 'log');
-  return ctx.sse.open(c, since, epoch, interval, c.env.outgoing as ServerResponse, log);
+  // Bounded: per client address, per signed-in user and in total; the slot is freed with the stream.
+  const who = c.get('who');
+  const user = who && (who.via === 'session' || who.via === 'basic') ? who.user : null;
+  const slot = ctx.streams.acquire(c.get('source').client, user);
+  if ('refused' in slot) {
+    c.header('Retry-After', String(CAP_RETRY_AFTER_SEC));
+    throw new DispyError('DISPY_ERR_TOO_MANY_REQUESTS', `${slot.refused}; try again in ${CAP_RETRY_AFTER_SEC} s`);
+  }
+  const outgoing = c.env.outgoing as ServerResponse;
+  if (outgoing.destroyed) slot.release();
+  else outgoing.once('close', slot.release);
+  return ctx.sse.open(c, since, epoch, interval, outgoing, log);
 }

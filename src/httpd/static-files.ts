@@ -1,15 +1,16 @@
 /**
  * Files of the document root: our built UI (`dist/ui`), or a user's directory such as dispy's own
  * pages. Paths never leave the root (no `..`, no dotfiles, symlinks resolved and re-checked);
- * `.html` files get dispy's templating (`%(TIMEOUT)s`, `%(SHOW_JOB_ARGS)s`, `%%`). When our UI
- * is not built, `/` serves a placeholder that links to the JSON API.
+ * `.html` files get dispy's templating (`%(TIMEOUT)s`, `%(SHOW_JOB_ARGS)s`, `%%`), and a user's
+ * pages a CSP allowing exactly their inline scripts as sent (security.ts). When our UI is not
+ * built, `/` serves a placeholder that links to the JSON API.
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DispyError } from '../errors.js';
-import { RELAXED_CSP, STRICT_CSP } from './security.js';
+import { STRICT_CSP, USER_FILE_CSP, userPageCsp } from './security.js';
 
 /** Where `npm run build` puts the UI bundle (this file is in src/httpd or dist/httpd). */
 export const DEFAULT_DOCUMENT_ROOT = fileURLToPath(new URL('../../dist/ui', import.meta.url));
@@ -87,7 +88,7 @@ export interface StaticResponse {
 export class StaticFiles {
   /** The root, resolved (symlinks too); null when it does not exist. */
   readonly #root: string | null;
-  /** Whether the root is the user's (relaxed CSP) or our UI (strict CSP). */
+  /** Whether the root is the user's (its inline scripts allowed by hash) or our UI (strict CSP). */
   readonly #userRoot: boolean;
 
   constructor(documentRoot: string | undefined) {
@@ -102,8 +103,9 @@ export class StaticFiles {
     this.#root = root;
   }
 
+  /** The CSP of a file that is not HTML. */
   get csp(): string {
-    return this.#userRoot ? RELAXED_CSP : STRICT_CSP;
+    return this.#userRoot ? USER_FILE_CSP : STRICT_CSP;
   }
 
   /**
@@ -168,7 +170,10 @@ export class StaticFiles {
     const headers: Record<string, string> = { 'Content-Type': type, 'Content-Security-Policy': this.csp };
     if (type.startsWith('text/html')) {
       headers['Cache-Control'] = 'no-cache';
-      return { status: 200, body: substitute(data.toString('utf8'), values), headers };
+      // Hashed as sent: the templated values (which /update changes) are part of the scripts.
+      const body = substitute(data.toString('utf8'), values);
+      if (this.#userRoot) headers['Content-Security-Policy'] = userPageCsp(body);
+      return { status: 200, body, headers };
     }
     headers['Cache-Control'] =
       type.startsWith('text/javascript') || type.startsWith('text/css') ? 'private, max-age=86400' : 'private, max-age=3600';

@@ -121,7 +121,7 @@ export class ViewRegistry {
     for (const v of this.#views.values()) {
       parts.push(
         Buffer.from(
-          `${first ? '' : ','}{"name":${v.nameJson},${v.sharedJson}${withJobs ? `"jobs":${v.countersJson},` : ''}"nodes":[`,
+          `${first ? '' : ','}{"name":${v.nameJson},${v.flagsJson}${withJobs ? `"jobs":${v.countersJson},` : ''}"nodes":[`,
           'utf8',
         ),
       );
@@ -141,7 +141,7 @@ export class ViewRegistry {
     return this.#cached(`dispy:${since}`, () => {
       let out = '[';
       for (const v of this.#views.values())
-        out += `${out.length > 1 ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}]}`;
+        out += `${out.length > 1 ? ',' : ''}{"name":${v.nameJson},${v.flagsJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}]}`;
       return `${out}]`;
     });
   }
@@ -160,7 +160,7 @@ export class ViewRegistry {
     const cursor = this.log.seq;
     let clusters = '';
     for (const v of this.#views.values()) {
-      clusters += `${clusters ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.allNodesJson()}],"removed_nodes":[]}`;
+      clusters += `${clusters ? ',' : ''}{"name":${v.nameJson},${v.flagsJson}"jobs":${v.countersJson},"nodes":[${v.allNodesJson()}],"removed_nodes":[]}`;
     }
     return {
       json: `{"epoch":${JSON.stringify(this.log.epoch)},"cursor":${cursor},"resync":true,"clusters":[${clusters}],"removed_clusters":[]}`,
@@ -189,7 +189,7 @@ export class ViewRegistry {
     for (const v of this.#views.values()) {
       const rn = removedNodes.get(v.name);
       if (v.seq <= since && !rn) continue;
-      clusters += `${clusters ? ',' : ''}{"name":${v.nameJson},${v.sharedJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}],"removed_nodes":${JSON.stringify(rn ?? [])}}`;
+      clusters += `${clusters ? ',' : ''}{"name":${v.nameJson},${v.flagsJson}"jobs":${v.countersJson},"nodes":[${v.nodesJsonSince(since)}],"removed_nodes":${JSON.stringify(rn ?? [])}}`;
     }
     return {
       json: `{"epoch":${JSON.stringify(this.log.epoch)},"cursor":${cursor},"resync":false,"clusters":[${clusters}],"removed_clusters":${JSON.stringify(removedClusters)}}`,

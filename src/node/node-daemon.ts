@@ -1,7 +1,10 @@
 /**
  * `dispyts node`: accepts authenticated clients, serves one client process at a time, runs its
  * jobs on pre-spawned runners (one process group per running job, one client program per
- * runner) and reports its resources.
+ * runner) and reports its resources. Its sizes are bounded and announced: messages up to
+ * `--max-message-size`, a few KiB per connection before authentication, a capped number of such
+ * connections; and every process it starts for jobs carries its tag, so none outlives it
+ * (process-tag.ts).
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -12,13 +15,15 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
 import { type Channel, acceptChannel, refuseConnection } from '../protocol/channel.js';
-import { NODE_PORT } from '../protocol/constants.js';
-import { clientMessageSchema, type ClientMessage, type Computation, type NodeMessage } from '../protocol/messages.js';
+import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME, NODE_PORT } from '../protocol/constants.js';
+import { HandshakeGate, checkHandshakeCaps } from '../protocol/handshake-gate.js';
+import { clientMessageSchema, type ClientMessage, type Computation, type JobDone, type NodeMessage } from '../protocol/messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { CLI_NAMES, clientCertRefusal, describeTlsError, loadTls, serverTlsOptions, type TlsMaterial } from '../protocol/tls.js';
 import { UndeliveredStore, type UndeliveredLimits } from './undelivered-store.js';
 import { FileStore } from './file-store.js';
 import { isDispytsDaemon, isJobRunner, readPidFile, removePidFile, writePidFile } from './pid-file.js';
+import { findTagged, killTagged } from './process-tag.js';
 import { HostMetrics, platformString } from './host-metrics.js';
 import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
 import { NodeAnnouncer } from './node-announcer.js';
@@ -68,11 +73,43 @@ export interface NodeDaemonOptions {
    */
   maxFileSize?: number;
   /**
-   * Seconds after which the jobs of a vanished client are terminated.
+   * Largest message (frame) the node accepts from a client or sends to one, in bytes; announced
+   * to clients, which send no job whose arguments do not fit. A job whose result does not fit
+   * ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE naming both sizes. At least 64 KiB.
+   * @default 67108864 (64 MiB)
+   * @example maxMessageSize: 256 * 1024 * 1024
+   */
+  maxMessageSize?: number;
+  /**
+   * Connections that may be in their handshake (not yet authenticated) at once; more are closed
+   * at once (logged once per address a minute). Before authentication a frame is 4 KiB at most.
+   * @default 64
+   * @example maxHandshakes: 256
+   */
+  maxHandshakes?: number;
+  /**
+   * Of those, how many may come from one address.
+   * @default 8
+   * @example maxHandshakesPerPeer: 32
+   */
+  maxHandshakesPerPeer?: number;
+  /**
+   * Longest time the running jobs of a vanished client that keeps a recover file go on (its
+   * results are kept for recoverJobs); any other vanished client's jobs end at the end of its
+   * reconnect window (sent in its setup), never later than this.
    * @default 3600
    * @example zombieInterval: 600
    */
   zombieInterval?: number;
+  /**
+   * Exit when no client has been connected for this many seconds: since the daemon started, or
+   * since its last client connection closed (0 = never). Meant for nodes started inside a batch
+   * allocation (`slurmNodes`), which must end when their client program is gone; jobs of a client
+   * that vanished are terminated then, even before `zombieInterval`.
+   * @default 0
+   * @example idleExit: 60
+   */
+  idleExit?: number;
   /**
    * Exit after serving this many clients (-1 = never).
    * @default -1
@@ -164,6 +201,10 @@ interface Comp {
   /** Running average of job wall time, ms. */
   avgMs: number;
   pulseInterval: number;
+  /** Seconds its client may be away before it is closed (see `#clientAway`). */
+  reconnectWindow: number;
+  /** Its client keeps a recover file: its running jobs outlive the window (up to the zombie interval). */
+  recoverable: boolean;
   closing: boolean;
   closeWaiters: (() => void)[];
 }
@@ -192,6 +233,8 @@ interface NJob {
 
 /** The daemon's record in its state directory. */
 const PID_FILE = 'daemon.json';
+/** Bytes kept for the rest of a reply that carries results (ids, envelope). */
+const REPLY_RESERVE = 64 * 1024;
 /** Jobs a runner may hold queued behind its running one, for computations of short jobs. */
 const LOOKAHEAD = 64;
 /** Jobs per CPU the node accepts (running plus queued): clients keep this many in flight. */
@@ -205,6 +248,10 @@ interface Owner {
   comps: Map<string, Comp>;
   jobs: Map<number, NJob>;
   zombieTimer: NodeJS.Timeout | null;
+  /** ms since epoch when its last connection closed (null while it has one). */
+  goneSince: number | null;
+  /** Fires at the end of the next computation's reconnect window while the client is away. */
+  goneTimer: NodeJS.Timeout | null;
   since: number;
 }
 
@@ -258,6 +305,13 @@ export function resolveCpus(cpus: number, machineCpus: number): number {
   return n;
 }
 
+/** Bytes a job's end takes in a message, roughly (its result, output and exception, plus the rest). */
+function doneSize(d: { result: Uint8Array | null; stdout: string; stderr: string; exception: string | null }): number {
+  return (
+    (d.result?.byteLength ?? 0) + Buffer.byteLength(d.stdout) + Buffer.byteLength(d.stderr) + Buffer.byteLength(d.exception ?? '') + 1024
+  );
+}
+
 export class NodeDaemon {
   readonly nodeId = randomBytes(12).toString('hex');
   /** When the daemon was created (ms since epoch), for its uptime. */
@@ -268,8 +322,16 @@ export class NodeDaemon {
   readonly cpus: number;
   readonly machineCpus: number;
   port: number;
+  /** Largest message accepted or sent, in bytes (--max-message-size). */
+  readonly maxMessageSize: number;
+  /**
+   * The tag every runner and job process of this daemon carries (`<host>/<daemon id>`, then
+   * `/r<runner>/j<job>`): what `--clean` of a later daemon here looks for.
+   */
+  readonly tag: string;
 
   readonly #opts: NodeDaemonOptions;
+  readonly #gate: HandshakeGate;
   readonly #secret: Buffer;
   readonly #tls: TlsMaterial | null;
   readonly #prefix: string;
@@ -277,6 +339,8 @@ export class NodeDaemon {
   #stateDir = '';
   /** Live runners of a previous daemon here, not killed (no --clean). */
   #orphans: number[] = [];
+  /** Tags of previous daemons here whose processes were still alive at start (no --clean). */
+  #orphanTags: string[] = [];
   #server: net.Server | null = null;
   #pool: RunnerPool | null = null;
   /** Files clients send (created with the state directory). */
@@ -296,6 +360,8 @@ export class NodeDaemon {
   #pulseEvery = 0;
   /** Provisional results waiting for a congested connection to drain: the latest per job. */
   readonly #heldProvisional = new Map<Channel<ClientMessage, NodeMessage>, Map<number, NodeMessage>>();
+  /** Runs while no client connection is open (idleExit). */
+  #idleTimer: NodeJS.Timeout | null = null;
   #announcer: NodeAnnouncer | null = null;
   #stopping: Promise<void> | null = null;
   /** Set by setDraining(true): no job starts and no new client is served until cleared. */
@@ -330,8 +396,17 @@ export class NodeDaemon {
       if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v)))
         throw invalidOption(k, 'a positive number of seconds', v);
     }
+    if (opts.idleExit !== undefined && !(typeof opts.idleExit === 'number' && opts.idleExit >= 0 && Number.isFinite(opts.idleExit)))
+      throw invalidOption('idleExit', 'a number of seconds >= 0', opts.idleExit);
     if (opts.discovery !== undefined && !DISCOVERY_MODES.includes(opts.discovery))
       throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", opts.discovery);
+    const max = opts.maxMessageSize ?? DEFAULT_MAX_FRAME;
+    if (!(Number.isInteger(max) && max >= MIN_MAX_FRAME && max <= 0xffffffff))
+      throw invalidOption('maxMessageSize', `a number of bytes from ${MIN_MAX_FRAME} to 4 GiB`, opts.maxMessageSize);
+    this.maxMessageSize = max;
+    checkHandshakeCaps(opts);
+    this.#gate = new HandshakeGate({ max: opts.maxHandshakes, perPeer: opts.maxHandshakesPerPeer, log: this.log, what: 'node' });
+    this.tag = `${this.host}/${this.nodeId}`;
     this.#secret = resolveSecret(opts.secret);
     // Unreadable or unusable TLS files stop the daemon here, before it listens.
     this.#tls = loadTls({ certFile: opts.certFile, keyFile: opts.keyFile, caFile: opts.caFile }, 'node', CLI_NAMES);
@@ -345,7 +420,14 @@ export class NodeDaemon {
     this.#undelivered = new UndeliveredStore(join(this.#stateDir, 'undelivered'), this.log, this.#opts.undelivered);
     this.#silenceTimer = setInterval(() => this.#checkSilence(), 500);
     this.#silenceTimer.unref();
-    this.#pool = new RunnerPool({ size: this.cpus, log: this.log, nodeName: this.name, nodeIpAddr: this.host });
+    this.#pool = new RunnerPool({
+      size: this.cpus,
+      log: this.log,
+      nodeName: this.name,
+      nodeIpAddr: this.host,
+      tag: this.tag,
+      maxMessageSize: this.maxMessageSize,
+    });
     this.#pool.onIdle = () => this.#schedule();
     this.#pool.onPidsChanged = () => this.#writePidFile();
     this.#pool.onLoadFailed = (computeId, error) => {
@@ -362,6 +444,8 @@ export class NodeDaemon {
       ? tls.createServer({ ...serverTlsOptions(this.#tls), noDelay: true }, (socket) => this.#acceptTls(socket))
       : net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
+    // Connections not yet authenticated are counted (and capped) before anything is read.
+    server.prependListener('connection', (raw: net.Socket) => this.#admit(raw));
     if (this.#tls) this.#watchTlsHandshakes(server as tls.Server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -382,6 +466,7 @@ export class NodeDaemon {
       state: () => ({ nodeId: this.nodeId, name: this.name, cpus: this.cpus, busy: this.#owner !== null }),
     });
     await this.#announcer.start();
+    this.#armIdleExit();
     this.log.info({ port: this.port, cpus: this.cpus, name: this.name, tls: this.tls }, 'node ready');
     return { host: this.host, port: this.port };
   }
@@ -416,9 +501,13 @@ export class NodeDaemon {
   #watchTlsHandshakes(server: tls.Server): void {
     // The peer's address, read while the raw socket is open (a reset TLS socket has lost it).
     const peers = new WeakMap<net.Socket, string>();
-    server.on('connection', (raw: net.Socket) => peers.set(raw, `${raw.remoteAddress}:${raw.remotePort}`));
+    server.on('connection', (raw: net.Socket) => {
+      if (!raw.destroyed) peers.set(raw, `${raw.remoteAddress}:${raw.remotePort}`);
+    });
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
       const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+      // Refused by the handshake caps: logged there, once per address a while.
+      if (raw?.destroyed && !peers.has(raw)) return;
       const peer = (raw && peers.get(raw)) ?? (socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : '?');
       const reason =
         err.code === 'ECONNRESET' || err.code === 'EPIPE'
@@ -432,12 +521,13 @@ export class NodeDaemon {
 
   /**
    * The node's directory under the prefix is named for its address (its identity). A live
-   * daemon already recorded there stops us; job runners a dead one left behind (a job stuck in
-   * a busy loop does not notice its daemon died) are reported, and killed with `--clean`.
+   * daemon already recorded there stops us. Processes a dead one's jobs left behind (found by
+   * the tags it recorded: a runner SIGKILLed with its daemon cannot take its jobs' processes
+   * down) are reported, and killed with `--clean`, with their process groups.
    */
   #prepareStateDir(): void {
     this.#stateDir = join(this.#prefix, this.host || 'all');
-    const previous = readPidFile<{ runners?: number[] }>(join(this.#stateDir, PID_FILE));
+    const previous = readPidFile<{ runners?: number[]; tag?: unknown; orphanTags?: unknown }>(join(this.#stateDir, PID_FILE));
     if (previous && previous.pid !== process.pid) {
       if (isDispytsDaemon(previous.pid, 'node')) {
         throw new DispyError(
@@ -445,10 +535,17 @@ export class NodeDaemon {
           `another dispyts node (pid ${previous.pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`,
         );
       }
-      const leftovers = (Array.isArray(previous.runners) ? previous.runners : []).filter(
+      // Only tags naming this address count: a record is data, not an order to kill anything.
+      const tags = [previous.tag, ...(Array.isArray(previous.orphanTags) ? previous.orphanTags : [])].filter(
+        (t): t is string => typeof t === 'string' && t.startsWith(`${this.host}/`) && t.length > this.host.length + 1,
+      );
+      // A record without tags comes from an older daemon: its runners by pid, if they still are.
+      const leftovers = (Array.isArray(previous.runners) && tags.length === 0 ? previous.runners : []).filter(
         (pid) => Number.isInteger(pid) && isJobRunner(pid),
       );
+      const alive = tags.filter((t) => findTagged(t).length > 0);
       if (this.#opts.clean) {
+        const killed = tags.flatMap((t) => killTagged(t, 'SIGKILL'));
         for (const pid of leftovers) {
           try {
             process.kill(-pid, 'SIGKILL');
@@ -457,11 +554,13 @@ export class NodeDaemon {
           }
         }
         rmSync(this.#stateDir, { recursive: true, force: true });
-        this.log.info({ killed: leftovers }, 'cleaned up after a previous daemon');
-      } else if (leftovers.length) {
+        this.log.info({ killed: [...killed, ...leftovers] }, 'cleaned up after a previous daemon');
+      } else if (leftovers.length || alive.length) {
         // Remembered in our own pid file, so a later --clean still finds them.
         this.#orphans = leftovers;
-        this.log.warn({ pids: leftovers }, 'job runners of a previous daemon are still alive; start with --clean to kill them');
+        this.#orphanTags = alive;
+        const pids = [...alive.flatMap((t) => findTagged(t).map((p) => p.pid)), ...leftovers];
+        this.log.warn({ pids, tags: alive }, 'job processes of a previous daemon are still alive; start with --clean to kill them');
       }
     }
     mkdirSync(this.#stateDir, { recursive: true });
@@ -469,20 +568,59 @@ export class NodeDaemon {
 
   #writePidFile(): void {
     if (!this.#stateDir) return;
-    writePidFile(join(this.#stateDir, PID_FILE), { port: this.port, runners: [...(this.#pool?.pids() ?? []), ...this.#orphans] }, this.log);
+    writePidFile(
+      join(this.#stateDir, PID_FILE),
+      {
+        port: this.port,
+        tag: this.tag,
+        runners: [...(this.#pool?.pids() ?? []), ...this.#orphans],
+        ...(this.#orphanTags.length ? { orphanTags: this.#orphanTags } : {}),
+      },
+      this.log,
+    );
   }
 
   // ---- connections ----
 
+  /** Handshakes in progress, by the peer's `address:port`: what to call once one authenticated. */
+  readonly #handshakes = new Map<string, () => void>();
+
+  /** Counts a new connection against the handshake caps; one over them is closed at once. */
+  #admit(raw: net.Socket): void {
+    const key = `${raw.remoteAddress}:${raw.remotePort}`;
+    const release = this.#gate.admit(raw);
+    if (!release) return;
+    this.#handshakes.set(key, release);
+    raw.once('close', () => {
+      if (this.#handshakes.get(key) === release) this.#handshakes.delete(key);
+    });
+  }
+
+  /** The connection from `key` authenticated (or failed): it no longer counts as a handshake. */
+  #handshakeOver(key: string): void {
+    this.#handshakes.get(key)?.();
+    this.#handshakes.delete(key);
+  }
+
   async #accept(socket: net.Socket): Promise<void> {
+    // Refused by the handshake caps (and logged there).
+    if (socket.destroyed) return;
     if (this.#stopping !== null) {
       socket.destroy();
       return;
     }
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
     let ch: Channel<ClientMessage, NodeMessage>;
     try {
-      ch = await acceptChannel<ClientMessage, NodeMessage>(socket, { secret: this.#secret, schema: clientMessageSchema, role: 'node' });
+      ch = await acceptChannel<ClientMessage, NodeMessage>(socket, {
+        secret: this.#secret,
+        schema: clientMessageSchema,
+        role: 'node',
+        maxFrame: this.maxMessageSize,
+      });
+      this.#handshakeOver(key);
     } catch (err) {
+      this.#handshakeOver(key);
       this.log.warn(
         { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message },
         'connection refused',
@@ -490,6 +628,7 @@ export class NodeDaemon {
       return;
     }
     this.#channels.add(ch);
+    this.#disarmIdleExit();
     const clientId = ch.peerHello?.clientId ?? ch.peer;
     this.log.debug({ peer: ch.peer, clientId }, 'client authenticated');
     const heard = { at: Date.now(), every: 0 };
@@ -522,11 +661,13 @@ export class NodeDaemon {
       platform: platformString(),
       availInfo: this.#metrics.sample(),
       busy: this.#owner !== null,
+      maxMessageSize: this.maxMessageSize,
     };
   }
 
   #onClose(ch: Channel<ClientMessage, NodeMessage>, clientId: string, reason: DispyError | null): void {
     this.#channels.delete(ch);
+    this.#armIdleExit();
     // Files sent for computations that were never set up go with the client's last connection.
     if (![...this.#channels].some((c) => (c.peerHello?.clientId ?? c.peer) === clientId)) this.#files?.dropStaged(clientId);
     if (reason) this.log.warn({ peer: ch.peer, code: reason.code, reason: reason.message }, 'connection closed');
@@ -536,25 +677,97 @@ export class NodeDaemon {
     owner.channels.delete(ch);
     if (owner.channels.size === 0 && !this.#stopping) {
       const zombie = this.#opts.zombieInterval ?? 3600;
-      this.log.info({ clientId, zombieInterval: zombie }, 'client gone; its jobs are terminated if it does not return in time');
+      this.log.info(
+        { clientId, zombieInterval: zombie, reconnectWindow: [...owner.comps.values()].map((c) => c.reconnectWindow) },
+        'client gone; its jobs are terminated if it does not return within its reconnect window',
+      );
       owner.zombieTimer = setTimeout(() => this.#reapZombie(owner), zombie * 1000);
       owner.zombieTimer.unref();
+      owner.goneSince = Date.now();
+      // A computation whose client is away starts no new job: those queued in runners come back.
+      this.#reclaimWaiting();
+      this.#armGone(owner);
     }
   }
 
   #reattach(ch: Channel<ClientMessage, NodeMessage>): void {
     const owner = this.#owner!;
+    const wasAway = owner.channels.size === 0;
     owner.channels.add(ch);
     if (owner.zombieTimer) {
       clearTimeout(owner.zombieTimer);
       owner.zombieTimer = null;
     }
+    if (owner.goneTimer) clearTimeout(owner.goneTimer);
+    owner.goneTimer = null;
+    owner.goneSince = null;
+    if (wasAway) this.#schedule();
+  }
+
+  /**
+   * The client-gone rule: each computation of a client that has no open connection is closed at
+   * the end of its reconnect window (never beyond the zombie interval), so the node serves the
+   * next client. A plain one drops its queued jobs, terminates its running ones and forgets the
+   * results kept for it; a recoverable one (its program keeps a recover file) lets its running
+   * jobs finish, keeping their results for recoverJobs, until the zombie interval ends them.
+   */
+  #armGone(owner: Owner): void {
+    if (owner.goneTimer) clearTimeout(owner.goneTimer);
+    owner.goneTimer = null;
+    if (this.#owner !== owner || owner.goneSince === null || owner.channels.size > 0 || this.#stopping !== null) return;
+    const zombie = this.#opts.zombieInterval ?? 3600;
+    const now = Date.now();
+    let next = Infinity;
+    for (const comp of [...owner.comps.values()]) {
+      if (comp.closing) continue;
+      const at = owner.goneSince + Math.min(comp.reconnectWindow, zombie) * 1000;
+      if (at <= now) this.#clientAway(owner, comp);
+      else next = Math.min(next, at);
+    }
+    if (next === Infinity) return;
+    owner.goneTimer = setTimeout(() => this.#armGone(owner), next - now);
+    owner.goneTimer.unref();
+  }
+
+  #clientAway(owner: Owner, comp: Comp): void {
+    const jobs = [...owner.jobs.values()].filter((j) => j.comp === comp).length;
+    this.log.warn(
+      { clientId: owner.clientId, computeId: comp.id, cluster: comp.cluster, jobs, recoverable: comp.recoverable },
+      comp.recoverable
+        ? 'client did not return within its reconnect window: its running jobs go on for recoverJobs, queued ones are dropped'
+        : 'client did not return: terminating its jobs',
+    );
+    if (comp.recoverable) {
+      void this.#closeComp(owner, comp, false);
+      return;
+    }
+    void this.#closeComp(owner, comp, true).then(() => {
+      // Nobody will ask for them: the client gave them up at the end of the same window.
+      this.#undelivered?.forget(comp.id);
+    });
   }
 
   #reapZombie(owner: Owner): void {
     if (this.#owner !== owner || owner.channels.size > 0) return;
     this.log.warn({ clientId: owner.clientId, jobs: owner.jobs.size }, 'client did not return: terminating its jobs');
     for (const comp of [...owner.comps.values()]) void this.#closeComp(owner, comp, true);
+  }
+
+  /** idleExit: starts the countdown when no client connection is open (and none runs yet). */
+  #armIdleExit(): void {
+    const idleExit = this.#opts.idleExit ?? 0;
+    if (idleExit <= 0 || this.#idleTimer || this.#channels.size > 0 || this.#stopping) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      if (this.#channels.size > 0) return;
+      this.log.info({ idleExit }, 'no client connected for the idle-exit interval; exiting');
+      void this.stop(`no client for ${idleExit} s`);
+    }, idleExit * 1000);
+  }
+
+  #disarmIdleExit(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
   }
 
   // ---- messages ----
@@ -698,7 +911,16 @@ export class NodeDaemon {
       );
     }
     if (!this.#owner) {
-      this.#owner = { clientId, channels: new Set(), comps: new Map(), jobs: new Map(), zombieTimer: null, since: Date.now() };
+      this.#owner = {
+        clientId,
+        channels: new Set(),
+        comps: new Map(),
+        jobs: new Map(),
+        zombieTimer: null,
+        goneSince: null,
+        goneTimer: null,
+        since: Date.now(),
+      };
       this.log.info({ clientId, peer: ch.peer }, 'serving a new client');
     }
     const owner = this.#owner;
@@ -707,6 +929,8 @@ export class NodeDaemon {
     if (existing && !existing.closing) {
       // The client reconnected: its computation is still here.
       existing.cap = Math.min(msg.cpus || this.cpus, this.cpus);
+      existing.reconnectWindow = msg.reconnectWindow;
+      existing.recoverable = msg.recoverable;
       ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: existing.cap });
       this.#schedule();
       return;
@@ -733,6 +957,8 @@ export class NodeDaemon {
       queued: 0,
       avgMs: Infinity,
       pulseInterval: msg.pulseInterval,
+      reconnectWindow: msg.reconnectWindow,
+      recoverable: msg.recoverable,
       closing: false,
       closeWaiters: [],
     };
@@ -815,7 +1041,8 @@ export class NodeDaemon {
    */
   #schedule(): void {
     const pool = this.#pool;
-    if (!pool || this.#stopping || this.#draining) return;
+    // A client that is away gets no new job started until it returns.
+    if (!pool || this.#stopping || this.#draining || this.#owner?.channels.size === 0) return;
     let i = 0;
     let isolatedWaiting = 0;
     while (i < this.#queue.length) {
@@ -947,7 +1174,14 @@ export class NodeDaemon {
         if (job.cancelRequested) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated on request of the client');
         else if (job.comp.terminating) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated as its computation was closed');
       },
-      onProvisional: (result) => this.#send(job, { t: 'provisional', uid: job.uid, result }),
+      onProvisional: (result) => {
+        // The runner refuses larger ones; this one would not leave in a message.
+        if (result.byteLength + 1024 > this.maxMessageSize) {
+          this.log.warn({ uid: job.uid, bytes: result.byteLength, max: this.maxMessageSize }, 'provisional result too large: not sent');
+          return;
+        }
+        this.#send(job, { t: 'provisional', uid: job.uid, result });
+      },
       onEnd: (outcome) => this.#ended(job, outcome),
     };
     this.#pool!.assign(runner, assigned, job.args);
@@ -984,21 +1218,73 @@ export class NodeDaemon {
     job.end();
     if (job.startTime)
       comp.avgMs = comp.avgMs === Infinity ? d.endTime - job.startTime : comp.avgMs * 0.8 + (d.endTime - job.startTime) * 0.2;
-    this.#send(job, {
-      t: 'done',
-      uid: job.uid,
-      status: d.ok ? 'Finished' : 'Terminated',
-      result: d.result === null ? null : Buffer.from(d.result, 'base64'),
-      exception: d.exception,
-      code: d.code,
-      stdout: d.stdout,
-      stderr: d.stderr,
-      startTime: job.startTime || null,
-      endTime: d.endTime,
-      cpuTime: d.cpuTime,
-    });
+    this.#send(
+      job,
+      this.#fitDone({
+        t: 'done',
+        uid: job.uid,
+        status: d.ok ? 'Finished' : 'Terminated',
+        result: d.result === null ? null : Buffer.from(d.result, 'base64'),
+        exception: d.exception,
+        code: d.code,
+        stdout: d.stdout,
+        stderr: d.stderr,
+        startTime: job.startTime || null,
+        endTime: d.endTime,
+        cpuTime: d.cpuTime,
+      }),
+    );
     this.#compSettled(comp);
     this.#schedule();
+  }
+
+  /**
+   * A job's end that would not fit in one message: a result that does not fit is refused (the
+   * job ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE naming both sizes; the runner refuses
+   * most of them before they reach the daemon), and output is shortened to what room is left.
+   */
+  #fitDone(msg: Extract<NodeMessage, { t: 'done' }>): Extract<NodeMessage, { t: 'done' }> {
+    const max = this.maxMessageSize;
+    if (doneSize(msg) <= max) return msg;
+    let out = msg;
+    if (out.result && doneSize({ ...out, stdout: '', stderr: '' }) > max) {
+      const bytes = out.result.byteLength;
+      out = {
+        ...out,
+        status: 'Terminated',
+        result: null,
+        code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
+        exception: `DispyError: the job's result encodes to ${bytes} bytes, more than node ${this.host}'s maximum message size of ${max} bytes (--max-message-size)`,
+      };
+      this.log.warn({ uid: msg.uid, bytes, max }, 'job result too large for a message: refused');
+    }
+    if (doneSize(out) > max) {
+      const room = Math.max(0, Math.floor((max - doneSize({ ...out, stdout: '', stderr: '' })) / 2) - 64);
+      const cut = (text: string): string =>
+        Buffer.byteLength(text) <= room
+          ? text
+          : `${Buffer.from(text).subarray(0, room).toString('utf8')}\n[dispyts: output truncated to fit node ${this.host}'s maximum message size]\n`;
+      out = { ...out, stdout: cut(out.stdout), stderr: cut(out.stderr) };
+    }
+    return out;
+  }
+
+  /**
+   * Splits results to hand out so that a reply holding `fit` stays within the message size
+   * (`reserve` bytes kept for the rest of it); `rest` must go another way.
+   */
+  #budget(results: JobDone[], reserve: number): { fit: JobDone[]; rest: JobDone[] } {
+    let room = this.maxMessageSize - REPLY_RESERVE - reserve;
+    const fit: JobDone[] = [];
+    const rest: JobDone[] = [];
+    for (const r of results) {
+      const size = doneSize(r);
+      if (size <= room) {
+        fit.push(r);
+        room -= size;
+      } else rest.push(r);
+    }
+    return { fit, rest };
   }
 
   #send(job: NJob, msg: NodeMessage): void {
@@ -1012,7 +1298,24 @@ export class NodeDaemon {
       }
       // The final result replaces a provisional one still held.
       if (msg.t === 'done') this.#heldProvisional.get(ch)?.delete(msg.uid);
-      ch.send(msg);
+      try {
+        ch.send(msg);
+      } catch (err) {
+        // #fitDone keeps a job's end within the limit; should anything still not fit, the job
+        // ends saying so rather than the daemon failing.
+        this.log.error({ uid: job.uid, t: msg.t, err: (err as Error).message }, 'message too large for the client: not sent');
+        if (msg.t !== 'done') return;
+        msg = {
+          ...msg,
+          status: 'Terminated',
+          result: null,
+          stdout: '',
+          stderr: '',
+          code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
+          exception: `DispyError: ${(err as Error).message}`,
+        };
+        ch.send(msg);
+      }
       if (msg.t === 'done') this.#undelivered?.sent(job.comp.id, job.tag === undefined ? msg : { ...msg, tag: job.tag });
     } else if (msg.t === 'done') {
       // Nobody to tell: kept on disk until the client returns or recoverJobs asks.
@@ -1168,6 +1471,7 @@ export class NodeDaemon {
     // Whatever led here, no runner of this client serves the next one.
     this.#pool?.retireProgram(owner.clientId, true);
     if (owner.zombieTimer) clearTimeout(owner.zombieTimer);
+    if (owner.goneTimer) clearTimeout(owner.goneTimer);
     this.#owner = null;
     this.#served++;
     this.log.info({ clientId: owner.clientId, served: this.#served }, 'client done');
@@ -1333,7 +1637,13 @@ export class NodeDaemon {
       { clientId, computeId: msg.computeId, running: uids.length, delivered: results.length, forgotten },
       'client resumed its jobs',
     );
-    ch.send({ t: 'reply', rid: msg.rid, ok: true, uids, results });
+    // What does not fit in the reply follows as ordinary results (the client waits for them).
+    const { fit, rest } = this.#budget(results, uids.length * 9);
+    ch.send({ t: 'reply', rid: msg.rid, ok: true, uids, results: fit });
+    for (const r of rest) {
+      ch.send(r);
+      this.#undelivered?.sent(msg.computeId, r);
+    }
   }
 
   /**
@@ -1364,11 +1674,17 @@ export class NodeDaemon {
       if ((msg.terminate || pending.length === 0) && !comp.closing) void this.#closeComp(owner, comp, true);
     }
     const results = this.#undelivered?.take(msg.computeId, null) ?? [];
+    // What does not fit in the reply is kept and counted as pending: recoverJobs asks again.
+    const { fit, rest } = this.#budget(results, pending.length * 9);
+    for (const r of rest) {
+      this.#undelivered?.keep(msg.computeId, r);
+      pending.push(r.uid);
+    }
     this.log.info(
-      { peer: ch.peer, computeId: msg.computeId, results: results.length, pending: pending.length, terminate: msg.terminate },
+      { peer: ch.peer, computeId: msg.computeId, results: fit.length, pending: pending.length, terminate: msg.terminate },
       'results recovered',
     );
-    ch.send({ t: 'reply', rid: msg.rid, ok: true, uids: pending, results });
+    ch.send({ t: 'reply', rid: msg.rid, ok: true, uids: pending, results: fit });
   }
 
   #armPulse(): void {
@@ -1409,6 +1725,7 @@ export class NodeDaemon {
     this.#server?.close();
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
     if (this.#silenceTimer) clearInterval(this.#silenceTimer);
+    this.#disarmIdleExit();
     // Jobs that never started go back to the client, which runs them elsewhere.
     const shutdown = `node ${this.host} is shutting down`;
     this.#returnQueued('shutdown', shutdown);
@@ -1424,7 +1741,8 @@ export class NodeDaemon {
     }
     if (this.#stateDir) {
       this.#orphans = this.#orphans.filter(isJobRunner);
-      if (this.#orphans.length) this.#writePidFile();
+      this.#orphanTags = this.#orphanTags.filter((t) => findTagged(t).length > 0);
+      if (this.#orphans.length || this.#orphanTags.length) this.#writePidFile();
       else removePidFile(join(this.#stateDir, PID_FILE));
     }
     this.log.info('node stopped');

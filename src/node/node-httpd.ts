@@ -5,9 +5,11 @@
  * otherwise; every request needs a token (`--httpd-token`, or one derived from the node's secret
  * and printed at start), and a second, viewer token may be given for read-only access.
  * Mutations must come from the page itself (Origin / Sec-Fetch-Site) or carry the token in a
- * header; the Host header must name the server; the page runs no inline script.
+ * header; the Host header must name the server; the page runs no inline script. Those checks,
+ * proxies and connection caps are the HTTP guard's (src/protocol/http-guard.ts), shared with
+ * DispyHTTPServer.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
@@ -16,6 +18,18 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
+import {
+  ConnectionCaps,
+  cookie,
+  HostPolicy,
+  isLoopbackAddress,
+  mutationAllowed,
+  ProxyPolicy,
+  readCookie,
+  SECURITY_HEADERS,
+  tokenMatches,
+  type TrustedProxy,
+} from '../protocol/http-guard.js';
 import { HostMetrics } from './host-metrics.js';
 import type { NodeDaemonStatus } from './node-daemon.js';
 import { NODE_PAGE_CSS, NODE_PAGE_JS, renderLive, renderPage, type NodePageData, type NodePageRole } from './node-page.js';
@@ -50,7 +64,17 @@ export interface NodeHttpdOptions {
   viewerToken?: string;
   /** Where the page measures free disk (the node's `--dest-path-prefix`). @default os.tmpdir() */
   diskPath?: string;
+  /**
+   * A reverse proxy in front of the page and the URL browsers use (as DispyHTTPServer's
+   * `trustedProxy`): the same-origin rule compares Origin with `publicUrl`, whose host the Host
+   * header may carry, and cookies are Secure when it is https.
+   * @default undefined (no proxy)
+   */
+  trustedProxy?: TrustedProxy;
 }
+
+/** Connections the page keeps open at most, in total and from one address (429 beyond). */
+export const NODE_PAGE_LIMITS = { connections: 256, connectionsPerAddress: 32 } as const;
 
 /** Where the node's page listens, once it does. */
 export interface NodeHttpdAddress {
@@ -70,52 +94,9 @@ export function nodePageToken(secret: Buffer | string): string {
   return createHmac('sha256', secret).update('dispyts node page token v1').digest('base64url').slice(0, 32);
 }
 
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'same-origin',
-  'X-Frame-Options': 'DENY',
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Resource-Policy': 'same-origin',
-  'Content-Security-Policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-};
-
-function loopback(addr: string | undefined | null): boolean {
-  if (!addr) return false;
-  let a = addr.toLowerCase();
-  if (a.startsWith('::ffff:')) a = a.slice(7);
-  return a === '::1' || a === 'localhost' || (isIP(a) === 4 && a.startsWith('127.'));
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-function same(a: string | null, b: string | null | undefined): boolean {
-  return !!a && !!b && a.length <= 1024 && timingSafeEqual(digest(a), digest(b));
-}
-
-function readCookie(header: string | undefined, name: string): string | null {
-  if (!header || header.length > 16384) return null;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq >= 0 && part.slice(0, eq).trim() === name) {
-      try {
-        return decodeURIComponent(part.slice(eq + 1).trim());
-      } catch {
-        return null;
-      }
-    }
-  }
-  return null;
-}
-
-/** The host name of a Host header, lower case, without port or brackets; null if malformed. */
-function hostOf(header: string | undefined): string | null {
-  if (!header || header.length > 300) return null;
-  const m = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::\d{1,5})?$/i.exec(header.trim());
-  return m ? (m[1] ?? m[2]!).toLowerCase() : null;
-}
+/** The page's CSP: its own script and styles only. */
+const NODE_PAGE_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 function validate(o: NodeHttpdOptions): void {
   if (o.host !== undefined && (typeof o.host !== 'string' || !isIP(o.host))) throw invalidOption('httpd host', 'an IP address', o.host);
@@ -146,7 +127,8 @@ export class NodeHttpServer {
   readonly #viewerToken: string | null;
   readonly #metrics: HostMetrics;
   readonly #server: http.Server;
-  readonly #allowedHosts = new Set<string>(['localhost']);
+  readonly #hosts: HostPolicy;
+  readonly #proxy: ProxyPolicy;
   #address: NodeHttpdAddress | null = null;
 
   constructor(source: NodePageSource, options: NodeHttpdOptions) {
@@ -155,18 +137,27 @@ export class NodeHttpServer {
     this.#token = options.token ?? nodePageToken(options.secret!);
     this.#viewerToken = options.viewerToken ?? null;
     this.#metrics = new HostMetrics(options.diskPath ?? os.tmpdir());
-    const host = options.host ?? (loopback(source.host) && isIP(source.host) ? source.host : '127.0.0.1');
+    const host = options.host ?? (isLoopbackAddress(source.host) && isIP(source.host) ? source.host : '127.0.0.1');
     const port = options.port ?? 0;
+    this.#proxy = new ProxyPolicy(options.trustedProxy, 'httpd trustedProxy');
+    this.#hosts = new HostPolicy(host);
+    // An ssh tunnel from a workstation reaches the page as localhost.
+    this.#hosts.allow('localhost');
+    if (this.#proxy.publicHost) this.#hosts.allow(this.#proxy.publicHost);
+    const caps = new ConnectionCaps(NODE_PAGE_LIMITS, (a) => this.#proxy.isProxy(a));
     const app = this.#app();
     this.#server = http.createServer(
-      getRequestListener(app.fetch, {
-        errorHandler: () =>
-          new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), {
-            status: 400,
-            headers: { 'Content-Type': 'application/json; charset=utf-8' },
-          }),
-      }),
+      caps.guard(
+        getRequestListener(app.fetch, {
+          errorHandler: () =>
+            new Response(JSON.stringify({ error: { code: 'DISPY_ERR_BAD_REQUEST', message: 'malformed request' } }), {
+              status: 400,
+              headers: { 'Content-Type': 'application/json; charset=utf-8' },
+            }),
+        }),
+      ),
     );
+    caps.attach(this.#server);
     this.#server.headersTimeout = 20_000;
     this.#server.requestTimeout = 30_000;
     this.listening = new Promise<NodeHttpdAddress>((resolve, reject) => {
@@ -177,7 +168,7 @@ export class NodeHttpServer {
         this.#server.off('error', onError);
         this.#server.on('error', (err) => source.log.error({ err: err.message }, 'node page server error'));
         const a = this.#server.address() as AddressInfo;
-        this.#allowedHosts.add(a.address.toLowerCase());
+        this.#hosts.bound(a.address);
         const h = a.address.includes(':') ? `[${a.address}]` : a.address;
         const url = `http://${h}:${a.port}/`;
         this.#address = { host: a.address, port: a.port, url, loginUrl: `${url}?token=${encodeURIComponent(this.#token)}` };
@@ -220,16 +211,22 @@ export class NodeHttpServer {
 
     app.use('*', async (c, next) => {
       for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
-      const name = hostOf(c.env.incoming.headers.host);
-      if (name === null || !this.#allowedHosts.has(name))
+      c.header('Content-Security-Policy', NODE_PAGE_CSP);
+      if (!this.#hosts.allows(c.env.incoming.headers.host))
         throw new RequestError('DISPY_ERR_FORBIDDEN', 'Host header does not name this server');
+      // Every request needs the token here, loopback or not; the source gives the origin to expect.
+      const source = this.#proxy.source(c.env.incoming.socket?.remoteAddress, c.req.raw.headers, 'http');
       const url = new URL(c.req.url);
       if (url.pathname === '/healthz') return next();
       const authz = c.req.header('authorization');
       const bearer = authz && /^bearer\s+/i.test(authz) ? authz.replace(/^bearer\s+/i, '').trim() : null;
       const query = url.searchParams.get('token');
       const presented = bearer ?? query ?? readCookie(c.req.header('cookie'), this.#cookieName());
-      const role: NodePageRole | null = same(presented, this.#token) ? 'admin' : same(presented, this.#viewerToken) ? 'viewer' : null;
+      const role: NodePageRole | null = tokenMatches(presented, this.#token)
+        ? 'admin'
+        : tokenMatches(presented, this.#viewerToken)
+          ? 'viewer'
+          : null;
       if (!role)
         throw new RequestError(
           'DISPY_ERR_UNAUTHORIZED',
@@ -240,23 +237,25 @@ export class NodeHttpServer {
       c.set('role', role);
       c.set('viaHeader', bearer !== null);
       if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
-        const origin = c.req.header('origin');
-        const site = c.req.header('sec-fetch-site');
-        const host = c.req.header('host') ?? '';
-        if (site !== undefined && site !== 'same-origin')
-          throw new RequestError('DISPY_ERR_FORBIDDEN', `cross-origin request refused (Sec-Fetch-Site: ${site.slice(0, 40)})`);
-        if (origin !== undefined && origin.toLowerCase() !== `http://${host.toLowerCase()}`)
-          throw new RequestError('DISPY_ERR_FORBIDDEN', 'cross-origin request refused (Origin does not match this server)');
-        if (origin === undefined && site === undefined && bearer === null)
-          throw new RequestError('DISPY_ERR_FORBIDDEN', 'requests without an Origin header need `Authorization: Bearer <token>`');
+        const verdict = mutationAllowed(
+          c.req.raw.headers,
+          source.origin,
+          bearer !== null,
+          false,
+          'requests without an Origin header need `Authorization: Bearer <token>`',
+        );
+        if (!verdict.ok) throw new RequestError('DISPY_ERR_FORBIDDEN', verdict.reason);
       }
       if (query !== null && c.req.method === 'GET') {
         // The URL printed at start: the token moves into a cookie and out of the address bar.
         url.searchParams.delete('token');
-        const cookie = `${this.#cookieName()}=${encodeURIComponent(presented!)}; Path=/; HttpOnly; SameSite=Strict`;
         return new Response(null, {
           status: 302,
-          headers: { Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`, 'Set-Cookie': cookie, 'Cache-Control': 'no-store' },
+          headers: {
+            Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`,
+            'Set-Cookie': cookie(this.#cookieName(), presented!, source.secure),
+            'Cache-Control': 'no-store',
+          },
         });
       }
       return next();
@@ -290,7 +289,7 @@ export class NodeHttpServer {
     const action = (path: string, run: (form: Record<string, string | File>) => { ok: string; json: Record<string, unknown> }): void => {
       app.post(path, async (c) => {
         const role = c.get('role');
-        const peer = c.env.incoming.socket?.remoteAddress;
+        const peer = this.#proxy.source(c.env.incoming.socket?.remoteAddress, c.req.raw.headers, 'http').client;
         const html = (c.req.header('accept') ?? '').includes('text/html');
         if (role !== 'admin') {
           log.warn({ audit: true, role, peer, action: path }, `node page: ${path} refused for the viewer token`);

@@ -4,7 +4,8 @@
  * with the computation's directory as working directory and first on PATH (as dispy does).
  *
  * The program stays in the runner's process group (no `detached`), so terminating the job
- * (SIGTERM, then SIGKILL, to the group) takes the program and whatever it started along. Its
+ * (SIGTERM, then SIGKILL, to the group) takes the program and whatever it started along, and it
+ * inherits the job's tag (process-tag.ts), so do its children that leave the group. Its
  * stdout and stderr go through the runner's `process.stdout/stderr.write`, which the runner
  * captures per job. The job's result is the exit code; a program killed by a signal fails the
  * job (Terminated) with an exception naming the signal.
@@ -30,11 +31,11 @@ export function loadProgramComputation(c: Extract<Computation, { kind: 'program'
   if (!st.isFile()) throw new DispyError('DISPY_ERR_COMPUTATION', `program ${c.file} is not a file`);
   // Shipped with its mode; executable for us in any case.
   if ((st.mode & 0o500) !== 0o500) chmodSync(path, (st.mode & 0o777) | 0o700);
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${ctx.dir}${delimiter}${process.env.PATH ?? ''}` };
-  delete env.DISPYTS_RUNNER;
-
   const fn = (...args: unknown[]): Promise<number> =>
     new Promise<number>((resolve, reject) => {
+      // Read per job: the environment carries the running job's tag.
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${ctx.dir}${delimiter}${process.env.PATH ?? ''}` };
+      delete env.DISPYTS_RUNNER;
       const child = spawn(
         path,
         args.map((a) => String(a)),

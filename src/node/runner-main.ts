@@ -3,17 +3,23 @@
  * it jobs over IPC; it evaluates computations, runs its queued jobs one at a time with their
  * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
  * A runner serves the computations of one client program; the daemon retires it when that
- * program is done with the node.
+ * program is done with the node. What its jobs start carries its tag (process-tag.ts) and goes
+ * with it; a watchdog thread takes everything down even while a job keeps the main thread busy.
  *
  * The reporting rule: before a job's code is called, the daemon has that job's Started and the
  * Done of every job before it (in the pipe, not in this process's buffers), so a crash, a
  * cancel or a time limit always concerns the job the daemon believes is running.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { writeSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { DispyError } from '../errors.js';
+import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
 import { formatException, type LoadedComputation } from './function-loader.js';
+import { TAG_ENV, currentParentPid, killTagged } from './process-tag.js';
 import { JobSlot, startArbiter } from './runner-arbiter.js';
 import {
   KILL_PIPE_FD,
@@ -30,6 +36,14 @@ import {
 const OUTPUT_LIMIT = Number(process.env.DISPYTS_OUTPUT_LIMIT) || 1024 * 1024;
 /** Jobs shorter than this (ms, on average) skip reading their children's CPU time (~10 us). */
 const SHORT_MS = 1;
+/** This runner's tag (set by the daemon); each job's processes carry `<tag>/j<uid>`. */
+const RUNNER_TAG = process.env[TAG_ENV] ?? '';
+/** The node's --max-message-size: a larger result or provisional result is refused here. */
+const MAX_MESSAGE = Number(process.env.DISPYTS_MAX_MESSAGE_SIZE) || DEFAULT_MAX_FRAME;
+/** The daemon, our parent while it lives. */
+const DAEMON_PID = currentParentPid();
+/** How often (ms) the watchdog thread checks that the daemon is still there. */
+const WATCHDOG_MS = 500;
 
 interface Loaded extends LoadedComputation {
   codec: PayloadCodec;
@@ -118,13 +132,21 @@ function patch(stream: NodeJS.WriteStream, pick: (c: Current) => OutputBuffer): 
 patch(process.stdout, (c) => c.out);
 patch(process.stderr, (c) => c.err);
 
+/** Refuses a value that would not fit in a message to the client (throws DISPY_ERR_MESSAGE_TOO_LARGE). */
+function checkSize(bytes: Buffer, what: string): Buffer {
+  if (bytes.length > MAX_MESSAGE) {
+    throw new DispyError(
+      'DISPY_ERR_MESSAGE_TOO_LARGE',
+      `the job's ${what} encodes to ${bytes.length} bytes, more than the node's maximum message size of ${MAX_MESSAGE} bytes (--max-message-size)`,
+    );
+  }
+  return bytes;
+}
+
 function provisional(value: unknown): void {
   if (!current || current.finished) return;
-  report({
-    ev: RunnerEvent.Provisional,
-    uid: current.uid,
-    result: current.codec.encode(value, 'the provisional result').toString('base64'),
-  });
+  const bytes = checkSize(current.codec.encode(value, 'the provisional result'), 'provisional result');
+  report({ ev: RunnerEvent.Provisional, uid: current.uid, result: bytes.toString('base64') });
 }
 
 /**
@@ -178,6 +200,8 @@ async function run(job: RunnerJob): Promise<void> {
   failure.catch(() => undefined);
   const me: Current = { uid: job.uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, fail };
   current = me;
+  // Whatever the job starts is marked as the job's.
+  if (RUNNER_TAG) process.env[TAG_ENV] = `${RUNNER_TAG}/j${job.uid}`;
   enterDir(comp.dir, job.computeId);
   // CPU of the programs the job ran (reaped children); not read for very short jobs (~10 us).
   const kids0 = fast ? 0 : childrenCpuSeconds();
@@ -199,19 +223,21 @@ async function run(job: RunnerJob): Promise<void> {
     exception = formatException(err);
     if (err instanceof ReferenceError && /is not defined/.test(err.message)) code = 'DISPY_ERR_FREE_VARIABLE';
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
+    else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
   if (ok) {
     try {
-      result = comp.codec.encode(value, 'the result').toString('base64');
+      result = checkSize(comp.codec.encode(value, 'the result'), 'result').toString('base64');
     } catch (err) {
-      // What cannot travel is named (where in the result, and what it is), never dropped.
+      // What cannot travel is named (where in the result, and what it is, or its size), never dropped.
       ok = false;
       exception = `${(err as Error).name}: ${(err as Error).message}`;
-      code = 'DISPY_ERR_SERIALIZE';
+      code = err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE' ? err.code : 'DISPY_ERR_SERIALIZE';
     }
   }
   me.finished = true;
   current = null;
+  if (RUNNER_TAG) process.env[TAG_ENV] = RUNNER_TAG;
   if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
   comp.avgMs = comp.avgMs === Infinity ? ms : comp.avgMs * 0.8 + ms * 0.2;
@@ -299,6 +325,8 @@ async function unload(computeId: string): Promise<void> {
       error = formatException(err);
     }
   }
+  // Set up again under the same id (resetupNode), it gets a new directory: enter that one.
+  if (cwdOf === computeId) cwdOf = '';
   report({ ev: RunnerEvent.Unloaded, computeId, error });
 }
 
@@ -326,8 +354,31 @@ function onStray(err: unknown): void {
 }
 process.on('uncaughtException', onStray);
 process.on('unhandledRejection', onStray);
-process.on('disconnect', () => process.exit(0));
+process.on('disconnect', () => {
+  // Nothing the jobs started stays. With the daemon gone nobody else kills our group: we do,
+  // ourselves included; otherwise the daemon kills the group once we exited.
+  if (RUNNER_TAG) {
+    const gone = currentParentPid() !== DAEMON_PID;
+    killTagged(RUNNER_TAG, 'SIGKILL', gone ? { groups: [process.pid], ownGroup: true } : {});
+    if (gone) process.kill(process.pid, 'SIGKILL');
+  }
+  process.exit(0);
+});
 
+// The watchdog thread fires while a job loops (this thread then never sees `disconnect`).
+if (RUNNER_TAG && process.send) {
+  const watchdog = new Worker(new URL('./runner-watchdog.js', import.meta.url), {
+    workerData: { ppid: DAEMON_PID, tag: RUNNER_TAG, intervalMs: WATCHDOG_MS },
+    stdout: true,
+    stderr: true,
+  });
+  watchdog.unref();
+  watchdog.on('error', (err) => {
+    // Without it a looping job would outlive a dead daemon: say so on the daemon's stderr (fd 2,
+    // not the patched stream that captures job output).
+    writeSync(2, `dispyts runner ${process.pid}: watchdog thread failed: ${(err as Error).message}\n`);
+  });
+}
 // Module and program computations reach it as a global; functions also get it as a parameter.
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
 

@@ -2,7 +2,9 @@
  * The daemon's pre-spawned job runners. Each runner is forked detached (it leads its own process
  * group, so a job and every process it starts are killed together), with `execArgv: []` so a
  * daemon started under a TypeScript loader does not slow them, and runs one job at a time from
- * a short queue the daemon keeps filled.
+ * a short queue the daemon keeps filled. Each carries a tag in its environment (process-tag.ts)
+ * that everything its jobs start inherits: killing a runner kills every process with its tag,
+ * then their groups, so a job's process that left the group (`setsid`, a double fork) goes too.
  *
  * One program per runner: a fresh runner is bound to the client program of the first
  * computation it loads and only ever runs that program's jobs (its computations share it). When
@@ -22,6 +24,7 @@ import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
+import { TAG_ENV, killTaggedAsync } from './process-tag.js';
 import {
   RunnerCommand,
   RunnerEvent,
@@ -97,6 +100,8 @@ export interface AssignedJob {
 export class Runner {
   readonly child: ChildProcess;
   readonly pid: number;
+  /** The tag in its environment, inherited by what its jobs start. */
+  readonly tag: string;
   readonly loaded = new Set<string>();
   /** Jobs handed to this runner, in its queue order; at most the first one is started. */
   readonly jobs = new Map<number, AssignedJob>();
@@ -123,9 +128,10 @@ export class Runner {
   markGone!: () => void;
   outbox: RunnerJob[] = [];
 
-  constructor(child: ChildProcess) {
+  constructor(child: ChildProcess, tag = '') {
     this.child = child;
     this.pid = child.pid!;
+    this.tag = tag;
     this.ready = new Promise((resolve, reject) => {
       child.once('message', () => {
         this.isReady = true;
@@ -151,13 +157,19 @@ export class Runner {
     if (!this.exited && this.child.connected) this.child.send(msg);
   }
 
-  /** Signals the runner's whole process group. */
+  /**
+   * Signals the runner's process group at once (by its number only while the runner is alive
+   * or was just reaped, so that number cannot belong to another group yet), then every process
+   * carrying the runner's tag (what its jobs started, wherever it went) and their groups, once
+   * /proc has been read without blocking the daemon.
+   */
   killGroup(signal: NodeJS.Signals): void {
     try {
       process.kill(-this.pid, signal);
     } catch {
       // group already gone
     }
+    if (this.tag) void killTaggedAsync(this.tag, signal).catch(() => undefined);
   }
 }
 
@@ -166,6 +178,10 @@ export interface RunnerPoolOptions {
   log: Logger;
   nodeName: string;
   nodeIpAddr: string;
+  /** The node's tag (`<host>/<daemon id>`); each runner's is `<tag>/r<n>`. */
+  tag?: string;
+  /** The node's --max-message-size: runners refuse larger results. */
+  maxMessageSize?: number;
 }
 
 interface KnownComputation extends Placement {
@@ -184,6 +200,8 @@ export class RunnerPool {
   readonly #toFlush = new Set<Runner>();
   #flushScheduled = false;
   #closed = false;
+  /** Runners forked so far (numbers their tags). */
+  #forked = 0;
   /** Called when a runner has room again (jobs ended or a replacement started). */
   onIdle: () => void = () => undefined;
   /** Called when a runner failed to load a computation after its first load succeeded. */
@@ -224,15 +242,21 @@ export class RunnerPool {
   }
 
   #spawn(program: string | null = null, isolatedFor: string | null = null): Runner {
+    const tag = this.#opts.tag ? `${this.#opts.tag}/r${++this.#forked}` : '';
     const child = fork(this.#entry, [], {
       execArgv: [],
       detached: true,
       serialization: 'json',
       // 2: its own stderr (V8's fatal reports), 3: IPC, 4: its kill pipe (runner-arbiter.ts).
       stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
-      env: { ...process.env, DISPYTS_RUNNER: '1' },
+      env: {
+        ...process.env,
+        DISPYTS_RUNNER: '1',
+        ...(tag ? { [TAG_ENV]: tag } : {}),
+        ...(this.#opts.maxMessageSize ? { DISPYTS_MAX_MESSAGE_SIZE: String(this.#opts.maxMessageSize) } : {}),
+      },
     });
-    const runner = new Runner(child);
+    const runner = new Runner(child, tag);
     runner.program = program;
     runner.isolatedFor = isolatedFor;
     this.runners.add(runner);

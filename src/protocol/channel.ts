@@ -11,6 +11,11 @@
  * HMAC(direction key, seq || body) with a per-direction sequence number, so frames cannot be
  * forged, replayed, reordered or dropped unnoticed. A frame's body is one or more msgpack
  * values, each one message.
+ *
+ * Sizes: before authentication a frame may be `preAuthMaxFrame` bytes (4 KiB) and is parsed only
+ * when the handshake asks for it, so a peer without the secret costs a few KiB at most. After
+ * it, frames up to `maxFrame` are accepted, and none larger than `maxSend` (what the peer
+ * accepts) is sent: `send` refuses a message that cannot fit.
  */
 import { EventEmitter } from 'node:events';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -18,7 +23,7 @@ import net from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { ZodType } from 'zod';
 import { DispyError, asDispyError } from '../errors.js';
-import { DEFAULT_MAX_FRAME, HANDSHAKE_TIMEOUT, MAC_BYTES, NONCE_BYTES, PROTOCOL_VERSION } from './constants.js';
+import { DEFAULT_MAX_FRAME, HANDSHAKE_TIMEOUT, MAC_BYTES, NONCE_BYTES, PRE_AUTH_MAX_FRAME, PROTOCOL_VERSION } from './constants.js';
 import { FrameDecoder, encodeFrame } from './frame.js';
 import { handshakeSchema, type HandshakeMessage } from './messages.js';
 import { packMessage, unpackMessage, unpackMessages } from './wire-codec.js';
@@ -27,6 +32,8 @@ import { isTlsError, tlsError } from './tls.js';
 /** A queued batch is flushed early once it holds this many bytes or messages. */
 const FLUSH_BYTES = 256 * 1024;
 const FLUSH_COUNT = 512;
+/** Bytes a server holds unparsed before authentication beyond one frame: one socket read. */
+const PRE_AUTH_SLACK = 64 * 1024;
 
 export type Role = 'client' | 'node' | 'scheduler';
 
@@ -35,8 +42,22 @@ export interface ChannelOptions<In> {
   secret: Buffer;
   /** Schema every authenticated incoming message must match. */
   schema: ZodType<In>;
-  /** @default 64 MiB */
+  /**
+   * Largest frame accepted once authenticated (bytes), and the largest sent unless `maxSend`
+   * says otherwise.
+   * @default 64 MiB
+   */
   maxFrame?: number;
+  /**
+   * Largest frame sent (what the peer accepts).
+   * @default maxFrame
+   */
+  maxSend?: number;
+  /**
+   * Largest frame accepted before authentication (bytes).
+   * @default 4 KiB
+   */
+  preAuthMaxFrame?: number;
   /** Seconds allowed for the handshake. @default 10 */
   handshakeTimeout?: number;
 }
@@ -89,6 +110,8 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   /** Bytes sent and received on this connection. */
   tx = 0;
   rx = 0;
+  /** Largest frame sent: a message that cannot fit in one is refused by `send`. */
+  maxSend: number;
 
   #schema: ZodType<In>;
   #decoder: FrameDecoder;
@@ -101,16 +124,23 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   #outbox: Buffer[] = [];
   #outboxBytes = 0;
   #flushScheduled = false;
-  #pending: Buffer[] = [];
   #waiter: { resolve: (f: Buffer) => void; reject: (e: DispyError) => void } | null = null;
   #handshakeError: DispyError | null = null;
+  /** Largest frame accepted once authenticated. */
+  #maxFrame: number;
+  /** Set while frames that came with the last handshake frame wait for the caller's listeners. */
+  #holding = false;
+  /** The accepting side: it bounds what a peer may send before authentication. */
+  #server = false;
 
   constructor(socket: net.Socket, opts: ChannelOptions<In>) {
     super();
     this.socket = socket;
     this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     this.#schema = opts.schema;
-    this.#decoder = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME);
+    this.#maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
+    this.maxSend = opts.maxSend ?? this.#maxFrame;
+    this.#decoder = new FrameDecoder(opts.preAuthMaxFrame ?? PRE_AUTH_MAX_FRAME);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.emit('drain'));
@@ -133,6 +163,16 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     return this.#sendKey !== null;
   }
 
+  /** Largest frame accepted once authenticated (a client raises it to what its node announced). */
+  get maxFrame(): number {
+    return this.#maxFrame;
+  }
+
+  set maxFrame(n: number) {
+    this.#maxFrame = n;
+    if (this.#recvKey) this.#decoder.maxFrame = n;
+  }
+
   /**
    * Whether the peer reads slower than we write: the socket holds more than its high-water
    * mark. A `drain` event follows once it took everything. Senders of messages that a later one
@@ -145,13 +185,22 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   /**
    * Queues one message; returns its encoded size. Messages queued in one event-loop turn leave
    * together as one authenticated frame (a sequence of msgpack values), so a burst of jobs or
-   * replies costs one MAC and one write.
+   * replies costs one MAC and one write. Throws DISPY_ERR_MESSAGE_TOO_LARGE (nothing is sent)
+   * for a message that cannot fit in a frame of `maxSend` bytes.
    */
   send(msg: Out): number {
     if (this.#closed) return 0;
     if (!this.#sendKey) throw new DispyError('DISPY_ERR_INTERNAL', 'channel not authenticated');
     // Copy: the packer reuses its buffer.
     const body = Buffer.from(packMessage(msg));
+    if (body.length + MAC_BYTES > this.maxSend) {
+      throw new DispyError(
+        'DISPY_ERR_MESSAGE_TOO_LARGE',
+        `a message of ${body.length + MAC_BYTES} bytes exceeds the ${this.maxSend} bytes ${this.peer} accepts`,
+      );
+    }
+    // A batch never grows past what the peer accepts.
+    if (this.#outboxBytes + body.length + MAC_BYTES > this.maxSend) this.#flush();
     this.#outbox.push(body);
     this.#outboxBytes += body.length;
     if (this.#outboxBytes >= FLUSH_BYTES || this.#outbox.length >= FLUSH_COUNT) this.#flush();
@@ -221,21 +270,47 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
       return;
     }
     this.rx += chunk.length;
-    let frames: Buffer[];
+    this.#decoder.append(chunk);
+    this.#pump();
+  }
+
+  /**
+   * Parses what arrived. Before authentication only the frame the handshake waits for is taken
+   * (the rest waits, unparsed and bounded); after it, every complete frame is delivered.
+   */
+  #pump(): void {
+    if (this.#closed || this.#holding) return;
     try {
-      frames = this.#decoder.push(chunk);
+      if (!this.#recvKey) {
+        if (this.#server && this.#decoder.buffered > this.#decoder.maxFrame + 4 + PRE_AUTH_SLACK) {
+          throw new DispyError('DISPY_ERR_FRAME_TOO_LARGE', `${this.peer} sent ${this.#decoder.buffered} bytes before authenticating`);
+        }
+        if (!this.#waiter) return;
+        const f = this.#nextPreAuth();
+        if (f) {
+          const w = this.#waiter;
+          this.#waiter = null;
+          w.resolve(f);
+        }
+        return;
+      }
+      for (let f = this.#decoder.next(); f; f = this.#decoder.next()) {
+        this.#onAuthenticatedFrame(f);
+        if (this.#closed) return;
+      }
     } catch (err) {
       this.close(asDispyError(err, 'DISPY_ERR_BAD_FRAME'));
-      return;
     }
-    for (const f of frames) {
-      if (this.#closed) return;
-      if (this.#recvKey) this.#onAuthenticatedFrame(f);
-      else if (this.#waiter) {
-        const w = this.#waiter;
-        this.#waiter = null;
-        w.resolve(f);
-      } else this.#pending.push(f);
+  }
+
+  /** The next handshake frame, if complete; throws for one over the pre-authentication limit. */
+  #nextPreAuth(): Buffer | null {
+    try {
+      return this.#decoder.next();
+    } catch (err) {
+      const e = asDispyError(err, 'DISPY_ERR_BAD_FRAME');
+      if (e.code !== 'DISPY_ERR_FRAME_TOO_LARGE') throw e;
+      throw new DispyError('DISPY_ERR_FRAME_TOO_LARGE', `${this.peer}: before authentication, ${e.message}`);
     }
   }
 
@@ -277,7 +352,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
 
   async #nextHandshake(): Promise<HandshakeMessage> {
     const frame =
-      this.#pending.shift() ??
+      (this.#closed ? null : this.#nextPreAuth()) ??
       (await new Promise<Buffer>((resolve, reject) => {
         if (this.#closed) reject(this.#handshakeError ?? new DispyError('DISPY_ERR_CONNECTION', `${this.peer} closed`));
         else this.#waiter = { resolve, reject };
@@ -307,6 +382,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     const s2c = mac(session, 'server->client');
     this.#sendKey = weAreClient ? c2s : s2c;
     this.#recvKey = weAreClient ? s2c : c2s;
+    this.#decoder.maxFrame = this.#maxFrame;
   }
 
   /** Client side of the handshake; resolves with the server's hello. */
@@ -342,6 +418,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
 
   /** Server side of the handshake. */
   async handshakeAsServer(secret: Buffer, role: 'node' | 'scheduler', timeoutSec: number): Promise<void> {
+    this.#server = true;
     const timer = this.#armTimeout(timeoutSec);
     try {
       const hello = await this.#nextHandshake();
@@ -385,15 +462,13 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   }
 
   #drainPending(): void {
-    const frames = this.#pending;
-    this.#pending = [];
-    // Deliver frames that arrived with the last handshake frame once the caller has attached
-    // its listeners.
-    if (frames.length) {
-      setImmediate(() => {
-        for (const f of frames) if (!this.#closed) this.#onAuthenticatedFrame(f);
-      });
-    }
+    // Frames that arrived with the last handshake frame (and any until then) are delivered once
+    // the caller has attached its listeners, in order.
+    this.#holding = true;
+    setImmediate(() => {
+      this.#holding = false;
+      this.#pump();
+    });
   }
 }
 

@@ -20,7 +20,8 @@ export function encodeFrame(...parts: Uint8Array[]): Buffer {
 
 /** Incremental frame parser fed with socket chunks. */
 export class FrameDecoder {
-  readonly maxFrame: number;
+  /** Largest frame body accepted; may change between frames (a channel raises it once authenticated). */
+  maxFrame: number;
   #chunks: Buffer[] = [];
   #buffered = 0;
 
@@ -38,24 +39,35 @@ export class FrameDecoder {
    * for an oversize length and DISPY_ERR_BAD_FRAME for an empty frame.
    */
   push(chunk: Buffer): Buffer[] {
+    this.append(chunk);
+    const frames: Buffer[] = [];
+    for (let f = this.next(); f; f = this.next()) frames.push(f);
+    return frames;
+  }
+
+  /** Adds a chunk without parsing it (see `next`). */
+  append(chunk: Buffer): void {
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
-    const frames: Buffer[] = [];
-    for (;;) {
-      if (this.#buffered < 4) break;
-      const len = this.#peekLength();
-      if (len > this.maxFrame) {
-        throw new DispyError('DISPY_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds the maximum of ${this.maxFrame}`);
-      }
-      if (len === 0) throw new DispyError('DISPY_ERR_BAD_FRAME', 'empty frame');
-      if (this.#buffered < 4 + len) break;
-      const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#buffered);
-      frames.push(all.subarray(4, 4 + len));
-      const rest = all.subarray(4 + len);
-      this.#chunks = rest.length ? [rest] : [];
-      this.#buffered = rest.length;
+  }
+
+  /**
+   * The next complete frame body, or null until more bytes come. The length is checked against
+   * `maxFrame` as soon as its 4 bytes are here (throws as `push` does).
+   */
+  next(): Buffer | null {
+    if (this.#buffered < 4) return null;
+    const len = this.#peekLength();
+    if (len > this.maxFrame) {
+      throw new DispyError('DISPY_ERR_FRAME_TOO_LARGE', `frame of ${len} bytes exceeds the maximum of ${this.maxFrame}`);
     }
-    return frames;
+    if (len === 0) throw new DispyError('DISPY_ERR_BAD_FRAME', 'empty frame');
+    if (this.#buffered < 4 + len) return null;
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#buffered);
+    const rest = all.subarray(4 + len);
+    this.#chunks = rest.length ? [rest] : [];
+    this.#buffered = rest.length;
+    return all.subarray(4, 4 + len);
   }
 
   #peekLength(): number {

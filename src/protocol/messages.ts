@@ -118,6 +118,17 @@ export const setupSchema = z.object({
     .max(1 << 20),
   /** Seconds between heartbeats the client wants from the node (0 = the node's default). */
   pulseInterval: z.number().nonnegative().max(1000),
+  /**
+   * Seconds the client may be away (no open connection) and come back to its jobs: at the end
+   * of this window the node drops its queued jobs, terminates its running ones and serves the
+   * next client, unless `recoverable`. Never beyond the node's zombie interval.
+   */
+  reconnectWindow: z.number().positive().max(1e6).default(10),
+  /**
+   * The client keeps a recover file (`recoverFile`): when it is gone, its running jobs go on
+   * until the node's zombie interval and their results are kept for `recoverJobs`.
+   */
+  recoverable: z.boolean().default(false),
   /** `setup(...setupArgs)` run once in each runner before its first job of this computation. */
   setup: hookSource.default(null),
   /** Encoded array of arguments to `setup` (payload codec). */
@@ -249,6 +260,11 @@ export const nodeInfoSchema = z.object({
   availInfo: availInfoSchema.nullable(),
   /** Whether another client process currently owns the node. */
   busy: z.boolean(),
+  /**
+   * Largest message (frame) the node accepts or sends, in bytes (its --max-message-size): no
+   * job whose arguments do not fit is sent to it. Absent: 64 MiB.
+   */
+  maxMessageSize: z.number().int().positive().optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 

@@ -51,6 +51,12 @@ export const computeSchema = z.object({
   files: z.array(relativeName).max(10_000).default([]),
   /** `'job'`: each job in a fresh runner process on its node. */
   isolate: z.literal('job').nullable().default(null),
+  /**
+   * Seconds the client tries to get back after its connection broke (its `reconnectTimeout`):
+   * the scheduler keeps the computation that long at most (never beyond its zombie interval),
+   * starting none of its jobs meanwhile. Absent: the zombie interval.
+   */
+  reconnectTimeout: z.number().nonnegative().max(1e9).optional(),
 });
 export const scheduleSchema = z.object({ t: z.literal('schedule'), rid, computeId });
 export const sjobSchema = z.object({
@@ -125,6 +131,8 @@ export const schedulerInfoSchema = z.object({
   pulseInterval: z.number().positive().max(1000),
   /** Seconds a computation outlives its client's connection (a client may resume it meanwhile). */
   zombieInterval: z.number().positive().optional(),
+  /** Largest message the scheduler accepts or sends, in bytes (its --max-message-size). Absent: 64 MiB. */
+  maxMessageSize: z.number().int().positive().optional(),
 });
 
 /** A node as a cluster sees it (the fields of DispyNode). */

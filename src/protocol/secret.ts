@@ -60,13 +60,19 @@ export function resolveSecret(secret: string | undefined | null): Buffer {
 
 /**
  * Reads a shared secret from `file` (`--secret-file`: keeps the secret out of the process list):
- * its content without the trailing newline. A file other users may read is refused.
+ * its content without the trailing newline. A file other users may read is refused, except
+ * that a file root owns may be readable by its group (at most mode 640, as PostgreSQL allows
+ * for its keys): an administrator gave that group the secret on purpose. A Kubernetes secret
+ * volume with `fsGroup` is such a file (root, group fsGroup, mode 440).
  */
 export function readSecretFile(file: string): string {
   let text: string;
   try {
-    const mode = statSync(file).mode;
-    if (mode & 0o077) throw new Error(`it is readable by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+    const st = statSync(file);
+    const mode = st.mode & 0o777;
+    const groupRead = st.uid === 0 && (mode & 0o070) === 0o040;
+    if (mode & 0o007 || (mode & 0o070 && !groupRead))
+      throw new Error(`it is readable by other users (mode ${mode.toString(8)}); chmod 600 it (or, owned by root, 640)`);
     text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   } catch (err) {
     throw new DispyError('DISPY_ERR_SECRET_FILE', `cannot use the secret file ${file}: ${(err as Error).message}`);

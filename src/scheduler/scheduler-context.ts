@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
+import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import type { FileStore } from '../node/file-store.js';
 import type { FromScheduler } from '../protocol/scheduler-messages.js';
@@ -22,14 +23,18 @@ export interface SchedulerContext {
   readonly cooperative: boolean;
   /** Largest file a client may send, in bytes (0 = unlimited). */
   readonly maxFileSize: number;
+  /** Largest message to or from a client, in bytes (`--max-message-size`). */
+  readonly maxMessageSize: number;
   /** Seconds a vanished client's computations are kept before they are closed. */
   readonly zombieInterval: number;
   /** Set once the scheduler is shutting down. */
   readonly stopping: boolean;
   /** Options every internal cluster gets (node credentials, TLS, heartbeats, discovery). */
   clusterOptions(): JobClusterOptions;
-  /** An internal cluster started (the HTTP server follows it). */
-  clusterStarted(cluster: JobCluster): void;
+  /** An internal cluster started (the HTTP server follows it); `exclusive` as its computation. */
+  clusterStarted(cluster: JobCluster, exclusive: boolean): void;
+  /** What the monitor shows beside a cluster (null clears it), and the sentence for its event log. */
+  clusterNote(cluster: JobCluster, note: ClusterNote | null, logText: string): void;
   /** An internal cluster closed (its name stays taken while the HTTP server still shows it). */
   clusterClosed(cluster: JobCluster | null, name: string): void;
 }

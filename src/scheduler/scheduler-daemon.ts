@@ -15,12 +15,14 @@ import tls from 'node:tls';
 import pino, { type Logger } from 'pino';
 import { setDispatchPolicy, DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
 import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
+import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { DispyError, invalidOption } from '../errors.js';
 import { FileStore } from '../node/file-store.js';
 import { isDispytsDaemon, readPidFile, removePidFile, writePidFile } from '../node/pid-file.js';
 import { acceptChannel, refuseConnection, type Channel } from '../protocol/channel.js';
-import { SCHEDULER_PORT } from '../protocol/constants.js';
+import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME, SCHEDULER_PORT } from '../protocol/constants.js';
+import { HandshakeGate, checkHandshakeCaps } from '../protocol/handshake-gate.js';
 import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import {
@@ -120,7 +122,7 @@ export interface SchedulerDaemonOptions {
   /**
    * Seconds between heartbeats: asked of nodes (one silent for 5 of them is declared dead) and
    * sent to clients.
-   * @default undefined (nodes: their own default, never declared dead for silence; clients: every 10 s)
+   * @default undefined (every 10 s; a node silent for 50 s is declared dead)
    * @example pulseInterval: 2
    */
   pulseInterval?: number;
@@ -142,6 +144,27 @@ export interface SchedulerDaemonOptions {
    * @example maxFileSize: 100 * 1024 * 1024   // 100 MiB
    */
   maxFileSize?: number;
+  /**
+   * Largest message (frame) accepted from a client or sent to one, in bytes; announced to
+   * clients. A job whose result does not fit ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE
+   * naming both sizes. At least 64 KiB.
+   * @default 67108864 (64 MiB)
+   * @example maxMessageSize: 256 * 1024 * 1024
+   */
+  maxMessageSize?: number;
+  /**
+   * Client connections that may be in their handshake (not yet authenticated) at once; more
+   * are closed at once (logged once per address a minute).
+   * @default 64
+   * @example maxHandshakes: 256
+   */
+  maxHandshakes?: number;
+  /**
+   * Of those, how many may come from one address.
+   * @default 8
+   * @example maxHandshakesPerPeer: 32
+   */
+  maxHandshakesPerPeer?: number;
   /**
    * Where clients' files are kept.
    * @default `${os.tmpdir()}/dispyts/scheduler`
@@ -194,8 +217,10 @@ export interface SchedulerDaemonOptions {
 }
 
 type SchedulerEvents = {
-  /** An internal cluster started: show it. */
-  cluster: [JobCluster];
+  /** An internal cluster started: show it (`exclusive` as its computation). */
+  cluster: [JobCluster, boolean];
+  /** What to show beside a cluster changed (its client is gone, back, or it closed for that). */
+  'cluster-note': [JobCluster, ClusterNote | null, string];
   /** A closed cluster is no longer kept: stop showing it. */
   'cluster-removed': [JobCluster];
 };
@@ -223,8 +248,13 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   readonly cooperative: boolean;
   readonly nodes: readonly NodeAllocate[];
   port: number;
+  /** Largest message to or from a client, in bytes (--max-message-size). */
+  readonly maxMessageSize: number;
   /** Resolves once the scheduler stopped. */
   readonly stopped: Promise<void>;
+  readonly #gate: HandshakeGate;
+  /** Handshakes in progress, by the client's `address:port`: what to call once one authenticated. */
+  readonly #handshakes = new Map<string, () => void>();
 
   readonly #opts: SchedulerDaemonOptions;
   readonly #clusterSecret: Buffer;
@@ -274,6 +304,12 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       throw invalidOption('maxFileSize', 'a number of bytes >= 0', opts.maxFileSize);
     if (opts.keepClosed !== undefined && !(Number.isInteger(opts.keepClosed) && opts.keepClosed >= 0))
       throw invalidOption('keepClosed', 'an integer >= 0', opts.keepClosed);
+    const max = opts.maxMessageSize ?? DEFAULT_MAX_FRAME;
+    if (!(Number.isInteger(max) && max >= MIN_MAX_FRAME && max <= 0xffffffff))
+      throw invalidOption('maxMessageSize', `a number of bytes from ${MIN_MAX_FRAME} to 4 GiB`, opts.maxMessageSize);
+    this.maxMessageSize = max;
+    checkHandshakeCaps(opts);
+    this.#gate = new HandshakeGate({ max: opts.maxHandshakes, perPeer: opts.maxHandshakesPerPeer, log: this.log, what: 'scheduler' });
     this.policy = opts.policy ?? 'fsfs';
     if (!DISPATCH_POLICIES.includes(this.policy)) throw invalidOption('policy', "'fsfs', 'fair' or 'early'", this.policy);
     this.cooperative = opts.cooperative ?? false;
@@ -297,12 +333,14 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       },
       cooperative: this.cooperative,
       maxFileSize: opts.maxFileSize ?? 0,
+      maxMessageSize: this.maxMessageSize,
       zombieInterval: opts.zombieInterval ?? 3600,
       get stopping(): boolean {
         return self.#stopping !== null;
       },
       clusterOptions: () => this.#clusterOptions(),
-      clusterStarted: (cluster) => this.emit('cluster', cluster),
+      clusterStarted: (cluster, exclusive) => this.emit('cluster', cluster, exclusive),
+      clusterNote: (cluster, note, text) => this.emit('cluster-note', cluster, note, text),
       clusterClosed: (cluster, name) => this.#clusterClosed(cluster, name),
     };
   }
@@ -321,6 +359,8 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     const o = this.#opts;
     return {
       host: this.host,
+      // Jobs come from clients within our own limit.
+      maxArgsSize: this.maxMessageSize,
       ...(o.nodeSecret ? { secret: o.nodeSecret } : {}),
       ...(o.nodeCertFile ? { certFile: o.nodeCertFile } : {}),
       ...(o.nodeKeyFile ? { keyFile: o.nodeKeyFile } : {}),
@@ -354,8 +394,25 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       ? tls.createServer({ ...serverTlsOptions(this.#tls), noDelay: true }, (socket) => this.#acceptTls(socket))
       : net.createServer({ noDelay: true }, (socket) => void this.#accept(socket));
     this.#server = server;
+    // Connections not yet authenticated are counted (and capped) before anything is read.
+    const refused = new WeakSet<net.Socket>();
+    server.prependListener('connection', (raw: net.Socket) => {
+      const key = `${raw.remoteAddress}:${raw.remotePort}`;
+      const release = this.#gate.admit(raw);
+      if (!release) {
+        refused.add(raw);
+        return;
+      }
+      this.#handshakes.set(key, release);
+      raw.once('close', () => {
+        if (this.#handshakes.get(key) === release) this.#handshakes.delete(key);
+      });
+    });
     if (this.#tls) {
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+        // Refused by the handshake caps: logged there, once per address a while.
+        const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+        if (raw && refused.has(raw)) return;
         this.log.warn(
           { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: 'DISPY_ERR_TLS', reason: describeTlsError(err) },
           'TLS handshake with a client failed; connection refused',
@@ -446,19 +503,31 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     refuseConnection(socket, new DispyError('DISPY_ERR_TLS', `scheduler ${this.host} refused this client: ${refusal}`));
   }
 
+  /** The connection from `key` authenticated (or failed): it no longer counts as a handshake. */
+  #handshakeOver(key: string): void {
+    this.#handshakes.get(key)?.();
+    this.#handshakes.delete(key);
+  }
+
   async #accept(socket: net.Socket): Promise<void> {
+    // Refused by the handshake caps (and logged there).
+    if (socket.destroyed) return;
     if (this.#stopping !== null) {
       socket.destroy();
       return;
     }
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
     let ch: Channel<ToScheduler, FromScheduler>;
     try {
       ch = await acceptChannel<ToScheduler, FromScheduler>(socket, {
         secret: this.#clusterSecret,
         schema: toSchedulerSchema,
         role: 'scheduler',
+        maxFrame: this.maxMessageSize,
       });
+      this.#handshakeOver(key);
     } catch (err) {
+      this.#handshakeOver(key);
       this.log.warn(
         { peer: `${socket.remoteAddress}:${socket.remotePort}`, code: (err as DispyError).code, reason: (err as Error).message },
         'client connection refused',
@@ -491,6 +560,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       cooperative: this.cooperative,
       pulseInterval: this.#clientPulse,
       zombieInterval: this.#ctx.zombieInterval,
+      maxMessageSize: this.maxMessageSize,
     });
   }
 

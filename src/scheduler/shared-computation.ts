@@ -9,6 +9,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
+import { holdCluster } from '../client/dispatcher.js';
 import { JobCluster, type ClusterStatusEvent } from '../client/job-cluster.js';
 import type { DispyJob } from '../client/dispy-job.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
@@ -22,6 +23,13 @@ import type { ComputationOwner, SchedulerContext } from './scheduler-context.js'
 /** Roughly what a kept job-end holds in memory (bytes). */
 function endSize(e: JobEnd): number {
   return 256 + (e.result?.length ?? 0) + (e.exception?.length ?? 0) + e.stdout.length + e.stderr.length;
+}
+
+/** Bytes a job-end takes in a message, roughly. */
+function endBytes(e: JobEnd): number {
+  return (
+    1024 + (e.result?.byteLength ?? 0) + Buffer.byteLength(e.exception ?? '') + Buffer.byteLength(e.stdout) + Buffer.byteLength(e.stderr)
+  );
 }
 
 /** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
@@ -100,6 +108,8 @@ export class SharedComputation {
   #terminate = false;
   #escalate: (() => void) | null = null;
   #zombieTimer: NodeJS.Timeout | null = null;
+  /** Seconds its client was given to come back, once it was gone (null while it is here). */
+  #goneFor: number | null = null;
   /** While its client is gone: the job-ends it missed (bounded), delivered if it resumes. */
   #away: { ends: JobEnd[]; bytes: number } | null = null;
 
@@ -197,7 +207,7 @@ export class SharedComputation {
     this.state = 'running';
     cluster.on('status', this.#onStatus);
     cluster.on('error', (err) => this.#ctx.log.warn({ cluster: this.name, code: err.code }, err.message));
-    this.#ctx.clusterStarted(cluster);
+    this.#ctx.clusterStarted(cluster, this.exclusive);
     this.#ctx.log.info(
       { computation: this.name, computeId: this.computeId, client: this.owner.clientIp, exclusive: this.exclusive },
       'computation scheduled',
@@ -312,8 +322,16 @@ export class SharedComputation {
         this.#toOwner({ t: 'job-status', uid, status, ip: job.ipAddr, startTime: job.startTime });
         return;
       case JobStatus.ProvisionalResult:
-        if (job.result instanceof Uint8Array)
-          this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
+        if (!(job.result instanceof Uint8Array)) return;
+        // The client takes no message larger than ours.
+        if (job.result.byteLength + 1024 > this.#ctx.maxMessageSize) {
+          this.#ctx.log.warn(
+            { computation: this.name, uid, bytes: job.result.byteLength },
+            'provisional result too large for the client: not sent',
+          );
+          return;
+        }
+        this.#toOwner({ t: 'provisional', uid, result: job.result, ip: job.ipAddr ?? node?.ipAddr ?? null });
         return;
     }
     if (!isFinal(status)) return;
@@ -325,21 +343,54 @@ export class SharedComputation {
       job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
     const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
     const exception = byUs ? `${job.exception ?? 'DispyError: job ended'} (${this.#note!.reason})` : job.exception;
-    this.#toOwner({
-      t: 'job-end',
-      uid,
-      status,
-      result: job.result instanceof Uint8Array ? job.result : null,
-      exception: exception === null ? null : exception.slice(0, MAX_TEXT * 4),
-      code: byUs ? this.#note!.code : job._errorCode,
-      stdout: job.stdout.slice(0, MAX_TEXT * 16),
-      stderr: job.stderr.slice(0, MAX_TEXT * 16),
-      ip: job.ipAddr ?? node?.ipAddr ?? null,
-      startTime: job.startTime,
-      endTime: job.endTime,
-    });
+    this.#toOwner(
+      this.#fitEnd({
+        t: 'job-end',
+        uid,
+        status,
+        result: job.result instanceof Uint8Array ? job.result : null,
+        exception: exception === null ? null : exception.slice(0, MAX_TEXT * 4),
+        code: byUs ? this.#note!.code : job._errorCode,
+        stdout: job.stdout.slice(0, MAX_TEXT * 16),
+        stderr: job.stderr.slice(0, MAX_TEXT * 16),
+        ip: job.ipAddr ?? node?.ipAddr ?? null,
+        startTime: job.startTime,
+        endTime: job.endTime,
+      }),
+    );
     this.owner.jobGone(uid);
   };
+
+  /**
+   * A job-end larger than the client takes (the node's limit may be above the scheduler's): the
+   * result is refused, the job ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE naming both
+   * sizes, and output is shortened to the room left.
+   */
+  #fitEnd(end: JobEnd): JobEnd {
+    const max = this.#ctx.maxMessageSize;
+    if (endBytes(end) <= max) return end;
+    let out = end;
+    if (out.result && endBytes({ ...out, stdout: '', stderr: '' }) > max) {
+      const bytes = out.result.byteLength;
+      this.#ctx.log.warn({ computation: this.name, uid: end.uid, bytes, max }, 'job result too large for the client: refused');
+      out = {
+        ...out,
+        status: JobStatus.Terminated,
+        result: null,
+        code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
+        exception: `DispyError: the job's result encodes to ${bytes} bytes, more than the scheduler's maximum message size of ${max} bytes (--max-message-size)`,
+      };
+    }
+    if (endBytes(out) > max) {
+      const room = Math.max(0, Math.floor((max - endBytes({ ...out, stdout: '', stderr: '' })) / 2) - 64);
+      const cut = (text: string): string =>
+        Buffer.byteLength(text) <= room
+          ? text
+          : `${Buffer.from(text).subarray(0, room).toString('utf8')}\n[dispyts: output truncated to fit the scheduler's maximum message size]\n`;
+      out = { ...out, stdout: cut(out.stdout), stderr: cut(out.stderr) };
+    }
+    return out;
+  }
 
   /** `node-op`: the JobCluster method of the same name; resolves to its return value. */
   async nodeOp(msg: NodeOpMessage): Promise<number | number[]> {
@@ -455,15 +506,26 @@ export class SharedComputation {
     this.state = 'closed';
     this.#ctx.files.close(this.fileKey, this.computeId);
     this.#ctx.admission.release(this);
+    if (cluster && this.#goneFor !== null)
+      this.#ctx.clusterNote(cluster, { text: 'closed: its client was gone' }, `closed: its client was gone for ${this.#goneFor} s`);
     this.#ctx.clusterClosed(cluster, this.name);
     if (this.#note) this.owner.send({ t: 'closed', computeId: this.computeId, reason: this.#note.reason.slice(0, MAX_TEXT) });
     this.#ctx.log.info({ computation: this.name, computeId: this.computeId, reason: this.#note?.reason }, 'computation closed');
   }
 
+  /** Seconds a gone client has to come back: its reconnectTimeout, at most the zombie interval. */
+  get #window(): number {
+    const zombie = this.#ctx.zombieInterval;
+    const wanted = this.#msg.reconnectTimeout;
+    return wanted === undefined ? zombie : Math.min(wanted, zombie);
+  }
+
   /**
-   * Its client is gone: the computation runs on for the zombie interval (the client cannot come
-   * back to it, but jobs are not cut short for a brief outage on its side), then closes with
-   * terminate (cutting short a close it asked for that still waits for its jobs).
+   * Its client is gone (DESIGN.md §3, "A client that is gone"): nobody can collect results of
+   * jobs that start now, so none starts, and the computation never outranks a live one (the
+   * dispatcher holds it). Running jobs go on for the client's reconnect window (at most the
+   * zombie interval), in case it comes back to them; then the computation is closed: queued jobs
+   * dropped, running ones terminated (cutting short a close it asked for that still waits).
    */
   orphan(): void {
     if (this.state === 'closed' || this.#zombieTimer) return;
@@ -472,16 +534,31 @@ export class SharedComputation {
       void this.close(true, { code: 'DISPY_ERR_CONNECTION', reason: 'its client left before it was scheduled' });
       return;
     }
-    const sec = this.#ctx.zombieInterval;
+    const sec = this.#window;
+    const closesAt = Date.now() + sec * 1000;
+    const when = new Date(closesAt).toISOString().replace(/\.\d{3}Z$/, 'Z');
     this.#away = { ends: [], bytes: 0 };
+    this.#goneFor = sec;
+    const cluster = this.cluster;
+    if (cluster) {
+      holdCluster(cluster, true);
+      this.#ctx.clusterNote(
+        cluster,
+        { text: `client gone; closes at ${when}`, closesAt },
+        `client gone; closes at ${when} unless it resumes`,
+      );
+    }
     this.#ctx.log.warn(
-      { computation: this.name, zombieInterval: sec },
-      'client gone: its computation is closed after the zombie interval unless the client resumes it',
+      { computation: this.name, window: sec, zombieInterval: this.#ctx.zombieInterval, closesAt: when },
+      `client gone; closes at ${when}: no job of it starts meanwhile, and it is closed then unless the client resumes it`,
     );
     this.#zombieTimer = setTimeout(() => {
       this.#zombieTimer = null;
       this.#away = null;
-      void this.close(true, { code: 'DISPY_ERR_CONNECTION', reason: `its client was gone for the scheduler's zombie interval (${sec} s)` });
+      void this.close(true, {
+        code: 'DISPY_ERR_CONNECTION',
+        reason: `its client was gone for ${sec} s (its reconnectTimeout, at most the scheduler's zombie interval)`,
+      });
     }, sec * 1000);
   }
 
@@ -504,6 +581,11 @@ export class SharedComputation {
   adopt(owner: ComputationOwner): JobEnd[] {
     if (this.#zombieTimer) clearTimeout(this.#zombieTimer);
     this.#zombieTimer = null;
+    if (this.cluster && this.#goneFor !== null) {
+      holdCluster(this.cluster, false);
+      this.#ctx.clusterNote(this.cluster, null, 'client back: its computation resumed');
+    }
+    this.#goneFor = null;
     const missed = this.#away?.ends ?? [];
     this.#away = null;
     this.owner = owner;

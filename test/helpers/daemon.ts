@@ -21,6 +21,8 @@ export interface TestNode {
   prefix: string;
   /** Everything the daemon wrote to stderr (its pino log) so far. */
   log(): string;
+  /** Everything it wrote to stdout so far (its ready line, its page's URL with --httpd). */
+  stdout(): string;
   /** Resolves with the daemon's exit code once it exited. */
   exited: Promise<number | null>;
   /** Sends `signal` (default SIGTERM) and waits for the exit. */
@@ -99,8 +101,8 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
       resolve(code);
     });
   });
+  let out = '';
   const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
     const timer = setTimeout(() => reject(new Error(`node on ${host} not ready in 45 s: ${stderr}`)), 45_000);
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
@@ -122,6 +124,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     proc,
     prefix,
     log: () => stderr,
+    stdout: () => out,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -22,6 +22,11 @@ export interface FakeSchedulerOptions {
   pulses?: boolean;
   /** Answer `schedule` at once. @default true */
   admit?: boolean;
+  /**
+   * Give computations a resume key and answer `resume` (the jobs it lists that this fake never
+   * got are named unknown), so a client reconnects rather than failing. @default false
+   */
+  resumable?: boolean;
   /** Called with each job message (after it is recorded). */
   onJob?: (conn: Conn, job: Job) => void;
   /** Answers a node-op (default: ok, value 0). Return null to leave it unanswered. */
@@ -80,8 +85,20 @@ export class FakeScheduler {
     this.received.push(msg);
     switch (msg.t) {
       case 'compute':
-        conn.send({ t: 'reply', rid: msg.rid, ok: true, computeId: `fake-${++this.#computes}`, name: `${msg.name} @ fake` });
+        conn.send({
+          t: 'reply',
+          rid: msg.rid,
+          ok: true,
+          computeId: `fake-${++this.#computes}`,
+          name: `${msg.name} @ fake`,
+          ...(this.#opts.resumable ? { resumeKey: 'fake-resume-key-0123456789' } : {}),
+        });
         return;
+      case 'resume': {
+        const got = new Set(this.jobs.map((j) => j.uid));
+        conn.send({ t: 'reply', rid: msg.rid, ok: true, computeId: msg.computeId, unknown: msg.uids.filter((u) => !got.has(u)) });
+        return;
+      }
       case 'file-begin':
         conn.send({ t: 'reply', rid: msg.rid, ok: true, offset: 0 });
         return;

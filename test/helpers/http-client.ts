@@ -22,6 +22,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Resolve at the response headers and drop the connection (for streams). */
   headersOnly?: boolean;
+  /** The local address to send from (127.0.0.x: another client address). */
+  localAddress?: string;
 }
 
 /** One request; resolves with the whole answer (never rejects on an HTTP status). */
@@ -39,6 +41,7 @@ export function request(url: string, opts: RequestOptions = {}): Promise<Reply> 
         method: opts.method ?? 'GET',
         headers: opts.headers ?? {},
         ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
         agent: false,
         timeout: opts.timeoutMs ?? 20_000,
       },
@@ -219,7 +222,7 @@ export class SseViewer {
   readonly done: Promise<void>;
   #waiters: (() => void)[] = [];
 
-  constructor(url: string, opts: { headers?: Record<string, string>; ca?: string | Buffer } = {}) {
+  constructor(url: string, opts: { headers?: Record<string, string>; ca?: string | Buffer; localAddress?: string } = {}) {
     const u = new URL(url);
     const lib = u.protocol === 'https:' ? https : http;
     let opened!: () => void;
@@ -234,6 +237,7 @@ export class SseViewer {
         headers: { accept: 'text/event-stream', ...opts.headers },
         agent: false,
         ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       },
       (res) => {
         this.status = res.statusCode ?? 0;

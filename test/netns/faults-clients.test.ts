@@ -30,12 +30,13 @@ describe('client faults across hosts', { skip: skipReason ?? false }, () => {
 
   test("a client paused past the node's heartbeat limit gets the results the node kept", async () => {
     const nodes = await startNodes(['--zombie-interval', '60']);
-    const c = client({ nodes: spec(nodes), pulseInterval: 0.3, waves: [{ jobs: 3, ms: 2500 }] });
+    const c = client({ nodes: spec(nodes), pulseInterval: 1, waves: [{ jobs: 3, ms: 7000 }] });
     try {
       const on = await runningOn(c);
       c.proc.kill('SIGSTOP');
-      // The nodes close the silent client's connection after 1.5 s; the jobs end at 2.5 s.
-      await sleep(4500);
+      // The nodes close the silent client's connection after 5 s and the jobs end at 7 s; the
+      // client is back at 8 s, within the 5 s (5 × pulseInterval) the nodes wait for it then.
+      await sleep(8000);
       c.proc.kill('SIGCONT');
       const w0 = await wave(c, 0);
       for (const j of w0) {

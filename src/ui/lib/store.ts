@@ -54,6 +54,8 @@ export interface ClusterView {
   nodes: Map<string, NodeRec>;
   closed: boolean;
   shared: boolean;
+  /** What the server says of the cluster now (the scheduler's "client gone; closes at …"), or null. */
+  note: string | null;
 }
 
 /** Key of the view that merges every cluster (a name no cluster can have: it holds a NUL). */
@@ -231,6 +233,7 @@ export class ClusterStore {
           nodes: new Map(),
           closed: !!c.closed,
           shared: !!c.shared,
+          note: typeof c.note === 'string' ? c.note : null,
         };
         for (const n of c.nodes ?? []) {
           if (n.removed) continue;
@@ -267,13 +270,14 @@ export class ClusterStore {
           continue;
         }
         if (!view) {
-          view = { key: c.name, label: c.name, jobs: toJobs(c.jobs), nodes: new Map(), closed: false, shared: false };
+          view = { key: c.name, label: c.name, jobs: toJobs(c.jobs), nodes: new Map(), closed: false, shared: false, note: null };
           this.clusters.set(c.name, view);
         }
         touchedClusters.add(c.name);
         if (c.jobs) view.jobs = toJobs(c.jobs);
         if (c.closed !== undefined) view.closed = !!c.closed;
         if (c.shared !== undefined) view.shared = !!c.shared;
+        if (c.note !== undefined) view.note = typeof c.note === 'string' ? c.note : null;
         for (const n of c.nodes ?? []) {
           const ip = String(n.ip_addr);
           if (n.removed) {
@@ -325,7 +329,9 @@ export class ClusterStore {
     }
     const rebuild = full || !this.combined;
     const c: ClusterView =
-      this.combined && !rebuild ? this.combined : { key: COMBINED, label: COMBINED_LABEL, jobs, nodes: new Map(), closed, shared };
+      this.combined && !rebuild
+        ? this.combined
+        : { key: COMBINED, label: COMBINED_LABEL, jobs, nodes: new Map(), closed, shared, note: null };
     c.jobs = jobs;
     c.closed = closed;
     c.shared = shared;

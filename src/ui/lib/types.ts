@@ -49,8 +49,12 @@ export interface ClusterJson {
   removed?: boolean;
   /** Whether the cluster was closed (its last state stays visible). */
   closed?: boolean;
-  /** Whether it is a SharedJobCluster (its CPUs cannot be set). */
+  /** Whether its nodes' CPUs are not its to set (a SharedJobCluster, or a scheduler's non-exclusive computation). */
   shared?: boolean;
+  /** What the server says of the cluster now, e.g. "client gone; closes at …" (null once cleared). */
+  note?: string | null;
+  /** When the cluster closes on its own, epoch seconds. */
+  closes_at?: number;
   [extra: string]: unknown;
 }
 

@@ -40,6 +40,7 @@ const EMPTY_VIEW: ClusterView = {
   nodes: new Map(),
   closed: false,
   shared: false,
+  note: null,
 };
 const feed = new LiveFeed({ store, intervalSec: initialInterval(serverPollSec()), onLog: noteLog });
 
@@ -171,7 +172,7 @@ function MonitorApp() {
     <main class="container" id="main">
       <div class="page-head">
         <h1>Cluster Monitor</h1>
-        ${view ? html`<p class="subtitle"><span data-testid="cluster-name">${clusterLabel(key)}</span>${view.closed || allClosed ? html` <span class="tag tag-closed">closed</span>` : null}</p>` : null}
+        ${view ? html`<p class="subtitle"><span data-testid="cluster-name">${clusterLabel(key)}</span>${view.closed || allClosed ? html` <span class="tag tag-closed">closed</span>` : null}${view.note ? html` <span class="tag tag-closed" data-testid="cluster-note">${view.note}</span>` : null}</p>` : null}
       </div>
       <${OfflineBanner} feed=${feed} />
       <section class="card" aria-label="Settings">
