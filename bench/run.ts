@@ -9,6 +9,8 @@
  *               bare round trips/s and fractions of the pipelined messages/s
  *   moduleThroughput  the same from a module computation (bench/double.ts bundled by esbuild)
  *   programThroughput 2,000 jobs of a trivial shell script (a process spawned per job)
+ *   isolateThroughput 200 trivial jobs with `isolate: 'job'` (a fresh runner process per job), beside the
+ *               throughput section's figure (runners shared by the program's jobs)
  *   latency     (b) 500 sequential submit-and-wait jobs, vs the bare round-trip p50
  *   latencyCold 500 sequential submit-and-wait jobs after only 200 warm-up jobs, in a fresh client
  *               process, beside latency's figure (3,000 warm-up jobs), both vs the bare round-trip p50
@@ -36,7 +38,7 @@
  *
  * Usage: npm run bench            (everything but the soak)
  *        npm run bench:soak       (everything and the soak; node --expose-gc)
- *        node --import tsx bench/run.ts [--soak] [--only=baseline,pipelined,throughput,throughputCold,moduleThroughput,programThroughput,latency,latencyCold,sleep,startup,newProgram,clientGone,multiHost,httpd,ui,scheduler,soak]
+ *        node --import tsx bench/run.ts [--soak] [--only=baseline,pipelined,throughput,throughputCold,moduleThroughput,programThroughput,isolateThroughput,latency,latencyCold,sleep,startup,newProgram,clientGone,multiHost,httpd,ui,scheduler,soak]
  * Environment: BENCH_SOAK=1 (same as --soak), BENCH_SOAK_JOBS (default 1000000),
  *   BENCH_SOAK_MAX_S (time bound of the soak, default 1200).
  * Only loopback addresses are used: nodes on 127.0.0.2 (cold starts on 127.0.0.3), the echo
@@ -67,6 +69,7 @@ import { runSoak, type SoakResult } from './soak.js';
 import { runStartup, type StartupResult } from './startup.js';
 import { DOUBLE_MODULE, runThroughputOnce, type ThroughputRun } from './throughput.js';
 import { runProgramThroughput, type ProgramThroughputResult } from './program.js';
+import { runIsolateThroughput, type IsolateThroughputResult } from './isolate.js';
 import { runUi, type UiBenchResult } from './ui.js';
 import { runSchedulerThroughput, type SchedulerResult } from './scheduler.js';
 
@@ -97,6 +100,7 @@ const SECTIONS = [
   'throughputCold',
   'moduleThroughput',
   'programThroughput',
+  'isolateThroughput',
   'latency',
   'latencyCold',
   'sleep',
@@ -213,6 +217,7 @@ async function main(): Promise<number> {
   let throughput: Record<string, unknown> | undefined;
   let moduleThroughput: Record<string, unknown> | undefined;
   let programThroughput: (ProgramThroughputResult & { ratioToFunctionThroughput: number | null }) | undefined;
+  let isolateThroughput: (IsolateThroughputResult & Record<string, unknown>) | undefined;
   let latency: (LatencyResult & Record<string, unknown>) | undefined;
   let sleepRes: SleepResult | undefined;
   let startup: StartupResult | undefined;
@@ -246,6 +251,7 @@ async function main(): Promise<number> {
       'throughputCold',
       'moduleThroughput',
       'programThroughput',
+      'isolateThroughput',
       'latency',
       'latencyCold',
       'sleep',
@@ -306,6 +312,19 @@ async function main(): Promise<number> {
         const r = await runProgramThroughput(n);
         const fn = throughput?.medianJobsPerSec as number | undefined;
         return { ...r, ratioToFunctionThroughput: fn ? round(r.jobsPerSec / fn, 4) : null };
+      });
+    }
+    if (node && sections.has('isolateThroughput')) {
+      const n = node;
+      isolateThroughput = await section('isolateThroughput', errors, async () => {
+        const r = await runIsolateThroughput(n, { jobs: 200, warmup: 10, cpus: CPUS });
+        const fn = throughput?.medianJobsPerSec as number | undefined;
+        return {
+          ...r,
+          node: `${n.host} --cpus ${CPUS}`,
+          ratioToFunctionThroughput: fn ? round(r.jobsPerSec / fn, 5) : null,
+          note: "isolate: 'job': each job in a fresh runner process (forked by the node, setup there, retired after its one job); all jobs submitted at once after 10 untimed warm-up jobs; timed first submit to last result",
+        };
       });
     }
     if (node && sections.has('latency')) {
@@ -429,6 +448,7 @@ async function main(): Promise<number> {
   if (throughputCold) out.throughputCold = throughputCold;
   if (moduleThroughput) out.moduleThroughput = moduleThroughput;
   if (programThroughput) out.programThroughput = programThroughput;
+  if (isolateThroughput) out.isolateThroughput = isolateThroughput;
   if (latency) out.latency = latency;
   if (latencyCold) out.latencyCold = latencyCold;
   if (sleepRes) out.sleep = { ...sleepRes, note: 'timed from the first submit; the cluster had set up its node before' };

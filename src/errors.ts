@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   DISPY_ERR_SECRET_FILE: { status: 500, summary: 'cannot read or create the secret file' },
   DISPY_ERR_FILE_TOO_LARGE: { status: 413, summary: 'file larger than the maximum file size' },
   DISPY_ERR_MAX_RUNTIME: { status: 500, summary: 'job exceeded its maximum run time' },
+  DISPY_ERR_OUT_OF_MEMORY: { status: 500, summary: 'job ran out of memory' },
   DISPY_ERR_SETUP: { status: 500, summary: "the computation's setup failed on a node" },
   DISPY_ERR_LISTEN: { status: 500, summary: 'the server cannot listen on its address' },
   DISPY_ERR_SLURM: { status: 502, summary: 'a Slurm command failed or a batch job of nodes ended early' },

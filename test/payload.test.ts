@@ -170,3 +170,87 @@ test('a value that cannot be encoded is DISPY_ERR_SERIALIZE, as is truncated inp
   assert.throws(() => c.encode({ f: Symbol('nope') }), { code: 'DISPY_ERR_SERIALIZE' });
   assert.throws(() => c.decode(Buffer.from([0x92, 0x01])), { code: 'DISPY_ERR_SERIALIZE' }); // truncated array
 });
+
+test('what msgpack would drop or change is refused, naming where it is', () => {
+  const c = new PayloadCodec();
+  const refused = (v: unknown, path: string, what: RegExp) =>
+    assert.throws(
+      () => c.encode(v, 'args'),
+      (err: Error & { code?: string }) =>
+        err.code === 'DISPY_ERR_SERIALIZE' && err.message.includes(`cannot serialize ${path}:`) && what.test(err.message),
+      path,
+    );
+  refused([1, { cb: () => 1 }], 'args[1].cb', /a function/);
+  refused([class A {}], 'args[0]', /a class/);
+  refused([new WeakMap()], 'args[0]', /a WeakMap/);
+  refused([{ s: new WeakSet() }], 'args[0].s', /a WeakSet/);
+  refused([Symbol('x')], 'args[0]', /a symbol/);
+  refused([Promise.resolve(1)], 'args[0]', /a Promise/);
+  refused([new Map([['k', { f() {} }]])], 'args[0].get("k").f', /a function/);
+  refused([new Set([1, new WeakRef({})])], 'args[0]<item 1>', /a WeakRef/);
+  refused([{ 'odd key': [new Proxy({}, {})] }], 'args[0]["odd key"][0]', /a Proxy/);
+  refused([new Number(3)], 'args[0]', /a boxed primitive/);
+  refused([new SharedArrayBuffer(8)], 'args[0]', /SharedArrayBuffer/);
+  refused([(function* () {})()], 'args[0]', /a generator/);
+  refused([new URLSearchParams('a=1')], 'args[0]', /URLSearchParams/);
+  refused([new (class Registry extends Map {})()], 'args[0]', /Map subclass/);
+  const err = new Error('x', { cause: { handler: () => 0 } });
+  refused([err], 'args[0].cause.handler', /a function/);
+  // Inside an instance of a class that is not shipped (it travels as its fields).
+  refused(
+    [
+      new (class Holder {
+        fn = () => 0;
+      })(),
+    ],
+    'args[0].fn',
+    /a function/,
+  );
+  // Cycles are walked once.
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  assert.deepEqual(Object.keys(rt(c, cyclic) as object), ['a', 'self']);
+});
+
+test('errors keep their class, name, message, stack, code, cause and fields', () => {
+  const c = new PayloadCodec();
+  const inner = new RangeError('inner problem');
+  const e = Object.assign(new TypeError('outer problem', { cause: inner }), { code: 'E_OUTER', detail: { n: 1 } });
+  const back = rt(c, e);
+  assert.ok(back instanceof TypeError);
+  assert.equal(back.name, 'TypeError');
+  assert.equal(back.message, 'outer problem');
+  assert.equal(back.stack, e.stack, 'the stack where it was made, not the decoder’s');
+  assert.equal(back.code, 'E_OUTER');
+  assert.deepEqual(back.detail, { n: 1 });
+  assert.ok(back.cause instanceof RangeError);
+  assert.equal((back.cause as Error).message, 'inner problem');
+  assert.equal(Object.keys(back).includes('stack'), false, 'stack stays non-enumerable');
+  class JobFailed extends Error {
+    constructor(m: string) {
+      super(m);
+      this.name = 'JobFailed';
+    }
+  }
+  const custom = rt(c, new JobFailed('custom'));
+  assert.equal(custom.name, 'JobFailed');
+  assert.equal(custom.message, 'custom');
+  const agg = rt(c, new AggregateError([new Error('a'), new Error('b')], 'two'));
+  assert.ok(agg instanceof AggregateError);
+  assert.deepEqual(
+    agg.errors.map((x: Error) => x.message),
+    ['a', 'b'],
+  );
+  // A shipped Error subclass keeps its prototype and its message.
+  const withClass = new PayloadCodec([['JobFailed', JobFailed]]);
+  const shipped = rt(withClass, new JobFailed('shipped'));
+  assert.ok(shipped instanceof JobFailed);
+  assert.equal(shipped.message, 'shipped');
+});
+
+test('URLs round-trip as URLs', () => {
+  const c = new PayloadCodec();
+  const back = rt(c, { u: new URL('https://example.org/a/b?c=1#d') });
+  assert.ok(back.u instanceof URL);
+  assert.equal(back.u.href, 'https://example.org/a/b?c=1#d');
+});

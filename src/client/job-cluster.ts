@@ -189,6 +189,16 @@ export interface JobClusterOptions {
    */
   maxFileSize?: number;
   /**
+   * `'job'`: every job runs in a fresh runner process on its node, which ends with the job
+   * (dispy's model), so nothing one job leaves behind (globals, timers, changed prototypes,
+   * `process.env`) is seen by another, at the cost of starting a process per job (the bench's
+   * `isolateThroughput`). `setup` then runs before each job, in its process. Without it, the
+   * jobs of this program share runners; runners are never shared with another program.
+   * @default undefined (jobs of this program share runners)
+   * @example isolate: 'job'
+   */
+  isolate?: 'job';
+  /**
    * Largest encoded arguments of a job, in bytes: `submit()` throws DISPY_ERR_MESSAGE_TOO_LARGE,
    * naming both sizes, for a job whose arguments encode to more (the job is not queued). Nodes
    * announce their own limit (`--max-message-size`): a job is never sent to a node that does
@@ -288,6 +298,8 @@ export interface PrebuiltComputation {
   cleanupFiles: boolean;
   /** The cluster's destPath on nodes, or null. */
   destPath: string | null;
+  /** The client program it comes from (nodes give each program runners of its own), or null. */
+  program: string | null;
 }
 
 /** @internal Options of `JobCluster._submitEncoded`. */
@@ -647,10 +659,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
         recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
-        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs) : null,
+        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
+        isolate: this.#opts.isolate ?? null,
+        program: pre?.program ?? null,
       });
       if (this.#closing) {
         await link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
@@ -868,7 +882,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args)), undefined);
+    return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args, 'args')), undefined);
   }
 
   /** Refuses arguments larger than `maxArgsSize` (DISPY_ERR_MESSAGE_TOO_LARGE, naming both sizes). */
@@ -2027,6 +2041,7 @@ function validateOptions(o: JobClusterOptions): void {
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
     throw invalidOption('name', 'a non-empty string', o.name);
+  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
 }
 
 /** @internal Validates the `maxArgsSize` option (shared with SharedJobCluster). */

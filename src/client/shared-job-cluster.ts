@@ -51,6 +51,7 @@ export interface SharedJobClusterOptions
     | 'destPath'
     | 'maxRuntime'
     | 'maxFileSize'
+    | 'isolate'
     | 'maxArgsSize'
     | 'logLevel'
     | 'logger'
@@ -382,7 +383,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs) : null,
+        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: o.cleanup !== false,
         destPath: this.#destPath,
@@ -391,6 +392,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         exclusive: this.exclusive,
         maxRuntime: o.maxRuntime ?? 0,
         files: this.#files.map((f) => f.name),
+        isolate: o.isolate ?? null,
         // The scheduler keeps the computation for this long once the connection is gone, no longer.
         reconnectTimeout: o.reconnectTimeout ?? 60,
       }),
@@ -961,7 +963,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    const bytes = this.#codec.encode(args);
+    const bytes = this.#codec.encode(args, 'args');
     const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
     if (bytes.length > max) {
       throw new DispyError(
@@ -1335,4 +1337,5 @@ function validateOptions(o: SharedJobClusterOptions): void {
   }
   if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
     throw invalidOption('name', 'a non-empty string', o.name);
+  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
 }

@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { inspect, types } from 'node:util';
 import type { Computation } from '../protocol/messages.js';
 
 /**
@@ -108,21 +109,35 @@ export function cleanStack(stack: string): string {
 
 /** `name: message` plus the remote stack, as DispyJob.exception carries it. */
 export function formatException(err: unknown): string {
-  if (err instanceof Error) {
-    const head = `${err.name}: ${err.message}`;
-    const stack = typeof err.stack === 'string' ? cleanStack(err.stack) : '';
+  return formatThrown(err, 0);
+}
+
+/** How deep a chain of causes is followed. */
+const MAX_CAUSES = 8;
+
+function formatThrown(err: unknown, depth: number): string {
+  if (err instanceof Error || types.isNativeError(err)) {
+    const e = err as Error;
+    const head = `${e.name}: ${e.message}`;
+    const stack = typeof e.stack === 'string' ? cleanStack(e.stack) : '';
     let text = stack.startsWith(head) ? stack : stack ? `${head}\n${stack}` : head;
-    if (err instanceof ReferenceError) {
-      const m = /^(\S+) is not defined/.exec(err.message);
+    if (e instanceof ReferenceError) {
+      const m = /^(\S+) is not defined/.exec(e.message);
       if (m) {
         text = `${text}\nDISPY_ERR_FREE_VARIABLE: the computation uses \`${m[1]}\`, which was not shipped to the node; pass it in \`depends\` (or as an argument)`;
       }
     }
+    // What the error carries besides its message: its code and what caused it.
+    const code = (e as { code?: unknown }).code;
+    if (code !== undefined && code !== null) text += `\n  code: ${typeof code === 'string' ? code : inspect(code)}`;
+    if (Object.hasOwn(e, 'cause')) {
+      const cause = depth < MAX_CAUSES ? formatThrown(e.cause, depth + 1) : '...';
+      text += `\n  cause: ${cause.split('\n').join('\n  ')}`;
+    }
     return text;
   }
-  try {
-    return `Error: ${typeof err === 'string' ? err : JSON.stringify(err)}`;
-  } catch {
-    return `Error: ${String(err)}`;
-  }
+  // A throw of something that is not an Error is reported as what it was.
+  if (err === null || err === undefined) return `Uncaught ${String(err)}`;
+  if (typeof err === 'string') return `Uncaught string: ${err}`;
+  return `Uncaught ${typeof err}: ${inspect(err, { depth: 3, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 10_000 })}`;
 }

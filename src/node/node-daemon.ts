@@ -1,9 +1,10 @@
 /**
  * `dispyts node`: accepts authenticated clients, serves one client process at a time, runs its
- * jobs on pre-spawned runners (one process group per running job) and reports its resources.
- * Its sizes are bounded and announced: messages up to `--max-message-size`, a few KiB per
- * connection before authentication, a capped number of such connections; and every process it
- * starts for jobs carries its tag, so none outlives it (process-tag.ts).
+ * jobs on pre-spawned runners (one process group per running job, one client program per
+ * runner) and reports its resources. Its sizes are bounded and announced: messages up to
+ * `--max-message-size`, a few KiB per connection before authentication, a capped number of such
+ * connections; and every process it starts for jobs carries its tag, so none outlives it
+ * (process-tag.ts).
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -186,6 +187,12 @@ interface Comp {
   cluster: string;
   computation: Computation;
   dir: string;
+  /** The client program it belongs to (its runners serve no other program). */
+  program: string;
+  /** Each job in a fresh runner process. */
+  isolate: boolean;
+  /** Closing with its jobs terminated: a job of it that starts meanwhile is killed too. */
+  terminating: boolean;
   /** Cap on running jobs (the node's cpus when 0). */
   cap: number;
   /** Jobs handed to runners (running or queued in them). */
@@ -351,6 +358,8 @@ export class NodeDaemon {
   #served = 0;
   #pulseTimer: NodeJS.Timeout | null = null;
   #pulseEvery = 0;
+  /** Provisional results waiting for a congested connection to drain: the latest per job. */
+  readonly #heldProvisional = new Map<Channel<ClientMessage, NodeMessage>, Map<number, NodeMessage>>();
   /** Runs while no client connection is open (idleExit). */
   #idleTimer: NodeJS.Timeout | null = null;
   #announcer: NodeAnnouncer | null = null;
@@ -939,6 +948,10 @@ export class NodeDaemon {
       cluster: msg.cluster,
       computation: msg.computation,
       dir,
+      // A scheduler serves several programs: each gets runners of its own.
+      program: msg.program === null ? clientId : `${clientId}/${msg.program}`,
+      isolate: msg.isolate === 'job',
+      terminating: false,
       cap: Math.min(msg.cpus || this.cpus, this.cpus),
       running: 0,
       queued: 0,
@@ -950,15 +963,19 @@ export class NodeDaemon {
       closeWaiters: [],
     };
     owner.comps.set(comp.id, comp);
-    const error = await this.#pool!.load(comp.id, {
-      computation: comp.computation,
-      dir,
-      setup: msg.setup,
-      cleanup: msg.cleanup,
-      setupArgs: msg.setupArgs
-        ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
-        : null,
-    });
+    const error = await this.#pool!.load(
+      comp.id,
+      {
+        computation: comp.computation,
+        dir,
+        setup: msg.setup,
+        cleanup: msg.cleanup,
+        setupArgs: msg.setupArgs
+          ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
+          : null,
+      },
+      { program: comp.program, isolate: comp.isolate },
+    );
     if (error) {
       this.log.warn({ cluster: comp.cluster, computeId: comp.id, error: error.message }, 'computation failed to load');
       await this.#closeComp(owner, comp, true);
@@ -1027,16 +1044,20 @@ export class NodeDaemon {
     // A client that is away gets no new job started until it returns.
     if (!pool || this.#stopping || this.#draining || this.#owner?.channels.size === 0) return;
     let i = 0;
+    let isolatedWaiting = 0;
     while (i < this.#queue.length) {
       const job = this.#queue[i]!;
       const runner = this.#runnerFor(job.comp);
       if (!runner) {
+        if (job.comp.isolate) isolatedWaiting++;
         i++;
         continue;
       }
       this.#queue.splice(i, 1);
       this.#assign(job, runner);
     }
+    // Jobs that each need a fresh process get them spawned, as many as CPUs are free.
+    if (isolatedWaiting) pool.ensureFresh(Math.min(isolatedWaiting, this.cpuLimit - this.#busyRunners()));
     if (this.#queue.length === 0) this.#rebalance();
   }
 
@@ -1046,16 +1067,19 @@ export class NodeDaemon {
    * running job for long ones (so the runner starts it without waiting for the daemon).
    */
   #runnerFor(comp: Comp): Runner | undefined {
+    const pool = this.#pool!;
     const limit = comp.avgMs < SHORT_JOB_MS ? LOOKAHEAD : 2;
     let behind: Runner | undefined;
     let empty: Runner | undefined;
-    for (const r of this.#pool!.runners) {
-      if (!r.usable) continue;
+    for (const r of pool.runners) {
+      if (!r.usable || !pool.fits(r, comp.id)) continue;
       if (r.jobs.size === 0) {
-        empty ??= r;
+        // One that already set the computation up before a fresh one.
+        if (!empty || (empty.fresh && !r.fresh)) empty = r;
         continue;
       }
-      if (r.jobs.size >= limit || (behind && behind.jobs.size <= r.jobs.size)) continue;
+      // An isolated job never waits behind another one: its runner runs it alone.
+      if (comp.isolate || r.jobs.size >= limit || (behind && behind.jobs.size <= r.jobs.size)) continue;
       let same = true;
       for (const j of r.jobs.values()) if (j.computeId !== comp.id) same = false;
       if (same) behind = r;
@@ -1071,14 +1095,18 @@ export class NodeDaemon {
    * runner's running job is taken back (if it has not started) and runs on the empty one.
    */
   #rebalance(): void {
-    const runners = [...this.#pool!.runners].filter((r) => r.usable);
-    let empty = runners.filter((r) => r.jobs.size === 0).length;
+    const pool = this.#pool!;
+    const runners = [...pool.runners].filter((r) => r.usable);
+    const emptyOnes = runners.filter((r) => r.jobs.size === 0);
+    let empty = emptyOnes.length;
     for (const r of runners) {
       if (empty === 0) return;
       if (r.jobs.size < 2) continue;
       const waiting = [...r.jobs.values()].reverse().find((j) => !j.started);
       const job = waiting && this.#owner?.jobs.get(waiting.uid);
       if (!job || job.cancelRequested || job.rebalancing || job.comp.avgMs < SHORT_JOB_MS) continue;
+      // Only to an empty runner that may run it (the same program's, or a fresh one).
+      if (!emptyOnes.some((e) => pool.fits(e, job.comp.id))) continue;
       // Only if an empty runner may take it (the computation's cap counts runners).
       if (this.#runnersHolding(job.comp) >= job.comp.cap || !this.#belowCpuLimit()) continue;
       job.rebalancing = true;
@@ -1132,16 +1160,19 @@ export class NodeDaemon {
         if (job.maxRuntime > 0) {
           job.timer = setTimeout(() => {
             this.log.info({ uid: job.uid, maxRuntime: job.maxRuntime }, 'job exceeded its maxRuntime');
-            this.#pool!.terminate(
+            this.#pool!.kill(
               runner,
+              job.uid,
               `DispyError: DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${job.maxRuntime} s`,
               'DISPY_ERR_MAX_RUNTIME',
             );
           }, job.maxRuntime * 1000);
           job.timer.unref();
         }
-        if (job.cancelRequested) this.#pool!.terminate(runner, 'DispyError: job terminated on request of the client');
-        else this.#send(job, { t: 'started', uid: job.uid, startTime });
+        this.#send(job, { t: 'started', uid: job.uid, startTime });
+        // Cancelled (or its computation closed with terminate) while it was on its way to start.
+        if (job.cancelRequested) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated on request of the client');
+        else if (job.comp.terminating) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated as its computation was closed');
       },
       onProvisional: (result) => {
         // The runner refuses larger ones; this one would not leave in a message.
@@ -1261,6 +1292,12 @@ export class NodeDaemon {
     // The submitting connection is gone; another connection of the same client may take it.
     if (ch.closed) ch = [...(this.#owner?.channels ?? [])].find((c) => !c.closed);
     if (ch) {
+      if (msg.t === 'provisional' && ch.congested) {
+        this.#holdProvisional(ch, msg);
+        return;
+      }
+      // The final result replaces a provisional one still held.
+      if (msg.t === 'done') this.#heldProvisional.get(ch)?.delete(msg.uid);
       try {
         ch.send(msg);
       } catch (err) {
@@ -1301,6 +1338,28 @@ export class NodeDaemon {
         ...(job.tag === undefined ? {} : { tag: job.tag }),
       });
     }
+  }
+
+  /**
+   * A client that reads slower than its jobs send provisional results gets the latest one of
+   * each job once its connection drains, not every one of them (they would pile up here).
+   */
+  #holdProvisional(ch: Channel<ClientMessage, NodeMessage>, msg: Extract<NodeMessage, { t: 'provisional' }>): void {
+    let held = this.#heldProvisional.get(ch);
+    if (!held) {
+      const mine = new Map<number, NodeMessage>();
+      held = mine;
+      this.#heldProvisional.set(ch, mine);
+      const release = (): void => {
+        ch.off('drain', release);
+        ch.off('close', release);
+        this.#heldProvisional.delete(ch);
+        if (!ch.closed) for (const m of mine.values()) ch.send(m);
+      };
+      ch.on('drain', release);
+      ch.on('close', release);
+    }
+    held.set(msg.uid, msg);
   }
 
   /** Returns a job that never started to its client (a `nak`): it is not this node's anymore. */
@@ -1369,11 +1428,12 @@ export class NodeDaemon {
     if (!job || job.cancelRequested) return;
     job.cancelRequested = true;
     if (job.state === 'queued') {
-      this.#queue.splice(this.#queue.indexOf(job), 1);
+      const i = this.#queue.indexOf(job);
+      if (i >= 0) this.#queue.splice(i, 1);
       job.comp.queued--;
       this.#cancelUnstarted(job);
     } else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
-    else if (job.runner) this.#pool!.terminate(job.runner, 'DispyError: job terminated on request of the client');
+    else if (job.runner) this.#pool!.kill(job.runner, job.uid, 'DispyError: job terminated on request of the client');
   }
 
   /**
@@ -1383,6 +1443,7 @@ export class NodeDaemon {
    */
   async #closeComp(owner: Owner, comp: Comp, terminate: boolean): Promise<void> {
     comp.closing = true;
+    if (terminate) comp.terminating = true;
     for (const job of [...this.#queue]) {
       if (job.comp !== comp) continue;
       this.#queue.splice(this.#queue.indexOf(job), 1);
@@ -1392,10 +1453,7 @@ export class NodeDaemon {
     for (const job of [...owner.jobs.values()]) {
       if (job.comp !== comp || !job.runner) continue;
       if (job.state === 'running') {
-        if (terminate) {
-          job.cancelRequested = true;
-          this.#pool!.terminate(job.runner, 'DispyError: job terminated as its computation was closed');
-        }
+        if (terminate) this.#pool!.kill(job.runner, job.uid, 'DispyError: job terminated as its computation was closed');
       } else this.#pool!.drop(job.runner, job.uid);
     }
     if (comp.running > 0 || comp.queued > 0) await new Promise<void>((r) => comp.closeWaiters.push(r));
@@ -1404,10 +1462,14 @@ export class NodeDaemon {
     await this.#pool?.unload(comp.id);
     this.#files?.close(owner.clientId, comp.id);
     this.log.info({ cluster: comp.cluster, computeId: comp.id }, 'computation closed');
+    // Its program's last computation here: that program's runners are retired.
+    if (![...owner.comps.values()].some((c) => c.program === comp.program)) this.#pool?.retireProgram(comp.program);
     if (owner.comps.size === 0 && owner.jobs.size === 0 && this.#owner === owner) this.#release(owner);
   }
 
   #release(owner: Owner): void {
+    // Whatever led here, no runner of this client serves the next one.
+    this.#pool?.retireProgram(owner.clientId, true);
     if (owner.zombieTimer) clearTimeout(owner.zombieTimer);
     if (owner.goneTimer) clearTimeout(owner.goneTimer);
     this.#owner = null;
@@ -1422,12 +1484,15 @@ export class NodeDaemon {
 
   // ---- the node's own page (node-httpd.ts): status, CPUs, drain ----
 
-  /** Whether one more runner may take a job under the CPU limit. */
+  /** Whether one more runner may take a job under the CPU limit (runners may outnumber CPUs). */
   #belowCpuLimit(): boolean {
-    if (this.#cpuLimit === null) return true;
+    return this.#busyRunners() < this.cpuLimit;
+  }
+
+  #busyRunners(): number {
     let busy = 0;
     for (const r of this.#pool!.runners) if (r.jobs.size > 0) busy++;
-    return busy < this.#cpuLimit;
+    return busy;
   }
 
   /** Jobs queued inside runners that have not started come back to the node's queue. */

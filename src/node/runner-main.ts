@@ -2,9 +2,15 @@
  * Entry of a job runner process. The daemon forks it (leading its own process group) and hands
  * it jobs over IPC; it evaluates computations, runs its queued jobs one at a time with their
  * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
- * What its jobs start carries its tag (process-tag.ts) and goes with it; a watchdog thread
- * takes everything down even while a job keeps the main thread busy.
+ * A runner serves the computations of one client program; the daemon retires it when that
+ * program is done with the node. What its jobs start carries its tag (process-tag.ts) and goes
+ * with it; a watchdog thread takes everything down even while a job keeps the main thread busy.
+ *
+ * The reporting rule: before a job's code is called, the daemon has that job's Started and the
+ * Done of every job before it (in the pipe, not in this process's buffers), so a crash, a
+ * cancel or a time limit always concerns the job the daemon believes is running.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { DispyError } from '../errors.js';
@@ -14,12 +20,22 @@ import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
 import { formatException, type LoadedComputation } from './function-loader.js';
 import { TAG_ENV, currentParentPid, killTagged } from './process-tag.js';
-import { RunnerCommand, RunnerEvent, type FromRunner, type RunnerItem, type RunnerJob, type ToRunner } from './runner-protocol.js';
+import { JobSlot, startArbiter } from './runner-arbiter.js';
+import {
+  KILL_PIPE_FD,
+  RunnerCommand,
+  RunnerEvent,
+  TERMINATE_GRACE,
+  type FromRunner,
+  type RunnerItem,
+  type RunnerJob,
+  type ToRunner,
+} from './runner-protocol.js';
 
 /** Bytes of stdout and of stderr kept per job. */
 const OUTPUT_LIMIT = Number(process.env.DISPYTS_OUTPUT_LIMIT) || 1024 * 1024;
-/** Events wait at most this long (ms) for company while jobs are queued. */
-const BATCH_MS = 1;
+/** Jobs shorter than this (ms, on average) skip reading their children's CPU time (~10 us). */
+const SHORT_MS = 1;
 /** This runner's tag (set by the daemon); each job's processes carry `<tag>/j<uid>`. */
 const RUNNER_TAG = process.env[TAG_ENV] ?? '';
 /** The node's --max-message-size: a larger result or provisional result is refused here. */
@@ -31,7 +47,7 @@ const WATCHDOG_MS = 500;
 
 interface Loaded extends LoadedComputation {
   codec: PayloadCodec;
-  /** Running average of job wall time (ms): short jobs are reported in batches. */
+  /** Running average of job wall time (ms). */
   avgMs: number;
   /** The computation's directory: its jobs' working directory and `dispyJobPath`. */
   dir: string;
@@ -76,30 +92,32 @@ const loading = new Map<string, Promise<void>>();
 const queue: RunnerJob[] = [];
 let current: Current | null = null;
 let looping = false;
+/** Reports not sent yet: at most the Done of the job that just ended, waiting for the next Started. */
 let outbox: RunnerItem[] = [];
-let lastFlush = 0;
-let flushScheduled = false;
+/** Which job runs, shared with the kill arbiter. */
+const slot = new JobSlot();
+/** The computation and job whose code is running, through its callbacks and promises too. */
+const jobContext = new AsyncLocalStorage<{ computeId: string; uid: number | null }>();
 
-function flush(): void {
-  if (outbox.length === 0) return;
+/**
+ * Sends the queued reports. Resolves once they are written to the pipe to the daemon: a job's
+ * code that then kills this process cannot take them along.
+ */
+function flush(): Promise<void> | undefined {
+  if (outbox.length === 0) return undefined;
   const items = outbox;
   outbox = [];
-  lastFlush = performance.now();
-  process.send?.({ ev: RunnerEvent.Batch, items } satisfies FromRunner);
+  return new Promise((resolve) => {
+    // The callback comes once the write completed (it may return false with the write queued).
+    if (process.send) process.send({ ev: RunnerEvent.Batch, items } satisfies FromRunner, undefined, undefined, () => resolve());
+    else resolve();
+  });
 }
 
-/** Queues an event; sends at once unless more short jobs are about to add to the batch. */
-function report(item: RunnerItem, mayWait = false): void {
+/** Sends an event now (with a held Done before it, keeping their order). */
+function report(item: RunnerItem): void {
   outbox.push(item);
-  if (!mayWait || queue.length === 0 || performance.now() - lastFlush >= BATCH_MS) flush();
-  else if (!flushScheduled) {
-    // If the loop yields (a job awaits I/O), what is queued goes out then.
-    flushScheduled = true;
-    setImmediate(() => {
-      flushScheduled = false;
-      flush();
-    });
-  }
+  void flush();
 }
 
 // Job output goes to the running job's buffers; output with no job running is dropped.
@@ -127,7 +145,7 @@ function checkSize(bytes: Buffer, what: string): Buffer {
 
 function provisional(value: unknown): void {
   if (!current || current.finished) return;
-  const bytes = checkSize(current.codec.encode(value), 'provisional result');
+  const bytes = checkSize(current.codec.encode(value, 'the provisional result'), 'provisional result');
   report({ ev: RunnerEvent.Provisional, uid: current.uid, result: bytes.toString('base64') });
 }
 
@@ -152,11 +170,16 @@ function enterDir(dir: string, computeId: string): void {
 async function run(job: RunnerJob): Promise<void> {
   if (!computations.has(job.computeId)) await loading.get(job.computeId);
   const comp = computations.get(job.computeId);
+  // Claimed before Started goes out: a kill of this job the daemon sends after hearing of it
+  // finds it running.
+  if (!slot.enter(job.uid)) slot.awaitKill();
   const startTime = Date.now();
-  const fast = comp !== undefined && comp.avgMs < BATCH_MS;
-  report({ ev: RunnerEvent.Started, uid: job.uid, startTime }, fast);
+  const fast = comp !== undefined && comp.avgMs < SHORT_MS;
+  outbox.push({ ev: RunnerEvent.Started, uid: job.uid, startTime });
+  await flush();
   if (!comp) {
-    report({
+    if (!slot.leave(job.uid)) slot.awaitKill();
+    outbox.push({
       ev: RunnerEvent.Done,
       uid: job.uid,
       ok: false,
@@ -174,6 +197,7 @@ async function run(job: RunnerJob): Promise<void> {
   const failure = new Promise<never>((_, reject) => {
     fail = reject;
   });
+  failure.catch(() => undefined);
   const me: Current = { uid: job.uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, fail };
   current = me;
   // Whatever the job starts is marked as the job's.
@@ -187,13 +211,13 @@ async function run(job: RunnerJob): Promise<void> {
   let result: string | null = null;
   let exception: string | null = null;
   let code: string | null = null;
+  let value: unknown;
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
     const list = Array.isArray(decoded) ? decoded : [decoded];
     const { fn } = comp;
-    const out = fn(...list);
-    const value = out instanceof Promise ? await Promise.race([out, failure]) : out;
-    result = checkSize(comp.codec.encode(value), 'result').toString('base64');
+    const out = jobContext.run({ computeId: job.computeId, uid: job.uid }, () => fn(...list));
+    value = out instanceof Promise ? await Promise.race([out, failure]) : out;
   } catch (err) {
     ok = false;
     exception = formatException(err);
@@ -201,38 +225,52 @@ async function run(job: RunnerJob): Promise<void> {
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
     else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
+  if (ok) {
+    try {
+      result = checkSize(comp.codec.encode(value, 'the result'), 'result').toString('base64');
+    } catch (err) {
+      // What cannot travel is named (where in the result, and what it is, or its size), never dropped.
+      ok = false;
+      exception = `${(err as Error).name}: ${(err as Error).message}`;
+      code = err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE' ? err.code : 'DISPY_ERR_SERIALIZE';
+    }
+  }
   me.finished = true;
   current = null;
   if (RUNNER_TAG) process.env[TAG_ENV] = RUNNER_TAG;
+  if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
   comp.avgMs = comp.avgMs === Infinity ? ms : comp.avgMs * 0.8 + ms * 0.2;
   const used = process.cpuUsage(cpu0);
   const kids = fast ? 0 : Math.max(0, childrenCpuSeconds() - kids0);
-  report(
-    {
-      ev: RunnerEvent.Done,
-      uid: job.uid,
-      ok,
-      result,
-      exception,
-      code,
-      stdout: me.out.text(),
-      stderr: me.err.text(),
-      cpuTime: (used.user + used.system) / 1e6 + kids,
-      endTime: Date.now(),
-    },
-    comp.avgMs < BATCH_MS,
-  );
+  // Goes out with the next job's Started (see loop), or at once.
+  outbox.push({
+    ev: RunnerEvent.Done,
+    uid: job.uid,
+    ok,
+    result,
+    exception,
+    code,
+    stdout: me.out.text(),
+    stderr: me.err.text(),
+    cpuTime: (used.user + used.system) / 1e6 + kids,
+    endTime: Date.now(),
+  });
 }
 
 async function loop(): Promise<void> {
   if (looping) return;
   looping = true;
   try {
-    for (let job = queue.shift(); job; job = queue.shift()) await run(job);
+    for (let job = queue.shift(); job; job = queue.shift()) {
+      await run(job);
+      // A Done waits only for a Started that follows at once; never across a wait for anything.
+      const next = queue[0];
+      if (!next || !computations.has(next.computeId)) void flush();
+    }
   } finally {
     looping = false;
-    flush();
+    void flush();
   }
 }
 
@@ -244,13 +282,17 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
       g.dispyNodeIpAddr = msg.nodeIpAddr;
       // setup runs in the computation's directory too (unless a job of another one is running).
       if (!current || current.finished) enterDir(msg.dir, msg.computeId);
-      const loaded = await loadComputation(msg.computation, { dir: msg.dir, provisional }, { setup: msg.setup, cleanup: msg.cleanup });
+      const context = { computeId: msg.computeId, uid: null };
+      const loaded = await jobContext.run(context, () =>
+        loadComputation(msg.computation, { dir: msg.dir, provisional }, { setup: msg.setup, cleanup: msg.cleanup }),
+      );
       const codec = new PayloadCodec(loaded.classes);
       if (loaded.setup) {
         // setup runs once per runner, before any job of the computation here.
         const args = msg.setupArgs ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
+        const setup = loaded.setup;
         try {
-          await loaded.setup(...(Array.isArray(args) ? args : [args]));
+          await jobContext.run(context, () => setup(...(Array.isArray(args) ? args : [args])));
         } catch (err) {
           report({
             ev: RunnerEvent.Loaded,
@@ -275,9 +317,10 @@ async function unload(computeId: string): Promise<void> {
   computations.delete(computeId);
   let error: string | null = null;
   if (comp && (!current || current.finished)) enterDir(comp.dir, computeId);
-  if (comp?.cleanup) {
+  const cleanup = comp?.cleanup;
+  if (cleanup) {
     try {
-      await comp.cleanup();
+      await jobContext.run({ computeId, uid: null }, () => cleanup());
     } catch (err) {
       error = formatException(err);
     }
@@ -287,12 +330,27 @@ async function unload(computeId: string): Promise<void> {
   report({ ev: RunnerEvent.Unloaded, computeId, error });
 }
 
+/** The daemon is done with this runner: every computation still here runs its cleanup, then it exits. */
+async function retire(): Promise<void> {
+  await Promise.all([...loading.values()]);
+  for (const computeId of [...computations.keys()]) await unload(computeId);
+  await flush();
+  process.exit(0);
+}
+
 // Module computations carry a source map: their stack frames name the client's files and lines.
 process.setSourceMapsEnabled(true);
 
-// An error thrown asynchronously by job code fails that job instead of the runner.
+// An error thrown asynchronously by a job's code fails that job if it still runs; anything else
+// (left behind by a job that ended, or by setup) is reported for the daemon's log and fails no
+// job: no other job's status is about it.
 function onStray(err: unknown): void {
-  if (current && !current.finished) current.fail(err);
+  const from = jobContext.getStore();
+  if (from?.uid != null && current && !current.finished && current.uid === from.uid) {
+    current.fail(err);
+    return;
+  }
+  report({ ev: RunnerEvent.Stray, computeId: from?.computeId ?? null, uid: from?.uid ?? null, error: formatException(err) });
 }
 process.on('uncaughtException', onStray);
 process.on('unhandledRejection', onStray);
@@ -348,7 +406,24 @@ process.on('message', (msg: ToRunner) => {
       }
       break;
     }
+    case RunnerCommand.Retire:
+      void retire();
+      break;
   }
 });
 
 process.send?.({ ev: RunnerEvent.Ready, pid: process.pid } satisfies FromRunner);
+
+// A runner serves one program, so each program's first jobs run in a runner that has run
+// nothing yet: the payload path they take is compiled while the runner waits for them.
+setImmediate(() => {
+  const codec = new PayloadCodec();
+  for (let i = 0; i < 300; i++) codec.decode(codec.encode([i, { a: 'x', b: [1.5, null] }], 'warm-up'));
+});
+
+// The kill arbiter answers the daemon's kill requests while a job keeps this thread busy. It
+// starts while the runner waits for its first job (a runner that runs a single job, for
+// `isolate: 'job'`, is killed directly and does not use it).
+startArbiter(slot, KILL_PIPE_FD, TERMINATE_GRACE * 1000).on('error', (err) =>
+  report({ ev: RunnerEvent.Stray, computeId: null, uid: null, error: `the runner's kill arbiter failed: ${formatException(err)}` }),
+);

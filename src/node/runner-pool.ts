@@ -5,9 +5,22 @@
  * a short queue the daemon keeps filled. Each carries a tag in its environment (process-tag.ts)
  * that everything its jobs start inherits: killing a runner kills every process with its tag,
  * then their groups, so a job's process that left the group (`setsid`, a double fork) goes too.
+ *
+ * One program per runner: a fresh runner is bound to the client program of the first
+ * computation it loads and only ever runs that program's jobs (its computations share it). When
+ * the program is done with the node the daemon retires its runners and starts as many fresh ones
+ * at once (the node is idle then), so the next program binds started ones and does not wait for
+ * a fork. Fresh runners are not started while a program runs: a start costs a few hundred ms of
+ * CPU that the running program's jobs would pay. A computation with `isolate: 'job'` gets a
+ * fresh runner for each job, retired after it (the next one is started as it takes its job).
+ *
+ * Killing one job goes through the runner's kill arbiter (runner-arbiter.ts): the daemon names
+ * the job, the runner decides, so a job that has just ended keeps its result and the job after
+ * it is never hit.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
@@ -15,6 +28,7 @@ import { TAG_ENV, killTaggedAsync } from './process-tag.js';
 import {
   RunnerCommand,
   RunnerEvent,
+  TERMINATE_GRACE,
   type FromRunner,
   type RunnerDone,
   type RunnerItem,
@@ -23,6 +37,7 @@ import {
 } from './runner-protocol.js';
 
 export type { RunnerDone } from './runner-protocol.js';
+export { TERMINATE_GRACE } from './runner-protocol.js';
 
 /** What a runner needs to load a computation. */
 export interface LoadSpec {
@@ -34,8 +49,31 @@ export interface LoadSpec {
   setupArgs: string | null;
 }
 
-/** Seconds between SIGTERM and SIGKILL when a job is terminated. */
-export const TERMINATE_GRACE = 2;
+/** Whose runners a computation uses. */
+export interface Placement {
+  /** The client program it belongs to: runners are never shared between programs. */
+  program: string;
+  /** A fresh runner for each job (`isolate: 'job'`). */
+  isolate: boolean;
+}
+
+/** Why the daemon ends a job (the text and code its client gets). */
+export interface KillReason {
+  exception: string;
+  code: string;
+}
+
+/** Seconds a retired runner gets to run its computations' cleanup before it is killed. */
+const RETIRE_GRACE = 10;
+/**
+ * Seconds after a kill request past the arbiter's own SIGKILL by which the job must be gone; if
+ * it is not (the arbiter thread failed), the daemon kills the runner itself.
+ */
+const KILL_BACKUP = 5;
+/** Bytes of a runner's own stderr kept to explain its death (V8's out-of-memory report). */
+const STDERR_TAIL = 8192;
+/** How long (ms) a runner that aborted may take to deliver the rest of its stderr. */
+const STDERR_WAIT_MS = 1000;
 
 function runnerEntry(): string {
   const sibling = new URL('./runner-main.js', import.meta.url);
@@ -65,11 +103,25 @@ export class Runner {
   /** The tag in its environment, inherited by what its jobs start. */
   readonly tag: string;
   readonly loaded = new Set<string>();
-  /** Jobs handed to this runner, in its queue order; the first started one is running. */
+  /** Jobs handed to this runner, in its queue order; at most the first one is started. */
   readonly jobs = new Map<number, AssignedJob>();
-  /** Why the daemon is killing this runner, if it is. */
-  terminating: { exception: string; code: string } | null = null;
+  /** The client program it serves; null while fresh (it has loaded nothing). */
+  program: string | null = null;
+  /** The `isolate: 'job'` computation it runs one job of, if it is such a runner. */
+  isolatedFor: string | null = null;
+  /** It took its one job (isolated runners): it takes no other. */
+  spent = false;
+  /** Being retired: it runs its cleanups and exits, and takes no job. */
+  retiring = false;
+  /** Why the daemon is killing the whole runner (shutdown), if it is. */
+  terminating: KillReason | null = null;
+  /** Kills asked of the arbiter, by job uid. */
+  readonly kills = new Map<number, KillReason>();
+  /** It sent its ready message. */
+  isReady = false;
   exited = false;
+  /** The end of its own stderr (not its jobs' output, which it captures itself). */
+  stderrTail = '';
   readonly ready: Promise<void>;
   /** Resolves once the runner is gone and its jobs were accounted for. */
   readonly gone: Promise<void>;
@@ -81,16 +133,24 @@ export class Runner {
     this.pid = child.pid!;
     this.tag = tag;
     this.ready = new Promise((resolve, reject) => {
-      child.once('message', () => resolve());
+      child.once('message', () => {
+        this.isReady = true;
+        resolve();
+      });
       child.once('exit', (code, signal) => reject(new Error(`runner exited at start (code ${code}, signal ${signal})`)));
     });
     this.ready.catch(() => undefined);
     this.gone = new Promise((r) => (this.markGone = r));
   }
 
-  /** Whether the runner may take a job now. */
+  /** Whether the runner may take a job now (one still starting gets it once ready). */
   get usable(): boolean {
-    return !this.exited && !this.terminating && this.child.connected;
+    return !this.exited && !this.terminating && !this.retiring && !this.spent && this.child.connected;
+  }
+
+  /** Fresh: it has served no program yet. */
+  get fresh(): boolean {
+    return this.program === null;
   }
 
   send(msg: ToRunner): void {
@@ -124,11 +184,15 @@ export interface RunnerPoolOptions {
   maxMessageSize?: number;
 }
 
+interface KnownComputation extends Placement {
+  spec: LoadSpec;
+}
+
 export class RunnerPool {
   readonly runners = new Set<Runner>();
   readonly #opts: RunnerPoolOptions;
   readonly #entry = runnerEntry();
-  readonly #computations = new Map<string, LoadSpec>();
+  readonly #computations = new Map<string, KnownComputation>();
   /** Runners still to report Unloaded, per computation being closed. */
   readonly #unloading = new Map<string, { pending: Set<Runner>; done: () => void }>();
   /** Per computation being loaded: called with each runner's answer. */
@@ -160,13 +224,31 @@ export class RunnerPool {
     return [...this.runners].filter((r) => !r.exited).map((r) => r.pid);
   }
 
-  #spawn(): Runner {
+  /** Whether `runner` may run jobs of computation `computeId` (fresh runners may run any). */
+  fits(runner: Runner, computeId: string): boolean {
+    const c = this.#computations.get(computeId);
+    if (!c) return false;
+    if (runner.fresh) return true;
+    if (runner.program !== c.program) return false;
+    return c.isolate ? runner.isolatedFor === computeId : runner.isolatedFor === null;
+  }
+
+  /** Spawns fresh runners until `count` are fresh (counting those still starting). */
+  ensureFresh(count: number): void {
+    if (this.#closed) return;
+    let fresh = 0;
+    for (const r of this.runners) if (r.fresh && !r.exited && !r.retiring) fresh++;
+    for (; fresh < count; fresh++) this.#spawn();
+  }
+
+  #spawn(program: string | null = null, isolatedFor: string | null = null): Runner {
     const tag = this.#opts.tag ? `${this.#opts.tag}/r${++this.#forked}` : '';
     const child = fork(this.#entry, [], {
       execArgv: [],
       detached: true,
       serialization: 'json',
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // 2: its own stderr (V8's fatal reports), 3: IPC, 4: its kill pipe (runner-arbiter.ts).
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
       env: {
         ...process.env,
         DISPYTS_RUNNER: '1',
@@ -175,17 +257,45 @@ export class RunnerPool {
       },
     });
     const runner = new Runner(child, tag);
+    runner.program = program;
+    runner.isolatedFor = isolatedFor;
     this.runners.add(runner);
     child.on('message', (msg: FromRunner) => {
       if (msg.ev === RunnerEvent.Batch) for (const item of msg.items) this.#onItem(runner, item);
     });
+    // What the runner itself writes to stderr goes on to the daemon's; its end is kept.
+    let stderrEnded = false;
+    const stderr = child.stderr!;
+    stderr.on('data', (chunk: Buffer) => {
+      process.stderr.write(chunk);
+      runner.stderrTail = (runner.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL);
+    });
+    stderr.on('error', () => undefined);
+    (child.stdio[4] as Writable | null)?.on('error', () => undefined);
     // Handle the end once the process exited AND its IPC channel drained, so every message it
-    // sent before dying has been seen.
+    // sent before dying has been seen (and, after an abort, what it wrote to stderr).
     let exitInfo: [number | null, NodeJS.Signals | null] | null = null;
     let disconnected = !child.connected;
+    let stderrWait: NodeJS.Timeout | null = null;
     const maybeEnd = (): void => {
-      if (exitInfo && disconnected && !runner.exited) this.#onExit(runner, exitInfo[0], exitInfo[1]);
+      if (!exitInfo || !disconnected || runner.exited) return;
+      const [code, signal] = exitInfo;
+      const aborted = signal === 'SIGABRT' || signal === 'SIGTRAP' || code === 134;
+      if (aborted && !stderrEnded && !stderrWait) {
+        stderrWait = setTimeout(() => {
+          stderrEnded = true;
+          maybeEnd();
+        }, STDERR_WAIT_MS);
+        return;
+      }
+      if (aborted && !stderrEnded) return;
+      if (stderrWait) clearTimeout(stderrWait);
+      this.#onExit(runner, code, signal);
     };
+    stderr.on('close', () => {
+      stderrEnded = true;
+      maybeEnd();
+    });
     child.on('exit', (code, signal) => {
       exitInfo = [code, signal];
       maybeEnd();
@@ -197,13 +307,27 @@ export class RunnerPool {
     child.on('error', (err) => this.#opts.log.warn({ err, pid: runner.pid }, 'runner error'));
     runner.ready.then(
       () => {
-        for (const [computeId, c] of this.#computations) this.#load(runner, computeId, c);
+        // A runner spawned for a program sets up that program's computations now.
+        for (const [computeId, c] of this.#computations) {
+          if (!runner.fresh && this.fits(runner, computeId) && !runner.loaded.has(computeId)) this.#load(runner, computeId, c.spec);
+        }
         this.onPidsChanged();
         if (!this.#closed) this.onIdle();
       },
       () => undefined,
     );
     return runner;
+  }
+
+  /**
+   * Keeps `size` runners that can take work (fresh ones, or serving a program), spawning fresh
+   * ones for those retired or gone.
+   */
+  #topUp(): void {
+    if (this.#closed) return;
+    let live = 0;
+    for (const r of this.runners) if (!r.exited && !r.retiring && !r.spent && !r.terminating) live++;
+    for (; live < this.#opts.size; live++) this.#spawn();
   }
 
   #onItem(runner: Runner, item: RunnerItem): void {
@@ -221,17 +345,20 @@ export class RunnerPool {
       }
       case RunnerEvent.Started: {
         const job = runner.jobs.get(item.uid);
-        if (job && !runner.terminating) {
+        if (job) {
           job.started = true;
           job.onStarted(item.startTime);
         }
         return;
       }
       case RunnerEvent.Done: {
+        // Accepted even while a kill of it is on its way: the job ended first, its result stands.
         const job = runner.jobs.get(item.uid);
-        if (job && !runner.terminating) {
+        if (job) {
           runner.jobs.delete(item.uid);
+          runner.kills.delete(item.uid);
           job.onEnd({ kind: 'done', done: item });
+          if (runner.spent && runner.jobs.size === 0) this.#retire(runner);
           this.onIdle();
         }
         return;
@@ -240,6 +367,8 @@ export class RunnerPool {
         const job = runner.jobs.get(item.uid);
         if (job) {
           runner.jobs.delete(item.uid);
+          // An isolated runner whose job never started is still unused.
+          if (runner.spent && runner.jobs.size === 0) runner.spent = false;
           job.onEnd({ kind: 'dropped' });
           this.onIdle();
         }
@@ -254,7 +383,29 @@ export class RunnerPool {
         if (job && !runner.terminating) job.onProvisional(Buffer.from(item.result, 'base64'));
         return;
       }
+      case RunnerEvent.Stray:
+        this.#opts.log.warn(
+          { pid: runner.pid, computeId: item.computeId, uid: item.uid, error: item.error },
+          'an error was thrown asynchronously after its job ended (or outside any job): logged, no job failed for it',
+        );
+        return;
     }
+  }
+
+  /** Why a runner that nobody asked to die died, as its running job's exception. */
+  #unexpected(runner: Runner, code: number | null, signal: NodeJS.Signals | null): KillReason {
+    if (/JavaScript heap out of memory|Reached heap limit/.test(runner.stderrTail)) {
+      return {
+        exception:
+          "DispyError: DISPY_ERR_OUT_OF_MEMORY: the job ran out of memory: its runner process reached V8's heap limit (JavaScript heap out of memory) and was aborted",
+        code: 'DISPY_ERR_OUT_OF_MEMORY',
+      };
+    }
+    const hint = signal === 'SIGKILL' ? " (not by dispyts: the system's out-of-memory killer does this, see `dmesg`)" : '';
+    return {
+      exception: `DispyError: the job's runner process exited unexpectedly (code ${code}, signal ${signal})${hint}`,
+      code: 'DISPY_ERR_JOB_TERMINATED',
+    };
   }
 
   #onExit(runner: Runner, code: number | null, signal: NodeJS.Signals | null): void {
@@ -265,19 +416,17 @@ export class RunnerPool {
     runner.killGroup('SIGKILL');
     const jobs = [...runner.jobs.values()];
     runner.jobs.clear();
-    // The runner runs its queue in order, so only the first job can have been running; the
-    // ones behind it never started and go back to the daemon's queue.
-    let running = jobs.find((j) => j.started) ?? null;
-    if (!running && runner.terminating && jobs.length) running = jobs[0]!;
+    // A runner reports Started before it calls a job's code, so the one started job (if any) is
+    // the one that was running; the ones behind it never started and go back to the daemon's
+    // queue.
+    const running = jobs.find((j) => j.started) ?? null;
     for (const job of jobs) {
       if (job !== running) {
         job.onEnd({ kind: 'dropped' });
         continue;
       }
-      const why = runner.terminating ?? {
-        exception: `DispyError: the job's runner process exited unexpectedly (code ${code}, signal ${signal})`,
-        code: 'DISPY_ERR_JOB_TERMINATED',
-      };
+      const oom = /JavaScript heap out of memory|Reached heap limit/.test(runner.stderrTail);
+      const why = (!oom && (runner.kills.get(job.uid) ?? runner.terminating)) || this.#unexpected(runner, code, signal);
       job.onEnd({
         kind: 'done',
         done: {
@@ -294,10 +443,13 @@ export class RunnerPool {
         },
       });
     }
+    if (!running && !runner.retiring && !runner.terminating && runner.kills.size === 0 && (code !== 0 || signal)) {
+      this.#opts.log.warn({ pid: runner.pid, code, signal }, 'a job runner exited while no job was running in it');
+    }
     for (const computeId of [...this.#unloading.keys()]) this.#unloaded(runner, computeId);
     for (const waiter of [...this.#loadWaiters.values()]) waiter(runner, null);
     runner.markGone();
-    if (!this.#closed && this.runners.size < this.#opts.size) this.#spawn();
+    this.#topUp();
     this.onPidsChanged();
   }
 
@@ -307,12 +459,27 @@ export class RunnerPool {
   }
 
   /**
-   * Loads a computation (and runs its setup) in every runner; resolves with the first runner's
-   * verdict. Runners started later load it before their first job of it.
+   * Loads a computation (and runs its setup) in the runners of its program, binding fresh ones
+   * to it (for `isolate`, in one fresh runner, which runs its first job); resolves with the
+   * first runner's verdict. Runners that join later load it before their first job of it.
    */
-  load(computeId: string, spec: LoadSpec): Promise<{ code: string; message: string } | null> {
-    this.#computations.set(computeId, spec);
-    const targets = [...this.runners].filter((r) => !r.exited);
+  load(computeId: string, spec: LoadSpec, placement: Placement): Promise<{ code: string; message: string } | null> {
+    this.#computations.set(computeId, { spec, ...placement });
+    const usable = [...this.runners].filter((r) => !r.exited && !r.retiring && !r.terminating);
+    let targets: Runner[];
+    if (placement.isolate) {
+      const fresh = usable.find((r) => r.fresh);
+      const runner = fresh ?? this.#spawn(placement.program, computeId);
+      runner.program = placement.program;
+      runner.isolatedFor = computeId;
+      targets = [runner];
+    } else {
+      targets = usable.filter((r) => r.fresh || (r.program === placement.program && r.isolatedFor === null));
+      for (const r of targets) r.program = placement.program;
+      // Every runner serves another program (through a scheduler): this one gets its own.
+      if (targets.length === 0) for (let i = 0; i < this.#opts.size; i++) targets.push(this.#spawn(placement.program));
+    }
+    this.#topUp();
     // Resolves once every runner answered (setup ran everywhere), or at the first failure.
     const waiting = new Set(targets);
     const verdict = new Promise<{ code: string; message: string } | null>((resolve) => {
@@ -320,15 +487,13 @@ export class RunnerPool {
         this.#loadWaiters.delete(computeId);
         resolve(err);
       };
-      if (waiting.size === 0) settle(null);
-      else {
-        this.#loadWaiters.set(computeId, (runner, err) => {
-          if (err) settle(err);
-          else if (waiting.delete(runner) && waiting.size === 0) settle(null);
-        });
-      }
+      this.#loadWaiters.set(computeId, (runner, err) => {
+        if (err) settle(err);
+        else if (waiting.delete(runner) && waiting.size === 0) settle(null);
+      });
     });
-    for (const r of targets) this.#load(r, computeId, spec);
+    // Runners still starting load it once ready (see #spawn).
+    for (const r of targets) if (r.isReady && !r.loaded.has(computeId)) this.#load(r, computeId, spec);
     return verdict;
   }
 
@@ -337,6 +502,12 @@ export class RunnerPool {
     this.#computations.delete(computeId);
     const pending = new Set<Runner>();
     for (const r of this.runners) {
+      if (r.isolatedFor === computeId) {
+        // A runner kept for one job of it is of no use now: it runs the cleanup as it retires.
+        if (r.loaded.delete(computeId) && !r.exited) pending.add(r);
+        if (r.jobs.size === 0) this.#retire(r);
+        continue;
+      }
       if (r.loaded.delete(computeId) && !r.exited) {
         pending.add(r);
         r.send({ cmd: RunnerCommand.Unload, computeId });
@@ -353,11 +524,49 @@ export class RunnerPool {
     u.done();
   }
 
+  /**
+   * A program is done with this node (its last computation closed, or its client is gone):
+   * its runners are retired and fresh ones take their place at once. `program` names one
+   * program, or every program of a client with `prefix`.
+   */
+  retireProgram(program: string, prefix = false): void {
+    for (const r of this.runners) {
+      if (r.exited || r.retiring || r.program === null) continue;
+      if (r.program !== program && !(prefix && r.program.startsWith(`${program}/`))) continue;
+      if (r.jobs.size > 0) {
+        this.#opts.log.warn({ pid: r.pid, program, jobs: r.jobs.size }, 'a runner of a finished program still has jobs: killed');
+        this.terminate(r, 'DispyError: job terminated: its program is done with this node');
+        continue;
+      }
+      this.#retire(r);
+    }
+    this.#topUp();
+  }
+
+  #retire(runner: Runner): void {
+    if (runner.retiring || runner.exited) return;
+    runner.retiring = true;
+    runner.send({ cmd: RunnerCommand.Retire });
+    const t = setTimeout(() => runner.killGroup('SIGKILL'), RETIRE_GRACE * 1000);
+    t.unref();
+    runner.child.once('exit', () => clearTimeout(t));
+    this.#topUp();
+  }
+
   /** Hands a job to a runner; it is sent with the others handed out in this turn. */
   assign(runner: Runner, job: AssignedJob, args: Uint8Array): void {
-    runner.jobs.set(job.uid, job);
     const c = this.#computations.get(job.computeId);
-    if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c);
+    if (runner.fresh && c) {
+      runner.program = c.program;
+      if (c.isolate) runner.isolatedFor = job.computeId;
+    }
+    if (c?.isolate) {
+      // Its one job: a fresh runner is spawned at once for the next one.
+      runner.spent = true;
+      this.#topUp();
+    }
+    runner.jobs.set(job.uid, job);
+    if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c.spec);
     runner.outbox.push({
       uid: job.uid,
       computeId: job.computeId,
@@ -387,13 +596,44 @@ export class RunnerPool {
       runner.outbox.splice(i, 1);
       const job = runner.jobs.get(uid);
       runner.jobs.delete(uid);
+      if (runner.spent && runner.jobs.size === 0) runner.spent = false;
       job?.onEnd({ kind: 'dropped' });
       return;
     }
     runner.send({ cmd: RunnerCommand.Drop, uid });
   }
 
-  /** Kills a runner's running job (SIGTERM to its group, SIGKILL after the grace period). */
+  /**
+   * Kills job `uid`, which the runner reported started: its runner's arbiter kills the runner's
+   * process group (SIGTERM, SIGKILL after the grace period) if that job still runs, and does
+   * nothing if it ended meanwhile (its Done then arrives and stands). The runner is replaced.
+   */
+  kill(runner: Runner, uid: number, exception: string, code = 'DISPY_ERR_JOB_TERMINATED'): void {
+    const job = runner.jobs.get(uid);
+    if (!job?.started || runner.exited || runner.terminating || runner.kills.has(uid)) return;
+    runner.kills.set(uid, { exception, code });
+    if (runner.isolatedFor !== null) {
+      // Its one job: even if that job has just ended (its Done is read before the exit is
+      // handled, and stands), the kill hits no other.
+      this.terminate(runner, exception, code);
+      return;
+    }
+    (runner.child.stdio[4] as Writable | null)?.write(`${uid}\n`);
+    // The arbiter answers within milliseconds; this only fires if it could not (it failed).
+    const t = setTimeout(
+      () => {
+        if (!runner.exited && runner.jobs.get(uid) === job) {
+          this.#opts.log.warn({ pid: runner.pid, uid }, "the runner's kill arbiter did not end the job: killing the runner");
+          this.terminate(runner, exception, code);
+        }
+      },
+      (TERMINATE_GRACE + KILL_BACKUP) * 1000,
+    );
+    t.unref();
+    runner.child.once('exit', () => clearTimeout(t));
+  }
+
+  /** Kills a whole runner, whatever it runs (SIGTERM to its group, SIGKILL after the grace period). */
   terminate(runner: Runner, exception: string, code = 'DISPY_ERR_JOB_TERMINATED'): void {
     if (runner.exited || runner.terminating) return;
     runner.terminating = { exception, code };
@@ -401,6 +641,7 @@ export class RunnerPool {
     const t = setTimeout(() => runner.killGroup('SIGKILL'), TERMINATE_GRACE * 1000);
     t.unref();
     runner.child.once('exit', () => clearTimeout(t));
+    this.#topUp();
   }
 
   /** Stops every runner; resolves once all have exited. */

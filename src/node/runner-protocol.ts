@@ -1,10 +1,19 @@
 /**
  * The IPC protocol between the node daemon and its job runner processes. A runner keeps a small
- * queue of jobs it was handed and reports what happens in batches, so a burst of short jobs
- * costs a few wakeups rather than two per job. Messages use Node's JSON serialization (cheaper per
- * message than 'advanced' here), so payload bytes travel as base64 text.
+ * queue of jobs it was handed. Before it calls a job's code it has sent that job's Started and
+ * the Done of every job before it (one message may carry both), so the daemon always knows which
+ * job is running. Messages use Node's JSON serialization (cheaper per message than 'advanced'
+ * here), so payload bytes travel as base64 text. Kill requests do not travel here: they go to
+ * the runner's kill arbiter thread over a pipe of their own (runner-arbiter.ts), which answers
+ * them while the job's code keeps the main thread busy.
  */
 import type { Computation } from '../protocol/messages.js';
+
+/** Seconds between SIGTERM and SIGKILL when a job is terminated. */
+export const TERMINATE_GRACE = 2;
+
+/** The runner's file descriptor of its kill pipe (stdio index 4 of the fork). */
+export const KILL_PIPE_FD = 4;
 
 export enum RunnerCommand {
   /** Evaluate a computation so later jobs can run it. */
@@ -15,6 +24,8 @@ export enum RunnerCommand {
   Unload = 3,
   /** Remove a job from the runner's queue if it has not started. */
   Drop = 4,
+  /** Run the cleanup of every computation still loaded, then exit (the runner is retired). */
+  Retire = 5,
 }
 
 export enum RunnerEvent {
@@ -27,6 +38,8 @@ export enum RunnerEvent {
   Dropped = 7,
   /** A computation was forgotten (after its cleanup ran). */
   Unloaded = 8,
+  /** An error thrown asynchronously that belongs to no running job: logged by the daemon. */
+  Stray = 9,
 }
 
 export interface RunnerJob {
@@ -51,7 +64,8 @@ export type ToRunner =
     }
   | { cmd: RunnerCommand.Run; jobs: RunnerJob[] }
   | { cmd: RunnerCommand.Unload; computeId: string }
-  | { cmd: RunnerCommand.Drop; uid: number };
+  | { cmd: RunnerCommand.Drop; uid: number }
+  | { cmd: RunnerCommand.Retire };
 
 export interface RunnerDone {
   ev: RunnerEvent.Done;
@@ -74,6 +88,13 @@ export type RunnerItem =
   | RunnerDone
   | { ev: RunnerEvent.Provisional; uid: number; result: string }
   | { ev: RunnerEvent.Dropped; uid: number }
-  | { ev: RunnerEvent.Unloaded; computeId: string; error: string | null };
+  | { ev: RunnerEvent.Unloaded; computeId: string; error: string | null }
+  | {
+      ev: RunnerEvent.Stray;
+      /** The computation and job whose code left it behind, when known. */
+      computeId: string | null;
+      uid: number | null;
+      error: string;
+    };
 
 export type FromRunner = { ev: RunnerEvent.Ready; pid: number } | { ev: RunnerEvent.Batch; items: RunnerItem[] };

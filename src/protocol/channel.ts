@@ -93,6 +93,8 @@ function equalTags(a: Uint8Array | undefined, b: Buffer): boolean {
 type ChannelEvents<In> = {
   message: [In, number];
   close: [DispyError | null];
+  /** The socket took everything written so far (see `congested`). */
+  drain: [];
 };
 
 /**
@@ -141,6 +143,7 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
     this.#decoder = new FrameDecoder(opts.preAuthMaxFrame ?? PRE_AUTH_MAX_FRAME);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => this.emit('drain'));
     // A TLS alert can arrive after `secureConnect` (TLS 1.3 refuses a client certificate then).
     socket.on('error', (err) =>
       this.close(
@@ -168,6 +171,15 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   set maxFrame(n: number) {
     this.#maxFrame = n;
     if (this.#recvKey) this.#decoder.maxFrame = n;
+  }
+
+  /**
+   * Whether the peer reads slower than we write: the socket holds more than its high-water
+   * mark. A `drain` event follows once it took everything. Senders of messages that a later one
+   * replaces (provisional results) hold them meanwhile.
+   */
+  get congested(): boolean {
+    return this.socket.writableNeedDrain;
   }
 
   /**

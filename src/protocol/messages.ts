@@ -139,6 +139,13 @@ export const setupSchema = z.object({
   cleanupFiles: z.boolean().default(true),
   /** Sub-directory of the client's area where files go (dispy's dest_path). */
   destPath: relativeName.nullable().default(null),
+  /** `'job'`: each job runs in a fresh runner process, retired after it. */
+  isolate: z.literal('job').nullable().default(null),
+  /**
+   * The client program behind a scheduler (which is one client to the node but serves many):
+   * runners are never shared between programs.
+   */
+  program: z.string().min(1).max(64).nullable().default(null),
 });
 export const jobSchema = z.object({
   t: z.literal('job'),

@@ -49,6 +49,8 @@ export const computeSchema = z.object({
   maxRuntime: z.number().nonnegative().max(1e9).default(0),
   /** Names of the files that will follow (file-begin) before `schedule`. */
   files: z.array(relativeName).max(10_000).default([]),
+  /** `'job'`: each job in a fresh runner process on its node. */
+  isolate: z.literal('job').nullable().default(null),
   /**
    * Seconds the client tries to get back after its connection broke (its `reconnectTimeout`):
    * the scheduler keeps the computation that long at most (never beyond its zombie interval),

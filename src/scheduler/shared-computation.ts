@@ -189,6 +189,9 @@ export class SharedComputation {
         cleanup: m.cleanup,
         cleanupFiles: m.cleanupFiles,
         destPath: m.destPath,
+        // Nodes keep each client program in runners of its own: this one is the connection
+        // that registered the computation (a key the client cannot choose).
+        program: this.fileKey,
       },
       {
         ...this.#ctx.clusterOptions(),
@@ -196,6 +199,7 @@ export class SharedComputation {
         name: this.name,
         reentrant: m.reentrant,
         ...(m.maxRuntime > 0 ? { maxRuntime: m.maxRuntime } : {}),
+        ...(m.isolate ? { isolate: m.isolate } : {}),
         logger: this.#ctx.log.child({ cluster: this.name }),
       },
     );
