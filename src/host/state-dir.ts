@@ -1,9 +1,9 @@
 /**
  * A daemon's state directory `<prefix>/<address>`: claimed at start (a live daemon of the same
- * kind recorded there stops us), its pid file kept up to date, `--clean` wiping what a dead one
- * left, and removed record at a clean stop. A node also finds the processes a dead daemon's jobs
- * left behind (`Orphans`): reported, or killed with `--clean`. Used by the node and the
- * scheduler alike.
+ * kind recorded there stops us), `--clean` wiping what a dead one left, its pid file kept up to
+ * date and removed at a clean stop. A node also finds the processes a dead daemon's jobs left
+ * behind (`Orphans`): reported, or killed with `--clean`. Used by the node and the scheduler
+ * alike; it sits below both (src/host/).
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
