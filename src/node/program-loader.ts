@@ -5,7 +5,7 @@
  *
  * The program stays in the runner's process group (no `detached`), so terminating the job
  * (SIGTERM, then SIGKILL, to the group) takes the program and whatever it started along, and it
- * inherits the job's tag (process-tag.ts), so do its children that leave the group. Its
+ * inherits the job's tag (host/process-tag.ts), so do its children that leave the group. Its
  * stdout and stderr go through the runner's `process.stdout/stderr.write`, which the runner
  * captures per job. The job's result is the exit code; a program killed by a signal fails the
  * job (Terminated) with an exception naming the signal.

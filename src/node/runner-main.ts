@@ -3,7 +3,7 @@
  * it jobs over IPC; it evaluates computations, runs its queued jobs one at a time with their
  * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
  * A runner serves the computations of one client program; the daemon retires it when that
- * program is done with the node. What its jobs start carries its tag (process-tag.ts) and goes
+ * program is done with the node. What its jobs start carries its tag (host/process-tag.ts) and goes
  * with it; a watchdog thread takes everything down even while a job keeps the main thread busy.
  *
  * The reporting rule: before a job's code is called, the daemon has that job's Started and the
@@ -19,7 +19,7 @@ import { PayloadCodec } from '../protocol/payload.js';
 import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
 import { formatException, type LoadedComputation } from './function-loader.js';
-import { TAG_ENV, currentParentPid, killTagged } from './process-tag.js';
+import { TAG_ENV, currentParentPid, killTagged } from '../host/process-tag.js';
 import { JobSlot, startArbiter } from './runner-arbiter.js';
 import {
   KILL_PIPE_FD,
