@@ -30,9 +30,11 @@ import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './no
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
 import { StatusEventQueue, type StatusEvent } from './status-events.js';
 import { formatBytes, statusTable } from './print-status.js';
+import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 
 export { formatBytes };
+export { MAX_WINDOW_PER_CPU, SCHEDULER_SHORT_JOB_MS } from './dispatch-window.js';
 
 export interface JobClusterOptions {
   /**
@@ -1011,7 +1013,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!canSend(cn)) continue;
       room = true;
       if (!this.#fits(cn, item)) continue;
-      const load = cn.link.inflight / cn.link.cpus + cn.inflight / (cn.cap * 1e3);
+      const load = nodeLoad(cn, cn.link);
       if (load < bestLoad) {
         best = cn;
         bestLoad = load;
@@ -1252,7 +1254,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.jobsDone++;
       const ms = Math.max(0, msg.endTime - msg.startTime);
       node.jobTime += ms / 1000;
-      cn.avgMs = cn.avgMs === Infinity ? ms : cn.avgMs * 0.8 + ms * 0.2;
+      cn.avgMs = nextAvgMs(cn.avgMs, ms);
       node.cpuUsed += msg.cpuTime;
     }
     let status: DispyStatus =
@@ -1960,47 +1962,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 }
 
-/** Most jobs a node may hold per CPU it gives us (running plus queued there). */
-export const MAX_WINDOW_PER_CPU = 64;
-
-/**
- * Jobs per CPU we keep on a node. Until a job has ended there (its time unknown), one: the
- * first jobs spread over the nodes as they come up, instead of queueing on the first one. Then
- * one queued behind each running job, and for short jobs enough to cover a round trip (about
- * 10 ms of work), up to the maximum.
- */
-function windowPerCpu(avgMs: number): number {
-  if (!Number.isFinite(avgMs)) return 1;
-  return Math.max(2, Math.min(MAX_WINDOW_PER_CPU, 1 + Math.ceil(10 / Math.max(avgMs, 0.01))));
-}
-
-/**
- * @internal With a dispatch policy (`dispyts scheduler`), jobs averaging at least this many ms
- * (or of unknown length) are sent only to a free CPU of their node, never queued there.
- */
-export const SCHEDULER_SHORT_JOB_MS = 50;
-
-/**
- * Jobs per CPU a node's connection may hold when a dispatch policy is set: one while the jobs'
- * run time is unknown or long, so that the policy decides which cluster gets each freed CPU;
- * the usual pipelining window for short jobs, whose round trips would otherwise idle the CPU.
- */
-function policyWindowPerCpu(avgMs: number): number {
-  return Number.isFinite(avgMs) && avgMs < SCHEDULER_SHORT_JOB_MS ? windowPerCpu(avgMs) : 1;
-}
-
 function canSend(cn: ClusterNode): boolean {
   const link = cn.link;
-  return (
-    cn.ready &&
-    !link.closed &&
-    !link.closing &&
-    !link.full &&
-    !link.draining &&
-    cn.inflight < windowPerCpu(cn.avgMs) * Math.min(cn.cap, link.cpus) &&
-    link.inflight < MAX_WINDOW_PER_CPU * link.cpus &&
-    (dispatchPolicy() === null || link.inflight < policyWindowPerCpu(cn.avgMs) * link.cpus)
-  );
+  return cn.ready && !link.closed && !link.closing && !link.full && !link.draining && hasRoom(cn, link, dispatchPolicy() !== null);
 }
 
 function validateOptions(o: JobClusterOptions): void {
