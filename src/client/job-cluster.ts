@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError, invalidOption } from '../errors.js';
+import { DispyError } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
@@ -18,13 +18,14 @@ import { Deque } from './deque.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
+import type { JobClusterOptions } from './cluster-options.js';
+import { checkJobClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
 import { ClusterDiscovery } from './node-discovery.js';
-import { NodeResolver, type NodeLookup } from './node-resolver.js';
-import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { NodeResolver } from './node-resolver.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
@@ -36,213 +37,7 @@ import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 export { formatBytes };
 export { MAX_WINDOW_PER_CPU, SCHEDULER_SHORT_JOB_MS } from './dispatch-window.js';
 
-export interface JobClusterOptions {
-  /**
-   * Nodes to use: host names, IP addresses, wildcards (`'127.0.0.*'`), `{ host, port, cpus }` or
-   * NodeAllocate instances.
-   * @default [host] (the node on the client's own address)
-   * @example nodes: ['127.0.0.2', { host: '127.0.0.3', cpus: 1 }]
-   */
-  nodes?: NodeSpec | NodeSpec[];
-  /**
-   * Functions and classes the computation uses, shipped with it; instances of these classes in
-   * arguments and results keep their methods. Strings are files sent to every node before
-   * setup, into the computation's directory (jobs open them by base name).
-   * @default []
-   * @example depends: [C, helper, './lookup-table.json']
-   */
-  depends?: unknown[];
-  /**
-   * Called with each job on its provisional and final statuses (ProvisionalResult, Finished,
-   * Terminated, Cancelled, Abandoned), in order and never re-entrantly.
-   * @default undefined
-   * @example jobStatus: (job) => { if (job.status === DispyJob.Finished) console.log(job.id, job.result); }
-   */
-  jobStatus?: (job: DispyJob) => void;
-  /**
-   * Called with every status change: `(status, node, job)`, in order and never re-entrantly.
-   * @default undefined
-   * @example clusterStatus: httpServer.clusterStatus   // a second cluster shown by one DispyHTTPServer
-   */
-  clusterStatus?: (status: DispyStatus, node: DispyNode | null, job: DispyJob | null) => void;
-  /**
-   * The client's address; nothing leaves loopback unless this or a node says so.
-   * @default '127.0.0.1'
-   * @example host: '192.0.2.10'
-   */
-  host?: string;
-  /**
-   * The client's port for discovery replies (0 = any).
-   * @default 0
-   * @example port: 9800
-   */
-  port?: number;
-  /**
-   * Shared secret of the nodes; the per-user secret file (`~/.config/dispyts/secret`) when
-   * absent, which only works for nodes of the same user on the same machine.
-   * @default undefined
-   * @example secret: process.env.DISPYTS_SECRET
-   */
-  secret?: string;
-  /**
-   * Seconds between the heartbeats asked of nodes (0.1 to 1000); a node silent for 5 times
-   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned. It also
-   * sets how long a node keeps this program's jobs when the program's connection is gone (5 ×
-   * this), and how long a broken connection to a node is waited for.
-   * @default undefined (nodes send heartbeats every 10 s and one silent for 50 s is declared
-   *   dead; broken connections are waited for 10 s)
-   * @example pulseInterval: 2
-   */
-  pulseInterval?: number;
-  /**
-   * Seconds between re-discoveries of nodes (1 to 1000).
-   * @default undefined (off)
-   * @example pingInterval: 60
-   */
-  pingInterval?: number;
-  /**
-   * How wildcard `nodes` (`'10.0.0.*'`, `'*'`) are discovered when `host` is a non-loopback IPv4
-   * address: a UDP discover request to the broadcast address of `host`'s interface (or the
-   * multicast group 239.255.97.5, TTL 1) at each wildcard's node port, sent at start, every
-   * `pingInterval` and on `discoverNodes()`; announcements nodes send to UDP port 9700 (shared
-   * by every client on the machine) are heard as well. Nodes need the same mode. With `'off'`, or a
-   * loopback `host`, nothing is sent and wildcards match only nodes this process is connected to.
-   * Nodes' clocks must agree within 30 s (datagrams are time-stamped); the UDP sockets, like
-   * connections to nodes, keep the process alive only while jobs are pending.
-   * @default 'broadcast'
-   * @example discovery: 'multicast'
-   */
-  discovery?: DiscoveryMode;
-  /**
-   * Resolves the host names of `nodes` (a `resolve: 'all'` spec is resolved again on
-   * `discoverNodes()` and every `pingInterval`). Given `(hostname, { all: true })`, it resolves
-   * to the name's addresses as `[{ address, family }]`; `dns.promises.lookup` fits as is.
-   * Another resolver (a DNS client of your own, a fixed table in tests) can be given here.
-   * @default dns.promises.lookup (the system's resolver)
-   * @example lookup: (name) => Promise.resolve([{ address: '127.0.0.5', family: 4 }])
-   */
-  lookup?: NodeLookup;
-  /**
-   * Re-run jobs whose node died instead of abandoning them.
-   * @default false
-   * @example reentrant: true
-   */
-  reentrant?: boolean;
-  /**
-   * A file naming this cluster's computation and nodes, so that `recoverJobs({ recoverFile })`
-   * can fetch the results of its jobs from the nodes if this program dies (nodes keep results
-   * they could not deliver, on disk). It is also what keeps a vanished program's jobs running:
-   * without it, a node terminates them and serves the next program once this one has been gone
-   * for its reconnect window (10 s, or 5 × `pulseInterval`); with it, jobs that were running go
-   * on up to the node's `--zombie-interval`. Jobs carry their `id` (when a string or number) to
-   * the nodes for that. Removed by `close()`.
-   * @default undefined (no file)
-   * @example recoverFile: './render.recover.json'
-   */
-  recoverFile?: string;
-  /**
-   * Seconds the cluster may have jobs pending while no node is usable (every node refuses the
-   * secret or TLS, has another protocol version, fails setup, is busy or unreachable, or no
-   * node matches): then those jobs end Abandoned and `wait()` rejects with `DISPY_ERR_NO_NODE`.
-   * Without it the jobs wait (the program stays alive) and the cluster's logger warns on stderr,
-   * naming each node and why, with back-off.
-   * @default undefined (off: wait for a node)
-   * @example nodeTimeout: 600
-   */
-  nodeTimeout?: number;
-  /**
-   * The cluster's name, shown by the HTTP server.
-   * @default the computation's name
-   * @example name: 'render-frames'
-   */
-  name?: string;
-  /**
-   * Run once in each job runner on a node before its first job: `setup(...setupArgs)` with the
-   * `setupArgs` of the NodeAllocate that matched the node. Throwing (or rejecting) closes the
-   * computation on that node: an error event and a Closed event.
-   * @default undefined
-   * @example setup: (factor: number) => { (globalThis as any).factor = factor; }
-   */
-  setup?: (...args: never[]) => unknown;
-  /**
-   * `true`/`false`: whether nodes delete the computation's files when it closes; or a function
-   * run in each runner that ran `setup`, when the computation closes (files are then deleted).
-   * @default true
-   * @example cleanup: () => { delete (globalThis as any).factor; }
-   */
-  cleanup?: boolean | (() => unknown);
-  /**
-   * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
-   * `destPath` share their files.
-   * @default undefined (a directory per computation)
-   * @example destPath: 'frames'
-   */
-  destPath?: string;
-  /**
-   * Seconds after which a job is terminated (Terminated, `DISPY_ERR_MAX_RUNTIME`).
-   * @default undefined (no limit)
-   * @example maxRuntime: 600
-   */
-  maxRuntime?: number;
-  /**
-   * Largest file this cluster sends, in bytes (0 = unlimited).
-   * @default 0
-   * @example maxFileSize: 100 * 1024 * 1024
-   */
-  maxFileSize?: number;
-  /**
-   * `'job'`: every job runs in a fresh runner process on its node, which ends with the job
-   * (dispy's model), so nothing one job leaves behind (globals, timers, changed prototypes,
-   * `process.env`) is seen by another, at the cost of starting a process per job (the bench's
-   * `isolateThroughput`). `setup` then runs before each job, in its process. Without it, the
-   * jobs of this program share runners; runners are never shared with another program.
-   * @default undefined (jobs of this program share runners)
-   * @example isolate: 'job'
-   */
-  isolate?: 'job';
-  /**
-   * Largest encoded arguments of a job, in bytes: `submit()` throws DISPY_ERR_MESSAGE_TOO_LARGE,
-   * naming both sizes, for a job whose arguments encode to more (the job is not queued). Nodes
-   * announce their own limit (`--max-message-size`): a job is never sent to a node that does
-   * not take it, and one that no node of the cluster takes ends Cancelled with that error.
-   * @default 67108864 (64 MiB, the nodes' default --max-message-size)
-   * @example maxArgsSize: 8 * 1024 * 1024
-   */
-  maxArgsSize?: number;
-  /**
-   * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
-   * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
-   * unless `caFile` is given).
-   * @default undefined
-   * @example certFile: '/etc/dispyts/client.pem'
-   */
-  certFile?: string;
-  /**
-   * TLS: this client's private key (PEM).
-   * @default undefined (the key in `certFile`)
-   * @example keyFile: '/etc/dispyts/client-key.pem'
-   */
-  keyFile?: string;
-  /**
-   * TLS: CA certificate(s) that nodes' certificates must chain to; turns TLS on. Nodes are
-   * addressed by IP, so their certificates need an IP subjectAltName.
-   * @default undefined (no TLS unless `certFile` is given; then the system CAs)
-   * @example caFile: '/etc/dispyts/ca.pem'
-   */
-  caFile?: string;
-  /**
-   * pino level of the client's log (stderr): trace, debug, info, warn, error, fatal or silent.
-   * @default 'warn'
-   * @example logLevel: 'debug'
-   */
-  logLevel?: string;
-  /**
-   * A logger to use instead of a new one.
-   * @default undefined (a pino logger on stderr at `logLevel`)
-   * @example logger: pino({ level: 'info' })
-   */
-  logger?: Logger;
-}
+export type { JobClusterOptions } from './cluster-options.js';
 
 /** One status event, as `cluster.on('status')` delivers it (`cluster`: the cluster that emitted it). */
 export type ClusterStatusEvent<C = JobCluster> = StatusEvent<C>;
@@ -491,7 +286,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   constructor(computation: F | string | ModuleComputation, options: JobClusterOptions = {}) {
     super();
-    validateOptions(options);
+    checkJobClusterOptions(options);
     this.#opts = options;
     const pre = prebuiltOf(computation);
     this.#prebuilt = pre;
@@ -858,13 +653,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
-    const { depends = [], node, maxRuntime } = options;
-    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
-    for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
-    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
-      throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
-    const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
+    const { files, maxRuntime } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0);
+    const { node } = options;
     let pinTo: string | null = null;
     if (node !== undefined && node !== null) {
       pinTo = node instanceof DispyNode ? node.ipAddr : (this.#nodeOf(node)?.node.ipAddr ?? (isIP(node) ? node : null));
@@ -1155,9 +945,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
   #tagOf(job: DispyJob): string | number | undefined {
-    if (!this.#opts.recoverFile) return undefined;
-    const id = job.id;
-    return (typeof id === 'string' && id.length <= 1024) || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined;
+    return this.#opts.recoverFile ? wireTag(job.id) : undefined;
   }
 
   #fileOpts(): { destPath: string | null; maxFileSize: number } {
@@ -1965,50 +1753,4 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 function canSend(cn: ClusterNode): boolean {
   const link = cn.link;
   return cn.ready && !link.closed && !link.closing && !link.full && !link.draining && hasRoom(cn, link, dispatchPolicy() !== null);
-}
-
-function validateOptions(o: JobClusterOptions): void {
-  if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
-  if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
-  if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
-  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
-    throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
-  if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) throw invalidOption('host', 'an address', o.host);
-  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535))
-    throw invalidOption('port', 'an integer from 0 to 65535', o.port);
-  if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
-  if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
-  if (o.recoverFile !== undefined && (typeof o.recoverFile !== 'string' || o.recoverFile.length === 0))
-    throw invalidOption('recoverFile', 'a file path', o.recoverFile);
-  if (o.pulseInterval !== undefined && !(typeof o.pulseInterval === 'number' && o.pulseInterval >= 0.1 && o.pulseInterval <= 1000)) {
-    throw invalidOption('pulseInterval', 'seconds from 0.1 to 1000', o.pulseInterval);
-  }
-  if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
-    throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
-  }
-  if (o.nodeTimeout !== undefined && !(typeof o.nodeTimeout === 'number' && o.nodeTimeout > 0 && Number.isFinite(o.nodeTimeout)))
-    throw invalidOption('nodeTimeout', 'a positive number of seconds', o.nodeTimeout);
-  if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery))
-    throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
-  if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
-  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
-    throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
-  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
-    throw invalidOption('destPath', 'a relative directory name', o.destPath);
-  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))
-    throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
-  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
-    throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
-  checkMaxArgsSize(o.maxArgsSize);
-  for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
-  }
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
-    throw invalidOption('name', 'a non-empty string', o.name);
-  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
-}
-
-/** @internal Validates the `maxArgsSize` option (shared with SharedJobCluster). */
-export function checkMaxArgsSize(v: unknown): void {
-  if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 1)) throw invalidOption('maxArgsSize', 'a number of bytes >= 1', v);
 }

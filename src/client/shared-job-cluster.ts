@@ -20,119 +20,19 @@ import { buildComputation, hookSources, type ModuleComputation } from './computa
 import { Deque } from './deque.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
+import type { SharedJobClusterOptions } from './cluster-options.js';
+import { checkSharedClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
-import {
-  MAX_SEND_ATTEMPTS,
-  checkMaxArgsSize,
-  nextJobUid,
-  type ClusterStatus,
-  type ClusterStatusEvent,
-  type JobClusterOptions,
-  type SubmitOptions,
-} from './job-cluster.js';
+import { MAX_SEND_ATTEMPTS, nextJobUid, type ClusterStatus, type ClusterStatusEvent, type SubmitOptions } from './job-cluster.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { statusTable } from './print-status.js';
 import { StatusEventQueue } from './status-events.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
 
-export interface SharedJobClusterOptions
-  extends Pick<
-    JobClusterOptions,
-    | 'depends'
-    | 'jobStatus'
-    | 'clusterStatus'
-    | 'reentrant'
-    | 'name'
-    | 'setup'
-    | 'cleanup'
-    | 'destPath'
-    | 'maxRuntime'
-    | 'maxFileSize'
-    | 'isolate'
-    | 'maxArgsSize'
-    | 'logLevel'
-    | 'logger'
-  > {
-  /**
-   * Address of the `dispyts scheduler` (its `--host`).
-   * @default '127.0.0.1'
-   * @example schedulerHost: '192.0.2.5'
-   */
-  schedulerHost?: string;
-  /**
-   * The scheduler's port for clients (its `--port`).
-   * @default 9702
-   * @example schedulerPort: 9802
-   */
-  schedulerPort?: number;
-  /**
-   * Run alone: the scheduler admits this cluster only when no other cluster is active, and
-   * admits none while it runs. Jobs submitted meanwhile wait here. `setNodeCpus` works for an
-   * exclusive cluster (or with a `--cooperative` scheduler).
-   * @default false
-   * @example exclusive: true
-   */
-  exclusive?: boolean;
-  /**
-   * Seconds to get back to the scheduler after the connection broke while the scheduler still
-   * runs (a network outage, a proxy restart): jobs stay pending, calls fail with
-   * DISPY_ERR_CONNECTION meanwhile, and on reconnection the cluster resumes its computation
-   * (results that came meanwhile are delivered, jobs the scheduler never got are sent again). A
-   * scheduler that refuses the connection or restarted ends every pending job at once; so does
-   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off. The
-   * scheduler is told it: while the connection is gone it starts none of this cluster's jobs,
-   * and at the end of this window it closes the computation (queued jobs dropped, running ones
-   * terminated), since nobody can collect their results any more.
-   * @default 60
-   * @example reconnectTimeout: 300
-   */
-  reconnectTimeout?: number;
-  /**
-   * The scheduler's cluster secret (its `--cluster-secret`); the per-user secret file
-   * (`~/.config/dispyts/secret`) when absent, which only works for a scheduler of the same user
-   * on the same machine. The nodes' secret is the scheduler's business.
-   * @default undefined
-   * @example secret: process.env.DISPYTS_CLUSTER_SECRET
-   */
-  secret?: string;
-  /**
-   * Nodes of the scheduler this cluster may use: host names, IP addresses, wildcards or
-   * `{ host, port, cpus }` (a NodeAllocate's `depends` are sent, its `setupArgs` used; its
-   * `allocate` is not called: the scheduler decides).
-   * @default every node of the scheduler
-   * @example nodes: ['127.0.0.2', '127.0.0.3']
-   */
-  nodes?: NodeSpec | NodeSpec[];
-  /**
-   * Local address to connect to the scheduler from (the scheduler's monitor shows it).
-   * @default chosen by the operating system
-   * @example host: '192.0.2.10'
-   */
-  host?: string;
-  /**
-   * TLS toward the scheduler: this client's certificate (PEM), for a scheduler that requires
-   * one; with `keyFile`, or one PEM holding both. Turns TLS on.
-   * @default undefined
-   * @example certFile: '/etc/dispyts/client.pem'
-   */
-  certFile?: string;
-  /**
-   * TLS: this client's private key (PEM).
-   * @default undefined (the key in `certFile`)
-   * @example keyFile: '/etc/dispyts/client-key.pem'
-   */
-  keyFile?: string;
-  /**
-   * TLS: CA certificate(s) the scheduler's certificate must chain to (it needs an IP
-   * subjectAltName when addressed by IP); turns TLS on.
-   * @default undefined (no TLS unless `certFile` is given; then the system CAs)
-   * @example caFile: '/etc/dispyts/ca.pem'
-   */
-  caFile?: string;
-}
+export type { SharedJobClusterOptions } from './cluster-options.js';
 
 type SharedClusterEvents = {
   status: [ClusterStatusEvent<SharedJobCluster>];
@@ -237,7 +137,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    */
   constructor(computation: F | string | ModuleComputation, options: SharedJobClusterOptions = {}) {
     super();
-    validateOptions(options);
+    checkSharedClusterOptions(options);
     this.#opts = options;
     const built = buildComputation(computation, options);
     this.name = options.name ?? built.name;
@@ -928,13 +828,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
-    const { depends = [], node, maxRuntime } = options;
-    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
-    for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
-    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
-      throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
-    const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
+    const { files, maxRuntime } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0);
+    const { node } = options;
     const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
     return this.#submit(options.id, pin, maxRuntime, args, files);
   }
@@ -1005,7 +900,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   }
 
   #sendJob(p: Pending, computeId: string): void {
-    const tag = tagOf(p.job.id);
+    const tag = wireTag(p.job.id);
     try {
       this.#channel?.send({
         t: 'job',
@@ -1294,48 +1189,4 @@ function specToWire(s: NodeAllocate): string | NodeSpecObject {
 
 function numeric(v: number | number[]): number {
   return typeof v === 'number' ? v : 0;
-}
-
-/** A job id the scheduler's HTTP server can show (a string or finite number). */
-function tagOf(id: unknown): string | number | undefined {
-  if (typeof id === 'string') return id.length <= 1024 ? id : id.slice(0, 1024);
-  return typeof id === 'number' && Number.isFinite(id) ? id : undefined;
-}
-
-function validateOptions(o: SharedJobClusterOptions): void {
-  if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
-  if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
-  if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
-  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
-    throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
-  if (o.schedulerHost !== undefined && (typeof o.schedulerHost !== 'string' || o.schedulerHost.length === 0))
-    throw invalidOption('schedulerHost', 'an address or host name', o.schedulerHost);
-  if (o.schedulerPort !== undefined && !(Number.isInteger(o.schedulerPort) && o.schedulerPort > 0 && o.schedulerPort <= 65535))
-    throw invalidOption('schedulerPort', 'an integer from 1 to 65535', o.schedulerPort);
-  if (o.host !== undefined && (typeof o.host !== 'string' || isIP(o.host) === 0)) throw invalidOption('host', 'an IP address', o.host);
-  if (o.exclusive !== undefined && typeof o.exclusive !== 'boolean') throw invalidOption('exclusive', 'true or false', o.exclusive);
-  if (
-    o.reconnectTimeout !== undefined &&
-    !(typeof o.reconnectTimeout === 'number' && o.reconnectTimeout >= 0 && Number.isFinite(o.reconnectTimeout))
-  ) {
-    throw invalidOption('reconnectTimeout', 'a number of seconds >= 0', o.reconnectTimeout);
-  }
-  if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
-  if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
-  if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
-  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
-    throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
-  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
-    throw invalidOption('destPath', 'a relative directory name', o.destPath);
-  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))
-    throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
-  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
-    throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
-  checkMaxArgsSize(o.maxArgsSize);
-  for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
-  }
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
-    throw invalidOption('name', 'a non-empty string', o.name);
-  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
 }
