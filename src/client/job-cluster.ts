@@ -20,6 +20,7 @@ import { IdleWaiters } from './idle-waiters.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import type { JobClusterOptions } from './cluster-options.js';
 import { checkJobClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
+import type { AnyFn, ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
@@ -42,39 +43,7 @@ export type { JobClusterOptions } from './cluster-options.js';
 /** One status event, as `cluster.on('status')` delivers it (`cluster`: the cluster that emitted it). */
 export type ClusterStatusEvent<C = JobCluster> = StatusEvent<C>;
 
-/** Options of `submitWith`. */
-export interface SubmitOptions {
-  /**
-   * Files sent to the job's node before it (into the computation's directory, the job's working
-   * directory) and deleted there after it.
-   * @default []
-   * @example depends: ['./input-7.csv']
-   */
-  depends?: string[];
-  /**
-   * The job's id.
-   * @default a counter (1, 2, 3, ... per cluster)
-   * @example id: 'frame-0042'
-   */
-  id?: unknown;
-  /**
-   * Run the job only on this node (a DispyNode, an IP address or a node name).
-   * @default any node
-   * @example node: '127.0.0.2'
-   */
-  node?: DispyNode | string;
-  /**
-   * Seconds after which this job is terminated.
-   * @default the cluster's maxRuntime
-   * @example maxRuntime: 30
-   */
-  maxRuntime?: number;
-}
-
-export interface ClusterStatus {
-  nodes: DispyNode[];
-  jobsPending: number;
-}
+export type { ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 
 /**
  * @internal A computation already in its wire form, with what goes with it, for a cluster
@@ -183,11 +152,6 @@ function queuedPart(s: Sent): Queued {
   return item;
 }
 
-// `any` on purpose: a program or module computation takes any arguments, while a function's
-// own parameter types are inferred in its place.
-// biome-ignore lint/suspicious/noExplicitAny: a constraint every function satisfies (unknown[] parameters would reject typed ones)
-type AnyFn = (...args: any[]) => unknown;
-
 let uidCounter = 0;
 
 /** @internal A new process-wide job uid (jobs of every cluster kind share the sequence). */
@@ -210,8 +174,10 @@ export const MAX_SEND_ATTEMPTS = 5;
 /** Bytes of a job message besides its arguments and per-job file names (ids, tag, MAC, framing). */
 const JOB_ENVELOPE = 4096;
 
-export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
+export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements DispyCluster<F>, LinkUser, Dispatchable {
   readonly name: string;
+  /** False: a JobCluster's nodes are its own (see SharedJobCluster). */
+  readonly shared = false;
   readonly computeId: string;
   readonly log: Logger;
   readonly #opts: JobClusterOptions;

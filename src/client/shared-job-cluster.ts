@@ -22,10 +22,11 @@ import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
 import type { SharedJobClusterOptions } from './cluster-options.js';
 import { checkSharedClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
+import type { AnyFn, ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
-import { MAX_SEND_ATTEMPTS, nextJobUid, type ClusterStatus, type ClusterStatusEvent, type SubmitOptions } from './job-cluster.js';
+import { MAX_SEND_ATTEMPTS, nextJobUid, type ClusterStatusEvent } from './job-cluster.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { statusTable } from './print-status.js';
@@ -59,9 +60,6 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 type SchedRequest = DistributiveOmit<Extract<ToSchedulerInput, { rid: number }>, 'rid'>;
 type NodeOp = Extract<ToSchedulerInput, { t: 'node-op' }>['op'];
 
-// biome-ignore lint/suspicious/noExplicitAny: a constraint every function satisfies (unknown[] parameters would reject typed ones)
-type AnyFn = (...args: any[]) => unknown;
-
 /** An error the scheduler answered with (as opposed to a lost connection or a time-out). */
 class Refused extends Error {
   readonly error: DispyError;
@@ -71,11 +69,11 @@ class Refused extends Error {
   }
 }
 
-export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<SharedClusterEvents> {
+export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<SharedClusterEvents> implements DispyCluster<F> {
   readonly name: string;
   readonly log: Logger;
   /** Marks a shared cluster (the HTTP server ignores CPUs when adding nodes to it). */
-  readonly shared = true;
+  readonly shared = true as const;
   /** Whether this cluster runs alone on the scheduler. */
   readonly exclusive: boolean;
   /** `host:port` of the scheduler. */
