@@ -14,7 +14,7 @@ import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
-import { Deque } from './deque.js';
+import { JobLedger, queuedPart, type Queued, type Sent as LedgerSent } from './job-ledger.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
@@ -105,13 +105,6 @@ type ClusterEvents = {
   error: [DispyError];
 };
 
-interface Queued {
-  job: DispyJob;
-  args: Uint8Array;
-  /** Per-job override of the cluster's maxRuntime (seconds). */
-  maxRuntime?: number;
-}
-
 interface ClusterNode {
   link: NodeLink;
   node: DispyNode;
@@ -137,20 +130,7 @@ interface ClusterNode {
   closingNode: { kind: 'close' | 'resetup'; closed: Promise<void> } | null;
 }
 
-interface Sent extends Queued {
-  cn: ClusterNode;
-  started: boolean;
-  pinned: boolean;
-}
-
-/** A sent job back to its queued form (everything but where it was sent). */
-function queuedPart(s: Sent): Queued {
-  const { cn, started, pinned, ...item } = s;
-  void cn;
-  void started;
-  void pinned;
-  return item;
-}
+type Sent = LedgerSent<ClusterNode>;
 
 let uidCounter = 0;
 
@@ -165,11 +145,7 @@ export { RECONNECT_WINDOW } from './timeouts.js';
 const WARN_FIRST = 5;
 const WARN_MAX = 300;
 
-/**
- * Times a job may be sent and lost unstarted with its connection before it is given up
- * (Abandoned, DISPY_ERR_UNDELIVERABLE): a job the connection breaks on is never re-sent forever.
- */
-export const MAX_SEND_ATTEMPTS = 5;
+export { MAX_SEND_ATTEMPTS } from './job-ledger.js';
 
 /** Bytes of a job message besides its arguments and per-job file names (ids, tag, MAC, framing). */
 const JOB_ENVELOPE = 4096;
@@ -191,8 +167,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #destPath: string | null;
   /** What submitWith adds to a job: its per-job files and its maxRuntime. */
   readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number }>();
-  /** Jobs cancelled while their per-job files were on their way (the job not sent yet). */
-  readonly #cancelRequested = new WeakSet<DispyJob>();
   /** Sources of setup and cleanup, shipped with the computation. */
   readonly #hooks: { setup: string | null; cleanup: string | null };
   readonly #codec: PayloadCodec;
@@ -224,15 +198,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #recoverNodes = new Map<string, number>();
   #lastPulseCheck = Date.now();
   #pulseTimer: NodeJS.Timeout | null = null;
-  readonly #queue = new Deque<Queued>();
-  /** Jobs larger than a node with room takes: they go, first, to a node that takes them. */
-  readonly #large = new Deque<Queued>();
+  /** Where each pending job is, and the rules that move it (job-ledger.ts). */
+  readonly #ledger = new JobLedger<ClusterNode>();
   /** Nodes already reported (error event) for refusing a job by size. */
   readonly #sizeReported = new Set<string>();
-  /** Per job: sends lost unstarted with their connection so far. */
-  readonly #lostSends = new WeakMap<DispyJob, number>();
-  readonly #pinned = new Map<string, Deque<Queued>>();
-  readonly #sent = new Map<number, Sent>();
   #pending = 0;
   #jobIds = 0;
   readonly #statusEvents: StatusEventQueue<JobCluster>;
@@ -337,7 +306,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       const ip = cn.node.ipAddr;
       if (cn.spec !== spec || addresses.has(ip) || this.#nodes.get(ip) !== cn) continue;
       // Told to the node first (when it still answers): it stops what it runs for us.
-      const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+      const mine = [...this.#ledger.sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
       if (!cn.link.closed) cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
       for (const uid of mine) cn.link.forget(uid);
       this.#dropNode(cn, new DispyError('DISPY_ERR_CONNECTION', `${ip} is no longer an address of ${spec.host}: node retired`));
@@ -702,14 +671,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#pending++;
     const item: Queued =
       maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
-    if (pinTo) {
-      let q = this.#pinned.get(pinTo);
-      if (!q) {
-        q = new Deque();
-        this.#pinned.set(pinTo, q);
-      }
-      q.push(item);
-    } else this.#queue.push(item);
+    this.#ledger.add(item, pinTo);
     this.#emit(JobStatus.Created, null, job as DispyJob);
     if (this.#pending === 1) this.#setActive(true);
     requestPump();
@@ -718,22 +680,13 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** @internal Submission order of the earliest queued job (the scheduler's `fsfs` policy), or null. */
   headOrder(): number | null {
-    if (this.#closing) return null;
-    while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
-    let best = this.#queue.length ? this.#queue.peek()!.job._uid : null;
-    const large = this.#large.peek();
-    if (large && !large.job.settled && (best === null || large.job._uid < best)) best = large.job._uid;
-    for (const q of this.#pinned.values()) {
-      const head = q.peek();
-      if (head && !head.job.settled && (best === null || head.job._uid < best)) best = head.job._uid;
-    }
-    return best;
+    return this.#closing ? null : this.#ledger.headOrder();
   }
 
   /** @internal Sends one queued job to a node if any has room; true if it did. */
   dispatchOne(): boolean {
     if (this.#closing) return false;
-    for (const [ip, q] of this.#pinned) {
+    for (const [ip, q] of this.#ledger.pinned) {
       if (q.length === 0) continue;
       const cn = this.#nodes.get(ip);
       if (!cn || !canSend(cn)) continue;
@@ -744,19 +697,19 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       else this.#send(cn, item, true);
       return true;
     }
-    if (this.#large.length && this.#dispatchLarge()) return true;
-    while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
-    if (this.#queue.length === 0) return false;
-    const head = this.#queue.peek()!;
+    if (this.#ledger.large.length && this.#dispatchLarge()) return true;
+    while (this.#ledger.queue.length && this.#ledger.queue.peek()!.job.settled) this.#ledger.queue.shift();
+    if (this.#ledger.queue.length === 0) return false;
+    const head = this.#ledger.queue.peek()!;
     const { best, room } = this.#bestNode(head);
     if (!best) {
       // A node has room but does not take a job that large: it waits apart for one that does.
       if (!room) return false;
-      this.#queue.shift();
+      this.#ledger.queue.shift();
       this.#setAside(head);
       return true;
     }
-    this.#send(best, this.#queue.shift()!, false);
+    this.#send(best, this.#ledger.queue.shift()!, false);
     return true;
   }
 
@@ -789,16 +742,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** Sends the oldest job set aside for its size to a node that takes it; true if it did something. */
   #dispatchLarge(): boolean {
-    while (this.#large.length && this.#large.peek()!.job.settled) this.#large.shift();
-    const item = this.#large.peek();
+    while (this.#ledger.large.length && this.#ledger.large.peek()!.job.settled) this.#ledger.large.shift();
+    const item = this.#ledger.large.peek();
     if (!item) return false;
     const { best } = this.#bestNode(item);
     if (best) {
-      this.#send(best, this.#large.shift()!, false);
+      this.#send(best, this.#ledger.large.shift()!, false);
       return true;
     }
     if (this.#someNodeTakes(item)) return false;
-    this.#large.shift();
+    this.#ledger.large.shift();
     this.#tooLarge(item);
     return true;
   }
@@ -816,7 +769,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#tooLarge(item);
       return;
     }
-    this.#large.push(item);
+    this.#ledger.large.push(item);
     for (const cn of this.#nodes.values()) {
       const ip = cn.node.ipAddr;
       if (!cn.ready || this.#fits(cn, item) || this.#sizeReported.has(ip)) continue;
@@ -851,7 +804,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // complete a re-run of the job elsewhere.
     const uid = ++uidCounter;
     item.job._attempt = uid;
-    this.#sent.set(uid, { ...item, cn, started: false, pinned });
+    this.#ledger.send(uid, item, cn, pinned);
     cn.inflight++;
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
@@ -868,9 +821,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.node.tx += send();
       return true;
     } catch (err) {
-      const s = this.#sent.get(uid);
+      const s = this.#ledger.sent.get(uid);
       if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE' || !s) throw err;
-      this.#sent.delete(uid);
+      this.#ledger.sent.delete(uid);
       cn.inflight--;
       this.#tooLarge(queuedPart(s));
       return false;
@@ -879,22 +832,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** A job with per-job files: the files go to its node first, then the job naming them. */
   async #sendWithFiles(cn: ClusterNode, uid: number, maxRuntime: number, files: LocalFile[]): Promise<void> {
-    const s = this.#sent.get(uid)!;
+    const s = this.#ledger.sent.get(uid)!;
     try {
       for (const f of files) cn.node.tx += (await transferFile(cn.link, this.computeId, f, { ...this.#fileOpts(), job: uid })).sent;
     } catch (err) {
       // A lost node or a closed cluster took care of the job already.
-      if (this.#sent.get(uid) !== s) return;
-      this.#sent.delete(uid);
+      if (this.#ledger.sent.get(uid) !== s) return;
+      this.#ledger.sent.delete(uid);
       cn.inflight--;
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
       if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) {
-        if (!this.#givenUp(s, e)) this.#requeue(s);
+        if (this.#ledger.countLostSend(s.job)) this.#giveUpJob(s, e);
+        else this.#requeue(s);
       } else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
       requestPump();
       return;
     }
-    if (this.#sent.get(uid) !== s) return;
+    if (this.#ledger.sent.get(uid) !== s) return;
     const sent = this.#sendOrRefuse(cn, uid, () =>
       cn.link.sendJob(
         this,
@@ -906,7 +860,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#tagOf(s.job),
       ),
     );
-    if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+    if (sent && this.#ledger.isCancelRequested(s.job)) cn.link.cancel(uid);
   }
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
@@ -929,7 +883,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** @internal */
   onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void {
-    const s = this.#sent.get(msg.uid);
+    const s = this.#ledger.sent.get(msg.uid);
     if (!s || s.cn.link !== link) return;
     const { job, cn } = s;
     const node = cn.node;
@@ -955,7 +909,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#emit(JobStatus.ProvisionalResult, node, job._snapshot());
         return;
       case 'nak':
-        this.#sent.delete(msg.uid);
+        this.#ledger.sent.delete(msg.uid);
         cn.inflight--;
         if (msg.reason !== 'full' && msg.reason !== 'draining') {
           cn.ready = false;
@@ -969,7 +923,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         requestPump();
         return;
       case 'done':
-        this.#sent.delete(msg.uid);
+        this.#ledger.sent.delete(msg.uid);
         cn.inflight--;
         if (s.started) node.busy--;
         this.#finishFromNode(s, msg);
@@ -980,19 +934,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #requeue(s: Sent): void {
     // A job whose cancel was asked for runs nowhere again, whatever brought it back.
-    if (this.#cancelRequested.has(s.job)) {
-      this.#cancelLocal(s.job, 'cancelled by the program');
-      return;
-    }
-    const item = queuedPart(s);
-    if (s.pinned) {
-      let q = this.#pinned.get(s.cn.node.ipAddr);
-      if (!q) {
-        q = new Deque();
-        this.#pinned.set(s.cn.node.ipAddr, q);
-      }
-      q.unshift(item);
-    } else this.#queue.unshift(item);
+    if (this.#ledger.requeue(s, s.cn.node.ipAddr) === 'cancel') this.#cancelLocal(s.job, 'cancelled by the program');
   }
 
   #finishFromNode(s: Sent, msg: Extract<NodeMessage, { t: 'done' }>): void {
@@ -1142,8 +1084,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.log.warn({ cluster: this.name, nodes: this.#whyUnusable() }, err.message);
     this.#unusableSince = null;
     this.#idleWaiters.fail(err);
-    const items = [...this.#queue.clear()];
-    for (const q of this.#pinned.values()) items.push(...q.clear());
+    const items = [...this.#ledger.queue.clear()];
+    for (const q of this.#ledger.pinned.values()) items.push(...q.clear());
     for (const item of items) {
       if (item.job.settled) continue;
       item.job.exception = `DispyError: DISPY_ERR_NO_NODE: ${err.message}`;
@@ -1226,7 +1168,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   async #resume(cn: ClusterNode, link: NodeLink): Promise<void> {
     const sus = cn.suspended!;
     const ip = cn.node.ipAddr;
-    const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+    const mine = [...this.#ledger.sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
     for (const uid of mine) link.adopt(this, uid);
     const old = cn.link;
     cn.link = link;
@@ -1250,16 +1192,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     for (const r of results) link.deliver(r);
     // Cancels asked for while the connection was down reach their jobs now.
     for (const uid of running) {
-      const s = this.#sent.get(uid);
-      if (s && s.cn === cn && this.#cancelRequested.has(s.job)) link.cancel(uid);
+      const s = this.#ledger.sent.get(uid);
+      if (s && s.cn === cn && this.#ledger.isCancelRequested(s.job)) link.cancel(uid);
     }
     let lost = 0;
     for (const uid of mine) {
-      const s = this.#sent.get(uid);
+      const s = this.#ledger.sent.get(uid);
       if (!s || s.cn !== cn || running.has(uid)) continue;
       // Neither running there nor kept: it was lost with the connection.
       link.forget(uid);
-      this.#sent.delete(uid);
+      this.#ledger.sent.delete(uid);
       cn.inflight--;
       if (s.started) cn.node.busy--;
       this.#loseJob(s, new DispyError('DISPY_ERR_CONNECTION', `node ${ip} no longer had the job after a reconnection`));
@@ -1279,9 +1221,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     cn.suspended = null;
     if (lost) this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
     if (reason && !this.#closing) this.#problems.set(ip, `${reason.code}: ${reason.message}`);
-    for (const [uid, s] of [...this.#sent]) {
+    for (const [uid, s] of [...this.#ledger.sent]) {
       if (s.cn !== cn) continue;
-      this.#sent.delete(uid);
+      this.#ledger.sent.delete(uid);
       this.#loseJob(s, reason, lost);
     }
     cn.node.busy = 0;
@@ -1320,29 +1262,31 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   #loseJob(s: Sent, reason: DispyError | null, lost = true): void {
     const node = s.cn.node;
-    if (!s.started) {
-      if (!lost || !this.#givenUp(s, reason)) this.#requeue(s);
-    } else if (this.#opts.reentrant && !s.pinned && !this.#closing && !this.#cancelRequested.has(s.job)) {
-      s.job.status = JobStatus.Created;
-      s.job.startTime = null;
-      this.#queue.unshift(queuedPart(s));
-      this.#emit(JobStatus.Created, node, s.job);
-    } else {
-      s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
-      s.job.endTime = Date.now();
-      this.#settle(s.job, JobStatus.Abandoned, node);
+    switch (this.#ledger.lose(s, node.ipAddr, { lost, reentrant: this.#opts.reentrant === true, closing: this.#closing })) {
+      case 'requeue':
+        return;
+      case 'cancel':
+        this.#cancelLocal(s.job, 'cancelled by the program');
+        return;
+      case 'give-up':
+        this.#giveUpJob(s, reason);
+        return;
+      case 'rerun':
+        s.job.status = JobStatus.Created;
+        s.job.startTime = null;
+        this.#emit(JobStatus.Created, node, s.job);
+        return;
+      case 'abandon':
+        s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
+        s.job.endTime = Date.now();
+        this.#settle(s.job, JobStatus.Abandoned, node);
     }
   }
 
-  /**
-   * Counts one more send of the job lost unstarted with its connection; at MAX_SEND_ATTEMPTS
-   * the job ends Abandoned (DISPY_ERR_UNDELIVERABLE) with an error event, and true is returned.
-   */
-  #givenUp(s: Sent, reason: DispyError | null): boolean {
+  /** The ledger gave the job up (lost unstarted MAX_SEND_ATTEMPTS times): Abandoned, DISPY_ERR_UNDELIVERABLE, with an error event. */
+  #giveUpJob(s: Sent, reason: DispyError | null): void {
     const job = s.job;
-    const n = (this.#lostSends.get(job) ?? 0) + 1;
-    this.#lostSends.set(job, n);
-    if (n < MAX_SEND_ATTEMPTS) return false;
+    const n = this.#ledger.lostSends(job);
     const ip = s.cn.node.ipAddr;
     const e = new DispyError(
       'DISPY_ERR_UNDELIVERABLE',
@@ -1354,7 +1298,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.log.warn({ node: ip, job: String(job.id), attempts: n }, 'job given up: its sends kept being lost');
     this.#settle(job, JobStatus.Abandoned, s.cn.node);
     this.#emitError(e);
-    return true;
   }
 
   // ---- control ----
@@ -1370,9 +1313,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   async cancel(job: DispyJob): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
-    const s = this.#sent.get(job._attempt);
+    const s = this.#ledger.sent.get(job._attempt);
     if (s && s.job === job) {
-      this.#cancelRequested.add(job);
+      this.#ledger.cancelRequested(job);
       // A suspended node's link is closed: #resume passes the cancel on.
       if (!s.cn.suspended) s.cn.link.cancel(job._attempt);
       await job.wait().then(
@@ -1484,7 +1427,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const cn = this.#nodeOf(node);
     if (!cn) return -1;
     const ip = cn.node.ipAddr;
-    const pinned = this.#pinned.get(ip);
+    const pinned = this.#ledger.pinned.get(ip);
     if (pinned) for (const item of pinned.clear()) this.#cancelLocal(item.job, `its node ${ip} was closed`);
     if (cn.closingNode) cn.closingNode.kind = 'close';
     else void this.#closeOnNode(cn, 'close', options.terminatePending ?? false);
@@ -1576,9 +1519,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!cn) return [];
     if (options.fromNode) {
       const reply = await cn.link.request({ t: 'jobs', computeId: this.computeId });
-      return (reply.uids ?? []).map((uid) => this.#sent.get(uid)?.job).filter((j): j is DispyJob => j !== undefined);
+      return (reply.uids ?? []).map((uid) => this.#ledger.sent.get(uid)?.job).filter((j): j is DispyJob => j !== undefined);
     }
-    return [...this.#sent.values()].filter((s) => s.cn === cn && s.started).map((s) => s.job);
+    return [...this.#ledger.sent.values()].filter((s) => s.cn === cn && s.started).map((s) => s.job);
   }
 
   /**
@@ -1634,9 +1577,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#watchTimer = null;
     this.#discovery.close();
     this.#resolver.close();
-    for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
-    for (const item of this.#large.clear()) this.#cancelLocal(item.job, 'cluster closed');
-    for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
+    for (const item of this.#ledger.takeQueued()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);
     this.#retryTimers.clear();
     for (const cn of this.#nodes.values()) if (cn.suspended) clearTimeout(cn.suspended.timer);
@@ -1653,12 +1594,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           }),
         ),
     );
-    for (const s of this.#sent.values()) {
+    for (const s of this.#ledger.sent.values()) {
       s.job.exception = 'DispyError: job terminated as its cluster was closed';
       s.job.endTime = Date.now();
       this.#settle(s.job, JobStatus.Terminated, s.cn.node);
     }
-    this.#sent.clear();
+    this.#ledger.sent.clear();
     for (const cn of [...this.#nodes.values()]) {
       this.#nodes.delete(cn.node.ipAddr);
       cn.node.busy = 0;
