@@ -8,15 +8,13 @@ import { rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError } from '../errors.js';
-import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
+import { ClusterCore, nextJobUid } from './cluster-core.js';
 import { JobLedger, queuedPart, type Queued, type Sent as LedgerSent } from './job-ledger.js';
-import { CloseOnce } from './close-once.js';
-import { IdleWaiters } from './idle-waiters.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
 import type { JobClusterOptions } from './cluster-options.js';
 import { checkJobClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
@@ -30,8 +28,8 @@ import { NodeResolver } from './node-resolver.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
-import { StatusEventQueue, type StatusEvent } from './status-events.js';
-import { formatBytes, statusTable } from './print-status.js';
+import type { StatusEvent } from './status-events.js';
+import { formatBytes } from './print-status.js';
 import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 
@@ -132,12 +130,7 @@ interface ClusterNode {
 
 type Sent = LedgerSent<ClusterNode>;
 
-let uidCounter = 0;
-
-/** @internal A new process-wide job uid (jobs of every cluster kind share the sequence). */
-export function nextJobUid(): number {
-  return ++uidCounter;
-}
+export { nextJobUid } from './cluster-core.js';
 
 export { RECONNECT_WINDOW } from './timeouts.js';
 
@@ -177,8 +170,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   /** Nodes being added because a followed name resolved to them (allocateNode waits for these). */
   readonly #following = new Map<string, Promise<void>>();
   readonly #nodes = new Map<string, ClusterNode>();
-  /** Every node this cluster used, closed ones included (for printStatus). */
-  readonly #everyNode = new Map<string, DispyNode>();
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
@@ -202,13 +193,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #ledger = new JobLedger<ClusterNode>();
   /** Nodes already reported (error event) for refusing a job by size. */
   readonly #sizeReported = new Set<string>();
-  #pending = 0;
-  #jobIds = 0;
-  readonly #statusEvents: StatusEventQueue<JobCluster>;
-  readonly #idleWaiters = new IdleWaiters();
+  /** Ids, pending count, events, settling, waiters (cluster-core.ts). */
+  readonly #core: ClusterCore<JobCluster>;
   #closing = false;
   #closed = false;
-  readonly #closeOnce = new CloseOnce();
 
   /**
    * @param computation a function (shipped as source with `depends`), a program path (shipped
@@ -230,7 +218,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       : buildComputation(computation, options);
     this.name = options.name ?? built.name;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
-    this.#statusEvents = StatusEventQueue.ofCluster<JobCluster>(this as JobCluster, options, this.log);
     this.#computation = built.wire;
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
     this.#computation.catch(() => undefined);
@@ -238,7 +225,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#destPath = normalizeDestPath(pre ? (pre.destPath ?? undefined) : options.destPath, this.log);
     this.#hooks = pre ? { setup: pre.setup, cleanup: pre.cleanup } : hookSources(options);
     this.#codec = new PayloadCodec(built.classes);
-    this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    // A prebuilt cluster forwards results as they came (see _fromWire): no codec for them.
+    this.#core = new ClusterCore<JobCluster>(this as JobCluster, {
+      callbacks: options,
+      log: this.log,
+      codec: pre ? null : this.#codec,
+      onActive: (on) => this.#setActive(on),
+    });
+    this.computeId = `${Date.now().toString(36)}-${nextJobUid().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.
     this.#creds = { secret: resolveSecret(options.secret), tls: loadTls(options, 'client') };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
@@ -443,7 +437,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#problems.delete(ip);
       link.updateRef();
       // A node that comes back keeps its counters in the table under the same address.
-      const before = this.#everyNode.get(ip);
+      const before = this.#core.everyNode.get(ip);
       if (before) {
         node.jobsDone = before.jobsDone;
         node.jobTime = before.jobTime;
@@ -451,7 +445,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         node.tx = before.tx;
         node.rx = before.rx;
       }
-      this.#everyNode.set(ip, node);
+      this.#core.everyNode.set(ip, node);
       node.tx += shipped;
       this.log.info({ node: ip, cpus }, 'node initialized');
       if (this.#opts.recoverFile && !this.#recoverNodes.has(ip)) {
@@ -513,7 +507,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#retryTimers.delete(t);
       void this.#addNode(ip, port, spec, failures);
     }, delay * 1000);
-    if (this.#pending === 0) t.unref();
+    if (this.#core.pending === 0) t.unref();
     this.#retryTimers.add(t);
   }
 
@@ -612,16 +606,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args, 'args')), undefined);
   }
 
-  /** Refuses arguments larger than `maxArgsSize` (DISPY_ERR_MESSAGE_TOO_LARGE, naming both sizes). */
   #checkArgs(bytes: Uint8Array): Uint8Array {
-    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
-    if (bytes.length > max) {
-      throw new DispyError(
-        'DISPY_ERR_MESSAGE_TOO_LARGE',
-        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
-      );
-    }
-    return bytes;
+    return this.#core.checkArgs(bytes, this.#opts.maxArgsSize);
   }
 
   /**
@@ -662,18 +648,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     bytes: Uint8Array,
     maxRuntime: number | undefined,
   ): DispyJob<Awaited<ReturnType<F>>> {
-    const job = new DispyJob<Awaited<ReturnType<F>>>(
-      ++uidCounter,
-      id === undefined || id === null || id === '' ? ++this.#jobIds : id,
-      args,
-      this,
-    );
-    this.#pending++;
+    const job = this.#core.newJob<Awaited<ReturnType<F>>>(id, args);
     const item: Queued =
       maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
     this.#ledger.add(item, pinTo);
-    this.#emit(JobStatus.Created, null, job as DispyJob);
-    if (this.#pending === 1) this.#setActive(true);
     requestPump();
     return job;
   }
@@ -802,7 +780,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #send(cn: ClusterNode, item: Queued, pinned: boolean): void {
     // Each attempt has its own wire id, so a late reply from a node declared dead can never
     // complete a re-run of the job elsewhere.
-    const uid = ++uidCounter;
+    const uid = nextJobUid();
     item.job._attempt = uid;
     this.#ledger.send(uid, item, cn, pinned);
     cn.inflight++;
@@ -899,14 +877,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#emit(JobStatus.Running, node, job);
         return;
       case 'provisional':
-        try {
-          job.result = (this.#prebuilt ? msg.result : this.#codec.decode(msg.result)) as never;
-        } catch (err) {
-          this.log.warn({ uid: msg.uid, err: (err as Error).message }, 'undecodable provisional result ignored');
-          return;
-        }
-        job.status = JobStatus.ProvisionalResult;
-        this.#emit(JobStatus.ProvisionalResult, node, job._snapshot());
+        if (this.#core.provisional(job, msg.result, msg.uid)) this.#emit(JobStatus.ProvisionalResult, node, job._snapshot());
         return;
       case 'nak':
         this.#ledger.sent.delete(msg.uid);
@@ -940,9 +911,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #finishFromNode(s: Sent, msg: Extract<NodeMessage, { t: 'done' }>): void {
     const { job, cn } = s;
     const node = cn.node;
-    job.stdout = msg.stdout;
-    job.stderr = msg.stderr;
-    job.exception = msg.exception;
     job.endTime = msg.endTime;
     if (msg.startTime !== null) {
       job.startTime = msg.startTime;
@@ -953,30 +921,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.avgMs = nextAvgMs(cn.avgMs, ms);
       node.cpuUsed += msg.cpuTime;
     }
-    let status: DispyStatus =
-      msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
-    if (msg.result) {
-      try {
-        // A prebuilt cluster forwards results as they came (see _fromWire).
-        job.result = (this.#prebuilt ? msg.result : this.#codec.decode(msg.result)) as never;
-      } catch (err) {
-        status = JobStatus.Terminated;
-        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
-      }
-    }
-    job._errorCode = msg.code;
-    this.#settle(job, status, node);
+    const status = msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
+    this.#settle(job, this.#core.ended(job, msg, status), node);
   }
 
   #settle(job: DispyJob, status: DispyStatus, node: DispyNode | null): void {
-    if (job.settled) return;
-    job._settle(status);
-    this.#emit(status, node, job);
-    this.#pending--;
-    if (this.#pending === 0) {
-      this.#setActive(false);
-      this.#idleWaiters.wake();
-    }
+    this.#core.settle(job, status, node);
   }
 
   /**
@@ -1004,7 +954,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** @internal Whether this cluster keeps its connections to nodes ref'd: while jobs are pending (LinkUser). */
   get keepsAlive(): boolean {
-    return this.#pending > 0 && !this.#closed;
+    return this.#core.pending > 0 && !this.#closed;
   }
 
   /** Whether jobs can be sent to `cn` once it has room. */
@@ -1018,7 +968,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * then with back-off; with `nodeTimeout`, gives up once none has been usable that long.
    */
   #watch(): void {
-    if (this.#pending === 0 || this.#closing) return;
+    if (this.#core.pending === 0 || this.#closing) return;
     const now = Date.now();
     if ([...this.#nodes.values()].some((cn) => this.#usable(cn))) {
       if (this.#unusableSince !== null) this.#warnDelay = WARN_FIRST;
@@ -1036,8 +986,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     if (now < this.#nextWarnAt) return;
     this.log.warn(
-      { cluster: this.name, jobsPending: this.#pending, nodes: this.#whyUnusable() },
-      `no usable node for ${Math.round((now - this.#unusableSince) / 1000)} s; ${this.#pending} jobs wait: ${this.#whyUnusable().join('; ')}`,
+      { cluster: this.name, jobsPending: this.#core.pending, nodes: this.#whyUnusable() },
+      `no usable node for ${Math.round((now - this.#unusableSince) / 1000)} s; ${this.#core.pending} jobs wait: ${this.#whyUnusable().join('; ')}`,
     );
     this.#warnDelay = Math.min(WARN_MAX, this.#warnDelay * 2);
     this.#nextWarnAt = now + this.#warnDelay * 1000;
@@ -1083,7 +1033,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     );
     this.log.warn({ cluster: this.name, nodes: this.#whyUnusable() }, err.message);
     this.#unusableSince = null;
-    this.#idleWaiters.fail(err);
+    this.#core.failWaiters(err);
     const items = [...this.#ledger.queue.clear()];
     for (const q of this.#ledger.pinned.values()) items.push(...q.clear());
     for (const item of items) {
@@ -1156,7 +1106,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       );
     }, left);
     // Only pending jobs keep the program alive.
-    if (this.#pending === 0) timer.unref();
+    if (this.#core.pending === 0) timer.unref();
     cn.suspended = { nodeId: cn.link.info.nodeId, deadline, timer, wasReady: cn.ready };
     cn.ready = false;
     this.log.warn({ node: ip, reason: reason?.message, waitMs: left }, 'connection to node lost: reconnecting; its jobs wait for it');
@@ -1553,7 +1503,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * cluster's `nodeTimeout` passes with no usable node.
    */
   wait(timeout?: number): Promise<boolean> {
-    return this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), timeout);
+    return this.#core.wait(timeout);
   }
 
   /**
@@ -1563,12 +1513,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * close resolves false and leaves the cluster open. Every job settles.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
-    return this.#closeOnce.run(() => this.#close(options));
+    return this.#core.close(() => this.#close(options));
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
     const started = Date.now();
-    const idle = await this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), terminate ? (timeout ?? 0) : timeout, false);
+    const idle = await this.#core.wait(terminate ? (timeout ?? 0) : timeout, false);
     if (!idle && !terminate) return false;
     this.#closing = true;
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
@@ -1616,10 +1566,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #cancelLocal(job: DispyJob, why: string): void {
-    if (job.settled) return;
-    job.exception = `DispyError: job cancelled: ${why}`;
-    job.endTime = Date.now();
-    this.#settle(job, JobStatus.Cancelled, null);
+    this.#core.cancelLocal(job, why);
   }
 
   get closed(): boolean {
@@ -1632,28 +1579,26 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** The cluster's nodes and the number of jobs not yet ended. */
   status(): ClusterStatus {
-    return { nodes: [...this.#nodes.values()].filter((cn) => cn.ready).map((cn) => cn.node), jobsPending: this.#pending };
+    return { nodes: [...this.#nodes.values()].filter((cn) => cn.ready).map((cn) => cn.node), jobsPending: this.#core.pending };
   }
 
   /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */
   printStatus(wallTime?: number): string {
-    const text = statusTable([...this.#everyNode.values()], this.#pending, wallTime);
-    process.stdout.write(text);
-    return text;
+    return this.#core.printStatus(wallTime);
   }
 
   // ---- events ----
 
   #emit(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
-    this.#statusEvents.push(status, node, job);
+    this.#core.emit(status, node, job);
   }
 
   #emitError(err: DispyError): void {
-    this.#statusEvents.pushError(err);
+    this.#core.emitError(err);
   }
 
   #drained(): Promise<void> {
-    return this.#statusEvents.drained();
+    return this.#core.drained();
   }
 }
 

@@ -18,19 +18,17 @@ import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import { Deque } from './deque.js';
-import { CloseOnce } from './close-once.js';
-import { IdleWaiters } from './idle-waiters.js';
 import type { SharedJobClusterOptions } from './cluster-options.js';
 import { checkSharedClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
 import type { AnyFn, ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
-import { MAX_SEND_ATTEMPTS, nextJobUid, type ClusterStatusEvent } from './job-cluster.js';
+import { ClusterCore } from './cluster-core.js';
+import type { ClusterStatusEvent } from './job-cluster.js';
+import { MAX_SEND_ATTEMPTS } from './job-ledger.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
-import { statusTable } from './print-status.js';
-import { StatusEventQueue } from './status-events.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
 
 export type { SharedJobClusterOptions } from './cluster-options.js';
@@ -88,7 +86,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #nodeSpecs: (string | NodeSpecObject)[];
   readonly #secret: Buffer;
   readonly #tls: TlsMaterial | null;
-  readonly #statusEvents: StatusEventQueue<SharedJobCluster>;
+  /** Ids, pending count, events, settling, waiters (cluster-core.ts). */
+  readonly #core: ClusterCore<SharedJobCluster>;
   #channel: Channel<FromScheduler, ToSchedulerInput> | null = null;
   #info: SchedInfo | null = null;
   #infoWaiter: { resolve: (i: SchedInfo) => void; reject: (e: DispyError) => void } | null = null;
@@ -116,9 +115,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #flushQueued = false;
   /** Nodes in use (Initialized), and every node this cluster saw, by address. */
   readonly #nodes = new Map<string, DispyNode>();
-  readonly #everyNode = new Map<string, DispyNode>();
-  #jobIds = 0;
-  readonly #idleWaiters = new IdleWaiters();
   #lastHeard = Date.now();
   #lastCheck = Date.now();
   #beatTimer: NodeJS.Timeout | null = null;
@@ -127,7 +123,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #broken: DispyError | null = null;
   #closing = false;
   #closed = false;
-  readonly #closeOnce = new CloseOnce();
 
   /**
    * @param computation as for JobCluster: a function (shipped as source with `depends`), a
@@ -146,7 +141,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#schedHost = host;
     this.#schedPort = port;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
-    this.#statusEvents = StatusEventQueue.ofCluster<SharedJobCluster>(this as SharedJobCluster, options, this.log);
     this.#computation = built.wire;
     this.#computation.catch(() => undefined);
     this.#destPath = normalizeDestPath(options.destPath, this.log);
@@ -159,6 +153,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#setupArgs = specs.find((s) => s.setupArgs.length > 0)?.setupArgs ?? [];
     this.#nodeSpecs = specs.map(specToWire);
     this.#codec = new PayloadCodec(built.classes);
+    this.#core = new ClusterCore<SharedJobCluster>(this as SharedJobCluster, { callbacks: options, log: this.log, codec: this.#codec });
     // Unreadable secret or TLS files fail here, not at the first connection.
     this.#secret = resolveSecret(options.secret);
     this.#tls = loadTls(options, 'client');
@@ -548,7 +543,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     p.job.endTime = Date.now();
     p.job._errorCode = e.code;
     this.#settle(p, JobStatus.Abandoned, null);
-    this.#statusEvents.pushError(e);
+    this.#core.emitError(e);
     return true;
   }
 
@@ -585,7 +580,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#settle(p, JobStatus.Abandoned, node);
     }
     this.#closeNodes();
-    this.#statusEvents.pushError(err);
+    this.#core.emitError(err);
     return err;
   }
 
@@ -655,10 +650,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** The node at `ip` (one the scheduler has not described yet gets a placeholder). */
   #nodeAt(ip: string): DispyNode {
-    let n = this.#everyNode.get(ip);
+    let n = this.#core.everyNode.get(ip);
     if (!n) {
       n = new DispyNode(ip, 0, '', this);
-      this.#everyNode.set(ip, n);
+      this.#core.everyNode.set(ip, n);
       this.#nodes.set(ip, n);
     }
     return n;
@@ -683,7 +678,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#emit(JobStatus.Running, node, job);
     } else if (msg.status === JobStatus.Created) {
       // Queued again on the scheduler (its node died and the cluster is reentrant).
-      const node = p.running ?? (msg.ip ? (this.#everyNode.get(msg.ip) ?? null) : null);
+      const node = p.running ?? (msg.ip ? (this.#core.everyNode.get(msg.ip) ?? null) : null);
       if (p.running) p.running.busy = Math.max(0, p.running.busy - 1);
       p.running = null;
       job.status = JobStatus.Created;
@@ -697,13 +692,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #onProvisional(msg: Extract<FromScheduler, { t: 'provisional' }>): void {
     const p = this.#jobs.get(msg.uid);
     if (!p) return;
-    try {
-      p.job.result = this.#codec.decode(msg.result) as never;
-    } catch (err) {
-      this.log.warn({ uid: msg.uid, err: (err as Error).message }, 'undecodable provisional result ignored');
-      return;
-    }
-    p.job.status = JobStatus.ProvisionalResult;
+    if (!this.#core.provisional(p.job, msg.result, msg.uid)) return;
     const node = p.running ?? (msg.ip ? this.#nodeAt(msg.ip) : null);
     this.#emit(JobStatus.ProvisionalResult, node, p.job._snapshot());
   }
@@ -724,9 +713,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#emit(JobStatus.Running, node, job);
     }
     p.running = null;
-    job.stdout = msg.stdout;
-    job.stderr = msg.stderr;
-    job.exception = msg.exception;
     job.endTime = msg.endTime ?? Date.now();
     if (ran) {
       job.startTime = msg.startTime;
@@ -737,17 +723,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         node.updateTime = Date.now();
       }
     }
-    let status = (isFinal(msg.status) ? msg.status : JobStatus.Terminated) as DispyStatus;
-    if (msg.result) {
-      try {
-        job.result = this.#codec.decode(msg.result) as never;
-      } catch (err) {
-        status = JobStatus.Terminated;
-        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
-      }
-    }
-    job._errorCode = msg.code;
-    this.#settle(p, status, node);
+    const status = (isFinal(msg.status) ? msg.status : JobStatus.Terminated) as DispyStatus;
+    this.#settle(p, this.#core.ended(job, msg, status), node);
   }
 
   #onNodeStatus(msg: Extract<FromScheduler, { t: 'node-status' }>): void {
@@ -789,15 +766,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const job = p.job;
     if (job.settled) return;
     this.#jobs.delete(job._uid);
-    job._settle(status);
-    this.#emit(status, node, job);
-    if (this.#jobs.size === 0) {
-      this.#idleWaiters.wake();
-    }
+    this.#core.settle(job, status, node);
   }
 
   #emit(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
-    this.#statusEvents.push(status, node, job);
+    this.#core.emit(status, node, job);
   }
 
   // ---- submitting ----
@@ -842,8 +815,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   /** An IP address for a node name this cluster knows; anything else as it is (the scheduler resolves it). */
   #resolveNode(node: DispyNode | string): string {
     if (node instanceof DispyNode) return node.ipAddr;
-    if (isIP(node) || this.#everyNode.has(node)) return node;
-    for (const n of this.#everyNode.values()) if (n.name === node) return n.ipAddr;
+    if (isIP(node) || this.#core.everyNode.has(node)) return node;
+    for (const n of this.#core.everyNode.values()) if (n.name === node) return n.ipAddr;
     return node;
   }
 
@@ -856,16 +829,9 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    const bytes = this.#codec.encode(args, 'args');
-    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
-    if (bytes.length > max) {
-      throw new DispyError(
-        'DISPY_ERR_MESSAGE_TOO_LARGE',
-        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
-      );
-    }
-    const uid = nextJobUid();
-    const job = new DispyJob<Awaited<ReturnType<F>>>(uid, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
+    const bytes = this.#core.checkArgs(this.#codec.encode(args, 'args'), this.#opts.maxArgsSize);
+    const job = this.#core.newJob<Awaited<ReturnType<F>>>(id, args);
+    const uid = job._uid;
     job._attempt = uid;
     const p: Pending = { job: job as DispyJob, args: bytes, sent: false, running: null };
     if (node !== undefined) p.node = node;
@@ -873,7 +839,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     if (files.length) p.files = files;
     this.#jobs.set(uid, p);
     this.#unsent.push(p);
-    this.#emit(JobStatus.Created, null, job as DispyJob);
     if (this.#scheduled && !this.#flushQueued) {
       // After the caller's synchronous code, so an `id` set right after submit travels too.
       this.#flushQueued = true;
@@ -922,7 +887,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       p.job.endTime = Date.now();
       p.job._errorCode = e.code;
       this.#settle(p, JobStatus.Cancelled, null);
-      this.#statusEvents.pushError(e);
+      this.#core.emitError(e);
     }
   }
 
@@ -1115,7 +1080,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * or false if `timeout` seconds pass first. Jobs end (Abandoned) when the scheduler is lost.
    */
   wait(timeout?: number): Promise<boolean> {
-    return this.#idleWaiters.wait(this.#jobs.size === 0, () => this.#statusEvents.drained(), timeout);
+    return this.#core.wait(timeout);
   }
 
   /**
@@ -1126,7 +1091,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * true at once.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
-    return this.#closeOnce.run(() => this.#close(options));
+    return this.#core.close(() => this.#close(options));
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
@@ -1159,7 +1124,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#stopTimers();
     this.#rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`));
     if (ch && !ch.closed) ch.end();
-    await this.#statusEvents.drained();
+    await this.#core.drained();
     return true;
   }
 
@@ -1174,9 +1139,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */
   printStatus(wallTime?: number): string {
-    const text = statusTable([...this.#everyNode.values()], this.#jobs.size, wallTime);
-    process.stdout.write(text);
-    return text;
+    return this.#core.printStatus(wallTime);
   }
 }
 
