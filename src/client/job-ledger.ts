@@ -136,7 +136,7 @@ export class JobLedger<N> {
     return this.#countLost(job);
   }
 
-  /** Submission order (job uid) of the earliest queued job not yet ended, or null. */
+  /** @internal Submission order (job uid) of the earliest queued job not yet ended, or null (the `fsfs` policy). */
   headOrder(): number | null {
     const q = this.queue;
     while (q.length && q.peek()!.job.settled) q.shift();
