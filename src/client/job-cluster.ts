@@ -34,7 +34,6 @@ import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 
 export { formatBytes };
-export { MAX_WINDOW_PER_CPU, SCHEDULER_SHORT_JOB_MS } from './dispatch-window.js';
 
 export type { JobClusterOptions } from './cluster-options.js';
 
@@ -130,7 +129,6 @@ interface ClusterNode {
 
 type Sent = LedgerSent<ClusterNode>;
 
-export { nextJobUid } from './cluster-core.js';
 
 export { RECONNECT_WINDOW } from './timeouts.js';
 
