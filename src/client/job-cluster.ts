@@ -129,7 +129,6 @@ interface ClusterNode {
 
 type Sent = LedgerSent<ClusterNode>;
 
-
 export { RECONNECT_WINDOW } from './timeouts.js';
 
 /** Seconds with jobs pending and no usable node before the first warning; then doubled each time, up to WARN_MAX. */
