@@ -27,6 +27,8 @@ import { findTagged, killTagged } from './process-tag.js';
 import { HostMetrics, platformString } from './host-metrics.js';
 import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
 import { NodeAnnouncer } from './node-announcer.js';
+import { NodeExtras } from './node-extras.js';
+import type { SharedStoreLimits } from './node-shared-store.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 
 export interface NodeDaemonOptions {
@@ -168,6 +170,13 @@ export interface NodeDaemonOptions {
    * @example undelivered: { maxResults: 1000, maxBytes: 64 * 1024 * 1024 }
    */
   undelivered?: UndeliveredLimits;
+  /**
+   * Bounds of each computation's shared store on this node (`dispyNodeShared`): keys and lock
+   * names, and bytes of keys and encoded values.
+   * @default { maxKeys: 10000, maxBytes: 16 MiB }
+   * @example sharedStore: { maxKeys: 100, maxBytes: 1024 * 1024 }
+   */
+  sharedStore?: SharedStoreLimits;
   /**
    * pino level.
    * @default 'info'
@@ -343,6 +352,8 @@ export class NodeDaemon {
   #orphanTags: string[] = [];
   #server: net.Server | null = null;
   #pool: RunnerPool | null = null;
+  /** Per-node setup, shared store, polite cancels (node-extras.ts). */
+  #extras: NodeExtras | null = null;
   /** Files clients send (created with the state directory). */
   #files: FileStore | null = null;
   /** Results kept for clients that were away when their jobs ended. */
@@ -430,6 +441,7 @@ export class NodeDaemon {
     });
     this.#pool.onIdle = () => this.#schedule();
     this.#pool.onPidsChanged = () => this.#writePidFile();
+    this.#extras = new NodeExtras(this.#pool, this.log, this.#opts.sharedStore);
     this.#pool.onLoadFailed = (computeId, error) => {
       const owner = this.#owner;
       const comp = owner?.comps.get(computeId);
@@ -809,7 +821,7 @@ export class NodeDaemon {
         this.#onFile(ch, clientId, msg);
         return;
       case 'cancel':
-        this.#cancel(clientId, msg.uid);
+        this.#cancel(clientId, msg.uid, msg.grace);
         return;
       case 'close': {
         const owner = this.#ownerOf(clientId);
@@ -963,6 +975,15 @@ export class NodeDaemon {
       closeWaiters: [],
     };
     owner.comps.set(comp.id, comp);
+    // Its shared store, and its per-node setup before any runner loads it (node-extras.ts).
+    this.#extras!.store.open(comp.id, comp.program);
+    const node = msg.nodeSetup ? await this.#nodeSetup(comp, msg) : null;
+    if (node?.error || comp.closing) {
+      const e = node?.error ?? { code: 'DISPY_ERR_BAD_REQUEST', message: `computation ${comp.id} is closing` };
+      this.log.warn({ cluster: comp.cluster, computeId: comp.id, error: e.message }, 'per-node setup failed');
+      if (!comp.closing) await this.#closeComp(owner, comp, true);
+      return fail(e.code, e.message);
+    }
     const error = await this.#pool!.load(
       comp.id,
       {
@@ -973,6 +994,7 @@ export class NodeDaemon {
         setupArgs: msg.setupArgs
           ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
           : null,
+        nodeValue: node?.value ?? null,
       },
       { program: comp.program, isolate: comp.isolate },
     );
@@ -984,6 +1006,22 @@ export class NodeDaemon {
     this.log.info({ cluster: comp.cluster, computeId: comp.id, cap: comp.cap }, 'computation set up');
     this.#armPulse();
     ch.send({ t: 'reply', rid: msg.rid, ok: true, cpus: comp.cap });
+  }
+
+  /** Runs a computation's nodeSetup in one runner of its program (node-setup-once.ts). */
+  #nodeSetup(comp: Comp, msg: Extract<ClientMessage, { t: 'setup' }>): ReturnType<NodeExtras['nodeSetup']['run']> {
+    return this.#extras!.nodeSetup.run({
+      computeId: comp.id,
+      placement: { program: comp.program, isolate: comp.isolate },
+      computation: comp.computation,
+      dir: comp.dir,
+      nodeSetup: msg.nodeSetup!,
+      setupArgs: msg.setupArgs
+        ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
+        : null,
+      nodeName: this.name,
+      nodeIpAddr: this.host,
+    });
   }
 
   #job(ch: Channel<ClientMessage, NodeMessage>, clientId: string, msg: Extract<ClientMessage, { t: 'job' }>): void {
@@ -1171,7 +1209,7 @@ export class NodeDaemon {
         }
         this.#send(job, { t: 'started', uid: job.uid, startTime });
         // Cancelled (or its computation closed with terminate) while it was on its way to start.
-        if (job.cancelRequested) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated on request of the client');
+        if (job.cancelRequested) this.#extras!.polite.stop(job, runner, job.uid, (why) => this.#pool!.kill(runner, job.uid, why));
         else if (job.comp.terminating) this.#pool!.kill(runner, job.uid, 'DispyError: job terminated as its computation was closed');
       },
       onProvisional: (result) => {
@@ -1423,17 +1461,22 @@ export class NodeDaemon {
     }
   }
 
-  #cancel(clientId: string, uid: number): void {
+  #cancel(clientId: string, uid: number, grace?: number): void {
     const job = this.#ownerOf(clientId)?.jobs.get(uid);
     if (!job || job.cancelRequested) return;
     job.cancelRequested = true;
+    // A grace period makes it a polite cancel (polite-cancel.ts).
+    this.#extras?.polite.ask(job, grace);
     if (job.state === 'queued') {
       const i = this.#queue.indexOf(job);
       if (i >= 0) this.#queue.splice(i, 1);
       job.comp.queued--;
       this.#cancelUnstarted(job);
     } else if (job.state === 'assigned' && job.runner) this.#pool!.drop(job.runner, job.uid);
-    else if (job.runner) this.#pool!.kill(job.runner, job.uid, 'DispyError: job terminated on request of the client');
+    else if (job.runner) {
+      const runner = job.runner;
+      this.#extras!.polite.stop(job, runner, job.uid, (why) => this.#pool!.kill(runner, job.uid, why));
+    }
   }
 
   /**
@@ -1460,6 +1503,7 @@ export class NodeDaemon {
     if (owner.comps.get(comp.id) !== comp) return;
     owner.comps.delete(comp.id);
     await this.#pool?.unload(comp.id);
+    this.#extras?.store.drop(comp.id);
     this.#files?.close(owner.clientId, comp.id);
     this.log.info({ cluster: comp.cluster, computeId: comp.id }, 'computation closed');
     // Its program's last computation here: that program's runners are retired.
