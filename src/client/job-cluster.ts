@@ -31,6 +31,7 @@ import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
 import { StatusEventQueue, type StatusEvent } from './status-events.js';
 import { formatBytes, statusTable } from './print-status.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
+import { cancelGrace, graceOf, nodeSetupSource, validatePerNodeOptions, type CancelOptions } from './per-node-options.js';
 
 export { formatBytes };
 
@@ -170,6 +171,25 @@ export interface JobClusterOptions {
    */
   cleanup?: boolean | (() => unknown);
   /**
+   * Run once per node, in one job runner there, before any runner loads the computation:
+   * `nodeSetup(...setupArgs)`. Its return value (msgpack, like a result) is handed to each
+   * runner's `setup` as its first argument (`setup(value, ...setupArgs)`; with `isolate: 'job'`,
+   * in each job's process), so what it reads once (and may then delete) every runner has.
+   * Run again by `resetupNode`; throwing closes the computation on that node as a failing
+   * `setup` does.
+   * @default undefined
+   * @example nodeSetup: (file: string) => { const data = require('node:fs').readFileSync(file); require('node:fs').rmSync(file); return data; }
+   */
+  nodeSetup?: (...args: never[]) => unknown;
+  /**
+   * Default grace period of `cancel(job)` for a running job, in seconds: the job's
+   * `dispyAbortSignal` fires (a program job gets SIGINT) and a job that returns within the
+   * grace ends Finished with what it returned; after it, the job is killed (Terminated).
+   * @default 0 (killed at once)
+   * @example cancelGrace: 5
+   */
+  cancelGrace?: number;
+  /**
    * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
    * `destPath` share their files.
    * @default undefined (a directory per computation)
@@ -294,6 +314,8 @@ export interface PrebuiltComputation {
   setupArgs: Uint8Array | null;
   /** Source of `cleanup`, or null. */
   cleanup: string | null;
+  /** Source of `nodeSetup`, or null. */
+  nodeSetup?: string | null;
   /** Whether nodes delete the computation's files when it closes. */
   cleanupFiles: boolean;
   /** The cluster's destPath on nodes, or null. */
@@ -659,8 +681,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
         recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
-        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs, 'setupArgs') : null,
+        setupArgs: pre
+          ? pre.setup || pre.nodeSetup
+            ? pre.setupArgs
+            : null
+          : setup || this.#opts.nodeSetup
+            ? this.#codec.encode(setupArgs, 'setupArgs')
+            : null,
         cleanup: this.#hooks.cleanup,
+        // Per-node setup (per-node-options.ts).
+        nodeSetup: pre ? (pre.nodeSetup ?? null) : nodeSetupSource(this.#opts),
         cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
         isolate: this.#opts.isolate ?? null,
@@ -1148,7 +1178,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#tagOf(s.job),
       ),
     );
-    if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+    if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid, graceOf(s.job));
   }
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
@@ -1495,7 +1525,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // Cancels asked for while the connection was down reach their jobs now.
     for (const uid of running) {
       const s = this.#sent.get(uid);
-      if (s && s.cn === cn && this.#cancelRequested.has(s.job)) link.cancel(uid);
+      if (s && s.cn === cn && this.#cancelRequested.has(s.job)) link.cancel(uid, graceOf(s.job));
     }
     let lost = 0;
     for (const uid of mine) {
@@ -1612,13 +1642,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * complete, -1 if it is not this cluster's, had already ended, or completed (Finished) before
    * the cancel reached it.
    */
-  async cancel(job: DispyJob): Promise<number> {
+  async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
+    // A grace makes it polite (per-node-options.ts).
+    const grace = cancelGrace(job, options, this.#opts.cancelGrace);
     const s = this.#sent.get(job._attempt);
     if (s && s.job === job) {
       this.#cancelRequested.add(job);
       // A suspended node's link is closed: #resume passes the cancel on.
-      if (!s.cn.suspended) s.cn.link.cancel(job._attempt);
+      if (!s.cn.suspended) s.cn.link.cancel(job._attempt, grace);
       await job.wait().then(
         () => undefined,
         () => undefined,
@@ -2029,6 +2061,7 @@ function validateOptions(o: JobClusterOptions): void {
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
   if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
     throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
+  validatePerNodeOptions(o);
   if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
     throw invalidOption('destPath', 'a relative directory name', o.destPath);
   if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))

@@ -36,6 +36,7 @@ import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject }
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { statusTable } from './print-status.js';
 import { StatusEventQueue } from './status-events.js';
+import { cancelGrace, cancelMessage, graceOf, nodeSetupSource, validatePerNodeOptions, type CancelOptions } from './per-node-options.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
 
 export interface SharedJobClusterOptions
@@ -48,6 +49,8 @@ export interface SharedJobClusterOptions
     | 'name'
     | 'setup'
     | 'cleanup'
+    | 'nodeSetup'
+    | 'cancelGrace'
     | 'destPath'
     | 'maxRuntime'
     | 'maxFileSize'
@@ -383,8 +386,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
+        setupArgs: o.setup || o.nodeSetup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
+        // Per-node setup (per-node-options.ts).
+        nodeSetup: nodeSetupSource(o),
         cleanupFiles: o.cleanup !== false,
         destPath: this.#destPath,
         nodes: this.#nodeSpecs,
@@ -605,7 +610,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
           p.sent = false;
           this.#unsent.unshift(p);
         }
-        for (const uid of this.#cancels) if (this.#jobs.has(uid)) ch.send({ t: 'cancel', uid });
+        for (const uid of this.#cancels) {
+          const p = this.#jobs.get(uid);
+          if (p) ch.send(cancelMessage(uid, graceOf(p.job)));
+        }
         this.#cancels.clear();
         this.log.warn({ resent: resend.length }, `reconnected to scheduler ${this.scheduler}; the computation resumed`);
         this.#flush();
@@ -1069,8 +1077,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * (Cancelled) or kills it on its node (Terminated). Resolves to 0, or -1 if the job is not
    * this cluster's or already ended.
    */
-  async cancel(job: DispyJob): Promise<number> {
+  async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
+    // A grace makes it polite (per-node-options.ts).
+    const grace = cancelGrace(job, options, this.#opts.cancelGrace);
     const p = this.#jobs.get(job._uid);
     if (!p) return -1;
     if (!p.sent) {
@@ -1084,7 +1094,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       return 0;
     }
     if (!ch || ch.closed) return -1;
-    ch.send({ t: 'cancel', uid: job._uid });
+    ch.send(cancelMessage(job._uid, grace));
     return 0;
   }
 
@@ -1325,6 +1335,7 @@ function validateOptions(o: SharedJobClusterOptions): void {
   if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
   if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
     throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
+  validatePerNodeOptions(o);
   if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
     throw invalidOption('destPath', 'a relative directory name', o.destPath);
   if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))

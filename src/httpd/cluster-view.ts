@@ -23,7 +23,7 @@ export interface ViewedCluster {
   on(event: 'status', listener: (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void): unknown;
   off(event: 'status', listener: (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void): unknown;
   status?(): { nodes: DispyNode[] };
-  cancel?(job: DispyJob): Promise<number>;
+  cancel?(job: DispyJob, options?: { grace?: number }): Promise<number>;
   allocateNode?(spec: unknown): Promise<number>;
   deallocateNode?(node: DispyNode | string): Promise<number>;
   closeNode?(node: DispyNode | string, options?: { terminatePending?: boolean }): Promise<number>;
