@@ -1641,6 +1641,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * broke passes the cancel on once it is back. Resolves once the job ended: 0 if it did not
    * complete, -1 if it is not this cluster's, had already ended, or completed (Finished) before
    * the cancel reached it.
+   *
+   * With a grace (`options.grace`, or the cluster's `cancelGrace`) a running job is stopped
+   * politely: its `dispyAbortSignal` fires (a program job gets SIGINT), and a job that returns
+   * within the grace ends Finished with that value (then this resolves 0 too); after the grace
+   * it is killed as without one. Code that never yields to the event loop (a synchronous loop)
+   * never sees the signal and is killed after the grace.
    */
   async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
@@ -1655,7 +1661,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         () => undefined,
         () => undefined,
       );
-      return job.status === JobStatus.Finished ? -1 : 0;
+      // A polite cancel's job may return on purpose: Finished is then its answer to the cancel.
+      return job.status === JobStatus.Finished && grace === 0 ? -1 : 0;
     }
     job.endTime = Date.now();
     this.#settle(job, JobStatus.Cancelled, null);
