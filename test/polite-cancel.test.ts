@@ -6,10 +6,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DispyJob, JobCluster, SharedJobCluster } from '../src/index.js';
+import { post } from './helpers/http-client.js';
+import { startServer } from './helpers/httpd.js';
 import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
 import { startScheduler, type TestScheduler } from './helpers/scheduler-process.js';
 
@@ -88,22 +90,22 @@ test('a program job gets SIGINT: exiting within the grace ends Finished with its
   const prog = join(dir, 'longrun.sh');
   writeFileSync(
     prog,
-    '#!/bin/sh\nif [ "$1" = ignore ]; then trap "" INT; else trap \'echo best 0.97; exit 7\' INT; fi\necho started\nwhile true; do sleep 0.1; done\n',
+    '#!/bin/sh\nif [ "$1" = ignore ]; then trap "" INT; else trap \'echo best 0.97; exit 7\' INT; fi\necho started > "$2"\nwhile true; do sleep 0.1; done\n',
   );
   chmodSync(prog, 0o755);
-  const cluster = new JobCluster<(mode: string) => number>(prog, {
+  const cluster = new JobCluster<(mode: string, ready: string) => number>(prog, {
     nodes: [{ host: node.host, port: node.port }],
     secret: TEST_SECRET,
   });
-  const job = cluster.submit('answer');
-  await until(() => job.status === DispyJob.Running, 10_000, 'the program running');
-  await new Promise((r) => setTimeout(r, 300));
+  // The program says when its trap is set (a SIGINT before that would simply kill it).
+  const job = cluster.submit('answer', join(dir, 'ready-1'));
+  await until(() => existsSync(join(dir, 'ready-1')), 10_000, 'the program running with its trap');
   await cluster.cancel(job, { grace: 3 });
   assert.equal(await job.wait(), 7);
   assert.equal(job.status, DispyJob.Finished);
   assert.match(job.stdout, /best 0\.97/);
-  const stubborn = cluster.submit('ignore');
-  await until(() => stubborn.status === DispyJob.Running, 10_000, 'the program running');
+  const stubborn = cluster.submit('ignore', join(dir, 'ready-2'));
+  await until(() => existsSync(join(dir, 'ready-2')), 10_000, 'the program running with its trap');
   await cluster.cancel(stubborn, { grace: 0.5 });
   await assert.rejects(stubborn.wait(), { code: 'DISPY_ERR_JOB_TERMINATED' });
   await cluster.close();
@@ -127,4 +129,25 @@ test('through SharedJobCluster: a polite cancel ends Finished with the value, a 
   await cluster.cancel(plain);
   await assert.rejects(plain.wait(), { code: 'DISPY_ERR_JOB_TERMINATED' });
   await cluster.close();
+});
+
+test("the HTTP server's /cancel_jobs kills at once whatever the cluster's cancelGrace, unless the form asks for a grace", async () => {
+  const cluster = new JobCluster(search, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, cancelGrace: 60 });
+  const { server, base } = await startServer(cluster);
+  try {
+    const killed = cluster.submit('search', 0);
+    await provisional(killed);
+    const t0 = Date.now();
+    assert.deepEqual((await post(base, '/cancel_jobs', { uid: [killed._uid] })).json(), [killed._uid]);
+    await assert.rejects(killed.wait(), { code: 'DISPY_ERR_JOB_TERMINATED' });
+    assert.ok(Date.now() - t0 < 30_000, 'killed, not given the 60 s grace');
+    const polite = cluster.submit('search', 0);
+    await provisional(polite);
+    assert.deepEqual((await post(base, '/cancel_jobs', { uid: [polite._uid], grace: 5 })).json(), [polite._uid]);
+    assert.ok(((await polite.wait()) as { best: number }).best >= 3);
+    assert.equal(polite.status, DispyJob.Finished);
+  } finally {
+    await server.shutdown({ wait: false });
+    await cluster.close({ terminate: true });
+  }
 });
