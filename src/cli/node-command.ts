@@ -36,6 +36,9 @@ Options:
   --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
                            once (default 64); before authentication a frame is 4 KiB at most
   --max-handshakes-per-peer N   of those, how many from one address (default 8)
+  --shared-store-keys N    keys and lock names each computation's shared store (dispyNodeShared)
+                           may hold on this node (default 10000)
+  --shared-store-size SIZE bytes of keys and values it may hold, e.g. 1m (default 16m)
   --zombie-interval S      longest a vanished client's running jobs go on, if it keeps a
                            recover file (others end at its reconnect window) (default 3600)
   --serve N                exit after serving N clients (default -1 = never)
@@ -103,6 +106,8 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
       'max-message-size': { type: 'string' },
       'max-handshakes': { type: 'string' },
       'max-handshakes-per-peer': { type: 'string' },
+      'shared-store-keys': { type: 'string' },
+      'shared-store-size': { type: 'string' },
       'zombie-interval': { type: 'string' },
       'pulse-interval': { type: 'string' },
       serve: { type: 'string' },
@@ -174,6 +179,10 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
     maxHandshakes: parseIntOption('max-handshakes', values['max-handshakes'], { min: 1 }),
     maxHandshakesPerPeer: parseIntOption('max-handshakes-per-peer', values['max-handshakes-per-peer'], { min: 1 }),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
+    sharedStore: {
+      maxKeys: parseIntOption('shared-store-keys', values['shared-store-keys'], { min: 1 }),
+      maxBytes: values['shared-store-size'] === undefined ? undefined : parseSize('shared-store-size', values['shared-store-size']),
+    },
     pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
     serve: parseIntOption('serve', values.serve, { min: -1 }),
     idleExit: parseSeconds('idle-exit', values['idle-exit']),

@@ -63,6 +63,25 @@ export interface ClusterOptionsBase {
    */
   cleanup?: boolean | (() => unknown);
   /**
+   * Run once per node, in one job runner there, before any runner loads the computation:
+   * `nodeSetup(...setupArgs)`. Its return value (msgpack, like a result) is handed to each
+   * runner's `setup` as its first argument (`setup(value, ...setupArgs)`; with `isolate: 'job'`,
+   * in each job's process), so what it reads once (and may then delete) every runner has.
+   * Run again by `resetupNode`; throwing closes the computation on that node as a failing
+   * `setup` does.
+   * @default undefined
+   * @example nodeSetup: (file: string) => { const data = require('node:fs').readFileSync(file); require('node:fs').rmSync(file); return data; }
+   */
+  nodeSetup?: (...args: never[]) => unknown;
+  /**
+   * Default grace period of `cancel(job)` for a running job, in seconds: the job's
+   * `dispyAbortSignal` fires (a program job gets SIGINT) and a job that returns within the
+   * grace ends Finished with what it returned; after it, the job is killed (Terminated).
+   * @default 0 (killed at once)
+   * @example cancelGrace: 5
+   */
+  cancelGrace?: number;
+  /**
    * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
    * `destPath` share their files.
    * @default undefined (a directory per computation)

@@ -7,6 +7,7 @@ import type { DispyError } from '../errors.js';
 import type { DispyJob } from './dispy-job.js';
 import type { DispyNode } from './dispy-node.js';
 import type { NodeSpec } from './node-allocate.js';
+import type { CancelOptions } from './per-node-options.js';
 import type { StatusEvent } from './status-events.js';
 
 // `any` on purpose: a program or module computation takes any arguments, while a function's
@@ -67,8 +68,8 @@ export interface DispyCluster<F extends AnyFn = AnyFn> {
   submitNode(node: DispyNode | string, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>>;
   /** Queues a job with options (per-job files, id, node, maxRuntime). */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>>;
-  /** Cancels a job; resolves to 0, or -1 if it is not this cluster's or already ended. */
-  cancel(job: DispyJob): Promise<number>;
+  /** Cancels a job (politely with a grace); resolves to 0, or -1 if it is not this cluster's or already ended. */
+  cancel(job: DispyJob, options?: CancelOptions): Promise<number>;
   /** Resolves true once no job is pending and every status callback ran, false after `timeout` s. */
   wait(timeout?: number): Promise<boolean>;
   /** Waits for pending jobs (or ends them with `terminate`), then closes the computation. */

@@ -32,6 +32,7 @@ import type { StatusEvent } from './status-events.js';
 import { formatBytes } from './print-status.js';
 import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
+import { cancelGrace, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
 
 export { formatBytes };
 
@@ -57,6 +58,8 @@ export interface PrebuiltComputation {
   setupArgs: Uint8Array | null;
   /** Source of `cleanup`, or null. */
   cleanup: string | null;
+  /** Source of `nodeSetup`, or null. */
+  nodeSetup?: string | null;
   /** Whether nodes delete the computation's files when it closes. */
   cleanupFiles: boolean;
   /** The cluster's destPath on nodes, or null. */
@@ -382,8 +385,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
         recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
-        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs, 'setupArgs') : null,
+        setupArgs: pre
+          ? pre.setup || pre.nodeSetup
+            ? pre.setupArgs
+            : null
+          : setup || this.#opts.nodeSetup
+            ? this.#codec.encode(setupArgs, 'setupArgs')
+            : null,
         cleanup: this.#hooks.cleanup,
+        // Per-node setup (per-node-options.ts).
+        nodeSetup: pre ? (pre.nodeSetup ?? null) : nodeSetupSource(this.#opts),
         cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
         isolate: this.#opts.isolate ?? null,
@@ -835,7 +846,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#tagOf(s.job),
       ),
     );
-    if (sent && this.#ledger.isCancelRequested(s.job)) cn.link.cancel(uid);
+    if (sent && this.#ledger.isCancelRequested(s.job)) cn.link.cancel(uid, graceOf(s.job));
   }
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
@@ -1140,7 +1151,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // Cancels asked for while the connection was down reach their jobs now.
     for (const uid of running) {
       const s = this.#ledger.sent.get(uid);
-      if (s && s.cn === cn && this.#ledger.isCancelRequested(s.job)) link.cancel(uid);
+      if (s && s.cn === cn && this.#ledger.isCancelRequested(s.job)) link.cancel(uid, graceOf(s.job));
     }
     let lost = 0;
     for (const uid of mine) {
@@ -1257,19 +1268,28 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * broke passes the cancel on once it is back. Resolves once the job ended: 0 if it did not
    * complete, -1 if it is not this cluster's, had already ended, or completed (Finished) before
    * the cancel reached it.
+   *
+   * With a grace (`options.grace`, or the cluster's `cancelGrace`) a running job is stopped
+   * politely: its `dispyAbortSignal` fires (a program job gets SIGINT), and a job that returns
+   * within the grace ends Finished with that value (then this resolves 0 too); after the grace
+   * it is killed as without one. Code that never yields to the event loop (a synchronous loop)
+   * never sees the signal and is killed after the grace.
    */
-  async cancel(job: DispyJob): Promise<number> {
+  async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
+    // A grace makes it polite (per-node-options.ts).
+    const grace = cancelGrace(job, options, this.#opts.cancelGrace);
     const s = this.#ledger.sent.get(job._attempt);
     if (s && s.job === job) {
       this.#ledger.cancelRequested(job);
       // A suspended node's link is closed: #resume passes the cancel on.
-      if (!s.cn.suspended) s.cn.link.cancel(job._attempt);
+      if (!s.cn.suspended) s.cn.link.cancel(job._attempt, grace);
       await job.wait().then(
         () => undefined,
         () => undefined,
       );
-      return job.status === JobStatus.Finished ? -1 : 0;
+      // A polite cancel's job may return on purpose: Finished is then its answer to the cancel.
+      return job.status === JobStatus.Finished && grace === 0 ? -1 : 0;
     }
     job.endTime = Date.now();
     this.#settle(job, JobStatus.Cancelled, null);

@@ -17,6 +17,7 @@ import {
 } from '../protocol/messages.js';
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
 import { requestTimeout } from './timeouts.js';
+import { cancelMessage } from './per-node-options.js';
 
 export { REQUEST_TIMEOUT } from './timeouts.js';
 
@@ -289,8 +290,8 @@ export class NodeLink {
     return bytes;
   }
 
-  cancel(uid: number): void {
-    if (this.jobs.has(uid)) this.channel.send({ t: 'cancel', uid });
+  cancel(uid: number, grace = 0): void {
+    if (this.jobs.has(uid)) this.channel.send(cancelMessage(uid, grace));
   }
 
   /** A cluster stops using the link; the last one closes it (once its jobs ended). */

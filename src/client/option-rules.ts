@@ -10,6 +10,7 @@ import { invalidOption } from '../errors.js';
 import { DISCOVERY_MODES } from '../protocol/discovery.js';
 import type { JobClusterOptions, SharedJobClusterOptions } from './cluster-options.js';
 import { dependFiles, type LocalFile } from './file-transfer.js';
+import { type PerNodeOptions, validatePerNodeOptions } from './per-node-options.js';
 
 /** An option's name, what it must be (as the error says), and the test a given value passes. */
 type Rule = readonly [name: string, expected: string, ok: (v: unknown) => boolean];
@@ -73,6 +74,8 @@ function check(o: unknown, rules: readonly Rule[]): void {
     const v = given[name];
     if (v !== undefined && !ok(v)) throw invalidOption(name, expected, v);
   }
+  // nodeSetup and cancelGrace (per-node-options.ts).
+  validatePerNodeOptions(given as PerNodeOptions);
 }
 
 /** Throws DISPY_ERR_INVALID_OPTION for the first option of a JobCluster that is not what it must be. */

@@ -29,6 +29,7 @@ import type { ClusterStatusEvent } from './job-cluster.js';
 import { MAX_SEND_ATTEMPTS } from './job-ledger.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
+import { cancelGrace, cancelMessage, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
 
 export type { SharedJobClusterOptions } from './cluster-options.js';
@@ -276,8 +277,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
+        setupArgs: o.setup || o.nodeSetup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
+        // Per-node setup (per-node-options.ts).
+        nodeSetup: nodeSetupSource(o),
         cleanupFiles: o.cleanup !== false,
         destPath: this.#destPath,
         nodes: this.#nodeSpecs,
@@ -498,7 +501,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
           p.sent = false;
           this.#unsent.unshift(p);
         }
-        for (const uid of this.#cancels) if (this.#jobs.has(uid)) ch.send({ t: 'cancel', uid });
+        for (const uid of this.#cancels) {
+          const p = this.#jobs.get(uid);
+          if (p) ch.send(cancelMessage(uid, graceOf(p.job)));
+        }
         this.#cancels.clear();
         this.log.warn({ resent: resend.length }, `reconnected to scheduler ${this.scheduler}; the computation resumed`);
         this.#flush();
@@ -927,8 +933,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * (Cancelled) or kills it on its node (Terminated). Resolves to 0, or -1 if the job is not
    * this cluster's or already ended.
    */
-  async cancel(job: DispyJob): Promise<number> {
+  async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
+    // A grace makes it polite (per-node-options.ts).
+    const grace = cancelGrace(job, options, this.#opts.cancelGrace);
     const p = this.#jobs.get(job._uid);
     if (!p) return -1;
     if (!p.sent) {
@@ -942,7 +950,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       return 0;
     }
     if (!ch || ch.closed) return -1;
-    ch.send({ t: 'cancel', uid: job._uid });
+    ch.send(cancelMessage(job._uid, grace));
     return 0;
   }
 

@@ -60,7 +60,7 @@ export class ClientRequests {
         this.#onFile(ch, clientId, msg);
         return;
       case 'cancel':
-        this.cancel(clientId, msg.uid);
+        this.cancel(clientId, msg.uid, msg.grace);
         return;
       case 'close': {
         const owner = this.#ownerOf(clientId);
@@ -128,9 +128,9 @@ export class ClientRequests {
   }
 
   /** The client cancels job `uid` (or gave it up). */
-  cancel(clientId: string, uid: number): void {
+  cancel(clientId: string, uid: number, grace?: number): void {
     const job = this.#ownerOf(clientId)?.jobs.get(uid);
-    if (job) this.#ctx.scheduler.cancel(job);
+    if (job) this.#ctx.scheduler.cancel(job, grace);
   }
 
   /**

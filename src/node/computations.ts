@@ -112,6 +112,29 @@ export class Computations {
       closeWaiters: [],
     };
     owner.comps.set(comp.id, comp);
+    const setupArgs = msg.setupArgs
+      ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
+      : null;
+    // Its shared store, and its per-node setup before any runner loads it (node-extras.ts).
+    ctx.extras.store.open(comp.id, comp.program);
+    const node = msg.nodeSetup
+      ? await ctx.extras.nodeSetup.run({
+          computeId: comp.id,
+          placement: { program: comp.program, isolate: comp.isolate },
+          computation: comp.computation,
+          dir,
+          nodeSetup: msg.nodeSetup,
+          setupArgs,
+          nodeName: ctx.name,
+          nodeIpAddr: ctx.host,
+        })
+      : null;
+    if (node?.error || comp.closing) {
+      const e = node?.error ?? { code: 'DISPY_ERR_BAD_REQUEST', message: `computation ${comp.id} is closing` };
+      ctx.log.warn({ cluster: comp.cluster, computeId: comp.id, error: e.message }, 'per-node setup failed');
+      if (!comp.closing) await this.close(owner, comp, true);
+      return fail(e.code, e.message);
+    }
     const error = await ctx.pool.load(
       comp.id,
       {
@@ -119,9 +142,8 @@ export class Computations {
         dir,
         setup: msg.setup,
         cleanup: msg.cleanup,
-        setupArgs: msg.setupArgs
-          ? Buffer.from(msg.setupArgs.buffer, msg.setupArgs.byteOffset, msg.setupArgs.byteLength).toString('base64')
-          : null,
+        setupArgs,
+        nodeValue: node?.value ?? null,
       },
       { program: comp.program, isolate: comp.isolate },
     );
@@ -180,6 +202,7 @@ export class Computations {
     if (owner.comps.get(comp.id) !== comp) return;
     owner.comps.delete(comp.id);
     await ctx.pool.unload(comp.id);
+    ctx.extras.store.drop(comp.id);
     ctx.files.close(owner.clientId, comp.id);
     ctx.log.info({ cluster: comp.cluster, computeId: comp.id }, 'computation closed');
     // Its program's last computation here: that program's runners are retired.

@@ -7,6 +7,7 @@ import type { FileStore } from '../host/file-store.js';
 import type { Channel } from '../protocol/channel.js';
 import type { ClientMessage, NodeMessage } from '../protocol/messages.js';
 import type { Computations } from './computations.js';
+import type { NodeExtras } from './node-extras.js';
 import type { NodeScheduler } from './node-scheduler.js';
 import type { NodeDaemonOptions } from './node-options.js';
 import type { ResultOutbox } from './result-outbox.js';
@@ -34,6 +35,8 @@ export interface NodeContext {
   readonly scheduler: NodeScheduler;
   readonly outbox: ResultOutbox;
   readonly computations: Computations;
+  /** Per-node setup, shared stores, polite cancels (node-extras.ts). */
+  readonly extras: NodeExtras;
   /** Heartbeats go out at the shortest interval the served computations ask for. */
   armPulse(): void;
   /** The served client is done with the node: the next one may come (or the daemon exits). */

@@ -36,7 +36,9 @@ import { checkNodeOptions, resolveCpus, type NodeDaemonOptions } from './node-op
 import { KILLED, NodeScheduler, type NodeJob, type SchedulerHost, type Unstarted } from './node-scheduler.js';
 import { clientStatus, type NodeDaemonStatus } from './node-status.js';
 import { ResultOutbox } from './result-outbox.js';
+import { NodeExtras } from './node-extras.js';
 import { RunnerPool } from './runner-pool.js';
+import type { Runner } from './runner.js';
 import type { ServedClient } from './served-client.js';
 import { UndeliveredStore } from './undelivered-store.js';
 
@@ -157,6 +159,7 @@ export class NodeDaemon {
   /** Builds the daemon's parts around the shared context. */
   #assemble(pool: RunnerPool, files: FileStore, undelivered: UndeliveredStore): Parts {
     const daemon = this;
+    const extras = new NodeExtras(pool, this.log, this.#opts.sharedStore);
     const outbox = new ResultOutbox({
       host: this.host,
       log: this.log,
@@ -187,6 +190,10 @@ export class NodeDaemon {
         outbox.finished(job, done);
       },
       unstarted: (job, why) => this.#unstarted(job, why),
+      polite: {
+        ask: (job, grace) => extras.polite.ask(job, grace),
+        stop: (job, runner, uid, kill) => extras.polite.stop(job, runner as Runner, uid, kill),
+      },
     };
     const scheduler = new NodeScheduler(pool, host);
     let computations!: Computations;
@@ -216,6 +223,7 @@ export class NodeDaemon {
       undelivered,
       scheduler,
       outbox,
+      extras,
       get computations() {
         return computations;
       },

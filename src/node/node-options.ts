@@ -7,6 +7,7 @@ import { DispyError, invalidOption } from '../errors.js';
 import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/constants.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { checkHandshakeCaps } from '../protocol/handshake-gate.js';
+import type { SharedStoreLimits } from './node-shared-store.js';
 import type { UndeliveredLimits } from './undelivered-store.js';
 
 export interface NodeDaemonOptions {
@@ -148,6 +149,13 @@ export interface NodeDaemonOptions {
    * @example undelivered: { maxResults: 1000, maxBytes: 64 * 1024 * 1024 }
    */
   undelivered?: UndeliveredLimits;
+  /**
+   * Bounds of each computation's shared store on this node (`dispyNodeShared`): keys and lock
+   * names, and bytes of keys and encoded values.
+   * @default { maxKeys: 10000, maxBytes: 16 MiB }
+   * @example sharedStore: { maxKeys: 100, maxBytes: 1024 * 1024 }
+   */
+  sharedStore?: SharedStoreLimits;
   /**
    * pino level.
    * @default 'info'

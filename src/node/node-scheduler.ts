@@ -91,6 +91,13 @@ export interface SchedulerHost {
   finished(job: NodeJob, done: RunnerDone): void;
   /** Job leaves the node without having started. */
   unstarted(job: NodeJob, why: Unstarted): void;
+  /** Polite cancels (polite-cancel.ts); without them a cancel kills at once. */
+  readonly polite?: {
+    /** Remembers the grace period a cancel came with. */
+    ask(job: NodeJob, grace: number | undefined): void;
+    /** Stops a started job as its cancel asked: politely, then `kill` after the grace; or `kill` at once. */
+    stop(job: NodeJob, runner: RunnerSlot, uid: number, kill: (exception: string) => void): void;
+  };
 }
 
 /** The texts and codes of the kills the daemon decides. */
@@ -294,13 +301,21 @@ export class NodeScheduler {
         }
         this.#host.started(job, startTime);
         // Cancelled (or its computation closed with terminate) while it was on its way to start.
-        if (job.cancelRequested) this.#kill(job, KILLED.cancel);
+        if (job.cancelRequested) this.#stopCancelled(job);
         else if (job.comp.terminating) this.#kill(job, KILLED.closed);
       },
       onProvisional: (result) => this.#host.provisional(job, result),
       onEnd: (outcome) => this.#ended(job, outcome),
     };
     this.#slots.assign(runner, assigned, job.args);
+  }
+
+  /** A cancelled job that started: stopped politely if its cancel gave a grace period, else killed. */
+  #stopCancelled(job: NodeJob): void {
+    const polite = this.#host.polite;
+    if (polite && job.runner) {
+      polite.stop(job, job.runner, job.uid, (exception) => this.#kill(job, { exception, code: KILLED.cancel.code }));
+    } else this.#kill(job, KILLED.cancel);
   }
 
   /** The daemon's decision to kill a started job: its runner's arbiter carries it out. */
@@ -343,17 +358,21 @@ export class NodeScheduler {
     this.schedule();
   }
 
-  /** The client cancels a job: not started ones leave at once, started ones are killed. */
-  cancel(job: NodeJob): void {
+  /**
+   * The client cancels a job: not started ones leave at once, started ones are killed (or, with
+   * a grace period, asked to return first).
+   */
+  cancel(job: NodeJob, grace?: number): void {
     if (job.cancelRequested) return;
     job.cancelRequested = true;
+    this.#host.polite?.ask(job, grace);
     if (job.state === 'queued') {
       const i = this.#queue.indexOf(job);
       if (i >= 0) this.#queue.splice(i, 1);
       job.comp.queued--;
       this.#host.unstarted(job, 'cancelled');
     } else if (job.state === 'assigned' && job.runner) this.#slots.drop(job.runner, job.uid);
-    else this.#kill(job, KILLED.cancel);
+    else this.#stopCancelled(job);
   }
 
   /**

@@ -16,6 +16,7 @@ import { delimiter, join } from 'node:path';
 import { DispyError } from '../errors.js';
 import type { Computation } from '../protocol/messages.js';
 import type { LoadContext, LoadedComputation } from './function-loader.js';
+import { currentAbortSignal } from './runner-abort.js';
 
 /** After the program exited, how long (ms) its output pipes may stay open (held by a child it left running). */
 const PIPE_GRACE_MS = 200;
@@ -45,9 +46,20 @@ export function loadProgramComputation(c: Extract<Computation, { kind: 'program'
       child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
       let settled = false;
       let grace: NodeJS.Timeout | null = null;
+      // A polite cancel: SIGINT to the job's process group (the runner ignores it), as dispy does.
+      const abort = currentAbortSignal();
+      const interrupt = (): void => {
+        try {
+          process.kill(-process.pid, 'SIGINT');
+        } catch {
+          // the group is gone
+        }
+      };
+      abort?.addEventListener('abort', interrupt, { once: true });
       const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
         if (settled) return;
         settled = true;
+        abort?.removeEventListener('abort', interrupt);
         if (grace) clearTimeout(grace);
         if (signal) reject(new Error(`program ${c.name} was killed by signal ${signal}`));
         else resolve(code ?? 0);

@@ -21,6 +21,9 @@ import { loadComputation } from './computation-loader.js';
 import { formatException, type LoadedComputation } from './function-loader.js';
 import { TAG_ENV, currentParentPid, killTagged } from '../host/process-tag.js';
 import { JobSlot, startArbiter } from './runner-arbiter.js';
+import { jobBegins, jobEnds } from './runner-abort.js';
+import type { ExtToRunner } from './runner-extensions.js';
+import { installRunnerExtras, onExtCommand, setupArguments } from './runner-extras.js';
 import {
   KILL_PIPE_FD,
   RunnerCommand,
@@ -200,6 +203,7 @@ async function run(job: RunnerJob): Promise<void> {
   failure.catch(() => undefined);
   const me: Current = { uid: job.uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, fail };
   current = me;
+  jobBegins(job.uid);
   // Whatever the job starts is marked as the job's.
   if (RUNNER_TAG) process.env[TAG_ENV] = `${RUNNER_TAG}/j${job.uid}`;
   enterDir(comp.dir, job.computeId);
@@ -237,6 +241,7 @@ async function run(job: RunnerJob): Promise<void> {
   }
   me.finished = true;
   current = null;
+  jobEnds();
   if (RUNNER_TAG) process.env[TAG_ENV] = RUNNER_TAG;
   if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
@@ -292,7 +297,7 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
         const args = msg.setupArgs ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
         const setup = loaded.setup;
         try {
-          await jobContext.run(context, () => setup(...(Array.isArray(args) ? args : [args])));
+          await jobContext.run(context, () => setup(...setupArguments(msg.nodeValue, codec, Array.isArray(args) ? args : [args])));
         } catch (err) {
           report({
             ev: RunnerEvent.Loaded,
@@ -381,6 +386,15 @@ if (RUNNER_TAG && process.send) {
 }
 // Module and program computations reach it as a global; functions also get it as a parameter.
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
+// Per-node setup, dispyNodeShared and polite cancels (runner-extras.ts).
+installRunnerExtras({
+  report: (item) => report(item as unknown as RunnerItem),
+  context: jobContext,
+  enterDir: (dir, computeId) => {
+    if (!current || current.finished) enterDir(dir, computeId);
+  },
+  provisional,
+});
 
 process.on('message', (msg: ToRunner) => {
   switch (msg.cmd) {
@@ -409,6 +423,8 @@ process.on('message', (msg: ToRunner) => {
     case RunnerCommand.Retire:
       void retire();
       break;
+    default:
+      onExtCommand(msg as unknown as ExtToRunner);
   }
 });
 

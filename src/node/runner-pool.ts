@@ -15,6 +15,7 @@
  */
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
+import type { ExtItem } from './runner-extensions.js';
 import { RunnerCommand, RunnerEvent, TERMINATE_GRACE, type RunnerItem } from './runner-protocol.js';
 import { Runner, runnerEntry, type AssignedJob, type KillReason } from './runner.js';
 
@@ -30,6 +31,8 @@ export interface LoadSpec {
   cleanup: string | null;
   /** base64 of the encoded setup arguments. */
   setupArgs: string | null;
+  /** base64 of what the computation's nodeSetup returned on this node (node-setup-once.ts). */
+  nodeValue?: string | null;
 }
 
 /** Whose runners a computation uses. */
@@ -75,6 +78,8 @@ export class RunnerPool {
   onLoadFailed: (computeId: string, error: { code: string; message: string }) => void = () => undefined;
   /** Called when the set of runner pids changes. */
   onPidsChanged: () => void = () => undefined;
+  /** Called with a runner's messages of runner-extensions.ts (node-extras.ts routes them). */
+  onExtension: (runner: Runner, item: ExtItem) => void = () => undefined;
 
   constructor(opts: RunnerPoolOptions) {
     this.#opts = opts;
@@ -206,6 +211,8 @@ export class RunnerPool {
           'an error was thrown asynchronously after its job ended (or outside any job): logged, no job failed for it',
         );
         return;
+      default:
+        this.onExtension(runner, item as unknown as ExtItem);
     }
   }
 
@@ -295,6 +302,28 @@ export class RunnerPool {
     // Runners still starting load it once ready (see #spawn).
     for (const r of targets) if (r.isReady && !r.loaded.has(computeId)) this.#load(r, computeId, spec);
     return verdict;
+  }
+
+  /**
+   * A runner of `placement`'s program for work before the computation `computeId` is loaded
+   * (its per-node setup): an idle one of the program, a fresh one bound to it, or a new one.
+   */
+  claimFor(placement: Placement, computeId: string): Runner {
+    const usable = [...this.runners].filter((r) => r.usable);
+    const runner =
+      (placement.isolate ? undefined : usable.find((r) => this.#ofProgram(r, placement) && r.jobs.size === 0)) ??
+      usable.find((r) => r.fresh) ??
+      (placement.isolate ? undefined : usable.find((r) => this.#ofProgram(r, placement))) ??
+      this.#spawn(placement.program, placement.isolate ? computeId : null);
+    runner.program = placement.program;
+    // Under `isolate: 'job'` it then runs one job of the computation, as the others do.
+    if (placement.isolate) runner.isolatedFor = computeId;
+    this.#topUp();
+    return runner;
+  }
+
+  #ofProgram(r: Runner, placement: Placement): boolean {
+    return r.program === placement.program && r.isolatedFor === null;
   }
 
   /** Forgets a computation; resolves once every runner that loaded it ran its cleanup. */

@@ -120,7 +120,7 @@ export class ClientSession implements ComputationOwner {
         this.#job(msg);
         return;
       case 'cancel':
-        this.#jobs.get(msg.uid)?.cancel(msg.uid);
+        this.#jobs.get(msg.uid)?.cancel(msg.uid, msg.grace);
         return;
       case 'close': {
         const comp = this.#comp(msg.computeId);
