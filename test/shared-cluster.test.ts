@@ -28,6 +28,7 @@ before(async () => {
     nodes: nodes.map((n) => `${n.host}:${n.port}`),
     nodeSecret: TEST_SECRET,
     clusterSecret: CLUSTER_SECRET,
+    logLevel: 'info',
   });
 });
 

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killOnExit } from './procs.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -45,25 +46,6 @@ export interface StartNodeOptions {
   logLevel?: string;
 }
 
-const started = new Set<ChildProcess>();
-function killAll(): void {
-  for (const p of started) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-process.once('exit', killAll);
-// The test runner ends a timed-out file with a signal; take our daemons along.
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    killAll();
-    process.exit(128 + 15);
-  });
-}
-
 export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> {
   const host = opts.host ?? '127.0.0.2';
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-test-node-'));
@@ -89,14 +71,13 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     ...(opts.args ?? []),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-  started.add(proc);
+  killOnExit(proc);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
   });
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => {
-      started.delete(proc);
       rmSync(prefix, { recursive: true, force: true });
       resolve(code);
     });
