@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { DispyHTTPServer, JobCluster, type DispyJob } from '../src/index.js';
 import { browserUnavailable, launchChromium } from './helpers/browser.js';
-import { ROOT, TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { ROOT, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 const unavailable = browserUnavailable();
 if (unavailable) console.log(`# browser tests skipped: ${unavailable}`);
@@ -43,7 +43,7 @@ describe('users and roles in Chromium (127.0.0.161)', { skip: unavailable ?? fal
     dir = mkdtempSync(join(tmpdir(), 'dispyts-auth-ui-'));
     mkdirSync(SHOTS, { recursive: true });
     node = await startNode({ host: '127.0.0.161', cpus: 2, logLevel: 'warn', name: 'node-161' });
-    cluster = new JobCluster(block, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'roles' });
+    cluster = new JobCluster(block, { ...clusterOn(node), name: 'roles' });
     server = new DispyHTTPServer(cluster, {
       host: '127.0.0.1',
       port: 0,

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DispyHTTPServer, JobCluster, hashPassword, verifyPassword } from '../src/index.js';
 import { SessionSigner } from '../src/httpd/sessions.js';
-import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 import { form, post, request, type Reply } from './helpers/http-client.js';
 
 const ALICE = 'alice-has-a-long-password';
@@ -96,7 +96,7 @@ describe('users and roles (127.0.0.150)', () => {
   before(async () => {
     node = await startNode({ host: '127.0.0.150', cpus: 2, logLevel: 'warn' });
     nodeIp = node.host;
-    cluster = new JobCluster(compute, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'auth' });
+    cluster = new JobCluster(compute, { ...clusterOn(node), name: 'auth' });
     server = new DispyHTTPServer(cluster, {
       host: '127.0.0.1',
       port: 0,

@@ -30,6 +30,11 @@ export interface TestNode {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** The `nodes` and `secret` options of a cluster on these test nodes: `{ ...clusterOn(node), name }`. */
+export function clusterOn(...nodes: Pick<TestNode, 'host' | 'port'>[]): { nodes: { host: string; port: number }[]; secret: string } {
+  return { nodes: nodes.map((n) => ({ host: n.host, port: n.port })), secret: TEST_SECRET };
+}
+
 export interface StartNodeOptions {
   /** @default '127.0.0.2' */
   host?: string;
