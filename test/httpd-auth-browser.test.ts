@@ -24,7 +24,8 @@ const VIEWER_PW = 'grace-only-watches';
 
 async function block(file: string): Promise<number> {
   const fs = require('node:fs');
-  while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 20));
+  // Bounded: a test that never creates the file fails on its own timeout, not a job that runs on.
+  for (let i = 0; i < 3000 && !fs.existsSync(file); i++) await new Promise((r) => setTimeout(r, 20));
   return 1;
 }
 
