@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
-import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within, clusterOn } from './helpers/daemon.js';
 import { killPids, taggedProcs } from './helpers/procs.js';
 
 function pidsFrom(file: string): [number, number] {
@@ -35,7 +35,7 @@ test('--zombie-interval: the jobs of a client that vanished are killed and the n
     assert.ok(alive(jobPid), 'the job outlives its client until the zombie interval passes');
     await until(() => !alive(jobPid) && !alive(childPid), 10_000, 'the zombie job and its child to be killed');
     await until(() => /client did not return/.test(node.log()), 5_000, 'the log to say why');
-    const cluster = new JobCluster((x: number) => x * 2, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+    const cluster = new JobCluster((x: number) => x * 2, clusterOn(node));
     assert.equal(await cluster.submit(21).wait(), 42, 'another client gets the node');
     await cluster.close();
   } finally {
@@ -48,7 +48,7 @@ test('--zombie-interval: the jobs of a client that vanished are killed and the n
 
 test('--serve 1: the daemon exits after serving one client', async () => {
   const node = await startNode({ host: '127.0.0.32', cpus: 1, args: ['--serve', '1'] });
-  const cluster = new JobCluster((x: number) => x + 1, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster((x: number) => x + 1, clusterOn(node));
   assert.equal(await cluster.submit(1).wait(), 2);
   await cluster.close();
   assert.equal(await node.exited, 0);
