@@ -268,7 +268,11 @@ test('node scheduler: maxRuntime kills a job that runs too long, with DISPY_ERR_
     };
   });
   pool.start('r1', j.uid);
-  const why = await Promise.race([killed, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
+  // A ref'd timer: the maxRuntime timer is unref'd, and with nothing else pending the test
+  // runner would see an idle event loop and cancel the test.
+  let fallback: NodeJS.Timeout | undefined;
+  const why = await Promise.race([killed, new Promise<null>((r) => (fallback = setTimeout(() => r(null), 5000)))]);
+  clearTimeout(fallback);
   assert.equal(why?.code, 'DISPY_ERR_MAX_RUNTIME');
   assert.match(why!.exception, /maxRuntime of 0.05 s/);
 });
