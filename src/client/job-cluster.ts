@@ -9,11 +9,12 @@ import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
-import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
+import type { Computation, Depend, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
-import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
+import { buildComputation, hookSources, type ModuleComputation, type Shippable } from './computation.js';
+import type { ProgramComputation } from './interpreter.js';
 import { Deque } from './deque.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
@@ -22,6 +23,8 @@ import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
+import { checkOnePortPerHost, discoverSpecs } from './node-ports.js';
+import { computationKind, splitJobDepends } from './job-scope.js';
 import { ClusterDiscovery } from './node-discovery.js';
 import { NodeResolver, type NodeLookup } from './node-resolver.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
@@ -164,11 +167,21 @@ export interface JobClusterOptions {
   setup?: (...args: never[]) => unknown;
   /**
    * `true`/`false`: whether nodes delete the computation's files when it closes; or a function
-   * run in each runner that ran `setup`, when the computation closes (files are then deleted).
+   * run in each runner that loaded the computation, when it closes, with setup's arguments
+   * (`cleanup(...setupArgs)`, as in dispy; files are then deleted).
    * @default true
    * @example cleanup: () => { delete (globalThis as any).factor; }
    */
-  cleanup?: boolean | (() => unknown);
+  cleanup?: boolean | ((...args: never[]) => unknown);
+  /**
+   * Named values (msgpack, as job arguments are; instances of classes in `depends` too) defined
+   * as `const`s in the computation's scope on the nodes, as `depends` functions are, and seen by
+   * `setup` and `cleanup` (dispy shipped any picklable object in `depends`). Function
+   * computations only.
+   * @default undefined
+   * @example globals: { factor: 3, table: new Map([['a', 1]]) }
+   */
+  globals?: Record<string, unknown>;
   /**
    * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
    * `destPath` share their files.
@@ -248,12 +261,14 @@ export type ClusterStatusEvent<C = JobCluster> = StatusEvent<C>;
 /** Options of `submitWith`. */
 export interface SubmitOptions {
   /**
-   * Files sent to the job's node before it (into the computation's directory, the job's working
-   * directory) and deleted there after it.
+   * File paths: sent to the job's node before it (into the computation's directory, the job's
+   * working directory) and deleted there after it. Functions and classes (dispy's
+   * `dispy_job_depends`): defined in the computation's scope for this job only, as the
+   * cluster's `depends` are for every job (function computations).
    * @default []
-   * @example depends: ['./input-7.csv']
+   * @example depends: ['./input-7.csv', func1]
    */
-  depends?: string[];
+  depends?: (string | Shippable)[];
   /**
    * The job's id.
    * @default a counter (1, 2, 3, ... per cluster)
@@ -314,6 +329,8 @@ export interface EncodedSubmitOptions {
   maxRuntime?: number;
   /** Per-job files, sent to the job's node right before it (read from `path` each time it is sent). */
   files?: LocalFile[];
+  /** The job's own functions and classes, as source. */
+  depends?: Depend[];
 }
 
 const PREBUILT = Symbol('dispyts.prebuilt');
@@ -427,7 +444,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   /** The cluster's destPath on nodes (dispy's dest_path), normalized. */
   readonly #destPath: string | null;
   /** What submitWith adds to a job: its per-job files and its maxRuntime. */
-  readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number }>();
+  readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number; depends?: Depend[] }>();
+  /** The kind of computation, for what a job's depends may hold (job-scope.ts). */
+  readonly #kind: Computation['kind'] | null;
   /** Jobs cancelled while their per-job files were on their way (the job not sent yet). */
   readonly #cancelRequested = new WeakSet<DispyJob>();
   /** Sources of setup and cleanup, shipped with the computation. */
@@ -484,15 +503,18 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    *   `{ module, export }` (the module bundled with its imports by esbuild).
    *   A program that is not a file is looked up on PATH; type it as
    *   `new JobCluster<(...args: unknown[]) => number>('prog')` to submit any arguments.
+   *   A script runs with its interpreter: `['python3', 'script.py']` or `{ program, interpreter }`
+   *   (a `.js`/`.mjs` file with the node's Node.js, a `#!` line as it says).
    *   Strings in `depends` are files sent to every node before setup, into the computation's
    *   directory, where jobs (whose working directory it is) open them by base name.
    */
-  constructor(computation: F | string | ModuleComputation, options: JobClusterOptions = {}) {
+  constructor(computation: F | string | string[] | ProgramComputation | ModuleComputation, options: JobClusterOptions = {}) {
     super();
     validateOptions(options);
     this.#opts = options;
     const pre = prebuiltOf(computation);
     this.#prebuilt = pre;
+    this.#kind = pre ? pre.computation.kind : computationKind(computation);
     const built = pre
       ? { name: pre.computation.name || 'compute', wire: Promise.resolve(pre.computation), classes: [], files: [] }
       : buildComputation(computation, options);
@@ -659,7 +681,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
         recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
-        setupArgs: pre ? (pre.setup ? pre.setupArgs : null) : setup ? this.#codec.encode(setupArgs, 'setupArgs') : null,
+        // cleanup gets setup's arguments too.
+        setupArgs: pre
+          ? pre.setup || pre.cleanup
+            ? pre.setupArgs
+            : null
+          : setup || typeof cleanup === 'function'
+            ? this.#codec.encode(setupArgs, 'setupArgs')
+            : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
@@ -858,8 +887,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
     if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
     const { depends = [], node, maxRuntime } = options;
-    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
-    for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
+    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths, functions and classes', depends);
+    // Functions and classes are this job's own code (job-scope.ts); strings are its files.
+    const { code } = splitJobDepends(depends, this.#kind);
     if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
       throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
     const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
@@ -875,8 +905,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     const job = this.#submit(options.id, pinTo, args);
     // Read when the job is sent (never before the next tick).
-    if (files.length || maxRuntime !== undefined)
-      this.#jobExtras.set(job as DispyJob, { files, ...(maxRuntime === undefined ? {} : { maxRuntime }) });
+    if (files.length || maxRuntime !== undefined || code.length)
+      this.#jobExtras.set(job as DispyJob, {
+        files,
+        ...(maxRuntime === undefined ? {} : { maxRuntime }),
+        ...(code.length ? { depends: code } : {}),
+      });
     return job;
   }
 
@@ -912,7 +946,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
     }
     const job = this.#enqueue(options.id, pinTo, options.display ?? [], this.#checkArgs(args), options.maxRuntime) as DispyJob;
-    if (options.files?.length) this.#jobExtras.set(job, { files: options.files });
+    if (options.files?.length || options.depends?.length)
+      this.#jobExtras.set(job, { files: options.files ?? [], ...(options.depends?.length ? { depends: options.depends } : {}) });
     if (!options.display) {
       // Decoded only if something looks (the HTTP server with showJobArgs): most jobs never are.
       let shown: unknown[] | null = null;
@@ -1026,6 +1061,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #fits(cn: ClusterNode, item: Queued): boolean {
     let names = 0;
     for (const f of this.#jobExtras.get(item.job)?.files ?? []) names += Buffer.byteLength(f.name) + 8;
+    for (const d of this.#jobExtras.get(item.job)?.depends ?? []) names += Buffer.byteLength(d.source) + Buffer.byteLength(d.name) + 32;
     return item.args.length + names + JOB_ENVELOPE <= cn.link.maxMessageSize;
   }
 
@@ -1098,7 +1134,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
     if (extra?.files.length) void this.#sendWithFiles(cn, uid, maxRuntime, extra.files);
-    else this.#sendOrRefuse(cn, uid, () => cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job)));
+    else
+      this.#sendOrRefuse(cn, uid, () =>
+        cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job), extra?.depends),
+      );
   }
 
   /**
@@ -1146,6 +1185,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         maxRuntime,
         files.map((f) => f.name),
         this.#tagOf(s.job),
+        this.#jobExtras.get(s.job)?.depends,
       ),
     );
     if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
@@ -1637,9 +1677,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * (see the `discovery` option; nodes that answer are set up as they do), wildcards matched
    * against the nodes this process is connected to, and listed nodes not in use tried again.
    * Resolves to 0 once the requests went out, -1 if the cluster is closed.
+   *
+   * With `specs` (dispy's `discover_nodes(nodes)`: addresses, host names, wildcards, `{ host,
+   * port }`, NodeAllocates), only those are looked for: a wildcard as above, an address or name
+   * contacted at its port. As in dispy, a node found is used if the cluster's `nodes` match it.
+   * @example await cluster.discoverNodes(['127.0.0.*'])
    */
-  async discoverNodes(): Promise<number> {
+  async discoverNodes(specs?: NodeSpec | NodeSpec[]): Promise<number> {
     if (this.#closing) return -1;
+    if (specs !== undefined) {
+      await discoverSpecs(parseNodeSpecs(specs), {
+        discover: () => this.#discovery.discover(),
+        lookup: (host) => this.#resolver.lookup(host),
+        specFor: (ip) => this.#specFor(ip),
+        addNode: (ip, port, spec) => this.#addNode(ip, port, spec),
+      });
+      return 0;
+    }
     await this.#initNodes();
     return 0;
   }
@@ -1654,6 +1708,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   async allocateNode(spec: NodeSpec | DispyNode): Promise<number> {
     if (this.#closing) return -1;
     const alloc = spec instanceof DispyNode ? new NodeAllocate(spec.ipAddr, spec.port) : parseNodeSpecs(spec)[0]!;
+    checkOnePortPerHost([...this.#specs, alloc], 'allocateNode');
     // Literal addresses keep precedence over wildcards, as in the constructor.
     const at = alloc.isWildcard ? this.#specs.length : this.#specs.findIndex((s) => s.isWildcard);
     this.#specs.splice(at < 0 ? this.#specs.length : at, 0, alloc);
@@ -2006,6 +2061,8 @@ function canSend(cn: ClusterNode): boolean {
 function validateOptions(o: JobClusterOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
   if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
+  if (o.globals !== undefined && (o.globals === null || typeof o.globals !== 'object' || Array.isArray(o.globals)))
+    throw invalidOption('globals', 'an object of names and values', o.globals);
   if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
   if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
     throw invalidOption('clusterStatus', 'a function', o.clusterStatus);

@@ -11,6 +11,7 @@ import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import {
   nodeMessageSchema,
   type ClientMessageInput as ClientMessage,
+  type Depend,
   type NodeInfo,
   type NodeMessage,
   type Reply,
@@ -278,11 +279,12 @@ export class NodeLink {
     maxRuntime = 0,
     files: string[] = [],
     tag?: string | number,
+    depends?: Depend[],
   ): number {
     const bytes = this.channel.send(
       tag === undefined
-        ? { t: 'job', uid, computeId, args, maxRuntime, files }
-        : { t: 'job', uid, computeId, args, maxRuntime, files, tag },
+        ? { t: 'job', uid, computeId, args, maxRuntime, files, ...(depends ? { depends } : {}) }
+        : { t: 'job', uid, computeId, args, maxRuntime, files, tag, ...(depends ? { depends } : {}) },
     );
     this.jobs.set(uid, user);
     this.inflight++;

@@ -11,12 +11,14 @@ import pino, { type Logger } from 'pino';
 import { DispyError, asDispyError, fromWire, invalidOption } from '../errors.js';
 import { connectChannel, type Channel } from '../protocol/channel.js';
 import { DEFAULT_MAX_FRAME, NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
-import type { Computation } from '../protocol/messages.js';
+import type { Computation, Depend } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
+import type { ProgramComputation } from './interpreter.js';
+import { computationKind, splitJobDepends } from './job-scope.js';
 import { Deque } from './deque.js';
 import { CloseOnce } from './close-once.js';
 import { IdleWaiters } from './idle-waiters.js';
@@ -48,6 +50,7 @@ export interface SharedJobClusterOptions
     | 'name'
     | 'setup'
     | 'cleanup'
+    | 'globals'
     | 'destPath'
     | 'maxRuntime'
     | 'maxFileSize'
@@ -148,6 +151,8 @@ interface Pending {
   maxRuntime?: number;
   /** Per-job files (submitWith `depends`): sent to the scheduler right before the job. */
   files?: LocalFile[];
+  /** The job's own functions and classes (submitWith `depends`, job-scope.ts). */
+  depends?: Depend[];
   sent: boolean;
   /** The node it runs on (counted in that node's busy), while it runs. */
   running: DispyNode | null;
@@ -187,6 +192,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #destPath: string | null;
   readonly #hooks: { setup: string | null; cleanup: string | null };
   readonly #setupArgs: unknown[];
+  /** The kind of computation, for what a job's depends may hold (job-scope.ts). */
+  readonly #kind: Computation['kind'] | null;
   readonly #nodeSpecs: (string | NodeSpecObject)[];
   readonly #secret: Buffer;
   readonly #tls: TlsMaterial | null;
@@ -235,7 +242,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * @param computation as for JobCluster: a function (shipped as source with `depends`), a
    *   program path, or `{ module, export }`.
    */
-  constructor(computation: F | string | ModuleComputation, options: SharedJobClusterOptions = {}) {
+  constructor(computation: F | string | string[] | ProgramComputation | ModuleComputation, options: SharedJobClusterOptions = {}) {
     super();
     validateOptions(options);
     this.#opts = options;
@@ -258,6 +265,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const files = built.files.map((p) => localFile(p, 'depends', max));
     for (const s of specs) files.push(...dependFiles(s.depends, 'NodeAllocate.depends', max, files));
     this.#files = files;
+    this.#kind = computationKind(computation);
     this.#setupArgs = specs.find((s) => s.setupArgs.length > 0)?.setupArgs ?? [];
     this.#nodeSpecs = specs.map(specToWire);
     this.#codec = new PayloadCodec(built.classes);
@@ -383,7 +391,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        setupArgs: o.setup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
+        // cleanup gets setup's arguments too.
+        setupArgs: o.setup || typeof o.cleanup === 'function' ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
         cleanupFiles: o.cleanup !== false,
         destPath: this.#destPath,
@@ -930,13 +939,17 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
     if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
     const { depends = [], node, maxRuntime } = options;
-    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
-    for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
+    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths, functions and classes', depends);
+    // Functions and classes are this job's own code (job-scope.ts); strings are its files.
+    const { code } = splitJobDepends(depends, this.#kind);
     if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
       throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
     const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
     const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
-    return this.#submit(options.id, pin, maxRuntime, args, files);
+    const job = this.#submit(options.id, pin, maxRuntime, args, files);
+    // Sent with the job (after this synchronous code, see #submit).
+    if (code.length) this.#jobs.get(job._uid)!.depends = code;
+    return job;
   }
 
   #pinTarget(node: DispyNode | string): string {
@@ -1016,6 +1029,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         ...(p.node === undefined ? {} : { node: p.node }),
         ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
         ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
+        ...(p.depends ? { depends: p.depends } : {}),
       });
     } catch (err) {
       if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE') throw err;
@@ -1123,9 +1137,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /**
    * Asks the scheduler to look for nodes now (dispy's `discover_nodes`). Resolves to 0 once it
-   * did, -1 if it refused.
+   * did, -1 if it refused. `specs` (dispy's `discover_nodes(nodes)`) are checked as `nodes` are;
+   * which nodes the scheduler looks for is its own `--node` list.
    */
-  async discoverNodes(): Promise<number> {
+  async discoverNodes(specs?: NodeSpec | NodeSpec[]): Promise<number> {
+    if (specs !== undefined) parseNodeSpecs(specs);
     return numeric(await this.#nodeOp('discover'));
   }
 
@@ -1305,6 +1321,8 @@ function tagOf(id: unknown): string | number | undefined {
 function validateOptions(o: SharedJobClusterOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
   if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
+  if (o.globals !== undefined && (o.globals === null || typeof o.globals !== 'object' || Array.isArray(o.globals)))
+    throw invalidOption('globals', 'an object of names and values', o.globals);
   if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
   if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
     throw invalidOption('clusterStatus', 'a function', o.clusterStatus);

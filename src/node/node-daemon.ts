@@ -28,6 +28,7 @@ import { HostMetrics, platformString } from './host-metrics.js';
 import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from './runner-pool.js';
 import { NodeAnnouncer } from './node-announcer.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { keepJobCode } from './job-code.js';
 
 export interface NodeDaemonOptions {
   /**
@@ -1029,6 +1030,7 @@ export class NodeDaemon {
       end,
     };
     owner.jobs.set(job.uid, job);
+    keepJobCode(msg.args, msg.depends);
     comp.queued++;
     this.#queue.push(job);
     this.#schedule();

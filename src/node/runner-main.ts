@@ -51,6 +51,8 @@ interface Loaded extends LoadedComputation {
   avgMs: number;
   /** The computation's directory: its jobs' working directory and `dispyJobPath`. */
   dir: string;
+  /** setup's arguments, which cleanup gets too (as in dispy). */
+  setupArgs: unknown[];
 }
 
 class OutputBuffer {
@@ -215,7 +217,8 @@ async function run(job: RunnerJob): Promise<void> {
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
     const list = Array.isArray(decoded) ? decoded : [decoded];
-    const { fn } = comp;
+    // A job with depends of its own runs the computation rebuilt with them (job-depends.ts).
+    const fn = job.depends?.length && comp.withDepends ? comp.withDepends(job.depends) : comp.fn;
     const out = jobContext.run({ computeId: job.computeId, uid: job.uid }, () => fn(...list));
     value = out instanceof Promise ? await Promise.race([out, failure]) : out;
   } catch (err) {
@@ -287,12 +290,14 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
         loadComputation(msg.computation, { dir: msg.dir, provisional }, { setup: msg.setup, cleanup: msg.cleanup }),
       );
       const codec = new PayloadCodec(loaded.classes);
+      // cleanup gets setup's arguments too.
+      const decoded = msg.setupArgs && (loaded.setup || loaded.cleanup) ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
+      const args = Array.isArray(decoded) ? decoded : [decoded];
       if (loaded.setup) {
         // setup runs once per runner, before any job of the computation here.
-        const args = msg.setupArgs ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
         const setup = loaded.setup;
         try {
-          await jobContext.run(context, () => setup(...(Array.isArray(args) ? args : [args])));
+          await jobContext.run(context, () => setup(...args));
         } catch (err) {
           report({
             ev: RunnerEvent.Loaded,
@@ -302,7 +307,7 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
           return;
         }
       }
-      computations.set(msg.computeId, { ...loaded, codec, avgMs: Infinity, dir: msg.dir });
+      computations.set(msg.computeId, { ...loaded, codec, avgMs: Infinity, dir: msg.dir, setupArgs: args });
     }
     report({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: null });
   } catch (err) {
@@ -320,7 +325,7 @@ async function unload(computeId: string): Promise<void> {
   const cleanup = comp?.cleanup;
   if (cleanup) {
     try {
-      await jobContext.run({ computeId, uid: null }, () => cleanup());
+      await jobContext.run({ computeId, uid: null }, () => cleanup(...(comp?.setupArgs ?? [])));
     } catch (err) {
       error = formatException(err);
     }

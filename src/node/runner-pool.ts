@@ -35,6 +35,7 @@ import {
   type RunnerJob,
   type ToRunner,
 } from './runner-protocol.js';
+import { jobCode } from './job-code.js';
 
 export type { RunnerDone } from './runner-protocol.js';
 export { TERMINATE_GRACE } from './runner-protocol.js';
@@ -571,6 +572,7 @@ export class RunnerPool {
       uid: job.uid,
       computeId: job.computeId,
       args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64'),
+      ...jobCode(args),
     });
     this.#toFlush.add(runner);
     if (!this.#flushScheduled) {

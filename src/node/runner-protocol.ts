@@ -7,7 +7,7 @@
  * the runner's kill arbiter thread over a pipe of their own (runner-arbiter.ts), which answers
  * them while the job's code keeps the main thread busy.
  */
-import type { Computation } from '../protocol/messages.js';
+import type { Computation, Depend } from '../protocol/messages.js';
 
 /** Seconds between SIGTERM and SIGKILL when a job is terminated. */
 export const TERMINATE_GRACE = 2;
@@ -47,6 +47,8 @@ export interface RunnerJob {
   computeId: string;
   /** base64 of the encoded arguments. */
   args: string;
+  /** The job's own functions and classes (job-depends.ts). */
+  depends?: Depend[];
 }
 
 export type ToRunner =

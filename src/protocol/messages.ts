@@ -76,6 +76,16 @@ export const computationSchema = z.discriminatedUnion('kind', [
     name: z.string().max(256),
     source: z.string().min(1).max(MAX_SOURCE),
     depends: z.array(dependSchema).max(10_000),
+    /**
+     * The cluster's `globals`: `const`s in the computation's scope (as depends are), their
+     * values base64 of one encoded array (payload codec, classes of `depends` known).
+     */
+    globals: z
+      .object({
+        names: z.array(identifier).max(10_000),
+        values: z.string().max(MAX_SOURCE * 4),
+      })
+      .optional(),
   }),
   /** An ES module bundled by the client (esbuild), imported by the runner. */
   z.object({
@@ -95,6 +105,11 @@ export const computationSchema = z.discriminatedUnion('kind', [
     name: z.string().max(256),
     /** The program's file name in the computation directory (sent with file-begin/chunk first). */
     file: relativeName,
+    /**
+     * The command (and its arguments) that runs the file, looked up on the node's PATH; `node`
+     * is the runner's own Node.js. Absent: the file runs as itself (its `#!` line honoured).
+     */
+    interpreter: z.array(z.string().min(1).max(4096)).min(1).max(64).optional(),
   }),
 ]);
 export type Computation = z.infer<typeof computationSchema>;
@@ -158,6 +173,8 @@ export const jobSchema = z.object({
   files: z.array(relativeName).max(10_000).default([]),
   /** The job's id as the client knows it (kept with a result the node could not deliver). */
   tag: z.union([z.string().max(1024), finite]).optional(),
+  /** Functions and classes of this job only (dispy's `dispy_job_depends`), in its computation's scope. */
+  depends: z.array(dependSchema).max(10_000).optional(),
 });
 /** Starts (or resumes) a file transfer into a computation's directory. */
 export const fileBeginSchema = z.object({

@@ -12,7 +12,16 @@
  * results come back encoded, untouched by the scheduler.
  */
 import { z } from 'zod';
-import { availInfoSchema, bin, computationSchema, errorInfoSchema, fileBeginSchema, fileChunkSchema, relativeName } from './messages.js';
+import {
+  availInfoSchema,
+  bin,
+  computationSchema,
+  dependSchema,
+  errorInfoSchema,
+  fileBeginSchema,
+  fileChunkSchema,
+  relativeName,
+} from './messages.js';
 
 const MAX_TEXT = 1024 * 1024;
 const MAX_SOURCE = 16 * 1024 * 1024;
@@ -72,6 +81,8 @@ export const sjobSchema = z.object({
   maxRuntime: z.number().nonnegative().max(1e9).optional(),
   /** Per-job files sent before with file-begin/file-chunk naming this job: they go to its node with it. */
   files: z.array(relativeName).max(1000).optional(),
+  /** The job's own functions and classes (dispy's `dispy_job_depends`): they go to its node with it. */
+  depends: z.array(dependSchema).max(10_000).optional(),
 });
 export const scancelSchema = z.object({ t: z.literal('cancel'), uid });
 export const scloseSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });

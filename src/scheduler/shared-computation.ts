@@ -244,6 +244,7 @@ export class SharedComputation {
         ...(msg.node !== undefined ? { node: msg.node } : {}),
         ...(msg.maxRuntime !== undefined ? { maxRuntime: msg.maxRuntime } : {}),
         ...(files.length ? { files } : {}),
+        ...(msg.depends?.length ? { depends: msg.depends } : {}),
       });
     } catch (err) {
       const e = asDispyError(err);
