@@ -54,7 +54,7 @@ test('a script runs with the interpreter given with it: [interpreter, ...its arg
   // JavaScript in a .txt file without #! or execute bit: run as itself (or by sh) it would fail.
   const script = file(
     'count.txt',
-    "console.log(`ran ${process.argv.slice(2).join(' ')}`);\nprocess.exit(Number(process.argv[2]) + Number(process.argv[3]));\n",
+    "console.log('ran ' + process.argv.slice(2).join(' '));\nprocess.exit(Number(process.argv[2]) + Number(process.argv[3]));\n",
   );
   const a = await runOnce([process.execPath, script], 2, 3);
   assert.equal(a.code, 5);
@@ -71,7 +71,7 @@ test('a script runs with the interpreter given with it: [interpreter, ...its arg
 test('a .js or .mjs program runs with Node.js by default; process.execPath as an interpreter too', async () => {
   const mjs = file(
     'hello.mjs',
-    "import { argv, exit } from 'node:process';\nconsole.log(`node ${argv.slice(2).join(' ')}`);\nexit(Number(argv[2]));\n",
+    "import { argv, exit } from 'node:process';\nconsole.log('node ' + argv.slice(2).join(' '));\nexit(Number(argv[2]));\n",
   );
   const a = await runOnce(mjs, 7, 'x');
   assert.equal(a.code, 7);
@@ -105,7 +105,7 @@ test('a file nothing can run is refused, naming what to do; bad interpreters are
 });
 
 test('through dispyts scheduler: the interpreter goes with the program', async () => {
-  const script = file('shared.txt', 'console.log(`shared ${process.argv[2]}`);\nprocess.exit(Number(process.argv[2]));\n');
+  const script = file('shared.txt', "console.log('shared ' + process.argv[2]);\nprocess.exit(Number(process.argv[2]));\n");
   const cluster = new SharedJobCluster<Program>([process.execPath, script], {
     schedulerHost: sched.host,
     schedulerPort: sched.port,

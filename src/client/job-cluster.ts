@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError, invalidOption } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
-import type { Computation, Depend, NodeMessage, Reply } from '../protocol/messages.js';
+import type { Computation, Depend, JobFile, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
@@ -25,6 +25,7 @@ import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles,
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
 import { checkOnePortPerHost, discoverSpecs } from './node-ports.js';
 import { computationKind, splitJobDepends } from './job-scope.js';
+import { type JobFileAnswer, ResultFiles } from './result-files.js';
 import { ClusterDiscovery } from './node-discovery.js';
 import { NodeResolver, type NodeLookup } from './node-resolver.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
@@ -183,6 +184,14 @@ export interface JobClusterOptions {
    */
   globals?: Record<string, unknown>;
   /**
+   * Directory where files jobs send home with `dispySendFile(path)` are written, by base name
+   * only (a node can never write outside it), each at most `maxFileSize` bytes; their paths are
+   * in `job.files` before the job's final status.
+   * @default the current working directory
+   * @example resultsDir: './results'
+   */
+  resultsDir?: string;
+  /**
    * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
    * `destPath` share their files.
    * @default undefined (a directory per computation)
@@ -253,6 +262,11 @@ export interface JobClusterOptions {
    * @example logger: pino({ level: 'info' })
    */
   logger?: Logger;
+  /**
+   * @internal For `dispyts scheduler`: files jobs send home go to the program behind it instead
+   * of resultsDir; resolves with that program's answer.
+   */
+  _relayJobFile?: (job: DispyJob, msg: JobFile) => Promise<JobFileAnswer>;
 }
 
 /** One status event, as `cluster.on('status')` delivers it (`cluster`: the cluster that emitted it). */
@@ -447,6 +461,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number; depends?: Depend[] }>();
   /** The kind of computation, for what a job's depends may hold (job-scope.ts). */
   readonly #kind: Computation['kind'] | null;
+  /** Files jobs send home (result-files.ts). */
+  readonly #resultFiles: ResultFiles;
   /** Jobs cancelled while their per-job files were on their way (the job not sent yet). */
   readonly #cancelRequested = new WeakSet<DispyJob>();
   /** Sources of setup and cleanup, shipped with the computation. */
@@ -520,6 +536,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       : buildComputation(computation, options);
     this.name = options.name ?? built.name;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
+    this.#resultFiles = new ResultFiles({ dir: options.resultsDir ?? process.cwd(), maxFileSize: options.maxFileSize ?? 0, log: this.log });
     this.#statusEvents = StatusEventQueue.ofCluster<JobCluster>(this as JobCluster, options, this.log);
     this.#computation = built.wire;
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
@@ -1210,6 +1227,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   // ---- replies from nodes ----
+
+  /** @internal A part of a file a job sends home (dispySendFile), written under resultsDir. */
+  onJobFile(link: NodeLink, msg: JobFile): Promise<JobFileAnswer> {
+    const s = this.#sent.get(msg.uid);
+    const job = s && s.cn.link === link ? s.job : null;
+    if (job && this.#opts._relayJobFile) return this.#opts._relayJobFile(job, msg);
+    return this.#resultFiles.receive(link.host, job, msg);
+  }
 
   /** @internal */
   onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void {
@@ -2061,6 +2086,8 @@ function canSend(cn: ClusterNode): boolean {
 function validateOptions(o: JobClusterOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
   if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
+  if (o.resultsDir !== undefined && (typeof o.resultsDir !== 'string' || o.resultsDir.length === 0))
+    throw invalidOption('resultsDir', 'a directory path', o.resultsDir);
   if (o.globals !== undefined && (o.globals === null || typeof o.globals !== 'object' || Array.isArray(o.globals)))
     throw invalidOption('globals', 'an object of names and values', o.globals);
   if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);

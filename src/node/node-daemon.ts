@@ -29,6 +29,7 @@ import { RunnerPool, type AssignedJob, type Runner, type RunnerOutcome } from '.
 import { NodeAnnouncer } from './node-announcer.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { keepJobCode } from './job-code.js';
+import { FileRelay } from './send-file-relay.js';
 
 export interface NodeDaemonOptions {
   /**
@@ -359,6 +360,8 @@ export class NodeDaemon {
   #served = 0;
   #pulseTimer: NodeJS.Timeout | null = null;
   #pulseEvery = 0;
+  /** Files jobs send home (dispySendFile), on their way to the client. */
+  readonly #fileRelay = new FileRelay();
   /** Provisional results waiting for a congested connection to drain: the latest per job. */
   readonly #heldProvisional = new Map<Channel<ClientMessage, NodeMessage>, Map<number, NodeMessage>>();
   /** Runs while no client connection is open (idleExit). */
@@ -812,6 +815,9 @@ export class NodeDaemon {
       case 'cancel':
         this.#cancel(clientId, msg.uid);
         return;
+      case 'job-file-ack':
+        this.#fileRelay.ack(msg);
+        return;
       case 'close': {
         const owner = this.#ownerOf(clientId);
         const comp = owner?.comps.get(msg.computeId);
@@ -1185,6 +1191,7 @@ export class NodeDaemon {
         this.#send(job, { t: 'provisional', uid: job.uid, result });
       },
       onEnd: (outcome) => this.#ended(job, outcome),
+      onSendFile: (item, reply) => this.#fileRelay.forward((m) => this.#send(job, m), item, reply),
     };
     this.#pool!.assign(runner, assigned, job.args);
   }

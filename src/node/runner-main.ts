@@ -31,6 +31,7 @@ import {
   type RunnerJob,
   type ToRunner,
 } from './runner-protocol.js';
+import { makeSendFiles } from './send-file.js';
 
 /** Bytes of stdout and of stderr kept per job. */
 const OUTPUT_LIMIT = Number(process.env.DISPYTS_OUTPUT_LIMIT) || 1024 * 1024;
@@ -134,6 +135,13 @@ function patch(stream: NodeJS.WriteStream, pick: (c: Current) => OutputBuffer): 
 patch(process.stdout, (c) => c.out);
 patch(process.stderr, (c) => c.err);
 
+/** dispySendFile: a job's files, home before its Done (send-file.ts). */
+const sendFiles = makeSendFiles({
+  currentUid: () => (current && !current.finished ? current.uid : null),
+  report,
+  maxMessage: MAX_MESSAGE,
+});
+
 /** Refuses a value that would not fit in a message to the client (throws DISPY_ERR_MESSAGE_TOO_LARGE). */
 function checkSize(bytes: Buffer, what: string): Buffer {
   if (bytes.length > MAX_MESSAGE) {
@@ -228,6 +236,8 @@ async function run(job: RunnerJob): Promise<void> {
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
     else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
+  // Files the job sends home arrive before its final status.
+  await sendFiles.settle(job.uid);
   if (ok) {
     try {
       result = checkSize(comp.codec.encode(value, 'the result'), 'result').toString('base64');
@@ -386,6 +396,8 @@ if (RUNNER_TAG && process.send) {
 }
 // Module and program computations reach it as a global; functions also get it as a parameter.
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
+// A job sends files home with dispySendFile(path) (send-file.ts).
+(globalThis as Record<string, unknown>).dispySendFile = sendFiles.sendFile;
 
 process.on('message', (msg: ToRunner) => {
   switch (msg.cmd) {
@@ -413,6 +425,9 @@ process.on('message', (msg: ToRunner) => {
     }
     case RunnerCommand.Retire:
       void retire();
+      break;
+    case RunnerCommand.FileAck:
+      sendFiles.onAck(msg);
       break;
   }
 });

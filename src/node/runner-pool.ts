@@ -34,6 +34,8 @@ import {
   type RunnerItem,
   type RunnerJob,
   type ToRunner,
+  type RunnerFileAck,
+  type RunnerSendFile,
 } from './runner-protocol.js';
 import { jobCode } from './job-code.js';
 
@@ -96,6 +98,8 @@ export interface AssignedJob {
   onStarted: (startTime: number) => void;
   onProvisional: (result: Uint8Array) => void;
   onEnd: (outcome: RunnerOutcome) => void;
+  /** A part of a file the job sends home (send-file-relay.ts), and how to answer the runner. */
+  onSendFile?: (item: RunnerSendFile, reply: (ack: RunnerFileAck) => void) => void;
 }
 
 export class Runner {
@@ -382,6 +386,18 @@ export class RunnerPool {
       case RunnerEvent.Provisional: {
         const job = runner.jobs.get(item.uid);
         if (job && !runner.terminating) job.onProvisional(Buffer.from(item.result, 'base64'));
+        return;
+      }
+      case RunnerEvent.SendFile: {
+        const job = runner.jobs.get(item.uid);
+        if (job?.onSendFile && !runner.terminating) job.onSendFile(item, (ack) => runner.send(ack));
+        else
+          runner.send({
+            cmd: RunnerCommand.FileAck,
+            fid: item.fid,
+            offset: 0,
+            error: { code: 'DISPY_ERR_NOT_FOUND', message: 'the job is not running' },
+          });
         return;
       }
       case RunnerEvent.Stray:

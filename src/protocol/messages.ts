@@ -239,6 +239,17 @@ export const resumeSchema = z.object({ t: z.literal('resume'), rid, computeId, u
  */
 export const recoverSchema = z.object({ t: z.literal('recover'), rid, computeId, terminate: z.boolean() });
 
+/**
+ * The client's answer to a `job-file` (dispySendFile): the bytes of the file it now has (a
+ * begin: what it already had, to resume from), or why it refused the file.
+ */
+export const jobFileAckSchema = z.object({
+  t: z.literal('job-file-ack'),
+  fid: uid,
+  offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  error: errorInfoSchema.optional(),
+});
+
 export const clientMessageSchema = z.discriminatedUnion('t', [
   setupSchema,
   jobSchema,
@@ -252,6 +263,7 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
   beatSchema,
   resumeSchema,
   recoverSchema,
+  jobFileAckSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 /** What a client may send (fields with defaults may be left out). */
@@ -354,6 +366,26 @@ export const closingSchema = z.object({ t: z.literal('closing'), reason: z.strin
 /** The node closed a computation on its own (failed setup later, zombie, shutdown). */
 export const closedSchema = z.object({ t: z.literal('closed'), computeId, reason: z.string().max(MAX_TEXT) });
 
+/**
+ * A file a running job sends home (`dispySendFile(path)`), the node→client direction of the
+ * chunked, resumable transfer: without `data` it begins (the client answers with the bytes it
+ * already has), with `data` it is the chunk at `offset`; each is answered with a job-file-ack.
+ * `name` is what the job gave: the client takes a base name only, under its resultsDir.
+ */
+export const jobFileSchema = z.object({
+  t: z.literal('job-file'),
+  uid,
+  /** The transfer, numbered by the node. */
+  fid: uid,
+  name: z.string().max(1024),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** ms since epoch: with an equal size, a file already there with this mtime is complete. */
+  mtime: finite,
+  offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  data: bin.optional(),
+});
+export type JobFile = z.infer<typeof jobFileSchema>;
+
 export const nodeMessageSchema = z.discriminatedUnion('t', [
   nodeInfoSchema,
   startedSchema,
@@ -364,5 +396,6 @@ export const nodeMessageSchema = z.discriminatedUnion('t', [
   closingSchema,
   closedSchema,
   replySchema,
+  jobFileSchema,
 ]);
 export type NodeMessage = z.infer<typeof nodeMessageSchema>;
