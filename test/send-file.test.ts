@@ -11,21 +11,25 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { DispyJob, JobCluster } from '../src/index.js';
+import { DispyJob, JobCluster, SharedJobCluster } from '../src/index.js';
 import { ResultFiles } from '../src/client/result-files.js';
 import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { CLUSTER_SECRET, startScheduler, type TestScheduler } from './helpers/scheduler.js';
 
 declare function dispySendFile(path: string): Promise<void>;
 declare const dispyNodeName: string;
 
 let node: TestNode;
+let sched: TestScheduler;
 let dir: string;
 before(async () => {
   // A small message size: a 1 MB file travels in several chunks.
   node = await startNode({ host: '127.0.0.83', cpus: 1, logLevel: 'warn', args: ['--max-message-size', '300k'] });
+  sched = await startScheduler({ host: '127.0.0.84', nodes: [`${node.host}:${node.port}`], logLevel: 'warn' });
   dir = mkdtempSync(join(tmpdir(), 'dispyts-send-file-'));
 });
 after(async () => {
+  await sched?.stop();
   await node?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -172,4 +176,32 @@ test('a transfer broken off resumes from what the client has; a complete identic
   assert.deepEqual(await files.receive('n', job, { ...head, fid: 3 }), { offset: 3000 }, 'already complete');
   writeFileSync(join(resultsDir, 'other'), 'x');
   assert.deepEqual(readdirSync(resultsDir).sort(), ['other', 'r.bin']);
+});
+
+test('through dispyts scheduler: the file reaches the program behind it, before the job ends', async () => {
+  const resultsDir = join(dir, 'shared');
+  mkdirSync(resultsDir);
+  async function compute(n: number): Promise<number> {
+    const { writeFileSync } = require('node:fs') as typeof import('node:fs');
+    writeFileSync(`part-${n}.txt`, 'x'.repeat(200_000 + n));
+    await dispySendFile(`part-${n}.txt`);
+    return n;
+  }
+  const cluster = new SharedJobCluster(compute, {
+    schedulerHost: sched.host,
+    schedulerPort: sched.port,
+    secret: CLUSTER_SECRET,
+    host: '127.0.0.85',
+    resultsDir,
+  });
+  try {
+    const jobs = [1, 2].map((n) => cluster.submit(n));
+    for (const [i, job] of jobs.entries()) {
+      assert.equal(await job.wait(), i + 1);
+      assert.deepEqual(job.files, [join(resultsDir, `part-${i + 1}.txt`)]);
+      assert.equal(readFileSync(job.files[0]!, 'utf8'), 'x'.repeat(200_000 + i + 1));
+    }
+  } finally {
+    await cluster.close();
+  }
 });

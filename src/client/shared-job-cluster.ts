@@ -39,6 +39,7 @@ import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { statusTable } from './print-status.js';
 import { StatusEventQueue } from './status-events.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
+import { ResultFiles } from './result-files.js';
 
 export interface SharedJobClusterOptions
   extends Pick<
@@ -51,6 +52,7 @@ export interface SharedJobClusterOptions
     | 'setup'
     | 'cleanup'
     | 'globals'
+    | 'resultsDir'
     | 'destPath'
     | 'maxRuntime'
     | 'maxFileSize'
@@ -194,6 +196,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #setupArgs: unknown[];
   /** The kind of computation, for what a job's depends may hold (job-scope.ts). */
   readonly #kind: Computation['kind'] | null;
+  /** Files jobs send home (result-files.ts). */
+  readonly #resultFiles: ResultFiles;
   readonly #nodeSpecs: (string | NodeSpecObject)[];
   readonly #secret: Buffer;
   readonly #tls: TlsMaterial | null;
@@ -266,6 +270,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     for (const s of specs) files.push(...dependFiles(s.depends, 'NodeAllocate.depends', max, files));
     this.#files = files;
     this.#kind = computationKind(computation);
+    this.#resultFiles = new ResultFiles({ dir: options.resultsDir ?? process.cwd(), maxFileSize: options.maxFileSize ?? 0, log: this.log });
     this.#setupArgs = specs.find((s) => s.setupArgs.length > 0)?.setupArgs ?? [];
     this.#nodeSpecs = specs.map(specToWire);
     this.#codec = new PayloadCodec(built.classes);
@@ -747,6 +752,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       case 'job-end':
         this.#onJobEnd(msg);
         return;
+      case 'job-file': {
+        // A file a job sends home (result-files.ts).
+        const ch = this.#channel;
+        void this.#resultFiles.receive('scheduler', this.#jobs.get(msg.uid)?.job ?? null, msg).then((a) => {
+          if (ch && !ch.closed) ch.send({ t: 'job-file-ack', fid: msg.fid, ...a });
+        });
+        return;
+      }
       case 'node-status':
         if (msg.computeId === this.#computeId) this.#onNodeStatus(msg);
         return;
@@ -1321,6 +1334,8 @@ function tagOf(id: unknown): string | number | undefined {
 function validateOptions(o: SharedJobClusterOptions): void {
   if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
   if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
+  if (o.resultsDir !== undefined && (typeof o.resultsDir !== 'string' || o.resultsDir.length === 0))
+    throw invalidOption('resultsDir', 'a directory path', o.resultsDir);
   if (o.globals !== undefined && (o.globals === null || typeof o.globals !== 'object' || Array.isArray(o.globals)))
     throw invalidOption('globals', 'an object of names and values', o.globals);
   if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);

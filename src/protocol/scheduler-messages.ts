@@ -20,6 +20,8 @@ import {
   errorInfoSchema,
   fileBeginSchema,
   fileChunkSchema,
+  jobFileAckSchema,
+  jobFileSchema,
   relativeName,
 } from './messages.js';
 
@@ -125,6 +127,7 @@ export const toSchedulerSchema = z.discriminatedUnion('t', [
   sresumeSchema,
   fileBeginSchema,
   fileChunkSchema,
+  jobFileAckSchema,
 ]);
 export type ToScheduler = z.infer<typeof toSchedulerSchema>;
 export type ToSchedulerInput = z.input<typeof toSchedulerSchema>;
@@ -227,5 +230,6 @@ export const fromSchedulerSchema = z.discriminatedUnion('t', [
   sclosedSchema,
   spulseSchema,
   sreplySchema,
+  jobFileSchema,
 ]);
 export type FromScheduler = z.infer<typeof fromSchedulerSchema>;
