@@ -1733,7 +1733,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   async allocateNode(spec: NodeSpec | DispyNode): Promise<number> {
     if (this.#closing) return -1;
     const alloc = spec instanceof DispyNode ? new NodeAllocate(spec.ipAddr, spec.port) : parseNodeSpecs(spec)[0]!;
-    checkOnePortPerHost([...this.#specs, alloc], 'allocateNode');
+    // A bare address names a node the cluster may already know (at its port): no conflict.
+    if (typeof spec !== 'string') checkOnePortPerHost([...this.#specs, alloc], 'allocateNode');
     // Literal addresses keep precedence over wildcards, as in the constructor.
     const at = alloc.isWildcard ? this.#specs.length : this.#specs.findIndex((s) => s.isWildcard);
     this.#specs.splice(at < 0 ? this.#specs.length : at, 0, alloc);
