@@ -236,8 +236,9 @@ async function run(job: RunnerJob): Promise<void> {
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
     else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
-  // Files the job sends home arrive before its final status.
-  await sendFiles.settle(job.uid);
+  // Files the job sends home arrive before its final status (no wait for a job that sent none).
+  const sending = sendFiles.settle(job.uid);
+  if (sending !== undefined) await sending;
   if (ok) {
     try {
       result = checkSize(comp.codec.encode(value, 'the result'), 'result').toString('base64');

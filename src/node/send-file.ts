@@ -27,8 +27,8 @@ export interface SendFiles {
   sendFile(path: string): Promise<void>;
   /** The daemon's answer to a part sent. */
   onAck(ack: RunnerFileAck): void;
-  /** Resolves once every transfer job `uid` started has ended (however). */
-  settle(uid: number): Promise<void>;
+  /** Resolves once every transfer job `uid` started has ended (however); undefined if it started none. */
+  settle(uid: number): Promise<void> | undefined;
 }
 
 export function makeSendFiles(deps: SendFileDeps): SendFiles {
@@ -91,11 +91,11 @@ export function makeSendFiles(deps: SendFileDeps): SendFiles {
       waiting.delete(ack.fid);
       w?.(ack);
     },
-    async settle(uid: number): Promise<void> {
+    settle(uid: number): Promise<void> | undefined {
       const mine = pending.get(uid);
-      if (!mine) return;
+      if (!mine) return undefined;
       pending.delete(uid);
-      await Promise.all(mine);
+      return Promise.all(mine).then(() => undefined);
     },
   };
 }
