@@ -15,6 +15,7 @@ import os from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DispyHTTPServer } from '../src/index.js';
+import type { DispyCluster } from '../src/client/dispy-cluster.js';
 import { DispyNode } from '../src/client/dispy-node.js';
 import { NodeStatus } from '../src/client/status.js';
 import { browserUnavailable, launchChromium } from '../test/helpers/browser.js';
@@ -79,7 +80,8 @@ class SyntheticCluster extends EventEmitter {
     for (let i = 0; i < n; i++) {
       // Loopback-range strings: only ever shown, never connected to.
       const ip = `127.1.${i >> 8}.${i & 255}`;
-      const node = new DispyNode(ip, 9701, `node-${String(i).padStart(4, '0')}`, this);
+      // Only the HTTP server reads it, through what it needs of a cluster (ViewedCluster).
+      const node = new DispyNode(ip, 9701, `node-${String(i).padStart(4, '0')}`, this as unknown as DispyCluster);
       node.cpus = node.availCpus = node.machineCpus = 8;
       node.busy = i % 9;
       node.jobsDone = i * 3;

@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   DISPY_ERR_OUT_OF_MEMORY: { status: 500, summary: 'job ran out of memory' },
   DISPY_ERR_SETUP: { status: 500, summary: "the computation's setup failed on a node" },
   DISPY_ERR_LISTEN: { status: 500, summary: 'the server cannot listen on its address' },
+  DISPY_ERR_SHARED_STORE_LIMIT: { status: 413, summary: "a node's shared store for a computation is full (its keys or bytes bound)" },
   DISPY_ERR_SLURM: { status: 502, summary: 'a Slurm command failed or a batch job of nodes ended early' },
   DISPY_ERR_INTERNAL: { status: 500, summary: 'internal error' },
 } as const;

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
-import { ROOT, TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 before(async () => {
@@ -16,7 +16,7 @@ after(async () => {
 });
 
 test('a second client process gets DISPY_ERR_NODE_BUSY; the node is free again after close', async () => {
-  const cluster = new JobCluster((x: number) => x * 3, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster((x: number) => x * 3, clusterOn(node));
   assert.equal(await cluster.submit(2).wait(), 6);
   const run = () =>
     promisify(execFile)(

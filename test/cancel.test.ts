@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster, DispyJob } from '../src/index.js';
-import { TEST_SECRET, alive, startNode, until, type TestNode } from './helpers/daemon.js';
+import { alive, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 let dir: string;
@@ -28,7 +28,7 @@ async function hang(file: string) {
 }
 
 test('cancel a queued job, then a running one: its process and its child are gone', async () => {
-  const cluster = new JobCluster(hang, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster(hang, clusterOn(node));
   const file = join(dir, 'pids');
   const running = cluster.submit(file);
   const queued = cluster.submit(join(dir, 'never'));
@@ -52,7 +52,7 @@ test('cancel a queued job, then a running one: its process and its child are gon
 
   assert.equal(await cluster.cancel(running), -1, 'a settled job cannot be cancelled again');
   // The node keeps working after the kill (its runner was replaced).
-  const after = new JobCluster((x: number) => x + 1, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const after = new JobCluster((x: number) => x + 1, clusterOn(node));
   assert.equal(await after.submit(1).wait(), 2);
   await after.close();
   await cluster.close();

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster, recoverJobs, type DispyError } from '../src/index.js';
-import { ROOT, TEST_SECRET, startNode } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, startNode, clusterOn } from './helpers/daemon.js';
 import { liveClient } from './netns/harness.js';
 
 test('an idle client keeps its connection: heartbeats, not jobs, tell the node it is alive', async () => {
@@ -39,7 +39,7 @@ test('recoverJobs is refused while the client of the computation is connected; a
   const node = await startNode({ host: '127.0.0.201', cpus: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-recover-'));
   const recoverFile = join(dir, 'live.recover.json');
-  const cfg = { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, recoverFile, waves: [{ jobs: 1, ms: 20_000 }] };
+  const cfg = { ...clusterOn(node), recoverFile, waves: [{ jobs: 1, ms: 20_000 }] };
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/netns/fixtures/fault-client.ts'), JSON.stringify(cfg)], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobCluster, DispyJob, DispyNode, type DispyStatus } from '../src/index.js';
-import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 before(async () => {
@@ -18,7 +18,7 @@ const sleep = async (ms: number) => {
 };
 
 test('close without terminate waits for every job', async () => {
-  const cluster = new JobCluster(sleep, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster(sleep, clusterOn(node));
   const jobs = [50, 100, 150, 200, 250].map((ms) => cluster.submit(ms));
   assert.equal(await cluster.close(), true);
   for (const j of jobs) assert.equal(j.status, DispyJob.Finished);
@@ -27,7 +27,7 @@ test('close without terminate waits for every job', async () => {
 });
 
 test('wait(timeout) and close({ timeout }) give up without terminating', async () => {
-  const cluster = new JobCluster(sleep, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster(sleep, clusterOn(node));
   const job = cluster.submit(1500);
   assert.equal(await cluster.wait(0.1), false);
   assert.equal(await cluster.close({ timeout: 0.1 }), false);
@@ -45,7 +45,7 @@ test('close({ terminate }) cancels queued jobs and terminates running ones; all 
     clusterStatus: (s) => events.push(s),
   });
   const jobs = Array.from({ length: 8 }, () => cluster.submit(20_000));
-  while (jobs.filter((j) => j.status === DispyJob.Running).length < 2) await new Promise((r) => setTimeout(r, 20));
+  await until(() => jobs.filter((j) => j.status === DispyJob.Running).length >= 2, 30_000, 'two jobs running');
   const t0 = Date.now();
   assert.equal(await cluster.close({ terminate: true }), true);
   assert.ok(Date.now() - t0 < 5000, 'terminating close is quick');
@@ -60,9 +60,9 @@ test('close({ terminate }) cancels queued jobs and terminates running ones; all 
 test('await using closes the cluster', async () => {
   let job: DispyJob | undefined;
   {
-    await using cluster = new JobCluster(sleep, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+    await using cluster = new JobCluster(sleep, clusterOn(node));
     job = cluster.submit(10_000);
-    while (job!.status !== DispyJob.Running) await new Promise((r) => setTimeout(r, 20));
+    await until(() => job!.status === DispyJob.Running, 30_000, 'the job running');
   }
   assert.equal(job!.status, DispyJob.Terminated);
 });

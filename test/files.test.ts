@@ -383,7 +383,7 @@ test('destPath: files go to the client area on the node, shared by clusters with
 });
 
 test('file store: resume after a daemon restart only from a part of the same file; bad chunks refused; per-job files counted', async () => {
-  const { FileStore } = await import('../src/node/file-store.js');
+  const { FileStore } = await import('../src/host/file-store.js');
   const { default: pino } = await import('pino');
   const state = mkdtempSync(join(tmpdir(), 'dispyts-store-'));
   const log = pino({ level: 'silent' });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { DispyHTTPServer, JobCluster, type DispyJob } from '../src/index.js';
 import { browserUnavailable, launchChromium } from './helpers/browser.js';
-import { ROOT, TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { ROOT, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 const unavailable = browserUnavailable();
 if (unavailable) console.log(`# browser tests skipped: ${unavailable}`);
@@ -24,7 +24,8 @@ const VIEWER_PW = 'grace-only-watches';
 
 async function block(file: string): Promise<number> {
   const fs = require('node:fs');
-  while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 20));
+  // Bounded: a test that never creates the file fails on its own timeout, not a job that runs on.
+  for (let i = 0; i < 3000 && !fs.existsSync(file); i++) await new Promise((r) => setTimeout(r, 20));
   return 1;
 }
 
@@ -43,7 +44,7 @@ describe('users and roles in Chromium (127.0.0.161)', { skip: unavailable ?? fal
     dir = mkdtempSync(join(tmpdir(), 'dispyts-auth-ui-'));
     mkdirSync(SHOTS, { recursive: true });
     node = await startNode({ host: '127.0.0.161', cpus: 2, logLevel: 'warn', name: 'node-161' });
-    cluster = new JobCluster(block, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'roles' });
+    cluster = new JobCluster(block, { ...clusterOn(node), name: 'roles' });
     server = new DispyHTTPServer(cluster, {
       host: '127.0.0.1',
       port: 0,

@@ -9,8 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DispyHTTPServer, JobCluster, hashPassword, verifyPassword } from '../src/index.js';
 import { SessionSigner } from '../src/httpd/sessions.js';
-import { LoginLimiter } from '../src/httpd/rate-limit.js';
-import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 import { form, post, request, type Reply } from './helpers/http-client.js';
 
 const ALICE = 'alice-has-a-long-password';
@@ -84,37 +83,6 @@ describe('options', () => {
     s.revoke(session);
     assert.equal(s.verify(value, t0 + 1000), null, 'revoked');
   });
-
-  test('the rate limiter: per (address, name) and per address, a growing delay, never a lock on a name', () => {
-    const l = new LoginLimiter({ attempts: 2, attemptsPerAddress: 3, windowSec: 10, maxDelaySec: 8 });
-    const k = LoginLimiter.keys('127.0.0.66', 'alice');
-    assert.equal(l.retryAfter(k, 0), 0);
-    l.fail(k, 0);
-    assert.equal(l.retryAfter(k, 0), 0, 'free attempts');
-    l.fail(k, 1000);
-    assert.equal(l.retryAfter(k, 1000), 1, 'then 1 s');
-    assert.equal(l.retryAfter(LoginLimiter.keys('127.0.0.1', 'alice'), 1000), 0, 'the name from a clean address is not limited');
-    l.fail(k, 2000);
-    assert.equal(l.retryAfter(k, 2000), 2, 'the wait doubles');
-    l.fail(k, 4000);
-    assert.equal(l.retryAfter(k, 4000), 4);
-    // Another name from that address: its own pair is clean, the address has 4 failures (3 free).
-    assert.equal(l.retryAfter(LoginLimiter.keys('127.0.0.66', 'bob'), 4000), 2, 'the address is slowed down for every name');
-    for (let t = 8000; t <= 20_000; t += 2000) l.fail(k, t);
-    assert.equal(l.retryAfter(k, 20_000), 8, 'at most maxDelaySec');
-    assert.equal(l.retryAfter(k, 28_001), 0);
-    // Quiet for the window after the last wait: forgotten.
-    assert.equal(l.retryAfter(k, 38_001), 0);
-    l.fail(k, 38_001);
-    assert.equal(l.retryAfter(k, 38_001), 0, 'counting starts again');
-    // A success forgets its pair, not its address.
-    const m = new LoginLimiter({ attempts: 1, attemptsPerAddress: 2, windowSec: 60 });
-    const mk = LoginLimiter.keys('127.0.0.7', 'carol');
-    m.fail(mk, 0);
-    m.fail(mk, 0);
-    m.succeed(mk);
-    assert.equal(m.retryAfter(LoginLimiter.keys('127.0.0.7', 'dave'), 0), 1);
-  });
 });
 
 describe('users and roles (127.0.0.150)', () => {
@@ -128,7 +96,7 @@ describe('users and roles (127.0.0.150)', () => {
   before(async () => {
     node = await startNode({ host: '127.0.0.150', cpus: 2, logLevel: 'warn' });
     nodeIp = node.host;
-    cluster = new JobCluster(compute, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'auth' });
+    cluster = new JobCluster(compute, { ...clusterOn(node), name: 'auth' });
     server = new DispyHTTPServer(cluster, {
       host: '127.0.0.1',
       port: 0,

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { DispyHTTPServer, JobCluster } from '../src/index.js';
 import { browserUnavailable, launchChromium } from './helpers/browser.js';
-import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 import { post } from './helpers/http-client.js';
 
 const unavailable = browserUnavailable();
@@ -65,7 +65,7 @@ before(async () => {
   writeFileSync(join(dir, 'monitor.html'), PAGE);
   writeFileSync(join(dir, 'page.js'), 'window.externalRan = true;\n');
   node = await startNode({ host: '127.0.0.227', cpus: 1, name: EVIL, logLevel: 'warn' });
-  cluster = new JobCluster((x: number) => x, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, logLevel: 'silent' });
+  cluster = new JobCluster((x: number) => x, { ...clusterOn(node), logLevel: 'silent' });
   server = new DispyHTTPServer(cluster, {
     host: '127.0.0.228',
     port: 0,

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DispyHTTPServer, JobCluster } from '../src/index.js';
-import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 import { SseViewer, form, request } from './helpers/http-client.js';
 import { C, assertNode, compute, startServer } from './helpers/httpd.js';
 
@@ -57,7 +57,7 @@ after(async () => {
 
 for (const variant of ['keyFile + certFile', 'one PEM as certFile'] as const) {
   test(`HTTPS with ${variant}: API, SSE, same-origin POST, Secure cookies`, async () => {
-    const cluster = new JobCluster(compute, { depends: [C], nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+    const cluster = new JobCluster(compute, { depends: [C], ...clusterOn(node) });
     const { server, base } = await startServer(cluster, variant === 'keyFile + certFile' ? { keyFile, certFile } : { certFile: bothFile });
     try {
       assert.match(base, /^https:\/\/127\.0\.0\.1:\d+$/);

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DispyJob, JobCluster } from '../src/index.js';
-import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 let dir: string;
@@ -53,7 +53,7 @@ function ended(job: DispyJob): Promise<unknown> {
 }
 
 function cluster(opts: { maxRuntime?: number } = {}): JobCluster<typeof work> {
-  return new JobCluster(work, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, ...opts });
+  return new JobCluster(work, { ...clusterOn(node), ...opts });
 }
 
 /** Enough short jobs that the runner's average job time falls far below a millisecond. */
@@ -143,7 +143,7 @@ function raceJob(kind: string, size: number) {
 }
 
 test('a cancel that reaches the node after its job ended keeps the result and kills nothing', async () => {
-  const c = new JobCluster(raceJob, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const c = new JobCluster(raceJob, clusterOn(node));
   const first = await c.submit('small', 0).wait();
   // The node queues `late` behind `big` in the same runner; the cancel reaches the runner only
   // once `big` is done. The daemon spends a while on big's large result, and hears of `late`
@@ -171,7 +171,7 @@ function afterBig(kind: string, file: string) {
 }
 
 test('a job that ends its runner right after a job with a large result: that result stands, the job alone fails, once', async () => {
-  const c = new JobCluster(afterBig, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const c = new JobCluster(afterBig, clusterOn(node));
   const file = join(dir, 'after-big');
   // Short jobs first, so that client and node queue the next two in the runner together: the
   // large Done is still being written when the next job starts.

@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobCluster, DispyJob, DispyJobError, type DispyStatus } from '../src/index.js';
-import { TEST_SECRET, startNode, startNodes, until, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, startNode, startNodes, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 class C {
   s: string;
@@ -162,17 +162,14 @@ describe('output capture', () => {
   });
 
   test('stdout and stderr are captured per job and truncated with a marker', async () => {
-    const cluster = new JobCluster(
-      async (n: number, big: boolean) => {
-        console.log(`out ${n}`);
-        console.error(`err ${n}`);
-        process.stdout.write(`raw ${n}\n`);
-        if (big) process.stdout.write('x'.repeat(5000));
-        await new Promise((r) => setTimeout(r, 5));
-        return n;
-      },
-      { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET },
-    );
+    const cluster = new JobCluster(async (n: number, big: boolean) => {
+      console.log(`out ${n}`);
+      console.error(`err ${n}`);
+      process.stdout.write(`raw ${n}\n`);
+      if (big) process.stdout.write('x'.repeat(5000));
+      await new Promise((r) => setTimeout(r, 5));
+      return n;
+    }, clusterOn(node));
     const jobs = [cluster.submit(1, false), cluster.submit(2, false), cluster.submit(3, true)];
     await Promise.all(jobs.map((j) => j.wait()));
     assert.equal(jobs[0]!.stdout, 'out 1\nraw 1\n');

@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobCluster, DispyJob } from '../src/index.js';
-import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { startNode, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 before(async () => {
@@ -18,7 +18,7 @@ test('a job over the cluster maxRuntime is terminated; shorter ones finish', asy
       await new Promise((r) => setTimeout(r, ms));
       return ms;
     },
-    { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, maxRuntime: 0.5 },
+    { ...clusterOn(node), maxRuntime: 0.5 },
   );
   const slow = cluster.submit(20_000);
   const quick = cluster.submit(50);
@@ -37,7 +37,7 @@ test('a busy loop is stopped too (SIGKILL after the grace period)', async () => 
     () => {
       for (;;);
     },
-    { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, maxRuntime: 0.3 },
+    { ...clusterOn(node), maxRuntime: 0.3 },
   );
   const job = cluster.submit();
   await assert.rejects(job.wait(), /maxRuntime/);

@@ -12,7 +12,7 @@ import { connectChannel } from '../src/protocol/channel.js';
 import { encodeFrame } from '../src/protocol/frame.js';
 import { packMessage } from '../src/protocol/wire-codec.js';
 import { nodeMessageSchema } from '../src/protocol/messages.js';
-import { TEST_SECRET, alive, startNode, until, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, alive, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 const sockets = new Set<net.Socket>();
@@ -81,7 +81,7 @@ function closed(s: net.Socket): Promise<void> {
 /** A real client still gets correct results. */
 async function assertServes(): Promise<void> {
   assert.ok(alive(node.pid), 'daemon alive');
-  const cluster = new JobCluster((x: number) => x + 1, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster((x: number) => x + 1, clusterOn(node));
   try {
     const jobs = [1, 2, 3].map((x) => cluster.submit(x));
     assert.deepEqual(await Promise.all(jobs.map((j) => j.wait())), [2, 3, 4]);

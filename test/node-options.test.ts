@@ -1,12 +1,12 @@
 /** Daemon options that change its life: --zombie-interval, --serve, --idle-exit, --clean. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster } from '../src/index.js';
-import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, alive, runCli, startNode, until, within, clusterOn } from './helpers/daemon.js';
 import { killPids, taggedProcs } from './helpers/procs.js';
 
 function pidsFrom(file: string): [number, number] {
@@ -16,9 +16,10 @@ function pidsFrom(file: string): [number, number] {
 test('--zombie-interval: the jobs of a client that vanished are killed and the node is free again', async () => {
   const node = await startNode({ host: '127.0.0.31', cpus: 1, args: ['--zombie-interval', '1'] });
   const dir = mkdtempSync(join(tmpdir(), 'dispyts-zombie-'));
+  let client: ChildProcess | null = null;
   try {
     const file = join(dir, 'pids');
-    const client = spawn(
+    client = spawn(
       process.execPath,
       ['--import', 'tsx', join(ROOT, 'test/fixtures/vanishing-client.ts'), node.host, String(node.port), TEST_SECRET, file],
       {
@@ -28,15 +29,18 @@ test('--zombie-interval: the jobs of a client that vanished are killed and the n
     );
     await until(() => existsSync(file) && readFileSync(file, 'utf8').includes(' '), 15_000, 'the job to start');
     const [jobPid, childPid] = pidsFrom(file);
+    const exited = new Promise((r) => client!.once('exit', r));
     client.kill('SIGKILL');
-    await new Promise((r) => client.once('exit', r));
+    await exited;
     assert.ok(alive(jobPid), 'the job outlives its client until the zombie interval passes');
     await until(() => !alive(jobPid) && !alive(childPid), 10_000, 'the zombie job and its child to be killed');
     await until(() => /client did not return/.test(node.log()), 5_000, 'the log to say why');
-    const cluster = new JobCluster((x: number) => x * 2, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+    const cluster = new JobCluster((x: number) => x * 2, clusterOn(node));
     assert.equal(await cluster.submit(21).wait(), 42, 'another client gets the node');
     await cluster.close();
   } finally {
+    // A failure before the client was killed must not leave it behind.
+    if (client && client.exitCode === null && client.signalCode === null) client.kill('SIGKILL');
     await node.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -44,7 +48,7 @@ test('--zombie-interval: the jobs of a client that vanished are killed and the n
 
 test('--serve 1: the daemon exits after serving one client', async () => {
   const node = await startNode({ host: '127.0.0.32', cpus: 1, args: ['--serve', '1'] });
-  const cluster = new JobCluster((x: number) => x + 1, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster((x: number) => x + 1, clusterOn(node));
   assert.equal(await cluster.submit(1).wait(), 2);
   await cluster.close();
   assert.equal(await node.exited, 0);

@@ -10,7 +10,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DispyJob, JobCluster } from '../src/index.js';
-import { TEST_SECRET, startNode, until } from './helpers/daemon.js';
+import { startNode, until, clusterOn } from './helpers/daemon.js';
 import { killPids, taggedProcs } from './helpers/procs.js';
 
 let dir: string;
@@ -47,7 +47,7 @@ test('a SIGKILLed daemon leaves nothing tagged alive: program, child and CPU-loo
   const prog = join(dir, 'forking.sh');
   writeFileSync(prog, '#!/bin/sh\nsleep 302 &\nsetsid -f sleep 303\nsleep 304\n');
   chmodSync(prog, 0o755);
-  const where = { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET };
+  const where = clusterOn(node);
   const program = new JobCluster<(...args: unknown[]) => number>(prog, where);
   let spinning: JobCluster | null = null;
   try {
@@ -91,7 +91,7 @@ test('cancel kills what the job started, also a grandchild that left with setsid
   const node = await startNode({ host: '127.0.0.41', cpus: 1 });
   const prefix = `${node.host}/`;
   const seen = new Set<number>();
-  const cluster = new JobCluster(waitAfterForking, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster(waitAfterForking, clusterOn(node));
   try {
     const job = cluster.submit();
     await until(() => job.status === DispyJob.Running && sleeps(prefix, ['305', '306']), 15_000, 'the job and its children');
@@ -109,7 +109,7 @@ test('cancel kills what the job started, also a grandchild that left with setsid
       'nothing the cancelled job started is alive',
     );
     // The node goes on with a fresh runner.
-    const again = new JobCluster((x: number) => x * 2, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+    const again = new JobCluster((x: number) => x * 2, clusterOn(node));
     assert.equal(await again.submit(21).wait(), 42);
     await again.close();
   } finally {

@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync,
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { DispyJob, JobCluster } from '../src/index.js';
-import { TEST_SECRET, alive, startNode, until, type TestNode } from './helpers/daemon.js';
+import { alive, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 let dir: string;
@@ -29,7 +29,7 @@ function script(name: string, body: string, mode = 0o755): string {
   return p;
 }
 
-const opts = () => ({ nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+const opts = () => clusterOn(node);
 /** What a program computation looks like to TypeScript: any arguments (stringified), the exit code. */
 type Program = (...args: unknown[]) => number;
 

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster, DispyJob } from '../src/index.js';
-import { ROOT, TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 declare function dispyProvisionalResult(value: unknown): void;
 
@@ -51,14 +51,11 @@ test('provisional results arrive in order, then the final one', async () => {
 });
 
 test('a provisional result is visible on the job while it still runs', async () => {
-  const cluster = new JobCluster(
-    async () => {
-      dispyProvisionalResult('halfway');
-      await new Promise((r) => setTimeout(r, 1500));
-      return 'end';
-    },
-    { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET },
-  );
+  const cluster = new JobCluster(async () => {
+    dispyProvisionalResult('halfway');
+    await new Promise((r) => setTimeout(r, 1500));
+    return 'end';
+  }, clusterOn(node));
   const job = cluster.submit();
   const t0 = Date.now();
   while (job.result !== 'halfway' && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));

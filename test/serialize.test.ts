@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DispyJob, JobCluster } from '../src/index.js';
-import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, startNode, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 /** A node whose runners have a small heap, for the out-of-memory case. */
@@ -66,7 +66,7 @@ function cluster(on = node) {
 }
 
 test('arguments that cannot travel make submit() throw, naming where; nothing is queued and the cluster works on', async () => {
-  const c = new JobCluster((x: unknown) => typeof x, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const c = new JobCluster((x: unknown) => typeof x, clusterOn(node));
   assert.throws(() => c.submit({ nested: [1, () => 0] }), {
     code: 'DISPY_ERR_SERIALIZE',
     message: /args\[0\]\.nested\[1\]: it is a function/,

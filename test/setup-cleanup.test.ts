@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JobCluster, DispyNode, NodeAllocate, type DispyError } from '../src/index.js';
-import { TEST_SECRET, startNode, until, type TestNode } from './helpers/daemon.js';
+import { TEST_SECRET, startNode, until, type TestNode, clusterOn } from './helpers/daemon.js';
 
 declare const dispyState: { factor: number; dir: string };
 
@@ -70,7 +70,7 @@ test('a failing setup closes the computation on that node: an error event and a 
   await cluster.close({ terminate: true });
   await assert.rejects(job.wait(), { code: 'DISPY_ERR_JOB_CANCELLED' });
   // The node is free for the next cluster.
-  const next = new JobCluster((x: number) => x + 1, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const next = new JobCluster((x: number) => x + 1, clusterOn(node));
   assert.equal(await next.submit(1).wait(), 2);
   await next.close();
 });

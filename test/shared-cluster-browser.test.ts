@@ -39,6 +39,7 @@ describe('scheduler monitor and a shared cluster in Chromium', { skip: unavailab
       nodes: nodes.map((x) => `${x.host}:${x.port}`),
       nodeSecret: TEST_SECRET,
       clusterSecret: CLUSTER_SECRET,
+      logLevel: 'info',
       httpdHost: SCHED_HOST,
     });
   });

@@ -34,6 +34,7 @@ before(async () => {
     nodes: nodeList(nodes),
     nodeSecret: TEST_SECRET,
     clusterSecret: CLUSTER_SECRET,
+    logLevel: 'info',
     zombieInterval: 1,
     httpdHost: SCHED_HOST,
   });
@@ -194,6 +195,7 @@ test('the scheduler killed, then restarted and stopped: every pending job and ca
     nodes: nodeList(nodes),
     nodeSecret: TEST_SECRET,
     clusterSecret: CLUSTER_SECRET,
+    logLevel: 'info',
     zombieInterval: 1,
   });
   extra.push(restarted);

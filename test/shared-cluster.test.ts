@@ -28,6 +28,7 @@ before(async () => {
     nodes: nodes.map((n) => `${n.host}:${n.port}`),
     nodeSecret: TEST_SECRET,
     clusterSecret: CLUSTER_SECRET,
+    logLevel: 'info',
   });
 });
 
@@ -107,7 +108,8 @@ test("DispyHTTPServer(sharedCluster) shows that client's jobs, shared: true; add
   const cluster = new SharedJobCluster(
     async (ms: number, waitFor: string) => {
       const { existsSync } = require('node:fs');
-      while (!existsSync(waitFor)) await new Promise((r) => setTimeout(r, 10));
+      // Bounded: a test that never releases it fails on its own timeout, not a job that runs on.
+      for (let i = 0; i < 6000 && !existsSync(waitFor); i++) await new Promise((r) => setTimeout(r, 10));
       return ms;
     },
     // From its own address (`host`): the scheduler names the cluster after it.

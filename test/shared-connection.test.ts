@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobCluster } from '../src/index.js';
-import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { startNode, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 before(async () => {
@@ -20,8 +20,8 @@ test('two clusters share one node: at most 2 jobs run at once, each counts its o
     await new Promise((r) => setTimeout(r, ms));
     return ms;
   };
-  const a = new JobCluster(work, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'a' });
-  const b = new JobCluster(work, { nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET, name: 'b' });
+  const a = new JobCluster(work, { ...clusterOn(node), name: 'a' });
+  const b = new JobCluster(work, { ...clusterOn(node), name: 'b' });
   const jobs = [...Array.from({ length: 6 }, () => a.submit(120)), ...Array.from({ length: 6 }, () => b.submit(120))];
   await Promise.all(jobs.map((j) => j.wait()));
   // Concurrency as the node measured it (start and end times taken by the runners). Status

@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JobCluster } from '../src/index.js';
-import { TEST_SECRET, startNode, type TestNode } from './helpers/daemon.js';
+import { startNode, type TestNode, clusterOn } from './helpers/daemon.js';
 
 let node: TestNode;
 before(async () => {
@@ -52,7 +52,7 @@ function compute(side: number, mode: Mode): { area: number; scaled: number; labe
 
 test('a TypeScript function with nested named functions, classes and enums runs on a node', async () => {
   assert.match(compute.toString(), /__name\(/, 'tsx emitted __name calls (this test covers the prelude)');
-  const cluster = new JobCluster(compute, { depends: [Square], nodes: [{ host: node.host, port: node.port }], secret: TEST_SECRET });
+  const cluster = new JobCluster(compute, { depends: [Square], ...clusterOn(node) });
   const r = await cluster.submit(3, Mode.Triple).wait();
   assert.deepEqual(r, { area: 9, scaled: 27, labels: ['local:9', 'sq', '1'] });
   await cluster.close();

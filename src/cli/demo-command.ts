@@ -9,30 +9,35 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { DispyError } from '../errors.js';
+import { type CliCommand, HELP_OPTION, helpText, parseCommand } from './options.js';
 import { JobCluster } from '../client/job-cluster.js';
 import { DispyJob } from '../client/dispy-job.js';
 import { DispyHTTPServer } from '../httpd/dispy-http-server.js';
 import { HTTP_PORT } from '../protocol/constants.js';
 import { parseIntOption, parseSeconds } from './args.js';
 
-export const DEMO_HELP = `Usage: dispyts demo [options]
-
-Starts two node daemons on 127.0.0.2 and 127.0.0.3, runs a cluster of the seed's example on
+/** `dispyts demo`'s options: its parser and `--help` come from this table. */
+export const DEMO_COMMAND = {
+  usage: 'dispyts demo [options]',
+  intro: `Starts two node daemons on 127.0.0.2 and 127.0.0.3, runs a cluster of the seed's example on
 them (objects of class C as arguments, jobs that sleep a few seconds) with the monitor on
 http://127.0.0.1:8181, prints each result and the cluster's status, and stops everything on
-Ctrl-C.
+Ctrl-C.`,
+  column: 16,
+  options: [
+    { name: 'port', arg: 'N', help: 'port of the monitor (default 8181; 0 = any free port)' },
+    { name: 'http-host', arg: 'ADDR', help: 'address of the monitor (default 127.0.0.1)' },
+    { name: 'duration', arg: 'S', help: 'stop after S seconds (default: run until Ctrl-C)' },
+    { name: 'jobs', arg: 'N', help: 'stop after N jobs finished (default: no limit)' },
+    { name: 'job-seconds', arg: 'S', help: 'longest job in seconds; each sleeps a random 20-100% of it (default 3)' },
+    { name: 'cpus', arg: 'N', help: 'CPUs per node (default 2)' },
+    HELP_OPTION,
+  ],
+} as const satisfies CliCommand;
 
-Options:
-  --port N          port of the monitor (default 8181; 0 = any free port)
-  --http-host ADDR  address of the monitor (default 127.0.0.1)
-  --duration S      stop after S seconds (default: run until Ctrl-C)
-  --jobs N          stop after N jobs finished (default: no limit)
-  --job-seconds S   longest job in seconds; each sleeps a random 20-100% of it (default 3)
-  --cpus N          CPUs per node (default 2)
-  -h, --help        show this help
-`;
+/** `dispyts demo --help`. */
+export const DEMO_HELP = helpText(DEMO_COMMAND);
 
 /** The seed's class: its toString is what the Node page shows as a job's arguments. */
 class C {
@@ -114,19 +119,7 @@ async function stopDemoNode(n: DemoNode): Promise<void> {
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      duration: { type: 'string' },
-      jobs: { type: 'string' },
-      'job-seconds': { type: 'string' },
-      cpus: { type: 'string' },
-      port: { type: 'string' },
-      'http-host': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseCommand(DEMO_COMMAND, argv);
   if (values.help) {
     process.stdout.write(DEMO_HELP);
     return 0;

@@ -4,23 +4,26 @@
  * `passwordHash` of a user (`--httpd-users` files, `auth.users`).
  */
 import { text } from 'node:stream/consumers';
-import { parseArgs } from 'node:util';
 import { DispyError } from '../errors.js';
 import { MAX_PASSWORD, hashPassword } from '../httpd/users.js';
+import { type CliCommand, HELP_OPTION, helpText, parseCommand } from './options.js';
 
-export const HASH_PASSWORD_HELP = `Usage: dispyts hash-password < password.txt
-
-Reads one password from standard input (the first line; 8 to ${MAX_PASSWORD} characters) and
+/** `dispyts hash-password`'s options: its parser and `--help` come from this table. */
+export const HASH_PASSWORD_COMMAND = {
+  usage: 'dispyts hash-password < password.txt',
+  intro: `Reads one password from standard input (the first line; 8 to ${MAX_PASSWORD} characters) and
 prints its scrypt hash, for "passwordHash" in a --httpd-users file or in auth.users:
 
-  printf '%s' 'a long passphrase' | dispyts hash-password
+  printf '%s' 'a long passphrase' | dispyts hash-password`,
+  column: 11,
+  options: [HELP_OPTION],
+} as const satisfies CliCommand;
 
-Options:
-  -h, --help   show this help
-`;
+/** `dispyts hash-password --help`. */
+export const HASH_PASSWORD_HELP = helpText(HASH_PASSWORD_COMMAND);
 
 export async function hashPasswordCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseCommand(HASH_PASSWORD_COMMAND, argv);
   if (values.help) {
     process.stdout.write(HASH_PASSWORD_HELP);
     return 0;

@@ -1,21 +1,8 @@
 #!/usr/bin/env node
 /** The `dispyts` command: `node`, `scheduler`, `demo`, `hash-password` and `slurm-node` subcommands. */
 import { DispyError } from '../errors.js';
+import { MAIN_HELP as HELP } from './main-help.js';
 import { nodeCommand } from './node-command.js';
-
-const HELP = `Usage: dispyts <command> [options]
-
-Commands:
-  node        run a compute node daemon on this machine
-  scheduler   share nodes between several client programs (SharedJobCluster)
-  demo        start two local nodes (127.0.0.2, 127.0.0.3) and run a cluster on them
-  hash-password
-              print the scrypt hash of a password read from standard input (for users of
-              the HTTP server: --httpd-users, auth.users)
-  slurm-node  run a node as a task of a Slurm job and report it ready (slurmNodes() uses it)
-
-Run "dispyts <command> --help" for a command's options.
-`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

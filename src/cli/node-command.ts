@@ -1,11 +1,11 @@
 /** `dispyts node`: runs a compute node daemon until SIGTERM/SIGINT. */
-import { parseArgs } from 'node:util';
 import { NodeDaemon } from '../node/node-daemon.js';
 import type { NodeHttpServer } from '../node/node-httpd.js';
 import { readSecretFile, resolveSecret } from '../protocol/secret.js';
 import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
+import { type CliCommand, HELP_OPTION, LOG_LEVEL_OPTION, helpText, parseCommand, parseLogLevel } from './options.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { checkNode } from '../node/node-check.js';
 
@@ -16,61 +16,115 @@ function parseDiscovery(text: string | undefined): DiscoveryMode | undefined {
   return text as DiscoveryMode;
 }
 
-export const NODE_HELP = `Usage: dispyts node [options]
-
-Runs a compute node: accepts one client program at a time and runs its jobs on this
-machine's CPUs, one process group per running job.
-
-Options:
-  --host ADDR              address to listen on and the node's identity (default 127.0.0.1)
-  --port N                 TCP port, 0 for any free one (default 9701)
-  --cpus N                 CPUs to offer: 0 = all, negative = all but N (default 0)
-  --name NAME              name shown to clients (default: the host name)
-  --secret S               shared secret (default: the per-user file ~/.config/dispyts/secret)
-  --secret-file FILE       read the shared secret from FILE (mode 600; keeps it out of \`ps\`)
-  --dest-path-prefix DIR   where computations keep files (default: <tmpdir>/dispyts/node)
-  --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
-  --max-message-size SIZE  largest message accepted from or sent to a client, e.g. 256m (default
-                           64m, at least 64k): job arguments and results must fit in it; clients
-                           are told, and a job whose result does not fit ends Terminated
-  --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
-                           once (default 64); before authentication a frame is 4 KiB at most
-  --max-handshakes-per-peer N   of those, how many from one address (default 8)
-  --zombie-interval S      longest a vanished client's running jobs go on, if it keeps a
-                           recover file (others end at its reconnect window) (default 3600)
-  --serve N                exit after serving N clients (default -1 = never)
-  --idle-exit S            exit when no client has been connected for S seconds, since the start
-                           or since the last client left; a vanished client's jobs are
-                           terminated then (default: never; slurmNodes starts nodes with 60)
-  --clean                  kill job processes a previous daemon here left and wipe its files
-  --insecure               allow a non-loopback --host without --secret or --secret-file
-  --pulse-interval S       seconds between heartbeats to a client that asks for none (default 10)
-  --cert-file FILE         serve TLS only, with this PEM certificate (and key, if it holds one)
-  --key-file FILE          the PEM private key of --cert-file
-  --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
-  --discovery MODE         broadcast, multicast or off (default broadcast): with a non-loopback
-                           --host, hear clients' UDP discover requests on that interface's
-                           broadcast address (multicast: group 239.255.97.5, TTL 1) at --port and
-                           announce the node to UDP port 9700 when it starts and when it becomes
-                           free. A loopback --host (the default) sends no UDP at all
-  --httpd [HOST:]PORT      serve this node's own page and JSON (status, client, jobs, CPUs; an
-                           admin may change its CPUs or drain it) on PORT (0: any free one), on
-                           the node's address if it is a loopback one, else 127.0.0.1, unless
-                           HOST says otherwise (default: off). Prints the page's login URL
-  --httpd-token TOKEN      the page's admin token, 16+ characters (default: derived from the
-                           node's secret, so whoever has the secret can compute it)
-  --httpd-viewer-token T   a second token that shows the page without the admin controls
-  --httpd-trusted-proxy A  the address of a reverse proxy in front of the page; needs
-  --httpd-public-url URL   the URL browsers use through it (the same-origin check uses it)
-  --log-level LEVEL        trace, debug, info, warn, error (default info)
-  --parent-pid PID         stop when process PID exits (the demo and tests use it)
-  --check                  do not serve: ask the node at --host:--port whether it serves, as a
-                           client would (authenticated with --secret or --secret-file, TLS with
-                           --cert-file), print its state and exit 0, or exit 1 saying why not
-                           (within 10 s). For health checks such as a Kubernetes exec probe
-  -h, --help               show this help
-
-A client whose connections are gone (closed, or silent for 5 of its heartbeat intervals) and
+/** `dispyts node`'s options: its parser and `--help` come from this table. */
+export const NODE_COMMAND = {
+  usage: 'dispyts node [options]',
+  intro: `Runs a compute node: accepts one client program at a time and runs its jobs on this
+machine's CPUs, one process group per running job.`,
+  column: 23,
+  options: [
+    { name: 'host', arg: 'ADDR', help: `address to listen on and the node's identity (default 127.0.0.1)` },
+    { name: 'port', arg: 'N', help: 'TCP port, 0 for any free one (default 9701)' },
+    { name: 'cpus', arg: 'N', help: 'CPUs to offer: 0 = all, negative = all but N (default 0)' },
+    { name: 'name', arg: 'NAME', help: 'name shown to clients (default: the host name)' },
+    { name: 'secret', arg: 'S', help: 'shared secret (default: the per-user file ~/.config/dispyts/secret)' },
+    { name: 'secret-file', arg: 'FILE', help: 'read the shared secret from FILE (mode 600; keeps it out of `ps`)' },
+    { name: 'dest-path-prefix', arg: 'DIR', help: 'where computations keep files (default: <tmpdir>/dispyts/node)' },
+    { name: 'max-file-size', arg: 'SIZE', help: 'largest file a client may send, e.g. 10m (default 0 = unlimited)' },
+    {
+      name: 'max-message-size',
+      arg: 'SIZE',
+      help: [
+        'largest message accepted from or sent to a client, e.g. 256m (default',
+        '64m, at least 64k): job arguments and results must fit in it; clients',
+        'are told, and a job whose result does not fit ends Terminated',
+      ],
+    },
+    {
+      name: 'max-handshakes',
+      arg: 'N',
+      help: [
+        'connections allowed in their handshake (not yet authenticated) at',
+        'once (default 64); before authentication a frame is 4 KiB at most',
+      ],
+    },
+    { name: 'max-handshakes-per-peer', arg: 'N', help: 'of those, how many from one address (default 8)' },
+    {
+      name: 'shared-store-keys',
+      arg: 'N',
+      help: ["keys and lock names each computation's shared store (dispyNodeShared)", 'may hold on this node (default 10000)'],
+    },
+    { name: 'shared-store-size', arg: 'SIZE', help: 'bytes of keys and values it may hold, e.g. 1m (default 16m)' },
+    {
+      name: 'zombie-interval',
+      arg: 'S',
+      help: [
+        `longest a vanished client's running jobs go on, if it keeps a`,
+        'recover file (others end at its reconnect window) (default 3600)',
+      ],
+    },
+    { name: 'serve', arg: 'N', help: 'exit after serving N clients (default -1 = never)' },
+    {
+      name: 'idle-exit',
+      arg: 'S',
+      help: [
+        'exit when no client has been connected for S seconds, since the start',
+        `or since the last client left; a vanished client's jobs are`,
+        'terminated then (default: never; slurmNodes starts nodes with 60)',
+      ],
+    },
+    { name: 'clean', help: 'kill job processes a previous daemon here left and wipe its files' },
+    { name: 'insecure', help: 'allow a non-loopback --host without --secret or --secret-file' },
+    { name: 'pulse-interval', arg: 'S', help: 'seconds between heartbeats to a client that asks for none (default 10)' },
+    { name: 'cert-file', arg: 'FILE', help: 'serve TLS only, with this PEM certificate (and key, if it holds one)' },
+    { name: 'key-file', arg: 'FILE', help: 'the PEM private key of --cert-file' },
+    { name: 'ca-file', arg: 'FILE', help: 'mutual TLS: require client certificates signed by a CA in FILE' },
+    {
+      name: 'discovery',
+      arg: 'MODE',
+      help: [
+        'broadcast, multicast or off (default broadcast): with a non-loopback',
+        `--host, hear clients' UDP discover requests on that interface's`,
+        'broadcast address (multicast: group 239.255.97.5, TTL 1) at --port and',
+        'announce the node to UDP port 9700 when it starts and when it becomes',
+        'free. A loopback --host (the default) sends no UDP at all',
+      ],
+    },
+    {
+      name: 'httpd',
+      arg: '[HOST:]PORT',
+      help: [
+        `serve this node's own page and JSON (status, client, jobs, CPUs; an`,
+        'admin may change its CPUs or drain it) on PORT (0: any free one), on',
+        `the node's address if it is a loopback one, else 127.0.0.1, unless`,
+        `HOST says otherwise (default: off). Prints the page's login URL`,
+      ],
+    },
+    {
+      name: 'httpd-token',
+      arg: 'TOKEN',
+      help: [
+        `the page's admin token, 16+ characters (default: derived from the`,
+        `node's secret, so whoever has the secret can compute it)`,
+      ],
+    },
+    { name: 'httpd-viewer-token', arg: 'T', help: 'a second token that shows the page without the admin controls' },
+    { name: 'httpd-trusted-proxy', arg: 'A', help: 'the address of a reverse proxy in front of the page; needs' },
+    { name: 'httpd-public-url', arg: 'URL', help: 'the URL browsers use through it (the same-origin check uses it)' },
+    LOG_LEVEL_OPTION,
+    { name: 'parent-pid', arg: 'PID', help: 'stop when process PID exits (the demo and tests use it)' },
+    {
+      name: 'check',
+      help: [
+        'do not serve: ask the node at --host:--port whether it serves, as a',
+        'client would (authenticated with --secret or --secret-file, TLS with',
+        '--cert-file), print its state and exit 0, or exit 1 saying why not',
+        '(within 10 s). For health checks such as a Kubernetes exec probe',
+      ],
+    },
+    HELP_OPTION,
+  ],
+  outro: `A client whose connections are gone (closed, or silent for 5 of its heartbeat intervals) and
 that does not return within its reconnect window (10 s, or 5 x its pulseInterval) has its
 queued jobs dropped and its running jobs terminated, and the next client is served. A client
 that keeps a recover file has its running jobs go on until they end or --zombie-interval
@@ -80,50 +134,18 @@ its recover file.
 
 Prints "dispyts node ready on HOST:PORT ..." once serving. SIGTERM or SIGINT terminates the
 running jobs (their clients see them Terminated) and exits. Clients verify a TLS node's
-certificate against its address: it needs an IP subjectAltName for --host.
-`;
+certificate against its address: it needs an IP subjectAltName for --host.`,
+} as const satisfies CliCommand;
+
+/** `dispyts node --help`. */
+export const NODE_HELP = helpText(NODE_COMMAND);
 
 /**
  * Runs `dispyts node ARGV` until the daemon stops. `onReady` (used by `dispyts slurm-node`) runs
  * once the daemon serves; if it throws, the daemon stops and the error is the command's.
  */
 export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon) => Promise<void> | void): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      cpus: { type: 'string' },
-      name: { type: 'string' },
-      secret: { type: 'string' },
-      'secret-file': { type: 'string' },
-      'dest-path-prefix': { type: 'string' },
-      'max-file-size': { type: 'string' },
-      'max-message-size': { type: 'string' },
-      'max-handshakes': { type: 'string' },
-      'max-handshakes-per-peer': { type: 'string' },
-      'zombie-interval': { type: 'string' },
-      'pulse-interval': { type: 'string' },
-      serve: { type: 'string' },
-      'idle-exit': { type: 'string' },
-      clean: { type: 'boolean' },
-      'parent-pid': { type: 'string' },
-      insecure: { type: 'boolean' },
-      'cert-file': { type: 'string' },
-      'key-file': { type: 'string' },
-      'ca-file': { type: 'string' },
-      discovery: { type: 'string' },
-      httpd: { type: 'string' },
-      'httpd-token': { type: 'string' },
-      'httpd-viewer-token': { type: 'string' },
-      'httpd-trusted-proxy': { type: 'string' },
-      'httpd-public-url': { type: 'string' },
-      'log-level': { type: 'string' },
-      check: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseCommand(NODE_COMMAND, argv);
   if (values.help) {
     process.stdout.write(NODE_HELP);
     return 0;
@@ -174,6 +196,10 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
     maxHandshakes: parseIntOption('max-handshakes', values['max-handshakes'], { min: 1 }),
     maxHandshakesPerPeer: parseIntOption('max-handshakes-per-peer', values['max-handshakes-per-peer'], { min: 1 }),
     zombieInterval: parseSeconds('zombie-interval', values['zombie-interval']),
+    sharedStore: {
+      maxKeys: parseIntOption('shared-store-keys', values['shared-store-keys'], { min: 1 }),
+      maxBytes: values['shared-store-size'] === undefined ? undefined : parseSize('shared-store-size', values['shared-store-size']),
+    },
     pulseInterval: parseSeconds('pulse-interval', values['pulse-interval']),
     serve: parseIntOption('serve', values.serve, { min: -1 }),
     idleExit: parseSeconds('idle-exit', values['idle-exit']),
@@ -183,7 +209,7 @@ export async function nodeCommand(argv: string[], onReady?: (daemon: NodeDaemon)
     keyFile: values['key-file'],
     caFile: values['ca-file'],
     discovery: parseDiscovery(values.discovery),
-    logLevel: values['log-level'],
+    logLevel: parseLogLevel(values['log-level']),
   });
   const { host, port } = await daemon.start();
   // Before the ready line: whoever reads it may send SIGTERM at once and expect a clean stop.

@@ -1,8 +1,8 @@
 /** `dispyts scheduler`: shares nodes between client programs until SIGTERM/SIGINT. */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
 import { DispyError } from '../errors.js';
+import { type CliCommand, HELP_OPTION, LOG_LEVEL_OPTION, helpText, parseCommand, parseLogLevel } from './options.js';
 import type { UserOptions } from '../httpd/users.js';
 import { parseHttpdAddress } from '../node/node-httpd.js';
 import { readSecretFile } from '../protocol/secret.js';
@@ -11,78 +11,148 @@ import { SchedulerMonitor } from '../scheduler/scheduler-monitor.js';
 import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 
-export const SCHEDULER_HELP = `Usage: dispyts scheduler [options]
-
-Lets several client programs (SharedJobCluster) share one set of nodes. Toward the nodes the
+/** `dispyts scheduler`'s options: its parser and `--help` come from this table. */
+export const SCHEDULER_COMMAND = {
+  usage: 'dispyts scheduler [options]',
+  intro: `Lets several client programs (SharedJobCluster) share one set of nodes. Toward the nodes the
 scheduler is one ordinary client; each client computation runs in it as a JobCluster, and a
-policy decides which computation gets each free CPU.
-
-Options:
-  --node NODE              a node to share: host, IP, or wildcard such as 10.0.0.*, each
-                           optionally with :PORT (default 9701); repeat for more (default *:
-                           nodes discovered by UDP on the interface of --host; a loopback --host
-                           sends no UDP, so a loopback scheduler needs --node)
-  --host ADDR              address clients connect to (default 127.0.0.1)
-  --port N                 port for clients, 0 for any free one (default 9702)
-  --name NAME              name told to clients (default: the host name)
-  --node-secret S          shared secret of the nodes (default: the per-user secret file)
-  --node-secret-file FILE  read it from FILE (mode 600; keeps it out of \`ps\`)
-  --cluster-secret S       secret clients authenticate with (default: the per-user secret file)
-  --cluster-secret-file F  read it from F (mode 600)
-  --node-cert-file FILE    TLS toward nodes: this scheduler's client certificate (PEM)
-  --node-key-file FILE     its private key
-  --node-ca-file FILE      CA the nodes' certificates chain to (turns TLS toward nodes on)
-  --cert-file FILE         TLS toward clients: serve TLS only, with this certificate (PEM)
-  --key-file FILE          its private key
-  --ca-file FILE           mutual TLS: require client certificates signed by a CA in FILE
-  --pulse-interval S       seconds between heartbeats: asked of nodes (a node silent for 5 of
-                           them is declared dead) and sent to clients (default 10 s)
-  --ping-interval S        seconds between re-discoveries of nodes (default: off)
-  --zombie-interval S      at most this many seconds a vanished client's computations are
-                           kept (no job of them starts meanwhile) before they are closed,
-                           queued jobs dropped and running ones terminated; a client's shorter
-                           reconnectTimeout wins (default 3600; dispy's is in minutes)
-  --max-file-size SIZE     largest file a client may send, e.g. 10m (default 0 = unlimited)
-  --max-message-size SIZE  largest message accepted from or sent to a client, e.g. 256m (default
-                           64m, at least 64k): job arguments and results must fit in it; clients
-                           are told, and a job whose result does not fit ends Terminated
-  --max-handshakes N       connections allowed in their handshake (not yet authenticated) at
-                           once (default 64); before authentication a frame is 4 KiB at most
-  --max-handshakes-per-peer N   of those, how many from one address (default 8)
-  --dest-path-prefix DIR   where clients' files are kept (default: <tmpdir>/dispyts/scheduler)
-  --clean                  delete what a previous scheduler at --host left there
-  --policy P               which computation gets a free CPU: fsfs (the one whose earliest
-                           queued job was submitted first; default), fair (the one served least
-                           recently) or early (the one created first)
-  --cooperative            let any computation change its nodes' CPUs (setNodeCpus, and the
-                           monitor's Manage page); without it only exclusive computations may
-  --insecure               allow a non-loopback --host without a cluster secret
-  --httpd [HOST:]PORT      serve the monitor (DispyHTTPServer) over every client's cluster on
-                           PORT (0: any free one), on HOST (default 127.0.0.1)
-  --httpd-token TOKEN      the monitor's token, 16+ characters (default: generated and printed
-                           when HOST is not loopback; loopback browsers need none)
-  --httpd-users FILE       users who sign in to the monitor, a JSON file:
-                           {"alice": {"passwordHash": "scrypt$...", "role": "admin"},
-                            "bob": {"passwordHash": "scrypt$...", "role": "viewer"}}
-                           (hashes from "dispyts hash-password"; viewers cannot act)
-  --httpd-cert-file FILE   serve the monitor over HTTPS with this certificate (PEM)
-  --httpd-key-file FILE    its private key
-  --httpd-trusted-proxy A  the address of a reverse proxy in front of the monitor (nginx,
-                           Caddy): its requests are never trusted as loopback, the client
-                           address it forwards is honoured; needs --httpd-public-url
-  --httpd-public-url URL   the URL browsers use through that proxy, e.g.
-                           https://monitor.example.org (the same-origin check uses it)
-  --log-level LEVEL        trace, debug, info, warn, error (default info)
-  --parent-pid PID         stop when process PID exits (tests use it)
-  -h, --help               show this help
-
-Prints "dispyts scheduler ready on HOST:PORT ..." once serving. An exclusive computation waits
+policy decides which computation gets each free CPU.`,
+  column: 23,
+  options: [
+    {
+      name: 'node',
+      arg: 'NODE',
+      multiple: true,
+      help: [
+        'a node to share: host, IP, or wildcard such as 10.0.0.*, each',
+        'optionally with :PORT (default 9701); repeat for more (default *:',
+        'nodes discovered by UDP on the interface of --host; a loopback --host',
+        'sends no UDP, so a loopback scheduler needs --node)',
+      ],
+    },
+    { name: 'host', arg: 'ADDR', help: 'address clients connect to (default 127.0.0.1)' },
+    { name: 'port', arg: 'N', help: 'port for clients, 0 for any free one (default 9702)' },
+    { name: 'name', arg: 'NAME', help: 'name told to clients (default: the host name)' },
+    { name: 'node-secret', arg: 'S', help: 'shared secret of the nodes (default: the per-user secret file)' },
+    { name: 'node-secret-file', arg: 'FILE', help: 'read it from FILE (mode 600; keeps it out of `ps`)' },
+    { name: 'cluster-secret', arg: 'S', help: 'secret clients authenticate with (default: the per-user secret file)' },
+    { name: 'cluster-secret-file', arg: 'F', help: 'read it from F (mode 600)' },
+    { name: 'node-cert-file', arg: 'FILE', help: `TLS toward nodes: this scheduler's client certificate (PEM)` },
+    { name: 'node-key-file', arg: 'FILE', help: 'its private key' },
+    { name: 'node-ca-file', arg: 'FILE', help: `CA the nodes' certificates chain to (turns TLS toward nodes on)` },
+    { name: 'cert-file', arg: 'FILE', help: 'TLS toward clients: serve TLS only, with this certificate (PEM)' },
+    { name: 'key-file', arg: 'FILE', help: 'its private key' },
+    { name: 'ca-file', arg: 'FILE', help: 'mutual TLS: require client certificates signed by a CA in FILE' },
+    {
+      name: 'pulse-interval',
+      arg: 'S',
+      help: [
+        'seconds between heartbeats: asked of nodes (a node silent for 5 of',
+        'them is declared dead) and sent to clients (default 10 s)',
+      ],
+    },
+    { name: 'ping-interval', arg: 'S', help: 'seconds between re-discoveries of nodes (default: off)' },
+    {
+      name: 'zombie-interval',
+      arg: 'S',
+      help: [
+        `at most this many seconds a vanished client's computations are`,
+        'kept (no job of them starts meanwhile) before they are closed,',
+        `queued jobs dropped and running ones terminated; a client's shorter`,
+        `reconnectTimeout wins (default 3600; dispy's is in minutes)`,
+      ],
+    },
+    { name: 'max-file-size', arg: 'SIZE', help: 'largest file a client may send, e.g. 10m (default 0 = unlimited)' },
+    {
+      name: 'max-message-size',
+      arg: 'SIZE',
+      help: [
+        'largest message accepted from or sent to a client, e.g. 256m (default',
+        '64m, at least 64k): job arguments and results must fit in it; clients',
+        'are told, and a job whose result does not fit ends Terminated',
+      ],
+    },
+    {
+      name: 'max-handshakes',
+      arg: 'N',
+      help: [
+        'connections allowed in their handshake (not yet authenticated) at',
+        'once (default 64); before authentication a frame is 4 KiB at most',
+      ],
+    },
+    { name: 'max-handshakes-per-peer', arg: 'N', help: 'of those, how many from one address (default 8)' },
+    { name: 'dest-path-prefix', arg: 'DIR', help: `where clients' files are kept (default: <tmpdir>/dispyts/scheduler)` },
+    { name: 'clean', help: 'delete what a previous scheduler at --host left there' },
+    {
+      name: 'policy',
+      arg: 'P',
+      help: [
+        'which computation gets a free CPU: fsfs (the one whose earliest',
+        'queued job was submitted first; default), fair (the one served least',
+        'recently) or early (the one created first)',
+      ],
+    },
+    {
+      name: 'cooperative',
+      help: [
+        `let any computation change its nodes' CPUs (setNodeCpus, and the`,
+        `monitor's Manage page); without it only exclusive computations may`,
+      ],
+    },
+    { name: 'insecure', help: 'allow a non-loopback --host without a cluster secret' },
+    {
+      name: 'httpd',
+      arg: '[HOST:]PORT',
+      help: [`serve the monitor (DispyHTTPServer) over every client's cluster on`, 'PORT (0: any free one), on HOST (default 127.0.0.1)'],
+    },
+    {
+      name: 'httpd-token',
+      arg: 'TOKEN',
+      help: [
+        `the monitor's token, 16+ characters (default: generated and printed`,
+        'when HOST is not loopback; loopback browsers need none)',
+      ],
+    },
+    {
+      name: 'httpd-users',
+      arg: 'FILE',
+      help: [
+        'users who sign in to the monitor, a JSON file:',
+        '{"alice": {"passwordHash": "scrypt$...", "role": "admin"},',
+        ' "bob": {"passwordHash": "scrypt$...", "role": "viewer"}}',
+        '(hashes from "dispyts hash-password"; viewers cannot act)',
+      ],
+    },
+    { name: 'httpd-cert-file', arg: 'FILE', help: 'serve the monitor over HTTPS with this certificate (PEM)' },
+    { name: 'httpd-key-file', arg: 'FILE', help: 'its private key' },
+    {
+      name: 'httpd-trusted-proxy',
+      arg: 'A',
+      help: [
+        'the address of a reverse proxy in front of the monitor (nginx,',
+        'Caddy): its requests are never trusted as loopback, the client',
+        'address it forwards is honoured; needs --httpd-public-url',
+      ],
+    },
+    {
+      name: 'httpd-public-url',
+      arg: 'URL',
+      help: ['the URL browsers use through that proxy, e.g.', 'https://monitor.example.org (the same-origin check uses it)'],
+    },
+    LOG_LEVEL_OPTION,
+    { name: 'parent-pid', arg: 'PID', help: 'stop when process PID exits (tests use it)' },
+    HELP_OPTION,
+  ],
+  outro: `Prints "dispyts scheduler ready on HOST:PORT ..." once serving. An exclusive computation waits
 until no other one is active and runs alone. A client that disconnects, or sends nothing for 5
 of its heartbeat intervals, is gone: its computations start no job, and are closed at the end of
 its reconnectTimeout (at most --zombie-interval) unless it comes back to them first.
 SIGTERM or SIGINT closes every computation (clients see their jobs end with
-DISPY_ERR_CLUSTER_CLOSED) and exits.
-`;
+DISPY_ERR_CLUSTER_CLOSED) and exits.`,
+} as const satisfies CliCommand;
+
+/** `dispyts scheduler --help`. */
+export const SCHEDULER_HELP = helpText(SCHEDULER_COMMAND);
 
 /** The users of `--httpd-users FILE` (checked in detail by the HTTP server). */
 function readUsersFile(path: string): Record<string, UserOptions> {
@@ -117,48 +187,7 @@ function secretOption(values: Record<string, unknown>, name: string): string | u
 }
 
 export async function schedulerCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      node: { type: 'string', multiple: true },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      name: { type: 'string' },
-      'node-secret': { type: 'string' },
-      'node-secret-file': { type: 'string' },
-      'cluster-secret': { type: 'string' },
-      'cluster-secret-file': { type: 'string' },
-      'node-cert-file': { type: 'string' },
-      'node-key-file': { type: 'string' },
-      'node-ca-file': { type: 'string' },
-      'cert-file': { type: 'string' },
-      'key-file': { type: 'string' },
-      'ca-file': { type: 'string' },
-      'pulse-interval': { type: 'string' },
-      'ping-interval': { type: 'string' },
-      'zombie-interval': { type: 'string' },
-      'max-file-size': { type: 'string' },
-      'max-message-size': { type: 'string' },
-      'max-handshakes': { type: 'string' },
-      'max-handshakes-per-peer': { type: 'string' },
-      'dest-path-prefix': { type: 'string' },
-      clean: { type: 'boolean' },
-      policy: { type: 'string' },
-      cooperative: { type: 'boolean' },
-      insecure: { type: 'boolean' },
-      httpd: { type: 'string' },
-      'httpd-token': { type: 'string' },
-      'httpd-users': { type: 'string' },
-      'httpd-cert-file': { type: 'string' },
-      'httpd-key-file': { type: 'string' },
-      'httpd-trusted-proxy': { type: 'string' },
-      'httpd-public-url': { type: 'string' },
-      'log-level': { type: 'string' },
-      'parent-pid': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseCommand(SCHEDULER_COMMAND, argv);
   if (values.help) {
     process.stdout.write(SCHEDULER_HELP);
     return 0;
@@ -209,7 +238,7 @@ export async function schedulerCommand(argv: string[]): Promise<number> {
     policy: parsePolicy(values.policy),
     cooperative: values.cooperative,
     insecure: values.insecure,
-    logLevel: values['log-level'],
+    logLevel: parseLogLevel(values['log-level']),
   });
   const { host, port } = await daemon.start();
   // Before the ready line: whoever reads it may send SIGTERM at once and expect a clean stop.

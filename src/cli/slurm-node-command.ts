@@ -8,30 +8,40 @@ import { lookup } from 'node:dns/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DispyError } from '../errors.js';
+import { type CliCommand, HELP_OPTION, helpText, parseCommand } from './options.js';
 import { type ParsedHostFrom, parseHostFrom, writeReadyFile } from '../protocol/slurm-ready.js';
 import { nodeCommand } from './node-command.js';
 
-export const SLURM_NODE_HELP = `Usage: dispyts slurm-node --ready-dir DIR [--host-from SPEC] [-- node options]
-
-Runs one dispyts node as a task of a Slurm job step (slurmNodes() submits such jobs): offers
+/** `dispyts slurm-node`'s options: its parser and `--help` come from this table. */
+export const SLURM_NODE_COMMAND = {
+  usage: 'dispyts slurm-node --ready-dir DIR [--host-from SPEC] [-- node options]',
+  intro: `Runs one dispyts node as a task of a Slurm job step (slurmNodes() submits such jobs): offers
 the CPUs Slurm gave the task (SLURM_CPUS_PER_TASK, else 1) and, once the node serves, writes
-DIR/ready-<SLURM_PROCID>.json with its address and port.
-
-Options:
-  --ready-dir DIR      a directory the client's host also sees (shared home or scratch)
-  --host-from SPEC     how the node's address is chosen (default hostname):
-                         hostname        what this host's name resolves to (not loopback)
-                         interface:NAME  the IPv4 address of network interface NAME (e.g. ib0)
-                         loopback:N      127.0.0.(N + SLURM_PROCID): client and tasks on one
-                                         machine (tests, a one-machine Slurm)
-  -h, --help           show this help
-
-Options after -- go to dispyts node (dispyts node --help), except --host and --cpus, which
+DIR/ready-<SLURM_PROCID>.json with its address and port.`,
+  column: 19,
+  options: [
+    { name: 'ready-dir', arg: 'DIR', help: `a directory the client's host also sees (shared home or scratch)` },
+    {
+      name: 'host-from',
+      arg: 'SPEC',
+      help: [
+        `how the node's address is chosen (default hostname):`,
+        `  hostname        what this host's name resolves to (not loopback)`,
+        '  interface:NAME  the IPv4 address of network interface NAME (e.g. ib0)',
+        '  loopback:N      127.0.0.(N + SLURM_PROCID): client and tasks on one',
+        '                  machine (tests, a one-machine Slurm)',
+      ],
+    },
+    HELP_OPTION,
+  ],
+  outro: `Options after -- go to dispyts node (dispyts node --help), except --host and --cpus, which
 are set here. Unless given there, --name is <Slurm node name>-<task> and --dest-path-prefix a
-fresh directory under the system's temporary directory, removed when the node exits.
-`;
+fresh directory under the system's temporary directory, removed when the node exits.`,
+} as const satisfies CliCommand;
+
+/** `dispyts slurm-node --help`. */
+export const SLURM_NODE_HELP = helpText(SLURM_NODE_COMMAND);
 
 /** The task's view of Slurm's environment. */
 export interface SlurmTaskEnv {
@@ -107,16 +117,7 @@ function hasOption(args: string[], name: string): boolean {
 }
 
 export async function slurmNodeCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      'ready-dir': { type: 'string' },
-      'host-from': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommand(SLURM_NODE_COMMAND, argv, true);
   if (values.help) {
     process.stdout.write(SLURM_NODE_HELP);
     return 0;

@@ -1,5 +1,6 @@
 /** A job: one call of the computation with its arguments, as the client program sees it. */
 import { DispyError } from '../errors.js';
+import type { DispyCluster } from './dispy-cluster.js';
 import type { DispyStatus } from './status.js';
 import { JobStatus, statusName } from './status.js';
 
@@ -55,8 +56,8 @@ export class DispyJob<R = unknown> {
   endTime: number | null = null;
   /** The arguments the job was submitted with. */
   args: unknown[];
-  /** The cluster the job belongs to (not enumerable). */
-  declare readonly cluster: unknown;
+  /** The cluster the job belongs to (not enumerable); null for a job recovered by recoverJobs. */
+  declare readonly cluster: DispyCluster | null;
 
   /** @internal */
   declare readonly _uid: number;
@@ -69,7 +70,7 @@ export class DispyJob<R = unknown> {
   /** @internal Wire id of the job's current attempt: a re-run after its node died gets a new one. */
   declare _attempt: number;
 
-  constructor(uid: number, id: unknown, args: unknown[], cluster: unknown) {
+  constructor(uid: number, id: unknown, args: unknown[], cluster: DispyCluster | null) {
     this.id = id;
     this.args = args;
     this.submitTime = Date.now();

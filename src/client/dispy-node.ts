@@ -1,5 +1,6 @@
 /** A node as one cluster sees it: its resources, this cluster's share of it and its counters. */
 import type { AvailInfo } from '../protocol/messages.js';
+import type { DispyCluster } from './dispy-cluster.js';
 import { NodeStatus } from './status.js';
 
 export class DispyNode {
@@ -33,9 +34,10 @@ export class DispyNode {
   platform = '';
   /** `DispyNode.Initialized` while usable, `DispyNode.Closed` once gone. */
   status: number = NodeStatus.Initialized;
-  declare readonly cluster: unknown;
+  /** The cluster this view of the node belongs to (not enumerable). */
+  declare readonly cluster: DispyCluster;
 
-  constructor(ipAddr: string, port: number, name: string, cluster: unknown) {
+  constructor(ipAddr: string, port: number, name: string, cluster: DispyCluster) {
     this.ipAddr = ipAddr;
     this.port = port;
     this.name = name;

@@ -7,18 +7,19 @@ import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError, invalidOption } from '../errors.js';
-import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
+import { DispyError } from '../errors.js';
 import type { Computation, Depend, JobFile, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
-import { buildComputation, hookSources, type ModuleComputation, type Shippable } from './computation.js';
+import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import type { ProgramComputation } from './interpreter.js';
-import { Deque } from './deque.js';
-import { CloseOnce } from './close-once.js';
-import { IdleWaiters } from './idle-waiters.js';
+import { ClusterCore, nextJobUid } from './cluster-core.js';
+import { JobLedger, queuedPart, type Queued, type Sent as LedgerSent } from './job-ledger.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
+import type { JobClusterOptions } from './cluster-options.js';
+import { checkJobClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
+import type { AnyFn, ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
@@ -27,286 +28,24 @@ import { checkOnePortPerHost, discoverSpecs } from './node-ports.js';
 import { computationKind, splitJobDepends } from './job-scope.js';
 import { type JobFileAnswer, ResultFiles } from './result-files.js';
 import { ClusterDiscovery } from './node-discovery.js';
-import { NodeResolver, type NodeLookup } from './node-resolver.js';
-import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
+import { NodeResolver } from './node-resolver.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
 import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
-import { StatusEventQueue, type StatusEvent } from './status-events.js';
-import { formatBytes, statusTable } from './print-status.js';
+import type { StatusEvent } from './status-events.js';
+import { formatBytes } from './print-status.js';
+import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
+import { cancelGrace, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
 
 export { formatBytes };
 
-export interface JobClusterOptions {
-  /**
-   * Nodes to use: host names, IP addresses, wildcards (`'127.0.0.*'`), `{ host, port, cpus }` or
-   * NodeAllocate instances.
-   * @default [host] (the node on the client's own address)
-   * @example nodes: ['127.0.0.2', { host: '127.0.0.3', cpus: 1 }]
-   */
-  nodes?: NodeSpec | NodeSpec[];
-  /**
-   * Functions and classes the computation uses, shipped with it; instances of these classes in
-   * arguments and results keep their methods. Strings are files sent to every node before
-   * setup, into the computation's directory (jobs open them by base name).
-   * @default []
-   * @example depends: [C, helper, './lookup-table.json']
-   */
-  depends?: unknown[];
-  /**
-   * Called with each job on its provisional and final statuses (ProvisionalResult, Finished,
-   * Terminated, Cancelled, Abandoned), in order and never re-entrantly.
-   * @default undefined
-   * @example jobStatus: (job) => { if (job.status === DispyJob.Finished) console.log(job.id, job.result); }
-   */
-  jobStatus?: (job: DispyJob) => void;
-  /**
-   * Called with every status change: `(status, node, job)`, in order and never re-entrantly.
-   * @default undefined
-   * @example clusterStatus: httpServer.clusterStatus   // a second cluster shown by one DispyHTTPServer
-   */
-  clusterStatus?: (status: DispyStatus, node: DispyNode | null, job: DispyJob | null) => void;
-  /**
-   * The client's address; nothing leaves loopback unless this or a node says so.
-   * @default '127.0.0.1'
-   * @example host: '192.0.2.10'
-   */
-  host?: string;
-  /**
-   * The client's port for discovery replies (0 = any).
-   * @default 0
-   * @example port: 9800
-   */
-  port?: number;
-  /**
-   * Shared secret of the nodes; the per-user secret file (`~/.config/dispyts/secret`) when
-   * absent, which only works for nodes of the same user on the same machine.
-   * @default undefined
-   * @example secret: process.env.DISPYTS_SECRET
-   */
-  secret?: string;
-  /**
-   * Seconds between the heartbeats asked of nodes (0.1 to 1000); a node silent for 5 times
-   * this is declared dead, and its jobs re-run elsewhere (`reentrant`) or end Abandoned. It also
-   * sets how long a node keeps this program's jobs when the program's connection is gone (5 ×
-   * this), and how long a broken connection to a node is waited for.
-   * @default undefined (nodes send heartbeats every 10 s and one silent for 50 s is declared
-   *   dead; broken connections are waited for 10 s)
-   * @example pulseInterval: 2
-   */
-  pulseInterval?: number;
-  /**
-   * Seconds between re-discoveries of nodes (1 to 1000).
-   * @default undefined (off)
-   * @example pingInterval: 60
-   */
-  pingInterval?: number;
-  /**
-   * How wildcard `nodes` (`'10.0.0.*'`, `'*'`) are discovered when `host` is a non-loopback IPv4
-   * address: a UDP discover request to the broadcast address of `host`'s interface (or the
-   * multicast group 239.255.97.5, TTL 1) at each wildcard's node port, sent at start, every
-   * `pingInterval` and on `discoverNodes()`; announcements nodes send to UDP port 9700 (shared
-   * by every client on the machine) are heard as well. Nodes need the same mode. With `'off'`, or a
-   * loopback `host`, nothing is sent and wildcards match only nodes this process is connected to.
-   * Nodes' clocks must agree within 30 s (datagrams are time-stamped); the UDP sockets, like
-   * connections to nodes, keep the process alive only while jobs are pending.
-   * @default 'broadcast'
-   * @example discovery: 'multicast'
-   */
-  discovery?: DiscoveryMode;
-  /**
-   * Resolves the host names of `nodes` (a `resolve: 'all'` spec is resolved again on
-   * `discoverNodes()` and every `pingInterval`). Given `(hostname, { all: true })`, it resolves
-   * to the name's addresses as `[{ address, family }]`; `dns.promises.lookup` fits as is.
-   * Another resolver (a DNS client of your own, a fixed table in tests) can be given here.
-   * @default dns.promises.lookup (the system's resolver)
-   * @example lookup: (name) => Promise.resolve([{ address: '127.0.0.5', family: 4 }])
-   */
-  lookup?: NodeLookup;
-  /**
-   * Re-run jobs whose node died instead of abandoning them.
-   * @default false
-   * @example reentrant: true
-   */
-  reentrant?: boolean;
-  /**
-   * A file naming this cluster's computation and nodes, so that `recoverJobs({ recoverFile })`
-   * can fetch the results of its jobs from the nodes if this program dies (nodes keep results
-   * they could not deliver, on disk). It is also what keeps a vanished program's jobs running:
-   * without it, a node terminates them and serves the next program once this one has been gone
-   * for its reconnect window (10 s, or 5 × `pulseInterval`); with it, jobs that were running go
-   * on up to the node's `--zombie-interval`. Jobs carry their `id` (when a string or number) to
-   * the nodes for that. Removed by `close()`.
-   * @default undefined (no file)
-   * @example recoverFile: './render.recover.json'
-   */
-  recoverFile?: string;
-  /**
-   * Seconds the cluster may have jobs pending while no node is usable (every node refuses the
-   * secret or TLS, has another protocol version, fails setup, is busy or unreachable, or no
-   * node matches): then those jobs end Abandoned and `wait()` rejects with `DISPY_ERR_NO_NODE`.
-   * Without it the jobs wait (the program stays alive) and the cluster's logger warns on stderr,
-   * naming each node and why, with back-off.
-   * @default undefined (off: wait for a node)
-   * @example nodeTimeout: 600
-   */
-  nodeTimeout?: number;
-  /**
-   * The cluster's name, shown by the HTTP server.
-   * @default the computation's name
-   * @example name: 'render-frames'
-   */
-  name?: string;
-  /**
-   * Run once in each job runner on a node before its first job: `setup(...setupArgs)` with the
-   * `setupArgs` of the NodeAllocate that matched the node. Throwing (or rejecting) closes the
-   * computation on that node: an error event and a Closed event.
-   * @default undefined
-   * @example setup: (factor: number) => { (globalThis as any).factor = factor; }
-   */
-  setup?: (...args: never[]) => unknown;
-  /**
-   * `true`/`false`: whether nodes delete the computation's files when it closes; or a function
-   * run in each runner that loaded the computation, when it closes, with setup's arguments
-   * (`cleanup(...setupArgs)`, as in dispy; files are then deleted).
-   * @default true
-   * @example cleanup: () => { delete (globalThis as any).factor; }
-   */
-  cleanup?: boolean | ((...args: never[]) => unknown);
-  /**
-   * Named values (msgpack, as job arguments are; instances of classes in `depends` too) defined
-   * as `const`s in the computation's scope on the nodes, as `depends` functions are, and seen by
-   * `setup` and `cleanup` (dispy shipped any picklable object in `depends`). Function
-   * computations only.
-   * @default undefined
-   * @example globals: { factor: 3, table: new Map([['a', 1]]) }
-   */
-  globals?: Record<string, unknown>;
-  /**
-   * Directory where files jobs send home with `dispySendFile(path)` are written, by base name
-   * only (a node can never write outside it), each at most `maxFileSize` bytes; their paths are
-   * in `job.files` before the job's final status.
-   * @default the current working directory
-   * @example resultsDir: './results'
-   */
-  resultsDir?: string;
-  /**
-   * Sub-directory (relative) on nodes where this cluster's files go; clusters with the same
-   * `destPath` share their files.
-   * @default undefined (a directory per computation)
-   * @example destPath: 'frames'
-   */
-  destPath?: string;
-  /**
-   * Seconds after which a job is terminated (Terminated, `DISPY_ERR_MAX_RUNTIME`).
-   * @default undefined (no limit)
-   * @example maxRuntime: 600
-   */
-  maxRuntime?: number;
-  /**
-   * Largest file this cluster sends, in bytes (0 = unlimited).
-   * @default 0
-   * @example maxFileSize: 100 * 1024 * 1024
-   */
-  maxFileSize?: number;
-  /**
-   * `'job'`: every job runs in a fresh runner process on its node, which ends with the job
-   * (dispy's model), so nothing one job leaves behind (globals, timers, changed prototypes,
-   * `process.env`) is seen by another, at the cost of starting a process per job (the bench's
-   * `isolateThroughput`). `setup` then runs before each job, in its process. Without it, the
-   * jobs of this program share runners; runners are never shared with another program.
-   * @default undefined (jobs of this program share runners)
-   * @example isolate: 'job'
-   */
-  isolate?: 'job';
-  /**
-   * Largest encoded arguments of a job, in bytes: `submit()` throws DISPY_ERR_MESSAGE_TOO_LARGE,
-   * naming both sizes, for a job whose arguments encode to more (the job is not queued). Nodes
-   * announce their own limit (`--max-message-size`): a job is never sent to a node that does
-   * not take it, and one that no node of the cluster takes ends Cancelled with that error.
-   * @default 67108864 (64 MiB, the nodes' default --max-message-size)
-   * @example maxArgsSize: 8 * 1024 * 1024
-   */
-  maxArgsSize?: number;
-  /**
-   * TLS: this client's certificate (PEM), presented to nodes that require one (mutual TLS); with
-   * `keyFile`, or one PEM holding both. Turns TLS on (nodes are verified against the system CAs
-   * unless `caFile` is given).
-   * @default undefined
-   * @example certFile: '/etc/dispyts/client.pem'
-   */
-  certFile?: string;
-  /**
-   * TLS: this client's private key (PEM).
-   * @default undefined (the key in `certFile`)
-   * @example keyFile: '/etc/dispyts/client-key.pem'
-   */
-  keyFile?: string;
-  /**
-   * TLS: CA certificate(s) that nodes' certificates must chain to; turns TLS on. Nodes are
-   * addressed by IP, so their certificates need an IP subjectAltName.
-   * @default undefined (no TLS unless `certFile` is given; then the system CAs)
-   * @example caFile: '/etc/dispyts/ca.pem'
-   */
-  caFile?: string;
-  /**
-   * pino level of the client's log (stderr): trace, debug, info, warn, error, fatal or silent.
-   * @default 'warn'
-   * @example logLevel: 'debug'
-   */
-  logLevel?: string;
-  /**
-   * A logger to use instead of a new one.
-   * @default undefined (a pino logger on stderr at `logLevel`)
-   * @example logger: pino({ level: 'info' })
-   */
-  logger?: Logger;
-  /**
-   * @internal For `dispyts scheduler`: files jobs send home go to the program behind it instead
-   * of resultsDir; resolves with that program's answer.
-   */
-  _relayJobFile?: (job: DispyJob, msg: JobFile) => Promise<JobFileAnswer>;
-}
+export type { JobClusterOptions } from './cluster-options.js';
 
 /** One status event, as `cluster.on('status')` delivers it (`cluster`: the cluster that emitted it). */
 export type ClusterStatusEvent<C = JobCluster> = StatusEvent<C>;
 
-/** Options of `submitWith`. */
-export interface SubmitOptions {
-  /**
-   * File paths: sent to the job's node before it (into the computation's directory, the job's
-   * working directory) and deleted there after it. Functions and classes (dispy's
-   * `dispy_job_depends`): defined in the computation's scope for this job only, as the
-   * cluster's `depends` are for every job (function computations).
-   * @default []
-   * @example depends: ['./input-7.csv', func1]
-   */
-  depends?: (string | Shippable)[];
-  /**
-   * The job's id.
-   * @default a counter (1, 2, 3, ... per cluster)
-   * @example id: 'frame-0042'
-   */
-  id?: unknown;
-  /**
-   * Run the job only on this node (a DispyNode, an IP address or a node name).
-   * @default any node
-   * @example node: '127.0.0.2'
-   */
-  node?: DispyNode | string;
-  /**
-   * Seconds after which this job is terminated.
-   * @default the cluster's maxRuntime
-   * @example maxRuntime: 30
-   */
-  maxRuntime?: number;
-}
-
-export interface ClusterStatus {
-  nodes: DispyNode[];
-  jobsPending: number;
-}
+export type { ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 
 /**
  * @internal A computation already in its wire form, with what goes with it, for a cluster
@@ -323,6 +62,8 @@ export interface PrebuiltComputation {
   setupArgs: Uint8Array | null;
   /** Source of `cleanup`, or null. */
   cleanup: string | null;
+  /** Source of `nodeSetup`, or null. */
+  nodeSetup?: string | null;
   /** Whether nodes delete the computation's files when it closes. */
   cleanupFiles: boolean;
   /** The cluster's destPath on nodes, or null. */
@@ -370,13 +111,6 @@ type ClusterEvents = {
   error: [DispyError];
 };
 
-interface Queued {
-  job: DispyJob;
-  args: Uint8Array;
-  /** Per-job override of the cluster's maxRuntime (seconds). */
-  maxRuntime?: number;
-}
-
 interface ClusterNode {
   link: NodeLink;
   node: DispyNode;
@@ -402,32 +136,7 @@ interface ClusterNode {
   closingNode: { kind: 'close' | 'resetup'; closed: Promise<void> } | null;
 }
 
-interface Sent extends Queued {
-  cn: ClusterNode;
-  started: boolean;
-  pinned: boolean;
-}
-
-/** A sent job back to its queued form (everything but where it was sent). */
-function queuedPart(s: Sent): Queued {
-  const { cn, started, pinned, ...item } = s;
-  void cn;
-  void started;
-  void pinned;
-  return item;
-}
-
-// `any` on purpose: a program or module computation takes any arguments, while a function's
-// own parameter types are inferred in its place.
-// biome-ignore lint/suspicious/noExplicitAny: a constraint every function satisfies (unknown[] parameters would reject typed ones)
-type AnyFn = (...args: any[]) => unknown;
-
-let uidCounter = 0;
-
-/** @internal A new process-wide job uid (jobs of every cluster kind share the sequence). */
-export function nextJobUid(): number {
-  return ++uidCounter;
-}
+type Sent = LedgerSent<ClusterNode>;
 
 export { RECONNECT_WINDOW } from './timeouts.js';
 
@@ -435,17 +144,15 @@ export { RECONNECT_WINDOW } from './timeouts.js';
 const WARN_FIRST = 5;
 const WARN_MAX = 300;
 
-/**
- * Times a job may be sent and lost unstarted with its connection before it is given up
- * (Abandoned, DISPY_ERR_UNDELIVERABLE): a job the connection breaks on is never re-sent forever.
- */
-export const MAX_SEND_ATTEMPTS = 5;
+export { MAX_SEND_ATTEMPTS } from './job-ledger.js';
 
 /** Bytes of a job message besides its arguments and per-job file names (ids, tag, MAC, framing). */
 const JOB_ENVELOPE = 4096;
 
-export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements LinkUser, Dispatchable {
+export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEvents> implements DispyCluster<F>, LinkUser, Dispatchable {
   readonly name: string;
+  /** False: a JobCluster's nodes are its own (see SharedJobCluster). */
+  readonly shared = false;
   readonly computeId: string;
   readonly log: Logger;
   readonly #opts: JobClusterOptions;
@@ -463,8 +170,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #kind: Computation['kind'] | null;
   /** Files jobs send home (result-files.ts). */
   readonly #resultFiles: ResultFiles;
-  /** Jobs cancelled while their per-job files were on their way (the job not sent yet). */
-  readonly #cancelRequested = new WeakSet<DispyJob>();
   /** Sources of setup and cleanup, shipped with the computation. */
   readonly #hooks: { setup: string | null; cleanup: string | null };
   readonly #codec: PayloadCodec;
@@ -475,8 +180,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   /** Nodes being added because a followed name resolved to them (allocateNode waits for these). */
   readonly #following = new Map<string, Promise<void>>();
   readonly #nodes = new Map<string, ClusterNode>();
-  /** Every node this cluster used, closed ones included (for printStatus). */
-  readonly #everyNode = new Map<string, DispyNode>();
   readonly #connecting = new Set<string>();
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   readonly #lastError = new Map<string, string>();
@@ -496,22 +199,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #recoverNodes = new Map<string, number>();
   #lastPulseCheck = Date.now();
   #pulseTimer: NodeJS.Timeout | null = null;
-  readonly #queue = new Deque<Queued>();
-  /** Jobs larger than a node with room takes: they go, first, to a node that takes them. */
-  readonly #large = new Deque<Queued>();
+  /** Where each pending job is, and the rules that move it (job-ledger.ts). */
+  readonly #ledger = new JobLedger<ClusterNode>();
   /** Nodes already reported (error event) for refusing a job by size. */
   readonly #sizeReported = new Set<string>();
-  /** Per job: sends lost unstarted with their connection so far. */
-  readonly #lostSends = new WeakMap<DispyJob, number>();
-  readonly #pinned = new Map<string, Deque<Queued>>();
-  readonly #sent = new Map<number, Sent>();
-  #pending = 0;
-  #jobIds = 0;
-  readonly #statusEvents: StatusEventQueue<JobCluster>;
-  readonly #idleWaiters = new IdleWaiters();
+  /** Ids, pending count, events, settling, waiters (cluster-core.ts). */
+  readonly #core: ClusterCore<JobCluster>;
   #closing = false;
   #closed = false;
-  readonly #closeOnce = new CloseOnce();
 
   /**
    * @param computation a function (shipped as source with `depends`), a program path (shipped
@@ -526,7 +221,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   constructor(computation: F | string | string[] | ProgramComputation | ModuleComputation, options: JobClusterOptions = {}) {
     super();
-    validateOptions(options);
+    checkJobClusterOptions(options);
     this.#opts = options;
     const pre = prebuiltOf(computation);
     this.#prebuilt = pre;
@@ -537,7 +232,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.name = options.name ?? built.name;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
     this.#resultFiles = new ResultFiles({ dir: options.resultsDir ?? process.cwd(), maxFileSize: options.maxFileSize ?? 0, log: this.log });
-    this.#statusEvents = StatusEventQueue.ofCluster<JobCluster>(this as JobCluster, options, this.log);
     this.#computation = built.wire;
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
     this.#computation.catch(() => undefined);
@@ -545,7 +239,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#destPath = normalizeDestPath(pre ? (pre.destPath ?? undefined) : options.destPath, this.log);
     this.#hooks = pre ? { setup: pre.setup, cleanup: pre.cleanup } : hookSources(options);
     this.#codec = new PayloadCodec(built.classes);
-    this.computeId = `${Date.now().toString(36)}-${(++uidCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    // A prebuilt cluster forwards results as they came (see _fromWire): no codec for them.
+    this.#core = new ClusterCore<JobCluster>(this as JobCluster, {
+      callbacks: options,
+      log: this.log,
+      codec: pre ? null : this.#codec,
+      onActive: (on) => this.#setActive(on),
+    });
+    this.computeId = `${Date.now().toString(36)}-${nextJobUid().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     // Unreadable or unusable TLS files fail here (DISPY_ERR_TLS), not at the first connection.
     this.#creds = { secret: resolveSecret(options.secret), tls: loadTls(options, 'client') };
     this.#specs = parseNodeSpecs(options.nodes ?? [options.host ?? '127.0.0.1']);
@@ -613,7 +314,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       const ip = cn.node.ipAddr;
       if (cn.spec !== spec || addresses.has(ip) || this.#nodes.get(ip) !== cn) continue;
       // Told to the node first (when it still answers): it stops what it runs for us.
-      const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+      const mine = [...this.#ledger.sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
       if (!cn.link.closed) cn.link.request({ t: 'close', computeId: this.computeId, terminate: true }).catch(() => undefined);
       for (const uid of mine) cn.link.forget(uid);
       this.#dropNode(cn, new DispyError('DISPY_ERR_CONNECTION', `${ip} is no longer an address of ${spec.host}: node retired`));
@@ -698,15 +399,17 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
         recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
-        // cleanup gets setup's arguments too.
+        // cleanup gets setup's arguments too, and nodeSetup gets them.
         setupArgs: pre
-          ? pre.setup || pre.cleanup
+          ? pre.setup || pre.nodeSetup || pre.cleanup
             ? pre.setupArgs
             : null
-          : setup || typeof cleanup === 'function'
+          : setup || this.#opts.nodeSetup || typeof cleanup === 'function'
             ? this.#codec.encode(setupArgs, 'setupArgs')
             : null,
         cleanup: this.#hooks.cleanup,
+        // Per-node setup (per-node-options.ts).
+        nodeSetup: pre ? (pre.nodeSetup ?? null) : nodeSetupSource(this.#opts),
         cleanupFiles: pre ? pre.cleanupFiles : cleanup !== false,
         destPath: this.#destPath,
         isolate: this.#opts.isolate ?? null,
@@ -757,7 +460,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#problems.delete(ip);
       link.updateRef();
       // A node that comes back keeps its counters in the table under the same address.
-      const before = this.#everyNode.get(ip);
+      const before = this.#core.everyNode.get(ip);
       if (before) {
         node.jobsDone = before.jobsDone;
         node.jobTime = before.jobTime;
@@ -765,7 +468,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         node.tx = before.tx;
         node.rx = before.rx;
       }
-      this.#everyNode.set(ip, node);
+      this.#core.everyNode.set(ip, node);
       node.tx += shipped;
       this.log.info({ node: ip, cpus }, 'node initialized');
       if (this.#opts.recoverFile && !this.#recoverNodes.has(ip)) {
@@ -827,7 +530,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#retryTimers.delete(t);
       void this.#addNode(ip, port, spec, failures);
     }, delay * 1000);
-    if (this.#pending === 0) t.unref();
+    if (this.#core.pending === 0) t.unref();
     this.#retryTimers.add(t);
   }
 
@@ -902,14 +605,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
-    const { depends = [], node, maxRuntime } = options;
-    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths, functions and classes', depends);
-    // Functions and classes are this job's own code (job-scope.ts); strings are its files.
-    const { code } = splitJobDepends(depends, this.#kind);
-    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
-      throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
-    const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
+    const { files, maxRuntime, code } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0, this.#kind);
+    const { node } = options;
     let pinTo: string | null = null;
     if (node !== undefined && node !== null) {
       pinTo = node instanceof DispyNode ? node.ipAddr : (this.#nodeOf(node)?.node.ipAddr ?? (isIP(node) ? node : null));
@@ -936,16 +633,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args, 'args')), undefined);
   }
 
-  /** Refuses arguments larger than `maxArgsSize` (DISPY_ERR_MESSAGE_TOO_LARGE, naming both sizes). */
   #checkArgs(bytes: Uint8Array): Uint8Array {
-    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
-    if (bytes.length > max) {
-      throw new DispyError(
-        'DISPY_ERR_MESSAGE_TOO_LARGE',
-        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
-      );
-    }
-    return bytes;
+    return this.#core.checkArgs(bytes, this.#opts.maxArgsSize);
   }
 
   /**
@@ -987,47 +676,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     bytes: Uint8Array,
     maxRuntime: number | undefined,
   ): DispyJob<Awaited<ReturnType<F>>> {
-    const job = new DispyJob<Awaited<ReturnType<F>>>(
-      ++uidCounter,
-      id === undefined || id === null || id === '' ? ++this.#jobIds : id,
-      args,
-      this,
-    );
-    this.#pending++;
+    const job = this.#core.newJob<Awaited<ReturnType<F>>>(id, args);
     const item: Queued =
       maxRuntime === undefined ? { job: job as DispyJob, args: bytes } : { job: job as DispyJob, args: bytes, maxRuntime };
-    if (pinTo) {
-      let q = this.#pinned.get(pinTo);
-      if (!q) {
-        q = new Deque();
-        this.#pinned.set(pinTo, q);
-      }
-      q.push(item);
-    } else this.#queue.push(item);
-    this.#emit(JobStatus.Created, null, job as DispyJob);
-    if (this.#pending === 1) this.#setActive(true);
+    this.#ledger.add(item, pinTo);
     requestPump();
     return job;
   }
 
   /** @internal Submission order of the earliest queued job (the scheduler's `fsfs` policy), or null. */
   headOrder(): number | null {
-    if (this.#closing) return null;
-    while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
-    let best = this.#queue.length ? this.#queue.peek()!.job._uid : null;
-    const large = this.#large.peek();
-    if (large && !large.job.settled && (best === null || large.job._uid < best)) best = large.job._uid;
-    for (const q of this.#pinned.values()) {
-      const head = q.peek();
-      if (head && !head.job.settled && (best === null || head.job._uid < best)) best = head.job._uid;
-    }
-    return best;
+    return this.#closing ? null : this.#ledger.headOrder();
   }
 
   /** @internal Sends one queued job to a node if any has room; true if it did. */
   dispatchOne(): boolean {
     if (this.#closing) return false;
-    for (const [ip, q] of this.#pinned) {
+    for (const [ip, q] of this.#ledger.pinned) {
       if (q.length === 0) continue;
       const cn = this.#nodes.get(ip);
       if (!cn || !canSend(cn)) continue;
@@ -1038,19 +703,19 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       else this.#send(cn, item, true);
       return true;
     }
-    if (this.#large.length && this.#dispatchLarge()) return true;
-    while (this.#queue.length && this.#queue.peek()!.job.settled) this.#queue.shift();
-    if (this.#queue.length === 0) return false;
-    const head = this.#queue.peek()!;
+    if (this.#ledger.large.length && this.#dispatchLarge()) return true;
+    while (this.#ledger.queue.length && this.#ledger.queue.peek()!.job.settled) this.#ledger.queue.shift();
+    if (this.#ledger.queue.length === 0) return false;
+    const head = this.#ledger.queue.peek()!;
     const { best, room } = this.#bestNode(head);
     if (!best) {
       // A node has room but does not take a job that large: it waits apart for one that does.
       if (!room) return false;
-      this.#queue.shift();
+      this.#ledger.queue.shift();
       this.#setAside(head);
       return true;
     }
-    this.#send(best, this.#queue.shift()!, false);
+    this.#send(best, this.#ledger.queue.shift()!, false);
     return true;
   }
 
@@ -1063,7 +728,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       if (!canSend(cn)) continue;
       room = true;
       if (!this.#fits(cn, item)) continue;
-      const load = cn.link.inflight / cn.link.cpus + cn.inflight / (cn.cap * 1e3);
+      const load = nodeLoad(cn, cn.link);
       if (load < bestLoad) {
         best = cn;
         bestLoad = load;
@@ -1084,16 +749,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** Sends the oldest job set aside for its size to a node that takes it; true if it did something. */
   #dispatchLarge(): boolean {
-    while (this.#large.length && this.#large.peek()!.job.settled) this.#large.shift();
-    const item = this.#large.peek();
+    while (this.#ledger.large.length && this.#ledger.large.peek()!.job.settled) this.#ledger.large.shift();
+    const item = this.#ledger.large.peek();
     if (!item) return false;
     const { best } = this.#bestNode(item);
     if (best) {
-      this.#send(best, this.#large.shift()!, false);
+      this.#send(best, this.#ledger.large.shift()!, false);
       return true;
     }
     if (this.#someNodeTakes(item)) return false;
-    this.#large.shift();
+    this.#ledger.large.shift();
     this.#tooLarge(item);
     return true;
   }
@@ -1111,7 +776,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#tooLarge(item);
       return;
     }
-    this.#large.push(item);
+    this.#ledger.large.push(item);
     for (const cn of this.#nodes.values()) {
       const ip = cn.node.ipAddr;
       if (!cn.ready || this.#fits(cn, item) || this.#sizeReported.has(ip)) continue;
@@ -1144,9 +809,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #send(cn: ClusterNode, item: Queued, pinned: boolean): void {
     // Each attempt has its own wire id, so a late reply from a node declared dead can never
     // complete a re-run of the job elsewhere.
-    const uid = ++uidCounter;
+    const uid = nextJobUid();
     item.job._attempt = uid;
-    this.#sent.set(uid, { ...item, cn, started: false, pinned });
+    this.#ledger.send(uid, item, cn, pinned);
     cn.inflight++;
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
@@ -1166,9 +831,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       cn.node.tx += send();
       return true;
     } catch (err) {
-      const s = this.#sent.get(uid);
+      const s = this.#ledger.sent.get(uid);
       if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE' || !s) throw err;
-      this.#sent.delete(uid);
+      this.#ledger.sent.delete(uid);
       cn.inflight--;
       this.#tooLarge(queuedPart(s));
       return false;
@@ -1177,22 +842,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** A job with per-job files: the files go to its node first, then the job naming them. */
   async #sendWithFiles(cn: ClusterNode, uid: number, maxRuntime: number, files: LocalFile[]): Promise<void> {
-    const s = this.#sent.get(uid)!;
+    const s = this.#ledger.sent.get(uid)!;
     try {
       for (const f of files) cn.node.tx += (await transferFile(cn.link, this.computeId, f, { ...this.#fileOpts(), job: uid })).sent;
     } catch (err) {
       // A lost node or a closed cluster took care of the job already.
-      if (this.#sent.get(uid) !== s) return;
-      this.#sent.delete(uid);
+      if (this.#ledger.sent.get(uid) !== s) return;
+      this.#ledger.sent.delete(uid);
       cn.inflight--;
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
       if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) {
-        if (!this.#givenUp(s, e)) this.#requeue(s);
+        if (this.#ledger.countLostSend(s.job)) this.#giveUpJob(s, e);
+        else this.#requeue(s);
       } else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
       requestPump();
       return;
     }
-    if (this.#sent.get(uid) !== s) return;
+    if (this.#ledger.sent.get(uid) !== s) return;
     const sent = this.#sendOrRefuse(cn, uid, () =>
       cn.link.sendJob(
         this,
@@ -1205,14 +871,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#jobExtras.get(s.job)?.depends,
       ),
     );
-    if (sent && this.#cancelRequested.has(s.job)) cn.link.cancel(uid);
+    if (sent && this.#ledger.isCancelRequested(s.job)) cn.link.cancel(uid, graceOf(s.job));
   }
 
   /** With a recover file, the job's id travels with it (kept with results nodes cannot deliver). */
   #tagOf(job: DispyJob): string | number | undefined {
-    if (!this.#opts.recoverFile) return undefined;
-    const id = job.id;
-    return (typeof id === 'string' && id.length <= 1024) || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined;
+    return this.#opts.recoverFile ? wireTag(job.id) : undefined;
   }
 
   #fileOpts(): { destPath: string | null; maxFileSize: number } {
@@ -1230,7 +894,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** @internal A part of a file a job sends home (dispySendFile), written under resultsDir. */
   onJobFile(link: NodeLink, msg: JobFile): Promise<JobFileAnswer> {
-    const s = this.#sent.get(msg.uid);
+    const s = this.#ledger.sent.get(msg.uid);
     const job = s && s.cn.link === link ? s.job : null;
     if (job && this.#opts._relayJobFile) return this.#opts._relayJobFile(job, msg);
     return this.#resultFiles.receive(link.host, job, msg);
@@ -1238,7 +902,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** @internal */
   onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void {
-    const s = this.#sent.get(msg.uid);
+    const s = this.#ledger.sent.get(msg.uid);
     if (!s || s.cn.link !== link) return;
     const { job, cn } = s;
     const node = cn.node;
@@ -1254,17 +918,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#emit(JobStatus.Running, node, job);
         return;
       case 'provisional':
-        try {
-          job.result = (this.#prebuilt ? msg.result : this.#codec.decode(msg.result)) as never;
-        } catch (err) {
-          this.log.warn({ uid: msg.uid, err: (err as Error).message }, 'undecodable provisional result ignored');
-          return;
-        }
-        job.status = JobStatus.ProvisionalResult;
-        this.#emit(JobStatus.ProvisionalResult, node, job._snapshot());
+        if (this.#core.provisional(job, msg.result, msg.uid)) this.#emit(JobStatus.ProvisionalResult, node, job._snapshot());
         return;
       case 'nak':
-        this.#sent.delete(msg.uid);
+        this.#ledger.sent.delete(msg.uid);
         cn.inflight--;
         if (msg.reason !== 'full' && msg.reason !== 'draining') {
           cn.ready = false;
@@ -1278,7 +935,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         requestPump();
         return;
       case 'done':
-        this.#sent.delete(msg.uid);
+        this.#ledger.sent.delete(msg.uid);
         cn.inflight--;
         if (s.started) node.busy--;
         this.#finishFromNode(s, msg);
@@ -1289,27 +946,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #requeue(s: Sent): void {
     // A job whose cancel was asked for runs nowhere again, whatever brought it back.
-    if (this.#cancelRequested.has(s.job)) {
-      this.#cancelLocal(s.job, 'cancelled by the program');
-      return;
-    }
-    const item = queuedPart(s);
-    if (s.pinned) {
-      let q = this.#pinned.get(s.cn.node.ipAddr);
-      if (!q) {
-        q = new Deque();
-        this.#pinned.set(s.cn.node.ipAddr, q);
-      }
-      q.unshift(item);
-    } else this.#queue.unshift(item);
+    if (this.#ledger.requeue(s, s.cn.node.ipAddr) === 'cancel') this.#cancelLocal(s.job, 'cancelled by the program');
   }
 
   #finishFromNode(s: Sent, msg: Extract<NodeMessage, { t: 'done' }>): void {
     const { job, cn } = s;
     const node = cn.node;
-    job.stdout = msg.stdout;
-    job.stderr = msg.stderr;
-    job.exception = msg.exception;
     job.endTime = msg.endTime;
     if (msg.startTime !== null) {
       job.startTime = msg.startTime;
@@ -1317,33 +959,15 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       node.jobsDone++;
       const ms = Math.max(0, msg.endTime - msg.startTime);
       node.jobTime += ms / 1000;
-      cn.avgMs = cn.avgMs === Infinity ? ms : cn.avgMs * 0.8 + ms * 0.2;
+      cn.avgMs = nextAvgMs(cn.avgMs, ms);
       node.cpuUsed += msg.cpuTime;
     }
-    let status: DispyStatus =
-      msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
-    if (msg.result) {
-      try {
-        // A prebuilt cluster forwards results as they came (see _fromWire).
-        job.result = (this.#prebuilt ? msg.result : this.#codec.decode(msg.result)) as never;
-      } catch (err) {
-        status = JobStatus.Terminated;
-        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
-      }
-    }
-    job._errorCode = msg.code;
-    this.#settle(job, status, node);
+    const status = msg.status === 'Finished' ? JobStatus.Finished : msg.status === 'Cancelled' ? JobStatus.Cancelled : JobStatus.Terminated;
+    this.#settle(job, this.#core.ended(job, msg, status), node);
   }
 
   #settle(job: DispyJob, status: DispyStatus, node: DispyNode | null): void {
-    if (job.settled) return;
-    job._settle(status);
-    this.#emit(status, node, job);
-    this.#pending--;
-    if (this.#pending === 0) {
-      this.#setActive(false);
-      this.#idleWaiters.wake();
-    }
+    this.#core.settle(job, status, node);
   }
 
   /**
@@ -1371,7 +995,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** @internal Whether this cluster keeps its connections to nodes ref'd: while jobs are pending (LinkUser). */
   get keepsAlive(): boolean {
-    return this.#pending > 0 && !this.#closed;
+    return this.#core.pending > 0 && !this.#closed;
   }
 
   /** Whether jobs can be sent to `cn` once it has room. */
@@ -1385,7 +1009,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * then with back-off; with `nodeTimeout`, gives up once none has been usable that long.
    */
   #watch(): void {
-    if (this.#pending === 0 || this.#closing) return;
+    if (this.#core.pending === 0 || this.#closing) return;
     const now = Date.now();
     if ([...this.#nodes.values()].some((cn) => this.#usable(cn))) {
       if (this.#unusableSince !== null) this.#warnDelay = WARN_FIRST;
@@ -1403,8 +1027,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     if (now < this.#nextWarnAt) return;
     this.log.warn(
-      { cluster: this.name, jobsPending: this.#pending, nodes: this.#whyUnusable() },
-      `no usable node for ${Math.round((now - this.#unusableSince) / 1000)} s; ${this.#pending} jobs wait: ${this.#whyUnusable().join('; ')}`,
+      { cluster: this.name, jobsPending: this.#core.pending, nodes: this.#whyUnusable() },
+      `no usable node for ${Math.round((now - this.#unusableSince) / 1000)} s; ${this.#core.pending} jobs wait: ${this.#whyUnusable().join('; ')}`,
     );
     this.#warnDelay = Math.min(WARN_MAX, this.#warnDelay * 2);
     this.#nextWarnAt = now + this.#warnDelay * 1000;
@@ -1450,9 +1074,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     );
     this.log.warn({ cluster: this.name, nodes: this.#whyUnusable() }, err.message);
     this.#unusableSince = null;
-    this.#idleWaiters.fail(err);
-    const items = [...this.#queue.clear()];
-    for (const q of this.#pinned.values()) items.push(...q.clear());
+    this.#core.failWaiters(err);
+    const items = [...this.#ledger.queue.clear()];
+    for (const q of this.#ledger.pinned.values()) items.push(...q.clear());
     for (const item of items) {
       if (item.job.settled) continue;
       item.job.exception = `DispyError: DISPY_ERR_NO_NODE: ${err.message}`;
@@ -1523,7 +1147,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       );
     }, left);
     // Only pending jobs keep the program alive.
-    if (this.#pending === 0) timer.unref();
+    if (this.#core.pending === 0) timer.unref();
     cn.suspended = { nodeId: cn.link.info.nodeId, deadline, timer, wasReady: cn.ready };
     cn.ready = false;
     this.log.warn({ node: ip, reason: reason?.message, waitMs: left }, 'connection to node lost: reconnecting; its jobs wait for it');
@@ -1535,7 +1159,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   async #resume(cn: ClusterNode, link: NodeLink): Promise<void> {
     const sus = cn.suspended!;
     const ip = cn.node.ipAddr;
-    const mine = [...this.#sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
+    const mine = [...this.#ledger.sent].filter(([, s]) => s.cn === cn).map(([uid]) => uid);
     for (const uid of mine) link.adopt(this, uid);
     const old = cn.link;
     cn.link = link;
@@ -1559,16 +1183,16 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     for (const r of results) link.deliver(r);
     // Cancels asked for while the connection was down reach their jobs now.
     for (const uid of running) {
-      const s = this.#sent.get(uid);
-      if (s && s.cn === cn && this.#cancelRequested.has(s.job)) link.cancel(uid);
+      const s = this.#ledger.sent.get(uid);
+      if (s && s.cn === cn && this.#ledger.isCancelRequested(s.job)) link.cancel(uid, graceOf(s.job));
     }
     let lost = 0;
     for (const uid of mine) {
-      const s = this.#sent.get(uid);
+      const s = this.#ledger.sent.get(uid);
       if (!s || s.cn !== cn || running.has(uid)) continue;
       // Neither running there nor kept: it was lost with the connection.
       link.forget(uid);
-      this.#sent.delete(uid);
+      this.#ledger.sent.delete(uid);
       cn.inflight--;
       if (s.started) cn.node.busy--;
       this.#loseJob(s, new DispyError('DISPY_ERR_CONNECTION', `node ${ip} no longer had the job after a reconnection`));
@@ -1588,9 +1212,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     cn.suspended = null;
     if (lost) this.log.warn({ node: ip, reason: reason?.message }, 'node lost');
     if (reason && !this.#closing) this.#problems.set(ip, `${reason.code}: ${reason.message}`);
-    for (const [uid, s] of [...this.#sent]) {
+    for (const [uid, s] of [...this.#ledger.sent]) {
       if (s.cn !== cn) continue;
-      this.#sent.delete(uid);
+      this.#ledger.sent.delete(uid);
       this.#loseJob(s, reason, lost);
     }
     cn.node.busy = 0;
@@ -1629,29 +1253,31 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    */
   #loseJob(s: Sent, reason: DispyError | null, lost = true): void {
     const node = s.cn.node;
-    if (!s.started) {
-      if (!lost || !this.#givenUp(s, reason)) this.#requeue(s);
-    } else if (this.#opts.reentrant && !s.pinned && !this.#closing && !this.#cancelRequested.has(s.job)) {
-      s.job.status = JobStatus.Created;
-      s.job.startTime = null;
-      this.#queue.unshift(queuedPart(s));
-      this.#emit(JobStatus.Created, node, s.job);
-    } else {
-      s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
-      s.job.endTime = Date.now();
-      this.#settle(s.job, JobStatus.Abandoned, node);
+    switch (this.#ledger.lose(s, node.ipAddr, { lost, reentrant: this.#opts.reentrant === true, closing: this.#closing })) {
+      case 'requeue':
+        return;
+      case 'cancel':
+        this.#cancelLocal(s.job, 'cancelled by the program');
+        return;
+      case 'give-up':
+        this.#giveUpJob(s, reason);
+        return;
+      case 'rerun':
+        s.job.status = JobStatus.Created;
+        s.job.startTime = null;
+        this.#emit(JobStatus.Created, node, s.job);
+        return;
+      case 'abandon':
+        s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
+        s.job.endTime = Date.now();
+        this.#settle(s.job, JobStatus.Abandoned, node);
     }
   }
 
-  /**
-   * Counts one more send of the job lost unstarted with its connection; at MAX_SEND_ATTEMPTS
-   * the job ends Abandoned (DISPY_ERR_UNDELIVERABLE) with an error event, and true is returned.
-   */
-  #givenUp(s: Sent, reason: DispyError | null): boolean {
+  /** The ledger gave the job up (lost unstarted MAX_SEND_ATTEMPTS times): Abandoned, DISPY_ERR_UNDELIVERABLE, with an error event. */
+  #giveUpJob(s: Sent, reason: DispyError | null): void {
     const job = s.job;
-    const n = (this.#lostSends.get(job) ?? 0) + 1;
-    this.#lostSends.set(job, n);
-    if (n < MAX_SEND_ATTEMPTS) return false;
+    const n = this.#ledger.lostSends(job);
     const ip = s.cn.node.ipAddr;
     const e = new DispyError(
       'DISPY_ERR_UNDELIVERABLE',
@@ -1663,7 +1289,6 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.log.warn({ node: ip, job: String(job.id), attempts: n }, 'job given up: its sends kept being lost');
     this.#settle(job, JobStatus.Abandoned, s.cn.node);
     this.#emitError(e);
-    return true;
   }
 
   // ---- control ----
@@ -1676,19 +1301,28 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * broke passes the cancel on once it is back. Resolves once the job ended: 0 if it did not
    * complete, -1 if it is not this cluster's, had already ended, or completed (Finished) before
    * the cancel reached it.
+   *
+   * With a grace (`options.grace`, or the cluster's `cancelGrace`) a running job is stopped
+   * politely: its `dispyAbortSignal` fires (a program job gets SIGINT), and a job that returns
+   * within the grace ends Finished with that value (then this resolves 0 too); after the grace
+   * it is killed as without one. Code that never yields to the event loop (a synchronous loop)
+   * never sees the signal and is killed after the grace.
    */
-  async cancel(job: DispyJob): Promise<number> {
+  async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
-    const s = this.#sent.get(job._attempt);
+    // A grace makes it polite (per-node-options.ts).
+    const grace = cancelGrace(job, options, this.#opts.cancelGrace);
+    const s = this.#ledger.sent.get(job._attempt);
     if (s && s.job === job) {
-      this.#cancelRequested.add(job);
+      this.#ledger.cancelRequested(job);
       // A suspended node's link is closed: #resume passes the cancel on.
-      if (!s.cn.suspended) s.cn.link.cancel(job._attempt);
+      if (!s.cn.suspended) s.cn.link.cancel(job._attempt, grace);
       await job.wait().then(
         () => undefined,
         () => undefined,
       );
-      return job.status === JobStatus.Finished ? -1 : 0;
+      // A polite cancel's job may return on purpose: Finished is then its answer to the cancel.
+      return job.status === JobStatus.Finished && grace === 0 ? -1 : 0;
     }
     job.endTime = Date.now();
     this.#settle(job, JobStatus.Cancelled, null);
@@ -1809,7 +1443,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const cn = this.#nodeOf(node);
     if (!cn) return -1;
     const ip = cn.node.ipAddr;
-    const pinned = this.#pinned.get(ip);
+    const pinned = this.#ledger.pinned.get(ip);
     if (pinned) for (const item of pinned.clear()) this.#cancelLocal(item.job, `its node ${ip} was closed`);
     if (cn.closingNode) cn.closingNode.kind = 'close';
     else void this.#closeOnNode(cn, 'close', options.terminatePending ?? false);
@@ -1901,9 +1535,9 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     if (!cn) return [];
     if (options.fromNode) {
       const reply = await cn.link.request({ t: 'jobs', computeId: this.computeId });
-      return (reply.uids ?? []).map((uid) => this.#sent.get(uid)?.job).filter((j): j is DispyJob => j !== undefined);
+      return (reply.uids ?? []).map((uid) => this.#ledger.sent.get(uid)?.job).filter((j): j is DispyJob => j !== undefined);
     }
-    return [...this.#sent.values()].filter((s) => s.cn === cn && s.started).map((s) => s.job);
+    return [...this.#ledger.sent.values()].filter((s) => s.cn === cn && s.started).map((s) => s.job);
   }
 
   /**
@@ -1935,7 +1569,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * cluster's `nodeTimeout` passes with no usable node.
    */
   wait(timeout?: number): Promise<boolean> {
-    return this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), timeout);
+    return this.#core.wait(timeout);
   }
 
   /**
@@ -1945,12 +1579,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * close resolves false and leaves the cluster open. Every job settles.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
-    return this.#closeOnce.run(() => this.#close(options));
+    return this.#core.close(() => this.#close(options));
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
     const started = Date.now();
-    const idle = await this.#idleWaiters.wait(this.#pending === 0, () => this.#drained(), terminate ? (timeout ?? 0) : timeout, false);
+    const idle = await this.#core.wait(terminate ? (timeout ?? 0) : timeout, false);
     if (!idle && !terminate) return false;
     this.#closing = true;
     if (this.#pulseTimer) clearInterval(this.#pulseTimer);
@@ -1959,9 +1593,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#watchTimer = null;
     this.#discovery.close();
     this.#resolver.close();
-    for (const item of this.#queue.clear()) this.#cancelLocal(item.job, 'cluster closed');
-    for (const item of this.#large.clear()) this.#cancelLocal(item.job, 'cluster closed');
-    for (const q of this.#pinned.values()) for (const item of q.clear()) this.#cancelLocal(item.job, 'cluster closed');
+    for (const item of this.#ledger.takeQueued()) this.#cancelLocal(item.job, 'cluster closed');
     for (const t of this.#retryTimers) clearTimeout(t);
     this.#retryTimers.clear();
     for (const cn of this.#nodes.values()) if (cn.suspended) clearTimeout(cn.suspended.timer);
@@ -1978,12 +1610,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
           }),
         ),
     );
-    for (const s of this.#sent.values()) {
+    for (const s of this.#ledger.sent.values()) {
       s.job.exception = 'DispyError: job terminated as its cluster was closed';
       s.job.endTime = Date.now();
       this.#settle(s.job, JobStatus.Terminated, s.cn.node);
     }
-    this.#sent.clear();
+    this.#ledger.sent.clear();
     for (const cn of [...this.#nodes.values()]) {
       this.#nodes.delete(cn.node.ipAddr);
       cn.node.busy = 0;
@@ -2000,10 +1632,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #cancelLocal(job: DispyJob, why: string): void {
-    if (job.settled) return;
-    job.exception = `DispyError: job cancelled: ${why}`;
-    job.endTime = Date.now();
-    this.#settle(job, JobStatus.Cancelled, null);
+    this.#core.cancelLocal(job, why);
   }
 
   get closed(): boolean {
@@ -2016,120 +1645,30 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   /** The cluster's nodes and the number of jobs not yet ended. */
   status(): ClusterStatus {
-    return { nodes: [...this.#nodes.values()].filter((cn) => cn.ready).map((cn) => cn.node), jobsPending: this.#pending };
+    return { nodes: [...this.#nodes.values()].filter((cn) => cn.ready).map((cn) => cn.node), jobsPending: this.#core.pending };
   }
 
   /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */
   printStatus(wallTime?: number): string {
-    const text = statusTable([...this.#everyNode.values()], this.#pending, wallTime);
-    process.stdout.write(text);
-    return text;
+    return this.#core.printStatus(wallTime);
   }
 
   // ---- events ----
 
   #emit(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
-    this.#statusEvents.push(status, node, job);
+    this.#core.emit(status, node, job);
   }
 
   #emitError(err: DispyError): void {
-    this.#statusEvents.pushError(err);
+    this.#core.emitError(err);
   }
 
   #drained(): Promise<void> {
-    return this.#statusEvents.drained();
+    return this.#core.drained();
   }
-}
-
-/** Most jobs a node may hold per CPU it gives us (running plus queued there). */
-export const MAX_WINDOW_PER_CPU = 64;
-
-/**
- * Jobs per CPU we keep on a node. Until a job has ended there (its time unknown), one: the
- * first jobs spread over the nodes as they come up, instead of queueing on the first one. Then
- * one queued behind each running job, and for short jobs enough to cover a round trip (about
- * 10 ms of work), up to the maximum.
- */
-function windowPerCpu(avgMs: number): number {
-  if (!Number.isFinite(avgMs)) return 1;
-  return Math.max(2, Math.min(MAX_WINDOW_PER_CPU, 1 + Math.ceil(10 / Math.max(avgMs, 0.01))));
-}
-
-/**
- * @internal With a dispatch policy (`dispyts scheduler`), jobs averaging at least this many ms
- * (or of unknown length) are sent only to a free CPU of their node, never queued there.
- */
-export const SCHEDULER_SHORT_JOB_MS = 50;
-
-/**
- * Jobs per CPU a node's connection may hold when a dispatch policy is set: one while the jobs'
- * run time is unknown or long, so that the policy decides which cluster gets each freed CPU;
- * the usual pipelining window for short jobs, whose round trips would otherwise idle the CPU.
- */
-function policyWindowPerCpu(avgMs: number): number {
-  return Number.isFinite(avgMs) && avgMs < SCHEDULER_SHORT_JOB_MS ? windowPerCpu(avgMs) : 1;
 }
 
 function canSend(cn: ClusterNode): boolean {
   const link = cn.link;
-  return (
-    cn.ready &&
-    !link.closed &&
-    !link.closing &&
-    !link.full &&
-    !link.draining &&
-    cn.inflight < windowPerCpu(cn.avgMs) * Math.min(cn.cap, link.cpus) &&
-    link.inflight < MAX_WINDOW_PER_CPU * link.cpus &&
-    (dispatchPolicy() === null || link.inflight < policyWindowPerCpu(cn.avgMs) * link.cpus)
-  );
-}
-
-function validateOptions(o: JobClusterOptions): void {
-  if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
-  if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
-  if (o.resultsDir !== undefined && (typeof o.resultsDir !== 'string' || o.resultsDir.length === 0))
-    throw invalidOption('resultsDir', 'a directory path', o.resultsDir);
-  if (o.globals !== undefined && (o.globals === null || typeof o.globals !== 'object' || Array.isArray(o.globals)))
-    throw invalidOption('globals', 'an object of names and values', o.globals);
-  if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
-  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
-    throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
-  if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) throw invalidOption('host', 'an address', o.host);
-  if (o.port !== undefined && !(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535))
-    throw invalidOption('port', 'an integer from 0 to 65535', o.port);
-  if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
-  if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
-  if (o.recoverFile !== undefined && (typeof o.recoverFile !== 'string' || o.recoverFile.length === 0))
-    throw invalidOption('recoverFile', 'a file path', o.recoverFile);
-  if (o.pulseInterval !== undefined && !(typeof o.pulseInterval === 'number' && o.pulseInterval >= 0.1 && o.pulseInterval <= 1000)) {
-    throw invalidOption('pulseInterval', 'seconds from 0.1 to 1000', o.pulseInterval);
-  }
-  if (o.pingInterval !== undefined && !(typeof o.pingInterval === 'number' && o.pingInterval >= 1 && o.pingInterval <= 1000)) {
-    throw invalidOption('pingInterval', 'seconds from 1 to 1000', o.pingInterval);
-  }
-  if (o.nodeTimeout !== undefined && !(typeof o.nodeTimeout === 'number' && o.nodeTimeout > 0 && Number.isFinite(o.nodeTimeout)))
-    throw invalidOption('nodeTimeout', 'a positive number of seconds', o.nodeTimeout);
-  if (o.discovery !== undefined && !DISCOVERY_MODES.includes(o.discovery))
-    throw invalidOption('discovery', "'broadcast', 'multicast' or 'off'", o.discovery);
-  if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
-  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
-    throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
-  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
-    throw invalidOption('destPath', 'a relative directory name', o.destPath);
-  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))
-    throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
-  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
-    throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
-  checkMaxArgsSize(o.maxArgsSize);
-  for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
-  }
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
-    throw invalidOption('name', 'a non-empty string', o.name);
-  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
-}
-
-/** @internal Validates the `maxArgsSize` option (shared with SharedJobCluster). */
-export function checkMaxArgsSize(v: unknown): void {
-  if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 1)) throw invalidOption('maxArgsSize', 'a number of bytes >= 1', v);
+  return cn.ready && !link.closed && !link.closing && !link.full && !link.draining && hasRoom(cn, link, dispatchPolicy() !== null);
 }

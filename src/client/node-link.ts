@@ -20,6 +20,7 @@ import {
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
 import { requestTimeout } from './timeouts.js';
 import type { JobFileAnswer } from './result-files.js';
+import { cancelMessage } from './per-node-options.js';
 
 export { REQUEST_TIMEOUT } from './timeouts.js';
 
@@ -295,8 +296,8 @@ export class NodeLink {
     return bytes;
   }
 
-  cancel(uid: number): void {
-    if (this.jobs.has(uid)) this.channel.send({ t: 'cancel', uid });
+  cancel(uid: number, grace = 0): void {
+    if (this.jobs.has(uid)) this.channel.send(cancelMessage(uid, grace));
   }
 
   /** A cluster stops using the link; the last one closes it (once its jobs ended). */

@@ -20,124 +20,22 @@ import { buildComputation, hookSources, type ModuleComputation } from './computa
 import type { ProgramComputation } from './interpreter.js';
 import { computationKind, splitJobDepends } from './job-scope.js';
 import { Deque } from './deque.js';
-import { CloseOnce } from './close-once.js';
-import { IdleWaiters } from './idle-waiters.js';
+import type { SharedJobClusterOptions } from './cluster-options.js';
+import { checkSharedClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
+import type { AnyFn, ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
 import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type FileRequest, type LocalFile } from './file-transfer.js';
-import {
-  MAX_SEND_ATTEMPTS,
-  checkMaxArgsSize,
-  nextJobUid,
-  type ClusterStatus,
-  type ClusterStatusEvent,
-  type JobClusterOptions,
-  type SubmitOptions,
-} from './job-cluster.js';
+import { ClusterCore } from './cluster-core.js';
+import type { ClusterStatusEvent } from './job-cluster.js';
+import { MAX_SEND_ATTEMPTS } from './job-ledger.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
-import { statusTable } from './print-status.js';
-import { StatusEventQueue } from './status-events.js';
+import { cancelGrace, cancelMessage, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
 import { ResultFiles } from './result-files.js';
 
-export interface SharedJobClusterOptions
-  extends Pick<
-    JobClusterOptions,
-    | 'depends'
-    | 'jobStatus'
-    | 'clusterStatus'
-    | 'reentrant'
-    | 'name'
-    | 'setup'
-    | 'cleanup'
-    | 'globals'
-    | 'resultsDir'
-    | 'destPath'
-    | 'maxRuntime'
-    | 'maxFileSize'
-    | 'isolate'
-    | 'maxArgsSize'
-    | 'logLevel'
-    | 'logger'
-  > {
-  /**
-   * Address of the `dispyts scheduler` (its `--host`).
-   * @default '127.0.0.1'
-   * @example schedulerHost: '192.0.2.5'
-   */
-  schedulerHost?: string;
-  /**
-   * The scheduler's port for clients (its `--port`).
-   * @default 9702
-   * @example schedulerPort: 9802
-   */
-  schedulerPort?: number;
-  /**
-   * Run alone: the scheduler admits this cluster only when no other cluster is active, and
-   * admits none while it runs. Jobs submitted meanwhile wait here. `setNodeCpus` works for an
-   * exclusive cluster (or with a `--cooperative` scheduler).
-   * @default false
-   * @example exclusive: true
-   */
-  exclusive?: boolean;
-  /**
-   * Seconds to get back to the scheduler after the connection broke while the scheduler still
-   * runs (a network outage, a proxy restart): jobs stay pending, calls fail with
-   * DISPY_ERR_CONNECTION meanwhile, and on reconnection the cluster resumes its computation
-   * (results that came meanwhile are delivered, jobs the scheduler never got are sent again). A
-   * scheduler that refuses the connection or restarted ends every pending job at once; so does
-   * one not back in time. Never more than the scheduler's zombie interval. 0 turns it off. The
-   * scheduler is told it: while the connection is gone it starts none of this cluster's jobs,
-   * and at the end of this window it closes the computation (queued jobs dropped, running ones
-   * terminated), since nobody can collect their results any more.
-   * @default 60
-   * @example reconnectTimeout: 300
-   */
-  reconnectTimeout?: number;
-  /**
-   * The scheduler's cluster secret (its `--cluster-secret`); the per-user secret file
-   * (`~/.config/dispyts/secret`) when absent, which only works for a scheduler of the same user
-   * on the same machine. The nodes' secret is the scheduler's business.
-   * @default undefined
-   * @example secret: process.env.DISPYTS_CLUSTER_SECRET
-   */
-  secret?: string;
-  /**
-   * Nodes of the scheduler this cluster may use: host names, IP addresses, wildcards or
-   * `{ host, port, cpus }` (a NodeAllocate's `depends` are sent, its `setupArgs` used; its
-   * `allocate` is not called: the scheduler decides).
-   * @default every node of the scheduler
-   * @example nodes: ['127.0.0.2', '127.0.0.3']
-   */
-  nodes?: NodeSpec | NodeSpec[];
-  /**
-   * Local address to connect to the scheduler from (the scheduler's monitor shows it).
-   * @default chosen by the operating system
-   * @example host: '192.0.2.10'
-   */
-  host?: string;
-  /**
-   * TLS toward the scheduler: this client's certificate (PEM), for a scheduler that requires
-   * one; with `keyFile`, or one PEM holding both. Turns TLS on.
-   * @default undefined
-   * @example certFile: '/etc/dispyts/client.pem'
-   */
-  certFile?: string;
-  /**
-   * TLS: this client's private key (PEM).
-   * @default undefined (the key in `certFile`)
-   * @example keyFile: '/etc/dispyts/client-key.pem'
-   */
-  keyFile?: string;
-  /**
-   * TLS: CA certificate(s) the scheduler's certificate must chain to (it needs an IP
-   * subjectAltName when addressed by IP); turns TLS on.
-   * @default undefined (no TLS unless `certFile` is given; then the system CAs)
-   * @example caFile: '/etc/dispyts/ca.pem'
-   */
-  caFile?: string;
-}
+export type { SharedJobClusterOptions } from './cluster-options.js';
 
 type SharedClusterEvents = {
   status: [ClusterStatusEvent<SharedJobCluster>];
@@ -166,9 +64,6 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 type SchedRequest = DistributiveOmit<Extract<ToSchedulerInput, { rid: number }>, 'rid'>;
 type NodeOp = Extract<ToSchedulerInput, { t: 'node-op' }>['op'];
 
-// biome-ignore lint/suspicious/noExplicitAny: a constraint every function satisfies (unknown[] parameters would reject typed ones)
-type AnyFn = (...args: any[]) => unknown;
-
 /** An error the scheduler answered with (as opposed to a lost connection or a time-out). */
 class Refused extends Error {
   readonly error: DispyError;
@@ -178,11 +73,11 @@ class Refused extends Error {
   }
 }
 
-export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<SharedClusterEvents> {
+export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<SharedClusterEvents> implements DispyCluster<F> {
   readonly name: string;
   readonly log: Logger;
   /** Marks a shared cluster (the HTTP server ignores CPUs when adding nodes to it). */
-  readonly shared = true;
+  readonly shared = true as const;
   /** Whether this cluster runs alone on the scheduler. */
   readonly exclusive: boolean;
   /** `host:port` of the scheduler. */
@@ -201,7 +96,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #nodeSpecs: (string | NodeSpecObject)[];
   readonly #secret: Buffer;
   readonly #tls: TlsMaterial | null;
-  readonly #statusEvents: StatusEventQueue<SharedJobCluster>;
+  /** Ids, pending count, events, settling, waiters (cluster-core.ts). */
+  readonly #core: ClusterCore<SharedJobCluster>;
   #channel: Channel<FromScheduler, ToSchedulerInput> | null = null;
   #info: SchedInfo | null = null;
   #infoWaiter: { resolve: (i: SchedInfo) => void; reject: (e: DispyError) => void } | null = null;
@@ -229,9 +125,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #flushQueued = false;
   /** Nodes in use (Initialized), and every node this cluster saw, by address. */
   readonly #nodes = new Map<string, DispyNode>();
-  readonly #everyNode = new Map<string, DispyNode>();
-  #jobIds = 0;
-  readonly #idleWaiters = new IdleWaiters();
   #lastHeard = Date.now();
   #lastCheck = Date.now();
   #beatTimer: NodeJS.Timeout | null = null;
@@ -240,7 +133,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #broken: DispyError | null = null;
   #closing = false;
   #closed = false;
-  readonly #closeOnce = new CloseOnce();
 
   /**
    * @param computation as for JobCluster: a function (shipped as source with `depends`), a
@@ -248,7 +140,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    */
   constructor(computation: F | string | string[] | ProgramComputation | ModuleComputation, options: SharedJobClusterOptions = {}) {
     super();
-    validateOptions(options);
+    checkSharedClusterOptions(options);
     this.#opts = options;
     const built = buildComputation(computation, options);
     this.name = options.name ?? built.name;
@@ -259,7 +151,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#schedHost = host;
     this.#schedPort = port;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
-    this.#statusEvents = StatusEventQueue.ofCluster<SharedJobCluster>(this as SharedJobCluster, options, this.log);
     this.#computation = built.wire;
     this.#computation.catch(() => undefined);
     this.#destPath = normalizeDestPath(options.destPath, this.log);
@@ -274,6 +165,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#setupArgs = specs.find((s) => s.setupArgs.length > 0)?.setupArgs ?? [];
     this.#nodeSpecs = specs.map(specToWire);
     this.#codec = new PayloadCodec(built.classes);
+    this.#core = new ClusterCore<SharedJobCluster>(this as SharedJobCluster, { callbacks: options, log: this.log, codec: this.#codec });
     // Unreadable secret or TLS files fail here, not at the first connection.
     this.#secret = resolveSecret(options.secret);
     this.#tls = loadTls(options, 'client');
@@ -396,9 +288,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        // cleanup gets setup's arguments too.
-        setupArgs: o.setup || typeof o.cleanup === 'function' ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
+        // cleanup gets setup's arguments too, and nodeSetup gets them.
+        setupArgs: o.setup || o.nodeSetup || typeof o.cleanup === 'function' ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
+        // Per-node setup (per-node-options.ts).
+        nodeSetup: nodeSetupSource(o),
         cleanupFiles: o.cleanup !== false,
         destPath: this.#destPath,
         nodes: this.#nodeSpecs,
@@ -619,7 +513,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
           p.sent = false;
           this.#unsent.unshift(p);
         }
-        for (const uid of this.#cancels) if (this.#jobs.has(uid)) ch.send({ t: 'cancel', uid });
+        for (const uid of this.#cancels) {
+          const p = this.#jobs.get(uid);
+          if (p) ch.send(cancelMessage(uid, graceOf(p.job)));
+        }
         this.#cancels.clear();
         this.log.warn({ resent: resend.length }, `reconnected to scheduler ${this.scheduler}; the computation resumed`);
         this.#flush();
@@ -664,7 +561,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     p.job.endTime = Date.now();
     p.job._errorCode = e.code;
     this.#settle(p, JobStatus.Abandoned, null);
-    this.#statusEvents.pushError(e);
+    this.#core.emitError(e);
     return true;
   }
 
@@ -701,7 +598,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#settle(p, JobStatus.Abandoned, node);
     }
     this.#closeNodes();
-    this.#statusEvents.pushError(err);
+    this.#core.emitError(err);
     return err;
   }
 
@@ -779,10 +676,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** The node at `ip` (one the scheduler has not described yet gets a placeholder). */
   #nodeAt(ip: string): DispyNode {
-    let n = this.#everyNode.get(ip);
+    let n = this.#core.everyNode.get(ip);
     if (!n) {
       n = new DispyNode(ip, 0, '', this);
-      this.#everyNode.set(ip, n);
+      this.#core.everyNode.set(ip, n);
       this.#nodes.set(ip, n);
     }
     return n;
@@ -807,7 +704,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#emit(JobStatus.Running, node, job);
     } else if (msg.status === JobStatus.Created) {
       // Queued again on the scheduler (its node died and the cluster is reentrant).
-      const node = p.running ?? (msg.ip ? (this.#everyNode.get(msg.ip) ?? null) : null);
+      const node = p.running ?? (msg.ip ? (this.#core.everyNode.get(msg.ip) ?? null) : null);
       if (p.running) p.running.busy = Math.max(0, p.running.busy - 1);
       p.running = null;
       job.status = JobStatus.Created;
@@ -821,13 +718,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #onProvisional(msg: Extract<FromScheduler, { t: 'provisional' }>): void {
     const p = this.#jobs.get(msg.uid);
     if (!p) return;
-    try {
-      p.job.result = this.#codec.decode(msg.result) as never;
-    } catch (err) {
-      this.log.warn({ uid: msg.uid, err: (err as Error).message }, 'undecodable provisional result ignored');
-      return;
-    }
-    p.job.status = JobStatus.ProvisionalResult;
+    if (!this.#core.provisional(p.job, msg.result, msg.uid)) return;
     const node = p.running ?? (msg.ip ? this.#nodeAt(msg.ip) : null);
     this.#emit(JobStatus.ProvisionalResult, node, p.job._snapshot());
   }
@@ -848,9 +739,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       this.#emit(JobStatus.Running, node, job);
     }
     p.running = null;
-    job.stdout = msg.stdout;
-    job.stderr = msg.stderr;
-    job.exception = msg.exception;
     job.endTime = msg.endTime ?? Date.now();
     if (ran) {
       job.startTime = msg.startTime;
@@ -861,17 +749,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         node.updateTime = Date.now();
       }
     }
-    let status = (isFinal(msg.status) ? msg.status : JobStatus.Terminated) as DispyStatus;
-    if (msg.result) {
-      try {
-        job.result = this.#codec.decode(msg.result) as never;
-      } catch (err) {
-        status = JobStatus.Terminated;
-        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
-      }
-    }
-    job._errorCode = msg.code;
-    this.#settle(p, status, node);
+    const status = (isFinal(msg.status) ? msg.status : JobStatus.Terminated) as DispyStatus;
+    this.#settle(p, this.#core.ended(job, msg, status), node);
   }
 
   #onNodeStatus(msg: Extract<FromScheduler, { t: 'node-status' }>): void {
@@ -913,15 +792,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const job = p.job;
     if (job.settled) return;
     this.#jobs.delete(job._uid);
-    job._settle(status);
-    this.#emit(status, node, job);
-    if (this.#jobs.size === 0) {
-      this.#idleWaiters.wake();
-    }
+    this.#core.settle(job, status, node);
   }
 
   #emit(status: DispyStatus, node: DispyNode | null, job: DispyJob | null): void {
-    this.#statusEvents.push(status, node, job);
+    this.#core.emit(status, node, job);
   }
 
   // ---- submitting ----
@@ -950,14 +825,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
-    const { depends = [], node, maxRuntime } = options;
-    if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths, functions and classes', depends);
-    // Functions and classes are this job's own code (job-scope.ts); strings are its files.
-    const { code } = splitJobDepends(depends, this.#kind);
-    if (maxRuntime !== undefined && !(typeof maxRuntime === 'number' && maxRuntime > 0 && Number.isFinite(maxRuntime)))
-      throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
-    const files = dependFiles(depends, 'depends', this.#opts.maxFileSize ?? 0);
+    const { files, maxRuntime, code } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0, this.#kind);
+    const { node } = options;
     const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
     const job = this.#submit(options.id, pin, maxRuntime, args, files);
     // Sent with the job (after this synchronous code, see #submit).
@@ -975,8 +844,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   /** An IP address for a node name this cluster knows; anything else as it is (the scheduler resolves it). */
   #resolveNode(node: DispyNode | string): string {
     if (node instanceof DispyNode) return node.ipAddr;
-    if (isIP(node) || this.#everyNode.has(node)) return node;
-    for (const n of this.#everyNode.values()) if (n.name === node) return n.ipAddr;
+    if (isIP(node) || this.#core.everyNode.has(node)) return node;
+    for (const n of this.#core.everyNode.values()) if (n.name === node) return n.ipAddr;
     return node;
   }
 
@@ -989,16 +858,9 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
     if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
-    const bytes = this.#codec.encode(args, 'args');
-    const max = this.#opts.maxArgsSize ?? DEFAULT_MAX_FRAME;
-    if (bytes.length > max) {
-      throw new DispyError(
-        'DISPY_ERR_MESSAGE_TOO_LARGE',
-        `the job's arguments encode to ${bytes.length} bytes, more than cluster ${this.name}'s maxArgsSize of ${max} bytes`,
-      );
-    }
-    const uid = nextJobUid();
-    const job = new DispyJob<Awaited<ReturnType<F>>>(uid, id === undefined || id === null || id === '' ? ++this.#jobIds : id, args, this);
+    const bytes = this.#core.checkArgs(this.#codec.encode(args, 'args'), this.#opts.maxArgsSize);
+    const job = this.#core.newJob<Awaited<ReturnType<F>>>(id, args);
+    const uid = job._uid;
     job._attempt = uid;
     const p: Pending = { job: job as DispyJob, args: bytes, sent: false, running: null };
     if (node !== undefined) p.node = node;
@@ -1006,7 +868,6 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     if (files.length) p.files = files;
     this.#jobs.set(uid, p);
     this.#unsent.push(p);
-    this.#emit(JobStatus.Created, null, job as DispyJob);
     if (this.#scheduled && !this.#flushQueued) {
       // After the caller's synchronous code, so an `id` set right after submit travels too.
       this.#flushQueued = true;
@@ -1031,7 +892,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   }
 
   #sendJob(p: Pending, computeId: string): void {
-    const tag = tagOf(p.job.id);
+    const tag = wireTag(p.job.id);
     try {
       this.#channel?.send({
         t: 'job',
@@ -1056,7 +917,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       p.job.endTime = Date.now();
       p.job._errorCode = e.code;
       this.#settle(p, JobStatus.Cancelled, null);
-      this.#statusEvents.pushError(e);
+      this.#core.emitError(e);
     }
   }
 
@@ -1096,8 +957,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * (Cancelled) or kills it on its node (Terminated). Resolves to 0, or -1 if the job is not
    * this cluster's or already ended.
    */
-  async cancel(job: DispyJob): Promise<number> {
+  async cancel(job: DispyJob, options?: CancelOptions): Promise<number> {
     if (!(job instanceof DispyJob) || job.cluster !== this || job.settled) return -1;
+    // A grace makes it polite (per-node-options.ts).
+    const grace = cancelGrace(job, options, this.#opts.cancelGrace);
     const p = this.#jobs.get(job._uid);
     if (!p) return -1;
     if (!p.sent) {
@@ -1111,7 +974,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       return 0;
     }
     if (!ch || ch.closed) return -1;
-    ch.send({ t: 'cancel', uid: job._uid });
+    ch.send(cancelMessage(job._uid, grace));
     return 0;
   }
 
@@ -1251,7 +1114,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * or false if `timeout` seconds pass first. Jobs end (Abandoned) when the scheduler is lost.
    */
   wait(timeout?: number): Promise<boolean> {
-    return this.#idleWaiters.wait(this.#jobs.size === 0, () => this.#statusEvents.drained(), timeout);
+    return this.#core.wait(timeout);
   }
 
   /**
@@ -1262,7 +1125,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * true at once.
    */
   close(options: { timeout?: number; terminate?: boolean } = {}): Promise<boolean> {
-    return this.#closeOnce.run(() => this.#close(options));
+    return this.#core.close(() => this.#close(options));
   }
 
   async #close({ timeout, terminate = false }: { timeout?: number; terminate?: boolean }): Promise<boolean> {
@@ -1295,7 +1158,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#stopTimers();
     this.#rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`));
     if (ch && !ch.closed) ch.end();
-    await this.#statusEvents.drained();
+    await this.#core.drained();
     return true;
   }
 
@@ -1310,9 +1173,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** Prints (and returns) dispy's table of nodes, jobs, times and data; closed nodes included. */
   printStatus(wallTime?: number): string {
-    const text = statusTable([...this.#everyNode.values()], this.#jobs.size, wallTime);
-    process.stdout.write(text);
-    return text;
+    return this.#core.printStatus(wallTime);
   }
 }
 
@@ -1323,52 +1184,4 @@ function specToWire(s: NodeAllocate): string | NodeSpecObject {
 
 function numeric(v: number | number[]): number {
   return typeof v === 'number' ? v : 0;
-}
-
-/** A job id the scheduler's HTTP server can show (a string or finite number). */
-function tagOf(id: unknown): string | number | undefined {
-  if (typeof id === 'string') return id.length <= 1024 ? id : id.slice(0, 1024);
-  return typeof id === 'number' && Number.isFinite(id) ? id : undefined;
-}
-
-function validateOptions(o: SharedJobClusterOptions): void {
-  if (o === null || typeof o !== 'object') throw invalidOption('options', 'an object', o);
-  if (o.depends !== undefined && !Array.isArray(o.depends)) throw invalidOption('depends', 'an array', o.depends);
-  if (o.resultsDir !== undefined && (typeof o.resultsDir !== 'string' || o.resultsDir.length === 0))
-    throw invalidOption('resultsDir', 'a directory path', o.resultsDir);
-  if (o.globals !== undefined && (o.globals === null || typeof o.globals !== 'object' || Array.isArray(o.globals)))
-    throw invalidOption('globals', 'an object of names and values', o.globals);
-  if (o.jobStatus !== undefined && typeof o.jobStatus !== 'function') throw invalidOption('jobStatus', 'a function', o.jobStatus);
-  if (o.clusterStatus !== undefined && typeof o.clusterStatus !== 'function')
-    throw invalidOption('clusterStatus', 'a function', o.clusterStatus);
-  if (o.schedulerHost !== undefined && (typeof o.schedulerHost !== 'string' || o.schedulerHost.length === 0))
-    throw invalidOption('schedulerHost', 'an address or host name', o.schedulerHost);
-  if (o.schedulerPort !== undefined && !(Number.isInteger(o.schedulerPort) && o.schedulerPort > 0 && o.schedulerPort <= 65535))
-    throw invalidOption('schedulerPort', 'an integer from 1 to 65535', o.schedulerPort);
-  if (o.host !== undefined && (typeof o.host !== 'string' || isIP(o.host) === 0)) throw invalidOption('host', 'an IP address', o.host);
-  if (o.exclusive !== undefined && typeof o.exclusive !== 'boolean') throw invalidOption('exclusive', 'true or false', o.exclusive);
-  if (
-    o.reconnectTimeout !== undefined &&
-    !(typeof o.reconnectTimeout === 'number' && o.reconnectTimeout >= 0 && Number.isFinite(o.reconnectTimeout))
-  ) {
-    throw invalidOption('reconnectTimeout', 'a number of seconds >= 0', o.reconnectTimeout);
-  }
-  if (o.secret !== undefined && typeof o.secret !== 'string') throw invalidOption('secret', 'a string', o.secret);
-  if (o.reentrant !== undefined && typeof o.reentrant !== 'boolean') throw invalidOption('reentrant', 'true or false', o.reentrant);
-  if (o.setup !== undefined && typeof o.setup !== 'function') throw invalidOption('setup', 'a function', o.setup);
-  if (o.cleanup !== undefined && typeof o.cleanup !== 'function' && typeof o.cleanup !== 'boolean')
-    throw invalidOption('cleanup', 'true, false or a function', o.cleanup);
-  if (o.destPath !== undefined && (typeof o.destPath !== 'string' || o.destPath.length === 0))
-    throw invalidOption('destPath', 'a relative directory name', o.destPath);
-  if (o.maxRuntime !== undefined && !(typeof o.maxRuntime === 'number' && o.maxRuntime > 0 && Number.isFinite(o.maxRuntime)))
-    throw invalidOption('maxRuntime', 'a positive number of seconds', o.maxRuntime);
-  if (o.maxFileSize !== undefined && !(Number.isInteger(o.maxFileSize) && o.maxFileSize >= 0))
-    throw invalidOption('maxFileSize', 'a number of bytes >= 0', o.maxFileSize);
-  checkMaxArgsSize(o.maxArgsSize);
-  for (const k of ['certFile', 'keyFile', 'caFile'] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== 'string' || o[k].length === 0)) throw invalidOption(k, 'a file path', o[k]);
-  }
-  if (o.name !== undefined && (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 256))
-    throw invalidOption('name', 'a non-empty string', o.name);
-  if (o.isolate !== undefined && o.isolate !== 'job') throw invalidOption('isolate', "'job'", o.isolate);
 }

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { DispyError, invalidOption } from '../errors.js';
 import { readCookie, tokenMatches } from '../protocol/http-guard.js';
-import { LoginLimiter } from './rate-limit.js';
+import { LoginLimiter } from './login-limiter.js';
 import { presentedToken, resolveAuth, type AuthOptions, type AuthPolicy } from './security.js';
 import { SessionSigner, type Session } from './sessions.js';
 import { parseBasic, UserDirectory, USER_NAME_RE, type Role, type User } from './users.js';

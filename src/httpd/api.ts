@@ -162,10 +162,15 @@ export function nodeInfo(c: Context, ctx: ApiContext, form: FormFields): Respons
   return jsonText(c, JSON.stringify({ node, cluster_jobs: clusterJobs }));
 }
 
-/** `POST /cancel_jobs` (repeated `uid`): the uids of the running jobs cancelled. */
+/**
+ * `POST /cancel_jobs` (repeated `uid`, optional `grace`): the uids of the running jobs
+ * cancelled. Killed at once, whatever the cluster's cancelGrace, unless `grace` (seconds) asks
+ * for a polite stop.
+ */
 export async function cancelJobs(c: Context, ctx: ApiContext, form: FormFields): Promise<Response> {
   const raw = form.all('uid');
   if (raw.length === 0) throw bad('`uid` is required (one field per job)');
+  const grace = intField(form, 'grace', 0, 0, 86_400);
   const uids = new Set<number>();
   for (const r of raw) {
     // dispy ignores invalid uids; so do we.
@@ -181,7 +186,7 @@ export async function cancelJobs(c: Context, ctx: ApiContext, form: FormFields):
   const results = await Promise.all(
     targets.map(async ({ view, job, uid }) => {
       try {
-        return (await view.cluster.cancel?.(job)) === 0 ? uid : null;
+        return (await view.cluster.cancel?.(job, { grace })) === 0 ? uid : null;
       } catch (err) {
         ctx.log.warn({ uid, err: (err as Error).message }, 'cancelling a job failed');
         return null;

@@ -8,29 +8,28 @@
  * `queued` jobs waiting to run (re-queued reentrant jobs included), `running`, and `failed`
  * (done but not Finished). A job cancelled while queued counts in none of them.
  */
+import type { DispyCluster } from '../client/dispy-cluster.js';
 import type { DispyJob } from '../client/dispy-job.js';
 import type { DispyNode } from '../client/dispy-node.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from '../client/status.js';
 import type { ChangeLog } from './change-log.js';
 import { jobJson, nodeJson, type JobJson, type NodeJson } from './node-json.js';
 
+/** A status event as the server reads it. */
+type ViewedEvent = { status: DispyStatus; node: DispyNode | null; job: DispyJob | null };
+
 /**
- * What the server needs of a cluster: its name and event stream, and (for the actions) the
- * management methods of JobCluster. SharedJobCluster and test doubles fit too.
+ * What the server needs of a cluster, taken from DispyCluster (what JobCluster and
+ * SharedJobCluster implement): its name and event stream, and (for the actions, each optional
+ * so a stand-in may leave it out) the management methods. `shared` says whether its nodes'
+ * CPUs are a scheduler's (adding a node then ignores CPUs).
  */
-export interface ViewedCluster {
-  readonly name: string;
-  on(event: 'status', listener: (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void): unknown;
-  off(event: 'status', listener: (e: { status: DispyStatus; node: DispyNode | null; job: DispyJob | null }) => void): unknown;
+export interface ViewedCluster
+  extends Pick<DispyCluster, 'name'>,
+    Partial<Pick<DispyCluster, 'cancel' | 'allocateNode' | 'deallocateNode' | 'closeNode' | 'setNodeCpus' | 'closed' | 'shared'>> {
+  on(event: 'status', listener: (e: ViewedEvent) => void): unknown;
+  off(event: 'status', listener: (e: ViewedEvent) => void): unknown;
   status?(): { nodes: DispyNode[] };
-  cancel?(job: DispyJob): Promise<number>;
-  allocateNode?(spec: unknown): Promise<number>;
-  deallocateNode?(node: DispyNode | string): Promise<number>;
-  closeNode?(node: DispyNode | string, options?: { terminatePending?: boolean }): Promise<number>;
-  setNodeCpus?(node: DispyNode | string, cpus: number): Promise<number>;
-  readonly closed?: boolean;
-  /** True for a SharedJobCluster: its nodes' CPUs are the scheduler's (adding a node ignores CPUs). */
-  readonly shared?: boolean;
 }
 
 /** A note on a cluster the pages show beside its name (with `closes_at`, epoch seconds, when it closes on its own). */
@@ -371,8 +370,7 @@ export class ClusterView {
   }
 }
 
-/** Whether `cluster` is a SharedJobCluster (or says it is shared). */
+/** Whether `cluster` says it is shared (DispyCluster.shared: a SharedJobCluster). */
 export function isSharedCluster(cluster: ViewedCluster): boolean {
-  const c = cluster as { shared?: unknown; constructor?: { name?: string } };
-  return c.shared === true || c.constructor?.name === 'SharedJobCluster';
+  return cluster.shared === true;
 }

@@ -3,7 +3,7 @@ export { DispyHTTPServer, type DispyHTTPServerOptions, type HttpLimits, type Htt
 export type { TrustedProxy } from '../protocol/http-guard.js';
 export type { AuthOptions } from './security.js';
 export { hashPassword, verifyPassword, type Role, type UserOptions } from './users.js';
-export type { LoginRateLimit } from './rate-limit.js';
+export type { LoginRateLimit } from './login-limiter.js';
 export type { EventLog, EventEntry, EventKind, EventResult, NewEntry } from './event-log.js';
 export type { JobHistory, JobRecordJson, HistoryQuery } from './job-history.js';
 export type { ViewedCluster, JobCounters, ClusterNote } from './cluster-view.js';

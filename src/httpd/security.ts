@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { DispyError, invalidOption } from '../errors.js';
 import { isLoopbackAddress, readCookie } from '../protocol/http-guard.js';
-import type { LoginRateLimit } from './rate-limit.js';
+import type { LoginRateLimit } from './login-limiter.js';
 import type { UserOptions } from './users.js';
 
 /** The `auth` option. */

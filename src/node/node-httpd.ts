@@ -31,7 +31,7 @@ import {
   type TrustedProxy,
 } from '../protocol/http-guard.js';
 import { HostMetrics } from './host-metrics.js';
-import type { NodeDaemonStatus } from './node-daemon.js';
+import type { NodeDaemonStatus } from './node-status.js';
 import { NODE_PAGE_CSS, NODE_PAGE_JS, renderLive, renderPage, type NodePageData, type NodePageRole } from './node-page.js';
 
 /** What the server needs of the daemon (NodeDaemon has it). */

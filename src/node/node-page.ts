@@ -5,7 +5,7 @@
  * live part every few seconds. Every value written into the page is HTML-escaped.
  */
 import type { AvailInfo } from '../protocol/messages.js';
-import type { NodeDaemonStatus } from './node-daemon.js';
+import type { NodeDaemonStatus } from './node-status.js';
 
 export type NodePageRole = 'admin' | 'viewer';
 

@@ -5,7 +5,7 @@
  *
  * The program stays in the runner's process group (no `detached`), so terminating the job
  * (SIGTERM, then SIGKILL, to the group) takes the program and whatever it started along, and it
- * inherits the job's tag (process-tag.ts), so do its children that leave the group. Its
+ * inherits the job's tag (host/process-tag.ts), so do its children that leave the group. Its
  * stdout and stderr go through the runner's `process.stdout/stderr.write`, which the runner
  * captures per job. The job's result is the exit code; a program killed by a signal fails the
  * job (Terminated) with an exception naming the signal.
@@ -16,6 +16,7 @@ import { delimiter, join } from 'node:path';
 import { DispyError } from '../errors.js';
 import type { Computation } from '../protocol/messages.js';
 import type { LoadContext, LoadedComputation } from './function-loader.js';
+import { currentAbortSignal } from './runner-abort.js';
 
 /** After the program exited, how long (ms) its output pipes may stay open (held by a child it left running). */
 const PIPE_GRACE_MS = 200;
@@ -51,9 +52,20 @@ export function loadProgramComputation(c: Extract<Computation, { kind: 'program'
       child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
       let settled = false;
       let grace: NodeJS.Timeout | null = null;
+      // A polite cancel: SIGINT to the job's process group (the runner ignores it), as dispy does.
+      const abort = currentAbortSignal();
+      const interrupt = (): void => {
+        try {
+          process.kill(-process.pid, 'SIGINT');
+        } catch {
+          // the group is gone
+        }
+      };
+      abort?.addEventListener('abort', interrupt, { once: true });
       const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
         if (settled) return;
         settled = true;
+        abort?.removeEventListener('abort', interrupt);
         if (grace) clearTimeout(grace);
         if (signal) reject(new Error(`program ${c.name} was killed by signal ${signal}`));
         else resolve(code ?? 0);

@@ -3,7 +3,7 @@
  * it jobs over IPC; it evaluates computations, runs its queued jobs one at a time with their
  * output captured, and exits as soon as its IPC channel closes, so it never outlives the daemon.
  * A runner serves the computations of one client program; the daemon retires it when that
- * program is done with the node. What its jobs start carries its tag (process-tag.ts) and goes
+ * program is done with the node. What its jobs start carries its tag (host/process-tag.ts) and goes
  * with it; a watchdog thread takes everything down even while a job keeps the main thread busy.
  *
  * The reporting rule: before a job's code is called, the daemon has that job's Started and the
@@ -19,8 +19,11 @@ import { PayloadCodec } from '../protocol/payload.js';
 import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
 import { formatException, type LoadedComputation } from './function-loader.js';
-import { TAG_ENV, currentParentPid, killTagged } from './process-tag.js';
+import { TAG_ENV, currentParentPid, killTagged } from '../host/process-tag.js';
 import { JobSlot, startArbiter } from './runner-arbiter.js';
+import { jobBegins, jobEnds } from './runner-abort.js';
+import type { ExtToRunner } from './runner-extensions.js';
+import { installRunnerExtras, onExtCommand, setupArguments } from './runner-extras.js';
 import {
   KILL_PIPE_FD,
   RunnerCommand,
@@ -210,6 +213,7 @@ async function run(job: RunnerJob): Promise<void> {
   failure.catch(() => undefined);
   const me: Current = { uid: job.uid, codec: comp.codec, out: new OutputBuffer(), err: new OutputBuffer(), finished: false, fail };
   current = me;
+  jobBegins(job.uid);
   // Whatever the job starts is marked as the job's.
   if (RUNNER_TAG) process.env[TAG_ENV] = `${RUNNER_TAG}/j${job.uid}`;
   enterDir(comp.dir, job.computeId);
@@ -251,6 +255,7 @@ async function run(job: RunnerJob): Promise<void> {
   }
   me.finished = true;
   current = null;
+  jobEnds();
   if (RUNNER_TAG) process.env[TAG_ENV] = RUNNER_TAG;
   if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
@@ -308,7 +313,7 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
         // setup runs once per runner, before any job of the computation here.
         const setup = loaded.setup;
         try {
-          await jobContext.run(context, () => setup(...args));
+          await jobContext.run(context, () => setup(...setupArguments(msg.nodeValue, codec, args)));
         } catch (err) {
           report({
             ev: RunnerEvent.Loaded,
@@ -399,6 +404,15 @@ if (RUNNER_TAG && process.send) {
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
 // A job sends files home with dispySendFile(path) (send-file.ts).
 (globalThis as Record<string, unknown>).dispySendFile = sendFiles.sendFile;
+// Per-node setup, dispyNodeShared and polite cancels (runner-extras.ts).
+installRunnerExtras({
+  report: (item) => report(item as unknown as RunnerItem),
+  context: jobContext,
+  enterDir: (dir, computeId) => {
+    if (!current || current.finished) enterDir(dir, computeId);
+  },
+  provisional,
+});
 
 process.on('message', (msg: ToRunner) => {
   switch (msg.cmd) {
@@ -430,6 +444,8 @@ process.on('message', (msg: ToRunner) => {
     case RunnerCommand.FileAck:
       sendFiles.onAck(msg);
       break;
+    default:
+      onExtCommand(msg as unknown as ExtToRunner);
   }
 });
 

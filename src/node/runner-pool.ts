@@ -1,10 +1,7 @@
 /**
- * The daemon's pre-spawned job runners. Each runner is forked detached (it leads its own process
- * group, so a job and every process it starts are killed together), with `execArgv: []` so a
- * daemon started under a TypeScript loader does not slow them, and runs one job at a time from
- * a short queue the daemon keeps filled. Each carries a tag in its environment (process-tag.ts)
- * that everything its jobs start inherits: killing a runner kills every process with its tag,
- * then their groups, so a job's process that left the group (`setsid`, a double fork) goes too.
+ * The daemon's pre-spawned job runners (runner.ts): which runner serves which program, loading
+ * and unloading computations in them, handing them jobs, and replacing those that retire or die.
+ * The daemon's job scheduler sees the pool through `RunnerSlots` (node-scheduler.ts).
  *
  * One program per runner: a fresh runner is bound to the client program of the first
  * computation it loads and only ever runs that program's jobs (its computations share it). When
@@ -14,33 +11,18 @@
  * CPU that the running program's jobs would pay. A computation with `isolate: 'job'` gets a
  * fresh runner for each job, retired after it (the next one is started as it takes its job).
  *
- * Killing one job goes through the runner's kill arbiter (runner-arbiter.ts): the daemon names
- * the job, the runner decides, so a job that has just ended keeps its result and the job after
- * it is never hit.
+ * Killing one job goes through its runner (runner.ts), which asks the runner's kill arbiter.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import type { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
-import { TAG_ENV, killTaggedAsync } from './process-tag.js';
-import {
-  RunnerCommand,
-  RunnerEvent,
-  TERMINATE_GRACE,
-  type FromRunner,
-  type RunnerDone,
-  type RunnerItem,
-  type RunnerJob,
-  type ToRunner,
-  type RunnerFileAck,
-  type RunnerSendFile,
-} from './runner-protocol.js';
 import { jobCode } from './job-code.js';
+import type { ExtItem } from './runner-extensions.js';
+import { RunnerCommand, RunnerEvent, TERMINATE_GRACE, type RunnerItem } from './runner-protocol.js';
+import { Runner, runnerEntry, type AssignedJob, type KillReason } from './runner.js';
 
 export type { RunnerDone } from './runner-protocol.js';
 export { TERMINATE_GRACE } from './runner-protocol.js';
+export { Runner, type AssignedJob, type KillReason, type RunnerOutcome } from './runner.js';
 
 /** What a runner needs to load a computation. */
 export interface LoadSpec {
@@ -50,6 +32,8 @@ export interface LoadSpec {
   cleanup: string | null;
   /** base64 of the encoded setup arguments. */
   setupArgs: string | null;
+  /** base64 of what the computation's nodeSetup returned on this node (node-setup-once.ts). */
+  nodeValue?: string | null;
 }
 
 /** Whose runners a computation uses. */
@@ -58,124 +42,6 @@ export interface Placement {
   program: string;
   /** A fresh runner for each job (`isolate: 'job'`). */
   isolate: boolean;
-}
-
-/** Why the daemon ends a job (the text and code its client gets). */
-export interface KillReason {
-  exception: string;
-  code: string;
-}
-
-/** Seconds a retired runner gets to run its computations' cleanup before it is killed. */
-const RETIRE_GRACE = 10;
-/**
- * Seconds after a kill request past the arbiter's own SIGKILL by which the job must be gone; if
- * it is not (the arbiter thread failed), the daemon kills the runner itself.
- */
-const KILL_BACKUP = 5;
-/** Bytes of a runner's own stderr kept to explain its death (V8's out-of-memory report). */
-const STDERR_TAIL = 8192;
-/** How long (ms) a runner that aborted may take to deliver the rest of its stderr. */
-const STDERR_WAIT_MS = 1000;
-
-function runnerEntry(): string {
-  const sibling = new URL('./runner-main.js', import.meta.url);
-  if (existsSync(sibling)) return fileURLToPath(sibling);
-  // Running from src/ under a TypeScript loader: runners use the built file.
-  const built = new URL('../../dist/node/runner-main.js', import.meta.url);
-  if (existsSync(built)) return fileURLToPath(built);
-  throw new Error('dist/node/runner-main.js not found: run `npm run build` first');
-}
-
-/** How a job handed to a runner ended. `dropped`: it never started (re-queue it). */
-export type RunnerOutcome = { kind: 'done'; done: RunnerDone } | { kind: 'dropped' };
-
-/** What the daemon hears about one job it handed to a runner. */
-export interface AssignedJob {
-  uid: number;
-  computeId: string;
-  started: boolean;
-  onStarted: (startTime: number) => void;
-  onProvisional: (result: Uint8Array) => void;
-  onEnd: (outcome: RunnerOutcome) => void;
-  /** A part of a file the job sends home (send-file-relay.ts), and how to answer the runner. */
-  onSendFile?: (item: RunnerSendFile, reply: (ack: RunnerFileAck) => void) => void;
-}
-
-export class Runner {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  /** The tag in its environment, inherited by what its jobs start. */
-  readonly tag: string;
-  readonly loaded = new Set<string>();
-  /** Jobs handed to this runner, in its queue order; at most the first one is started. */
-  readonly jobs = new Map<number, AssignedJob>();
-  /** The client program it serves; null while fresh (it has loaded nothing). */
-  program: string | null = null;
-  /** The `isolate: 'job'` computation it runs one job of, if it is such a runner. */
-  isolatedFor: string | null = null;
-  /** It took its one job (isolated runners): it takes no other. */
-  spent = false;
-  /** Being retired: it runs its cleanups and exits, and takes no job. */
-  retiring = false;
-  /** Why the daemon is killing the whole runner (shutdown), if it is. */
-  terminating: KillReason | null = null;
-  /** Kills asked of the arbiter, by job uid. */
-  readonly kills = new Map<number, KillReason>();
-  /** It sent its ready message. */
-  isReady = false;
-  exited = false;
-  /** The end of its own stderr (not its jobs' output, which it captures itself). */
-  stderrTail = '';
-  readonly ready: Promise<void>;
-  /** Resolves once the runner is gone and its jobs were accounted for. */
-  readonly gone: Promise<void>;
-  markGone!: () => void;
-  outbox: RunnerJob[] = [];
-
-  constructor(child: ChildProcess, tag = '') {
-    this.child = child;
-    this.pid = child.pid!;
-    this.tag = tag;
-    this.ready = new Promise((resolve, reject) => {
-      child.once('message', () => {
-        this.isReady = true;
-        resolve();
-      });
-      child.once('exit', (code, signal) => reject(new Error(`runner exited at start (code ${code}, signal ${signal})`)));
-    });
-    this.ready.catch(() => undefined);
-    this.gone = new Promise((r) => (this.markGone = r));
-  }
-
-  /** Whether the runner may take a job now (one still starting gets it once ready). */
-  get usable(): boolean {
-    return !this.exited && !this.terminating && !this.retiring && !this.spent && this.child.connected;
-  }
-
-  /** Fresh: it has served no program yet. */
-  get fresh(): boolean {
-    return this.program === null;
-  }
-
-  send(msg: ToRunner): void {
-    if (!this.exited && this.child.connected) this.child.send(msg);
-  }
-
-  /**
-   * Signals the runner's process group at once (by its number only while the runner is alive
-   * or was just reaped, so that number cannot belong to another group yet), then every process
-   * carrying the runner's tag (what its jobs started, wherever it went) and their groups, once
-   * /proc has been read without blocking the daemon.
-   */
-  killGroup(signal: NodeJS.Signals): void {
-    try {
-      process.kill(-this.pid, signal);
-    } catch {
-      // group already gone
-    }
-    if (this.tag) void killTaggedAsync(this.tag, signal).catch(() => undefined);
-  }
 }
 
 export interface RunnerPoolOptions {
@@ -213,6 +79,8 @@ export class RunnerPool {
   onLoadFailed: (computeId: string, error: { code: string; message: string }) => void = () => undefined;
   /** Called when the set of runner pids changes. */
   onPidsChanged: () => void = () => undefined;
+  /** Called with a runner's messages of runner-extensions.ts (node-extras.ts routes them). */
+  onExtension: (runner: Runner, item: ExtItem) => void = () => undefined;
 
   constructor(opts: RunnerPoolOptions) {
     this.#opts = opts;
@@ -248,68 +116,18 @@ export class RunnerPool {
 
   #spawn(program: string | null = null, isolatedFor: string | null = null): Runner {
     const tag = this.#opts.tag ? `${this.#opts.tag}/r${++this.#forked}` : '';
-    const child = fork(this.#entry, [], {
-      execArgv: [],
-      detached: true,
-      serialization: 'json',
-      // 2: its own stderr (V8's fatal reports), 3: IPC, 4: its kill pipe (runner-arbiter.ts).
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
-      env: {
-        ...process.env,
-        DISPYTS_RUNNER: '1',
-        ...(tag ? { [TAG_ENV]: tag } : {}),
-        ...(this.#opts.maxMessageSize ? { DISPYTS_MAX_MESSAGE_SIZE: String(this.#opts.maxMessageSize) } : {}),
-      },
+    const runner: Runner = new Runner({
+      entry: this.#entry,
+      tag,
+      maxMessageSize: this.#opts.maxMessageSize,
+      log: this.#opts.log,
+      onItem: (item) => this.#onItem(runner, item),
+      onExit: (code, signal) => this.#onExit(runner, code, signal),
+      onTerminating: () => this.#topUp(),
     });
-    const runner = new Runner(child, tag);
     runner.program = program;
     runner.isolatedFor = isolatedFor;
     this.runners.add(runner);
-    child.on('message', (msg: FromRunner) => {
-      if (msg.ev === RunnerEvent.Batch) for (const item of msg.items) this.#onItem(runner, item);
-    });
-    // What the runner itself writes to stderr goes on to the daemon's; its end is kept.
-    let stderrEnded = false;
-    const stderr = child.stderr!;
-    stderr.on('data', (chunk: Buffer) => {
-      process.stderr.write(chunk);
-      runner.stderrTail = (runner.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL);
-    });
-    stderr.on('error', () => undefined);
-    (child.stdio[4] as Writable | null)?.on('error', () => undefined);
-    // Handle the end once the process exited AND its IPC channel drained, so every message it
-    // sent before dying has been seen (and, after an abort, what it wrote to stderr).
-    let exitInfo: [number | null, NodeJS.Signals | null] | null = null;
-    let disconnected = !child.connected;
-    let stderrWait: NodeJS.Timeout | null = null;
-    const maybeEnd = (): void => {
-      if (!exitInfo || !disconnected || runner.exited) return;
-      const [code, signal] = exitInfo;
-      const aborted = signal === 'SIGABRT' || signal === 'SIGTRAP' || code === 134;
-      if (aborted && !stderrEnded && !stderrWait) {
-        stderrWait = setTimeout(() => {
-          stderrEnded = true;
-          maybeEnd();
-        }, STDERR_WAIT_MS);
-        return;
-      }
-      if (aborted && !stderrEnded) return;
-      if (stderrWait) clearTimeout(stderrWait);
-      this.#onExit(runner, code, signal);
-    };
-    stderr.on('close', () => {
-      stderrEnded = true;
-      maybeEnd();
-    });
-    child.on('exit', (code, signal) => {
-      exitInfo = [code, signal];
-      maybeEnd();
-    });
-    child.on('disconnect', () => {
-      disconnected = true;
-      maybeEnd();
-    });
-    child.on('error', (err) => this.#opts.log.warn({ err, pid: runner.pid }, 'runner error'));
     runner.ready.then(
       () => {
         // A runner spawned for a program sets up that program's computations now.
@@ -406,23 +224,9 @@ export class RunnerPool {
           'an error was thrown asynchronously after its job ended (or outside any job): logged, no job failed for it',
         );
         return;
+      default:
+        this.onExtension(runner, item as unknown as ExtItem);
     }
-  }
-
-  /** Why a runner that nobody asked to die died, as its running job's exception. */
-  #unexpected(runner: Runner, code: number | null, signal: NodeJS.Signals | null): KillReason {
-    if (/JavaScript heap out of memory|Reached heap limit/.test(runner.stderrTail)) {
-      return {
-        exception:
-          "DispyError: DISPY_ERR_OUT_OF_MEMORY: the job ran out of memory: its runner process reached V8's heap limit (JavaScript heap out of memory) and was aborted",
-        code: 'DISPY_ERR_OUT_OF_MEMORY',
-      };
-    }
-    const hint = signal === 'SIGKILL' ? " (not by dispyts: the system's out-of-memory killer does this, see `dmesg`)" : '';
-    return {
-      exception: `DispyError: the job's runner process exited unexpectedly (code ${code}, signal ${signal})${hint}`,
-      code: 'DISPY_ERR_JOB_TERMINATED',
-    };
   }
 
   #onExit(runner: Runner, code: number | null, signal: NodeJS.Signals | null): void {
@@ -442,8 +246,7 @@ export class RunnerPool {
         job.onEnd({ kind: 'dropped' });
         continue;
       }
-      const oom = /JavaScript heap out of memory|Reached heap limit/.test(runner.stderrTail);
-      const why = (!oom && (runner.kills.get(job.uid) ?? runner.terminating)) || this.#unexpected(runner, code, signal);
+      const why = runner.endedWith(job.uid, code, signal);
       job.onEnd({
         kind: 'done',
         done: {
@@ -460,7 +263,7 @@ export class RunnerPool {
         },
       });
     }
-    if (!running && !runner.retiring && !runner.terminating && runner.kills.size === 0 && (code !== 0 || signal)) {
+    if (!running && runner.diedUnasked && (code !== 0 || signal)) {
       this.#opts.log.warn({ pid: runner.pid, code, signal }, 'a job runner exited while no job was running in it');
     }
     for (const computeId of [...this.#unloading.keys()]) this.#unloaded(runner, computeId);
@@ -514,6 +317,28 @@ export class RunnerPool {
     return verdict;
   }
 
+  /**
+   * A runner of `placement`'s program for work before the computation `computeId` is loaded
+   * (its per-node setup): an idle one of the program, a fresh one bound to it, or a new one.
+   */
+  claimFor(placement: Placement, computeId: string): Runner {
+    const usable = [...this.runners].filter((r) => r.usable);
+    const runner =
+      (placement.isolate ? undefined : usable.find((r) => this.#ofProgram(r, placement) && r.jobs.size === 0)) ??
+      usable.find((r) => r.fresh) ??
+      (placement.isolate ? undefined : usable.find((r) => this.#ofProgram(r, placement))) ??
+      this.#spawn(placement.program, placement.isolate ? computeId : null);
+    runner.program = placement.program;
+    // Under `isolate: 'job'` it then runs one job of the computation, as the others do.
+    if (placement.isolate) runner.isolatedFor = computeId;
+    this.#topUp();
+    return runner;
+  }
+
+  #ofProgram(r: Runner, placement: Placement): boolean {
+    return r.program === placement.program && r.isolatedFor === null;
+  }
+
   /** Forgets a computation; resolves once every runner that loaded it ran its cleanup. */
   unload(computeId: string): Promise<void> {
     this.#computations.delete(computeId);
@@ -552,7 +377,7 @@ export class RunnerPool {
       if (r.program !== program && !(prefix && r.program.startsWith(`${program}/`))) continue;
       if (r.jobs.size > 0) {
         this.#opts.log.warn({ pid: r.pid, program, jobs: r.jobs.size }, 'a runner of a finished program still has jobs: killed');
-        this.terminate(r, 'DispyError: job terminated: its program is done with this node');
+        r.terminate({ exception: 'DispyError: job terminated: its program is done with this node', code: 'DISPY_ERR_JOB_TERMINATED' });
         continue;
       }
       this.#retire(r);
@@ -561,13 +386,7 @@ export class RunnerPool {
   }
 
   #retire(runner: Runner): void {
-    if (runner.retiring || runner.exited) return;
-    runner.retiring = true;
-    runner.send({ cmd: RunnerCommand.Retire });
-    const t = setTimeout(() => runner.killGroup('SIGKILL'), RETIRE_GRACE * 1000);
-    t.unref();
-    runner.child.once('exit', () => clearTimeout(t));
-    this.#topUp();
+    if (runner.retire()) this.#topUp();
   }
 
   /** Hands a job to a runner; it is sent with the others handed out in this turn. */
@@ -621,45 +440,14 @@ export class RunnerPool {
     runner.send({ cmd: RunnerCommand.Drop, uid });
   }
 
-  /**
-   * Kills job `uid`, which the runner reported started: its runner's arbiter kills the runner's
-   * process group (SIGTERM, SIGKILL after the grace period) if that job still runs, and does
-   * nothing if it ended meanwhile (its Done then arrives and stands). The runner is replaced.
-   */
-  kill(runner: Runner, uid: number, exception: string, code = 'DISPY_ERR_JOB_TERMINATED'): void {
-    const job = runner.jobs.get(uid);
-    if (!job?.started || runner.exited || runner.terminating || runner.kills.has(uid)) return;
-    runner.kills.set(uid, { exception, code });
-    if (runner.isolatedFor !== null) {
-      // Its one job: even if that job has just ended (its Done is read before the exit is
-      // handled, and stands), the kill hits no other.
-      this.terminate(runner, exception, code);
-      return;
-    }
-    (runner.child.stdio[4] as Writable | null)?.write(`${uid}\n`);
-    // The arbiter answers within milliseconds; this only fires if it could not (it failed).
-    const t = setTimeout(
-      () => {
-        if (!runner.exited && runner.jobs.get(uid) === job) {
-          this.#opts.log.warn({ pid: runner.pid, uid }, "the runner's kill arbiter did not end the job: killing the runner");
-          this.terminate(runner, exception, code);
-        }
-      },
-      (TERMINATE_GRACE + KILL_BACKUP) * 1000,
-    );
-    t.unref();
-    runner.child.once('exit', () => clearTimeout(t));
+  /** Kills job `uid` through its runner's kill arbiter (runner.ts). */
+  kill(runner: Runner, uid: number, why: KillReason): void {
+    runner.kill(uid, why);
   }
 
-  /** Kills a whole runner, whatever it runs (SIGTERM to its group, SIGKILL after the grace period). */
-  terminate(runner: Runner, exception: string, code = 'DISPY_ERR_JOB_TERMINATED'): void {
-    if (runner.exited || runner.terminating) return;
-    runner.terminating = { exception, code };
-    runner.killGroup('SIGTERM');
-    const t = setTimeout(() => runner.killGroup('SIGKILL'), TERMINATE_GRACE * 1000);
-    t.unref();
-    runner.child.once('exit', () => clearTimeout(t));
-    this.#topUp();
+  /** Kills a whole runner, whatever it runs (runner.ts). */
+  terminate(runner: Runner, why: KillReason): void {
+    runner.terminate(why);
   }
 
   /** Stops every runner; resolves once all have exited. */

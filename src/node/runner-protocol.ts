@@ -89,6 +89,8 @@ export type ToRunner =
       setup: string | null;
       cleanup: string | null;
       setupArgs: string | null;
+      /** base64 of the encoded value the computation's nodeSetup returned on this node, if it has one. */
+      nodeValue?: string | null;
     }
   | { cmd: RunnerCommand.Run; jobs: RunnerJob[] }
   | { cmd: RunnerCommand.Unload; computeId: string }

@@ -150,6 +150,12 @@ export const setupSchema = z.object({
   setupArgs: bin.nullable().default(null),
   /** `cleanup()` run in each runner that ran setup, when the computation closes. */
   cleanup: hookSource.default(null),
+  /**
+   * `nodeSetup(...setupArgs)` run once on the node, in one runner, before any runner loads the
+   * computation; its encoded return value is handed to every runner's `setup` as its first
+   * argument.
+   */
+  nodeSetup: hookSource.optional(),
   /** Delete the computation's files when it closes. */
   cleanupFiles: z.boolean().default(true),
   /** Sub-directory of the client's area where files go (dispy's dest_path). */
@@ -207,7 +213,15 @@ export const fileChunkSchema = z.object({
 });
 /** Asks which of this computation's jobs the node holds (for nodeJobs). */
 export const jobsQuerySchema = z.object({ t: z.literal('jobs'), rid, computeId });
-export const cancelSchema = z.object({ t: z.literal('cancel'), uid });
+export const cancelSchema = z.object({
+  t: z.literal('cancel'),
+  uid,
+  /**
+   * Seconds a running job gets to return after its `dispyAbortSignal` fired (a program: after
+   * SIGINT) before it is killed; absent or 0: killed at once.
+   */
+  grace: z.number().nonnegative().max(86_400).optional(),
+});
 export const closeSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });
 export const setCpusSchema = z.object({
   t: z.literal('set-cpus'),

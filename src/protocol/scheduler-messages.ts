@@ -49,6 +49,8 @@ export const computeSchema = z.object({
   setup: z.string().min(1).max(MAX_SOURCE).nullable().default(null),
   setupArgs: bin.nullable().default(null),
   cleanup: z.string().min(1).max(MAX_SOURCE).nullable().default(null),
+  /** `nodeSetup` source: run once per node before the runners' setup (see the node's setup message). */
+  nodeSetup: z.string().min(1).max(MAX_SOURCE).nullable().optional(),
   cleanupFiles: z.boolean().default(true),
   destPath: relativeName.nullable().default(null),
   /** Nodes this computation may use (a subset of the scheduler's); empty = all of them. */
@@ -86,7 +88,12 @@ export const sjobSchema = z.object({
   /** The job's own functions and classes (dispy's `dispy_job_depends`): they go to its node with it. */
   depends: z.array(dependSchema).max(10_000).optional(),
 });
-export const scancelSchema = z.object({ t: z.literal('cancel'), uid });
+export const scancelSchema = z.object({
+  t: z.literal('cancel'),
+  uid,
+  /** Seconds a running job gets to return after its abort signal before it is killed. */
+  grace: z.number().nonnegative().max(86_400).optional(),
+});
 export const scloseSchema = z.object({ t: z.literal('close'), rid, computeId, terminate: z.boolean() });
 /** Node management on behalf of one computation (the JobCluster method of the same name). */
 export const nodeOpSchema = z.object({

@@ -121,7 +121,7 @@ export class ClientSession implements ComputationOwner {
         this.#job(msg);
         return;
       case 'cancel':
-        this.#jobs.get(msg.uid)?.cancel(msg.uid);
+        this.#jobs.get(msg.uid)?.cancel(msg.uid, msg.grace);
         return;
       case 'job-file-ack':
         jobFileAcked(this.key, msg);

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
 import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
-import type { FileStore } from '../node/file-store.js';
+import type { FileStore } from '../host/file-store.js';
 import type { FromScheduler } from '../protocol/scheduler-messages.js';
 import type { Admission, Admittable } from './admission.js';
 import type { ClusterNames } from './cluster-names.js';

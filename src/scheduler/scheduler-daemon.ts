@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +18,8 @@ import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
 import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { DispyError, invalidOption } from '../errors.js';
-import { FileStore } from '../node/file-store.js';
-import { isDispytsDaemon, readPidFile, removePidFile, writePidFile } from '../node/pid-file.js';
+import { FileStore } from '../host/file-store.js';
+import { StateDir } from '../host/state-dir.js';
 import { acceptChannel, refuseConnection, type Channel } from '../protocol/channel.js';
 import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME, SCHEDULER_PORT } from '../protocol/constants.js';
 import { HandshakeGate, checkHandshakeCaps } from '../protocol/handshake-gate.js';
@@ -268,7 +268,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   readonly #closed: { cluster: JobCluster; name: string }[] = [];
   /** Connections gone whose computations run on for the zombie interval. */
   readonly #zombies = new Set<ClientSession>();
-  #stateDir = '';
+  #stateDir: StateDir | null = null;
   #files: FileStore | null = null;
   #server: net.Server | null = null;
   #timers: NodeJS.Timeout[] = [];
@@ -388,7 +388,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   /** Prepares the state directory and listens; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
     this.#prepareStateDir();
-    this.#files = new FileStore(join(this.#stateDir, 'computations'), this.#opts.maxFileSize ?? 0, this.log);
+    this.#files = new FileStore(join(this.#stateDir!.path, 'computations'), this.#opts.maxFileSize ?? 0, this.log);
     setDispatchPolicy(this.policy);
     const server = this.#tls
       ? tls.createServer({ ...serverTlsOptions(this.#tls), noDelay: true }, (socket) => this.#acceptTls(socket))
@@ -458,34 +458,36 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
 
   /** `<prefix>/<host>`: a live scheduler there stops us; `--clean` wipes what a dead one left. */
   #prepareStateDir(): void {
-    this.#stateDir = join(this.#prefix, this.host || 'all');
-    const previous = readPidFile<object>(join(this.#stateDir, PID_FILE));
-    if (previous && previous.pid !== process.pid && isDispytsDaemon(previous.pid, 'scheduler')) {
-      throw new DispyError(
-        'DISPY_ERR_INVALID_OPTION',
-        `another dispyts scheduler (pid ${previous.pid}) uses ${this.#stateDir}; stop it first or give another --dest-path-prefix`,
+    this.#stateDir = new StateDir({
+      prefix: this.#prefix,
+      host: this.host,
+      command: 'scheduler',
+      file: PID_FILE,
+      clean: this.#opts.clean ?? false,
+      mode: 0o700,
+      log: this.log,
+      held: (pid, dir) =>
+        new DispyError(
+          'DISPY_ERR_INVALID_OPTION',
+          `another dispyts scheduler (pid ${pid}) uses ${dir}; stop it first or give another --dest-path-prefix`,
+        ),
+    });
+    if (this.#opts.clean) return;
+    let left = 0;
+    try {
+      left = readdirSync(join(this.#stateDir.path, 'computations')).length;
+    } catch {
+      left = 0;
+    }
+    if (left)
+      this.log.warn(
+        { dir: this.#stateDir.path, computations: left },
+        'files of computations a previous scheduler left are kept; start with --clean to delete them',
       );
-    }
-    if (this.#opts.clean) {
-      rmSync(this.#stateDir, { recursive: true, force: true });
-    } else {
-      let left = 0;
-      try {
-        left = readdirSync(join(this.#stateDir, 'computations')).length;
-      } catch {
-        left = 0;
-      }
-      if (left)
-        this.log.warn(
-          { dir: this.#stateDir, computations: left },
-          'files of computations a previous scheduler left are kept; start with --clean to delete them',
-        );
-    }
-    mkdirSync(this.#stateDir, { recursive: true, mode: 0o700 });
   }
 
   #writePidFile(): void {
-    writePidFile(join(this.#stateDir, PID_FILE), { host: this.host, port: this.port }, this.log);
+    this.#stateDir?.record({ host: this.host, port: this.port });
   }
 
   // ---- clients ----
@@ -627,7 +629,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     );
     for (const s of this.#sessions) s.channel.end();
     setDispatchPolicy(null);
-    removePidFile(join(this.#stateDir, PID_FILE));
+    this.#stateDir?.remove();
     this.log.info('scheduler stopped');
     this.#resolveStopped();
   }

@@ -53,8 +53,8 @@ export class MonitoredCluster implements ViewedCluster {
     return this.cluster.status();
   }
 
-  cancel(job: DispyJob): Promise<number> {
-    return this.cluster.cancel(job);
+  cancel(job: DispyJob, options?: { grace?: number }): Promise<number> {
+    return this.cluster.cancel(job, options);
   }
 
   allocateNode(spec: unknown): Promise<number> {

@@ -189,6 +189,7 @@ export class SharedComputation {
         setupArgs: m.setupArgs,
         cleanup: m.cleanup,
         cleanupFiles: m.cleanupFiles,
+        nodeSetup: m.nodeSetup ?? null,
         destPath: m.destPath,
         // Nodes keep each client program in runners of its own: this one is the connection
         // that registered the computation (a key the client cannot choose).
@@ -301,7 +302,7 @@ export class SharedComputation {
   }
 
   /** `cancel`: a queued job ends Cancelled, a running one is terminated on its node. */
-  cancel(uid: number): void {
+  cancel(uid: number, grace?: number): void {
     const i = this.#held.findIndex((j) => j.uid === uid);
     if (i >= 0) {
       const [held] = this.#held.splice(i, 1);
@@ -310,7 +311,7 @@ export class SharedComputation {
       return;
     }
     const job = this.#jobs.get(uid);
-    if (job && this.cluster) void this.cluster.cancel(job);
+    if (job && this.cluster) void this.cluster.cancel(job, { grace: grace ?? 0 });
   }
 
   /** The cluster's events, relayed to the client in the order the cluster emits them. */

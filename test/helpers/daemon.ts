@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killOnExit } from './procs.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -29,6 +30,11 @@ export interface TestNode {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** The `nodes` and `secret` options of a cluster on these test nodes: `{ ...clusterOn(node), name }`. */
+export function clusterOn(...nodes: Pick<TestNode, 'host' | 'port'>[]): { nodes: { host: string; port: number }[]; secret: string } {
+  return { nodes: nodes.map((n) => ({ host: n.host, port: n.port })), secret: TEST_SECRET };
+}
+
 export interface StartNodeOptions {
   /** @default '127.0.0.2' */
   host?: string;
@@ -43,25 +49,6 @@ export interface StartNodeOptions {
   env?: Record<string, string>;
   /** @default 'debug' */
   logLevel?: string;
-}
-
-const started = new Set<ChildProcess>();
-function killAll(): void {
-  for (const p of started) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-process.once('exit', killAll);
-// The test runner ends a timed-out file with a signal; take our daemons along.
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    killAll();
-    process.exit(128 + 15);
-  });
 }
 
 export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> {
@@ -89,14 +76,13 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<TestNode> 
     ...(opts.args ?? []),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-  started.add(proc);
+  killOnExit(proc);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
   });
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => {
-      started.delete(proc);
       rmSync(prefix, { recursive: true, force: true });
       resolve(code);
     });

@@ -4,12 +4,13 @@
  * 127.0.0.x addresses the test names, and stopped by PID. A system nginx service, if one runs,
  * is neither touched nor used. Also the README's nginx block, which the proxy test runs as is.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './daemon.js';
+import { killOnExit } from './procs.js';
 
 const CANDIDATES = ['/usr/sbin/nginx', '/usr/bin/nginx'];
 
@@ -41,17 +42,6 @@ export interface TestNginx {
   stop(): Promise<void>;
 }
 
-const started = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of started) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
-
 /**
  * Starts nginx with `servers` (server blocks) inside its `http` block; resolves once every
  * `listen` address in `ready` accepts connections.
@@ -82,13 +72,12 @@ ${servers}
 `,
   );
   const proc = spawn(bin, ['-p', prefix, '-c', conf, '-e', 'stderr'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(proc);
+  killOnExit(proc);
   let out = '';
   proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
   const exited = new Promise<void>((resolve) =>
     proc.once('exit', () => {
-      started.delete(proc);
       rmSync(prefix, { recursive: true, force: true });
       resolve();
     }),

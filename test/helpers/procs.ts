@@ -3,6 +3,7 @@
  * node tagged for its jobs, and kills by pid what a test started, so a failing test leaves
  * nothing running.
  */
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 export interface TaggedProc {
@@ -47,4 +48,31 @@ export function killPids(pids: Iterable<number>): void {
       // gone
     }
   }
+}
+
+/** Children the test process started and has not seen exit. */
+const children = new Set<ChildProcess>();
+function killChildren(): void {
+  for (const p of children) {
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+process.once('exit', killChildren);
+// The test runner ends a timed-out file with a signal; take our children along.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killChildren();
+    process.exit(128 + 15);
+  });
+}
+
+/** Kills `proc` (by its PID) if the test process exits or is signalled first; returns it. */
+export function killOnExit<P extends ChildProcess>(proc: P): P {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  return proc;
 }

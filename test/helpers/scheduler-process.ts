@@ -4,77 +4,13 @@
  * that talk to it, for the SharedJobCluster tests and the benchmark. Every process is ended by
  * PID.
  */
-import { startScheduler as startSchedulerProcess, type TestScheduler as BaseScheduler } from './scheduler.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from './daemon.js';
+import { killOnExit } from './procs.js';
 
-export type TestScheduler = BaseScheduler & {
-  /** The `--httpd` monitor's URL, when asked for. */
-  monitor: string | null;
-};
-
-export interface StartSchedulerOptions {
-  host: string;
-  /** `host:port` of each node. */
-  nodes: string[];
-  nodeSecret: string;
-  clusterSecret: string;
-  /** @default 'fsfs' */
-  policy?: 'fsfs' | 'fair' | 'early';
-  zombieInterval?: number;
-  pulseInterval?: number;
-  /** `--httpd HOST:0` when set. */
-  httpdHost?: string;
-  /** A fixed port (to restart a scheduler at the same address). @default 0 */
-  port?: number;
-  args?: string[];
-  /** @default 'info' */
-  logLevel?: string;
-}
-
-const started = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of started) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
-
-function track(proc: ChildProcess, cleanup: () => void): Promise<number | null> {
-  started.add(proc);
-  return new Promise((resolve) => {
-    proc.once('exit', (code) => {
-      started.delete(proc);
-      cleanup();
-      resolve(code);
-    });
-  });
-}
-
-/** The real `dispyts scheduler` (test/helpers/scheduler.ts starts it) with this file's option names. */
-export async function startScheduler(opts: StartSchedulerOptions): Promise<TestScheduler> {
-  const s = await startSchedulerProcess({
-    host: opts.host,
-    nodes: opts.nodes,
-    nodeSecret: opts.nodeSecret,
-    clusterSecret: opts.clusterSecret,
-    port: opts.port ?? 0,
-    logLevel: opts.logLevel ?? 'info',
-    args: [
-      '--policy',
-      opts.policy ?? 'fsfs',
-      ...(opts.zombieInterval !== undefined ? ['--zombie-interval', String(opts.zombieInterval)] : []),
-      ...(opts.pulseInterval !== undefined ? ['--pulse-interval', String(opts.pulseInterval)] : []),
-      ...(opts.httpdHost ? ['--httpd', `${opts.httpdHost}:0`] : []),
-      ...(opts.args ?? []),
-    ],
-  });
-  return Object.assign(s, { monitor: s.httpUrl });
-}
+// The one scheduler starter, under the name these tests import it by.
+export { type StartSchedulerOptions, type TestScheduler, startScheduler } from './scheduler.js';
 
 /** One line a client program printed (JSON). */
 export type ClientLine = Record<string, any>;
@@ -126,7 +62,8 @@ export function startClient(config: Record<string, unknown>): TestClient {
       }
     }
   });
-  const exited = track(proc, () => undefined);
+  killOnExit(proc);
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve));
   return {
     pid: proc.pid!,
     proc,

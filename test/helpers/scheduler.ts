@@ -13,6 +13,7 @@ import type { Computation } from '../../src/protocol/messages.js';
 import { PayloadCodec } from '../../src/protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../../src/protocol/scheduler-messages.js';
 import { CLI, TEST_SECRET } from './daemon.js';
+import { killOnExit } from './procs.js';
 
 /** Secret clients of test schedulers use unless a test says otherwise. */
 export const CLUSTER_SECRET = 'dispyts-test-cluster-secret-9876543210';
@@ -25,6 +26,8 @@ export interface TestScheduler {
   prefix: string;
   /** The monitor's URL with --httpd. */
   httpUrl: string | null;
+  /** The same as httpUrl (the SharedJobCluster tests' name for it). */
+  monitor: string | null;
   log(): string;
   exited: Promise<number | null>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -44,18 +47,15 @@ export interface StartSchedulerOptions {
   port?: number;
   /** @default 'debug' */
   logLevel?: string;
+  /** `--policy`. @default the scheduler's (fsfs) */
+  policy?: 'fsfs' | 'fair' | 'early';
+  /** `--zombie-interval`. */
+  zombieInterval?: number;
+  /** `--pulse-interval`. */
+  pulseInterval?: number;
+  /** `--httpd HOST:0` when set. */
+  httpdHost?: string;
 }
-
-const started = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of started) {
-    try {
-      p.kill('SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
 
 export async function startScheduler(opts: StartSchedulerOptions): Promise<TestScheduler> {
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-test-sched-'));
@@ -77,22 +77,25 @@ export async function startScheduler(opts: StartSchedulerOptions): Promise<TestS
     '--parent-pid',
     String(process.pid),
     ...opts.nodes.flatMap((n) => ['--node', n]),
+    ...(opts.policy ? ['--policy', opts.policy] : []),
+    ...(opts.zombieInterval !== undefined ? ['--zombie-interval', String(opts.zombieInterval)] : []),
+    ...(opts.pulseInterval !== undefined ? ['--pulse-interval', String(opts.pulseInterval)] : []),
+    ...(opts.httpdHost ? ['--httpd', `${opts.httpdHost}:0`] : []),
     ...(opts.args ?? []),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(proc);
+  killOnExit(proc);
   let stderr = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
   });
   const exited = new Promise<number | null>((resolve) => {
     proc.once('exit', (code) => {
-      started.delete(proc);
       rmSync(prefix, { recursive: true, force: true });
       resolve(code);
     });
   });
-  const wantHttp = (opts.args ?? []).includes('--httpd');
+  const wantHttp = opts.httpdHost !== undefined || (opts.args ?? []).includes('--httpd');
   const { port, httpUrl } = await new Promise<{ port: number; httpUrl: string | null }>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`scheduler on ${opts.host} not ready in 30 s: ${stderr}`)), 30_000);
@@ -117,6 +120,7 @@ export async function startScheduler(opts: StartSchedulerOptions): Promise<TestS
     proc,
     prefix,
     httpUrl,
+    monitor: httpUrl,
     log: () => stderr,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
