@@ -25,7 +25,7 @@ import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
 import { checkOnePortPerHost, discoverSpecs } from './node-ports.js';
-import { computationKind, splitJobDepends } from './job-scope.js';
+import { computationKind } from './job-scope.js';
 import { type JobFileAnswer, ResultFiles } from './result-files.js';
 import { ClusterDiscovery } from './node-discovery.js';
 import { NodeResolver } from './node-resolver.js';

@@ -18,7 +18,7 @@ import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import type { ProgramComputation } from './interpreter.js';
-import { computationKind, splitJobDepends } from './job-scope.js';
+import { computationKind } from './job-scope.js';
 import { Deque } from './deque.js';
 import type { SharedJobClusterOptions } from './cluster-options.js';
 import { checkSharedClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
