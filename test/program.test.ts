@@ -77,7 +77,9 @@ test('a program found on PATH; a missing or non-executable program is an error a
     message: /not found on PATH/,
   });
   assert.throws(() => new JobCluster(join(dir, 'absent.sh'), opts()), { code: 'DISPY_ERR_COMPUTATION', message: /not found/ });
-  const plain = script('not-exec.sh', 'exit 0', 0o644);
+  // Without the execute bit, a #! line or an interpreter there is no way to run it (interpreters.test.ts).
+  const plain = join(dir, 'not-exec.sh');
+  writeFileSync(plain, 'exit 0\n', { mode: 0o644 });
   assert.throws(() => new JobCluster(plain, opts()), { code: 'DISPY_ERR_COMPUTATION', message: /not executable/ });
 });
 

@@ -6,10 +6,12 @@
  */
 import type { Logger } from 'pino';
 import type { DiscoveryMode } from '../protocol/discovery.js';
+import type { JobFile } from '../protocol/messages.js';
 import type { DispyJob } from './dispy-job.js';
 import type { DispyNode } from './dispy-node.js';
 import type { NodeSpec } from './node-allocate.js';
 import type { NodeLookup } from './node-resolver.js';
+import type { JobFileAnswer } from './result-files.js';
 import type { DispyStatus } from './status.js';
 
 /** What both cluster kinds take alike: the computation's shipping, its hooks, its jobs' limits, logging. */
@@ -57,11 +59,29 @@ export interface ClusterOptionsBase {
   setup?: (...args: never[]) => unknown;
   /**
    * `true`/`false`: whether nodes delete the computation's files when it closes; or a function
-   * run in each runner that ran `setup`, when the computation closes (files are then deleted).
+   * run in each runner that loaded the computation, when it closes, with setup's arguments
+   * (`cleanup(...setupArgs)`, as in dispy; files are then deleted).
    * @default true
    * @example cleanup: () => { delete (globalThis as any).factor; }
    */
-  cleanup?: boolean | (() => unknown);
+  cleanup?: boolean | ((...args: never[]) => unknown);
+  /**
+   * Named values (msgpack, as job arguments are; instances of classes in `depends` too) defined
+   * as `const`s in the computation's scope on the nodes, as `depends` functions are, and seen by
+   * `setup` and `cleanup` (dispy shipped any picklable object in `depends`). Function
+   * computations only.
+   * @default undefined
+   * @example globals: { factor: 3, table: new Map([['a', 1]]) }
+   */
+  globals?: Record<string, unknown>;
+  /**
+   * Directory where files jobs send home with `dispySendFile(path)` are written, by base name
+   * only (a node can never write outside it), each at most `maxFileSize` bytes; their paths are
+   * in `job.files` before the job's final status.
+   * @default the current working directory
+   * @example resultsDir: './results'
+   */
+  resultsDir?: string;
   /**
    * Run once per node, in one job runner there, before any runner loads the computation:
    * `nodeSetup(...setupArgs)`. Its return value (msgpack, like a result) is handed to each
@@ -242,6 +262,11 @@ export interface JobClusterOptions extends ClusterOptionsBase {
    * @example caFile: '/etc/dispyts/ca.pem'
    */
   caFile?: string;
+  /**
+   * @internal For `dispyts scheduler`: files jobs send home go to the program behind it instead
+   * of resultsDir; resolves with that program's answer.
+   */
+  _relayJobFile?: (job: DispyJob, msg: JobFile) => Promise<JobFileAnswer>;
 }
 
 /** Options of a SharedJobCluster (the nodes of a `dispyts scheduler`). */

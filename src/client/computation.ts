@@ -4,7 +4,9 @@
  */
 import { DispyError, invalidOption } from '../errors.js';
 import type { Computation, Depend } from '../protocol/messages.js';
-import { dependFiles, localFile, resolveProgram } from './file-transfer.js';
+import { dependFiles, localFile } from './file-transfer.js';
+import { isInterpretedForm, resolveScript } from './interpreter.js';
+import { withGlobals } from './globals.js';
 import { buildModuleComputation } from './module-bundle.js';
 
 /** Whether `src` parses as an expression (compiled, never run). */
@@ -98,7 +100,10 @@ export interface ShippedComputation {
 }
 
 /** Builds what a JobCluster ships for any kind of computation. */
-export function buildComputation(computation: unknown, options: { depends?: unknown[]; maxFileSize?: number }): ShippedComputation {
+export function buildComputation(
+  computation: unknown,
+  options: { depends?: unknown[]; maxFileSize?: number; globals?: Record<string, unknown> | undefined },
+): ShippedComputation {
   // File paths in depends are sent to nodes as files (checked now), whatever the computation.
   const all = options.depends ?? [];
   if (all.some((d) => typeof d === 'string')) {
@@ -109,15 +114,25 @@ export function buildComputation(computation: unknown, options: { depends?: unkn
   }
   if (isShippable(computation)) {
     const built = buildFunctionComputation(computation, options.depends ?? []);
+    // The cluster's globals: values, consts in the computation's scope (globals.ts).
+    if (options.globals !== undefined) built.wire = withGlobals(built.wire, built.classes, options.globals);
     return { name: computation.name || 'compute', wire: Promise.resolve(built.wire), classes: built.classes, files: [] };
   }
-  if (typeof computation === 'string') {
+  if (options.globals !== undefined)
+    throw new DispyError(
+      'DISPY_ERR_INVALID_OPTION',
+      '`globals` are for function computations; a module computation imports or computes its values, a program gets arguments',
+    );
+  if (typeof computation === 'string' || isInterpretedForm(computation)) {
     const i = all.findIndex((d) => typeof d !== 'string');
     if (i >= 0) throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: a program computation takes only file paths in depends`);
-    const program = localFile(resolveProgram(computation), 'program', options.maxFileSize ?? 0);
+    // A script may come with its interpreter (interpreter.ts).
+    const script = resolveScript(computation);
+    const program = localFile(script.path, 'program', options.maxFileSize ?? 0);
+    const interpreter = script.interpreter ? { interpreter: script.interpreter } : {};
     return {
       name: program.name,
-      wire: Promise.resolve({ kind: 'program', name: program.name, file: program.name }),
+      wire: Promise.resolve({ kind: 'program', name: program.name, file: program.name, ...interpreter }),
       classes: [],
       files: [program.path],
     };
@@ -137,7 +152,10 @@ export function buildFunctionComputation(fn: Shippable, depends: unknown[]): Bui
     // Strings are file paths, sent as files (see buildComputation).
     if (typeof d === 'string') continue;
     if (!isShippable(d))
-      throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: expected a function, a class or a file path, got ${typeof d}`);
+      throw new DispyError(
+        'DISPY_ERR_INVALID_OPTION',
+        `depends[${i}]: expected a function, a class or a file path, got ${typeof d}; a value goes by name in the \`globals\` option (globals: { name: value })`,
+      );
     const name = d.name;
     if (!name || !/^[\p{L}_$][\p{L}\p{N}_$]*$/u.test(name))
       throw new DispyError('DISPY_ERR_INVALID_OPTION', `depends[${i}]: functions and classes in depends need a name`);

@@ -4,6 +4,7 @@
  * cluster (the HTTP server, a program) need not know which kind it has.
  */
 import type { DispyError } from '../errors.js';
+import type { Shippable } from './computation.js';
 import type { DispyJob } from './dispy-job.js';
 import type { DispyNode } from './dispy-node.js';
 import type { NodeSpec } from './node-allocate.js';
@@ -18,12 +19,14 @@ export type AnyFn = (...args: any[]) => unknown;
 /** Options of `submitWith`. */
 export interface SubmitOptions {
   /**
-   * Files sent to the job's node before it (into the computation's directory, the job's working
-   * directory) and deleted there after it.
+   * File paths: sent to the job's node before it (into the computation's directory, the job's
+   * working directory) and deleted there after it. Functions and classes (dispy's
+   * `dispy_job_depends`): defined in the computation's scope for this job only, as the
+   * cluster's `depends` are for every job (function computations).
    * @default []
-   * @example depends: ['./input-7.csv']
+   * @example depends: ['./input-7.csv', func1]
    */
-  depends?: string[];
+  depends?: (string | Shippable)[];
   /**
    * The job's id.
    * @default a counter (1, 2, 3, ... per cluster)

@@ -46,6 +46,8 @@ export class DispyJob<R = unknown> {
   exception: string | null = null;
   stdout = '';
   stderr = '';
+  /** Paths of the files the job sent home with `dispySendFile` (under the cluster's resultsDir). */
+  files: string[] = [];
   /** Address of the node that ran the job. */
   ipAddr: string | null = null;
   /** ms since epoch. */

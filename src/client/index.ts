@@ -14,6 +14,7 @@ export { NodeAllocate, type NodeSpec, type NodeSpecObject, type NodeResolve } fr
 export type { NodeLookup } from './node-resolver.js';
 export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';
 export type { ModuleComputation } from './computation.js';
+export type { ProgramComputation } from './interpreter.js';
 export { SharedJobCluster, type SharedJobClusterOptions } from './shared-job-cluster.js';
 export type { StatusEvent } from './status-events.js';
 export type { DispatchPolicy } from './dispatcher.js';

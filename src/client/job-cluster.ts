@@ -8,11 +8,12 @@ import { rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { DispyError } from '../errors.js';
-import type { Computation, NodeMessage, Reply } from '../protocol/messages.js';
+import type { Computation, Depend, JobFile, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
+import type { ProgramComputation } from './interpreter.js';
 import { ClusterCore, nextJobUid } from './cluster-core.js';
 import { JobLedger, queuedPart, type Queued, type Sent as LedgerSent } from './job-ledger.js';
 import { dispatchPolicy, requestPump, registerCluster, unregisterCluster, type Dispatchable } from './dispatcher.js';
@@ -23,6 +24,9 @@ import { DispyJob } from './dispy-job.js';
 import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, transferFiles, type LocalFile } from './file-transfer.js';
 import { NodeAllocate, parseNodeSpecs, type NodeSpec } from './node-allocate.js';
+import { checkOnePortPerHost, discoverSpecs } from './node-ports.js';
+import { computationKind } from './job-scope.js';
+import { type JobFileAnswer, ResultFiles } from './result-files.js';
 import { ClusterDiscovery } from './node-discovery.js';
 import { NodeResolver } from './node-resolver.js';
 import { writeRecoverFile } from './recover-jobs.js';
@@ -80,6 +84,8 @@ export interface EncodedSubmitOptions {
   maxRuntime?: number;
   /** Per-job files, sent to the job's node right before it (read from `path` each time it is sent). */
   files?: LocalFile[];
+  /** The job's own functions and classes, as source. */
+  depends?: Depend[];
 }
 
 const PREBUILT = Symbol('dispyts.prebuilt');
@@ -159,7 +165,11 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   /** The cluster's destPath on nodes (dispy's dest_path), normalized. */
   readonly #destPath: string | null;
   /** What submitWith adds to a job: its per-job files and its maxRuntime. */
-  readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number }>();
+  readonly #jobExtras = new WeakMap<DispyJob, { files: LocalFile[]; maxRuntime?: number; depends?: Depend[] }>();
+  /** The kind of computation, for what a job's depends may hold (job-scope.ts). */
+  readonly #kind: Computation['kind'] | null;
+  /** Files jobs send home (result-files.ts). */
+  readonly #resultFiles: ResultFiles;
   /** Sources of setup and cleanup, shipped with the computation. */
   readonly #hooks: { setup: string | null; cleanup: string | null };
   readonly #codec: PayloadCodec;
@@ -204,20 +214,24 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    *   `{ module, export }` (the module bundled with its imports by esbuild).
    *   A program that is not a file is looked up on PATH; type it as
    *   `new JobCluster<(...args: unknown[]) => number>('prog')` to submit any arguments.
+   *   A script runs with its interpreter: `['python3', 'script.py']` or `{ program, interpreter }`
+   *   (a `.js`/`.mjs` file with the node's Node.js, a `#!` line as it says).
    *   Strings in `depends` are files sent to every node before setup, into the computation's
    *   directory, where jobs (whose working directory it is) open them by base name.
    */
-  constructor(computation: F | string | ModuleComputation, options: JobClusterOptions = {}) {
+  constructor(computation: F | string | string[] | ProgramComputation | ModuleComputation, options: JobClusterOptions = {}) {
     super();
     checkJobClusterOptions(options);
     this.#opts = options;
     const pre = prebuiltOf(computation);
     this.#prebuilt = pre;
+    this.#kind = pre ? pre.computation.kind : computationKind(computation);
     const built = pre
       ? { name: pre.computation.name || 'compute', wire: Promise.resolve(pre.computation), classes: [], files: [] }
       : buildComputation(computation, options);
     this.name = options.name ?? built.name;
     this.log = options.logger ?? pino({ level: options.logLevel ?? 'warn', base: { cluster: this.name } }, pino.destination(2));
+    this.#resultFiles = new ResultFiles({ dir: options.resultsDir ?? process.cwd(), maxFileSize: options.maxFileSize ?? 0, log: this.log });
     this.#computation = built.wire;
     // Failures surface when a node is set up (an error event); nothing is left unhandled.
     this.#computation.catch(() => undefined);
@@ -385,11 +399,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         reconnectWindow: this.#opts.pulseInterval ? 5 * this.#opts.pulseInterval : reconnectWindow(),
         recoverable: this.#opts.recoverFile !== undefined,
         setup: this.#hooks.setup,
+        // cleanup gets setup's arguments too, and nodeSetup gets them.
         setupArgs: pre
-          ? pre.setup || pre.nodeSetup
+          ? pre.setup || pre.nodeSetup || pre.cleanup
             ? pre.setupArgs
             : null
-          : setup || this.#opts.nodeSetup
+          : setup || this.#opts.nodeSetup || typeof cleanup === 'function'
             ? this.#codec.encode(setupArgs, 'setupArgs')
             : null,
         cleanup: this.#hooks.cleanup,
@@ -590,7 +605,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    const { files, maxRuntime } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0);
+    const { files, maxRuntime, code } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0, this.#kind);
     const { node } = options;
     let pinTo: string | null = null;
     if (node !== undefined && node !== null) {
@@ -604,8 +619,12 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     }
     const job = this.#submit(options.id, pinTo, args);
     // Read when the job is sent (never before the next tick).
-    if (files.length || maxRuntime !== undefined)
-      this.#jobExtras.set(job as DispyJob, { files, ...(maxRuntime === undefined ? {} : { maxRuntime }) });
+    if (files.length || maxRuntime !== undefined || code.length)
+      this.#jobExtras.set(job as DispyJob, {
+        files,
+        ...(maxRuntime === undefined ? {} : { maxRuntime }),
+        ...(code.length ? { depends: code } : {}),
+      });
     return job;
   }
 
@@ -633,7 +652,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         throw new DispyError('DISPY_ERR_NODE_UNKNOWN', `node ${options.node} is not a node of cluster ${this.name}`);
     }
     const job = this.#enqueue(options.id, pinTo, options.display ?? [], this.#checkArgs(args), options.maxRuntime) as DispyJob;
-    if (options.files?.length) this.#jobExtras.set(job, { files: options.files });
+    if (options.files?.length || options.depends?.length)
+      this.#jobExtras.set(job, { files: options.files ?? [], ...(options.depends?.length ? { depends: options.depends } : {}) });
     if (!options.display) {
       // Decoded only if something looks (the HTTP server with showJobArgs): most jobs never are.
       let shown: unknown[] | null = null;
@@ -723,6 +743,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   #fits(cn: ClusterNode, item: Queued): boolean {
     let names = 0;
     for (const f of this.#jobExtras.get(item.job)?.files ?? []) names += Buffer.byteLength(f.name) + 8;
+    for (const d of this.#jobExtras.get(item.job)?.depends ?? []) names += Buffer.byteLength(d.source) + Buffer.byteLength(d.name) + 32;
     return item.args.length + names + JOB_ENVELOPE <= cn.link.maxMessageSize;
   }
 
@@ -795,7 +816,10 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     const extra = this.#jobExtras.get(item.job);
     const maxRuntime = item.maxRuntime ?? extra?.maxRuntime ?? this.#opts.maxRuntime ?? 0;
     if (extra?.files.length) void this.#sendWithFiles(cn, uid, maxRuntime, extra.files);
-    else this.#sendOrRefuse(cn, uid, () => cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job)));
+    else
+      this.#sendOrRefuse(cn, uid, () =>
+        cn.link.sendJob(this, uid, this.computeId, item.args, maxRuntime, [], this.#tagOf(item.job), extra?.depends),
+      );
   }
 
   /**
@@ -844,6 +868,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         maxRuntime,
         files.map((f) => f.name),
         this.#tagOf(s.job),
+        this.#jobExtras.get(s.job)?.depends,
       ),
     );
     if (sent && this.#ledger.isCancelRequested(s.job)) cn.link.cancel(uid, graceOf(s.job));
@@ -866,6 +891,14 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   // ---- replies from nodes ----
+
+  /** @internal A part of a file a job sends home (dispySendFile), written under resultsDir. */
+  onJobFile(link: NodeLink, msg: JobFile): Promise<JobFileAnswer> {
+    const s = this.#ledger.sent.get(msg.uid);
+    const job = s && s.cn.link === link ? s.job : null;
+    if (job && this.#opts._relayJobFile) return this.#opts._relayJobFile(job, msg);
+    return this.#resultFiles.receive(link.host, job, msg);
+  }
 
   /** @internal */
   onJobMessage(link: NodeLink, msg: JobMessage, bytes: number): void {
@@ -1303,9 +1336,23 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * (see the `discovery` option; nodes that answer are set up as they do), wildcards matched
    * against the nodes this process is connected to, and listed nodes not in use tried again.
    * Resolves to 0 once the requests went out, -1 if the cluster is closed.
+   *
+   * With `specs` (dispy's `discover_nodes(nodes)`: addresses, host names, wildcards, `{ host,
+   * port }`, NodeAllocates), only those are looked for: a wildcard as above, an address or name
+   * contacted at its port. As in dispy, a node found is used if the cluster's `nodes` match it.
+   * @example await cluster.discoverNodes(['127.0.0.*'])
    */
-  async discoverNodes(): Promise<number> {
+  async discoverNodes(specs?: NodeSpec | NodeSpec[]): Promise<number> {
     if (this.#closing) return -1;
+    if (specs !== undefined) {
+      await discoverSpecs(parseNodeSpecs(specs), {
+        discover: () => this.#discovery.discover(),
+        lookup: (host) => this.#resolver.lookup(host),
+        specFor: (ip) => this.#specFor(ip),
+        addNode: (ip, port, spec) => this.#addNode(ip, port, spec),
+      });
+      return 0;
+    }
     await this.#initNodes();
     return 0;
   }
@@ -1320,6 +1367,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   async allocateNode(spec: NodeSpec | DispyNode): Promise<number> {
     if (this.#closing) return -1;
     const alloc = spec instanceof DispyNode ? new NodeAllocate(spec.ipAddr, spec.port) : parseNodeSpecs(spec)[0]!;
+    // A bare address names a node the cluster may already know (at its port): no conflict.
+    if (typeof spec !== 'string') checkOnePortPerHost([...this.#specs, alloc], 'allocateNode');
     // Literal addresses keep precedence over wildcards, as in the constructor.
     const at = alloc.isWildcard ? this.#specs.length : this.#specs.findIndex((s) => s.isWildcard);
     this.#specs.splice(at < 0 ? this.#specs.length : at, 0, alloc);

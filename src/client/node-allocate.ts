@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { invalidOption } from '../errors.js';
 import { dependFiles } from './file-transfer.js';
+import { checkOnePortPerHost } from './node-ports.js';
 import { NODE_PORT } from '../protocol/constants.js';
 import type { AvailInfo } from '../protocol/messages.js';
 
@@ -142,5 +143,7 @@ export function parseNodeSpecs(nodes: NodeSpec | NodeSpec[]): NodeAllocate[] {
     }
     throw invalidOption(`nodes[${i}]`, 'a host, IP address, wildcard, {host, port, cpus, resolve} or NodeAllocate', n);
   });
+  // One address (or name) with two ports would be one node: refused, naming the fix.
+  checkOnePortPerHost(out);
   return out.sort((a, b) => Number(a.isWildcard) - Number(b.isWildcard));
 }

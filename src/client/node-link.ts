@@ -11,12 +11,15 @@ import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import {
   nodeMessageSchema,
   type ClientMessageInput as ClientMessage,
+  type Depend,
+  type JobFile,
   type NodeInfo,
   type NodeMessage,
   type Reply,
 } from '../protocol/messages.js';
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
 import { requestTimeout } from './timeouts.js';
+import type { JobFileAnswer } from './result-files.js';
 import { cancelMessage } from './per-node-options.js';
 
 export { REQUEST_TIMEOUT } from './timeouts.js';
@@ -39,6 +42,8 @@ export interface LinkUser {
   onComputationClosed(link: NodeLink, computeId: string, reason: string): void;
   /** @internal */
   onLinkClosed(link: NodeLink, reason: DispyError | null): void;
+  /** @internal A part of a file a job sends home (result-files.ts); resolves with the answer. */
+  onJobFile?(link: NodeLink, msg: JobFile): Promise<JobFileAnswer>;
   /** @internal Seconds between the heartbeats this user wants the node to get (at most 10). */
   readonly heartbeatInterval?: number;
   /**
@@ -279,11 +284,12 @@ export class NodeLink {
     maxRuntime = 0,
     files: string[] = [],
     tag?: string | number,
+    depends?: Depend[],
   ): number {
     const bytes = this.channel.send(
       tag === undefined
-        ? { t: 'job', uid, computeId, args, maxRuntime, files }
-        : { t: 'job', uid, computeId, args, maxRuntime, files, tag },
+        ? { t: 'job', uid, computeId, args, maxRuntime, files, ...(depends ? { depends } : {}) }
+        : { t: 'job', uid, computeId, args, maxRuntime, files, tag, ...(depends ? { depends } : {}) },
     );
     this.jobs.set(uid, user);
     this.inflight++;
@@ -328,6 +334,17 @@ export class NodeLink {
         else this.#log.debug({ node: this.host, uid: msg.uid, t: msg.t }, 'message for an unknown job ignored');
         // The last job of a link nobody uses any more ended.
         if (this.users.size === 0) this.#endIfUnused();
+        return;
+      }
+      case 'job-file': {
+        // A file a job sends home: its cluster answers (result-files.ts).
+        const user = this.jobs.get(msg.uid);
+        const answer = user?.onJobFile
+          ? user.onJobFile(this, msg)
+          : Promise.resolve({ offset: 0, error: { code: 'DISPY_ERR_NOT_FOUND', message: 'no such job' } });
+        void answer.then((a) => {
+          if (!this.channel.closed) this.channel.send({ t: 'job-file-ack', fid: msg.fid, ...a });
+        });
         return;
       }
       case 'reply': {

@@ -8,8 +8,10 @@
 import { isIP } from 'node:net';
 import { invalidOption } from '../errors.js';
 import { DISCOVERY_MODES } from '../protocol/discovery.js';
+import type { Computation, Depend } from '../protocol/messages.js';
 import type { JobClusterOptions, SharedJobClusterOptions } from './cluster-options.js';
 import { dependFiles, type LocalFile } from './file-transfer.js';
+import { splitJobDepends } from './job-scope.js';
 import { type PerNodeOptions, validatePerNodeOptions } from './per-node-options.js';
 
 /** An option's name, what it must be (as the error says), and the test a given value passes. */
@@ -33,6 +35,8 @@ const TLS_FILES: Rule[] = (['certFile', 'keyFile', 'caFile'] as const).map((k) =
 /** Options both kinds take alike (ClusterOptionsBase), and secret, host and the TLS files. */
 const BASE: Rule[] = [
   ['depends', 'an array', Array.isArray],
+  ['resultsDir', 'a directory path', nonEmpty],
+  ['globals', 'an object of names and values', (v) => v !== null && typeof v === 'object' && !Array.isArray(v)],
   ['jobStatus', 'a function', isFunction],
   ['clusterStatus', 'a function', isFunction],
   HOST,
@@ -92,17 +96,20 @@ export function checkSharedClusterOptions(o: SharedJobClusterOptions): void {
 export interface CheckedSubmit {
   files: LocalFile[];
   maxRuntime: number | undefined;
+  /** The job's own functions and classes (job-scope.ts). */
+  code: Depend[];
 }
 
 /** Checks `submitWith`'s `depends` and `maxRuntime` and reads the files (`node` is the cluster's to check). */
-export function checkSubmitOptions(options: unknown, maxFileSize: number): CheckedSubmit {
+export function checkSubmitOptions(options: unknown, maxFileSize: number, kind: Computation['kind'] | null): CheckedSubmit {
   if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
   const { depends = [], maxRuntime } = options as { depends?: unknown; maxRuntime?: unknown };
-  if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths', depends);
-  for (const [i, d] of depends.entries()) if (typeof d !== 'string') throw invalidOption(`depends[${i}]`, 'a file path', d);
+  if (!Array.isArray(depends)) throw invalidOption('depends', 'an array of file paths, functions and classes', depends);
+  // Functions and classes are this job's own code (job-scope.ts); strings are its files.
+  const { code } = splitJobDepends(depends, kind);
   if (maxRuntime !== undefined && !positiveSeconds(maxRuntime))
     throw invalidOption('maxRuntime', 'a positive number of seconds', maxRuntime);
-  return { files: dependFiles(depends as string[], 'depends', maxFileSize), maxRuntime: maxRuntime as number | undefined };
+  return { files: dependFiles(depends, 'depends', maxFileSize), maxRuntime: maxRuntime as number | undefined, code };
 }
 
 /**

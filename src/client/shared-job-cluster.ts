@@ -11,12 +11,14 @@ import pino, { type Logger } from 'pino';
 import { DispyError, asDispyError, fromWire, invalidOption } from '../errors.js';
 import { connectChannel, type Channel } from '../protocol/channel.js';
 import { DEFAULT_MAX_FRAME, NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
-import type { Computation } from '../protocol/messages.js';
+import type { Computation, Depend } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
+import type { ProgramComputation } from './interpreter.js';
+import { computationKind } from './job-scope.js';
 import { Deque } from './deque.js';
 import type { SharedJobClusterOptions } from './cluster-options.js';
 import { checkSharedClusterOptions, checkSubmitOptions, wireTag } from './option-rules.js';
@@ -31,6 +33,7 @@ import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject }
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { cancelGrace, cancelMessage, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
 import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
+import { ResultFiles } from './result-files.js';
 
 export type { SharedJobClusterOptions } from './cluster-options.js';
 
@@ -48,6 +51,8 @@ interface Pending {
   maxRuntime?: number;
   /** Per-job files (submitWith `depends`): sent to the scheduler right before the job. */
   files?: LocalFile[];
+  /** The job's own functions and classes (submitWith `depends`, job-scope.ts). */
+  depends?: Depend[];
   sent: boolean;
   /** The node it runs on (counted in that node's busy), while it runs. */
   running: DispyNode | null;
@@ -84,6 +89,10 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #destPath: string | null;
   readonly #hooks: { setup: string | null; cleanup: string | null };
   readonly #setupArgs: unknown[];
+  /** The kind of computation, for what a job's depends may hold (job-scope.ts). */
+  readonly #kind: Computation['kind'] | null;
+  /** Files jobs send home (result-files.ts). */
+  readonly #resultFiles: ResultFiles;
   readonly #nodeSpecs: (string | NodeSpecObject)[];
   readonly #secret: Buffer;
   readonly #tls: TlsMaterial | null;
@@ -129,7 +138,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * @param computation as for JobCluster: a function (shipped as source with `depends`), a
    *   program path, or `{ module, export }`.
    */
-  constructor(computation: F | string | ModuleComputation, options: SharedJobClusterOptions = {}) {
+  constructor(computation: F | string | string[] | ProgramComputation | ModuleComputation, options: SharedJobClusterOptions = {}) {
     super();
     checkSharedClusterOptions(options);
     this.#opts = options;
@@ -151,6 +160,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const files = built.files.map((p) => localFile(p, 'depends', max));
     for (const s of specs) files.push(...dependFiles(s.depends, 'NodeAllocate.depends', max, files));
     this.#files = files;
+    this.#kind = computationKind(computation);
+    this.#resultFiles = new ResultFiles({ dir: options.resultsDir ?? process.cwd(), maxFileSize: options.maxFileSize ?? 0, log: this.log });
     this.#setupArgs = specs.find((s) => s.setupArgs.length > 0)?.setupArgs ?? [];
     this.#nodeSpecs = specs.map(specToWire);
     this.#codec = new PayloadCodec(built.classes);
@@ -277,7 +288,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         name: this.name,
         computation,
         setup: this.#hooks.setup,
-        setupArgs: o.setup || o.nodeSetup ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
+        // cleanup gets setup's arguments too, and nodeSetup gets them.
+        setupArgs: o.setup || o.nodeSetup || typeof o.cleanup === 'function' ? this.#codec.encode(this.#setupArgs, 'setupArgs') : null,
         cleanup: this.#hooks.cleanup,
         // Per-node setup (per-node-options.ts).
         nodeSetup: nodeSetupSource(o),
@@ -637,6 +649,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       case 'job-end':
         this.#onJobEnd(msg);
         return;
+      case 'job-file': {
+        // A file a job sends home (result-files.ts).
+        const ch = this.#channel;
+        void this.#resultFiles.receive('scheduler', this.#jobs.get(msg.uid)?.job ?? null, msg).then((a) => {
+          if (ch && !ch.closed) ch.send({ t: 'job-file-ack', fid: msg.fid, ...a });
+        });
+        return;
+      }
       case 'node-status':
         if (msg.computeId === this.#computeId) this.#onNodeStatus(msg);
         return;
@@ -805,10 +825,13 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * @example cluster.submitWith({ depends: ['./input-7.csv'], id: 7 }, 'input-7.csv')
    */
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    const { files, maxRuntime } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0);
+    const { files, maxRuntime, code } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0, this.#kind);
     const { node } = options;
     const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
-    return this.#submit(options.id, pin, maxRuntime, args, files);
+    const job = this.#submit(options.id, pin, maxRuntime, args, files);
+    // Sent with the job (after this synchronous code, see #submit).
+    if (code.length) this.#jobs.get(job._uid)!.depends = code;
+    return job;
   }
 
   #pinTarget(node: DispyNode | string): string {
@@ -880,6 +903,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         ...(p.node === undefined ? {} : { node: p.node }),
         ...(p.maxRuntime === undefined ? {} : { maxRuntime: p.maxRuntime }),
         ...(p.files ? { files: p.files.map((f) => f.name) } : {}),
+        ...(p.depends ? { depends: p.depends } : {}),
       });
     } catch (err) {
       if (!(err instanceof DispyError) || err.code !== 'DISPY_ERR_MESSAGE_TOO_LARGE') throw err;
@@ -989,9 +1013,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /**
    * Asks the scheduler to look for nodes now (dispy's `discover_nodes`). Resolves to 0 once it
-   * did, -1 if it refused.
+   * did, -1 if it refused. `specs` (dispy's `discover_nodes(nodes)`) are checked as `nodes` are;
+   * which nodes the scheduler looks for is its own `--node` list.
    */
-  async discoverNodes(): Promise<number> {
+  async discoverNodes(specs?: NodeSpec | NodeSpec[]): Promise<number> {
+    if (specs !== undefined) parseNodeSpecs(specs);
     return numeric(await this.#nodeOp('discover'));
   }
 

@@ -10,6 +10,7 @@ import type { ClientMessage } from '../protocol/messages.js';
 import type { ClientChannel, NodeContext } from './node-context.js';
 import type { NodeJob } from './node-scheduler.js';
 import type { ServedClient } from './served-client.js';
+import { keepJobCode } from './job-code.js';
 
 type Msg<T extends ClientMessage['t']> = Extract<ClientMessage, { t: T }>;
 
@@ -61,6 +62,9 @@ export class ClientRequests {
         return;
       case 'cancel':
         this.cancel(clientId, msg.uid, msg.grace);
+        return;
+      case 'job-file-ack':
+        this.#ctx.fileRelay.ack(msg);
         return;
       case 'close': {
         const owner = this.#ownerOf(clientId);
@@ -124,6 +128,8 @@ export class ClientRequests {
       end,
     };
     owner.jobs.set(job.uid, job);
+    // The job's own functions travel to its runner with its arguments (job-code.ts).
+    keepJobCode(msg.args, msg.depends);
     ctx.scheduler.submit(job);
   }
 

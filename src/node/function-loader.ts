@@ -5,7 +5,8 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { inspect, types } from 'node:util';
-import type { Computation } from '../protocol/messages.js';
+import type { Computation, Depend } from '../protocol/messages.js';
+import { globalsScope, jobFunctionBuilder } from './job-depends.js';
 
 /**
  * Helpers esbuild (and so tsx) may reference from emitted code: `__name` under keepNames,
@@ -30,8 +31,10 @@ export interface LoadedComputation {
   classes: Map<string, abstract new (...args: never[]) => object>;
   /** The cluster's `setup`, run once in this runner before its first job. */
   setup?: ((...args: unknown[]) => unknown) | undefined;
-  /** The cluster's `cleanup`, run in this runner when the computation closes. */
-  cleanup?: (() => unknown) | undefined;
+  /** The cluster's `cleanup`, run in this runner when the computation closes (with setup's arguments). */
+  cleanup?: ((...args: unknown[]) => unknown) | undefined;
+  /** The computation rebuilt with a job's own depends in its scope (job-depends.ts); function computations only. */
+  withDepends?: ((depends: readonly Depend[]) => (...args: unknown[]) => unknown) | undefined;
 }
 
 /** Sources of the cluster's setup and cleanup functions. */
@@ -53,15 +56,19 @@ export function loadFunctionComputation(
 ): LoadedComputation {
   const decls = c.depends.map((d) => `const ${d.name} = (${d.source});`).join('\n');
   const classNames = c.depends.filter((d) => d.kind === 'class').map((d) => d.name);
+  // The cluster's `globals`, decoded once the classes exist (job-depends.ts).
+  const globals = globalsScope(c, classNames);
+  const scopeNames = [...c.depends.map((d) => d.name), ...(c.globals?.names ?? [])];
   // setup and cleanup see the same depends as the computation.
-  const body = `${PRELUDE}\n${decls}\nreturn { fn: (${c.source}), classes: { ${classNames.join(', ')} }, setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}) };`;
+  const body = `${PRELUDE}\n${decls}\n${globals.decl}\nreturn { fn: (${c.source}), classes: { ${classNames.join(', ')} }, setup: (${hooks.setup ?? 'undefined'}), cleanup: (${hooks.cleanup ?? 'undefined'}), scope: { ${scopeNames.join(', ')} } };`;
   const require = createRequire(join(ctx.dir, 'computation.js'));
   // biome-ignore lint/nursery/noImpliedEval: evaluating the shipped computation is the runner's job (never done in the daemon)
-  const factory = new Function('require', 'dispyProvisionalResult', body) as (
+  const factory = new Function('require', 'dispyProvisionalResult', globals.param, body) as (
     req: NodeRequire,
     p: (v: unknown) => void,
-  ) => { fn: unknown; classes: Record<string, unknown>; setup: unknown; cleanup: unknown };
-  const out = factory(require, ctx.provisional);
+    g: unknown,
+  ) => { fn: unknown; classes: Record<string, unknown>; setup: unknown; cleanup: unknown; scope: Record<string, unknown> };
+  const out = factory(require, ctx.provisional, globals.decode);
   if (typeof out.fn !== 'function') throw new TypeError(`computation ${c.name} is not a function`);
   const classes = new Map<string, abstract new (...args: never[]) => object>();
   for (const [name, Class] of Object.entries(out.classes)) {
@@ -72,6 +79,7 @@ export function loadFunctionComputation(
     classes,
     setup: typeof out.setup === 'function' ? (out.setup as (...args: unknown[]) => unknown) : undefined,
     cleanup: typeof out.cleanup === 'function' ? (out.cleanup as () => unknown) : undefined,
+    withDepends: jobFunctionBuilder(c, out.scope, PRELUDE, (p) => p(require, ctx.provisional)),
   };
 }
 
@@ -98,11 +106,15 @@ export function loadHooks(hooks: HookSources, ctx: LoadContext): Pick<LoadedComp
  */
 export function cleanStack(stack: string): string {
   const lines = stack.split('\n');
-  const firstRunnerFrame = lines.findIndex((l) => /^\s+at .*\/(runner-main|function-loader)\.[jt]s/.test(l) && !/eval at/.test(l));
+  const firstRunnerFrame = lines.findIndex(
+    (l) => /^\s+at .*\/(runner-main|function-loader|job-depends)\.[jt]s/.test(l) && !/eval at/.test(l),
+  );
   const kept = firstRunnerFrame > 0 ? lines.slice(0, firstRunnerFrame) : lines;
   return kept
     .map((l) =>
-      l.replace(/\(?eval at loadFunctionComputation \([^)]*\), <anonymous>(:\d+:\d+)\)?/, '(<computation>$1)').replace(/ \[as fn\]/, ''),
+      l
+        .replace(/\(?eval at (?:loadFunctionComputation|<anonymous>) \([^)]*\), <anonymous>(:\d+:\d+)\)?/, '(<computation>$1)')
+        .replace(/ \[as fn\]/, ''),
     )
     .join('\n');
 }

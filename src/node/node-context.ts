@@ -8,6 +8,7 @@ import type { Channel } from '../protocol/channel.js';
 import type { ClientMessage, NodeMessage } from '../protocol/messages.js';
 import type { Computations } from './computations.js';
 import type { NodeExtras } from './node-extras.js';
+import type { FileRelay } from './send-file-relay.js';
 import type { NodeScheduler } from './node-scheduler.js';
 import type { NodeDaemonOptions } from './node-options.js';
 import type { ResultOutbox } from './result-outbox.js';
@@ -37,6 +38,8 @@ export interface NodeContext {
   readonly computations: Computations;
   /** Per-node setup, shared stores, polite cancels (node-extras.ts). */
   readonly extras: NodeExtras;
+  /** Files jobs send home (dispySendFile), on their way to the client. */
+  readonly fileRelay: FileRelay;
   /** Heartbeats go out at the shortest interval the served computations ask for. */
   armPulse(): void;
   /** The served client is done with the node: the next one may come (or the daemon exits). */

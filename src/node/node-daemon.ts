@@ -37,6 +37,7 @@ import { KILLED, NodeScheduler, type NodeJob, type SchedulerHost, type Unstarted
 import { clientStatus, type NodeDaemonStatus } from './node-status.js';
 import { ResultOutbox } from './result-outbox.js';
 import { NodeExtras } from './node-extras.js';
+import { FileRelay } from './send-file-relay.js';
 import { RunnerPool } from './runner-pool.js';
 import type { Runner } from './runner.js';
 import type { ServedClient } from './served-client.js';
@@ -160,6 +161,7 @@ export class NodeDaemon {
   #assemble(pool: RunnerPool, files: FileStore, undelivered: UndeliveredStore): Parts {
     const daemon = this;
     const extras = new NodeExtras(pool, this.log, this.#opts.sharedStore);
+    const fileRelay = new FileRelay();
     const outbox = new ResultOutbox({
       host: this.host,
       log: this.log,
@@ -190,6 +192,7 @@ export class NodeDaemon {
         outbox.finished(job, done);
       },
       unstarted: (job, why) => this.#unstarted(job, why),
+      sendFile: (job, item, reply) => fileRelay.forward((m) => outbox.send(job, m), item, reply),
       polite: {
         ask: (job, grace) => extras.polite.ask(job, grace),
         stop: (job, runner, uid, kill) => extras.polite.stop(job, runner as Runner, uid, kill),
@@ -224,6 +227,7 @@ export class NodeDaemon {
       scheduler,
       outbox,
       extras,
+      fileRelay,
       get computations() {
         return computations;
       },

@@ -21,6 +21,14 @@ import { currentAbortSignal } from './runner-abort.js';
 /** After the program exited, how long (ms) its output pipes may stay open (held by a child it left running). */
 const PIPE_GRACE_MS = 200;
 
+/** The command and leading arguments that run the program file at `path`. */
+function programCommand(interpreter: string[] | undefined, path: string): [string, string[]] {
+  if (!interpreter) return [path, []];
+  const [first, ...rest] = interpreter as [string, ...string[]];
+  // `node`: the Node.js this runner runs on, whatever the node's PATH says.
+  return [first === 'node' ? process.execPath : first, [...rest, path]];
+}
+
 export function loadProgramComputation(c: Extract<Computation, { kind: 'program' }>, ctx: LoadContext): LoadedComputation {
   const path = join(ctx.dir, c.file);
   let st: Stats;
@@ -37,11 +45,9 @@ export function loadProgramComputation(c: Extract<Computation, { kind: 'program'
       // Read per job: the environment carries the running job's tag.
       const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${ctx.dir}${delimiter}${process.env.PATH ?? ''}` };
       delete env.DISPYTS_RUNNER;
-      const child = spawn(
-        path,
-        args.map((a) => String(a)),
-        { cwd: ctx.dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
+      // With an interpreter, it runs the file (interpreter.ts on the client).
+      const [command, argv] = programCommand(c.interpreter, path);
+      const child = spawn(command, [...argv, ...args.map((a) => String(a))], { cwd: ctx.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.setEncoding('utf8').on('data', (d: string) => process.stdout.write(d));
       child.stderr.setEncoding('utf8').on('data', (d: string) => process.stderr.write(d));
       let settled = false;

@@ -34,6 +34,7 @@ import {
   type RunnerJob,
   type ToRunner,
 } from './runner-protocol.js';
+import { makeSendFiles } from './send-file.js';
 
 /** Bytes of stdout and of stderr kept per job. */
 const OUTPUT_LIMIT = Number(process.env.DISPYTS_OUTPUT_LIMIT) || 1024 * 1024;
@@ -54,6 +55,8 @@ interface Loaded extends LoadedComputation {
   avgMs: number;
   /** The computation's directory: its jobs' working directory and `dispyJobPath`. */
   dir: string;
+  /** setup's arguments, which cleanup gets too (as in dispy). */
+  setupArgs: unknown[];
 }
 
 class OutputBuffer {
@@ -134,6 +137,13 @@ function patch(stream: NodeJS.WriteStream, pick: (c: Current) => OutputBuffer): 
 }
 patch(process.stdout, (c) => c.out);
 patch(process.stderr, (c) => c.err);
+
+/** dispySendFile: a job's files, home before its Done (send-file.ts). */
+const sendFiles = makeSendFiles({
+  currentUid: () => (current && !current.finished ? current.uid : null),
+  report,
+  maxMessage: MAX_MESSAGE,
+});
 
 /** Refuses a value that would not fit in a message to the client (throws DISPY_ERR_MESSAGE_TOO_LARGE). */
 function checkSize(bytes: Buffer, what: string): Buffer {
@@ -219,7 +229,8 @@ async function run(job: RunnerJob): Promise<void> {
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
     const list = Array.isArray(decoded) ? decoded : [decoded];
-    const { fn } = comp;
+    // A job with depends of its own runs the computation rebuilt with them (job-depends.ts).
+    const fn = job.depends?.length && comp.withDepends ? comp.withDepends(job.depends) : comp.fn;
     const out = jobContext.run({ computeId: job.computeId, uid: job.uid }, () => fn(...list));
     value = out instanceof Promise ? await Promise.race([out, failure]) : out;
   } catch (err) {
@@ -229,6 +240,9 @@ async function run(job: RunnerJob): Promise<void> {
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
     else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
+  // Files the job sends home arrive before its final status (no wait for a job that sent none).
+  const sending = sendFiles.settle(job.uid);
+  if (sending !== undefined) await sending;
   if (ok) {
     try {
       result = checkSize(comp.codec.encode(value, 'the result'), 'result').toString('base64');
@@ -292,12 +306,14 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
         loadComputation(msg.computation, { dir: msg.dir, provisional }, { setup: msg.setup, cleanup: msg.cleanup }),
       );
       const codec = new PayloadCodec(loaded.classes);
+      // cleanup gets setup's arguments too.
+      const decoded = msg.setupArgs && (loaded.setup || loaded.cleanup) ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
+      const args = Array.isArray(decoded) ? decoded : [decoded];
       if (loaded.setup) {
         // setup runs once per runner, before any job of the computation here.
-        const args = msg.setupArgs ? codec.decode(Buffer.from(msg.setupArgs, 'base64')) : [];
         const setup = loaded.setup;
         try {
-          await jobContext.run(context, () => setup(...setupArguments(msg.nodeValue, codec, Array.isArray(args) ? args : [args])));
+          await jobContext.run(context, () => setup(...setupArguments(msg.nodeValue, codec, args)));
         } catch (err) {
           report({
             ev: RunnerEvent.Loaded,
@@ -307,7 +323,7 @@ async function load(msg: Extract<ToRunner, { cmd: RunnerCommand.Load }>): Promis
           return;
         }
       }
-      computations.set(msg.computeId, { ...loaded, codec, avgMs: Infinity, dir: msg.dir });
+      computations.set(msg.computeId, { ...loaded, codec, avgMs: Infinity, dir: msg.dir, setupArgs: args });
     }
     report({ ev: RunnerEvent.Loaded, computeId: msg.computeId, error: null });
   } catch (err) {
@@ -325,7 +341,7 @@ async function unload(computeId: string): Promise<void> {
   const cleanup = comp?.cleanup;
   if (cleanup) {
     try {
-      await jobContext.run({ computeId, uid: null }, () => cleanup());
+      await jobContext.run({ computeId, uid: null }, () => cleanup(...(comp?.setupArgs ?? [])));
     } catch (err) {
       error = formatException(err);
     }
@@ -386,6 +402,8 @@ if (RUNNER_TAG && process.send) {
 }
 // Module and program computations reach it as a global; functions also get it as a parameter.
 (globalThis as Record<string, unknown>).dispyProvisionalResult = provisional;
+// A job sends files home with dispySendFile(path) (send-file.ts).
+(globalThis as Record<string, unknown>).dispySendFile = sendFiles.sendFile;
 // Per-node setup, dispyNodeShared and polite cancels (runner-extras.ts).
 installRunnerExtras({
   report: (item) => report(item as unknown as RunnerItem),
@@ -422,6 +440,9 @@ process.on('message', (msg: ToRunner) => {
     }
     case RunnerCommand.Retire:
       void retire();
+      break;
+    case RunnerCommand.FileAck:
+      sendFiles.onAck(msg);
       break;
     default:
       onExtCommand(msg as unknown as ExtToRunner);

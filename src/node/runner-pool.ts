@@ -15,6 +15,7 @@
  */
 import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
+import { jobCode } from './job-code.js';
 import type { ExtItem } from './runner-extensions.js';
 import { RunnerCommand, RunnerEvent, TERMINATE_GRACE, type RunnerItem } from './runner-protocol.js';
 import { Runner, runnerEntry, type AssignedJob, type KillReason } from './runner.js';
@@ -203,6 +204,18 @@ export class RunnerPool {
       case RunnerEvent.Provisional: {
         const job = runner.jobs.get(item.uid);
         if (job && !runner.terminating) job.onProvisional(Buffer.from(item.result, 'base64'));
+        return;
+      }
+      case RunnerEvent.SendFile: {
+        const job = runner.jobs.get(item.uid);
+        if (job?.onSendFile && !runner.terminating) job.onSendFile(item, (ack) => runner.send(ack));
+        else
+          runner.send({
+            cmd: RunnerCommand.FileAck,
+            fid: item.fid,
+            offset: 0,
+            error: { code: 'DISPY_ERR_NOT_FOUND', message: 'the job is not running' },
+          });
         return;
       }
       case RunnerEvent.Stray:
@@ -394,6 +407,7 @@ export class RunnerPool {
       uid: job.uid,
       computeId: job.computeId,
       args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64'),
+      ...jobCode(args),
     });
     this.#toFlush.add(runner);
     if (!this.#flushScheduled) {

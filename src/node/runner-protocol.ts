@@ -7,7 +7,7 @@
  * the runner's kill arbiter thread over a pipe of their own (runner-arbiter.ts), which answers
  * them while the job's code keeps the main thread busy.
  */
-import type { Computation } from '../protocol/messages.js';
+import type { Computation, Depend } from '../protocol/messages.js';
 
 /** Seconds between SIGTERM and SIGKILL when a job is terminated. */
 export const TERMINATE_GRACE = 2;
@@ -26,6 +26,8 @@ export enum RunnerCommand {
   Drop = 4,
   /** Run the cleanup of every computation still loaded, then exit (the runner is retired). */
   Retire = 5,
+  /** The client's answer to a part of a file a job sends home (send-file.ts). */
+  FileAck = 6,
 }
 
 export enum RunnerEvent {
@@ -40,6 +42,30 @@ export enum RunnerEvent {
   Unloaded = 8,
   /** An error thrown asynchronously that belongs to no running job: logged by the daemon. */
   Stray = 9,
+  /** A part of a file the running job sends home with dispySendFile (send-file.ts). */
+  SendFile = 10,
+}
+
+/** A part of a file a job sends home: without `data` its beginning, with it a chunk at `offset`. */
+export interface RunnerSendFile {
+  ev: RunnerEvent.SendFile;
+  uid: number;
+  /** Numbered by the runner. */
+  fid: number;
+  name: string;
+  size: number;
+  mtime: number;
+  offset?: number;
+  /** base64 of the chunk. */
+  data?: string;
+}
+
+/** The answer to a RunnerSendFile: the bytes the client has, or why not. */
+export interface RunnerFileAck {
+  cmd: RunnerCommand.FileAck;
+  fid: number;
+  offset: number;
+  error: { code: string; message: string } | null;
 }
 
 export interface RunnerJob {
@@ -47,6 +73,8 @@ export interface RunnerJob {
   computeId: string;
   /** base64 of the encoded arguments. */
   args: string;
+  /** The job's own functions and classes (job-depends.ts). */
+  depends?: Depend[];
 }
 
 export type ToRunner =
@@ -67,7 +95,8 @@ export type ToRunner =
   | { cmd: RunnerCommand.Run; jobs: RunnerJob[] }
   | { cmd: RunnerCommand.Unload; computeId: string }
   | { cmd: RunnerCommand.Drop; uid: number }
-  | { cmd: RunnerCommand.Retire };
+  | { cmd: RunnerCommand.Retire }
+  | RunnerFileAck;
 
 export interface RunnerDone {
   ev: RunnerEvent.Done;
@@ -90,6 +119,7 @@ export type RunnerItem =
   | RunnerDone
   | { ev: RunnerEvent.Provisional; uid: number; result: string }
   | { ev: RunnerEvent.Dropped; uid: number }
+  | RunnerSendFile
   | { ev: RunnerEvent.Unloaded; computeId: string; error: string | null }
   | {
       ev: RunnerEvent.Stray;

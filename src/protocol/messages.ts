@@ -76,6 +76,16 @@ export const computationSchema = z.discriminatedUnion('kind', [
     name: z.string().max(256),
     source: z.string().min(1).max(MAX_SOURCE),
     depends: z.array(dependSchema).max(10_000),
+    /**
+     * The cluster's `globals`: `const`s in the computation's scope (as depends are), their
+     * values base64 of one encoded array (payload codec, classes of `depends` known).
+     */
+    globals: z
+      .object({
+        names: z.array(identifier).max(10_000),
+        values: z.string().max(MAX_SOURCE * 4),
+      })
+      .optional(),
   }),
   /** An ES module bundled by the client (esbuild), imported by the runner. */
   z.object({
@@ -95,6 +105,11 @@ export const computationSchema = z.discriminatedUnion('kind', [
     name: z.string().max(256),
     /** The program's file name in the computation directory (sent with file-begin/chunk first). */
     file: relativeName,
+    /**
+     * The command (and its arguments) that runs the file, looked up on the node's PATH; `node`
+     * is the runner's own Node.js. Absent: the file runs as itself (its `#!` line honoured).
+     */
+    interpreter: z.array(z.string().min(1).max(4096)).min(1).max(64).optional(),
   }),
 ]);
 export type Computation = z.infer<typeof computationSchema>;
@@ -164,6 +179,8 @@ export const jobSchema = z.object({
   files: z.array(relativeName).max(10_000).default([]),
   /** The job's id as the client knows it (kept with a result the node could not deliver). */
   tag: z.union([z.string().max(1024), finite]).optional(),
+  /** Functions and classes of this job only (dispy's `dispy_job_depends`), in its computation's scope. */
+  depends: z.array(dependSchema).max(10_000).optional(),
 });
 /** Starts (or resumes) a file transfer into a computation's directory. */
 export const fileBeginSchema = z.object({
@@ -236,6 +253,17 @@ export const resumeSchema = z.object({ t: z.literal('resume'), rid, computeId, u
  */
 export const recoverSchema = z.object({ t: z.literal('recover'), rid, computeId, terminate: z.boolean() });
 
+/**
+ * The client's answer to a `job-file` (dispySendFile): the bytes of the file it now has (a
+ * begin: what it already had, to resume from), or why it refused the file.
+ */
+export const jobFileAckSchema = z.object({
+  t: z.literal('job-file-ack'),
+  fid: uid,
+  offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  error: errorInfoSchema.optional(),
+});
+
 export const clientMessageSchema = z.discriminatedUnion('t', [
   setupSchema,
   jobSchema,
@@ -249,6 +277,7 @@ export const clientMessageSchema = z.discriminatedUnion('t', [
   beatSchema,
   resumeSchema,
   recoverSchema,
+  jobFileAckSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 /** What a client may send (fields with defaults may be left out). */
@@ -351,6 +380,26 @@ export const closingSchema = z.object({ t: z.literal('closing'), reason: z.strin
 /** The node closed a computation on its own (failed setup later, zombie, shutdown). */
 export const closedSchema = z.object({ t: z.literal('closed'), computeId, reason: z.string().max(MAX_TEXT) });
 
+/**
+ * A file a running job sends home (`dispySendFile(path)`), the node→client direction of the
+ * chunked, resumable transfer: without `data` it begins (the client answers with the bytes it
+ * already has), with `data` it is the chunk at `offset`; each is answered with a job-file-ack.
+ * `name` is what the job gave: the client takes a base name only, under its resultsDir.
+ */
+export const jobFileSchema = z.object({
+  t: z.literal('job-file'),
+  uid,
+  /** The transfer, numbered by the node. */
+  fid: uid,
+  name: z.string().max(1024),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** ms since epoch: with an equal size, a file already there with this mtime is complete. */
+  mtime: finite,
+  offset: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  data: bin.optional(),
+});
+export type JobFile = z.infer<typeof jobFileSchema>;
+
 export const nodeMessageSchema = z.discriminatedUnion('t', [
   nodeInfoSchema,
   startedSchema,
@@ -361,5 +410,6 @@ export const nodeMessageSchema = z.discriminatedUnion('t', [
   closingSchema,
   closedSchema,
   replySchema,
+  jobFileSchema,
 ]);
 export type NodeMessage = z.infer<typeof nodeMessageSchema>;

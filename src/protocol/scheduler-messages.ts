@@ -12,7 +12,18 @@
  * results come back encoded, untouched by the scheduler.
  */
 import { z } from 'zod';
-import { availInfoSchema, bin, computationSchema, errorInfoSchema, fileBeginSchema, fileChunkSchema, relativeName } from './messages.js';
+import {
+  availInfoSchema,
+  bin,
+  computationSchema,
+  dependSchema,
+  errorInfoSchema,
+  fileBeginSchema,
+  fileChunkSchema,
+  jobFileAckSchema,
+  jobFileSchema,
+  relativeName,
+} from './messages.js';
 
 const MAX_TEXT = 1024 * 1024;
 const MAX_SOURCE = 16 * 1024 * 1024;
@@ -74,6 +85,8 @@ export const sjobSchema = z.object({
   maxRuntime: z.number().nonnegative().max(1e9).optional(),
   /** Per-job files sent before with file-begin/file-chunk naming this job: they go to its node with it. */
   files: z.array(relativeName).max(1000).optional(),
+  /** The job's own functions and classes (dispy's `dispy_job_depends`): they go to its node with it. */
+  depends: z.array(dependSchema).max(10_000).optional(),
 });
 export const scancelSchema = z.object({
   t: z.literal('cancel'),
@@ -121,6 +134,7 @@ export const toSchedulerSchema = z.discriminatedUnion('t', [
   sresumeSchema,
   fileBeginSchema,
   fileChunkSchema,
+  jobFileAckSchema,
 ]);
 export type ToScheduler = z.infer<typeof toSchedulerSchema>;
 export type ToSchedulerInput = z.input<typeof toSchedulerSchema>;
@@ -223,5 +237,6 @@ export const fromSchedulerSchema = z.discriminatedUnion('t', [
   sclosedSchema,
   spulseSchema,
   sreplySchema,
+  jobFileSchema,
 ]);
 export type FromScheduler = z.infer<typeof fromSchedulerSchema>;

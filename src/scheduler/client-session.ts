@@ -11,6 +11,7 @@ import type { FromScheduler, ToScheduler } from '../protocol/scheduler-messages.
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
 import { SharedComputation, jobFileName, refusedJob } from './shared-computation.js';
+import { jobFileAcked } from './job-file-relay.js';
 
 /** Computations one connection may have registered at a time. */
 export const MAX_COMPUTATIONS_PER_CLIENT = 1000;
@@ -121,6 +122,9 @@ export class ClientSession implements ComputationOwner {
         return;
       case 'cancel':
         this.#jobs.get(msg.uid)?.cancel(msg.uid, msg.grace);
+        return;
+      case 'job-file-ack':
+        jobFileAcked(this.key, msg);
         return;
       case 'close': {
         const comp = this.#comp(msg.computeId);

@@ -19,6 +19,7 @@ import type { FromScheduler, computeSchema, jobEndSchema, nodeOpSchema, sjobSche
 import { nodeView } from './node-view.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
+import { relayJobFile } from './job-file-relay.js';
 
 /** Roughly what a kept job-end holds in memory (bytes). */
 function endSize(e: JobEnd): number {
@@ -202,6 +203,13 @@ export class SharedComputation {
         ...(m.maxRuntime > 0 ? { maxRuntime: m.maxRuntime } : {}),
         ...(m.isolate ? { isolate: m.isolate } : {}),
         logger: this.#ctx.log.child({ cluster: this.name }),
+        // Files jobs send home go to the program (job-file-relay.ts).
+        _relayJobFile: (job, msg) => {
+          const uid = this.#uids.get(job._uid);
+          if (uid === undefined || this.#away)
+            return Promise.resolve({ offset: 0, error: { code: 'DISPY_ERR_CONNECTION', message: 'the client program is away' } });
+          return relayJobFile(this.owner.key, job.ipAddr ?? '', (m) => this.owner.send(m), msg, uid);
+        },
       },
     );
     this.cluster = cluster;
@@ -245,6 +253,7 @@ export class SharedComputation {
         ...(msg.node !== undefined ? { node: msg.node } : {}),
         ...(msg.maxRuntime !== undefined ? { maxRuntime: msg.maxRuntime } : {}),
         ...(files.length ? { files } : {}),
+        ...(msg.depends?.length ? { depends: msg.depends } : {}),
       });
     } catch (err) {
       const e = asDispyError(err);
