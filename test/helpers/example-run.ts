@@ -1,6 +1,6 @@
 /**
  * Runs an example as a user runs it, `node --import tsx examples/<name>.ts`, capturing its
- * output (for the example tests that are not in examples.test.ts).
+ * output (used by every example test).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
