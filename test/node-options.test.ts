@@ -73,8 +73,10 @@ test('--idle-exit: a node no client uses exits by itself, counting from its star
   };
   const [lonely, quick, long] = await Promise.all([
     startNode({ host: '127.0.0.65', cpus: 1, args: ['--idle-exit', '1'] }),
-    startNode({ host: '127.0.0.66', cpus: 1, args: ['--idle-exit', '3'] }),
-    startNode({ host: '127.0.0.67', cpus: 1, args: ['--idle-exit', '1'] }),
+    // Intervals long enough for a client to connect on a loaded machine: a node whose client
+    // came too late would exit first, and the test would wait for a job that cannot run.
+    startNode({ host: '127.0.0.66', cpus: 1, args: ['--idle-exit', '6'] }),
+    startNode({ host: '127.0.0.67', cpus: 1, args: ['--idle-exit', '4'] }),
   ]);
   // Intervals are checked on the daemon's own log times: the countdown starts just before it
   // logs 'node ready' or 'connection closed', and it logs the exit when the countdown ends.
@@ -89,23 +91,23 @@ test('--idle-exit: a node no client uses exits by itself, counting from its star
       // A client that leaves before the interval since the start ran out: the node then waits
       // a whole interval from that moment.
       const cluster = new JobCluster(compute, { nodes: [{ host: quick.host, port: quick.port }], secret: TEST_SECRET });
-      assert.equal(await cluster.submit(1).wait(), 1);
-      await cluster.close();
-      assert.equal(await within(quick.exited, 15_000, 'the node to exit after its client left'), 0);
-      assert.ok(waited(quick, 'connection closed') >= 2950, `exited ${waited(quick, 'connection closed')} ms after its client left`);
+      assert.equal(await within(cluster.submit(1).wait(), 30_000, 'the job on the node'), 1);
+      await within(cluster.close(), 30_000, 'the cluster to close');
+      assert.equal(await within(quick.exited, 20_000, 'the node to exit after its client left'), 0);
+      assert.ok(waited(quick, 'connection closed') >= 5950, `exited ${waited(quick, 'connection closed')} ms after its client left`);
     })(),
     (async () => {
       const cluster = new JobCluster(compute, { nodes: [{ host: long.host, port: long.port }], secret: TEST_SECRET });
       try {
         // A job longer than the interval, then the connection idle for longer: the node stays.
-        assert.equal(await cluster.submit(2500).wait(), 2500);
+        assert.equal(await within(cluster.submit(5000).wait(), 40_000, 'the long job'), 5000);
         await new Promise((r) => setTimeout(r, 1500));
         assert.ok(alive(long.pid), 'a node with a client connected does not exit');
       } finally {
-        await cluster.close();
+        await within(cluster.close(), 30_000, 'the cluster to close');
       }
-      assert.equal(await within(long.exited, 15_000, 'the node to exit after its client left'), 0);
-      assert.ok(waited(long, 'connection closed') >= 950, `exited ${waited(long, 'connection closed')} ms after its client left`);
+      assert.equal(await within(long.exited, 20_000, 'the node to exit after its client left'), 0);
+      assert.ok(waited(long, 'connection closed') >= 3950, `exited ${waited(long, 'connection closed')} ms after its client left`);
     })(),
   ]);
 
