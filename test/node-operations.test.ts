@@ -1,6 +1,6 @@
 /**
  * closeNode / resetupNode without terminatePending never drop running jobs, however long they
- * run (the request timeout is shortened to 1 s here, test-only): closeNode resolves at once and
+ * run (the request timeout is shortened to 2 s here, test-only): closeNode resolves at once and
  * the running job finishes there, once; resetupNode resolves once the new setup ran, after the
  * running job ended, with jobs pinned meanwhile waiting for it, and setup reads the new files by
  * their relative names in the new directory. Real daemons on 127.0.0.122 and 127.0.0.123.
@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { DispyJob, DispyNode, JobCluster, NodeAllocate } from '../src/index.js';
 import { TEST_SECRET, startNodes, until, within, type TestNode } from './helpers/daemon.js';
 
-process.env.DISPYTS_TEST_REQUEST_TIMEOUT = '1';
+// Shorter than every long job here, long enough for a setup on a loaded machine (fresh runners
+// start for it): at 1 s, CI once saw resetupNode's setup itself time out.
+process.env.DISPYTS_TEST_REQUEST_TIMEOUT = '2';
 
 let nodes: TestNode[] = [];
 let dir: string;
@@ -114,7 +116,7 @@ test('resetupNode waits for the running job, runs the new setup in the new direc
   cluster.on('error', (e) => errors.push(`${e.code}: ${e.message}`));
   try {
     assert.equal(await within(cluster.submit(0).wait(), 15_000, 'the first job'), 'generation 1');
-    const long = cluster.submit(2500);
+    const long = cluster.submit(4000);
     await until(() => t.starts.has(long.id), 10_000, 'the long job to run');
     const t0 = Date.now();
     const resetup = cluster.resetupNode(node.host);
