@@ -12,8 +12,7 @@ export function keepJobCode(args: Uint8Array, depends: Depend[] | undefined): vo
   if (depends?.length) code.set(args, depends);
 }
 
-/** What a RunnerJob carries besides its arguments: the job's depends, if any. */
-export function jobCode(args: Uint8Array): { depends?: Depend[] } {
-  const depends = code.get(args);
-  return depends ? { depends } : {};
+/** The job's own depends, if it has any (a RunnerJob carries them beside its arguments). */
+export function jobCode(args: Uint8Array): Depend[] | undefined {
+  return code.get(args);
 }

@@ -162,6 +162,13 @@ export class NodeDaemon {
     const daemon = this;
     const extras = new NodeExtras(pool, this.log, this.#opts.sharedStore);
     const fileRelay = new FileRelay();
+    // A part of a file a running job sends home goes to its client (send-file-relay.ts).
+    pool.onSendFile = (item, reply) => {
+      const job = this.#owner?.jobs.get(item.uid);
+      if (!job) return false;
+      fileRelay.forward((m) => outbox.send(job, m), item, reply);
+      return true;
+    };
     const outbox = new ResultOutbox({
       host: this.host,
       log: this.log,
@@ -192,7 +199,6 @@ export class NodeDaemon {
         outbox.finished(job, done);
       },
       unstarted: (job, why) => this.#unstarted(job, why),
-      sendFile: (job, item, reply) => fileRelay.forward((m) => outbox.send(job, m), item, reply),
       polite: {
         ask: (job, grace) => extras.polite.ask(job, grace),
         stop: (job, runner, uid, kill) => extras.polite.stop(job, runner as Runner, uid, kill),

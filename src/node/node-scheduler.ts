@@ -10,7 +10,7 @@ import type { Channel } from '../protocol/channel.js';
 import type { ClientMessage, NodeMessage } from '../protocol/messages.js';
 import type { Comp } from './computations.js';
 import { compSettled } from './computations.js';
-import type { RunnerDone, RunnerFileAck, RunnerSendFile } from './runner-protocol.js';
+import type { RunnerDone } from './runner-protocol.js';
 import type { AssignedJob, KillReason, RunnerOutcome } from './runner.js';
 
 /** Jobs a runner may hold queued behind its running one, for computations of short jobs. */
@@ -91,8 +91,6 @@ export interface SchedulerHost {
   finished(job: NodeJob, done: RunnerDone): void;
   /** Job leaves the node without having started. */
   unstarted(job: NodeJob, why: Unstarted): void;
-  /** A part of a file the job sends home (send-file-relay.ts); without it the runner is told no. */
-  sendFile?(job: NodeJob, item: RunnerSendFile, reply: (ack: RunnerFileAck) => void): void;
   /** Polite cancels (polite-cancel.ts); without them a cancel kills at once. */
   readonly polite?: {
     /** Remembers the grace period a cancel came with. */
@@ -308,7 +306,6 @@ export class NodeScheduler {
       },
       onProvisional: (result) => this.#host.provisional(job, result),
       onEnd: (outcome) => this.#ended(job, outcome),
-      onSendFile: this.#host.sendFile ? (item, reply) => this.#host.sendFile!(job, item, reply) : undefined,
     };
     this.#slots.assign(runner, assigned, job.args);
   }

@@ -7,37 +7,45 @@
  * itself ignores SIGINT, so only the program and what it started see it.
  */
 
-/** The signal of the running job; between jobs, one that never fires. */
+/**
+ * The running job's controller, made on first use: most jobs never read their signal, and a
+ * new AbortController per job would cost every job. Between jobs, `idle` (never fires).
+ */
 let controller: AbortController | null = null;
 let runningUid: number | null = null;
 const idle = new AbortController().signal;
 
-function publish(signal: AbortSignal): void {
-  (globalThis as Record<string, unknown>).dispyAbortSignal = signal;
+function signalOfRunning(): AbortSignal | null {
+  if (runningUid === null) return null;
+  controller ??= new AbortController();
+  return controller.signal;
 }
-publish(idle);
+
+Object.defineProperty(globalThis, 'dispyAbortSignal', {
+  configurable: true,
+  enumerable: false,
+  get: () => signalOfRunning() ?? idle,
+});
 
 // Runners lead their process group and have no terminal: the only SIGINT they get is a polite
 // stop of a program job, meant for the program.
 process.on('SIGINT', () => undefined);
 
-/** Job `uid` starts: it gets a fresh signal. */
+/** Job `uid` starts: its signal is a fresh one (made when first read). */
 export function jobBegins(uid: number): void {
-  controller = new AbortController();
+  controller = null;
   runningUid = uid;
-  publish(controller.signal);
 }
 
 /** The running job ended: nothing fires its signal any more. */
 export function jobEnds(): void {
   controller = null;
   runningUid = null;
-  publish(idle);
 }
 
 /** The running job's signal (for a program job's SIGINT), or null between jobs. */
 export function currentAbortSignal(): AbortSignal | null {
-  return controller?.signal ?? null;
+  return signalOfRunning();
 }
 
 /**
@@ -46,8 +54,9 @@ export function currentAbortSignal(): AbortSignal | null {
  * after it is never hit).
  */
 export function abortJob(uid: number, reason: string): void {
-  if (runningUid !== uid || !controller || controller.signal.aborted) return;
+  const signal = runningUid === uid ? signalOfRunning() : null;
+  if (!signal || signal.aborted) return;
   const err = new Error(reason);
   err.name = 'AbortError';
-  controller.abort(err);
+  controller!.abort(err);
 }

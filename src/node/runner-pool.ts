@@ -17,7 +17,15 @@ import type { Logger } from 'pino';
 import type { Computation } from '../protocol/messages.js';
 import { jobCode } from './job-code.js';
 import type { ExtItem } from './runner-extensions.js';
-import { RunnerCommand, RunnerEvent, TERMINATE_GRACE, type RunnerItem } from './runner-protocol.js';
+import {
+  RunnerCommand,
+  RunnerEvent,
+  TERMINATE_GRACE,
+  type RunnerFileAck,
+  type RunnerItem,
+  type RunnerJob,
+  type RunnerSendFile,
+} from './runner-protocol.js';
 import { Runner, runnerEntry, type AssignedJob, type KillReason } from './runner.js';
 
 export type { RunnerDone } from './runner-protocol.js';
@@ -79,6 +87,11 @@ export class RunnerPool {
   onLoadFailed: (computeId: string, error: { code: string; message: string }) => void = () => undefined;
   /** Called when the set of runner pids changes. */
   onPidsChanged: () => void = () => undefined;
+  /**
+   * Called with a part of a file the job `item.uid` of a runner sends home (send-file-relay.ts);
+   * false if nobody takes it (the runner is told the job is not running).
+   */
+  onSendFile: (item: RunnerSendFile, reply: (ack: RunnerFileAck) => void) => boolean = () => false;
   /** Called with a runner's messages of runner-extensions.ts (node-extras.ts routes them). */
   onExtension: (runner: Runner, item: ExtItem) => void = () => undefined;
 
@@ -207,15 +220,14 @@ export class RunnerPool {
         return;
       }
       case RunnerEvent.SendFile: {
-        const job = runner.jobs.get(item.uid);
-        if (job?.onSendFile && !runner.terminating) job.onSendFile(item, (ack) => runner.send(ack));
-        else
-          runner.send({
-            cmd: RunnerCommand.FileAck,
-            fid: item.fid,
-            offset: 0,
-            error: { code: 'DISPY_ERR_NOT_FOUND', message: 'the job is not running' },
-          });
+        const reply = (ack: RunnerFileAck): void => runner.send(ack);
+        if (runner.jobs.has(item.uid) && !runner.terminating && this.onSendFile(item, reply)) return;
+        runner.send({
+          cmd: RunnerCommand.FileAck,
+          fid: item.fid,
+          offset: 0,
+          error: { code: 'DISPY_ERR_NOT_FOUND', message: 'the job is not running' },
+        });
         return;
       }
       case RunnerEvent.Stray:
@@ -403,12 +415,15 @@ export class RunnerPool {
     }
     runner.jobs.set(job.uid, job);
     if (c && !runner.loaded.has(job.computeId)) this.#load(runner, job.computeId, c.spec);
-    runner.outbox.push({
+    const sent: RunnerJob = {
       uid: job.uid,
       computeId: job.computeId,
       args: Buffer.from(args.buffer, args.byteOffset, args.byteLength).toString('base64'),
-      ...jobCode(args),
-    });
+    };
+    // A job's own functions travel with it (job-code.ts); most jobs have none.
+    const depends = jobCode(args);
+    if (depends) sent.depends = depends;
+    runner.outbox.push(sent);
     this.#toFlush.add(runner);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;

@@ -23,8 +23,6 @@ import {
   TERMINATE_GRACE,
   type FromRunner,
   type RunnerDone,
-  type RunnerFileAck,
-  type RunnerSendFile,
   type RunnerItem,
   type RunnerJob,
   type ToRunner,
@@ -48,8 +46,6 @@ export interface AssignedJob {
   onStarted: (startTime: number) => void;
   onProvisional: (result: Uint8Array) => void;
   onEnd: (outcome: RunnerOutcome) => void;
-  /** A part of a file the job sends home (send-file-relay.ts), and how to answer the runner. */
-  onSendFile?: (item: RunnerSendFile, reply: (ack: RunnerFileAck) => void) => void;
 }
 
 /** Seconds a retired runner gets to run its computations' cleanup before it is killed. */
