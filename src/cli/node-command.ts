@@ -5,7 +5,16 @@ import { readSecretFile, resolveSecret } from '../protocol/secret.js';
 import { parseIntOption, parseSeconds, parseSize, parseTrustedProxy } from './args.js';
 import { stopWith } from './stop-with.js';
 import { DispyError } from '../errors.js';
-import { type CliCommand, HELP_OPTION, LOG_LEVEL_OPTION, helpText, parseCommand, parseLogLevel } from './options.js';
+import {
+  CA_FILE_OPTION,
+  type CliCommand,
+  HELP_OPTION,
+  LIMIT_OPTIONS,
+  LOG_LEVEL_OPTION,
+  helpText,
+  parseCommand,
+  parseLogLevel,
+} from './options.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { checkNode } from '../node/node-check.js';
 
@@ -30,25 +39,7 @@ machine's CPUs, one process group per running job.`,
     { name: 'secret', arg: 'S', help: 'shared secret (default: the per-user file ~/.config/dispyts/secret)' },
     { name: 'secret-file', arg: 'FILE', help: 'read the shared secret from FILE (mode 600; keeps it out of `ps`)' },
     { name: 'dest-path-prefix', arg: 'DIR', help: 'where computations keep files (default: <tmpdir>/dispyts/node)' },
-    { name: 'max-file-size', arg: 'SIZE', help: 'largest file a client may send, e.g. 10m (default 0 = unlimited)' },
-    {
-      name: 'max-message-size',
-      arg: 'SIZE',
-      help: [
-        'largest message accepted from or sent to a client, e.g. 256m (default',
-        '64m, at least 64k): job arguments and results must fit in it; clients',
-        'are told, and a job whose result does not fit ends Terminated',
-      ],
-    },
-    {
-      name: 'max-handshakes',
-      arg: 'N',
-      help: [
-        'connections allowed in their handshake (not yet authenticated) at',
-        'once (default 64); before authentication a frame is 4 KiB at most',
-      ],
-    },
-    { name: 'max-handshakes-per-peer', arg: 'N', help: 'of those, how many from one address (default 8)' },
+    ...LIMIT_OPTIONS,
     {
       name: 'shared-store-keys',
       arg: 'N',
@@ -78,7 +69,7 @@ machine's CPUs, one process group per running job.`,
     { name: 'pulse-interval', arg: 'S', help: 'seconds between heartbeats to a client that asks for none (default 10)' },
     { name: 'cert-file', arg: 'FILE', help: 'serve TLS only, with this PEM certificate (and key, if it holds one)' },
     { name: 'key-file', arg: 'FILE', help: 'the PEM private key of --cert-file' },
-    { name: 'ca-file', arg: 'FILE', help: 'mutual TLS: require client certificates signed by a CA in FILE' },
+    CA_FILE_OPTION,
     {
       name: 'discovery',
       arg: 'MODE',

@@ -33,6 +33,36 @@ export interface CliCommand {
   readonly outro?: string;
 }
 
+/** The size and handshake limits a node and a scheduler both take (same meaning, same text). */
+export const LIMIT_OPTIONS = [
+  { name: 'max-file-size', arg: 'SIZE', help: 'largest file a client may send, e.g. 10m (default 0 = unlimited)' },
+  {
+    name: 'max-message-size',
+    arg: 'SIZE',
+    help: [
+      'largest message accepted from or sent to a client, e.g. 256m (default',
+      '64m, at least 64k): job arguments and results must fit in it; clients',
+      'are told, and a job whose result does not fit ends Terminated',
+    ],
+  },
+  {
+    name: 'max-handshakes',
+    arg: 'N',
+    help: [
+      'connections allowed in their handshake (not yet authenticated) at',
+      'once (default 64); before authentication a frame is 4 KiB at most',
+    ],
+  },
+  { name: 'max-handshakes-per-peer', arg: 'N', help: 'of those, how many from one address (default 8)' },
+] as const satisfies readonly CliOption[];
+
+/** `--ca-file`: mutual TLS, for a node and a scheduler alike. */
+export const CA_FILE_OPTION = {
+  name: 'ca-file',
+  arg: 'FILE',
+  help: 'mutual TLS: require client certificates signed by a CA in FILE',
+} as const satisfies CliOption;
+
 /** `-h, --help`, which every command has. */
 export const HELP_OPTION = { name: 'help', short: 'h', help: 'show this help' } as const satisfies CliOption;
 

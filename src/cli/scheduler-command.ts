@@ -2,7 +2,16 @@
 import { readFileSync } from 'node:fs';
 import { DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
 import { DispyError } from '../errors.js';
-import { type CliCommand, HELP_OPTION, LOG_LEVEL_OPTION, helpText, parseCommand, parseLogLevel } from './options.js';
+import {
+  CA_FILE_OPTION,
+  type CliCommand,
+  HELP_OPTION,
+  LIMIT_OPTIONS,
+  LOG_LEVEL_OPTION,
+  helpText,
+  parseCommand,
+  parseLogLevel,
+} from './options.js';
 import type { UserOptions } from '../httpd/users.js';
 import { parseHttpdAddress } from '../node/node-httpd.js';
 import { readSecretFile } from '../protocol/secret.js';
@@ -42,7 +51,7 @@ policy decides which computation gets each free CPU.`,
     { name: 'node-ca-file', arg: 'FILE', help: `CA the nodes' certificates chain to (turns TLS toward nodes on)` },
     { name: 'cert-file', arg: 'FILE', help: 'TLS toward clients: serve TLS only, with this certificate (PEM)' },
     { name: 'key-file', arg: 'FILE', help: 'its private key' },
-    { name: 'ca-file', arg: 'FILE', help: 'mutual TLS: require client certificates signed by a CA in FILE' },
+    CA_FILE_OPTION,
     {
       name: 'pulse-interval',
       arg: 'S',
@@ -62,25 +71,7 @@ policy decides which computation gets each free CPU.`,
         `reconnectTimeout wins (default 3600; dispy's is in minutes)`,
       ],
     },
-    { name: 'max-file-size', arg: 'SIZE', help: 'largest file a client may send, e.g. 10m (default 0 = unlimited)' },
-    {
-      name: 'max-message-size',
-      arg: 'SIZE',
-      help: [
-        'largest message accepted from or sent to a client, e.g. 256m (default',
-        '64m, at least 64k): job arguments and results must fit in it; clients',
-        'are told, and a job whose result does not fit ends Terminated',
-      ],
-    },
-    {
-      name: 'max-handshakes',
-      arg: 'N',
-      help: [
-        'connections allowed in their handshake (not yet authenticated) at',
-        'once (default 64); before authentication a frame is 4 KiB at most',
-      ],
-    },
-    { name: 'max-handshakes-per-peer', arg: 'N', help: 'of those, how many from one address (default 8)' },
+    ...LIMIT_OPTIONS,
     { name: 'dest-path-prefix', arg: 'DIR', help: `where clients' files are kept (default: <tmpdir>/dispyts/scheduler)` },
     { name: 'clean', help: 'delete what a previous scheduler at --host left there' },
     {
