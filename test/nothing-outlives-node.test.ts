@@ -94,8 +94,14 @@ test('cancel kills what the job started, also a grandchild that left with setsid
   const cluster = new JobCluster(waitAfterForking, clusterOn(node));
   try {
     const job = cluster.submit();
-    await until(() => job.status === DispyJob.Running && sleeps(prefix, ['305', '306']), 15_000, 'the job and its children');
-    const started = taggedProcs(prefix).filter((p) => /\/j\d+$/.test(p.tag));
+    // `setsid -f` forks and exits: until its parent is gone it is one of the job's processes too.
+    const jobProcs = () => taggedProcs(prefix).filter((p) => /\/j\d+$/.test(p.tag));
+    await until(
+      () => job.status === DispyJob.Running && sleeps(prefix, ['305', '306']) && jobProcs().length === 2,
+      15_000,
+      'the job and its children',
+    );
+    const started = jobProcs();
     for (const p of started) seen.add(p.pid);
     assert.deepEqual(started.map((p) => p.cmd).sort(), ['sleep 305', 'sleep 306']);
     assert.equal(await cluster.cancel(job), 0);
