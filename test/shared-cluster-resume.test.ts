@@ -27,6 +27,8 @@ class Relay {
   blocking = false;
   /** Forward nothing the client sends (it is lost on the way). */
   swallowing = false;
+  /** Bytes the client sent while swallowing was on. */
+  swallowed = 0;
   readonly #pairs = new Set<[net.Socket, net.Socket]>();
 
   constructor(target: { host: string; port: number }) {
@@ -44,7 +46,8 @@ class Relay {
         upstream.destroy();
       };
       client.on('data', (d) => {
-        if (!this.swallowing) upstream.write(d);
+        if (this.swallowing) this.swallowed += d.length;
+        else upstream.write(d);
       });
       upstream.on('data', (d) => client.write(d));
       client.on('close', end).on('error', end);
@@ -133,7 +136,8 @@ test('a broken connection to a live scheduler: the cluster reconnects and resume
     // A job sent into the void: the scheduler never gets it.
     relay.swallowing = true;
     const lost = cluster.submit(7, release);
-    await new Promise((r) => setTimeout(r, 200));
+    // On a loaded machine the submission may leave the client later than any fixed pause.
+    await until(() => relay.swallowed > 0, 10_000, 'the job sent into the void');
 
     // The connection breaks, and for a while the scheduler cannot be reached.
     relay.blocking = true;
@@ -170,7 +174,13 @@ test('a broken connection to a live scheduler: the cluster reconnects and resume
       () => /"unknown":1,"msg":"computation resumed"/.test(scheduler.log()),
       5000,
       'the resume logged, the swallowed job unknown to the scheduler',
-    );
+    ).catch((err: Error) => {
+      const resumed = scheduler
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('computation resumed'));
+      throw new Error(`${err.message}; resume lines: ${resumed.join(' | ') || 'none'}`);
+    });
     assert.deepEqual(errors, []);
     // And it works on as before.
     assert.equal(await within(cluster.submit(11, release).wait(), 10_000, 'a job after all that'), 11);
