@@ -11,6 +11,7 @@ import { DispyError } from '../errors.js';
 import type { Computation, Depend, JobFile, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
+import { missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import type { ProgramComputation } from './interpreter.js';
@@ -197,7 +198,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   readonly #nodeIds = new Map<string, string>();
   /** Every node set up, for the recover file. */
   readonly #recoverNodes = new Map<string, number>();
-  #lastPulseCheck = Date.now();
+  readonly #pulseWatch: SilenceWatch;
   #pulseTimer: NodeJS.Timeout | null = null;
   /** Where each pending job is, and the rules that move it (job-ledger.ts). */
   readonly #ledger = new JobLedger<ClusterNode>();
@@ -273,6 +274,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     // Without pulseInterval nodes are asked for heartbeats every 10 s, and one silent for 5 of
     // them is declared dead too: no job waits forever on a stopped or cut-off node.
     const pulse = options.pulseInterval ?? defaultPulse();
+    this.#pulseWatch = new SilenceWatch({ roundMs: pulse * 1000 });
     this.#pulseTimer = setInterval(() => this.#checkPulses(pulse), pulse * 1000);
     this.#pulseTimer.unref();
     if (!this.#discovery.enabled) {
@@ -541,30 +543,22 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * again).
    */
   #checkPulses(pulseInterval: number): void {
-    const limitMs = 5 * pulseInterval * 1000;
-    const now = Date.now();
-    const sinceLast = now - this.#lastPulseCheck;
-    const late = sinceLast > 2 * pulseInterval * 1000 + 1000;
-    this.#lastPulseCheck = now;
-    if (late) {
-      // This timer itself ran late: this process was stopped or blocked, so the silence was
-      // ours, not the nodes'. They get a fresh 5 intervals.
-      this.log.warn({ lateMs: sinceLast }, 'heartbeat check ran late (process paused?): nodes not judged this round');
-      for (const cn of this.#nodes.values()) cn.link.lastHeard = Math.max(cn.link.lastHeard, now);
-      return;
-    }
-    for (const cn of [...this.#nodes.values()]) {
-      const silent = now - cn.link.lastHeard;
-      if (cn.link.closed || silent <= limitMs) continue;
-      cn.dead = true;
-      this.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
-      cn.link.channel.close(
-        new DispyError(
-          'DISPY_ERR_CONNECTION',
-          `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 heartbeats of ${pulseInterval} s): declared dead`,
-        ),
-      );
-    }
+    const late = this.#pulseWatch.round(this.#nodes.values(), {
+      heard: (cn) => cn.link,
+      limitMs: (cn) => (cn.link.closed ? Number.POSITIVE_INFINITY : missedBeatsMs(pulseInterval)),
+      gone: (cn, silent) => {
+        cn.dead = true;
+        this.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
+        cn.link.channel.close(
+          new DispyError(
+            'DISPY_ERR_CONNECTION',
+            `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 heartbeats of ${pulseInterval} s): declared dead`,
+          ),
+        );
+      },
+    });
+    // The silence was ours (this process was stopped or blocked), not the nodes': they get a fresh 5 intervals.
+    if (late !== null) this.log.warn({ lateMs: late }, 'heartbeat check ran late (process paused?): nodes not judged this round');
   }
 
   #nodeOf(node: DispyNode | string): ClusterNode | undefined {

@@ -15,6 +15,7 @@ import type { Computation, Depend } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
+import { type Heard, missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import { connectTls, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
 import type { ProgramComputation } from './interpreter.js';
@@ -125,8 +126,9 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #flushQueued = false;
   /** Nodes in use (Initialized), and every node this cluster saw, by address. */
   readonly #nodes = new Map<string, DispyNode>();
-  #lastHeard = Date.now();
-  #lastCheck = Date.now();
+  /** When the scheduler was last heard. */
+  readonly #scheduler: Heard = { lastHeard: Date.now() };
+  #silence: SilenceWatch | null = null;
   #beatTimer: NodeJS.Timeout | null = null;
   #checkTimer: NodeJS.Timeout | null = null;
   /** Set once the scheduler is lost (or could not be used): the cluster is unusable. */
@@ -234,7 +236,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   /** Makes `ch` the cluster's connection; resolves with the scheduler's sched-info. */
   async #attach(ch: Channel<FromScheduler, ToSchedulerInput>): Promise<SchedInfo> {
     this.#channel = ch;
-    this.#lastHeard = Date.now();
+    this.#scheduler.lastHeard = Date.now();
     const info = new Promise<SchedInfo>((resolve, reject) => {
       this.#infoWaiter = {
         resolve: (i) => {
@@ -388,29 +390,24 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     beat();
     this.#beatTimer = setInterval(beat, every * 1000);
     this.#beatTimer.unref();
-    this.#lastCheck = Date.now();
+    this.#silence = new SilenceWatch({ roundMs: pulseInterval * 1000 });
     this.#checkTimer = setInterval(() => this.#checkScheduler(pulseInterval), pulseInterval * 1000);
     this.#checkTimer.unref();
   }
 
   /** A scheduler silent for 5 of its pulse intervals is declared lost. */
   #checkScheduler(pulseInterval: number): void {
-    const now = Date.now();
-    const late = now - this.#lastCheck > 2 * pulseInterval * 1000 + 1000;
-    this.#lastCheck = now;
-    if (late) {
-      // This timer itself ran late: the silence was ours (process paused), not the scheduler's.
-      this.#lastHeard = Math.max(this.#lastHeard, now);
-      return;
-    }
-    const silent = now - this.#lastHeard;
-    if (silent <= 5 * pulseInterval * 1000) return;
-    this.#channel?.close(
-      new DispyError(
-        'DISPY_ERR_CONNECTION',
-        `the scheduler sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its pulse interval of ${pulseInterval} s)`,
-      ),
-    );
+    this.#silence?.round([this.#scheduler], {
+      heard: (h) => h,
+      limitMs: () => missedBeatsMs(pulseInterval),
+      gone: (_, silent) =>
+        this.#channel?.close(
+          new DispyError(
+            'DISPY_ERR_CONNECTION',
+            `the scheduler sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its pulse interval of ${pulseInterval} s)`,
+          ),
+        ),
+    });
   }
 
   #stopTimers(): void {
@@ -623,7 +620,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   // ---- messages from the scheduler ----
 
   #onMessage(msg: FromScheduler): void {
-    this.#lastHeard = Date.now();
+    this.#scheduler.lastHeard = Date.now();
     switch (msg.t) {
       case 'sched-info': {
         const w = this.#infoWaiter;

@@ -25,6 +25,7 @@ import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME, SCHEDULER_PORT } from '../protocol/co
 import { HandshakeGate, checkHandshakeCaps } from '../protocol/handshake-gate.js';
 import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
+import { missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import {
   CLI_NAMES,
   clientCertRefusal,
@@ -43,6 +44,8 @@ import type { SchedulerContext } from './scheduler-context.js';
 
 /** The scheduler's record in its state directory. */
 const PID_FILE = 'scheduler.json';
+/** How often (ms) clients are checked for silence. */
+const SILENCE_CHECK_MS = 500;
 
 export interface SchedulerDaemonOptions {
   /**
@@ -272,7 +275,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   #files: FileStore | null = null;
   #server: net.Server | null = null;
   #timers: NodeJS.Timeout[] = [];
-  #lastSilenceCheck = Date.now();
+  readonly #silence = new SilenceWatch({ roundMs: SILENCE_CHECK_MS });
   #stopping: Promise<void> | null = null;
   #resolveStopped!: () => void;
   readonly #ctx: SchedulerContext;
@@ -434,7 +437,8 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.port = (server.address() as net.AddressInfo).port;
     this.#writePidFile();
     this.#timers.push(setInterval(() => this.#pulse(), this.#clientPulse * 1000));
-    this.#timers.push(setInterval(() => this.#checkSilence(), 500));
+    this.#silence.reset();
+    this.#timers.push(setInterval(() => this.#checkSilence(), SILENCE_CHECK_MS));
     if (isLoopback(this.host) && this.nodes.every((n) => n.isWildcard)) {
       this.log.warn(
         { nodes: this.nodes.map((n) => n.host) },
@@ -581,24 +585,18 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
 
   /** A client silent for 5 of its heartbeat intervals is treated as gone. */
   #checkSilence(): void {
-    const now = Date.now();
-    const late = now - this.#lastSilenceCheck > 2000;
-    this.#lastSilenceCheck = now;
     for (const z of this.#zombies) if ([...z.comps.values()].every((c) => c.state === 'closed')) this.#zombies.delete(z);
-    for (const s of [...this.#sessions]) {
-      if (s.beatEvery <= 0) continue;
-      // This timer itself ran late (the process was paused): the silence was ours, not theirs.
-      if (late) s.lastHeard = Math.max(s.lastHeard, now);
-      const silent = now - s.lastHeard;
-      if (silent > Math.max(1000, 5 * s.beatEvery * 1000)) {
+    this.#silence.round(this.#sessions, {
+      heard: (s) => s,
+      limitMs: (s) => (s.beatEvery <= 0 ? Number.POSITIVE_INFINITY : Math.max(1000, missedBeatsMs(s.beatEvery))),
+      gone: (s, silent) =>
         s.channel.close(
           new DispyError(
             'DISPY_ERR_TIMEOUT',
             `client ${s.peer} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its heartbeat interval)`,
           ),
-        );
-      }
-    }
+        ),
+    });
   }
 
   // ---- shutdown ----
