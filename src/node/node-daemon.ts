@@ -43,7 +43,7 @@ import type { Runner } from './runner.js';
 import type { ServedClient } from './served-client.js';
 import { UndeliveredStore } from './undelivered-store.js';
 
-export { isLoopback, resolveCpus, type NodeDaemonOptions } from './node-options.js';
+export { resolveCpus, type NodeDaemonOptions } from './node-options.js';
 export type { NodeDaemonStatus } from './node-status.js';
 
 /** The daemon's record in its state directory. */

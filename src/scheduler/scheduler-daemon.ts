@@ -24,6 +24,7 @@ import { acceptChannel, refuseConnection, type Channel } from '../protocol/chann
 import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME, SCHEDULER_PORT } from '../protocol/constants.js';
 import { HandshakeGate, checkHandshakeCaps } from '../protocol/handshake-gate.js';
 import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
+import { isLoopbackHost } from '../protocol/loopback.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import {
@@ -233,10 +234,6 @@ export const CLIENT_PULSE_INTERVAL = 10;
 
 const NODE_TLS_NAMES: TlsOptionNames = { certFile: '--node-cert-file', keyFile: '--node-key-file', caFile: '--node-ca-file' };
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
-
 function seconds(name: string, v: number | undefined, min: number, max: number): void {
   if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max))
     throw invalidOption(name, `seconds from ${min} to ${max}`, v);
@@ -289,7 +286,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { scheduler: this.host } }, pino.destination(2));
     if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535)
       throw invalidOption('port', 'an integer from 0 to 65535', this.port);
-    if (!isLoopback(this.host) && !opts.clusterSecret && !opts.insecure) {
+    if (!isLoopbackHost(this.host) && !opts.clusterSecret && !opts.insecure) {
       throw new DispyError(
         'DISPY_ERR_INSECURE',
         `refusing to serve clients on ${this.host || 'all interfaces'} without --cluster-secret (pass --insecure to use the per-user secret file anyway)`,
@@ -439,7 +436,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.#timers.push(setInterval(() => this.#pulse(), this.#clientPulse * 1000));
     this.#silence.reset();
     this.#timers.push(setInterval(() => this.#checkSilence(), SILENCE_CHECK_MS));
-    if (isLoopback(this.host) && this.nodes.every((n) => n.isWildcard)) {
+    if (isLoopbackHost(this.host) && this.nodes.every((n) => n.isWildcard)) {
       this.log.warn(
         { nodes: this.nodes.map((n) => n.host) },
         'a scheduler on a loopback address discovers no nodes (no UDP there): give --node with their addresses',
