@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import type { Channel } from '../protocol/channel.js';
 import type { ClientMessage, NodeMessage } from '../protocol/messages.js';
+import { nextAvgMs } from '../protocol/running-average.js';
 import type { Comp } from './computations.js';
 import { compSettled } from './computations.js';
 import type { RunnerDone } from './runner-protocol.js';
@@ -351,8 +352,7 @@ export class NodeScheduler {
     }
     const d = outcome.done;
     job.args = new Uint8Array(0);
-    if (job.startTime)
-      comp.avgMs = comp.avgMs === Infinity ? d.endTime - job.startTime : comp.avgMs * 0.8 + (d.endTime - job.startTime) * 0.2;
+    if (job.startTime) comp.avgMs = nextAvgMs(comp.avgMs, d.endTime - job.startTime);
     host.finished(job, d);
     compSettled(comp);
     this.schedule();

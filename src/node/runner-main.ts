@@ -16,9 +16,10 @@ import { Worker } from 'node:worker_threads';
 import { DispyError } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import { PayloadCodec } from '../protocol/payload.js';
+import { nextAvgMs } from '../protocol/running-average.js';
 import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
-import { formatException, type LoadedComputation } from './function-loader.js';
+import { formatException, freeVariableOf, type LoadedComputation } from './function-loader.js';
 import { TAG_ENV, currentParentPid, killTagged } from '../host/process-tag.js';
 import { JobSlot, startArbiter } from './runner-arbiter.js';
 import { jobBegins, jobEnds } from './runner-abort.js';
@@ -236,7 +237,7 @@ async function run(job: RunnerJob): Promise<void> {
   } catch (err) {
     ok = false;
     exception = formatException(err);
-    if (err instanceof ReferenceError && /is not defined/.test(err.message)) code = 'DISPY_ERR_FREE_VARIABLE';
+    if (freeVariableOf(err) !== null) code = 'DISPY_ERR_FREE_VARIABLE';
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
     else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
@@ -259,7 +260,7 @@ async function run(job: RunnerJob): Promise<void> {
   if (RUNNER_TAG) process.env[TAG_ENV] = RUNNER_TAG;
   if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
-  comp.avgMs = comp.avgMs === Infinity ? ms : comp.avgMs * 0.8 + ms * 0.2;
+  comp.avgMs = nextAvgMs(comp.avgMs, ms);
   const used = process.cpuUsage(cpu0);
   const kids = fast ? 0 : Math.max(0, childrenCpuSeconds() - kids0);
   // Goes out with the next job's Started (see loop), or at once.
