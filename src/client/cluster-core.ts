@@ -6,7 +6,7 @@
  * cluster is decided here once.
  */
 import type { Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, jobException } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { PayloadCodec } from '../protocol/payload.js';
 import { CloseOnce } from './close-once.js';
@@ -94,7 +94,7 @@ export class ClusterCore<C extends ClusterEmitter & DispyCluster> {
   /** Ends `job` Cancelled here, before any node ran it, saying why. */
   cancelLocal(job: DispyJob, why: string): void {
     if (job.settled) return;
-    job.exception = `DispyError: job cancelled: ${why}`;
+    job.exception = jobException(`job cancelled: ${why}`);
     job.endTime = Date.now();
     this.settle(job, JobStatus.Cancelled, null);
   }
@@ -120,7 +120,7 @@ export class ClusterCore<C extends ClusterEmitter & DispyCluster> {
       try {
         job.result = this.decode(end.result) as never;
       } catch (err) {
-        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
+        job.exception = Errors.jobUndecodable(err);
         job._errorCode = end.code ?? null;
         return JobStatus.Terminated;
       }

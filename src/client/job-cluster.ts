@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, jobException } from '../errors.js';
 import type { Computation, Depend, JobFile, NodeMessage, Reply } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
@@ -623,7 +623,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
   }
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
-    if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.#closing) throw Errors.clusterClosed(this.name);
     return this.#enqueue(id, pinTo, args, this.#checkArgs(this.#codec.encode(args, 'args')), undefined);
   }
 
@@ -638,7 +638,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
    * not this cluster's.
    */
   _submitEncoded(args: Uint8Array, options: EncodedSubmitOptions = {}): DispyJob {
-    if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.#closing) throw Errors.clusterClosed(this.name);
     let pinTo: string | null = null;
     if (options.node !== undefined) {
       pinTo = this.#nodeOf(options.node)?.node.ipAddr ?? (isIP(options.node) ? options.node : null);
@@ -793,7 +793,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       'DISPY_ERR_MESSAGE_TOO_LARGE',
       `job ${String(job.id)}'s arguments encode to ${item.args.length} bytes: no node of cluster ${this.name} takes a message that large (the largest a node takes is ${largest} bytes: --max-message-size)`,
     );
-    job.exception = `DispyError: ${e.message}`;
+    job.exception = jobException(e.message);
     job.endTime = Date.now();
     job._errorCode = e.code;
     this.#settle(job, JobStatus.Cancelled, null);
@@ -845,7 +845,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       this.#ledger.sent.delete(uid);
       cn.inflight--;
       const e = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
-      if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(e.code) && !this.#closing) {
+      if (e.retriable && !this.#closing) {
         if (this.#ledger.countLostSend(s.job)) this.#giveUpJob(s, e);
         else this.#requeue(s);
       } else this.#cancelLocal(s.job, `sending its file failed: ${e.code}: ${e.message}`);
@@ -1073,7 +1073,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     for (const q of this.#ledger.pinned.values()) items.push(...q.clear());
     for (const item of items) {
       if (item.job.settled) continue;
-      item.job.exception = `DispyError: DISPY_ERR_NO_NODE: ${err.message}`;
+      item.job.exception = jobException(`DISPY_ERR_NO_NODE: ${err.message}`);
       item.job.endTime = Date.now();
       this.#settle(item.job, JobStatus.Abandoned, null);
     }
@@ -1262,7 +1262,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         this.#emit(JobStatus.Created, node, s.job);
         return;
       case 'abandon':
-        s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
+        s.job.exception = jobException(`node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`);
         s.job.endTime = Date.now();
         this.#settle(s.job, JobStatus.Abandoned, node);
     }
@@ -1277,7 +1277,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       'DISPY_ERR_UNDELIVERABLE',
       `job ${String(job.id)} given up after ${n} attempts to hand it to a node: each time the connection broke before the node started it (last: node ${ip}${reason ? `: ${reason.message}` : ''})`,
     );
-    job.exception = `DispyError: ${e.message}`;
+    job.exception = jobException(e.message);
     job.endTime = Date.now();
     job._errorCode = e.code;
     this.log.warn({ node: ip, job: String(job.id), attempts: n }, 'job given up: its sends kept being lost');
@@ -1605,7 +1605,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
         ),
     );
     for (const s of this.#ledger.sent.values()) {
-      s.job.exception = 'DispyError: job terminated as its cluster was closed';
+      s.job.exception = Errors.jobClusterClosed();
       s.job.endTime = Date.now();
       this.#settle(s.job, JobStatus.Terminated, s.cn.node);
     }

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError, asDispyError, fromWire, invalidOption } from '../errors.js';
+import { DispyError, asDispyError, fromWire, invalidOption, Errors, jobException } from '../errors.js';
 import { connectChannel, type Channel } from '../protocol/channel.js';
 import { DEFAULT_MAX_FRAME, NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
 import type { Computation, Depend } from '../protocol/messages.js';
@@ -420,7 +420,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     if (ch !== this.#channel) return;
     this.#stopTimers();
     if (this.#closing || this.#closed) {
-      this.#rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`));
+      this.#rejectRequests(Errors.clusterClosed(this.name));
       return;
     }
     if (this.#broken) return;
@@ -554,7 +554,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       'DISPY_ERR_UNDELIVERABLE',
       `job ${String(p.job.id)} given up after ${n} attempts to hand it to scheduler ${this.scheduler}: each time the connection broke before the scheduler got it`,
     );
-    p.job.exception = `DispyError: ${e.message}`;
+    p.job.exception = jobException(e.message);
     p.job.endTime = Date.now();
     p.job._errorCode = e.code;
     this.#settle(p, JobStatus.Abandoned, null);
@@ -589,7 +589,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     const now = Date.now();
     for (const p of [...this.#jobs.values()]) {
       const node = p.running;
-      p.job.exception = `DispyError: job abandoned: ${err.message}`;
+      p.job.exception = jobException(`job abandoned: ${err.message}`);
       p.job.endTime = now;
       p.job._errorCode = err.code;
       this.#settle(p, JobStatus.Abandoned, node);
@@ -614,7 +614,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   #unusable(): DispyError {
     if (this.#broken)
       return new DispyError(this.#broken.code, `cluster ${this.name} cannot be used: ${this.#broken.message}`, { cause: this.#broken });
-    return new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    return Errors.clusterClosed(this.name);
   }
 
   // ---- messages from the scheduler ----
@@ -854,7 +854,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     files: LocalFile[] = [],
   ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#broken) throw this.#unusable();
-    if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.#closing) throw Errors.clusterClosed(this.name);
     const bytes = this.#core.checkArgs(this.#codec.encode(args, 'args'), this.#opts.maxArgsSize);
     const job = this.#core.newJob<Awaited<ReturnType<F>>>(id, args);
     const uid = job._uid;
@@ -910,7 +910,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         'DISPY_ERR_MESSAGE_TOO_LARGE',
         `job ${String(p.job.id)}'s arguments encode to ${p.args.length} bytes: scheduler ${this.scheduler} takes messages of at most ${max} bytes (its --max-message-size)`,
       );
-      p.job.exception = `DispyError: ${e.message}`;
+      p.job.exception = jobException(e.message);
       p.job.endTime = Date.now();
       p.job._errorCode = e.code;
       this.#settle(p, JobStatus.Cancelled, null);
@@ -938,7 +938,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       const e =
         err instanceof Refused ? err.error : err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
       this.log.warn({ job: job._uid, code: e.code }, `a file of the job could not be sent: ${e.message}`);
-      job.exception = `DispyError: job cancelled: sending its file failed: ${e.code}: ${e.message}`;
+      job.exception = jobException(`job cancelled: sending its file failed: ${e.code}: ${e.message}`);
       job.endTime = Date.now();
       this.#settle(p, JobStatus.Cancelled, null);
       return;
@@ -978,7 +978,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   /** Waits for the computation's registration; fails fast once the cluster is unusable. */
   async #computeIdNow(): Promise<string> {
     if (this.#broken) throw this.#unusable();
-    if (this.#closed) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.#closed) throw Errors.clusterClosed(this.name);
     try {
       return await this.#registered;
     } catch {
@@ -1133,7 +1133,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#closing = true;
     for (const p of [...this.#jobs.values()]) {
       if (p.sent) continue;
-      p.job.exception = 'DispyError: job cancelled: cluster closed';
+      p.job.exception = jobException('job cancelled: cluster closed');
       p.job.endTime = Date.now();
       this.#settle(p, JobStatus.Cancelled, null);
     }
@@ -1146,14 +1146,14 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       }
     }
     for (const p of [...this.#jobs.values()]) {
-      p.job.exception = 'DispyError: job terminated as its cluster was closed';
+      p.job.exception = Errors.jobClusterClosed();
       p.job.endTime = Date.now();
       this.#settle(p, JobStatus.Terminated, p.running);
     }
     this.#closeNodes();
     this.#closed = true;
     this.#stopTimers();
-    this.#rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`));
+    this.#rejectRequests(Errors.clusterClosed(this.name));
     if (ch && !ch.closed) ch.end();
     await this.#core.drained();
     return true;

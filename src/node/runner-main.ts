@@ -13,7 +13,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { DispyError } from '../errors.js';
+import { DispyError, type DispyErrorCode, jobException } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { nextAvgMs } from '../protocol/running-average.js';
@@ -198,7 +198,7 @@ async function run(job: RunnerJob): Promise<void> {
       uid: job.uid,
       ok: false,
       result: null,
-      exception: `DispyError: computation ${job.computeId} is not loaded in this runner`,
+      exception: jobException(`computation ${job.computeId} is not loaded in this runner`),
       code: 'DISPY_ERR_UNKNOWN_COMPUTATION',
       stdout: '',
       stderr: '',
@@ -225,7 +225,7 @@ async function run(job: RunnerJob): Promise<void> {
   let ok = true;
   let result: string | null = null;
   let exception: string | null = null;
-  let code: string | null = null;
+  let code: DispyErrorCode | null = null;
   let value: unknown;
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));

@@ -17,7 +17,7 @@ import { setDispatchPolicy, DISPATCH_POLICIES, type DispatchPolicy } from '../cl
 import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
 import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
-import { DispyError, invalidOption } from '../errors.js';
+import { DispyError, invalidOption, Errors } from '../errors.js';
 import { FileStore } from '../host/file-store.js';
 import { StateDir } from '../host/state-dir.js';
 import { acceptChannel, refuseConnection, type Channel } from '../protocol/channel.js';
@@ -538,7 +538,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       return;
     }
     if (this.#stopping !== null) {
-      ch.close(new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down'));
+      ch.close(Errors.schedulerShuttingDown());
       return;
     }
     const session = new ClientSession(this.#ctx, ch, (computeId) => this.#findComputation(computeId));
