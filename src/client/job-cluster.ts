@@ -32,7 +32,7 @@ import { ClusterDiscovery } from './node-discovery.js';
 import { NodeResolver } from './node-resolver.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeLink, type Credentials, type JobMessage, type LinkUser } from './node-link.js';
-import { JobStatus, NodeStatus, type DispyStatus } from './status.js';
+import { JobStatus, NodeStatus, type DispyStatus, type FinalJobStatus } from './status.js';
 import type { StatusEvent } from './status-events.js';
 import { formatBytes } from './print-status.js';
 import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
@@ -960,7 +960,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
     this.#settle(job, this.#core.ended(job, msg, status), node);
   }
 
-  #settle(job: DispyJob, status: DispyStatus, node: DispyNode | null): void {
+  #settle(job: DispyJob, status: FinalJobStatus, node: DispyNode | null): void {
     this.#core.settle(job, status, node);
   }
 

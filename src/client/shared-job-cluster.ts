@@ -33,7 +33,7 @@ import { MAX_SEND_ATTEMPTS } from './job-ledger.js';
 import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
 import { cancelGrace, cancelMessage, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
-import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
+import { JobStatus, NodeStatus, isFinal, type DispyStatus, type FinalJobStatus } from './status.js';
 import { ResultFiles } from './result-files.js';
 
 export type { SharedJobClusterOptions } from './cluster-options.js';
@@ -746,7 +746,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
         node.updateTime = Date.now();
       }
     }
-    const status = (isFinal(msg.status) ? msg.status : JobStatus.Terminated) as DispyStatus;
+    const status = isFinal(msg.status) ? msg.status : JobStatus.Terminated;
     this.#settle(p, this.#core.ended(job, msg, status), node);
   }
 
@@ -785,7 +785,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     this.#emit(msg.status as DispyStatus, n, null);
   }
 
-  #settle(p: Pending, status: DispyStatus, node: DispyNode | null): void {
+  #settle(p: Pending, status: FinalJobStatus, node: DispyNode | null): void {
     const job = p.job;
     if (job.settled) return;
     this.#jobs.delete(job._uid);
