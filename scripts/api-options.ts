@@ -24,7 +24,7 @@ export interface ApiOption {
 export const API_OPTION_TYPES = [
   { cls: 'JobCluster', type: 'JobClusterOptions', file: 'src/client/cluster-options.ts' },
   { cls: 'SharedJobCluster', type: 'SharedJobClusterOptions', file: 'src/client/cluster-options.ts' },
-  { cls: 'DispyHTTPServer', type: 'DispyHTTPServerOptions', file: 'src/httpd/dispy-http-server.ts' },
+  { cls: 'DispyHTTPServer', type: 'DispyHTTPServerOptions', file: 'src/httpd/server-options.ts' },
 ] as const;
 
 function interfaces(file: string): Map<string, ts.InterfaceDeclaration> {
