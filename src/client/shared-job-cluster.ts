@@ -9,11 +9,11 @@
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError, asDispyError, invalidOption } from '../errors.js';
-import { NODE_PORT, SCHEDULER_PORT } from '../protocol/constants.js';
+import { DispyError, asDispyError } from '../errors.js';
+import { SCHEDULER_PORT } from '../protocol/constants.js';
 import type { Computation } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
-import type { FromScheduler, ToSchedulerInput } from '../protocol/scheduler-messages.js';
+import type { FromScheduler } from '../protocol/scheduler-messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { loadTls } from '../protocol/tls.js';
 import { buildComputation, hookSources, type ModuleComputation } from './computation.js';
@@ -27,12 +27,13 @@ import { DispyNode } from './dispy-node.js';
 import { dependFiles, localFile, normalizeDestPath, transferFile, type LocalFile } from './file-transfer.js';
 import { ClusterCore } from './cluster-core.js';
 import type { ClusterStatusEvent } from './job-cluster.js';
-import { parseNodeSpecs, type NodeAllocate, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
+import { parseNodeSpecs, type NodeSpec, type NodeSpecObject } from './node-allocate.js';
 import { cancelGrace, nodeSetupSource, type CancelOptions } from './per-node-options.js';
 import { NodeStatus } from './status.js';
 import { ResultFiles } from './result-files.js';
-import { Refused, SchedulerLink, type SchedChannel, type SchedReply, type SchedRequest, type SchedulerLinkUser } from './scheduler-link.js';
+import { Refused, SchedulerLink, type SchedChannel, type SchedReply, type SchedulerLinkUser } from './scheduler-link.js';
 import { type Pending, SharedJobs } from './shared-jobs.js';
+import { SharedNodeOps, specToWire } from './shared-node-ops.js';
 
 export type { SharedJobClusterOptions } from './cluster-options.js';
 
@@ -40,8 +41,6 @@ type SharedClusterEvents = {
   status: [ClusterStatusEvent<SharedJobCluster>];
   error: [DispyError];
 };
-
-type NodeOp = Extract<ToSchedulerInput, { t: 'node-op' }>['op'];
 
 export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<SharedClusterEvents> implements DispyCluster<F> {
   readonly name: string;
@@ -68,6 +67,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   readonly #link: SchedulerLink;
   /** Jobs not yet ended and the nodes the scheduler tells of (shared-jobs.ts). */
   readonly #jobs: SharedJobs<SharedJobCluster>;
+  /** Node management through the scheduler (shared-node-ops.ts). */
+  readonly #ops: SharedNodeOps;
   #computeId: string | null = null;
   #schedulerName: string | null = null;
   /** Resolves with the computeId once the scheduler registered the computation. */
@@ -122,6 +123,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
       log: this.log,
       resultFiles,
       fileOpts: this.#fileOpts(),
+    });
+    this.#ops = new SharedNodeOps({
+      link: this.#link,
+      log: this.log,
+      everyNode: this.#core.everyNode,
+      computeId: () => this.#computeIdNow(),
     });
     this.#registered = this.#start();
     // Failures reach every job and call (and an error event); nothing is left unhandled.
@@ -293,7 +300,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** Queues a job that runs only on `node` (a DispyNode, an IP address or a node name). */
   submitNode(node: DispyNode | string, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
-    return this.#submit(undefined, this.#pinTarget(node), undefined, args);
+    return this.#submit(undefined, this.#ops.pinTarget(node), undefined, args);
   }
 
   /**
@@ -307,26 +314,11 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   submitWith(options: SubmitOptions, ...args: Parameters<F>): DispyJob<Awaited<ReturnType<F>>> {
     const { files, maxRuntime, code } = checkSubmitOptions(options, this.#opts.maxFileSize ?? 0, this.#kind);
     const { node } = options;
-    const pin = node === undefined || node === null ? undefined : this.#pinTarget(node);
+    const pin = node === undefined || node === null ? undefined : this.#ops.pinTarget(node);
     const job = this.#submit(options.id, pin, maxRuntime, args, files);
     // Sent with the job (after this synchronous code, see #submit).
     if (code.length) this.#jobs.jobs.get(job._uid)!.depends = code;
     return job;
-  }
-
-  #pinTarget(node: DispyNode | string): string {
-    if (node instanceof DispyNode) return node.ipAddr;
-    if (typeof node !== 'string' || node.length === 0 || node.length > 1024)
-      throw invalidOption('node', 'a DispyNode, an IP address or a node name', node);
-    return this.#resolveNode(node);
-  }
-
-  /** An IP address for a node name this cluster knows; anything else as it is (the scheduler resolves it). */
-  #resolveNode(node: DispyNode | string): string {
-    if (node instanceof DispyNode) return node.ipAddr;
-    if (isIP(node) || this.#core.everyNode.has(node)) return node;
-    for (const n of this.#core.everyNode.values()) if (n.name === node) return n.ipAddr;
-    return node;
   }
 
   #submit(
@@ -375,35 +367,13 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   }
 
   /**
-   * One node operation on the scheduler: its answer, or -1 when the scheduler refused (the
-   * reason is logged). A lost scheduler rejects (DISPY_ERR_CONNECTION).
-   */
-  async #nodeOp(
-    op: NodeOp,
-    fields: Omit<Extract<SchedRequest, { t: 'node-op' }>, 't' | 'op' | 'computeId'> = {},
-  ): Promise<number | number[]> {
-    const computeId = await this.#computeIdNow();
-    try {
-      const r = await this.#link.request({ t: 'node-op', computeId, op, ...fields });
-      return r.value ?? 0;
-    } catch (err) {
-      if (err instanceof Refused) {
-        this.log.warn({ op, node: fields.node, code: err.error.code }, `${op} refused by the scheduler: ${err.error.message}`);
-        return -1;
-      }
-      if (this.#link.broken) throw this.#link.unusable();
-      throw err;
-    }
-  }
-
-  /**
    * Asks the scheduler to look for nodes now (dispy's `discover_nodes`). Resolves to 0 once it
    * did, -1 if it refused. `specs` (dispy's `discover_nodes(nodes)`) are checked as `nodes` are;
    * which nodes the scheduler looks for is its own `--node` list.
    */
   async discoverNodes(specs?: NodeSpec | NodeSpec[]): Promise<number> {
     if (specs !== undefined) parseNodeSpecs(specs);
-    return numeric(await this.#nodeOp('discover'));
+    return this.#ops.value('discover');
   }
 
   /**
@@ -413,12 +383,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    */
   async allocateNode(spec: NodeSpec | DispyNode): Promise<number> {
     const node = spec instanceof DispyNode ? { host: spec.ipAddr, port: spec.port } : specToWire(parseNodeSpecs(spec)[0]!);
-    return numeric(await this.#nodeOp('allocate', { node }));
+    return this.#ops.value('allocate', { node });
   }
 
   /** Stops giving this cluster's jobs to `node`; its running jobs finish. Resolves to 0 or -1. */
   async deallocateNode(node: DispyNode | string): Promise<number> {
-    return numeric(await this.#nodeOp('deallocate', { node: this.#resolveNode(node) }));
+    return this.#ops.value('deallocate', { node: this.#ops.resolve(node) });
   }
 
   /**
@@ -426,12 +396,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * `terminatePending`. Resolves to 0 or -1.
    */
   async closeNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
-    return numeric(await this.#nodeOp('close', { node: this.#resolveNode(node), terminatePending: options.terminatePending ?? false }));
+    return this.#ops.value('close', { node: this.#ops.resolve(node), terminatePending: options.terminatePending ?? false });
   }
 
   /** Closes the computation on `node` and sets it up again. Resolves to 0 or -1. */
   async resetupNode(node: DispyNode | string, options: { terminatePending?: boolean } = {}): Promise<number> {
-    return numeric(await this.#nodeOp('resetup', { node: this.#resolveNode(node), terminatePending: options.terminatePending ?? false }));
+    return this.#ops.value('resetup', { node: this.#ops.resolve(node), terminatePending: options.terminatePending ?? false });
   }
 
   /**
@@ -441,8 +411,8 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    */
   async setNodeCpus(node: DispyNode | string, cpus: number): Promise<number> {
     if (!Number.isInteger(cpus)) return -1;
-    const ip = this.#resolveNode(node);
-    const r = numeric(await this.#nodeOp('set-cpus', { node: ip, cpus }));
+    const ip = this.#ops.resolve(node);
+    const r = await this.#ops.value('set-cpus', { node: ip, cpus });
     const n = this.#jobs.nodes.get(ip);
     if (r >= 0 && n && n.cpus !== r) {
       n.cpus = r;
@@ -457,9 +427,9 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * the scheduler reports them.
    */
   async nodeJobs(node: DispyNode | string, options: { fromNode?: boolean } = {}): Promise<DispyJob[]> {
-    const ip = this.#resolveNode(node);
+    const ip = this.#ops.resolve(node);
     if (options.fromNode) {
-      const r = await this.#nodeOp('node-jobs', { node: ip });
+      const r = await this.#ops.op('node-jobs', { node: ip });
       if (!Array.isArray(r)) return [];
       return r.map((uid) => this.#jobs.jobs.get(uid)?.job).filter((j): j is DispyJob => j !== undefined);
     }
@@ -473,25 +443,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
    * it (the reason is logged).
    */
   async sendFile(path: string, node: DispyNode | string): Promise<number> {
-    let file: LocalFile;
-    try {
-      file = localFile(path, 'sendFile', this.#opts.maxFileSize ?? 0);
-    } catch (err) {
-      this.log.warn({ path, code: (err as DispyError).code, err: (err as Error).message }, 'sendFile failed');
-      return -1;
-    }
-    const computeId = await this.#computeIdNow();
-    try {
-      await transferFile(this.#link.fileRequester(), computeId, file, this.#fileOpts());
-    } catch (err) {
-      if (err instanceof Refused) {
-        this.log.warn({ path, code: err.error.code }, `sendFile refused by the scheduler: ${err.error.message}`);
-        return -1;
-      }
-      if (this.#link.broken) throw this.#link.unusable();
-      throw err;
-    }
-    return numeric(await this.#nodeOp('send-file', { node: this.#resolveNode(node), file: file.name }));
+    return this.#ops.sendFile(path, node, this.#fileOpts());
   }
 
   /**
@@ -549,13 +501,4 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   printStatus(wallTime?: number): string {
     return this.#core.printStatus(wallTime);
   }
-}
-
-/** A node spec as the scheduler takes it. */
-function specToWire(s: NodeAllocate): string | NodeSpecObject {
-  return s.cpus || s.port !== NODE_PORT ? { host: s.host, port: s.port, ...(s.cpus ? { cpus: s.cpus } : {}) } : s.host;
-}
-
-function numeric(v: number | number[]): number {
-  return typeof v === 'number' ? v : 0;
 }
