@@ -34,11 +34,11 @@ export interface SchedulerLinkUser {
   readonly name: string;
   readonly log: Logger;
   /** Closing or closed: a broken connection is not mended. */
-  readonly closing: boolean;
+  closing(): boolean;
   /** Admitted by the scheduler: only then is a broken connection resumed. */
-  readonly scheduled: boolean;
+  scheduled(): boolean;
   /** The computation's id on the scheduler (set once registered). */
-  readonly computeId: string | null;
+  computeId(): string | null;
   /** Every message but sched-info and replies (job and node news). */
   onMessage(msg: FromScheduler): void;
   /** The jobs sent and not ended, for the resume request. */
@@ -117,7 +117,7 @@ export class SchedulerLink {
     } catch (err) {
       throw this.#user.onLost(asDispyError(err, 'DISPY_ERR_CONNECTION'));
     }
-    if (this.#user.closing || this.broken) {
+    if (this.#user.closing() || this.broken) {
       ch.end();
       throw this.unusable();
     }
@@ -267,7 +267,7 @@ export class SchedulerLink {
   #onClose(ch: SchedChannel, reason: DispyError | null): void {
     if (ch !== this.#channel) return;
     this.#stopTimers();
-    if (this.#user.closing) {
+    if (this.#user.closing()) {
       this.rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.#user.name} is closed`));
       return;
     }
@@ -285,7 +285,7 @@ export class SchedulerLink {
       return;
     }
     const window = this.#reconnectWindow();
-    if (window > 0 && this.resumeKey && this.#user.scheduled) {
+    if (window > 0 && this.resumeKey && this.#user.scheduled()) {
       this.#channel = null;
       this.#reconnecting = true;
       this.rejectRequests(new DispyError('DISPY_ERR_CONNECTION', `${lost.message}; reconnecting`, { cause: lost }));
@@ -312,7 +312,7 @@ export class SchedulerLink {
     const deadline = Date.now() + windowSec * 1000;
     let delay = 100;
     for (;;) {
-      if (this.#user.closing || this.broken) {
+      if (this.#user.closing() || this.broken) {
         this.#reconnecting = false;
         return;
       }
@@ -327,7 +327,7 @@ export class SchedulerLink {
           this.#channel = null;
           ch.close(e);
         }
-        if (this.#user.closing || this.broken) {
+        if (this.#user.closing() || this.broken) {
           this.#reconnecting = false;
           return;
         }
@@ -360,7 +360,7 @@ export class SchedulerLink {
       throw e;
     }
     attempt.channel = ch;
-    if (this.#user.closing || this.broken) {
+    if (this.#user.closing() || this.broken) {
       ch.end();
       return false;
     }
@@ -372,7 +372,7 @@ export class SchedulerLink {
     const uids = this.#user.resumeUids();
     let reply: SchedReply;
     try {
-      reply = await this.request({ t: 'resume', computeId: this.#user.computeId!, key: this.resumeKey!, uids });
+      reply = await this.request({ t: 'resume', computeId: this.#user.computeId()!, key: this.resumeKey!, uids });
     } catch (err) {
       if (err instanceof Refused) {
         attempt.permanent = true;

@@ -162,19 +162,12 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
 
   /** What the link asks of this cluster (scheduler-link.ts). */
   #linkUser(): SchedulerLinkUser {
-    const self = this;
     return {
       name: this.name,
       log: this.log,
-      get closing() {
-        return self.#closing;
-      },
-      get scheduled() {
-        return self.#jobs.scheduled;
-      },
-      get computeId() {
-        return self.#computeId;
-      },
+      closing: () => this.#closing,
+      scheduled: () => this.#jobs.scheduled,
+      computeId: () => this.#computeId,
       onMessage: (msg) => this.#onMessage(msg),
       resumeUids: () => this.#jobs.sentUids(),
       onResumed: (reply: SchedReply, ch: SchedChannel) => this.#jobs.resumed(reply, ch),
