@@ -33,6 +33,15 @@ function endBytes(e: JobEnd): number {
   );
 }
 
+/** Whether `path` is a regular file (a file the client sent completely; never a link). */
+function isFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
 export function jobFileName(uid: number, name: string): string {
   return `.jobs/${uid}/${name}`;
@@ -150,13 +159,7 @@ export class SharedComputation {
       throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
     if (this.ended) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} is closed`);
     for (const name of this.#requiredFiles()) {
-      let ok = false;
-      try {
-        ok = lstatSync(join(this.dir, name)).isFile();
-      } catch {
-        ok = false;
-      }
-      if (!ok)
+      if (!isFile(join(this.dir, name)))
         throw new DispyError(
           'DISPY_ERR_BAD_REQUEST',
           `file \`${name}\` of computation ${this.name} has not been sent completely (file-begin and file-chunk it before schedule)`,
@@ -275,13 +278,7 @@ export class SharedComputation {
   /** The path of a per-job file the client sent completely for job `uid`, or an error. */
   #jobFile(uid: number, name: string): string {
     const path = join(this.dir, jobFileName(uid, name));
-    let ok = false;
-    try {
-      ok = lstatSync(path).isFile();
-    } catch {
-      ok = false;
-    }
-    if (!ok)
+    if (!isFile(path))
       throw new DispyError(
         'DISPY_ERR_BAD_REQUEST',
         `file \`${name}\` of job ${uid} has not been sent completely (file-begin and file-chunk it, naming the job, before the job)`,
@@ -460,13 +457,7 @@ export class SharedComputation {
         if (msg.file === undefined)
           throw new DispyError('DISPY_ERR_BAD_REQUEST', 'send-file: `file` is missing (send it with file-begin/file-chunk first)');
         const path = join(this.dir, msg.file);
-        let ok = false;
-        try {
-          ok = lstatSync(path).isFile();
-        } catch {
-          ok = false;
-        }
-        if (!ok)
+        if (!isFile(path))
           throw new DispyError(
             'DISPY_ERR_NOT_FOUND',
             `send-file: the scheduler has no complete file \`${msg.file}\` for computation ${this.name} (send it with file-begin/file-chunk first)`,
