@@ -25,7 +25,6 @@ import type { JobCluster } from './job-cluster.js';
 import { dispatchOne, headOrder } from './job-dispatch.js';
 import { JobLedger, type Queued, type Sent } from './job-ledger.js';
 import { computationKind } from './job-scope.js';
-import type { NodeAllocate } from './node-allocate.js';
 import type { Credentials, JobMessage, LinkUser, NodeLink } from './node-link.js';
 import type { NodeSession, SessionHost } from './node-session.js';
 import { NodeFinder } from './node-finder.js';
@@ -414,5 +413,3 @@ export class JobEngine implements LinkUser, Dispatchable, SessionHost {
     await this.core.drained();
   }
 }
-
-export type { NodeAllocate };
