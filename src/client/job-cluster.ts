@@ -37,6 +37,7 @@ import { formatBytes } from './print-status.js';
 import { hasRoom, nextAvgMs, nodeLoad } from './dispatch-window.js';
 import { defaultPulse, reconnectWindow, requestTimeout } from './timeouts.js';
 import { cancelGrace, graceOf, nodeSetupSource, type CancelOptions } from './per-node-options.js';
+import { warmUpClient } from '../protocol/warm-up.js';
 
 export { formatBytes };
 
@@ -388,6 +389,8 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
       const shipped = await transferFiles(link, this.computeId, setupFiles, this.#fileOpts());
       const { setup, cleanup } = this.#opts;
       const pre = this.#prebuilt;
+      // While the node loads the computation: the replies and job reports to come (warm-up.ts).
+      warmUpClient();
       await link.request({
         t: 'setup',
         computeId: this.computeId,
