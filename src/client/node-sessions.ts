@@ -5,6 +5,7 @@
  */
 import { DispyError } from '../errors.js';
 import type { NodeMessage } from '../protocol/messages.js';
+import { warmUpClient } from '../protocol/warm-up.js';
 import { DispyNode } from './dispy-node.js';
 import { transferFiles } from './file-transfer.js';
 import { fileOpts, setupFiles } from './job-dispatch.js';
@@ -112,6 +113,8 @@ export class NodeSessions {
     const computation = await e.computation;
     // Files first (program, file depends, the spec's depends), so setup finds them.
     const shipped = await transferFiles(link, e.computeId, files, fileOpts(e));
+    // While the node loads the computation: the replies and job reports to come (warm-up.ts).
+    warmUpClient();
     await link.request({ t: 'setup', computeId: e.computeId, cluster: e.name, computation, cpus, ...this.#setupFields(setupArgs) });
     if (e.closing) {
       await link.request({ t: 'close', computeId: e.computeId, terminate: true }).catch(() => undefined);
