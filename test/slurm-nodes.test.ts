@@ -87,7 +87,16 @@ test('dispyts slurm-node: a node with the task CPUs at its task address, a ready
   const secretFile = join(dir, 'secret');
   writeFileSync(secretFile, `${TEST_SECRET}\n`, { mode: 0o600 });
   // What srun gives task 1 of job 4242 with --cpus-per-task=1.
-  const env = { ...process.env, SLURM_JOB_ID: '4242', SLURM_PROCID: '1', SLURM_CPUS_PER_TASK: '1', SLURMD_NODENAME: 'cn1' };
+  // A temporary directory of its own, so that other runs on the machine cannot confuse the count below.
+  const tmp = mkdtempSync(join(tmpdir(), 'dispyts-slurm-tmp-'));
+  const env = {
+    ...process.env,
+    TMPDIR: tmp,
+    SLURM_JOB_ID: '4242',
+    SLURM_PROCID: '1',
+    SLURM_CPUS_PER_TASK: '1',
+    SLURMD_NODENAME: 'cn1',
+  };
   const proc = spawn(
     process.execPath,
     [CLI, 'slurm-node', '--ready-dir', dir, '--host-from', 'loopback:68', '--', '--secret-file', secretFile, '--idle-exit', '30'],
@@ -108,7 +117,7 @@ test('dispyts slurm-node: a node with the task CPUs at its task address, a ready
     const cluster = new JobCluster((x: number) => x + 1, { nodes: [{ host: ready.host, port: ready.port }], secret: TEST_SECRET });
     assert.equal(await cluster.submit(41).wait(), 42);
     await cluster.close();
-    const prefixes = () => readdirSync(tmpdir()).filter((d) => d.startsWith('dispyts-slurm-4242-1-'));
+    const prefixes = () => readdirSync(tmp).filter((d) => d.startsWith('dispyts-slurm-4242-1-'));
     assert.equal(prefixes().length, 1, 'the node keeps its files in a directory of its own');
     proc.kill('SIGTERM');
     assert.equal(await within(exited, 15_000, 'the node to stop'), 0, log);
@@ -116,6 +125,7 @@ test('dispyts slurm-node: a node with the task CPUs at its task address, a ready
   } finally {
     if (proc.exitCode === null) proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
   }
 
   const outside = await runCli(['slurm-node', '--ready-dir', dir, '--host-from', 'loopback:68']);

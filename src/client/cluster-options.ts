@@ -6,12 +6,11 @@
  */
 import type { Logger } from 'pino';
 import type { DiscoveryMode } from '../protocol/discovery.js';
-import type { JobFile } from '../protocol/messages.js';
 import type { DispyJob } from './dispy-job.js';
 import type { DispyNode } from './dispy-node.js';
 import type { NodeSpec } from './node-allocate.js';
 import type { NodeLookup } from './node-resolver.js';
-import type { JobFileAnswer } from './result-files.js';
+import type { RelaySource } from './job-engine.js';
 import type { DispyStatus } from './status.js';
 
 /** What both cluster kinds take alike: the computation's shipping, its hooks, its jobs' limits, logging. */
@@ -263,10 +262,10 @@ export interface JobClusterOptions extends ClusterOptionsBase {
    */
   caFile?: string;
   /**
-   * @internal For `dispyts scheduler`: files jobs send home go to the program behind it instead
-   * of resultsDir; resolves with that program's answer.
+   * @internal For `dispyts scheduler` (relay-cluster.ts): the cluster runs another program's
+   * computation, already in its wire form, and relays what its jobs send home to that program.
    */
-  _relayJobFile?: (job: DispyJob, msg: JobFile) => Promise<JobFileAnswer>;
+  _relay?: RelaySource;
 }
 
 /** Options of a SharedJobCluster (the nodes of a `dispyts scheduler`). */

@@ -30,8 +30,8 @@ export const CLIENT_ID = randomBytes(12).toString('hex');
 export type JobMessage = Extract<NodeMessage, { t: 'started' | 'done' | 'nak' | 'provisional' }>;
 
 /**
- * What a cluster implements to receive its share of a link's traffic. Its members are internal
- * (stripped from the published types, as on JobCluster).
+ * What a cluster's engine (job-engine.ts) implements to receive its share of a link's traffic.
+ * Its members are internal (stripped from the published types).
  */
 export interface LinkUser {
   /** @internal */

@@ -33,6 +33,9 @@ export async function loadModuleComputation(c: Extract<Computation, { kind: 'mod
     await writeFile(tmp, c.code);
     await rename(tmp, file);
   }
+  // The bundle carries a source map: its stack frames name the client's files and lines. Enabled
+  // for module computations only, since it makes every later compile in the runner look for one.
+  process.setSourceMapsEnabled(true);
   let ns: Record<string, unknown>;
   try {
     ns = (await import(pathToFileURL(file).href)) as Record<string, unknown>;

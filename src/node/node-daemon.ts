@@ -42,6 +42,7 @@ import { RunnerPool } from './runner-pool.js';
 import type { Runner } from './runner.js';
 import type { ServedClient } from './served-client.js';
 import { UndeliveredStore } from './undelivered-store.js';
+import { warmUpServer } from '../protocol/warm-up.js';
 
 export { resolveCpus, type NodeDaemonOptions } from './node-options.js';
 export type { NodeDaemonStatus } from './node-status.js';
@@ -154,6 +155,8 @@ export class NodeDaemon {
     await this.#announcer.start();
     this.#armIdleExit();
     this.log.info({ port: this.port, cpus: this.cpus, name: this.name, tls: this.tls }, 'node ready');
+    // Parsers and MACs ready before the first client (protocol/warm-up.ts).
+    setImmediate(warmUpServer);
     return { host: this.host, port: this.port };
   }
 

@@ -15,6 +15,7 @@ import { writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { DispyError, type DispyErrorCode, jobException } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
+import type { Computation } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { nextAvgMs } from '../protocol/running-average.js';
 import { childrenCpuSeconds } from './child-cpu.js';
@@ -360,9 +361,6 @@ async function retire(): Promise<void> {
   process.exit(0);
 }
 
-// Module computations carry a source map: their stack frames name the client's files and lines.
-process.setSourceMapsEnabled(true);
-
 // An error thrown asynchronously by a job's code fails that job if it still runs; anything else
 // (left behind by a job that ended, or by setup) is reported for the daemon's log and fails no
 // job: no other job's status is about it.
@@ -452,12 +450,36 @@ process.on('message', (msg: ToRunner) => {
 
 process.send?.({ ev: RunnerEvent.Ready, pid: process.pid } satisfies FromRunner);
 
-// A runner serves one program, so each program's first jobs run in a runner that has run
-// nothing yet: the payload path they take is compiled while the runner waits for them.
+// A runner serves one program, so each program's first computation and jobs run in a runner
+// that has run nothing yet: what they take the first time (compiling a shipped function, its
+// require, the job context's promise hooks, the payload codec, output capture, CPU accounting)
+// runs here while the runner waits for its program, and leaves nothing behind.
 setImmediate(() => {
-  const codec = new PayloadCodec();
-  for (let i = 0; i < 300; i++) codec.decode(codec.encode([i, { a: 'x', b: [1.5, null] }], 'warm-up'));
+  void warmUp().catch((err: unknown) =>
+    report({ ev: RunnerEvent.Stray, computeId: null, uid: null, error: `runner warm-up failed: ${formatException(err)}` }),
+  );
 });
+
+async function warmUp(): Promise<void> {
+  const ctx = { dir: process.cwd(), provisional: () => undefined };
+  const source: Computation = { kind: 'function', name: 'warm', source: '(x) => x * 2', depends: [] };
+  const hooks = { setup: '() => 0', cleanup: null };
+  for (let i = 0; i < 3; i++) {
+    const loaded = await jobContext.run({ computeId: '', uid: null }, () => loadComputation(source, ctx, hooks));
+    const codec = new PayloadCodec(loaded.classes);
+    for (let j = 0; j < 100; j++) {
+      const args = codec.decode(Buffer.from(codec.encode([j, { a: 'x', b: [1.5, null] }], 'warm-up').toString('base64'), 'base64'));
+      const out = jobContext.run({ computeId: '', uid: j }, () => loaded.fn(...(args as unknown[])));
+      codec.encode(out instanceof Promise ? await out : out, 'warm-up').toString('base64');
+    }
+    const buffers = [new OutputBuffer(), new OutputBuffer()];
+    for (const b of buffers) b.add('warm-up');
+    buffers.map((b) => b.text());
+    process.cpuUsage(process.cpuUsage());
+    childrenCpuSeconds();
+    formatException(new Error('warm-up'));
+  }
+}
 
 // The kill arbiter answers the daemon's kill requests while a job keeps this thread busy. It
 // starts while the runner waits for its first job (a runner that runs a single job, for

@@ -56,6 +56,11 @@ const RETIRE_GRACE = 10;
  * it is not (the arbiter thread failed), the daemon kills the runner itself.
  */
 const KILL_BACKUP = 5;
+/**
+ * Node flags for runners, for diagnosis only (e.g. `--cpu-prof --cpu-prof-dir=DIR`, which Node
+ * does not take from NODE_OPTIONS): space-separated. Runners otherwise start with none.
+ */
+const RUNNER_EXEC_ARGV = (process.env.DISPYTS_RUNNER_EXEC_ARGV ?? '').split(' ').filter(Boolean);
 /** Bytes of a runner's own stderr kept to explain its death (V8's out-of-memory report). */
 const STDERR_TAIL = 8192;
 /** How long (ms) a runner that aborted may take to deliver the rest of its stderr. */
@@ -124,7 +129,7 @@ export class Runner {
   constructor(spawn: RunnerSpawn) {
     const { tag } = spawn;
     const child = fork(spawn.entry, [], {
-      execArgv: [],
+      execArgv: RUNNER_EXEC_ARGV,
       detached: true,
       serialization: 'json',
       // 2: its own stderr (V8's fatal reports), 3: IPC, 4: its kill pipe (runner-arbiter.ts).

@@ -1,7 +1,7 @@
 /**
  * One client's computation inside the scheduler: registered by `compute`, its files received,
  * admitted by `schedule`, then run by one real JobCluster of this process (node links, setup,
- * heartbeats, dead nodes, re-runs and the HTTP server come with it). Jobs arrive with their
+ * heartbeats, dead nodes, re-runs and the HTTP server come with it), built by relay-cluster.ts. Jobs arrive with their
  * arguments encoded by the client and go back with their results as the node sent them; the
  * cluster's events are relayed, in order, to the owning client.
  */
@@ -9,8 +9,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
-import { holdCluster } from '../client/dispatcher.js';
-import { JobCluster, type ClusterStatusEvent } from '../client/job-cluster.js';
+import type { ClusterStatusEvent, JobCluster } from '../client/job-cluster.js';
+import { relayCluster, type RelayCluster } from '../client/relay-cluster.js';
 import type { DispyJob } from '../client/dispy-job.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { JobStatus, isFinal } from '../client/status.js';
@@ -31,6 +31,15 @@ function endBytes(e: JobEnd): number {
   return (
     1024 + (e.result?.byteLength ?? 0) + Buffer.byteLength(e.exception ?? '') + Buffer.byteLength(e.stdout) + Buffer.byteLength(e.stderr)
   );
+}
+
+/** Whether `path` is a regular file (a file the client sent completely; never a link). */
+function isFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
@@ -92,6 +101,8 @@ export class SharedComputation {
   readonly dir: string;
   state: ComputationState = 'registered';
   cluster: JobCluster | null = null;
+  /** The scheduler's handle on the cluster: encoded jobs in, hold while the client is away. */
+  #relay: RelayCluster | null = null;
   readonly #ctx: SchedulerContext;
   readonly #msg: ComputeMessage;
   readonly #nodes: NodeAllocate[];
@@ -148,13 +159,7 @@ export class SharedComputation {
       throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
     if (this.ended) throw Errors.computationClosed(this.name);
     for (const name of this.#requiredFiles()) {
-      let ok = false;
-      try {
-        ok = lstatSync(join(this.dir, name)).isFile();
-      } catch {
-        ok = false;
-      }
-      if (!ok)
+      if (!isFile(join(this.dir, name)))
         throw new DispyError(
           'DISPY_ERR_BAD_REQUEST',
           `file \`${name}\` of computation ${this.name} has not been sent completely (file-begin and file-chunk it before schedule)`,
@@ -181,19 +186,28 @@ export class SharedComputation {
 
   #start(): void {
     const m = this.#msg;
-    const cluster = JobCluster._fromWire(
+    const relay = relayCluster(
       {
-        computation: m.computation,
-        files: this.#requiredFiles().map((name) => ({ path: join(this.dir, name), name })),
-        setup: m.setup,
-        setupArgs: m.setupArgs,
-        cleanup: m.cleanup,
-        cleanupFiles: m.cleanupFiles,
-        nodeSetup: m.nodeSetup ?? null,
-        destPath: m.destPath,
-        // Nodes keep each client program in runners of its own: this one is the connection
-        // that registered the computation (a key the client cannot choose).
-        program: this.fileKey,
+        computation: {
+          computation: m.computation,
+          files: this.#requiredFiles().map((name) => ({ path: join(this.dir, name), name })),
+          setup: m.setup,
+          setupArgs: m.setupArgs,
+          cleanup: m.cleanup,
+          cleanupFiles: m.cleanupFiles,
+          nodeSetup: m.nodeSetup ?? null,
+          destPath: m.destPath,
+          // Nodes keep each client program in runners of its own: this one is the connection
+          // that registered the computation (a key the client cannot choose).
+          program: this.fileKey,
+        },
+        // Files jobs send home go to the program (job-file-relay.ts).
+        jobFile: (job, msg) => {
+          const uid = this.#uids.get(job._uid);
+          if (uid === undefined || this.#away)
+            return Promise.resolve({ offset: 0, error: { code: 'DISPY_ERR_CONNECTION', message: 'the client program is away' } });
+          return relayJobFile(this.owner.key, job.ipAddr ?? '', (m) => this.owner.send(m), msg, uid);
+        },
       },
       {
         ...this.#ctx.clusterOptions(),
@@ -203,15 +217,10 @@ export class SharedComputation {
         ...(m.maxRuntime > 0 ? { maxRuntime: m.maxRuntime } : {}),
         ...(m.isolate ? { isolate: m.isolate } : {}),
         logger: this.#ctx.log.child({ cluster: this.name }),
-        // Files jobs send home go to the program (job-file-relay.ts).
-        _relayJobFile: (job, msg) => {
-          const uid = this.#uids.get(job._uid);
-          if (uid === undefined || this.#away)
-            return Promise.resolve({ offset: 0, error: { code: 'DISPY_ERR_CONNECTION', message: 'the client program is away' } });
-          return relayJobFile(this.owner.key, job.ipAddr ?? '', (m) => this.owner.send(m), msg, uid);
-        },
       },
     );
+    const cluster = relay.cluster;
+    this.#relay = relay;
     this.cluster = cluster;
     this.state = 'running';
     cluster.on('status', this.#onStatus);
@@ -244,11 +253,11 @@ export class SharedComputation {
   }
 
   #submit(msg: SchedulerJobMessage): void {
-    const cluster = this.cluster!;
+    const relay = this.#relay!;
     let job: DispyJob;
     try {
       const files = (msg.files ?? []).map((name) => ({ path: this.#jobFile(msg.uid, name), name: name.slice(name.lastIndexOf('/') + 1) }));
-      job = cluster._submitEncoded(msg.args, {
+      job = relay.submit(msg.args, {
         id: msg.tag ?? msg.uid,
         ...(msg.node !== undefined ? { node: msg.node } : {}),
         ...(msg.maxRuntime !== undefined ? { maxRuntime: msg.maxRuntime } : {}),
@@ -269,13 +278,7 @@ export class SharedComputation {
   /** The path of a per-job file the client sent completely for job `uid`, or an error. */
   #jobFile(uid: number, name: string): string {
     const path = join(this.dir, jobFileName(uid, name));
-    let ok = false;
-    try {
-      ok = lstatSync(path).isFile();
-    } catch {
-      ok = false;
-    }
-    if (!ok)
+    if (!isFile(path))
       throw new DispyError(
         'DISPY_ERR_BAD_REQUEST',
         `file \`${name}\` of job ${uid} has not been sent completely (file-begin and file-chunk it, naming the job, before the job)`,
@@ -454,13 +457,7 @@ export class SharedComputation {
         if (msg.file === undefined)
           throw new DispyError('DISPY_ERR_BAD_REQUEST', 'send-file: `file` is missing (send it with file-begin/file-chunk first)');
         const path = join(this.dir, msg.file);
-        let ok = false;
-        try {
-          ok = lstatSync(path).isFile();
-        } catch {
-          ok = false;
-        }
-        if (!ok)
+        if (!isFile(path))
           throw new DispyError(
             'DISPY_ERR_NOT_FOUND',
             `send-file: the scheduler has no complete file \`${msg.file}\` for computation ${this.name} (send it with file-begin/file-chunk first)`,
@@ -551,7 +548,7 @@ export class SharedComputation {
     this.#goneFor = sec;
     const cluster = this.cluster;
     if (cluster) {
-      holdCluster(cluster, true);
+      this.#relay?.hold(true);
       this.#ctx.clusterNote(
         cluster,
         { text: `client gone; closes at ${when}`, closesAt },
@@ -592,7 +589,7 @@ export class SharedComputation {
     if (this.#zombieTimer) clearTimeout(this.#zombieTimer);
     this.#zombieTimer = null;
     if (this.cluster && this.#goneFor !== null) {
-      holdCluster(this.cluster, false);
+      this.#relay?.hold(false);
       this.#ctx.clusterNote(this.cluster, null, 'client back: its computation resumed');
     }
     this.#goneFor = null;
