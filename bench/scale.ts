@@ -330,8 +330,7 @@ async function profileClient<T>(
     writeFileSync(file, JSON.stringify(profile));
     // Self time per function, top 12.
     const dt = new Map<number, number>();
-    for (let i = 0; i < profile.samples.length; i++)
-      dt.set(profile.samples[i], (dt.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    for (const [i, id] of profile.samples.entries()) dt.set(id, (dt.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
     const self = new Map<string, number>();
     for (const node of profile.nodes) {
       const f = node.callFrame;

@@ -54,7 +54,7 @@ try {
   }
   for (const { job, sent } of jobs) {
     const result = await job.wait();
-    const [[node, when]] = [...result.visits];
+    const [node, when] = [...result.visits][0]!;
     console.log(
       `job ${String(job.id)}: stdout: ${job.stdout.trim()}, result: ${result.show()}, a C: ${result instanceof C},`,
       `n x 10: ${Math.abs(result.n - 10 * sent.n) < 1e-9}, visited ${node!} at a Date: ${when instanceof Date}`,

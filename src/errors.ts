@@ -1,6 +1,7 @@
 /**
  * The one error registry of dispyts: every error the API, the wire and the UI report carries a
- * stable `DISPY_ERR_*` code, an HTTP status for the server and a message template.
+ * stable `DISPY_ERR_*` code, an HTTP status for the server, whether trying again may succeed
+ * (`retriable`), and, for the texts written in several places, a message template (`Errors`).
  */
 
 /** Each code with the HTTP status it maps to and what it means. */
@@ -16,14 +17,14 @@ export const ERROR_CODES = {
   DISPY_ERR_AUTH: { status: 502, summary: 'authentication with a peer failed' },
   DISPY_ERR_TLS: { status: 502, summary: 'TLS handshake with a peer failed' },
   DISPY_ERR_VERSION: { status: 502, summary: 'protocol version mismatch' },
-  DISPY_ERR_CONNECTION: { status: 502, summary: 'connection to a peer failed or was lost' },
-  DISPY_ERR_TIMEOUT: { status: 504, summary: 'timed out' },
+  DISPY_ERR_CONNECTION: { status: 502, summary: 'connection to a peer failed or was lost', retriable: true },
+  DISPY_ERR_TIMEOUT: { status: 504, summary: 'timed out', retriable: true },
   DISPY_ERR_FRAME_TOO_LARGE: { status: 413, summary: 'frame larger than the maximum frame size' },
   DISPY_ERR_MESSAGE_TOO_LARGE: { status: 413, summary: "job arguments or result larger than a peer's maximum message size" },
   DISPY_ERR_UNDELIVERABLE: { status: 502, summary: 'job could not be handed to a node in the allowed number of attempts' },
   DISPY_ERR_BAD_FRAME: { status: 400, summary: 'malformed frame or message' },
   DISPY_ERR_BAD_MAC: { status: 400, summary: 'frame failed its message authentication check' },
-  DISPY_ERR_NODE_BUSY: { status: 409, summary: 'node is serving another client' },
+  DISPY_ERR_NODE_BUSY: { status: 409, summary: 'node is serving another client', retriable: true },
   DISPY_ERR_NODE_UNKNOWN: { status: 404, summary: 'no such node' },
   DISPY_ERR_NO_NODE: { status: 503, summary: 'no usable node within nodeTimeout' },
   DISPY_ERR_UNKNOWN_COMPUTATION: { status: 404, summary: 'computation not set up on the node' },
@@ -48,6 +49,15 @@ export const ERROR_CODES = {
 
 export type DispyErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * Whether a failure with `code` may pass if tried again (a lost or slow connection, a node busy
+ * with another client): a node is retried after these, and after nothing else.
+ */
+export function isRetriable(code: DispyErrorCode): boolean {
+  const entry = ERROR_CODES[code];
+  return 'retriable' in entry && entry.retriable;
+}
+
 export function isDispyErrorCode(code: unknown): code is DispyErrorCode {
   return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
 }
@@ -63,6 +73,11 @@ export class DispyError extends Error {
     this.name = 'DispyError';
     this.code = code;
     this.statusCode = ERROR_CODES[code].status;
+  }
+
+  /** Whether trying again may succeed (`isRetriable`). */
+  get retriable(): boolean {
+    return isRetriable(this.code);
   }
 
   /** Plain form for the wire and JSON responses (no stack). */
@@ -97,3 +112,38 @@ export function invalidOption(name: string, expected: string, got: unknown): Dis
   }
   return new DispyError('DISPY_ERR_INVALID_OPTION', `Expected \`${name}\` to be ${expected}, got \`${shown}\` (${typeof got})`);
 }
+
+/**
+ * A job's `exception` text when dispyts itself ended the job (not its code): `DispyError: …`,
+ * as `DispyError.name` and the message. Never composed by hand elsewhere.
+ */
+export function jobException(message: string): string {
+  return `DispyError: ${message}`;
+}
+
+/**
+ * Message templates, written once for texts several places report (like fastify's error
+ * registry): each builds the error with its code, or, for `job*`, the job's exception text.
+ */
+export const Errors = {
+  /** An operation on a cluster after `close()`. */
+  clusterClosed: (name: string) => new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${name} is closed`),
+  /** A request for a computation of the scheduler that was closed. */
+  computationClosed: (name: string) => new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${name} is closed`),
+  /** A node refusing work while it stops. */
+  nodeShuttingDown: (host: string) => new DispyError('DISPY_ERR_CONNECTION', `node ${host} is shutting down`),
+  /** The scheduler refusing work while it stops. */
+  schedulerShuttingDown: () => new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down'),
+  /** A job's result that a peer cannot carry. */
+  resultTooLarge: (bytes: number, where: string, max: number) =>
+    new DispyError(
+      'DISPY_ERR_MESSAGE_TOO_LARGE',
+      `the job's result encodes to ${bytes} bytes, more than ${where} maximum message size of ${max} bytes (--max-message-size)`,
+    ),
+  /** The exception of a job killed because its client cancelled it. */
+  jobCancelledByClient: (detail = '') => jobException(`job terminated on request of the client${detail}`),
+  /** The exception of a job its cluster's `close()` ended. */
+  jobClusterClosed: () => jobException('job terminated as its cluster was closed'),
+  /** The exception of a job whose result arrived but could not be decoded. */
+  jobUndecodable: (err: unknown) => jobException(`cannot decode the job's result: ${(err as Error).message}`),
+} as const;

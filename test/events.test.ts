@@ -31,7 +31,11 @@ test('Initialized, 4 Created, 2 Running, Cancelled, Terminated, Running, 2 Finis
     async (ms: number, waitFor?: string) => {
       if (waitFor) {
         const { existsSync } = require('node:fs');
-        while (!existsSync(waitFor)) await new Promise((r) => setTimeout(r, 10));
+        // Bounded: a release that never comes fails the job (after 60 s) rather than hanging it.
+        for (let i = 0; !existsSync(waitFor); i++) {
+          if (i > 6000) throw new Error(`${waitFor} never appeared`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
       } else await new Promise((r) => setTimeout(r, ms));
       return ms;
     },

@@ -99,7 +99,7 @@ test("every endpoint answers in dispy's shapes with our fields; job args are toS
     assert.ok(await cluster.wait(20));
     // dispy's pages: the first /cluster_updates without a cookie gets everything, the next
     // (with the cookie it was given) nothing new: dispy's second capture.
-    await new Promise((r) => setTimeout(r, 100));
+    await until(async () => (await request(`${base}/cluster_status`)).json()[0].jobs.done === 6, 10_000, 'the server to count 6 jobs done');
     const first = await request(`${base}/cluster_updates`);
     assertShape(first.json(), dispySample('cluster_updates'));
     assert.equal(first.json()[0].nodes.length, 2);
@@ -129,8 +129,10 @@ test('counters: a job cancelled while queued counts in none, a terminated one is
   const { server, base } = await startServer(cluster);
   const seen: any[] = [];
   let polling = true;
+  // Bounded: it stops when told, or after 60 s.
+  const pollUntil = Date.now() + 60_000;
   const poller = (async () => {
-    while (polling) {
+    while (polling && Date.now() < pollUntil) {
       const j = (await request(`${base}/cluster_status`)).json()[0].jobs;
       seen.push(j);
       await new Promise((r) => setTimeout(r, 20));

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, TEST_SECRET, startNodes, until, type TestNode } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, startNodes, until, type TestNode, within } from './helpers/daemon.js';
 import { assertNode, assertShape, dispySample } from './helpers/httpd.js';
 
 let nodes: TestNode[];
@@ -87,7 +87,11 @@ test('the ported example runs short and is watched and steered through every end
     assert.match(events.headers.get('content-type') ?? '', /^text\/event-stream/);
     const reader = events.body!.getReader();
     let text = '';
-    while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+    while (!text.includes('\n\n')) {
+      const { value, done } = await within(reader.read(), 10_000, 'the first event');
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
     assert.match(text, /"resync":true/);
     ac.abort();
 

@@ -215,9 +215,10 @@ test('malformed and hostile requests to every endpoint: no 5xx, no crash, every 
   const jobs: DispyJob<number>[] = [];
   let feeding = true;
   // Keep jobs running (and so uids, node changes and SSE traffic) during the whole fuzz run.
+  const feedUntil = Date.now() + 170_000;
   const feeder = (async () => {
     let i = 0;
-    while (feeding) {
+    while (feeding && Date.now() < feedUntil) {
       while (jobs.filter((j) => !j.settled).length < 6) {
         const j = cluster.submit(new C(String(i), i % 7), 0.1 + (i % 4) * 0.1);
         j.id = i++;

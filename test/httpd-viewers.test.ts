@@ -19,14 +19,17 @@ after(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
 });
 
-/** Polls `fn` every `ms` until stopped; errors fail the test at stop(). */
-function every(ms: number, fn: () => Promise<unknown>): { stop(): Promise<void> } {
+/** Polls `fn` every `ms` until stopped (or for 60 s at most); errors fail the test at stop(). */
+function every(ms: number, fn: () => Promise<unknown>): { stop(): Promise<void>; readonly rounds: number } {
   let running = true;
   let error: unknown = null;
+  let rounds = 0;
+  const deadline = Date.now() + 60_000;
   const loop = (async () => {
-    while (running) {
+    while (running && Date.now() < deadline) {
       try {
         await fn();
+        rounds++;
       } catch (err) {
         error = err;
         return;
@@ -35,6 +38,9 @@ function every(ms: number, fn: () => Promise<unknown>): { stop(): Promise<void> 
     }
   })();
   return {
+    get rounds() {
+      return rounds;
+    },
     async stop() {
       running = false;
       await loop;
@@ -84,7 +90,9 @@ test('two cookie viewers, two since= viewers and two SSE viewers each see every 
     assert.equal(await cluster.setNodeCpus(a.host, 1), 1);
     await cluster.submit(new C('late', 1), 0.2).wait();
     assert.equal(await cluster.deallocateNode(b.host), 0);
-    await new Promise((r) => setTimeout(r, 600));
+    // Each viewer polls at least twice more after the last change.
+    const marks = pollers.map((p) => p.rounds);
+    await until(() => pollers.every((p, i) => p.rounds >= marks[i]! + 2), 10_000, 'two more polls of each viewer');
     for (const p of pollers) await p.stop();
 
     const truth = await stableTruth(base, [...cookies, ...sinces]);

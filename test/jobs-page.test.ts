@@ -29,7 +29,10 @@ async function work(kind: string, i: number, file: string): Promise<number> {
     throw new Error(`boom ${i}`);
   } else if (kind === 'block') {
     const fs = require('node:fs');
-    while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; !fs.existsSync(file); i++) {
+      if (i > 3000) throw new Error(`${file} never appeared`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
   return i;
 }

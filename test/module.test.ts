@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { DispyError, JobCluster, JobStatus } from '../src/index.js';
 import { Point } from './fixtures/module-helper.js';
 import type { boom, compute, movePoint } from './fixtures/module-work.js';
-import { ROOT, TEST_SECRET, startNode, type TestNode, within } from './helpers/daemon.js';
+import { ROOT, TEST_SECRET, startNode, type TestNode, until, within } from './helpers/daemon.js';
 
 const WORK = 'test/fixtures/module-work.ts';
 let nodes: TestNode[] = [];
@@ -63,11 +63,7 @@ test('a TypeScript module with npm, relative TypeScript and CommonJS imports run
   const cluster = new JobCluster<typeof compute>({ module: WORK, export: 'compute' }, opts(2));
   assert.equal(cluster.name, 'compute');
   // Both nodes set up (each runner writes and imports the bundle) before the jobs go out.
-  const start = Date.now();
-  while (cluster.status().nodes.length < 2) {
-    assert.ok(Date.now() - start < 10_000, 'both nodes set up in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await until(() => cluster.status().nodes.length >= 2, 10_000, 'both nodes set up');
   const jobs = Array.from({ length: 12 }, (_, i) => cluster.submit({ x: i, ...(i % 2 ? { label: `l${i}` } : {}) }));
   const results = await within(Promise.all(jobs.map((j) => j.wait())), 15_000, 'the jobs');
   for (const [i, r] of results.entries()) {

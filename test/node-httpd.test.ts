@@ -109,10 +109,13 @@ function runCli(args: string[]): Promise<{ code: number | null; stderr: string }
   );
 }
 
-/** Holds until `file` exists. */
+/** Holds until `file` exists (at most 60 s: then it fails). */
 async function hold(file: string): Promise<string> {
   const fs = require('node:fs');
-  while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; !fs.existsSync(file); i++) {
+    if (i > 3000) throw new Error(`${file} never appeared`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
   return file;
 }
 

@@ -97,10 +97,13 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Returns `n` once `file` exists (checked every 10 ms). */
+/** Returns `n` once `file` exists (checked every 10 ms; fails after 60 s). */
 async function held(n: number, file: string): Promise<number> {
   const fs = require('node:fs');
-  while (!fs.existsSync(file)) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; !fs.existsSync(file); i++) {
+    if (i > 6000) throw new Error(`${file} never appeared`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
   return n;
 }
 

@@ -118,12 +118,14 @@ describe('browser interface (Chromium)', { skip: unavailable ?? false }, () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dispyts-ui-'));
     mkdirSync(SHOTS, { recursive: true });
-    [A, B, D, E] = nodes = await Promise.all([
+    const started = await Promise.all([
       startNode({ host: '127.0.0.111', cpus: 2, logLevel: 'warn', name: 'alpha' }),
       startNode({ host: '127.0.0.112', cpus: 2, logLevel: 'warn', name: 'beta' }),
       startNode({ host: '127.0.0.113', cpus: 1, logLevel: 'warn', name: XSS_NAME }),
       startNode({ host: '127.0.0.114', cpus: 2, logLevel: 'warn', name: 'echo' }),
-    ]);
+    ] as const);
+    nodes = started;
+    [A, B, D, E] = started;
     cluster = new JobCluster(work, { depends: [C], nodes: [spec(A), spec(B), spec(D)], secret: TEST_SECRET });
     cluster.on('status', (e: ClusterStatusEvent) => {
       if (e.node && e.job) busyPeak.set(e.node.ipAddr, Math.max(busyPeak.get(e.node.ipAddr) ?? 0, e.node.busy));

@@ -6,7 +6,7 @@
  * cluster is decided here once.
  */
 import type { Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, jobException } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { PayloadCodec } from '../protocol/payload.js';
 import { CloseOnce } from './close-once.js';
@@ -16,7 +16,7 @@ import type { DispyNode } from './dispy-node.js';
 import { IdleWaiters } from './idle-waiters.js';
 import { statusTable } from './print-status.js';
 import { type ClusterEmitter, StatusEventQueue, type StatusSink } from './status-events.js';
-import { JobStatus, type DispyStatus } from './status.js';
+import { JobStatus, type DispyStatus, type FinalJobStatus } from './status.js';
 
 let uidCounter = 0;
 
@@ -81,7 +81,7 @@ export class ClusterCore<C extends ClusterEmitter & DispyCluster> {
   }
 
   /** Ends `job` with `status` (once: a settled job stays as it is); the last one wakes `wait()`. */
-  settle(job: DispyJob, status: DispyStatus, node: DispyNode | null): void {
+  settle(job: DispyJob, status: FinalJobStatus, node: DispyNode | null): void {
     if (job.settled) return;
     job._settle(status);
     this.#events.push(status, node, job);
@@ -94,7 +94,7 @@ export class ClusterCore<C extends ClusterEmitter & DispyCluster> {
   /** Ends `job` Cancelled here, before any node ran it, saying why. */
   cancelLocal(job: DispyJob, why: string): void {
     if (job.settled) return;
-    job.exception = `DispyError: job cancelled: ${why}`;
+    job.exception = jobException(`job cancelled: ${why}`);
     job.endTime = Date.now();
     this.settle(job, JobStatus.Cancelled, null);
   }
@@ -111,8 +111,8 @@ export class ClusterCore<C extends ClusterEmitter & DispyCluster> {
   ended(
     job: DispyJob,
     end: { stdout: string; stderr: string; exception: string | null; result: Uint8Array | null; code: string | null | undefined },
-    status: DispyStatus,
-  ): DispyStatus {
+    status: FinalJobStatus,
+  ): FinalJobStatus {
     job.stdout = end.stdout;
     job.stderr = end.stderr;
     job.exception = end.exception;
@@ -120,7 +120,7 @@ export class ClusterCore<C extends ClusterEmitter & DispyCluster> {
       try {
         job.result = this.decode(end.result) as never;
       } catch (err) {
-        job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
+        job.exception = Errors.jobUndecodable(err);
         job._errorCode = end.code ?? null;
         return JobStatus.Terminated;
       }

@@ -2,7 +2,7 @@
  * How many jobs a node may hold for a cluster, and which node is least loaded: the dispatch
  * window. Pure arithmetic on a few counters (no I/O, no timers), so the rules are unit-tested
  * without a daemon (test/dispatch-window.test.ts). The running average of a cluster's job time
- * on a node, which sizes the window, is kept here too (the one place the average is computed).
+ * on a node, which sizes the window, is kept here too (computed by src/protocol/running-average.ts).
  */
 
 /** Most jobs a node may hold per CPU it gives us (running plus queued there). */
@@ -73,7 +73,4 @@ export function nodeLoad(w: WindowState, link: LinkLoad): number {
   return link.inflight / link.cpus + w.inflight / (w.cap * 1e3);
 }
 
-/** The running average after a job of `ms` ended (the first job sets it). */
-export function nextAvgMs(avgMs: number, ms: number): number {
-  return avgMs === Infinity ? ms : avgMs * 0.8 + ms * 0.2;
-}
+export { nextAvgMs } from '../protocol/running-average.js';

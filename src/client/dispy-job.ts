@@ -1,7 +1,7 @@
 /** A job: one call of the computation with its arguments, as the client program sees it. */
 import { DispyError } from '../errors.js';
 import type { DispyCluster } from './dispy-cluster.js';
-import type { DispyStatus } from './status.js';
+import type { JobStatusCode } from './status.js';
 import { JobStatus, statusName } from './status.js';
 
 /** Rejection of `job.wait()` for a job that did not finish normally. */
@@ -39,7 +39,7 @@ export class DispyJob<R = unknown> {
 
   /** The user's label for the job: set it freely; an auto-incremented number by default. */
   id: unknown;
-  status: DispyStatus = JobStatus.Created;
+  status: JobStatusCode = JobStatus.Created;
   /** Return value once Finished (or the latest provisional result). */
   result: R | null = null;
   /** `name: message` and the remote stack when the job threw or was killed. */
@@ -104,7 +104,7 @@ export class DispyJob<R = unknown> {
   }
 
   /** @internal Marks the job final and wakes its waiters. */
-  _settle(status: DispyStatus): void {
+  _settle(status: JobStatusCode): void {
     if (this._settled) return;
     this.status = status;
     this._settled = true;

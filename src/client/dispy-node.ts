@@ -1,7 +1,7 @@
 /** A node as one cluster sees it: its resources, this cluster's share of it and its counters. */
 import type { AvailInfo } from '../protocol/messages.js';
 import type { DispyCluster } from './dispy-cluster.js';
-import { NodeStatus } from './status.js';
+import { NodeStatus, type NodeStatusCode } from './status.js';
 
 export class DispyNode {
   static readonly Initialized = NodeStatus.Initialized;
@@ -33,7 +33,7 @@ export class DispyNode {
   availInfo: AvailInfo | null = null;
   platform = '';
   /** `DispyNode.Initialized` while usable, `DispyNode.Closed` once gone. */
-  status: number = NodeStatus.Initialized;
+  status: NodeStatusCode = NodeStatus.Initialized;
   /** The cluster this view of the node belongs to (not enumerable). */
   declare readonly cluster: DispyCluster;
 

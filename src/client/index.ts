@@ -12,7 +12,18 @@ export { recoverJobs, type RecoverJobsOptions } from './recover-jobs.js';
 export { DispyNode } from './dispy-node.js';
 export { NodeAllocate, type NodeSpec, type NodeSpecObject, type NodeResolve } from './node-allocate.js';
 export type { NodeLookup } from './node-resolver.js';
-export { JobStatus, NodeStatus, statusName, isFinal, type DispyStatus } from './status.js';
+export {
+  JobStatus,
+  NodeStatus,
+  statusName,
+  isFinal,
+  type DispyStatus,
+  type JobStatusCode,
+  type NodeStatusCode,
+  type FinalJobStatus,
+  type StatusName,
+  type FinalStatusName,
+} from './status.js';
 export type { ModuleComputation } from './computation.js';
 export type { ProgramComputation } from './interpreter.js';
 export { SharedJobCluster, type SharedJobClusterOptions } from './shared-job-cluster.js';

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import { type DispyError, Errors } from '../errors.js';
 import type { JobClusterOptions } from './cluster-options.js';
 import type { ModuleComputation } from './computation.js';
 import type { AnyFn, ClusterStatus, DispyCluster, SubmitOptions } from './dispy-cluster.js';
@@ -122,7 +122,7 @@ export class JobCluster<F extends AnyFn = AnyFn> extends EventEmitter<ClusterEve
 
   #submit(id: unknown, pinTo: string | null, args: unknown[]): DispyJob<Awaited<ReturnType<F>>> {
     const e = this.#engine;
-    if (e.closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (e.closing) throw Errors.clusterClosed(this.name);
     return e.enqueue(id, pinTo, args, e.codec.encode(args, 'args'), undefined) as DispyJob<Awaited<ReturnType<F>>>;
   }
 

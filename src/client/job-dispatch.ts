@@ -6,7 +6,7 @@
  * attempt gets its own wire id, so a late reply for an attempt given up never completes a
  * re-run. Per-job files go to the node right before their job.
  */
-import { DispyError } from '../errors.js';
+import { DispyError, jobException } from '../errors.js';
 import { nextJobUid } from './cluster-core.js';
 import { hasRoom, nodeLoad } from './dispatch-window.js';
 import { dispatchPolicy, requestPump } from './dispatcher.js';
@@ -147,7 +147,7 @@ function tooLarge(e: JobEngine, item: Queued): void {
     'DISPY_ERR_MESSAGE_TOO_LARGE',
     `job ${String(job.id)}'s arguments encode to ${item.args.length} bytes: no node of cluster ${e.name} takes a message that large (the largest a node takes is ${largest} bytes: --max-message-size)`,
   );
-  job.exception = `DispyError: ${err.message}`;
+  job.exception = jobException(err.message);
   job.endTime = Date.now();
   job._errorCode = err.code;
   e.core.settle(job, JobStatus.Cancelled, null);
@@ -198,7 +198,7 @@ async function sendWithFiles(e: JobEngine, cn: NodeSession, uid: number, maxRunt
     e.ledger.sent.delete(uid);
     cn.inflight--;
     const de = err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
-    if (['DISPY_ERR_CONNECTION', 'DISPY_ERR_TIMEOUT', 'DISPY_ERR_NODE_BUSY'].includes(de.code) && !e.closing) {
+    if (de.retriable && !e.closing) {
       if (e.ledger.countLostSend(s.job)) e.giveUpJob(s, de);
       else e.requeue(s);
     } else e.core.cancelLocal(s.job, `sending its file failed: ${de.code}: ${de.message}`);

@@ -8,7 +8,7 @@
 import { rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, jobException } from '../errors.js';
 import type { Computation, Depend, JobFile, NodeMessage } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
@@ -188,7 +188,7 @@ export class JobEngine implements LinkUser, Dispatchable, SessionHost {
 
   /** Queues a job (arguments encoded, checked against maxArgsSize); `pinTo`: the only node it may run on. */
   enqueue(id: unknown, pinTo: string | null, args: unknown[], bytes: Uint8Array, maxRuntime: number | undefined): DispyJob {
-    if (this.closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.closing) throw Errors.clusterClosed(this.name);
     const checked = this.core.checkArgs(bytes, this.opts.maxArgsSize);
     const job = this.core.newJob<unknown>(id, args) as DispyJob;
     const item: Queued = maxRuntime === undefined ? { job, args: checked } : { job, args: checked, maxRuntime };
@@ -352,7 +352,7 @@ export class JobEngine implements LinkUser, Dispatchable, SessionHost {
         this.core.emit(JobStatus.Created, node, s.job);
         return;
       case 'abandon':
-        s.job.exception = `DispyError: node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`;
+        s.job.exception = jobException(`node ${node.ipAddr} was lost while running the job${reason ? ` (${reason.message})` : ''}`);
         s.job.endTime = Date.now();
         this.core.settle(s.job, JobStatus.Abandoned, node);
     }
@@ -367,7 +367,7 @@ export class JobEngine implements LinkUser, Dispatchable, SessionHost {
       'DISPY_ERR_UNDELIVERABLE',
       `job ${String(job.id)} given up after ${n} attempts to hand it to a node: each time the connection broke before the node started it (last: node ${ip}${reason ? `: ${reason.message}` : ''})`,
     );
-    job.exception = `DispyError: ${e.message}`;
+    job.exception = jobException(e.message);
     job.endTime = Date.now();
     job._errorCode = e.code;
     this.log.warn({ node: ip, job: String(job.id), attempts: n }, 'job given up: its sends kept being lost');
@@ -401,7 +401,7 @@ export class JobEngine implements LinkUser, Dispatchable, SessionHost {
       timeout === undefined ? requestTimeout() : Math.min(requestTimeout(), Math.max(1, timeout - (Date.now() - started) / 1000));
     await this.sessions.closeComputation(replyWithin);
     for (const s of this.ledger.sent.values()) {
-      s.job.exception = 'DispyError: job terminated as its cluster was closed';
+      s.job.exception = Errors.jobClusterClosed();
       s.job.endTime = Date.now();
       this.core.settle(s.job, JobStatus.Terminated, s.cn.node);
     }

@@ -20,12 +20,12 @@
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
 import { DISCOVERY_PORT } from '../protocol/constants.js';
+import { isLoopbackHost } from '../protocol/loopback.js';
 import {
   DISCOVERY_MULTICAST_GROUP,
   DiscoveryCodec,
   DropLog,
   discoveryInterface,
-  isLoopbackAddress,
   type AnnounceMessage,
   type DiscoveryMode,
   type Ipv4Interface,
@@ -80,7 +80,7 @@ export class ClusterDiscovery {
 
   /** Whether discovery can run at all (not off, not a loopback host). */
   get enabled(): boolean {
-    return this.#mode !== 'off' && !isLoopbackAddress(this.#opts.host) && !this.#closed;
+    return this.#mode !== 'off' && !isLoopbackHost(this.#opts.host) && !this.#closed;
   }
 
   /**

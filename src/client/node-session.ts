@@ -15,6 +15,7 @@
 import type { Logger } from 'pino';
 import { DispyError } from '../errors.js';
 import type { Reply } from '../protocol/messages.js';
+import { missedBeatsMs } from '../protocol/silence-watch.js';
 import type { DispyNode } from './dispy-node.js';
 import type { JobLedger, Sent } from './job-ledger.js';
 import type { NodeAllocate } from './node-allocate.js';
@@ -65,7 +66,7 @@ export function retryDelay(failures: number, suspended: boolean, busy: boolean):
  * intervals after it was last heard, or `windowSec` from now without pulseInterval.
  */
 export function suspendDeadline(lastHeard: number, pulseInterval: number | undefined, windowSec: number, now: number): number {
-  return pulseInterval ? lastHeard + 5 * pulseInterval * 1000 : now + windowSec * 1000;
+  return pulseInterval ? lastHeard + missedBeatsMs(pulseInterval) : now + windowSec * 1000;
 }
 
 /** Whether a failed reconnection to a suspended node ends it: nothing listens there any more, or someone else owns it. */

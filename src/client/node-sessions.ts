@@ -5,6 +5,7 @@
  */
 import { DispyError } from '../errors.js';
 import type { NodeMessage } from '../protocol/messages.js';
+import { missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import { warmUpClient } from '../protocol/warm-up.js';
 import { DispyNode } from './dispy-node.js';
 import { transferFiles } from './file-transfer.js';
@@ -33,7 +34,6 @@ export class NodeSessions {
   readonly #nodeIds = new Map<string, string>();
   /** Every node set up, for the recover file. */
   readonly #recoverNodes = new Map<string, number>();
-  #lastPulseCheck = Date.now();
   #pulseTimer: NodeJS.Timeout | null = null;
 
   constructor(e: JobEngine) {
@@ -47,7 +47,8 @@ export class NodeSessions {
     // Without pulseInterval nodes are asked for heartbeats every 10 s, and one silent for 5 of
     // them is declared dead too: no job waits forever on a stopped or cut-off node.
     const pulse = options.pulseInterval ?? defaultPulse();
-    this.#pulseTimer = setInterval(() => this.#checkPulses(pulse), pulse * 1000);
+    const watch = new SilenceWatch({ roundMs: pulse * 1000 });
+    this.#pulseTimer = setInterval(() => this.#checkPulses(watch, pulse), pulse * 1000);
     this.#pulseTimer.unref();
     this.#e.finder.start();
   }
@@ -276,27 +277,20 @@ export class NodeSessions {
    * session (dead: its jobs re-run or are abandoned, Closed is emitted) and the address is
    * tried again, so a node that comes back is used again.
    */
-  #checkPulses(pulseInterval: number): void {
-    const limitMs = 5 * pulseInterval * 1000;
-    const now = Date.now();
-    const sinceLast = now - this.#lastPulseCheck;
-    const late = sinceLast > 2 * pulseInterval * 1000 + 1000;
-    this.#lastPulseCheck = now;
-    if (late) {
-      // This timer itself ran late: this process was stopped or blocked, so the silence was
-      // ours, not the nodes'. They get a fresh 5 intervals.
-      this.#e.log.warn({ lateMs: sinceLast }, 'heartbeat check ran late (process paused?): nodes not judged this round');
-      for (const cn of this.nodes.values()) cn.link.lastHeard = Math.max(cn.link.lastHeard, now);
-      return;
-    }
-    for (const cn of [...this.nodes.values()]) {
-      const silent = now - cn.link.lastHeard;
-      if (cn.link.closed || silent <= limitMs) continue;
-      cn.dead = true;
-      this.#e.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
-      const why = `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 heartbeats of ${pulseInterval} s): declared dead`;
-      cn.link.channel.close(new DispyError('DISPY_ERR_CONNECTION', why));
-    }
+  #checkPulses(watch: SilenceWatch, pulseInterval: number): void {
+    const e = this.#e;
+    const late = watch.round(this.nodes.values(), {
+      heard: (cn) => cn.link,
+      limitMs: (cn) => (cn.link.closed ? Number.POSITIVE_INFINITY : missedBeatsMs(pulseInterval)),
+      gone: (cn, silent) => {
+        cn.dead = true;
+        e.log.warn({ node: cn.node.ipAddr, silentMs: silent }, 'node missed its heartbeats: declared dead');
+        const why = `node ${cn.node.ipAddr} sent nothing for ${(silent / 1000).toFixed(1)} s (5 heartbeats of ${pulseInterval} s): declared dead`;
+        cn.link.channel.close(new DispyError('DISPY_ERR_CONNECTION', why));
+      },
+    });
+    // The silence was ours (this process was stopped or blocked), not the nodes': they get a fresh 5 intervals.
+    if (late !== null) e.log.warn({ lateMs: late }, 'heartbeat check ran late (process paused?): nodes not judged this round');
   }
 
   onPulse(link: NodeLink, msg: Extract<NodeMessage, { t: 'pulse' }>): void {

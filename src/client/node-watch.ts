@@ -4,7 +4,7 @@
  * then with back-off), and with `nodeTimeout`, giving up once none has been usable that long
  * (queued jobs end Abandoned, `wait()` rejects with DISPY_ERR_NO_NODE).
  */
-import { DispyError } from '../errors.js';
+import { DispyError, jobException } from '../errors.js';
 import type { JobEngine } from './job-engine.js';
 import type { NodeSession } from './node-session.js';
 import { JobStatus } from './status.js';
@@ -106,7 +106,7 @@ export class NodeWatch {
     for (const q of e.ledger.pinned.values()) items.push(...q.clear());
     for (const item of items) {
       if (item.job.settled) continue;
-      item.job.exception = `DispyError: DISPY_ERR_NO_NODE: ${err.message}`;
+      item.job.exception = jobException(`DISPY_ERR_NO_NODE: ${err.message}`);
       item.job.endTime = Date.now();
       e.core.settle(item.job, JobStatus.Abandoned, null);
     }

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
-import { DispyError } from '../errors.js';
+import { DispyError, Errors } from '../errors.js';
 import type { JobDone } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { resolveSecret } from '../protocol/secret.js';
@@ -194,7 +194,7 @@ function toJob(r: JobDone, host: string, codec: PayloadCodec): DispyJob {
       job.result = codec.decode(r.result);
     } catch (err) {
       status = JobStatus.Terminated;
-      job.exception = `DispyError: cannot decode the job's result: ${(err as Error).message}`;
+      job.exception = Errors.jobUndecodable(err);
     }
   }
   job._settle(status);

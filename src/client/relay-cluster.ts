@@ -6,7 +6,7 @@
  * of it starts) while its client is away. Results stay as the encoded bytes the node sent, so
  * they are forwarded untouched. JobCluster itself has no member for any of this.
  */
-import { DispyError } from '../errors.js';
+import { Errors } from '../errors.js';
 import type { JobClusterOptions } from './cluster-options.js';
 import { holdCluster } from './dispatcher.js';
 import type { DispyJob } from './dispy-job.js';
@@ -62,7 +62,7 @@ export function relayCluster(source: RelaySource, options: JobClusterOptions = {
 }
 
 function submitEncoded(engine: JobEngine, args: Uint8Array, options: EncodedSubmitOptions): DispyJob {
-  if (engine.closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${engine.name} is closed`);
+  if (engine.closing) throw Errors.clusterClosed(engine.name);
   const pinTo = options.node === undefined ? null : engine.pinTarget(options.node);
   const job = engine.enqueue(options.id, pinTo, options.display ?? [], args, options.maxRuntime);
   if (options.files?.length || options.depends?.length)

@@ -6,10 +6,11 @@
  * and nodes is the cluster's (shared-jobs.ts); this file only keeps the line up.
  */
 import type { Logger } from 'pino';
-import { DispyError, asDispyError, fromWire } from '../errors.js';
+import { DispyError, Errors, asDispyError, fromWire } from '../errors.js';
 import { connectChannel, type Channel } from '../protocol/channel.js';
 import { DEFAULT_MAX_FRAME, SCHEDULER_PORT } from '../protocol/constants.js';
 import { fromSchedulerSchema, type FromScheduler, type ToSchedulerInput } from '../protocol/scheduler-messages.js';
+import { type Heard, missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import { connectTls, type TlsMaterial } from '../protocol/tls.js';
 import type { FileRequest } from './file-transfer.js';
 import { CLIENT_ID, HEARTBEAT_MAX, REQUEST_TIMEOUT } from './node-link.js';
@@ -73,8 +74,9 @@ export class SchedulerLink {
   #reconnecting = false;
   #rid = 0;
   readonly #requests = new Map<number, { resolve: (r: SchedReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout | null }>();
-  #lastHeard = Date.now();
-  #lastCheck = Date.now();
+  /** When the scheduler was last heard. */
+  readonly #scheduler: Heard = { lastHeard: Date.now() };
+  #silence: SilenceWatch | null = null;
   #beatTimer: NodeJS.Timeout | null = null;
   #checkTimer: NodeJS.Timeout | null = null;
   /** Set once the scheduler is lost (or could not be used): nothing goes out any more. */
@@ -158,7 +160,7 @@ export class SchedulerLink {
   /** Makes `ch` the connection; resolves with the scheduler's sched-info. */
   async #attach(ch: SchedChannel): Promise<SchedInfo> {
     this.#channel = ch;
-    this.#lastHeard = Date.now();
+    this.#scheduler.lastHeard = Date.now();
     const info = new Promise<SchedInfo>((resolve, reject) => {
       this.#infoWaiter = {
         resolve: (i) => {
@@ -233,29 +235,24 @@ export class SchedulerLink {
     beat();
     this.#beatTimer = setInterval(beat, every * 1000);
     this.#beatTimer.unref();
-    this.#lastCheck = Date.now();
+    this.#silence = new SilenceWatch({ roundMs: pulseInterval * 1000 });
     this.#checkTimer = setInterval(() => this.#checkScheduler(pulseInterval), pulseInterval * 1000);
     this.#checkTimer.unref();
   }
 
   /** A scheduler silent for 5 of its pulse intervals is declared lost. */
   #checkScheduler(pulseInterval: number): void {
-    const now = Date.now();
-    const late = now - this.#lastCheck > 2 * pulseInterval * 1000 + 1000;
-    this.#lastCheck = now;
-    if (late) {
-      // This timer itself ran late: the silence was ours (process paused), not the scheduler's.
-      this.#lastHeard = Math.max(this.#lastHeard, now);
-      return;
-    }
-    const silent = now - this.#lastHeard;
-    if (silent <= 5 * pulseInterval * 1000) return;
-    this.#channel?.close(
-      new DispyError(
-        'DISPY_ERR_CONNECTION',
-        `the scheduler sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its pulse interval of ${pulseInterval} s)`,
-      ),
-    );
+    this.#silence?.round([this.#scheduler], {
+      heard: (h) => h,
+      limitMs: () => missedBeatsMs(pulseInterval),
+      gone: (_, silent) =>
+        this.#channel?.close(
+          new DispyError(
+            'DISPY_ERR_CONNECTION',
+            `the scheduler sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its pulse interval of ${pulseInterval} s)`,
+          ),
+        ),
+    });
   }
 
   #stopTimers(): void {
@@ -268,7 +265,7 @@ export class SchedulerLink {
     if (ch !== this.#channel) return;
     this.#stopTimers();
     if (this.#user.closing()) {
-      this.rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.#user.name} is closed`));
+      this.rejectRequests(Errors.clusterClosed(this.#user.name));
       return;
     }
     if (this.broken) return;
@@ -410,7 +407,7 @@ export class SchedulerLink {
   close(): void {
     const ch = this.#channel;
     this.#stopTimers();
-    this.rejectRequests(new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.#user.name} is closed`));
+    this.rejectRequests(Errors.clusterClosed(this.#user.name));
     if (ch && !ch.closed) ch.end();
   }
 
@@ -418,11 +415,11 @@ export class SchedulerLink {
   unusable(): DispyError {
     if (this.broken)
       return new DispyError(this.broken.code, `cluster ${this.#user.name} cannot be used: ${this.broken.message}`, { cause: this.broken });
-    return new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.#user.name} is closed`);
+    return Errors.clusterClosed(this.#user.name);
   }
 
   #onMessage(msg: FromScheduler): void {
-    this.#lastHeard = Date.now();
+    this.#scheduler.lastHeard = Date.now();
     if (msg.t === 'sched-info') {
       const w = this.#infoWaiter;
       this.#infoWaiter = null;

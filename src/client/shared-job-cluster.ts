@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import pino, { type Logger } from 'pino';
-import { DispyError, asDispyError } from '../errors.js';
+import { DispyError, Errors, asDispyError } from '../errors.js';
 import { SCHEDULER_PORT } from '../protocol/constants.js';
 import type { Computation } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
@@ -322,7 +322,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
     files: LocalFile[] = [],
   ): DispyJob<Awaited<ReturnType<F>>> {
     if (this.#link.broken) throw this.#link.unusable();
-    if (this.#closing) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.#closing) throw Errors.clusterClosed(this.name);
     const bytes = this.#core.checkArgs(this.#codec.encode(args, 'args'), this.#opts.maxArgsSize);
     const job = this.#core.newJob<Awaited<ReturnType<F>>>(id, args);
     job._attempt = job._uid;
@@ -351,7 +351,7 @@ export class SharedJobCluster<F extends AnyFn = AnyFn> extends EventEmitter<Shar
   /** Waits for the computation's registration; fails fast once the cluster is unusable. */
   async #computeIdNow(): Promise<string> {
     if (this.#link.broken) throw this.#link.unusable();
-    if (this.#closed) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `cluster ${this.name} is closed`);
+    if (this.#closed) throw Errors.clusterClosed(this.name);
     try {
       return await this.#registered;
     } catch {

@@ -6,7 +6,7 @@
  * lost connection does to them. The connection itself is scheduler-link.ts.
  */
 import type { Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, jobException } from '../errors.js';
 import type { Depend } from '../protocol/messages.js';
 import type { FromScheduler } from '../protocol/scheduler-messages.js';
 import type { ClusterCore } from './cluster-core.js';
@@ -21,7 +21,7 @@ import { cancelMessage, graceOf } from './per-node-options.js';
 import type { ResultFiles } from './result-files.js';
 import { Refused, type SchedChannel, type SchedReply, type SchedulerLink } from './scheduler-link.js';
 import type { ClusterEmitter } from './status-events.js';
-import { JobStatus, NodeStatus, isFinal, type DispyStatus } from './status.js';
+import { JobStatus, NodeStatus, isFinal, type DispyStatus, type FinalJobStatus } from './status.js';
 
 /** A job not yet ended: queued here, or sent to the scheduler. */
 export interface Pending {
@@ -153,7 +153,7 @@ export class SharedJobs<C extends ClusterEmitter & DispyCluster> {
       const e =
         err instanceof Refused ? err.error : err instanceof DispyError ? err : new DispyError('DISPY_ERR_INTERNAL', (err as Error).message);
       this.#log.warn({ job: job._uid, code: e.code }, `a file of the job could not be sent: ${e.message}`);
-      job.exception = `DispyError: job cancelled: sending its file failed: ${e.code}: ${e.message}`;
+      job.exception = jobException(`job cancelled: sending its file failed: ${e.code}: ${e.message}`);
       job.endTime = Date.now();
       this.settle(p, JobStatus.Cancelled, null);
       return;
@@ -231,7 +231,7 @@ export class SharedJobs<C extends ClusterEmitter & DispyCluster> {
     const now = Date.now();
     for (const p of [...this.jobs.values()]) {
       const node = p.running;
-      p.job.exception = `DispyError: job abandoned: ${err.message}`;
+      p.job.exception = jobException(`job abandoned: ${err.message}`);
       p.job.endTime = now;
       p.job._errorCode = err.code;
       this.settle(p, JobStatus.Abandoned, node);
@@ -243,7 +243,7 @@ export class SharedJobs<C extends ClusterEmitter & DispyCluster> {
   cancelUnsent(): void {
     for (const p of [...this.jobs.values()]) {
       if (p.sent) continue;
-      p.job.exception = 'DispyError: job cancelled: cluster closed';
+      p.job.exception = jobException('job cancelled: cluster closed');
       p.job.endTime = Date.now();
       this.settle(p, JobStatus.Cancelled, null);
     }
@@ -252,7 +252,7 @@ export class SharedJobs<C extends ClusterEmitter & DispyCluster> {
   /** The cluster closed: jobs still pending end Terminated. */
   terminateAll(): void {
     for (const p of [...this.jobs.values()]) {
-      p.job.exception = 'DispyError: job terminated as its cluster was closed';
+      p.job.exception = Errors.jobClusterClosed();
       p.job.endTime = Date.now();
       this.settle(p, JobStatus.Terminated, p.running);
     }
@@ -372,7 +372,7 @@ export class SharedJobs<C extends ClusterEmitter & DispyCluster> {
         node.updateTime = Date.now();
       }
     }
-    const status = (isFinal(msg.status) ? msg.status : JobStatus.Terminated) as DispyStatus;
+    const status = isFinal(msg.status) ? msg.status : JobStatus.Terminated;
     this.settle(p, this.#core.ended(job, msg, status), node);
   }
 
@@ -412,14 +412,14 @@ export class SharedJobs<C extends ClusterEmitter & DispyCluster> {
   }
 
   /** Ends a job with `e` said in its exception and code. */
-  #end(p: Pending, status: DispyStatus, e: DispyError): void {
-    p.job.exception = `DispyError: ${e.message}`;
+  #end(p: Pending, status: FinalJobStatus, e: DispyError): void {
+    p.job.exception = jobException(e.message);
     p.job.endTime = Date.now();
     p.job._errorCode = e.code;
     this.settle(p, status, null);
   }
 
-  settle(p: Pending, status: DispyStatus, node: DispyNode | null): void {
+  settle(p: Pending, status: FinalJobStatus, node: DispyNode | null): void {
     const job = p.job;
     if (job.settled) return;
     this.jobs.delete(job._uid);

@@ -16,27 +16,36 @@ export const NodeStatus = {
   AvailInfo: 17,
 } as const;
 
-export type DispyStatus = (typeof JobStatus)[keyof typeof JobStatus] | (typeof NodeStatus)[keyof typeof NodeStatus];
+/** A job's status: what `DispyJob.status` holds. */
+export type JobStatusCode = (typeof JobStatus)[keyof typeof JobStatus];
+/** A node's status, or a node event (AvailInfo): what `DispyNode.status` and node events hold. */
+export type NodeStatusCode = (typeof NodeStatus)[keyof typeof NodeStatus];
+/** The statuses that end a job: exactly one of them ends every job. */
+export type FinalJobStatus =
+  | typeof JobStatus.Finished
+  | typeof JobStatus.Terminated
+  | typeof JobStatus.Cancelled
+  | typeof JobStatus.Abandoned;
+/** A status a cluster's events carry: a job's or a node's. */
+export type DispyStatus = JobStatusCode | NodeStatusCode;
+/** A status's name, as `statusName` gives it. */
+export type StatusName = keyof typeof JobStatus | keyof typeof NodeStatus;
+/** The name of a final job status. */
+export type FinalStatusName = 'Finished' | 'Terminated' | 'Cancelled' | 'Abandoned';
 
-const NAMES: Record<number, string> = {
-  4: 'Initialized',
-  5: 'Created',
-  6: 'Running',
-  7: 'ProvisionalResult',
-  8: 'Cancelled',
-  9: 'Terminated',
-  10: 'Abandoned',
-  11: 'Finished',
-  16: 'Closed',
-  17: 'AvailInfo',
-};
+/** The one table of status names, made from the two status objects. */
+const NAMES = new Map<number, StatusName>(
+  [...Object.entries(JobStatus), ...Object.entries(NodeStatus)].map(([name, code]) => [code, name as StatusName]),
+);
 
+export function statusName(status: JobStatusCode): keyof typeof JobStatus;
+export function statusName(status: number): string;
 export function statusName(status: number): string {
-  return NAMES[status] ?? `Unknown(${status})`;
+  return NAMES.get(status) ?? `Unknown(${status})`;
 }
 
 /** Final job statuses: exactly one of these ends every job. */
-export function isFinal(status: number): boolean {
+export function isFinal(status: number): status is FinalJobStatus {
   return (
     status === JobStatus.Finished || status === JobStatus.Terminated || status === JobStatus.Cancelled || status === JobStatus.Abandoned
   );

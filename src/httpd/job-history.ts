@@ -6,7 +6,7 @@
  */
 import type { DispyJob } from '../client/dispy-job.js';
 import type { DispyNode } from '../client/dispy-node.js';
-import { statusName, type DispyStatus } from '../client/status.js';
+import { statusName, type DispyStatus, type FinalStatusName } from '../client/status.js';
 import { renderArgs, safeString } from './node-json.js';
 
 /** One finished job, as `/job_history` shows it. */
@@ -18,7 +18,7 @@ export interface JobRecordJson {
   cluster: string;
   /** The arguments' `toString()`s (empty when the server hides job arguments). */
   args: string;
-  status: 'Finished' | 'Terminated' | 'Cancelled' | 'Abandoned';
+  status: FinalStatusName;
   /** The node's address, or null for a job cancelled before it ran. */
   node: string | null;
   node_name: string | null;

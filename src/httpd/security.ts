@@ -7,7 +7,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { DispyError, invalidOption } from '../errors.js';
-import { isLoopbackAddress, readCookie } from '../protocol/http-guard.js';
+import { readCookie } from '../protocol/http-guard.js';
+import { isLoopbackHost } from '../protocol/loopback.js';
 import type { LoginRateLimit } from './login-limiter.js';
 import type { UserOptions } from './users.js';
 
@@ -70,8 +71,7 @@ export interface AuthPolicy {
 
 /** Whether binding `host` exposes the server beyond loopback ('' and names other than localhost do). */
 export function bindsBeyondLoopback(host: string): boolean {
-  if (host === 'localhost') return false;
-  return !isLoopbackAddress(host);
+  return !isLoopbackHost(host);
 }
 
 export {

@@ -4,7 +4,7 @@
  * (host/file-store.ts), and give a returning client (`resume`) or a later program (`recover`) the
  * results kept for it (result-outbox.ts, undelivered-store.ts).
  */
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, type DispyErrorCode } from '../errors.js';
 import { FileStore } from '../host/file-store.js';
 import type { ClientMessage } from '../protocol/messages.js';
 import type { ClientChannel, NodeContext } from './node-context.js';
@@ -98,7 +98,7 @@ export class ClientRequests {
       return;
     }
     if (ctx.stopping) {
-      ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: `node ${ctx.host} is shutting down` });
+      ch.send({ t: 'nak', uid: msg.uid, reason: 'shutdown', message: Errors.nodeShuttingDown(ctx.host).message });
       return;
     }
     if (ctx.draining) {
@@ -146,11 +146,11 @@ export class ClientRequests {
    */
   #onFile(ch: ClientChannel, clientId: string, msg: Msg<'file-begin' | 'file-chunk'>): void {
     const ctx = this.#ctx;
-    const fail = (code: string, message: string): void => {
+    const fail = (code: DispyErrorCode, message: string): void => {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
     if (ctx.stopping) {
-      fail('DISPY_ERR_CONNECTION', `node ${ctx.host} is shutting down`);
+      fail('DISPY_ERR_CONNECTION', Errors.nodeShuttingDown(ctx.host).message);
       return;
     }
     if (ctx.owner && ctx.owner.clientId !== clientId) {

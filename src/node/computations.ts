@@ -4,7 +4,7 @@
  * started go back to the client, running ones are terminated or waited for, its runners run the
  * cleanup, its program's runners are retired once it was the program's last one here).
  */
-import { DispyError } from '../errors.js';
+import { DispyError, Errors, type DispyErrorCode } from '../errors.js';
 import { FileStore } from '../host/file-store.js';
 import type { ClientMessage, Computation } from '../protocol/messages.js';
 import type { ClientChannel, NodeContext } from './node-context.js';
@@ -56,10 +56,10 @@ export class Computations {
 
   async setup(ch: ClientChannel, clientId: string, msg: Extract<ClientMessage, { t: 'setup' }>): Promise<void> {
     const ctx = this.#ctx;
-    const fail = (code: string, message: string): void => {
+    const fail = (code: DispyErrorCode, message: string): void => {
       ch.send({ t: 'reply', rid: msg.rid, ok: false, error: { code, message } });
     };
-    if (ctx.stopping) return fail('DISPY_ERR_CONNECTION', `node ${ctx.host} is shutting down`);
+    if (ctx.stopping) return fail('DISPY_ERR_CONNECTION', Errors.nodeShuttingDown(ctx.host).message);
     if (ctx.draining && ctx.owner?.clientId !== clientId)
       return fail('DISPY_ERR_NODE_BUSY', `node ${ctx.host} (${ctx.name}) is draining: it takes no new client`);
     if (ctx.owner && ctx.owner.clientId !== clientId) {
@@ -177,7 +177,7 @@ export class Computations {
   }
 
   /** A runner started later could not set up a computation the others have: it is closed. */
-  loadFailed(computeId: string, error: { code: string; message: string }): void {
+  loadFailed(computeId: string, error: { code: DispyErrorCode; message: string }): void {
     const ctx = this.#ctx;
     const owner = ctx.owner;
     const comp = owner?.comps.get(computeId);

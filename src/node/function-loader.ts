@@ -119,6 +119,17 @@ export function cleanStack(stack: string): string {
     .join('\n');
 }
 
+/**
+ * The name a job's code used without it being defined on the node (a function computation's free
+ * variable: `x is not defined`), or null. The one rule that makes a job's error
+ * DISPY_ERR_FREE_VARIABLE.
+ */
+export function freeVariableOf(err: unknown): string | null {
+  if (!(err instanceof ReferenceError)) return null;
+  const m = /^(\S+) is not defined/.exec(err.message);
+  return m ? (m[1] as string) : null;
+}
+
 /** `name: message` plus the remote stack, as DispyJob.exception carries it. */
 export function formatException(err: unknown): string {
   return formatThrown(err, 0);
@@ -133,11 +144,9 @@ function formatThrown(err: unknown, depth: number): string {
     const head = `${e.name}: ${e.message}`;
     const stack = typeof e.stack === 'string' ? cleanStack(e.stack) : '';
     let text = stack.startsWith(head) ? stack : stack ? `${head}\n${stack}` : head;
-    if (e instanceof ReferenceError) {
-      const m = /^(\S+) is not defined/.exec(e.message);
-      if (m) {
-        text = `${text}\nDISPY_ERR_FREE_VARIABLE: the computation uses \`${m[1]}\`, which was not shipped to the node; pass it in \`depends\` (or as an argument)`;
-      }
+    const free = freeVariableOf(e);
+    if (free !== null) {
+      text = `${text}\nDISPY_ERR_FREE_VARIABLE: the computation uses \`${free}\`, which was not shipped to the node; pass it in \`depends\` (or as an argument)`;
     }
     // What the error carries besides its message: its code and what caused it.
     const code = (e as { code?: unknown }).code;

@@ -14,13 +14,13 @@ import dgram from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import type { Logger } from 'pino';
 import { DISCOVERY_PORT } from '../protocol/constants.js';
+import { isLoopbackHost } from '../protocol/loopback.js';
 import {
   DISCOVERY_MULTICAST_GROUP,
   DiscoveryCodec,
   DropLog,
   discoveryInterface,
   inSubnet,
-  isLoopbackAddress,
   type AnnounceMessage,
   type DiscoveryMode,
   type Ipv4Interface,
@@ -92,7 +92,7 @@ export class NodeAnnouncer {
     if (this.#mode === 'off' || this.#closed) return false;
     const iface = discoveryInterface(host);
     if (typeof iface === 'string') {
-      if (isLoopbackAddress(host) || !isIPv4(host) || host === '0.0.0.0') {
+      if (isLoopbackHost(host) || !isIPv4(host) || host === '0.0.0.0') {
         log.debug({ host }, `no UDP discovery: ${iface}`);
         return false;
       }

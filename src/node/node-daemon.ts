@@ -44,7 +44,7 @@ import type { ServedClient } from './served-client.js';
 import { UndeliveredStore } from './undelivered-store.js';
 import { warmUpServer } from '../protocol/warm-up.js';
 
-export { isLoopback, resolveCpus, type NodeDaemonOptions } from './node-options.js';
+export { resolveCpus, type NodeDaemonOptions } from './node-options.js';
 export type { NodeDaemonStatus } from './node-status.js';
 
 /** The daemon's record in its state directory. */

@@ -11,6 +11,7 @@ import { DispyError } from '../errors.js';
 import { acceptChannel, refuseConnection } from '../protocol/channel.js';
 import type { HandshakeGate } from '../protocol/handshake-gate.js';
 import { clientMessageSchema, type ClientMessage, type NodeMessage } from '../protocol/messages.js';
+import { missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import { clientCertRefusal, describeTlsError, serverTlsOptions, type TlsMaterial } from '../protocol/tls.js';
 import type { ClientChannel } from './node-context.js';
 
@@ -38,7 +39,8 @@ export class NodeFront {
   readonly #opts: NodeFrontOptions;
   #server: net.Server | null = null;
   /** Per connection: ms of the last message, and the client's heartbeat period (s). */
-  readonly #heard = new WeakMap<ClientChannel, { at: number; every: number }>();
+  readonly #heard = new WeakMap<ClientChannel, { ch: ClientChannel; lastHeard: number; every: number }>();
+  readonly #silence = new SilenceWatch({ roundMs: SILENCE_CHECK_MS });
   #silenceTimer: NodeJS.Timeout | null = null;
   /** Handshakes in progress, by the peer's `address:port`: what to call once one authenticated. */
   readonly #handshakes = new Map<string, () => void>();
@@ -50,6 +52,7 @@ export class NodeFront {
   /** Listens; resolves with the bound port. */
   async listen(port: number): Promise<number> {
     const o = this.#opts;
+    this.#silence.reset();
     this.#silenceTimer = setInterval(() => this.#checkSilence(), SILENCE_CHECK_MS);
     this.#silenceTimer.unref();
     const server = o.tls
@@ -163,10 +166,10 @@ export class NodeFront {
     this.channels.add(ch);
     const clientId = ch.peerHello?.clientId ?? ch.peer;
     o.log.debug({ peer: ch.peer, clientId }, 'client authenticated');
-    const heard = { at: Date.now(), every: 0 };
+    const heard = { ch, lastHeard: Date.now(), every: 0 };
     this.#heard.set(ch, heard);
     ch.on('message', (msg) => {
-      heard.at = Date.now();
+      heard.lastHeard = Date.now();
       if (msg.t === 'beat') {
         if (heard.every !== msg.every) o.log.debug({ peer: ch.peer, every: msg.every }, 'client heartbeat interval');
         heard.every = msg.every;
@@ -188,20 +191,21 @@ export class NodeFront {
 
   /**
    * A client sends a heartbeat every `every` seconds; a connection of it that stayed silent for
-   * 5 × that is closed, so its jobs wait for the client to return (up to the zombie interval)
-   * rather than writing results into a dead connection. A live client is never cut off: its
-   * heartbeats keep coming while it is idle.
+   * 5 × that is closed (silence-watch.ts), so its jobs wait for the client to return (up to the
+   * zombie interval) rather than writing results into a dead connection. A live client is never
+   * cut off: its heartbeats keep coming while it is idle; nor is it cut off for the node's own
+   * silence (a round run late, the daemon stopped or blocked, judges nobody).
    */
   #checkSilence(): void {
-    const now = Date.now();
-    for (const ch of this.channels) {
-      const heard = this.#heard.get(ch);
-      if (!heard || heard.every <= 0 || ch.closed) continue;
-      const silent = now - heard.at;
-      if (silent > 5 * heard.every * 1000) {
-        this.#opts.log.warn({ peer: ch.peer, silentMs: silent }, 'client sent no heartbeat for 5 intervals: connection closed');
-        ch.close(new DispyError('DISPY_ERR_TIMEOUT', `client ${ch.peer} sent nothing for ${(silent / 1000).toFixed(1)} s`));
-      }
-    }
+    const heard = [...this.channels].flatMap((ch) => this.#heard.get(ch) ?? []);
+    const late = this.#silence.round(heard, {
+      heard: (h) => h,
+      limitMs: (h) => (h.every <= 0 || h.ch.closed ? Number.POSITIVE_INFINITY : missedBeatsMs(h.every)),
+      gone: (h, silent) => {
+        this.#opts.log.warn({ peer: h.ch.peer, silentMs: silent }, 'client sent no heartbeat for 5 intervals: connection closed');
+        h.ch.close(new DispyError('DISPY_ERR_TIMEOUT', `client ${h.ch.peer} sent nothing for ${(silent / 1000).toFixed(1)} s`));
+      },
+    });
+    if (late !== null) this.#opts.log.warn({ lateMs: late }, 'heartbeat check ran late (process paused?): clients not judged this round');
   }
 }

@@ -7,6 +7,7 @@ import { DispyError, invalidOption } from '../errors.js';
 import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME } from '../protocol/constants.js';
 import { DISCOVERY_MODES, type DiscoveryMode } from '../protocol/discovery.js';
 import { checkHandshakeCaps } from '../protocol/handshake-gate.js';
+import { isLoopbackHost } from '../protocol/loopback.js';
 import type { SharedStoreLimits } from './node-shared-store.js';
 import type { UndeliveredLimits } from './undelivered-store.js';
 
@@ -170,10 +171,6 @@ export interface NodeDaemonOptions {
   logger?: Logger;
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
-
 /** Resolves `--cpus` against the machine: 0 = all, negative = all but N. */
 export function resolveCpus(cpus: number, machineCpus: number): number {
   if (!Number.isInteger(cpus)) throw invalidOption('cpus', 'an integer', cpus);
@@ -189,7 +186,7 @@ export function resolveCpus(cpus: number, machineCpus: number): number {
  * DISPY_ERR_INSECURE for a non-loopback address without a secret (unless `insecure`).
  */
 export function checkNodeOptions(opts: NodeDaemonOptions, host: string): number {
-  if (!isLoopback(host) && !opts.secret && !opts.insecure) {
+  if (!isLoopbackHost(host) && !opts.secret && !opts.insecure) {
     throw new DispyError(
       'DISPY_ERR_INSECURE',
       `refusing to serve on ${host || 'all interfaces'} without --secret (pass --insecure to use the per-user secret file anyway)`,

@@ -8,10 +8,12 @@
 import type { Logger } from 'pino';
 import type { Channel } from '../protocol/channel.js';
 import type { ClientMessage, NodeMessage } from '../protocol/messages.js';
+import { nextAvgMs } from '../protocol/running-average.js';
 import type { Comp } from './computations.js';
 import { compSettled } from './computations.js';
 import type { RunnerDone } from './runner-protocol.js';
 import type { AssignedJob, KillReason, RunnerOutcome } from './runner.js';
+import { Errors, jobException } from '../errors.js';
 
 /** Jobs a runner may hold queued behind its running one, for computations of short jobs. */
 export const LOOKAHEAD = 64;
@@ -102,14 +104,14 @@ export interface SchedulerHost {
 
 /** The texts and codes of the kills the daemon decides. */
 export const KILLED = {
-  cancel: { exception: 'DispyError: job terminated on request of the client', code: 'DISPY_ERR_JOB_TERMINATED' },
-  closed: { exception: 'DispyError: job terminated as its computation was closed', code: 'DISPY_ERR_JOB_TERMINATED' },
+  cancel: { exception: Errors.jobCancelledByClient(), code: 'DISPY_ERR_JOB_TERMINATED' },
+  closed: { exception: jobException('job terminated as its computation was closed'), code: 'DISPY_ERR_JOB_TERMINATED' },
   maxRuntime: (seconds: number): KillReason => ({
-    exception: `DispyError: DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${seconds} s`,
+    exception: jobException(`DISPY_ERR_MAX_RUNTIME: job terminated after running for its maxRuntime of ${seconds} s`),
     code: 'DISPY_ERR_MAX_RUNTIME',
   }),
   shutdown: (host: string, reason: string): KillReason => ({
-    exception: `DispyError: node ${host} is shutting down (${reason})`,
+    exception: jobException(`node ${host} is shutting down (${reason})`),
     code: 'DISPY_ERR_JOB_TERMINATED',
   }),
 } as const;
@@ -351,8 +353,7 @@ export class NodeScheduler {
     }
     const d = outcome.done;
     job.args = new Uint8Array(0);
-    if (job.startTime)
-      comp.avgMs = comp.avgMs === Infinity ? d.endTime - job.startTime : comp.avgMs * 0.8 + (d.endTime - job.startTime) * 0.2;
+    if (job.startTime) comp.avgMs = nextAvgMs(comp.avgMs, d.endTime - job.startTime);
     host.finished(job, d);
     compSettled(comp);
     this.schedule();

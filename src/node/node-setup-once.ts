@@ -7,11 +7,12 @@
  * A failure (or the runner dying) fails the setup as a failing `setup` does.
  */
 import type { Computation } from '../protocol/messages.js';
+import type { DispyErrorCode } from '../errors.js';
 import { ExtCommand, type ExtItem, type ExtEvent, type ExtToRunner } from './runner-extensions.js';
 import type { Placement, Runner, RunnerPool } from './runner-pool.js';
 
 type Done = Extract<ExtItem, { ev: ExtEvent.NodeSetupDone }>;
-export type NodeSetupOutcome = { value: string | null; error: null } | { value: null; error: { code: string; message: string } };
+export type NodeSetupOutcome = { value: string | null; error: null } | { value: null; error: { code: DispyErrorCode; message: string } };
 
 export interface NodeSetupSpec {
   computeId: string;

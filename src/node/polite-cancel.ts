@@ -8,6 +8,7 @@
  */
 import { ExtCommand, type ExtToRunner } from './runner-extensions.js';
 import type { Runner } from './runner-pool.js';
+import { Errors } from '../errors.js';
 
 export class PoliteCancels {
   /** Grace (s) asked for each job whose cancel came with one, until it is stopped. */
@@ -24,7 +25,7 @@ export class PoliteCancels {
   stop(job: object, runner: Runner, uid: number, kill: (exception: string) => void): void {
     const grace = this.#grace.get(job);
     if (!grace) {
-      kill('DispyError: job terminated on request of the client');
+      kill(Errors.jobCancelledByClient());
       return;
     }
     this.#grace.delete(job);
@@ -37,8 +38,7 @@ export class PoliteCancels {
     }
     const t = setTimeout(() => {
       // Nothing if it ended meanwhile: the pool knows the job no more.
-      if (runner.jobs.has(uid))
-        kill(`DispyError: job terminated on request of the client (it did not return within its grace of ${grace} s)`);
+      if (runner.jobs.has(uid)) kill(Errors.jobCancelledByClient(` (it did not return within its grace of ${grace} s)`));
     }, grace * 1000);
     t.unref();
     void runner.gone.then(() => clearTimeout(t));

@@ -12,6 +12,7 @@ import type { ClientMessage, JobDone, NodeMessage } from '../protocol/messages.j
 import type { NodeJob } from './node-scheduler.js';
 import type { RunnerDone } from './runner-protocol.js';
 import type { UndeliveredStore } from './undelivered-store.js';
+import { Errors, jobException } from '../errors.js';
 
 type ClientChannel = Channel<ClientMessage, NodeMessage>;
 type Done = Extract<NodeMessage, { t: 'done' }>;
@@ -132,7 +133,7 @@ export class ResultOutbox {
           stdout: '',
           stderr: '',
           code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
-          exception: `DispyError: ${(err as Error).message}`,
+          exception: jobException((err as Error).message),
         };
         ch.send(msg);
       }
@@ -148,7 +149,7 @@ export class ResultOutbox {
         uid: job.uid,
         status: 'Cancelled',
         result: null,
-        exception: `DispyError: ${msg.message}`,
+        exception: jobException(msg.message),
         code: null,
         stdout: '',
         stderr: '',
@@ -177,7 +178,7 @@ export class ResultOutbox {
         status: 'Terminated',
         result: null,
         code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
-        exception: `DispyError: the job's result encodes to ${bytes} bytes, more than node ${host}'s maximum message size of ${max} bytes (--max-message-size)`,
+        exception: jobException(Errors.resultTooLarge(bytes, `node ${host}'s`, max).message),
       };
       this.#opts.log.warn({ uid: msg.uid, bytes, max }, 'job result too large for a message: refused');
     }

@@ -7,6 +7,7 @@
  * runner-extras.ts in the runner).
  */
 import type { Computation } from '../protocol/messages.js';
+import type { DispyErrorCode } from '../errors.js';
 
 export enum ExtCommand {
   /** Run a computation's `nodeSetup` here (once per node) and answer with its encoded value. */
@@ -53,7 +54,7 @@ export type ExtToRunner =
       value?: string | null;
       ok?: boolean;
       token?: number;
-      error?: { code: string; message: string };
+      error?: { code: DispyErrorCode; message: string };
     }
   | { cmd: ExtCommand.Abort; uid: number; reason: string };
 
@@ -63,7 +64,7 @@ export type ExtItem =
       computeId: string;
       /** base64 of the encoded return value. */
       value: string | null;
-      error: { code: string; message: string } | null;
+      error: { code: DispyErrorCode; message: string } | null;
     }
   | ({ ev: ExtEvent.StoreRequest; id: number; computeId: string } & StoreOp);
 

@@ -6,7 +6,7 @@
  * (runner-abort.ts). runner-main.ts passes the messages it does not know to `onExtCommand`.
  */
 import type { AsyncLocalStorage } from 'node:async_hooks';
-import { DispyError } from '../errors.js';
+import { DispyError, type DispyErrorCode } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import { PayloadCodec } from '../protocol/payload.js';
 import { loadComputation } from './computation-loader.js';
@@ -60,7 +60,7 @@ export function setupArguments(nodeValue: string | null | undefined, codec: Payl
 
 async function nodeSetup(msg: Extract<ExtToRunner, { cmd: ExtCommand.NodeSetup }>): Promise<void> {
   const h = hooks!;
-  const reply = (value: string | null, error: { code: string; message: string } | null): void =>
+  const reply = (value: string | null, error: { code: DispyErrorCode; message: string } | null): void =>
     h.report({ ev: ExtEvent.NodeSetupDone, computeId: msg.computeId, value, error });
   const g = globalThis as Record<string, unknown>;
   g.dispyNodeName = msg.nodeName;

@@ -13,13 +13,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { DispyError } from '../errors.js';
+import { DispyError, type DispyErrorCode, jobException } from '../errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/constants.js';
 import type { Computation } from '../protocol/messages.js';
 import { PayloadCodec } from '../protocol/payload.js';
+import { nextAvgMs } from '../protocol/running-average.js';
 import { childrenCpuSeconds } from './child-cpu.js';
 import { loadComputation } from './computation-loader.js';
-import { formatException, type LoadedComputation } from './function-loader.js';
+import { formatException, freeVariableOf, type LoadedComputation } from './function-loader.js';
 import { TAG_ENV, currentParentPid, killTagged } from '../host/process-tag.js';
 import { JobSlot, startArbiter } from './runner-arbiter.js';
 import { jobBegins, jobEnds } from './runner-abort.js';
@@ -198,7 +199,7 @@ async function run(job: RunnerJob): Promise<void> {
       uid: job.uid,
       ok: false,
       result: null,
-      exception: `DispyError: computation ${job.computeId} is not loaded in this runner`,
+      exception: jobException(`computation ${job.computeId} is not loaded in this runner`),
       code: 'DISPY_ERR_UNKNOWN_COMPUTATION',
       stdout: '',
       stderr: '',
@@ -225,7 +226,7 @@ async function run(job: RunnerJob): Promise<void> {
   let ok = true;
   let result: string | null = null;
   let exception: string | null = null;
-  let code: string | null = null;
+  let code: DispyErrorCode | null = null;
   let value: unknown;
   try {
     const decoded = comp.codec.decode(Buffer.from(job.args, 'base64'));
@@ -237,7 +238,7 @@ async function run(job: RunnerJob): Promise<void> {
   } catch (err) {
     ok = false;
     exception = formatException(err);
-    if (err instanceof ReferenceError && /is not defined/.test(err.message)) code = 'DISPY_ERR_FREE_VARIABLE';
+    if (freeVariableOf(err) !== null) code = 'DISPY_ERR_FREE_VARIABLE';
     else if (err && typeof err === 'object' && 'code' in err && err.code === 'DISPY_ERR_SERIALIZE') code = 'DISPY_ERR_SERIALIZE';
     else if (err instanceof DispyError && err.code === 'DISPY_ERR_MESSAGE_TOO_LARGE') code = err.code;
   }
@@ -260,7 +261,7 @@ async function run(job: RunnerJob): Promise<void> {
   if (RUNNER_TAG) process.env[TAG_ENV] = RUNNER_TAG;
   if (!slot.leave(job.uid)) slot.awaitKill();
   const ms = performance.now() - t0;
-  comp.avgMs = comp.avgMs === Infinity ? ms : comp.avgMs * 0.8 + ms * 0.2;
+  comp.avgMs = nextAvgMs(comp.avgMs, ms);
   const used = process.cpuUsage(cpu0);
   const kids = fast ? 0 : Math.max(0, childrenCpuSeconds() - kids0);
   // Goes out with the next job's Started (see loop), or at once.

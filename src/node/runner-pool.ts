@@ -27,6 +27,7 @@ import {
   type RunnerSendFile,
 } from './runner-protocol.js';
 import { Runner, runnerEntry, type AssignedJob, type KillReason } from './runner.js';
+import { jobException, type DispyErrorCode } from '../errors.js';
 
 export type { RunnerDone } from './runner-protocol.js';
 export { TERMINATE_GRACE } from './runner-protocol.js';
@@ -75,7 +76,7 @@ export class RunnerPool {
   /** Runners still to report Unloaded, per computation being closed. */
   readonly #unloading = new Map<string, { pending: Set<Runner>; done: () => void }>();
   /** Per computation being loaded: called with each runner's answer. */
-  readonly #loadWaiters = new Map<string, (runner: Runner, err: { code: string; message: string } | null) => void>();
+  readonly #loadWaiters = new Map<string, (runner: Runner, err: { code: DispyErrorCode; message: string } | null) => void>();
   readonly #toFlush = new Set<Runner>();
   #flushScheduled = false;
   #closed = false;
@@ -84,7 +85,7 @@ export class RunnerPool {
   /** Called when a runner has room again (jobs ended or a replacement started). */
   onIdle: () => void = () => undefined;
   /** Called when a runner failed to load a computation after its first load succeeded. */
-  onLoadFailed: (computeId: string, error: { code: string; message: string }) => void = () => undefined;
+  onLoadFailed: (computeId: string, error: { code: DispyErrorCode; message: string }) => void = () => undefined;
   /** Called when the set of runner pids changes. */
   onPidsChanged: () => void = () => undefined;
   /**
@@ -295,7 +296,7 @@ export class RunnerPool {
    * to it (for `isolate`, in one fresh runner, which runs its first job); resolves with the
    * first runner's verdict. Runners that join later load it before their first job of it.
    */
-  load(computeId: string, spec: LoadSpec, placement: Placement): Promise<{ code: string; message: string } | null> {
+  load(computeId: string, spec: LoadSpec, placement: Placement): Promise<{ code: DispyErrorCode; message: string } | null> {
     this.#computations.set(computeId, { spec, ...placement });
     const usable = [...this.runners].filter((r) => !r.exited && !r.retiring && !r.terminating);
     let targets: Runner[];
@@ -314,8 +315,8 @@ export class RunnerPool {
     this.#topUp();
     // Resolves once every runner answered (setup ran everywhere), or at the first failure.
     const waiting = new Set(targets);
-    const verdict = new Promise<{ code: string; message: string } | null>((resolve) => {
-      const settle = (err: { code: string; message: string } | null): void => {
+    const verdict = new Promise<{ code: DispyErrorCode; message: string } | null>((resolve) => {
+      const settle = (err: { code: DispyErrorCode; message: string } | null): void => {
         this.#loadWaiters.delete(computeId);
         resolve(err);
       };
@@ -389,7 +390,7 @@ export class RunnerPool {
       if (r.program !== program && !(prefix && r.program.startsWith(`${program}/`))) continue;
       if (r.jobs.size > 0) {
         this.#opts.log.warn({ pid: r.pid, program, jobs: r.jobs.size }, 'a runner of a finished program still has jobs: killed');
-        r.terminate({ exception: 'DispyError: job terminated: its program is done with this node', code: 'DISPY_ERR_JOB_TERMINATED' });
+        r.terminate({ exception: jobException('job terminated: its program is done with this node'), code: 'DISPY_ERR_JOB_TERMINATED' });
         continue;
       }
       this.#retire(r);
@@ -470,7 +471,7 @@ export class RunnerPool {
     this.#closed = true;
     const exits = [...this.runners].map((r) => r.gone);
     for (const r of this.runners) {
-      r.terminating ??= { exception: 'DispyError: the node is shutting down', code: 'DISPY_ERR_JOB_TERMINATED' };
+      r.terminating ??= { exception: jobException('the node is shutting down'), code: 'DISPY_ERR_JOB_TERMINATED' };
       r.killGroup('SIGTERM');
     }
     const t = setTimeout(() => {

@@ -7,6 +7,7 @@
  * the runner's kill arbiter thread over a pipe of their own (runner-arbiter.ts), which answers
  * them while the job's code keeps the main thread busy.
  */
+import type { DispyErrorCode } from '../errors.js';
 import type { Computation, Depend } from '../protocol/messages.js';
 
 /** Seconds between SIGTERM and SIGKILL when a job is terminated. */
@@ -106,7 +107,7 @@ export interface RunnerDone {
   result: string | null;
   exception: string | null;
   /** DISPY_ERR_* code when dispyts itself ended the job. */
-  code: string | null;
+  code: DispyErrorCode | null;
   stdout: string;
   stderr: string;
   cpuTime: number;
@@ -114,7 +115,7 @@ export interface RunnerDone {
 }
 
 export type RunnerItem =
-  | { ev: RunnerEvent.Loaded; computeId: string; error: { code: string; message: string } | null }
+  | { ev: RunnerEvent.Loaded; computeId: string; error: { code: DispyErrorCode; message: string } | null }
   | { ev: RunnerEvent.Started; uid: number; startTime: number }
   | RunnerDone
   | { ev: RunnerEvent.Provisional; uid: number; result: string }

@@ -28,11 +28,12 @@ import {
   type ToRunner,
 } from './runner-protocol.js';
 import { RunnerEvent } from './runner-protocol.js';
+import { type DispyErrorCode, jobException } from '../errors.js';
 
 /** Why the daemon ends a job (the text and code its client gets). */
 export interface KillReason {
   exception: string;
-  code: string;
+  code: DispyErrorCode;
 }
 
 /** How a job handed to a runner ended. `dropped`: it never started (re-queue it). */
@@ -307,14 +308,15 @@ export class Runner {
   #unexpected(code: number | null, signal: NodeJS.Signals | null): KillReason {
     if (OUT_OF_MEMORY.test(this.stderrTail)) {
       return {
-        exception:
-          "DispyError: DISPY_ERR_OUT_OF_MEMORY: the job ran out of memory: its runner process reached V8's heap limit (JavaScript heap out of memory) and was aborted",
+        exception: jobException(
+          "DISPY_ERR_OUT_OF_MEMORY: the job ran out of memory: its runner process reached V8's heap limit (JavaScript heap out of memory) and was aborted",
+        ),
         code: 'DISPY_ERR_OUT_OF_MEMORY',
       };
     }
     const hint = signal === 'SIGKILL' ? " (not by dispyts: the system's out-of-memory killer does this, see `dmesg`)" : '';
     return {
-      exception: `DispyError: the job's runner process exited unexpectedly (code ${code}, signal ${signal})${hint}`,
+      exception: jobException(`the job's runner process exited unexpectedly (code ${code}, signal ${signal})${hint}`),
       code: 'DISPY_ERR_JOB_TERMINATED',
     };
   }

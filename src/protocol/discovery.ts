@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { DispyError } from '../errors.js';
 import { PROTOCOL_VERSION } from './constants.js';
+import { isLoopbackHost } from './loopback.js';
 import { packMessage, unpackMessage } from './wire-codec.js';
 
 /** Largest discovery datagram sent or accepted (bytes). */
@@ -252,10 +253,6 @@ export function inSubnet(ip: string, iface: Ipv4Interface): boolean {
   return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(iface.address) & mask) >>> 0;
 }
 
-export function isLoopbackAddress(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
-
 /**
  * Why discovery cannot run on `host`, or its interface: only a non-loopback IPv4 address that
  * is configured on an interface of this machine (with a real subnet) can broadcast.
@@ -264,7 +261,7 @@ export function discoveryInterface(
   host: string,
   interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
 ): Ipv4Interface | string {
-  if (isLoopbackAddress(host)) return `${host} is a loopback address (loopback has no broadcast)`;
+  if (isLoopbackHost(host)) return `${host} is a loopback address (loopback has no broadcast)`;
   if (!isIPv4(host) || host === '0.0.0.0') return `${host || "''"} is not the IPv4 address of one interface`;
   for (const [name, infos] of Object.entries(interfaces)) {
     for (const info of infos ?? []) {

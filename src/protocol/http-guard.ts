@@ -13,26 +13,14 @@ import { isIP } from 'node:net';
 import type net from 'node:net';
 import os from 'node:os';
 import { invalidOption } from '../errors.js';
+import { isLoopbackAddress, isLoopbackHost } from './loopback.js';
 
-/** Whether `addr` (a peer or bind address) is on loopback: 127.0.0.0/8, ::1 or mapped. */
-export function isLoopbackAddress(addr: string | undefined | null): boolean {
-  if (!addr) return false;
-  let a = addr.toLowerCase();
-  if (a.startsWith('[') && a.endsWith(']')) a = a.slice(1, -1);
-  if (a.startsWith('::ffff:')) a = a.slice(7);
-  if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
-  return isIP(a) === 4 && a.startsWith('127.');
-}
+export { isLoopbackAddress } from './loopback.js';
 
 /** Whether a host name can only mean this machine: `localhost`, `*.localhost` or a loopback address. */
 export function isLoopbackName(host: string): boolean {
   const h = normalizeHost(host);
   return h === 'localhost' || h.endsWith('.localhost') || isLoopbackAddress(h);
-}
-
-/** Whether binding `host` keeps a server on loopback only. */
-export function bindsOnlyLoopback(host: string): boolean {
-  return host === 'localhost' || isLoopbackAddress(host);
 }
 
 function digest(s: string): Buffer {
@@ -114,7 +102,7 @@ export class HostPolicy {
     this.#wildcard = this.#bindHost === '' || this.#bindHost === '0.0.0.0' || this.#bindHost === '::';
     if (!this.#wildcard) {
       this.#allowed.add(this.#bindHost);
-      if (this.#bindHost === 'localhost' || isLoopbackAddress(this.#bindHost)) this.#allowed.add('localhost');
+      if (isLoopbackHost(this.#bindHost)) this.#allowed.add('localhost');
     } else this.#allowed.add('localhost');
   }
 
@@ -169,7 +157,7 @@ export class HostPolicy {
  * machine, whose requests would otherwise look like a local user's.
  */
 export function checkAllowedHosts(bindHost: string, allowedHosts: readonly string[], proxy: TrustedProxy | undefined, what: string): void {
-  if (proxy || !bindsOnlyLoopback(bindHost)) return;
+  if (proxy || !isLoopbackHost(bindHost)) return;
   for (const h of allowedHosts) {
     if (h !== '*' && isLoopbackName(h)) continue;
     throw invalidOption(

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Channel } from '../protocol/channel.js';
-import { DispyError, asDispyError, type DispyErrorCode } from '../errors.js';
+import { DispyError, asDispyError, type DispyErrorCode, Errors } from '../errors.js';
 import type { FromScheduler, ToScheduler } from '../protocol/scheduler-messages.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
@@ -149,7 +149,7 @@ export class ClientSession implements ComputationOwner {
   }
 
   #compute(msg: Msg<'compute'>): void {
-    if (this.#ctx.stopping) throw new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down');
+    if (this.#ctx.stopping) throw Errors.schedulerShuttingDown();
     if (this.comps.size >= MAX_COMPUTATIONS_PER_CLIENT) {
       throw new DispyError(
         'DISPY_ERR_BAD_REQUEST',
@@ -224,7 +224,7 @@ export class ClientSession implements ComputationOwner {
 
   #file(msg: Msg<'file-begin' | 'file-chunk'>): void {
     const comp = this.#comp(msg.computeId);
-    if (comp.ended) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${comp.name} is closed`);
+    if (comp.ended) throw Errors.computationClosed(comp.name);
     const max = this.#ctx.maxFileSize;
     if (msg.t === 'file-begin' && max > 0 && msg.size > max) {
       this.#ctx.log.info({ peer: this.peer, name: msg.name, size: msg.size }, 'file transfer refused: too large');

@@ -13,18 +13,20 @@ import os from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import pino, { type Logger } from 'pino';
-import { setDispatchPolicy, DISPATCH_POLICIES, type DispatchPolicy } from '../client/dispatcher.js';
+import { setDispatchPolicy, type DispatchPolicy } from '../client/dispatcher.js';
 import type { JobCluster, JobClusterOptions } from '../client/job-cluster.js';
 import type { ClusterNote } from '../httpd/cluster-view.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
-import { DispyError, invalidOption } from '../errors.js';
+import { DispyError, Errors } from '../errors.js';
 import { FileStore } from '../host/file-store.js';
 import { StateDir } from '../host/state-dir.js';
 import { acceptChannel, refuseConnection, type Channel } from '../protocol/channel.js';
-import { DEFAULT_MAX_FRAME, MIN_MAX_FRAME, SCHEDULER_PORT } from '../protocol/constants.js';
-import { HandshakeGate, checkHandshakeCaps } from '../protocol/handshake-gate.js';
+import { SCHEDULER_PORT } from '../protocol/constants.js';
+import { HandshakeGate } from '../protocol/handshake-gate.js';
 import { toSchedulerSchema, type FromScheduler, type ToScheduler } from '../protocol/scheduler-messages.js';
+import { isLoopbackHost } from '../protocol/loopback.js';
 import { resolveSecret } from '../protocol/secret.js';
+import { missedBeatsMs, SilenceWatch } from '../protocol/silence-watch.js';
 import {
   CLI_NAMES,
   clientCertRefusal,
@@ -40,181 +42,14 @@ import type { SharedComputation } from './shared-computation.js';
 import { ClusterNames } from './cluster-names.js';
 import { parseSchedulerNodes } from './node-scope.js';
 import type { SchedulerContext } from './scheduler-context.js';
+import { CLIENT_PULSE_INTERVAL, checkSchedulerOptions, type SchedulerDaemonOptions } from './scheduler-options.js';
+
+export { CLIENT_PULSE_INTERVAL, type SchedulerDaemonOptions } from './scheduler-options.js';
 
 /** The scheduler's record in its state directory. */
 const PID_FILE = 'scheduler.json';
-
-export interface SchedulerDaemonOptions {
-  /**
-   * The nodes to share: host names, IP addresses or wildcards, each optionally with `:PORT`.
-   * A wildcard finds nodes by UDP discovery on the interface of `host`; a loopback `host` sends
-   * no UDP, so a loopback scheduler must list its nodes.
-   * @default ['*']
-   * @example nodes: ['127.0.0.2', '127.0.0.3:9801']
-   */
-  nodes?: string[];
-  /**
-   * Address clients connect to; also the interface nodes are discovered on.
-   * @default '127.0.0.1'
-   * @example host: '192.0.2.10'
-   */
-  host?: string;
-  /**
-   * Port for clients (0 = any free one).
-   * @default 9702
-   * @example port: 9802
-   */
-  port?: number;
-  /**
-   * Name the scheduler tells clients.
-   * @default os.hostname()
-   * @example name: 'lab-scheduler'
-   */
-  name?: string;
-  /**
-   * Shared secret of the nodes.
-   * @default the per-user secret file
-   * @example nodeSecret: process.env.DISPYTS_NODE_SECRET
-   */
-  nodeSecret?: string;
-  /**
-   * Secret clients authenticate with.
-   * @default the per-user secret file
-   * @example clusterSecret: process.env.DISPYTS_CLUSTER_SECRET
-   */
-  clusterSecret?: string;
-  /**
-   * TLS toward nodes: this scheduler's client certificate (PEM).
-   * @default undefined
-   * @example nodeCertFile: '/etc/dispyts/scheduler-client-cert.pem'
-   */
-  nodeCertFile?: string;
-  /**
-   * TLS toward nodes: its private key.
-   * @default undefined (the key in `nodeCertFile`)
-   * @example nodeKeyFile: '/etc/dispyts/scheduler-client-key.pem'
-   */
-  nodeKeyFile?: string;
-  /**
-   * TLS toward nodes: CA certificate(s) the nodes' certificates chain to; turns TLS on.
-   * @default undefined
-   * @example nodeCaFile: '/etc/dispyts/node-ca.pem'
-   */
-  nodeCaFile?: string;
-  /**
-   * TLS toward clients: the scheduler's certificate (PEM); serve TLS only.
-   * @default undefined
-   * @example certFile: '/etc/dispyts/scheduler-cert.pem'
-   */
-  certFile?: string;
-  /**
-   * TLS toward clients: its private key.
-   * @default undefined (the key in `certFile`)
-   * @example keyFile: '/etc/dispyts/scheduler-key.pem'
-   */
-  keyFile?: string;
-  /**
-   * TLS toward clients: require client certificates signed by a CA in this file.
-   * @default undefined
-   * @example caFile: '/etc/dispyts/client-ca.pem'
-   */
-  caFile?: string;
-  /**
-   * Seconds between heartbeats: asked of nodes (one silent for 5 of them is declared dead) and
-   * sent to clients.
-   * @default undefined (every 10 s; a node silent for 50 s is declared dead)
-   * @example pulseInterval: 2
-   */
-  pulseInterval?: number;
-  /**
-   * Seconds between re-discoveries of nodes.
-   * @default undefined (off)
-   * @example pingInterval: 60
-   */
-  pingInterval?: number;
-  /**
-   * Seconds a vanished client's computations keep running before they are closed.
-   * @default 3600
-   * @example zombieInterval: 600
-   */
-  zombieInterval?: number;
-  /**
-   * Largest file a client may send, in bytes (0 = unlimited).
-   * @default 0
-   * @example maxFileSize: 100 * 1024 * 1024   // 100 MiB
-   */
-  maxFileSize?: number;
-  /**
-   * Largest message (frame) accepted from a client or sent to one, in bytes; announced to
-   * clients. A job whose result does not fit ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE
-   * naming both sizes. At least 64 KiB.
-   * @default 67108864 (64 MiB)
-   * @example maxMessageSize: 256 * 1024 * 1024
-   */
-  maxMessageSize?: number;
-  /**
-   * Client connections that may be in their handshake (not yet authenticated) at once; more
-   * are closed at once (logged once per address a minute).
-   * @default 64
-   * @example maxHandshakes: 256
-   */
-  maxHandshakes?: number;
-  /**
-   * Of those, how many may come from one address.
-   * @default 8
-   * @example maxHandshakesPerPeer: 32
-   */
-  maxHandshakesPerPeer?: number;
-  /**
-   * Where clients' files are kept.
-   * @default `${os.tmpdir()}/dispyts/scheduler`
-   * @example destPathPrefix: '/var/lib/dispyts/scheduler'
-   */
-  destPathPrefix?: string;
-  /**
-   * Delete what a previous scheduler at this address left under `destPathPrefix`.
-   * @default false
-   * @example clean: true
-   */
-  clean?: boolean;
-  /**
-   * Which computation gets each free CPU: `fsfs` the one whose earliest queued job was submitted
-   * first, `fair` the one served least recently, `early` the one created first.
-   * @default 'fsfs'
-   * @example policy: 'fair'
-   */
-  policy?: 'fsfs' | 'fair' | 'early';
-  /**
-   * Let any computation (not only exclusive ones) change its nodes' CPUs.
-   * @default false
-   * @example cooperative: true
-   */
-  cooperative?: boolean;
-  /**
-   * Allow a non-loopback `host` without a cluster secret.
-   * @default false
-   * @example insecure: true
-   */
-  insecure?: boolean;
-  /**
-   * Closed clusters the HTTP server keeps showing (the oldest go first).
-   * @default 16
-   * @example keepClosed: 50
-   */
-  keepClosed?: number;
-  /**
-   * pino level.
-   * @default 'info'
-   * @example logLevel: 'debug'
-   */
-  logLevel?: string;
-  /**
-   * A logger to use instead of a new one on stderr.
-   * @default undefined (a new pino logger on stderr at `logLevel`)
-   * @example logger: pino({ level: 'debug' })
-   */
-  logger?: Logger;
-}
+/** How often (ms) clients are checked for silence. */
+const SILENCE_CHECK_MS = 500;
 
 type SchedulerEvents = {
   /** An internal cluster started: show it (`exclusive` as its computation). */
@@ -225,19 +60,7 @@ type SchedulerEvents = {
   'cluster-removed': [JobCluster];
 };
 
-/** Default seconds between the scheduler's heartbeats to clients. */
-export const CLIENT_PULSE_INTERVAL = 10;
-
 const NODE_TLS_NAMES: TlsOptionNames = { certFile: '--node-cert-file', keyFile: '--node-key-file', caFile: '--node-ca-file' };
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
-
-function seconds(name: string, v: number | undefined, min: number, max: number): void {
-  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max))
-    throw invalidOption(name, `seconds from ${min} to ${max}`, v);
-}
 
 export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   readonly schedulerId = randomBytes(12).toString('hex');
@@ -272,7 +95,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
   #files: FileStore | null = null;
   #server: net.Server | null = null;
   #timers: NodeJS.Timeout[] = [];
-  #lastSilenceCheck = Date.now();
+  readonly #silence = new SilenceWatch({ roundMs: SILENCE_CHECK_MS });
   #stopping: Promise<void> | null = null;
   #resolveStopped!: () => void;
   readonly #ctx: SchedulerContext;
@@ -284,34 +107,9 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.port = opts.port ?? SCHEDULER_PORT;
     this.name = opts.name ?? os.hostname();
     this.log = opts.logger ?? pino({ level: opts.logLevel ?? 'info', base: { scheduler: this.host } }, pino.destination(2));
-    if (!Number.isInteger(this.port) || this.port < 0 || this.port > 65535)
-      throw invalidOption('port', 'an integer from 0 to 65535', this.port);
-    if (!isLoopback(this.host) && !opts.clusterSecret && !opts.insecure) {
-      throw new DispyError(
-        'DISPY_ERR_INSECURE',
-        `refusing to serve clients on ${this.host || 'all interfaces'} without --cluster-secret (pass --insecure to use the per-user secret file anyway)`,
-      );
-    }
-    seconds('pulseInterval', opts.pulseInterval, 0.1, 1000);
-    seconds('pingInterval', opts.pingInterval, 1, 1000);
-    if (
-      opts.zombieInterval !== undefined &&
-      !(typeof opts.zombieInterval === 'number' && Number.isFinite(opts.zombieInterval) && opts.zombieInterval > 0)
-    ) {
-      throw invalidOption('zombieInterval', 'a positive number of seconds', opts.zombieInterval);
-    }
-    if (opts.maxFileSize !== undefined && !(Number.isInteger(opts.maxFileSize) && opts.maxFileSize >= 0))
-      throw invalidOption('maxFileSize', 'a number of bytes >= 0', opts.maxFileSize);
-    if (opts.keepClosed !== undefined && !(Number.isInteger(opts.keepClosed) && opts.keepClosed >= 0))
-      throw invalidOption('keepClosed', 'an integer >= 0', opts.keepClosed);
-    const max = opts.maxMessageSize ?? DEFAULT_MAX_FRAME;
-    if (!(Number.isInteger(max) && max >= MIN_MAX_FRAME && max <= 0xffffffff))
-      throw invalidOption('maxMessageSize', `a number of bytes from ${MIN_MAX_FRAME} to 4 GiB`, opts.maxMessageSize);
-    this.maxMessageSize = max;
-    checkHandshakeCaps(opts);
+    this.maxMessageSize = checkSchedulerOptions(opts, this.host, this.port);
     this.#gate = new HandshakeGate({ max: opts.maxHandshakes, perPeer: opts.maxHandshakesPerPeer, log: this.log, what: 'scheduler' });
     this.policy = opts.policy ?? 'fsfs';
-    if (!DISPATCH_POLICIES.includes(this.policy)) throw invalidOption('policy', "'fsfs', 'fair' or 'early'", this.policy);
     this.cooperative = opts.cooperative ?? false;
     this.nodes = parseSchedulerNodes(opts.nodes?.length ? opts.nodes : ['*']);
     this.#clientPulse = opts.pulseInterval ?? CLIENT_PULSE_INTERVAL;
@@ -434,8 +232,9 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
     this.port = (server.address() as net.AddressInfo).port;
     this.#writePidFile();
     this.#timers.push(setInterval(() => this.#pulse(), this.#clientPulse * 1000));
-    this.#timers.push(setInterval(() => this.#checkSilence(), 500));
-    if (isLoopback(this.host) && this.nodes.every((n) => n.isWildcard)) {
+    this.#silence.reset();
+    this.#timers.push(setInterval(() => this.#checkSilence(), SILENCE_CHECK_MS));
+    if (isLoopbackHost(this.host) && this.nodes.every((n) => n.isWildcard)) {
       this.log.warn(
         { nodes: this.nodes.map((n) => n.host) },
         'a scheduler on a loopback address discovers no nodes (no UDP there): give --node with their addresses',
@@ -537,7 +336,7 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
       return;
     }
     if (this.#stopping !== null) {
-      ch.close(new DispyError('DISPY_ERR_CONNECTION', 'the scheduler is shutting down'));
+      ch.close(Errors.schedulerShuttingDown());
       return;
     }
     const session = new ClientSession(this.#ctx, ch, (computeId) => this.#findComputation(computeId));
@@ -581,24 +380,18 @@ export class SchedulerDaemon extends EventEmitter<SchedulerEvents> {
 
   /** A client silent for 5 of its heartbeat intervals is treated as gone. */
   #checkSilence(): void {
-    const now = Date.now();
-    const late = now - this.#lastSilenceCheck > 2000;
-    this.#lastSilenceCheck = now;
     for (const z of this.#zombies) if ([...z.comps.values()].every((c) => c.state === 'closed')) this.#zombies.delete(z);
-    for (const s of [...this.#sessions]) {
-      if (s.beatEvery <= 0) continue;
-      // This timer itself ran late (the process was paused): the silence was ours, not theirs.
-      if (late) s.lastHeard = Math.max(s.lastHeard, now);
-      const silent = now - s.lastHeard;
-      if (silent > Math.max(1000, 5 * s.beatEvery * 1000)) {
+    this.#silence.round(this.#sessions, {
+      heard: (s) => s,
+      limitMs: (s) => (s.beatEvery <= 0 ? Number.POSITIVE_INFINITY : Math.max(1000, missedBeatsMs(s.beatEvery))),
+      gone: (s, silent) =>
         s.channel.close(
           new DispyError(
             'DISPY_ERR_TIMEOUT',
             `client ${s.peer} sent nothing for ${(silent / 1000).toFixed(1)} s (5 × its heartbeat interval)`,
           ),
-        );
-      }
-    }
+        ),
+    });
   }
 
   // ---- shutdown ----

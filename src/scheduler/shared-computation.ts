@@ -14,7 +14,7 @@ import { relayCluster, type RelayCluster } from '../client/relay-cluster.js';
 import type { DispyJob } from '../client/dispy-job.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { JobStatus, isFinal } from '../client/status.js';
-import { DispyError, asDispyError, type DispyErrorCode } from '../errors.js';
+import { DispyError, asDispyError, type DispyErrorCode, Errors, jobException } from '../errors.js';
 import type { FromScheduler, computeSchema, jobEndSchema, nodeOpSchema, sjobSchema } from '../protocol/scheduler-messages.js';
 import { nodeView } from './node-view.js';
 import { scopeNodes } from './node-scope.js';
@@ -66,7 +66,7 @@ export function refusedJob(uid: number, code: DispyErrorCode, message: string): 
     uid,
     status: JobStatus.Cancelled,
     result: null,
-    exception: `DispyError: ${message}`.slice(0, MAX_TEXT * 4),
+    exception: jobException(message).slice(0, MAX_TEXT * 4),
     code,
     stdout: '',
     stderr: '',
@@ -157,7 +157,7 @@ export class SharedComputation {
     if (this.state === 'running') return;
     if (this.state === 'waiting')
       throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
-    if (this.ended) throw new DispyError('DISPY_ERR_CLUSTER_CLOSED', `computation ${this.name} is closed`);
+    if (this.ended) throw Errors.computationClosed(this.name);
     for (const name of this.#requiredFiles()) {
       if (!isFile(join(this.dir, name)))
         throw new DispyError(
@@ -355,7 +355,7 @@ export class SharedComputation {
     const generic =
       job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
     const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
-    const exception = byUs ? `${job.exception ?? 'DispyError: job ended'} (${this.#note!.reason})` : job.exception;
+    const exception = byUs ? `${job.exception ?? jobException('job ended')} (${this.#note!.reason})` : job.exception;
     this.#toOwner(
       this.#fitEnd({
         t: 'job-end',
@@ -391,7 +391,7 @@ export class SharedComputation {
         status: JobStatus.Terminated,
         result: null,
         code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
-        exception: `DispyError: the job's result encodes to ${bytes} bytes, more than the scheduler's maximum message size of ${max} bytes (--max-message-size)`,
+        exception: jobException(Errors.resultTooLarge(bytes, "the scheduler's", max).message),
       };
     }
     if (endBytes(out) > max) {
