@@ -50,8 +50,10 @@ export const ERROR_CODES = {
 export type DispyErrorCode = keyof typeof ERROR_CODES;
 
 /**
- * Whether a failure with `code` may pass if tried again (a lost or slow connection, a node busy
- * with another client): a node is retried after these, and after nothing else.
+ * Whether a failure with `code` may pass if tried again at once (a lost or slow connection, a node
+ * busy with another client): a job whose send failed so is queued again; any other failure ends
+ * it. (Whether a node whose setup failed is tried again later is a different rule:
+ * `setupRetried` in client/node-session.ts.)
  */
 export function isRetriable(code: DispyErrorCode): boolean {
   const entry = ERROR_CODES[code];

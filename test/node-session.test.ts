@@ -22,7 +22,7 @@ import {
   type SessionState,
   nextState,
   reconnectRefused,
-  retriable,
+  setupRetried,
   retryDelay,
   suspendDeadline,
 } from '../src/client/node-session.js';
@@ -78,9 +78,9 @@ test('which failures end a suspended session, and which attempts are tried again
     'DISPY_ERR_FORBIDDEN',
     'DISPY_ERR_MESSAGE_TOO_LARGE',
   ])
-    assert.equal(retriable(code), false, code);
+    assert.equal(setupRetried(code), false, code);
   for (const code of ['DISPY_ERR_CONNECTION', 'DISPY_ERR_AUTH', 'DISPY_ERR_TLS', 'DISPY_ERR_NODE_BUSY', 'DISPY_ERR_TIMEOUT'])
-    assert.equal(retriable(code), true, code);
+    assert.equal(setupRetried(code), true, code);
 });
 
 // ---- one session, a scripted link, a real ledger ----

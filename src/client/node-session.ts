@@ -75,10 +75,11 @@ export function reconnectRefused(e: DispyError): boolean {
 }
 
 /**
- * Whether a failed attempt is tried again: what is wrong with the program itself does not fix
- * itself; the rest (a node's secret, TLS or version fixed by its admin included) may.
+ * Whether a node whose connection or setup failed is tried again later: what is wrong with the
+ * program itself does not fix itself; the rest (a node's secret, TLS or version fixed by its
+ * admin included) may. (Not `isRetriable` of errors.ts, which is about trying a send again at once.)
  */
-export function retriable(code: string): boolean {
+export function setupRetried(code: string): boolean {
   return ![
     'DISPY_ERR_COMPUTATION',
     'DISPY_ERR_FREE_VARIABLE',

@@ -13,7 +13,7 @@ import { fileOpts, setupFiles } from './job-dispatch.js';
 import type { JobEngine } from './job-engine.js';
 import type { NodeAllocate } from './node-allocate.js';
 import { NodeLink } from './node-link.js';
-import { type DropReason, NodeSession, reconnectRefused, retriable, retryDelay } from './node-session.js';
+import { type DropReason, NodeSession, reconnectRefused, retryDelay, setupRetried } from './node-session.js';
 import { nodeSetupSource } from './per-node-options.js';
 import { writeRecoverFile } from './recover-jobs.js';
 import { NodeStatus } from './status.js';
@@ -226,7 +226,7 @@ export class NodeSessions {
   /**
    * An attempt failed: the reason is kept (and reported once per kind), a suspended session
    * whose address refuses is dropped, and the address is tried again unless the failure is the
-   * program's own (retriable). A node that closed the computation at setup says Closed.
+   * program's own (setupRetried). A node that closed the computation at setup says Closed.
    */
   #failed(ip: string, port: number, spec: NodeAllocate, failures: number, link: NodeLink | null, err: unknown): void {
     const e = this.#e;
@@ -254,7 +254,7 @@ export class NodeSessions {
       this.#lastError.set(ip, de.code);
       e.emitError(new DispyError(de.code, `node ${ip}:${port}: ${de.message}`, { cause: de }));
     }
-    if (retriable(de.code)) this.#retry(ip, port, spec, failures + 1);
+    if (setupRetried(de.code)) this.#retry(ip, port, spec, failures + 1);
   }
 
   #retry(ip: string, port: number, spec: NodeAllocate, failures: number): void {
