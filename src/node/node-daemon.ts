@@ -28,14 +28,14 @@ import { resolveSecret } from '../protocol/secret.js';
 import { CLI_NAMES, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { ClientRequests } from './client-requests.js';
 import { Computations } from './computations.js';
-import { HostMetrics, platformString } from './host-metrics.js';
+import { HostMetrics } from './host-metrics.js';
 import { NodeAnnouncer } from './node-announcer.js';
 import type { ClientChannel, NodeContext } from './node-context.js';
 import { NodeFront } from './node-front.js';
 import { checkNodeOptions, resolveCpus, type NodeDaemonOptions } from './node-options.js';
 import { NodeControls } from './node-controls.js';
 import { KILLED, NodeScheduler, type SchedulerHost } from './node-scheduler.js';
-import { clientStatus, type NodeDaemonStatus } from './node-status.js';
+import { type NodeDaemonStatus, infoMessage, nodeStatus, pulseMessage } from './node-status.js';
 import { ResultOutbox } from './result-outbox.js';
 import { NodeExtras } from './node-extras.js';
 import { FileRelay } from './send-file-relay.js';
@@ -324,21 +324,7 @@ export class NodeDaemon {
   }
 
   #info(): NodeMessage {
-    return {
-      t: 'info',
-      nodeId: this.nodeId,
-      name: this.name,
-      ipAddr: this.host,
-      port: this.port,
-      machineCpus: this.machineCpus,
-      cpus: this.cpus,
-      cpuLimit: this.cpuLimit,
-      draining: this.draining,
-      platform: platformString(),
-      availInfo: this.#metrics.sample(),
-      busy: this.#owner !== null,
-      maxMessageSize: this.maxMessageSize,
-    };
+    return infoMessage(this, this.#metrics.sample(), this.#owner !== null);
   }
 
   #release(owner: ServedClient): void {
@@ -397,26 +383,8 @@ export class NodeDaemon {
 
   /** A read-only picture of the node for its page: CPUs, its client, running jobs, uptime. */
   status(): NodeDaemonStatus {
-    const scheduler = this.#parts?.scheduler;
-    return {
-      host: this.host,
-      port: this.port,
-      name: this.name,
-      nodeId: this.nodeId,
-      platform: platformString(),
-      tls: this.tls,
-      machineCpus: this.machineCpus,
-      cpus: this.cpus,
-      cpuLimit: this.cpuLimit,
-      busy: scheduler?.busyJobs() ?? 0,
-      running: scheduler?.running ?? 0,
-      queued: scheduler?.queued ?? 0,
-      draining: this.draining,
-      stopping: this.#stopping !== null,
-      startTime: this.startTime,
-      served: this.#served,
-      ...clientStatus(this.#owner),
-    };
+    const now = { scheduler: this.#parts?.scheduler, owner: this.#owner, served: this.#served, stopping: this.#stopping !== null };
+    return nodeStatus(this, now);
   }
 
   // ---- heartbeats ----
@@ -434,14 +402,7 @@ export class NodeDaemon {
   #pulse(): void {
     const owner = this.#owner;
     if (!owner) return;
-    const msg: NodeMessage = {
-      t: 'pulse',
-      availInfo: this.#metrics.sample(),
-      busy: this.#parts?.scheduler.running ?? 0,
-      cpus: this.cpus,
-      cpuLimit: this.cpuLimit,
-      draining: this.draining,
-    };
+    const msg = pulseMessage(this, this.#metrics.sample(), this.#parts?.scheduler.running ?? 0);
     for (const ch of owner.channels) ch.send(msg);
   }
 
