@@ -11,16 +11,15 @@
  * (node-front.ts), the client it serves (served-client.ts) and its requests (client-requests.ts),
  * the computation registry (computations.ts), the job scheduler (node-scheduler.ts), the result
  * outbox (result-outbox.ts), the runners (runner-pool.ts, runner.ts) and the state directory
- * (host/state-dir.ts). docs/architecture.md follows a job through them.
+ * (node-record.ts, host/state-dir.ts). docs/architecture.md follows a job through them.
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { DispyError } from '../errors.js';
+import type { DispyError } from '../errors.js';
 import { FileStore } from '../host/file-store.js';
-import { Orphans, StateDir, type NodeRecord } from '../host/state-dir.js';
 import { NODE_PORT } from '../protocol/constants.js';
 import { HandshakeGate } from '../protocol/handshake-gate.js';
 import type { NodeMessage } from '../protocol/messages.js';
@@ -32,6 +31,7 @@ import { HostMetrics } from './host-metrics.js';
 import { NodeAnnouncer } from './node-announcer.js';
 import type { ClientChannel, NodeContext } from './node-context.js';
 import { NodeFront } from './node-front.js';
+import { NodeStateRecord } from './node-record.js';
 import { checkNodeOptions, resolveCpus, type NodeDaemonOptions } from './node-options.js';
 import { NodeControls } from './node-controls.js';
 import { KILLED, NodeScheduler, type SchedulerHost } from './node-scheduler.js';
@@ -47,9 +47,6 @@ import { warmUpServer } from '../protocol/warm-up.js';
 
 export { resolveCpus, type NodeDaemonOptions } from './node-options.js';
 export type { NodeDaemonStatus } from './node-status.js';
-
-/** The daemon's record in its state directory. */
-const PID_FILE = 'daemon.json';
 
 /** The parts of a started daemon. */
 interface Parts {
@@ -83,9 +80,8 @@ export class NodeDaemon {
   readonly #tls: TlsMaterial | null;
   readonly #prefix: string;
   readonly #metrics: HostMetrics;
-  #stateDir: StateDir<NodeRecord> | null = null;
-  /** Job processes of a previous daemon here, not killed (no --clean). */
-  #orphans: Orphans | null = null;
+  /** Its state directory and record there (node-record.ts), once started. */
+  #record: NodeStateRecord | null = null;
   /** Set once started. */
   #parts: Parts | null = null;
   #owner: ServedClient | null = null;
@@ -132,9 +128,11 @@ export class NodeDaemon {
 
   /** Starts runners and listens; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
-    this.#stateDir = this.#prepareStateDir();
-    const files = new FileStore(this.#stateDir.path, this.#opts.maxFileSize ?? 0, this.log);
-    const undelivered = new UndeliveredStore(join(this.#stateDir.path, 'undelivered'), this.log, this.#opts.undelivered);
+    // The node's directory under the prefix is named for its address (its identity).
+    this.#record = new NodeStateRecord({ prefix: this.#prefix, host: this.host, clean: this.#opts.clean ?? false, log: this.log });
+    const dir = this.#record.path;
+    const files = new FileStore(dir, this.#opts.maxFileSize ?? 0, this.log);
+    const undelivered = new UndeliveredStore(join(dir, 'undelivered'), this.log, this.#opts.undelivered);
     const pool = new RunnerPool({
       size: this.cpus,
       log: this.log,
@@ -272,37 +270,10 @@ export class NodeDaemon {
     return !this.#tls ? 'off' : this.#tls.ca ? 'mutual' : 'tls';
   }
 
-  // ---- state directory and --clean ----
-
-  /**
-   * The node's directory under the prefix is named for its address (its identity). A live
-   * daemon already recorded there stops us; what a dead one's jobs left behind is reported, or
-   * killed with `--clean` (host/state-dir.ts).
-   */
-  #prepareStateDir(): StateDir<NodeRecord> {
-    return new StateDir<NodeRecord>({
-      prefix: this.#prefix,
-      host: this.host,
-      command: 'node',
-      file: PID_FILE,
-      clean: this.#opts.clean ? 'if-recorded' : false,
-      log: this.log,
-      held: (pid) =>
-        new DispyError(
-          'DISPY_ERR_INVALID_OPTION',
-          `another dispyts node (pid ${pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`,
-        ),
-      leftBehind: (previous) => (this.#orphans = new Orphans(this.host, previous, this.#opts.clean ?? false, this.log)),
-    });
-  }
+  // ---- state directory and --clean (node-record.ts) ----
 
   #writePidFile(): void {
-    this.#stateDir?.record({
-      port: this.port,
-      tag: this.tag,
-      runners: [...(this.#parts?.pool.pids() ?? []), ...(this.#orphans?.runners ?? [])],
-      ...(this.#orphans?.tags.length ? { orphanTags: this.#orphans.tags } : {}),
-    });
+    this.#record?.write(this.port, this.tag, this.#parts?.pool.pids() ?? []);
   }
 
   // ---- connections and the served client ----
@@ -432,10 +403,7 @@ export class NodeDaemon {
       ch.send({ t: 'closing', reason: `node ${this.host} is shutting down (${reason})` });
       ch.end();
     }
-    if (this.#stateDir) {
-      if (this.#orphans?.prune()) this.#writePidFile();
-      else this.#stateDir.remove();
-    }
+    if (this.#record?.close()) this.#writePidFile();
     this.log.info('node stopped');
     this.#resolveStopped();
   }
