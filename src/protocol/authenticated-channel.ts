@@ -15,7 +15,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type net from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { ZodType } from 'zod';
-import { DispyError, asDispyError } from '../errors.js';
+import { DispyError, type DispyErrorCode, asDispyError } from '../errors.js';
 import { DEFAULT_MAX_FRAME, MAC_BYTES, PRE_AUTH_MAX_FRAME } from './constants.js';
 import { FrameDecoder, encodeFrame } from './frame.js';
 import type { HandshakeMessage } from './messages.js';
@@ -356,27 +356,23 @@ export class Channel<In, Out = unknown> extends EventEmitter<ChannelEvents<In>> 
   }
 
   /** Client side of the handshake; resolves with the server's hello. */
-  async handshakeAsClient(secret: Buffer, clientId: string, timeoutSec: number): Promise<void> {
-    const timer = this.#armTimeout(timeoutSec);
-    try {
-      await clientHandshake(this.#handshakeIO(secret, true), secret, clientId);
-    } catch (err) {
-      const e = asDispyError(err, 'DISPY_ERR_AUTH');
-      this.close(e);
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
+  handshakeAsClient(secret: Buffer, clientId: string, timeoutSec: number): Promise<void> {
+    return this.#handshake(timeoutSec, 'DISPY_ERR_AUTH', () => clientHandshake(this.#handshakeIO(secret, true), secret, clientId));
   }
 
   /** Server side of the handshake. */
-  async handshakeAsServer(secret: Buffer, role: 'node' | 'scheduler', timeoutSec: number): Promise<void> {
+  handshakeAsServer(secret: Buffer, role: 'node' | 'scheduler', timeoutSec: number): Promise<void> {
     this.#server = true;
+    return this.#handshake(timeoutSec, 'DISPY_ERR_BAD_FRAME', () => serverHandshake(this.#handshakeIO(secret, false), secret, role));
+  }
+
+  /** Runs one side's handshake steps within `timeoutSec`; a failure closes the channel (`fallback`: its code if it has none). */
+  async #handshake(timeoutSec: number, fallback: DispyErrorCode, steps: () => Promise<void>): Promise<void> {
     const timer = this.#armTimeout(timeoutSec);
     try {
-      await serverHandshake(this.#handshakeIO(secret, false), secret, role);
+      await steps();
     } catch (err) {
-      const e = asDispyError(err, 'DISPY_ERR_BAD_FRAME');
+      const e = asDispyError(err, fallback);
       this.close(e);
       throw e;
     } finally {
