@@ -7,34 +7,35 @@
  * (host/process-tag.ts).
  *
  * This file is the daemon's façade: its options (node-options.ts), start and stop, status and
- * the admin surface of its page (CPU limit, drain), heartbeats. The parts: the network front
+ * the admin surface of its page (CPU limit, drain: node-controls.ts), heartbeats. The parts: the network front
  * (node-front.ts), the client it serves (served-client.ts) and its requests (client-requests.ts),
  * the computation registry (computations.ts), the job scheduler (node-scheduler.ts), the result
  * outbox (result-outbox.ts), the runners (runner-pool.ts, runner.ts) and the state directory
- * (host/state-dir.ts). docs/architecture.md follows a job through them.
+ * (node-record.ts, host/state-dir.ts). docs/architecture.md follows a job through them.
  */
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { DispyError, invalidOption } from '../errors.js';
+import type { DispyError } from '../errors.js';
 import { FileStore } from '../host/file-store.js';
-import { Orphans, StateDir, type NodeRecord } from '../host/state-dir.js';
 import { NODE_PORT } from '../protocol/constants.js';
 import { HandshakeGate } from '../protocol/handshake-gate.js';
 import type { NodeMessage } from '../protocol/messages.js';
 import { resolveSecret } from '../protocol/secret.js';
 import { CLI_NAMES, loadTls, type TlsMaterial } from '../protocol/tls.js';
 import { ClientRequests } from './client-requests.js';
-import { Computations, compSettled } from './computations.js';
-import { HostMetrics, platformString } from './host-metrics.js';
+import { Computations } from './computations.js';
+import { HostMetrics } from './host-metrics.js';
 import { NodeAnnouncer } from './node-announcer.js';
 import type { ClientChannel, NodeContext } from './node-context.js';
 import { NodeFront } from './node-front.js';
+import { NodeStateRecord } from './node-record.js';
 import { checkNodeOptions, resolveCpus, type NodeDaemonOptions } from './node-options.js';
-import { KILLED, NodeScheduler, type NodeJob, type SchedulerHost, type Unstarted } from './node-scheduler.js';
-import { clientStatus, type NodeDaemonStatus } from './node-status.js';
+import { NodeControls } from './node-controls.js';
+import { KILLED, NodeScheduler, type SchedulerHost } from './node-scheduler.js';
+import { type NodeDaemonStatus, infoMessage, nodeStatus, pulseMessage } from './node-status.js';
 import { ResultOutbox } from './result-outbox.js';
 import { NodeExtras } from './node-extras.js';
 import { FileRelay } from './send-file-relay.js';
@@ -46,9 +47,6 @@ import { warmUpServer } from '../protocol/warm-up.js';
 
 export { resolveCpus, type NodeDaemonOptions } from './node-options.js';
 export type { NodeDaemonStatus } from './node-status.js';
-
-/** The daemon's record in its state directory. */
-const PID_FILE = 'daemon.json';
 
 /** The parts of a started daemon. */
 interface Parts {
@@ -82,9 +80,8 @@ export class NodeDaemon {
   readonly #tls: TlsMaterial | null;
   readonly #prefix: string;
   readonly #metrics: HostMetrics;
-  #stateDir: StateDir<NodeRecord> | null = null;
-  /** Job processes of a previous daemon here, not killed (no --clean). */
-  #orphans: Orphans | null = null;
+  /** Its state directory and record there (node-record.ts), once started. */
+  #record: NodeStateRecord | null = null;
   /** Set once started. */
   #parts: Parts | null = null;
   #owner: ServedClient | null = null;
@@ -95,10 +92,8 @@ export class NodeDaemon {
   #idleTimer: NodeJS.Timeout | null = null;
   #announcer: NodeAnnouncer | null = null;
   #stopping: Promise<void> | null = null;
-  /** Set by setDraining(true): no job starts and no new client is served until cleared. */
-  #draining = false;
-  /** CPUs the node runs jobs on now (setCpuLimit); null = all of `cpus`. */
-  #cpuLimit: number | null = null;
+  /** CPU limit and draining, set from the node's page (node-controls.ts). */
+  readonly #controls: NodeControls;
   /** Resolves when the daemon has stopped (signal, `--serve` reached, or stop()). */
   readonly stopped: Promise<void>;
   #resolveStopped!: () => void;
@@ -121,13 +116,23 @@ export class NodeDaemon {
     // Unreadable or unusable TLS files stop the daemon here, before it listens.
     this.#tls = loadTls({ certFile: opts.certFile, keyFile: opts.keyFile, caFile: opts.caFile }, 'node', CLI_NAMES);
     this.stopped = new Promise((r) => (this.#resolveStopped = r));
+    this.#controls = new NodeControls({
+      host: this.host,
+      cpus: this.cpus,
+      log: this.log,
+      owner: () => this.#owner,
+      parts: () => this.#parts,
+      pulse: () => this.#pulse(),
+    });
   }
 
   /** Starts runners and listens; resolves with the bound address. */
   async start(): Promise<{ host: string; port: number }> {
-    this.#stateDir = this.#prepareStateDir();
-    const files = new FileStore(this.#stateDir.path, this.#opts.maxFileSize ?? 0, this.log);
-    const undelivered = new UndeliveredStore(join(this.#stateDir.path, 'undelivered'), this.log, this.#opts.undelivered);
+    // The node's directory under the prefix is named for its address (its identity).
+    this.#record = new NodeStateRecord({ prefix: this.#prefix, host: this.host, clean: this.#opts.clean ?? false, log: this.log });
+    const dir = this.#record.path;
+    const files = new FileStore(dir, this.#opts.maxFileSize ?? 0, this.log);
+    const undelivered = new UndeliveredStore(join(dir, 'undelivered'), this.log, this.#opts.undelivered);
     const pool = new RunnerPool({
       size: this.cpus,
       log: this.log,
@@ -188,7 +193,7 @@ export class NodeDaemon {
         return daemon.#stopping !== null;
       },
       get draining() {
-        return daemon.#draining;
+        return daemon.#controls.draining;
       },
       get clientAway() {
         return daemon.#owner?.channels.size === 0;
@@ -201,7 +206,7 @@ export class NodeDaemon {
         job.end();
         outbox.finished(job, done);
       },
-      unstarted: (job, why) => this.#unstarted(job, why),
+      unstarted: (job, why) => this.#controls.unstarted(job, why),
       polite: {
         ask: (job, grace) => extras.polite.ask(job, grace),
         stop: (job, runner, uid, kill) => extras.polite.stop(job, runner as Runner, uid, kill),
@@ -219,7 +224,7 @@ export class NodeDaemon {
         return daemon.#stopping !== null;
       },
       get draining() {
-        return daemon.#draining;
+        return daemon.#controls.draining;
       },
       get owner() {
         return daemon.#owner;
@@ -265,37 +270,10 @@ export class NodeDaemon {
     return !this.#tls ? 'off' : this.#tls.ca ? 'mutual' : 'tls';
   }
 
-  // ---- state directory and --clean ----
-
-  /**
-   * The node's directory under the prefix is named for its address (its identity). A live
-   * daemon already recorded there stops us; what a dead one's jobs left behind is reported, or
-   * killed with `--clean` (host/state-dir.ts).
-   */
-  #prepareStateDir(): StateDir<NodeRecord> {
-    return new StateDir<NodeRecord>({
-      prefix: this.#prefix,
-      host: this.host,
-      command: 'node',
-      file: PID_FILE,
-      clean: this.#opts.clean ? 'if-recorded' : false,
-      log: this.log,
-      held: (pid) =>
-        new DispyError(
-          'DISPY_ERR_INVALID_OPTION',
-          `another dispyts node (pid ${pid}) serves ${this.host} with prefix ${this.#prefix}; stop it first`,
-        ),
-      leftBehind: (previous) => (this.#orphans = new Orphans(this.host, previous, this.#opts.clean ?? false, this.log)),
-    });
-  }
+  // ---- state directory and --clean (node-record.ts) ----
 
   #writePidFile(): void {
-    this.#stateDir?.record({
-      port: this.port,
-      tag: this.tag,
-      runners: [...(this.#parts?.pool.pids() ?? []), ...(this.#orphans?.runners ?? [])],
-      ...(this.#orphans?.tags.length ? { orphanTags: this.#orphans.tags } : {}),
-    });
+    this.#record?.write(this.port, this.tag, this.#parts?.pool.pids() ?? []);
   }
 
   // ---- connections and the served client ----
@@ -317,54 +295,7 @@ export class NodeDaemon {
   }
 
   #info(): NodeMessage {
-    return {
-      t: 'info',
-      nodeId: this.nodeId,
-      name: this.name,
-      ipAddr: this.host,
-      port: this.port,
-      machineCpus: this.machineCpus,
-      cpus: this.cpus,
-      cpuLimit: this.cpuLimit,
-      draining: this.#draining,
-      platform: platformString(),
-      availInfo: this.#metrics.sample(),
-      busy: this.#owner !== null,
-      maxMessageSize: this.maxMessageSize,
-    };
-  }
-
-  /** A job that never started leaves the node, and its client is told why. */
-  #unstarted(job: NodeJob, why: Unstarted): void {
-    const outbox = this.#parts!.ctx.outbox;
-    this.#owner?.jobs.delete(job.uid);
-    job.end();
-    if (why === 'cancelled') outbox.cancelled(job);
-    else if (why === 'closing')
-      outbox.send(job, {
-        t: 'nak',
-        uid: job.uid,
-        reason: 'unknown-computation',
-        message: `computation ${job.comp.id} is closing on ${this.host}`,
-      });
-    else outbox.send(job, { t: 'nak', uid: job.uid, reason: 'draining', message: this.#drainingMessage() });
-    compSettled(job.comp);
-  }
-
-  #drainingMessage(): string {
-    return `node ${this.host} is draining: it starts no job until it resumes`;
-  }
-
-  /** Every job waiting in the node's queue goes back to its client (a `nak` saying why). */
-  #returnQueued(reason: 'draining' | 'shutdown', message: string): void {
-    const parts = this.#parts;
-    if (!parts) return;
-    for (const job of parts.scheduler.takeQueued()) {
-      this.#owner?.jobs.delete(job.uid);
-      job.end();
-      parts.ctx.outbox.send(job, { t: 'nak', uid: job.uid, reason, message });
-      compSettled(job.comp);
-    }
+    return infoMessage(this, this.#metrics.sample(), this.#owner !== null);
   }
 
   #release(owner: ServedClient): void {
@@ -399,86 +330,32 @@ export class NodeDaemon {
     this.#idleTimer = null;
   }
 
-  // ---- the node's own page (node-httpd.ts): status, CPUs, drain ----
-
-  /** Jobs queued inside runners that have not started come back to the node's queue. */
-  #reclaimWaiting(): void {
-    for (const comp of this.#owner?.comps.values() ?? []) this.#parts!.scheduler.reclaim(comp);
-  }
+  // ---- the node's own page (node-httpd.ts): status, CPUs, drain (node-controls.ts) ----
 
   /** CPUs the node runs jobs on now (at most `cpus`). */
   get cpuLimit(): number {
-    return this.#cpuLimit ?? this.cpus;
+    return this.#controls.cpuLimit;
   }
 
   /** Whether the node is draining (see setDraining). */
   get draining(): boolean {
-    return this.#draining;
+    return this.#controls.draining;
   }
 
-  /**
-   * Runs jobs on at most `cpus` of the node's CPUs (1 to `cpus`), at once: lowering it lets
-   * running jobs finish and starts no more beyond it; raising it starts waiting jobs. Returns
-   * the new limit.
-   */
+  /** Runs jobs on at most `cpus` (1 to `cpus`) of the node's CPUs, at once; returns the new limit. */
   setCpuLimit(cpus: number): number {
-    if (!Number.isInteger(cpus) || cpus < 1 || cpus > this.cpus)
-      throw invalidOption('cpus', `an integer from 1 to ${this.cpus} (this node's --cpus)`, cpus);
-    const lower = cpus < this.cpuLimit;
-    this.#cpuLimit = cpus === this.cpus ? null : cpus;
-    this.log.info({ cpus }, 'CPU limit changed');
-    if (this.#parts) {
-      if (lower) this.#reclaimWaiting();
-      this.#parts.scheduler.schedule();
-    }
-    // The client shows the node's CPUs and sizes its window by them: it hears at once.
-    this.#pulse();
-    return this.cpuLimit;
+    return this.#controls.setCpuLimit(cpus);
   }
 
-  /**
-   * Drains the node (`true`): running jobs finish, no job starts and no new client is served;
-   * jobs waiting here go back to their client (which runs them elsewhere, or here once the
-   * node resumes) and it sends no more until the node resumes (`false`). Returns the new state.
-   */
+  /** Drains the node (`true`) or resumes it (`false`); returns the new state. */
   setDraining(on: boolean): boolean {
-    if (on === this.#draining) return on;
-    this.#draining = on;
-    this.log.info({ draining: on }, on ? 'node draining: no job starts until it resumes' : 'node resumes serving jobs');
-    if (this.#parts) {
-      if (on) {
-        // Jobs queued inside runners come back to the scheduler as dropped, and go back too.
-        this.#reclaimWaiting();
-        this.#returnQueued('draining', this.#drainingMessage());
-      } else this.#parts.scheduler.schedule();
-    }
-    // Clients stop (or resume) sending jobs here at once.
-    this.#pulse();
-    return on;
+    return this.#controls.setDraining(on);
   }
 
   /** A read-only picture of the node for its page: CPUs, its client, running jobs, uptime. */
   status(): NodeDaemonStatus {
-    const scheduler = this.#parts?.scheduler;
-    return {
-      host: this.host,
-      port: this.port,
-      name: this.name,
-      nodeId: this.nodeId,
-      platform: platformString(),
-      tls: this.tls,
-      machineCpus: this.machineCpus,
-      cpus: this.cpus,
-      cpuLimit: this.cpuLimit,
-      busy: scheduler?.busyJobs() ?? 0,
-      running: scheduler?.running ?? 0,
-      queued: scheduler?.queued ?? 0,
-      draining: this.#draining,
-      stopping: this.#stopping !== null,
-      startTime: this.startTime,
-      served: this.#served,
-      ...clientStatus(this.#owner),
-    };
+    const now = { scheduler: this.#parts?.scheduler, owner: this.#owner, served: this.#served, stopping: this.#stopping !== null };
+    return nodeStatus(this, now);
   }
 
   // ---- heartbeats ----
@@ -496,14 +373,7 @@ export class NodeDaemon {
   #pulse(): void {
     const owner = this.#owner;
     if (!owner) return;
-    const msg: NodeMessage = {
-      t: 'pulse',
-      availInfo: this.#metrics.sample(),
-      busy: this.#parts?.scheduler.running ?? 0,
-      cpus: this.cpus,
-      cpuLimit: this.cpuLimit,
-      draining: this.#draining,
-    };
+    const msg = pulseMessage(this, this.#metrics.sample(), this.#parts?.scheduler.running ?? 0);
     for (const ch of owner.channels) ch.send(msg);
   }
 
@@ -523,20 +393,17 @@ export class NodeDaemon {
     this.#disarmIdleExit();
     // Jobs that never started go back to the client, which runs them elsewhere.
     const shutdown = `node ${this.host} is shutting down`;
-    this.#returnQueued('shutdown', shutdown);
+    this.#controls.returnQueued('shutdown', shutdown);
     // Running jobs are terminated (their client sees Terminated); jobs queued inside runners
     // come back to the scheduler as never started and are refused below.
     this.#parts?.scheduler.terminateAll(KILLED.shutdown(this.host, reason));
     await this.#parts?.pool.close();
-    this.#returnQueued('shutdown', shutdown);
+    this.#controls.returnQueued('shutdown', shutdown);
     for (const ch of this.#parts?.front.channels ?? []) {
       ch.send({ t: 'closing', reason: `node ${this.host} is shutting down (${reason})` });
       ch.end();
     }
-    if (this.#stateDir) {
-      if (this.#orphans?.prune()) this.#writePidFile();
-      else this.#stateDir.remove();
-    }
+    if (this.#record?.close()) this.#writePidFile();
     this.log.info('node stopped');
     this.#resolveStopped();
   }

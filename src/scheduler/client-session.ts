@@ -10,7 +10,9 @@ import { DispyError, asDispyError, type DispyErrorCode, Errors } from '../errors
 import type { FromScheduler, ToScheduler } from '../protocol/scheduler-messages.js';
 import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
-import { SharedComputation, jobFileName, refusedJob } from './shared-computation.js';
+import { jobFileName } from './computation-files.js';
+import { refusedJob } from './job-ends.js';
+import { SharedComputation } from './shared-computation.js';
 import { jobFileAcked } from './job-file-relay.js';
 
 /** Computations one connection may have registered at a time. */

@@ -4,77 +4,31 @@
  * heartbeats, dead nodes, re-runs and the HTTP server come with it), built by relay-cluster.ts. Jobs arrive with their
  * arguments encoded by the client and go back with their results as the node sent them; the
  * cluster's events are relayed, in order, to the owning client.
+ *
+ * Its parts: the cluster built from `compute` (computation-cluster.ts), where its files live
+ * (computation-files.ts), the job-ends it sends (job-ends.ts) and `node-op` (computation-node-op.ts).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import type { ClusterStatusEvent, JobCluster } from '../client/job-cluster.js';
-import { relayCluster, type RelayCluster } from '../client/relay-cluster.js';
+import type { RelayCluster } from '../client/relay-cluster.js';
 import type { DispyJob } from '../client/dispy-job.js';
 import type { NodeAllocate } from '../client/node-allocate.js';
 import { JobStatus, isFinal } from '../client/status.js';
-import { DispyError, asDispyError, type DispyErrorCode, Errors, jobException } from '../errors.js';
-import type { FromScheduler, computeSchema, jobEndSchema, nodeOpSchema, sjobSchema } from '../protocol/scheduler-messages.js';
+import { DispyError, asDispyError, type DispyErrorCode, Errors } from '../errors.js';
+import type { FromScheduler, sjobSchema } from '../protocol/scheduler-messages.js';
+import { type ComputeMessage, computationCluster, requiredFiles } from './computation-cluster.js';
+import { isFile, jobFileName } from './computation-files.js';
+import { type NodeOpMessage, runNodeOp } from './computation-node-op.js';
+import { type AwayEnds, type CloseNote, type JobEnd, MAX_TEXT, finishedJob, fitEnd, keepAway, refusedJob } from './job-ends.js';
 import { nodeView } from './node-view.js';
-import { scopeNodes } from './node-scope.js';
 import type { ComputationOwner, SchedulerContext } from './scheduler-context.js';
 import { relayJobFile } from './job-file-relay.js';
 
-/** Roughly what a kept job-end holds in memory (bytes). */
-function endSize(e: JobEnd): number {
-  return 256 + (e.result?.length ?? 0) + (e.exception?.length ?? 0) + e.stdout.length + e.stderr.length;
-}
-
-/** Bytes a job-end takes in a message, roughly. */
-function endBytes(e: JobEnd): number {
-  return (
-    1024 + (e.result?.byteLength ?? 0) + Buffer.byteLength(e.exception ?? '') + Buffer.byteLength(e.stdout) + Buffer.byteLength(e.stderr)
-  );
-}
-
-/** Whether `path` is a regular file (a file the client sent completely; never a link). */
-function isFile(path: string): boolean {
-  try {
-    return lstatSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** Where the scheduler keeps job `uid`'s per-job file `name`, inside its computation's directory. */
-export function jobFileName(uid: number, name: string): string {
-  return `.jobs/${uid}/${name}`;
-}
-
-export type ComputeMessage = z.infer<typeof computeSchema>;
 export type SchedulerJobMessage = z.infer<typeof sjobSchema>;
-export type NodeOpMessage = z.infer<typeof nodeOpSchema>;
-type JobEnd = z.infer<typeof jobEndSchema>;
-
-const MAX_TEXT = 1024 * 1024;
-/** Job-ends kept for a client that is away, at most (count, and bytes of results and output). */
-const MAX_AWAY_ENDS = 100_000;
-const MAX_AWAY_BYTES = 256 * 1024 * 1024;
 
 export type ComputationState = 'registered' | 'waiting' | 'running' | 'closing' | 'closed';
-
-/** A job-end for a job that never reached a node (refused, or dropped before it ran). */
-export function refusedJob(uid: number, code: DispyErrorCode, message: string): JobEnd {
-  return {
-    t: 'job-end',
-    uid,
-    status: JobStatus.Cancelled,
-    result: null,
-    exception: jobException(message).slice(0, MAX_TEXT * 4),
-    code,
-    stdout: '',
-    stderr: '',
-    ip: null,
-    startTime: null,
-    endTime: Date.now(),
-  };
-}
 
 export interface SharedComputationInit {
   ctx: SchedulerContext;
@@ -115,7 +69,7 @@ export class SharedComputation {
   /** Names of the per-job files kept for a job (client uid), until it ends. */
   readonly #jobFiles = new Map<number, readonly string[]>();
   /** Why the scheduler closed the computation on its own (jobs it ended get this code). */
-  #note: { code: DispyErrorCode; reason: string } | null = null;
+  #note: CloseNote | null = null;
   #closing: Promise<void> | null = null;
   #terminate = false;
   #escalate: (() => void) | null = null;
@@ -123,7 +77,7 @@ export class SharedComputation {
   /** Seconds its client was given to come back, once it was gone (null while it is here). */
   #goneFor: number | null = null;
   /** While its client is gone: the job-ends it missed (bounded), delivered if it resumes. */
-  #away: { ends: JobEnd[]; bytes: number } | null = null;
+  #away: AwayEnds | null = null;
 
   constructor(init: SharedComputationInit) {
     this.#ctx = init.ctx;
@@ -142,13 +96,6 @@ export class SharedComputation {
     return this.state === 'closing' || this.state === 'closed';
   }
 
-  /** Names of the files that must have arrived before it is scheduled. */
-  #requiredFiles(): string[] {
-    const names = new Set(this.#msg.files);
-    if (this.#msg.computation.kind === 'program') names.add(this.#msg.computation.file);
-    return [...names];
-  }
-
   /**
    * `schedule`: checks that every announced file arrived, waits for admission (an exclusive
    * computation until no other one is active), then starts the cluster.
@@ -158,7 +105,7 @@ export class SharedComputation {
     if (this.state === 'waiting')
       throw new DispyError('DISPY_ERR_BAD_REQUEST', `computation ${this.name} is already waiting to be scheduled`);
     if (this.ended) throw Errors.computationClosed(this.name);
-    for (const name of this.#requiredFiles()) {
+    for (const name of requiredFiles(this.#msg)) {
       if (!isFile(join(this.dir, name)))
         throw new DispyError(
           'DISPY_ERR_BAD_REQUEST',
@@ -185,38 +132,15 @@ export class SharedComputation {
   }
 
   #start(): void {
-    const m = this.#msg;
-    const relay = relayCluster(
-      {
-        computation: {
-          computation: m.computation,
-          files: this.#requiredFiles().map((name) => ({ path: join(this.dir, name), name })),
-          setup: m.setup,
-          setupArgs: m.setupArgs,
-          cleanup: m.cleanup,
-          cleanupFiles: m.cleanupFiles,
-          nodeSetup: m.nodeSetup ?? null,
-          destPath: m.destPath,
-          // Nodes keep each client program in runners of its own: this one is the connection
-          // that registered the computation (a key the client cannot choose).
-          program: this.fileKey,
-        },
-        // Files jobs send home go to the program (job-file-relay.ts).
-        jobFile: (job, msg) => {
-          const uid = this.#uids.get(job._uid);
-          if (uid === undefined || this.#away)
-            return Promise.resolve({ offset: 0, error: { code: 'DISPY_ERR_CONNECTION', message: 'the client program is away' } });
-          return relayJobFile(this.owner.key, job.ipAddr ?? '', (m) => this.owner.send(m), msg, uid);
-        },
-      },
-      {
-        ...this.#ctx.clusterOptions(),
-        nodes: this.#nodes,
-        name: this.name,
-        reentrant: m.reentrant,
-        ...(m.maxRuntime > 0 ? { maxRuntime: m.maxRuntime } : {}),
-        ...(m.isolate ? { isolate: m.isolate } : {}),
-        logger: this.#ctx.log.child({ cluster: this.name }),
+    const relay = computationCluster(
+      this.#ctx,
+      { name: this.name, dir: this.dir, fileKey: this.fileKey, msg: this.#msg, nodes: this.#nodes },
+      // Files jobs send home go to the program (job-file-relay.ts).
+      (job, msg) => {
+        const uid = this.#uids.get(job._uid);
+        if (uid === undefined || this.#away)
+          return Promise.resolve({ offset: 0, error: { code: 'DISPY_ERR_CONNECTION', message: 'the client program is away' } });
+        return relayJobFile(this.owner.key, job.ipAddr ?? '', (m) => this.owner.send(m), msg, uid);
       },
     );
     const cluster = relay.cluster;
@@ -351,59 +275,10 @@ export class SharedComputation {
     this.#uids.delete(job._uid);
     this.#jobs.delete(uid);
     this.#dropJobFiles(uid, this.#jobFiles.get(uid));
-    // Ended because the scheduler closed the computation (a node reports that with a generic code).
-    const generic =
-      job._errorCode === null || job._errorCode === 'DISPY_ERR_JOB_TERMINATED' || job._errorCode === 'DISPY_ERR_JOB_CANCELLED';
-    const byUs = this.#note !== null && generic && (status === JobStatus.Cancelled || status === JobStatus.Terminated);
-    const exception = byUs ? `${job.exception ?? jobException('job ended')} (${this.#note!.reason})` : job.exception;
-    this.#toOwner(
-      this.#fitEnd({
-        t: 'job-end',
-        uid,
-        status,
-        result: job.result instanceof Uint8Array ? job.result : null,
-        exception: exception === null ? null : exception.slice(0, MAX_TEXT * 4),
-        code: byUs ? this.#note!.code : job._errorCode,
-        stdout: job.stdout.slice(0, MAX_TEXT * 16),
-        stderr: job.stderr.slice(0, MAX_TEXT * 16),
-        ip: job.ipAddr ?? node?.ipAddr ?? null,
-        startTime: job.startTime,
-        endTime: job.endTime,
-      }),
-    );
+    const end = finishedJob(job, uid, status, node?.ipAddr ?? null, this.#note);
+    this.#toOwner(fitEnd(end, this.#ctx.maxMessageSize, this.#ctx.log, this.name));
     this.owner.jobGone(uid);
   };
-
-  /**
-   * A job-end larger than the client takes (the node's limit may be above the scheduler's): the
-   * result is refused, the job ends Terminated with DISPY_ERR_MESSAGE_TOO_LARGE naming both
-   * sizes, and output is shortened to the room left.
-   */
-  #fitEnd(end: JobEnd): JobEnd {
-    const max = this.#ctx.maxMessageSize;
-    if (endBytes(end) <= max) return end;
-    let out = end;
-    if (out.result && endBytes({ ...out, stdout: '', stderr: '' }) > max) {
-      const bytes = out.result.byteLength;
-      this.#ctx.log.warn({ computation: this.name, uid: end.uid, bytes, max }, 'job result too large for the client: refused');
-      out = {
-        ...out,
-        status: JobStatus.Terminated,
-        result: null,
-        code: 'DISPY_ERR_MESSAGE_TOO_LARGE',
-        exception: jobException(Errors.resultTooLarge(bytes, "the scheduler's", max).message),
-      };
-    }
-    if (endBytes(out) > max) {
-      const room = Math.max(0, Math.floor((max - endBytes({ ...out, stdout: '', stderr: '' })) / 2) - 64);
-      const cut = (text: string): string =>
-        Buffer.byteLength(text) <= room
-          ? text
-          : `${Buffer.from(text).subarray(0, room).toString('utf8')}\n[dispyts: output truncated to fit the scheduler's maximum message size]\n`;
-      out = { ...out, stdout: cut(out.stdout), stderr: cut(out.stderr) };
-    }
-    return out;
-  }
 
   /** `node-op`: the JobCluster method of the same name; resolves to its return value. */
   async nodeOp(msg: NodeOpMessage): Promise<number | number[]> {
@@ -414,59 +289,7 @@ export class SharedComputation {
         `computation ${this.name} is ${this.ended ? 'closed' : 'not scheduled yet'}`,
       );
     }
-    const target = msg.node === undefined ? undefined : typeof msg.node === 'string' ? msg.node : msg.node.host;
-    const need = (): string => {
-      if (target === undefined || target === '')
-        throw new DispyError('DISPY_ERR_BAD_REQUEST', `node-op ${msg.op}: which node? (\`node\` is missing)`);
-      return target;
-    };
-    const opts = { terminatePending: msg.terminatePending ?? false };
-    switch (msg.op) {
-      case 'allocate': {
-        const specs = scopeNodes(this.#ctx.nodes, [msg.node ?? need()]);
-        let result = -1;
-        for (const spec of specs) if ((await cluster.allocateNode(spec)) === 0) result = 0;
-        return result;
-      }
-      case 'deallocate':
-        return cluster.deallocateNode(need());
-      case 'close':
-        return cluster.closeNode(need(), opts);
-      case 'resetup':
-        return cluster.resetupNode(need(), opts);
-      case 'set-cpus': {
-        if (!this.exclusive && !this.#ctx.cooperative) {
-          throw new DispyError(
-            'DISPY_ERR_FORBIDDEN',
-            `set-cpus: computation ${this.name} is not exclusive and this scheduler is not --cooperative, so it may not change a shared node's CPUs (schedule it exclusive, or start the scheduler with --cooperative)`,
-          );
-        }
-        if (msg.cpus === undefined) throw new DispyError('DISPY_ERR_BAD_REQUEST', 'set-cpus: `cpus` is missing');
-        return cluster.setNodeCpus(need(), msg.cpus);
-      }
-      case 'node-jobs': {
-        const jobs = await cluster.nodeJobs(need());
-        const uids: number[] = [];
-        for (const j of jobs) {
-          const uid = this.#uids.get(j._uid);
-          if (uid !== undefined) uids.push(uid);
-        }
-        return uids;
-      }
-      case 'send-file': {
-        if (msg.file === undefined)
-          throw new DispyError('DISPY_ERR_BAD_REQUEST', 'send-file: `file` is missing (send it with file-begin/file-chunk first)');
-        const path = join(this.dir, msg.file);
-        if (!isFile(path))
-          throw new DispyError(
-            'DISPY_ERR_NOT_FOUND',
-            `send-file: the scheduler has no complete file \`${msg.file}\` for computation ${this.name} (send it with file-begin/file-chunk first)`,
-          );
-        return cluster.sendFile(path, need());
-      }
-      case 'discover':
-        return cluster.discoverNodes();
-    }
+    return runNodeOp(this, cluster, this.#ctx, this.#uids, msg);
   }
 
   /**
@@ -475,7 +298,7 @@ export class SharedComputation {
    * vanished, the scheduler stops) cuts short a close that waits. `note` is set when the
    * scheduler closes it on its own: the jobs it ends carry its code, and the client gets `closed`.
    */
-  close(terminate: boolean, note?: { code: DispyErrorCode; reason: string }): Promise<void> {
+  close(terminate: boolean, note?: CloseNote): Promise<void> {
     if (note && !this.#note) this.#note = note;
     if (terminate && !this.#terminate) {
       this.#terminate = true;
@@ -607,14 +430,6 @@ export class SharedComputation {
       this.owner.send(msg);
       return;
     }
-    if (msg.t !== 'job-end') return;
-    away.ends.push(msg);
-    away.bytes += endSize(msg);
-    // Bounded: the oldest go first; a client that resumes sends those jobs again (unknown here).
-    while (away.ends.length > MAX_AWAY_ENDS || (away.bytes > MAX_AWAY_BYTES && away.ends.length > 1)) {
-      const dropped = away.ends.shift()!;
-      away.bytes -= endSize(dropped);
-      this.#ctx.log.warn({ computation: this.name, uid: dropped.uid }, 'result kept for an absent client dropped (too many kept)');
-    }
+    if (msg.t === 'job-end') keepAway(away, msg, this.#ctx.log, this.name);
   }
 }
