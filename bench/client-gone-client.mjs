@@ -10,18 +10,12 @@
  * It dies with its parent (the bench) and gives up after 5 minutes.
  */
 import { JobCluster, JobStatus } from '../dist/index.js';
+import { exitWithParent } from './exit-with-parent.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
-const parent = process.ppid;
-setInterval(() => {
-  try {
-    process.kill(parent, 0);
-  } catch {
-    process.exit(3);
-  }
-}, 500).unref();
+exitWithParent();
 setTimeout(() => process.exit(4), 300_000).unref();
 
 async function sleepJob(s) {

@@ -17,19 +17,13 @@ import { JobCluster, JobStatus } from '../dist/index.js';
 import { connectChannel } from '../dist/protocol/channel.js';
 import { nodeMessageSchema } from '../dist/protocol/messages.js';
 import { resolveSecret } from '../dist/protocol/secret.js';
+import { exitWithParent } from './exit-with-parent.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const MAX_MS = 120_000;
 
-const parent = process.ppid;
-setInterval(() => {
-  try {
-    process.kill(parent, 0);
-  } catch {
-    process.exit(3);
-  }
-}, 500).unref();
+exitWithParent();
 
 const double = (x) => x * 2;
 

@@ -97,6 +97,31 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/**
+ * The `dispyts scheduler` command line the benches use: one node, the bench secret on both
+ * sides; `cli` another tree's CLI for a profile of that tree.
+ */
+export function schedulerArgs(host: string, node: string, prefix: string, cli = CLI): string[] {
+  return [
+    cli,
+    'scheduler',
+    '--host',
+    host,
+    '--port',
+    '0',
+    '--node',
+    node,
+    '--node-secret',
+    BENCH_SECRET,
+    '--cluster-secret',
+    BENCH_SECRET,
+    '--dest-path-prefix',
+    prefix,
+    '--log-level',
+    'warn',
+  ];
+}
+
 /** Spawns a tracked child; it is SIGKILLed by PID if this process exits first. */
 export function spawnTracked(args: string[], opts: { env?: Record<string, string> } = {}): ChildProcess {
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });

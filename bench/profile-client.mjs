@@ -8,6 +8,7 @@
  * sequential submit-and-wait jobs; the window is the timed jobs). It dies with its parent.
  */
 import { pathToFileURL } from 'node:url';
+import { exitWithParent } from './exit-with-parent.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 const { JobCluster } = await import(pathToFileURL(`${cfg.root}/dist/index.js`).href);
@@ -15,14 +16,7 @@ const us = () => Number(process.hrtime.bigint() / 1000n);
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const MAX_MS = 120_000;
 
-const parent = process.ppid;
-setInterval(() => {
-  try {
-    process.kill(parent, 0);
-  } catch {
-    process.exit(3);
-  }
-}, 500).unref();
+exitWithParent();
 
 const double = (x) => x * 2;
 const started = performance.now();

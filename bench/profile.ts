@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BENCH_SECRET, ROOT, log, sleep, stopChild, waitForLine } from './lib.js';
+import { BENCH_SECRET, ROOT, log, schedulerArgs, sleep, stopChild, waitForLine } from './lib.js';
 
 const NODE_HOST = '127.0.0.95';
 const SCHED_HOST = '127.0.0.97';
@@ -258,27 +258,7 @@ async function scheduler(): Promise<void> {
   const dir = join(outDir, row);
   const d = await startDaemon(join(dir, 'daemon'));
   const prefix = mkdtempSync(join(tmpdir(), 'dispyts-prof-sched-'));
-  const sched = start(
-    [
-      cli,
-      'scheduler',
-      '--host',
-      SCHED_HOST,
-      '--port',
-      '0',
-      '--node',
-      `${NODE_HOST}:${d.port}`,
-      '--node-secret',
-      BENCH_SECRET,
-      '--cluster-secret',
-      BENCH_SECRET,
-      '--dest-path-prefix',
-      prefix,
-      '--log-level',
-      'warn',
-    ],
-    join(dir, 'scheduler'),
-  );
+  const sched = start(schedulerArgs(SCHED_HOST, `${NODE_HOST}:${d.port}`, prefix, cli), join(dir, 'scheduler'));
   try {
     const m = await waitForLine(sched, /scheduler ready on [^\s]+:(\d+)/, 30_000, 'scheduler', tail(sched));
     const port = Number(m[1]);

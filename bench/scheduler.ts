@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BENCH_SECRET, CLI, ROOT, log, median, round, spawnTracked, startNode, stopChild, waitForLine } from './lib.js';
+import { BENCH_SECRET, ROOT, log, median, round, schedulerArgs, spawnTracked, startNode, stopChild, waitForLine } from './lib.js';
 import { runThroughputOnce } from './throughput.js';
 
 const CLIENT = join(ROOT, 'test', 'fixtures', 'shared-client.mjs');
@@ -121,24 +121,7 @@ export async function runSchedulerThroughput(opts: {
       directSource = `one direct JobCluster run on this section's node (${opts.jobs} jobs), as the throughput section did not run`;
       log(`scheduler: direct JobCluster ${direct} jobs/s`);
     }
-    const args = [
-      CLI,
-      'scheduler',
-      '--host',
-      opts.schedulerHost,
-      '--port',
-      '0',
-      '--node',
-      `${node.host}:${node.port}`,
-      '--node-secret',
-      BENCH_SECRET,
-      '--cluster-secret',
-      BENCH_SECRET,
-      '--dest-path-prefix',
-      prefix,
-      '--log-level',
-      'warn',
-    ];
+    const args = schedulerArgs(opts.schedulerHost, `${node.host}:${node.port}`, prefix);
     scheduler = spawnTracked(args);
     let schedErr = '';
     scheduler.stderr!.setEncoding('utf8').on('data', (d: string) => {
